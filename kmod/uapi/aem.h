@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * AEM — asynchronous event mechanism: the user/kernel ABI.
+ *
+ * This header is the only definition of the shared-memory and ioctl ABI.
+ * The kernel module, libaem (both backends) and goaem's Go view all derive
+ * from it; docs/PROTOCOL.md says who writes each field and which barrier
+ * pairs with which.
+ *
+ * Rules that make growth safe:
+ *  - every struct has a fixed size, explicit padding and reserved fields;
+ *  - setup rejects unknown flags and non-zero reserved fields (-EINVAL);
+ *  - ring field offsets are published in struct aem_params, never assumed.
+ */
+#ifndef _UAPI_LINUX_AEM_H
+#define _UAPI_LINUX_AEM_H
+
+#ifdef __KERNEL__
+#include <linux/types.h>
+#include <linux/ioctl.h>
+#else
+#include <linux/types.h>
+#include <sys/ioctl.h>
+#endif
+
+#define AEM_API_VERSION		1
+#define AEM_DEVICE_PATH		"/dev/aem"
+
+/* ---------------------------------------------------------------------- */
+/* Limits                                                                 */
+
+#define AEM_MAX_CLASSES		4	/* priority classes; 0 is the most urgent */
+#define AEM_MAX_SQ_ENTRIES	(1U << 16)
+#define AEM_MAX_CQ_ENTRIES	(1U << 20)	/* per class */
+#define AEM_MIN_SLOT_SIZE	64
+#define AEM_MAX_SLOT_SIZE	(1U << 16)
+#define AEM_MAX_SLOTS		(1U << 20)	/* delivery + send slots */
+#define AEM_MAX_BACKLOG		(1U << 22)	/* overflow backlog entries */
+#define AEM_CQE_INLINE		32	/* payload bytes carried in a CQE */
+#define AEM_SQE_INLINE		32	/* payload bytes carried in an SQE */
+#define AEM_MAX_SUBS		(1U << 24)	/* subscriptions per ring */
+
+/* ---------------------------------------------------------------------- */
+/* Setup                                                                  */
+
+/* aem_params.flags */
+#define AEM_SETUP_BOOST		(1U << 0)	/* boost the waiter while urgent events are pending (CAP_SYS_NICE) */
+#define AEM_SETUP_EMBEDDED	(1U << 1)	/* libaem: force the embedded backend */
+#define AEM_SETUP_KERNEL	(1U << 2)	/* libaem: force /dev/aem; fail if absent */
+#define AEM_SETUP_FLAGS_ALL	(AEM_SETUP_BOOST | AEM_SETUP_EMBEDDED | AEM_SETUP_KERNEL)
+
+/* aem_params.features (out) */
+#define AEM_FEAT_CQE_INLINE	(1U << 0)	/* payloads up to AEM_CQE_INLINE bytes sit in the CQE */
+#define AEM_FEAT_SLOT_RING	(1U << 1)	/* payload slots return through the slot ring */
+#define AEM_FEAT_BLOCKING_CALL	(1U << 2)	/* AEM_IOC_CALL */
+#define AEM_FEAT_KERNEL		(1U << 3)	/* backed by the kernel module */
+
+/*
+ * Offsets of one ring's fields, in bytes from the start of the region
+ * named in the comment of each member.  All indices are free-running
+ * __u32 counters; the entry index is (counter & ring_mask).
+ */
+struct aem_ring_offsets {
+	__u32	head;		/* RINGS region: consumer index */
+	__u32	tail;		/* RINGS region: producer index */
+	__u32	ring_mask;	/* RINGS region: entries - 1 (read-only value) */
+	__u32	ring_entries;	/* RINGS region: entries (read-only value) */
+	__u32	flags;		/* RINGS region: AEM_SQ_F_* / AEM_CQ_F_* */
+	__u32	dropped;	/* RINGS region: SQ: SQEs refused; CQ: events dropped */
+	__u32	array;		/* SQ: SQEs in SQES; CQ: CQEs in CQES; slot ring: __u32s in RINGS */
+	__u32	resv;
+};
+
+struct aem_params {
+	__u32	sq_entries;	/* in: SQEs (power of two after rounding up); out: actual */
+	__u32	cq_entries;	/* in: CQEs per class; out: actual */
+	__u32	nr_classes;	/* in: 1..AEM_MAX_CLASSES */
+	__u32	slot_size;	/* in: bytes per payload slot, power of two; out: actual */
+	__u32	slot_count;	/* in: delivery slots (kernel -> user); out: actual */
+	__u32	send_slots;	/* in: send slots (user-owned, user -> kernel) */
+	__u32	backlog_limit;	/* in: overflow backlog bound in events; 0 = default; out: actual */
+	__u32	flags;		/* in: AEM_SETUP_* */
+	__u32	features;	/* out: AEM_FEAT_* */
+	__u32	api_version;	/* out: AEM_API_VERSION */
+	__u32	ring_id;	/* out: this ring's id, the address used by post and call */
+	__u32	resv[5];	/* must be zero */
+	struct aem_ring_offsets sq_off;			/* out */
+	struct aem_ring_offsets cq_off[AEM_MAX_CLASSES];	/* out; unused classes zeroed */
+	struct aem_ring_offsets slot_off;		/* out: slot return ring */
+	__u64	region_size[4];	/* out: bytes of each region, indexed by AEM_REGION_* */
+	__u64	resv2[4];	/* must be zero */
+};
+
+/* mmap regions: offset passed to mmap() is AEM_OFF_<REGION> */
+#define AEM_REGION_RINGS	0	/* indices and flags; slot return ring; read-write */
+#define AEM_REGION_SQES		1	/* struct aem_sqe[sq_entries]; read-write */
+#define AEM_REGION_CQES		2	/* struct aem_cqe[cq_entries] per class; READ-ONLY */
+#define AEM_REGION_PAYLOAD	3	/* slots: send slots first, then delivery slots; read-write */
+#define AEM_NR_REGIONS		4
+
+#define AEM_OFF_RINGS		0x00000000ULL
+#define AEM_OFF_SQES		0x10000000ULL
+#define AEM_OFF_CQES		0x20000000ULL
+#define AEM_OFF_PAYLOAD		0x30000000ULL
+
+/* SQ ring flags (kernel-written) */
+#define AEM_SQ_F_REFUSED	(1U << 0)	/* at least one SQE was refused since setup */
+
+/* CQ ring flags (kernel-written) */
+#define AEM_CQ_F_OVERFLOW	(1U << 0)	/* events wait in the backlog; enter flushes */
+
+/* ---------------------------------------------------------------------- */
+/* Submission queue entry: 64 bytes, one cache line                        */
+
+enum aem_op {
+	AEM_OP_NOP		= 0,	/* result CQE with res 0 */
+	AEM_OP_SUBSCRIBE	= 1,	/* source, prio, user_data (tag), args; result id = subscription id */
+	AEM_OP_UNSUBSCRIBE	= 2,	/* target = subscription id */
+	AEM_OP_WRITEBACK	= 3,	/* target = event token; payload inline or in the event's slot */
+	AEM_OP_POST		= 4,	/* target = address; payload inline or in a send slot */
+	AEM_OP_CALL		= 5,	/* target = address; payload; reply arrives as this SQE's result */
+	AEM_OP_TIMER_SET	= 6,	/* target = timer subscription; timer args: re-arm */
+	AEM_OP_GEN_SET		= 7,	/* target = generator subscription; gen args: new rate/burst/count */
+	AEM_OP_LAST
+};
+
+/* aem_sqe.flags */
+#define AEM_SQE_F_SLOT		(1U << 0)	/* payload is in slot aem_sqe.slot, not inline */
+#define AEM_SQE_F_SILENT	(1U << 1)	/* no result CQE on success (errors are still reported) */
+#define AEM_SQE_FLAGS_ALL	(AEM_SQE_F_SLOT | AEM_SQE_F_SILENT)
+
+/* Event sources (aem_sqe.source for AEM_OP_SUBSCRIBE) */
+enum aem_source {
+	AEM_SRC_NONE		= 0,
+	AEM_SRC_TIMER		= 1,	/* one-shot or periodic timer */
+	AEM_SRC_MSG		= 2,	/* posts and calls addressed to (ring_id, channel) */
+	AEM_SRC_GEN		= 3,	/* synthetic generator */
+	AEM_SRC_PROC		= 4,	/* process fork/exec/exit */
+	AEM_SRC_FD		= 5,	/* socket readiness: accept, readable, hang-up */
+	AEM_SRC_LAST
+};
+
+/* Address of a message endpoint: ring id and channel. */
+#define AEM_ADDR(ring_id, channel)	(((__u64)(ring_id) << 32) | (__u32)(channel))
+#define AEM_ADDR_RING(addr)		((__u32)((addr) >> 32))
+#define AEM_ADDR_CHANNEL(addr)		((__u32)(addr))
+
+struct aem_timer_args {
+	__u64	first_ns;	/* relative delay of the first expiry, > 0 */
+	__u64	interval_ns;	/* 0: one-shot; else period */
+	__u64	resv[2];
+};
+
+struct aem_gen_args {
+	__u64	rate;		/* events per second; 0 = as fast as the ring takes them */
+	__u64	count;		/* total events; 0 = unbounded */
+	__u32	burst;		/* events produced per step, >= 1 */
+	__u32	payload_len;	/* bytes per event, <= slot_size */
+	__u64	resv;
+};
+
+/* AEM_SRC_PROC event mask */
+#define AEM_PROC_FORK		(1U << 0)
+#define AEM_PROC_EXEC		(1U << 1)
+#define AEM_PROC_EXIT		(1U << 2)
+#define AEM_PROC_ALL		(AEM_PROC_FORK | AEM_PROC_EXEC | AEM_PROC_EXIT)
+
+struct aem_proc_args {
+	__u32	events;		/* AEM_PROC_* */
+	__u32	pid;		/* 0: every process; else only this pid and its children */
+	__u64	resv[3];
+};
+
+/* AEM_SRC_FD event mask */
+#define AEM_FD_ACCEPT		(1U << 0)	/* listening socket has a connection */
+#define AEM_FD_READABLE		(1U << 1)
+#define AEM_FD_HANGUP		(1U << 2)
+#define AEM_FD_ALL		(AEM_FD_ACCEPT | AEM_FD_READABLE | AEM_FD_HANGUP)
+
+struct aem_fd_args {
+	__s32	fd;
+	__u32	events;		/* AEM_FD_* */
+	__u64	resv[3];
+};
+
+struct aem_msg_args {
+	__u32	channel;	/* unique per ring */
+	__u32	resv0;
+	__u64	resv[3];
+};
+
+struct aem_sqe {
+	__u8	opcode;		/* enum aem_op */
+	__u8	flags;		/* AEM_SQE_F_* */
+	__u8	prio;		/* priority class: subscribe, post, call */
+	__u8	source;		/* enum aem_source: subscribe */
+	__u32	len;		/* payload bytes (inline or in slot) */
+	__u64	user_data;	/* echoed in the result CQE; tag of a new subscription */
+	__u64	target;		/* subscription id, event token or address, per opcode */
+	__u32	slot;		/* payload slot when AEM_SQE_F_SLOT */
+	__u32	arg;		/* call: timeout in ms (0 = AEM_CALL_DEFAULT_TIMEOUT_MS); else 0 */
+	union {
+		__u8			data[AEM_SQE_INLINE];	/* inline payload */
+		struct aem_timer_args	timer;
+		struct aem_gen_args	gen;
+		struct aem_proc_args	proc;
+		struct aem_fd_args	fd;
+		struct aem_msg_args	msg;
+	};
+};
+
+#define AEM_CALL_DEFAULT_TIMEOUT_MS	5000
+
+/* ---------------------------------------------------------------------- */
+/* Completion queue entry: 64 bytes, one cache line                       */
+
+/* aem_cqe.flags */
+#define AEM_CQE_F_RESULT	(1U << 0)	/* answers an SQE: user_data is the SQE's */
+#define AEM_CQE_F_SLOT		(1U << 1)	/* payload in slot aem_cqe.slot (res bytes); release or write back */
+#define AEM_CQE_F_CALL		(1U << 2)	/* a call: the caller waits for a writeback to id */
+#define AEM_CQE_F_FINAL		(1U << 3)	/* last event of its subscription; the id is dead */
+#define AEM_CQE_F_TRUNC		(1U << 4)	/* payload was cut to fit */
+
+struct aem_cqe {
+	__u64	user_data;	/* event: the subscription's tag; result: the SQE's user_data */
+	__u64	id;		/* event: token for writeback; result of SUBSCRIBE: subscription id */
+	__s32	res;		/* >= 0: payload bytes; < 0: -errno for a refused SQE */
+	__u32	flags;		/* AEM_CQE_F_* */
+	__u32	slot;		/* payload slot when AEM_CQE_F_SLOT */
+	__u8	source;		/* enum aem_source of the event */
+	__u8	prio;		/* class it was delivered in */
+	__u16	resv;
+	__u8	data[AEM_CQE_INLINE];	/* inline payload when !AEM_CQE_F_SLOT */
+};
+
+/*
+ * Tokens and ids: bits 0..31 index, 32..55 generation, 56..63 kind.
+ * Zero is never a valid id.
+ */
+#define AEM_ID_KIND_SUB		1	/* a subscription */
+#define AEM_ID_KIND_CALL	2	/* a pending call */
+#define AEM_ID_KIND(id)		((__u32)((id) >> 56))
+
+/* ---------------------------------------------------------------------- */
+/* Event payloads written by sources                                      */
+
+/* AEM_SRC_TIMER: 16 bytes inline */
+struct aem_timer_event {
+	__u64	expirations;	/* periods elapsed since the last delivery (>= 1) */
+	__u64	now_ns;		/* CLOCK_MONOTONIC at expiry */
+};
+
+/* AEM_SRC_GEN: first 16 bytes of every payload; the rest is filler */
+struct aem_gen_event {
+	__u64	seq;		/* 0, 1, 2, ... per subscription */
+	__u64	now_ns;		/* CLOCK_MONOTONIC when produced */
+};
+
+/* AEM_SRC_PROC: in a slot (or inline when slot_size allows) */
+struct aem_proc_event {
+	__u32	what;		/* one AEM_PROC_* bit */
+	__s32	pid;
+	__s32	ppid;
+	__s32	exit_code;	/* exit: wait status */
+	char	comm[16];
+	char	filename[64];	/* exec: the file executed, NUL terminated */
+};
+
+/* AEM_SRC_FD: 8 bytes inline */
+struct aem_fd_event {
+	__s32	fd;
+	__u32	events;		/* AEM_FD_* that became true */
+};
+
+/* ---------------------------------------------------------------------- */
+/* ioctls on the ring fd                                                  */
+
+/* AEM_IOC_ENTER flags */
+#define AEM_ENTER_GETEVENTS	(1U << 0)	/* wait for min_complete CQEs */
+#define AEM_ENTER_FLAGS_ALL	(AEM_ENTER_GETEVENTS)
+
+struct aem_enter {
+	__u32	to_submit;	/* SQEs to consume */
+	__u32	min_complete;	/* with GETEVENTS: CQEs (all classes) to wait for */
+	__u32	flags;		/* AEM_ENTER_* */
+	__u32	submitted;	/* out: SQEs consumed (refused ones included) */
+	__s64	timeout_ns;	/* < 0: no timeout; 0: do not sleep */
+	__u64	resv[2];	/* must be zero */
+};
+
+struct aem_sub_stats {
+	__u64	id;		/* in: subscription id */
+	__u64	produced;	/* out: events the source produced */
+	__u64	delivered;	/* out: events written to a CQ ring */
+	__u64	backlog;	/* out: events waiting in the overflow backlog */
+	__u64	dropped;	/* out: events dropped past the backlog bound */
+	__u64	resv[3];
+};
+
+/* Refusals, counted per reason; indexed by AEM_REFUSE_* */
+enum aem_refuse {
+	AEM_REFUSE_OPCODE	= 0,	/* unknown opcode */
+	AEM_REFUSE_FIELD	= 1,	/* bad flags, reserved field or argument */
+	AEM_REFUSE_ID		= 2,	/* unknown, expired or foreign id */
+	AEM_REFUSE_SLOT		= 3,	/* slot out of range or not owned by user space */
+	AEM_REFUSE_INDEX	= 4,	/* a ring index moved backwards or beyond the ring */
+	AEM_REFUSE_NOMEM	= 5,	/* out of subscriptions, slots or memory */
+	AEM_REFUSE_NR		= 8
+};
+
+struct aem_ring_stats {
+	__u64	sqes;			/* SQEs consumed */
+	__u64	refused[AEM_REFUSE_NR];	/* SQEs and slot releases refused, by reason */
+	__u64	produced;		/* all events */
+	__u64	delivered;
+	__u64	backlog;
+	__u64	dropped;
+	__u64	subscriptions;		/* active */
+	__u64	slots_free;		/* delivery slots the kernel holds */
+	__u64	resv[8];
+};
+
+struct aem_call_args {
+	__u64	addr;		/* AEM_ADDR(ring, channel) */
+	__u64	req;		/* pointer to request bytes */
+	__u64	resp;		/* pointer to reply buffer */
+	__u32	req_len;
+	__u32	resp_cap;
+	__u32	resp_len;	/* out: reply bytes (may exceed resp_cap: truncated) */
+	__u32	timeout_ms;	/* 0 = AEM_CALL_DEFAULT_TIMEOUT_MS */
+	__u8	prio;
+	__u8	resv0[7];
+	__u64	resv[2];	/* must be zero */
+};
+
+#define AEM_IOC_MAGIC		0xAE
+#define AEM_IOC_SETUP		_IOWR(AEM_IOC_MAGIC, 0x01, struct aem_params)
+#define AEM_IOC_ENTER		_IOWR(AEM_IOC_MAGIC, 0x02, struct aem_enter)
+#define AEM_IOC_SUB_STATS	_IOWR(AEM_IOC_MAGIC, 0x03, struct aem_sub_stats)
+#define AEM_IOC_RING_STATS	_IOR(AEM_IOC_MAGIC, 0x04, struct aem_ring_stats)
+#define AEM_IOC_CALL		_IOWR(AEM_IOC_MAGIC, 0x05, struct aem_call_args)
+
+#endif /* _UAPI_LINUX_AEM_H */

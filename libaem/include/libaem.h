@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libaem: set up an AEM ring, fill SQEs, reap CQEs, wait.
+ *
+ * The same API runs over two backends, chosen at setup:
+ *  - kernel:   /dev/aem (the aem module); rings are the module's pages;
+ *  - embedded: the ring core runs inside this process; rings live in
+ *              memfd-backed shared memory, waiting is a futex, and an
+ *              eventfd makes the ring pollable.
+ * Order of choice: AEM_SETUP_KERNEL / AEM_SETUP_EMBEDDED in params.flags,
+ * else the environment variable AEM_BACKEND=kernel|embedded, else kernel
+ * when /dev/aem exists, else embedded.  Asking for kernel where there is no
+ * module fails with -ENODEV; it never falls back.
+ *
+ * Functions return 0 or a count on success and -errno on failure; they
+ * never set errno.  Fast-path helpers are static inline below; ffi.c
+ * exports them as real symbols for bindings that cannot inline.
+ */
+#ifndef LIBAEM_H
+#define LIBAEM_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "aem.h"		/* the ABI: kmod/uapi/aem.h */
+#include "libaem_barrier.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum aem_backend {
+	AEM_BACKEND_KERNEL	= 1,
+	AEM_BACKEND_EMBEDDED	= 2,
+};
+
+/* User-space view of the submission ring.  k* point into shared memory. */
+struct aem_sq {
+	unsigned	*khead;		/* written by the kernel side */
+	unsigned	*ktail;		/* written by us: store-release publishes SQEs */
+	unsigned	*kflags;
+	unsigned	*kdropped;
+	unsigned	ring_mask;
+	unsigned	ring_entries;
+	struct aem_sqe	*sqes;
+	unsigned	sqe_head;	/* local: first SQE not yet published */
+	unsigned	sqe_tail;	/* local: next SQE to hand out */
+};
+
+/* User-space view of one completion ring (one per priority class). */
+struct aem_cq {
+	unsigned		*khead;		/* written by us: store-release frees CQEs */
+	unsigned		*ktail;		/* written by the kernel side */
+	unsigned		*kflags;	/* AEM_CQ_F_* */
+	unsigned		*kdropped;
+	unsigned		ring_mask;
+	unsigned		ring_entries;
+	const struct aem_cqe	*cqes;		/* read-only mapping */
+};
+
+/* Slot return ring: delivery slots go back to the kernel side in batches. */
+struct aem_slot_ring {
+	unsigned	*khead;		/* written by the kernel side */
+	unsigned	*ktail;		/* written by us */
+	unsigned	ring_mask;
+	unsigned	ring_entries;
+	uint32_t	*array;
+	unsigned	local_tail;	/* releases queued, not yet published */
+};
+
+struct aem_ring {
+	struct aem_sq		sq;
+	struct aem_cq		cq[AEM_MAX_CLASSES];
+	struct aem_slot_ring	slots;
+	unsigned		nr_classes;
+	unsigned		features;	/* AEM_FEAT_* */
+	unsigned		ring_id;	/* address of this ring for post/call */
+	uint8_t			*payload;	/* PAYLOAD region */
+	unsigned		slot_size;
+	unsigned		slot_count;	/* delivery slots */
+	unsigned		send_slots;	/* send slots: indices [0, send_slots) */
+	int			fd;		/* pollable: device fd or eventfd */
+	enum aem_backend	backend;
+	void			*region[AEM_NR_REGIONS];
+	size_t			region_size[AEM_NR_REGIONS];
+	void			*priv;		/* backend state */
+};
+
+/* ---------------------------------------------------------------------- */
+/* Setup                                                                  */
+
+/* Zero @p, then fill the fields you care about; zero means "default". */
+int aem_setup(struct aem_params *p, struct aem_ring *ring);
+void aem_teardown(struct aem_ring *ring);
+const char *aem_backend_name(const struct aem_ring *ring);
+
+/* Defaults applied by aem_setup() to zero fields. */
+#define AEM_DEFAULT_SQ_ENTRIES	1024
+#define AEM_DEFAULT_CQ_ENTRIES	4096
+#define AEM_DEFAULT_CLASSES	2
+#define AEM_DEFAULT_SLOT_SIZE	256
+#define AEM_DEFAULT_SLOTS	1024
+#define AEM_DEFAULT_SEND_SLOTS	64
+
+/* ---------------------------------------------------------------------- */
+/* Submission                                                             */
+
+/* Next free SQE, zeroed, or NULL when the SQ ring is full (submit first). */
+static inline struct aem_sqe *aem_get_sqe(struct aem_ring *ring)
+{
+	struct aem_sq *sq = &ring->sq;
+	unsigned head = aem_load_acquire(sq->khead);	/* pairs with the core's head release */
+	struct aem_sqe *sqe;
+
+	if (sq->sqe_tail - head >= sq->ring_entries)
+		return NULL;
+	sqe = &sq->sqes[sq->sqe_tail & sq->ring_mask];
+	sq->sqe_tail++;
+	memset(sqe, 0, sizeof(*sqe));
+	return sqe;
+}
+
+/* Publish every SQE handed out so far; returns how many. No system call. */
+static inline unsigned aem_sq_flush(struct aem_ring *ring)
+{
+	struct aem_sq *sq = &ring->sq;
+	unsigned n = sq->sqe_tail - sq->sqe_head;
+
+	if (n) {
+		sq->sqe_head = sq->sqe_tail;
+		aem_store_release(sq->ktail, sq->sqe_tail);	/* pairs with the core's tail acquire */
+	}
+	return n;
+}
+
+static inline void aem_sqe_set_data(struct aem_sqe *sqe, uint64_t user_data)
+{
+	sqe->user_data = user_data;
+}
+
+static inline void aem_prep_nop(struct aem_sqe *sqe)
+{
+	sqe->opcode = AEM_OP_NOP;
+}
+
+static inline void aem_prep_subscribe_timer(struct aem_sqe *sqe, uint64_t first_ns,
+					    uint64_t interval_ns, unsigned prio, uint64_t tag)
+{
+	sqe->opcode = AEM_OP_SUBSCRIBE;
+	sqe->source = AEM_SRC_TIMER;
+	sqe->prio = (uint8_t)prio;
+	sqe->user_data = tag;
+	sqe->timer.first_ns = first_ns;
+	sqe->timer.interval_ns = interval_ns;
+}
+
+static inline void aem_prep_subscribe_gen(struct aem_sqe *sqe, uint64_t rate, uint64_t count,
+					  unsigned burst, unsigned payload_len,
+					  unsigned prio, uint64_t tag)
+{
+	sqe->opcode = AEM_OP_SUBSCRIBE;
+	sqe->source = AEM_SRC_GEN;
+	sqe->prio = (uint8_t)prio;
+	sqe->user_data = tag;
+	sqe->gen.rate = rate;
+	sqe->gen.count = count;
+	sqe->gen.burst = burst;
+	sqe->gen.payload_len = payload_len;
+}
+
+static inline void aem_prep_subscribe_msg(struct aem_sqe *sqe, unsigned channel,
+					  unsigned prio, uint64_t tag)
+{
+	sqe->opcode = AEM_OP_SUBSCRIBE;
+	sqe->source = AEM_SRC_MSG;
+	sqe->prio = (uint8_t)prio;
+	sqe->user_data = tag;
+	sqe->msg.channel = channel;
+}
+
+static inline void aem_prep_subscribe_proc(struct aem_sqe *sqe, unsigned events, int pid,
+					   unsigned prio, uint64_t tag)
+{
+	sqe->opcode = AEM_OP_SUBSCRIBE;
+	sqe->source = AEM_SRC_PROC;
+	sqe->prio = (uint8_t)prio;
+	sqe->user_data = tag;
+	sqe->proc.events = events;
+	sqe->proc.pid = (uint32_t)pid;
+}
+
+static inline void aem_prep_subscribe_fd(struct aem_sqe *sqe, int fd, unsigned events,
+					 unsigned prio, uint64_t tag)
+{
+	sqe->opcode = AEM_OP_SUBSCRIBE;
+	sqe->source = AEM_SRC_FD;
+	sqe->prio = (uint8_t)prio;
+	sqe->user_data = tag;
+	sqe->fd.fd = fd;
+	sqe->fd.events = events;
+}
+
+static inline void aem_prep_unsubscribe(struct aem_sqe *sqe, uint64_t sub_id)
+{
+	sqe->opcode = AEM_OP_UNSUBSCRIBE;
+	sqe->target = sub_id;
+}
+
+/* Inline payload of at most AEM_SQE_INLINE bytes; longer: use the _slot form. */
+static inline void __aem_prep_data(struct aem_sqe *sqe, const void *data, unsigned len)
+{
+	sqe->len = len;
+	if (len <= AEM_SQE_INLINE && data)
+		memcpy(sqe->data, data, len);
+}
+
+static inline void aem_prep_writeback(struct aem_sqe *sqe, uint64_t token,
+				      const void *data, unsigned len)
+{
+	sqe->opcode = AEM_OP_WRITEBACK;
+	sqe->target = token;
+	__aem_prep_data(sqe, data, len);
+}
+
+/* Write back @len bytes modified in place in the event's own slot. */
+static inline void aem_prep_writeback_slot(struct aem_sqe *sqe, uint64_t token,
+					   unsigned slot, unsigned len)
+{
+	sqe->opcode = AEM_OP_WRITEBACK;
+	sqe->flags |= AEM_SQE_F_SLOT;
+	sqe->target = token;
+	sqe->slot = slot;
+	sqe->len = len;
+}
+
+static inline void aem_prep_post(struct aem_sqe *sqe, uint64_t addr, const void *data,
+				 unsigned len, unsigned prio)
+{
+	sqe->opcode = AEM_OP_POST;
+	sqe->target = addr;
+	sqe->prio = (uint8_t)prio;
+	__aem_prep_data(sqe, data, len);
+}
+
+/* Post @len bytes from send slot @slot (index < ring->send_slots). */
+static inline void aem_prep_post_slot(struct aem_sqe *sqe, uint64_t addr, unsigned slot,
+				      unsigned len, unsigned prio)
+{
+	sqe->opcode = AEM_OP_POST;
+	sqe->flags |= AEM_SQE_F_SLOT;
+	sqe->target = addr;
+	sqe->slot = slot;
+	sqe->len = len;
+	sqe->prio = (uint8_t)prio;
+}
+
+/* Asynchronous call: the reply is the result CQE of this SQE. */
+static inline void aem_prep_call(struct aem_sqe *sqe, uint64_t addr, const void *data,
+				 unsigned len, unsigned prio, unsigned timeout_ms)
+{
+	sqe->opcode = AEM_OP_CALL;
+	sqe->target = addr;
+	sqe->prio = (uint8_t)prio;
+	sqe->arg = timeout_ms;
+	__aem_prep_data(sqe, data, len);
+}
+
+static inline void aem_prep_timer_set(struct aem_sqe *sqe, uint64_t sub_id,
+				      uint64_t first_ns, uint64_t interval_ns)
+{
+	sqe->opcode = AEM_OP_TIMER_SET;
+	sqe->target = sub_id;
+	sqe->timer.first_ns = first_ns;
+	sqe->timer.interval_ns = interval_ns;
+}
+
+static inline void aem_prep_gen_set(struct aem_sqe *sqe, uint64_t sub_id, uint64_t rate,
+				    uint64_t count, unsigned burst, unsigned payload_len)
+{
+	sqe->opcode = AEM_OP_GEN_SET;
+	sqe->target = sub_id;
+	sqe->gen.rate = rate;
+	sqe->gen.count = count;
+	sqe->gen.burst = burst;
+	sqe->gen.payload_len = payload_len;
+}
+
+/* Publish and hand the SQEs to the kernel side; returns SQEs consumed. */
+int aem_submit(struct aem_ring *ring);
+/* Submit, then wait until @wait_nr CQEs (all classes) are ready or @timeout_ns passes (-1: forever). */
+int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns);
+
+/* ---------------------------------------------------------------------- */
+/* Completion                                                             */
+
+/* CQEs ready in class @cls. One acquire load of the tail. */
+static inline unsigned aem_cq_ready(const struct aem_ring *ring, unsigned cls)
+{
+	const struct aem_cq *cq = &ring->cq[cls];
+
+	return aem_load_acquire(cq->ktail) - *cq->khead;	/* pairs with the core's tail release */
+}
+
+/*
+ * Fill @cqes with up to @max pointers to ready CQEs of class @cls, oldest
+ * first; returns how many.  They stay valid until aem_cq_advance().
+ */
+static inline unsigned aem_peek_batch(const struct aem_ring *ring, unsigned cls,
+				      const struct aem_cqe **cqes, unsigned max)
+{
+	const struct aem_cq *cq = &ring->cq[cls];
+	unsigned head = *cq->khead;
+	unsigned n = aem_load_acquire(cq->ktail) - head;	/* pairs with the core's tail release */
+	unsigned i;
+
+	if (n > max)
+		n = max;
+	for (i = 0; i < n; i++)
+		cqes[i] = &cq->cqes[(head + i) & cq->ring_mask];
+	return n;
+}
+
+/* Free @n CQEs of class @cls for reuse: one store-release for the batch. */
+static inline void aem_cq_advance(struct aem_ring *ring, unsigned cls, unsigned n)
+{
+	struct aem_cq *cq = &ring->cq[cls];
+
+	if (n)
+		aem_store_release(cq->khead, *cq->khead + n);	/* pairs with the core's head acquire */
+}
+
+/* Payload of @cqe: inline bytes or its slot. *len gets the byte count. */
+static inline void *aem_cqe_payload(const struct aem_ring *ring, const struct aem_cqe *cqe,
+				    unsigned *len)
+{
+	unsigned n = cqe->res < 0 ? 0 : (unsigned)cqe->res;
+
+	if (cqe->flags & AEM_CQE_F_SLOT) {
+		if (cqe->slot >= ring->send_slots + ring->slot_count || n > ring->slot_size) {
+			*len = 0;
+			return NULL;
+		}
+		*len = n;
+		return ring->payload + (size_t)cqe->slot * ring->slot_size;
+	}
+	*len = n > AEM_CQE_INLINE ? AEM_CQE_INLINE : n;
+	return (void *)cqe->data;
+}
+
+/* Send slot @slot (< send_slots) for building a post or call payload. */
+static inline void *aem_send_slot(const struct aem_ring *ring, unsigned slot)
+{
+	return slot < ring->send_slots ? ring->payload + (size_t)slot * ring->slot_size : NULL;
+}
+
+/*
+ * Queue delivery slot @slot for return to the kernel side; it becomes
+ * visible at aem_release_commit().  Returns -EAGAIN when the slot ring is
+ * full (commit, then submit or wait, and retry).
+ */
+static inline int aem_release_slot(struct aem_ring *ring, unsigned slot)
+{
+	struct aem_slot_ring *sr = &ring->slots;
+
+	if (sr->local_tail - aem_load_acquire(sr->khead) >= sr->ring_entries)
+		return -EAGAIN;
+	sr->array[sr->local_tail & sr->ring_mask] = slot;
+	sr->local_tail++;
+	return 0;
+}
+
+static inline void aem_release_commit(struct aem_ring *ring)
+{
+	aem_store_release(ring->slots.ktail, ring->slots.local_tail);	/* pairs with the core's slot-ring acquire */
+}
+
+/* Wait until @min CQEs (all classes) or an urgent one are ready; -ETIME on timeout, -EINTR. */
+int aem_wait(struct aem_ring *ring, unsigned min, int64_t timeout_ns);
+
+/* The fd to poll/epoll for readability when CQEs are ready. */
+static inline int aem_ring_fd(const struct aem_ring *ring)
+{
+	return ring->fd;
+}
+
+/*
+ * Rearm the pollable fd after draining (embedded: reads the eventfd
+ * counter; kernel: no-op).  Call before re-checking the rings and polling.
+ */
+int aem_ring_fd_drain(struct aem_ring *ring);
+
+/* ---------------------------------------------------------------------- */
+/* Calls, statistics                                                      */
+
+/*
+ * Blocking call to the AEM_SRC_MSG subscriber at @addr: returns the reply
+ * length (which may exceed @resp_cap: the reply was truncated) or -errno
+ * (-ETIMEDOUT, -ENOENT, -ECONNRESET, -EINTR).  @ring is any ring of the
+ * caller's (it selects the backend).
+ */
+int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req_len,
+	     void *resp, unsigned resp_cap, unsigned prio, unsigned timeout_ms);
+
+int aem_sub_stats(struct aem_ring *ring, uint64_t sub_id, struct aem_sub_stats *st);
+int aem_ring_stats(struct aem_ring *ring, struct aem_ring_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBAEM_H */
