@@ -1,0 +1,178 @@
+// Package peers holds the transports that AEM is measured against: the ways
+// a Linux program can move events from producers to a consumer, or make a
+// round trip, without AEM. Each stands behind Transport, as AEM's own
+// transport does, so that every scenario runs the same code for all of them.
+//
+// The hot loops of the C peers run entirely in C: one cgo call moves every
+// event of a run and returns counts and nanoseconds, so the cgo crossing is
+// paid once per run and does not pollute the peer.
+package peers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrUnsupported is returned by a transport for a measurement it cannot make
+// (a round trip over io_uring NOPs, say). Scenarios skip those.
+var ErrUnsupported = errors.ErrUnsupported
+
+// Transport names.
+const (
+	NameAEM          = "aem"
+	NameChan         = "chan"
+	NameURingMsgRing = "io_uring_msg_ring"
+	NameURingNop     = "io_uring_nop"
+	NameEventfdShm   = "eventfd_shm"
+	NamePipe         = "pipe"
+	NameUnixDgram    = "unix_dgram"
+	NameSPSCRing     = "spsc_ring"
+	NameFutexPong    = "futex_pingpong"
+	NameSpinPong     = "spin_pingpong"
+)
+
+// Names lists every peer, in the order tables show them. AEM is not a peer.
+func Names() []string {
+	return []string{
+		NameChan, NameURingMsgRing, NameURingNop, NameEventfdShm, NamePipe,
+		NameUnixDgram, NameSPSCRing, NameFutexPong, NameSpinPong,
+	}
+}
+
+// DefaultPayload is the payload of the design's 32-byte event: a 16-byte
+// header (sequence, send time) and 16 bytes of data.
+const DefaultPayload = 16
+
+// EventSize is the size of one record carrying payload bytes.
+func EventSize(payload int) int {
+	size := (16 + payload + 7) &^ 7
+	return max(size, 32)
+}
+
+// Params describes one measured run. Every run is bounded by Duration, and
+// by Events when that is not zero.
+type Params struct {
+	Events      uint64        // events (or round trips) over all producers; 0: no bound
+	Duration    time.Duration // producers stop this long after the start
+	Batch       int           // events per publish, submit or write
+	Payload     int           // bytes after the 16-byte header
+	Producers   int           // posting threads or goroutines
+	Rate        float64       // events/s over all producers; 0: flat out
+	SampleEvery int           // record the latency of every n-th event; 0: none
+	MaxSamples  int           // at most this many samples
+	Busy        bool          // consumers (and callers) spin rather than sleep
+}
+
+// Normalized fills the defaults in and checks the ranges.
+func (p Params) Normalized() (Params, error) {
+	if p.Duration <= 0 {
+		return p, fmt.Errorf("duration %v: must be positive", p.Duration)
+	}
+	if p.Batch <= 0 {
+		p.Batch = 1
+	}
+	if p.Producers <= 0 {
+		p.Producers = 1
+	}
+	if p.Producers > MaxProducers {
+		return p, fmt.Errorf("producers %d: at most %d", p.Producers, MaxProducers)
+	}
+	if p.Payload < 0 || p.Payload > MaxPayload {
+		return p, fmt.Errorf("payload %d: must be within 0..%d", p.Payload, MaxPayload)
+	}
+	if p.Rate < 0 {
+		return p, fmt.Errorf("rate %v: must not be negative", p.Rate)
+	}
+	if p.SampleEvery < 0 {
+		p.SampleEvery = 0
+	}
+	if p.SampleEvery > 0 && p.MaxSamples <= 0 {
+		p.MaxSamples = 1 << 20
+	}
+	return p, nil
+}
+
+// Limits shared with the C side.
+const (
+	MaxProducers = 64
+	MaxPayload   = 1 << 16
+)
+
+// Result is what a run measured.
+type Result struct {
+	Events   uint64        // consumed and verified (or round trips completed)
+	Produced uint64        // sent by the producers
+	Dropped  uint64        // refused or lost by the transport
+	Errors   uint64        // out of order or corrupted
+	Elapsed  time.Duration // first send to last receive
+	Samples  []int64       // latencies in ns, as sampled
+}
+
+// Lost is how many produced events neither arrived nor were counted as
+// dropped.
+func (r Result) Lost() uint64 {
+	if r.Events+r.Dropped >= r.Produced {
+		return 0
+	}
+	return r.Produced - r.Events - r.Dropped
+}
+
+// TimerParams describes a timer run: Active timers armed far in the future
+// and never firing, while Hot timers fire and re-arm at once, flat out, for
+// Duration.
+type TimerParams struct {
+	Active   int
+	Hot      int
+	Duration time.Duration
+}
+
+// SubResult is what a subscription run measured.
+type SubResult struct {
+	Subscriptions int
+	Elapsed       time.Duration // to make them all
+	BytesPer      float64       // memory per subscription
+}
+
+// Transport is one way of moving events. A transport that cannot make a
+// measurement returns ErrUnsupported for it.
+type Transport interface {
+	Name() string
+	// Stream moves events from p.Producers producers to one consumer
+	// (the throughput, latency and fan-in scenarios).
+	Stream(p Params) (Result, error)
+	// Call makes round trips: request, handler changes the payload,
+	// reply; p.Busy chooses busy-polling over blocking.
+	Call(p Params) (Result, error)
+	// Timers counts hot-timer firings while tp.Active timers wait.
+	Timers(tp TimerParams) (Result, error)
+	// Priority sends urgent events at p.Rate and records their latency,
+	// under a flood of low-class events when flood is set.
+	Priority(p Params, flood bool) (Result, error)
+	// Subscribe makes n idle subscriptions, measures them, removes them.
+	Subscribe(n int) (SubResult, error)
+	Close() error
+}
+
+// Unsupported answers ErrUnsupported to everything; transports embed it and
+// override what they can do.
+type Unsupported struct{}
+
+func (Unsupported) Stream(Params) (Result, error)         { return Result{}, ErrUnsupported }
+func (Unsupported) Call(Params) (Result, error)           { return Result{}, ErrUnsupported }
+func (Unsupported) Timers(TimerParams) (Result, error)    { return Result{}, ErrUnsupported }
+func (Unsupported) Priority(Params, bool) (Result, error) { return Result{}, ErrUnsupported }
+func (Unsupported) Subscribe(int) (SubResult, error)      { return SubResult{}, ErrUnsupported }
+func (Unsupported) Close() error                          { return nil }
+
+// New returns the peer called name.
+func New(name string) (Transport, error) {
+	switch name {
+	case NameChan:
+		return &Chan{}, nil
+	case NameURingMsgRing, NameURingNop, NameEventfdShm, NamePipe,
+		NameUnixDgram, NameSPSCRing, NameFutexPong, NameSpinPong:
+		return newCPeer(name)
+	}
+	return nil, fmt.Errorf("unknown peer %q (known: %v)", name, Names())
+}
