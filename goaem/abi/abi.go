@@ -1,0 +1,351 @@
+// Package abi is the Go view of the AEM user/kernel ABI defined in
+// kmod/uapi/aem.h. Every struct here has the size, field offsets and
+// alignment of its C twin; every constant has the C value. The test in this
+// package checks both against the C header through a cgo helper
+// (layout_cgo.go), so a change to the header that is not mirrored here fails
+// `go test`.
+//
+// Each field carries an `aem:"name"` tag naming its C member; the layout test
+// uses the tags to pair fields with offsetof() values.
+package abi
+
+import "unsafe"
+
+// Version and limits.
+const (
+	APIVersion = 1
+
+	MaxClasses    = 4
+	MaxSQEntries  = 1 << 16
+	MaxCQEntries  = 1 << 20
+	MinSlotSize   = 64
+	MaxSlotSize   = 1 << 16
+	MaxSlots      = 1 << 20
+	MaxBacklog    = 1 << 22
+	CQEInline     = 32
+	SQEInline     = 32
+	MaxSubs       = 1 << 24
+	NrRegions     = 4
+	DefaultCallMS = 5000
+)
+
+// Setup flags (Params.Flags) and features (Params.Features).
+const (
+	SetupBoost    = 1 << 0
+	SetupEmbedded = 1 << 1
+	SetupKernel   = 1 << 2
+	SetupFlagsAll = SetupBoost | SetupEmbedded | SetupKernel
+
+	FeatCQEInline    = 1 << 0
+	FeatSlotRing     = 1 << 1
+	FeatBlockingCall = 1 << 2
+	FeatKernel       = 1 << 3
+)
+
+// mmap regions, indexed as Params.RegionSize, and their mmap offsets.
+const (
+	RegionRings   = 0
+	RegionSQEs    = 1
+	RegionCQEs    = 2
+	RegionPayload = 3
+
+	OffRings   = 0x00000000
+	OffSQEs    = 0x10000000
+	OffCQEs    = 0x20000000
+	OffPayload = 0x30000000
+)
+
+// Ring flag words.
+const (
+	SQFRefused  = 1 << 0
+	CQFOverflow = 1 << 0
+)
+
+// Opcodes (enum aem_op).
+const (
+	OpNop         = 0
+	OpSubscribe   = 1
+	OpUnsubscribe = 2
+	OpWriteback   = 3
+	OpPost        = 4
+	OpCall        = 5
+	OpTimerSet    = 6
+	OpGenSet      = 7
+	OpLast        = 8
+)
+
+// SQE flags.
+const (
+	SQEFSlot     = 1 << 0
+	SQEFSilent   = 1 << 1
+	SQEFlagsAll  = SQEFSlot | SQEFSilent
+	CQEFResult   = 1 << 0
+	CQEFSlot     = 1 << 1
+	CQEFCall     = 1 << 2
+	CQEFFinal    = 1 << 3
+	CQEFTrunc    = 1 << 4
+	IDKindSub    = 1
+	IDKindCall   = 2
+	EnterGetEvts = 1 << 0
+)
+
+// Event sources (enum aem_source).
+const (
+	SrcNone  = 0
+	SrcTimer = 1
+	SrcMsg   = 2
+	SrcGen   = 3
+	SrcProc  = 4
+	SrcFD    = 5
+	SrcLast  = 6
+)
+
+// Source event masks.
+const (
+	ProcFork = 1 << 0
+	ProcExec = 1 << 1
+	ProcExit = 1 << 2
+	ProcAll  = ProcFork | ProcExec | ProcExit
+
+	FDAccept   = 1 << 0
+	FDReadable = 1 << 1
+	FDHangup   = 1 << 2
+	FDAll      = FDAccept | FDReadable | FDHangup
+)
+
+// Refusal reasons (enum aem_refuse), indices into RingStats.Refused.
+const (
+	RefuseOpcode = 0
+	RefuseField  = 1
+	RefuseID     = 2
+	RefuseSlot   = 3
+	RefuseIndex  = 4
+	RefuseNomem  = 5
+	RefuseNr     = 8
+)
+
+// Addr builds AEM_ADDR(ring, channel).
+func Addr(ring, channel uint32) uint64 { return uint64(ring)<<32 | uint64(channel) }
+
+// IDKind is AEM_ID_KIND(id).
+func IDKind(id uint64) uint32 { return uint32(id >> 56) }
+
+// RingOffsets is struct aem_ring_offsets.
+type RingOffsets struct {
+	Head        uint32 `aem:"head"`
+	Tail        uint32 `aem:"tail"`
+	RingMask    uint32 `aem:"ring_mask"`
+	RingEntries uint32 `aem:"ring_entries"`
+	Flags       uint32 `aem:"flags"`
+	Dropped     uint32 `aem:"dropped"`
+	Array       uint32 `aem:"array"`
+	Resv        uint32 `aem:"resv"`
+}
+
+// Params is struct aem_params.
+type Params struct {
+	SQEntries    uint32                  `aem:"sq_entries"`
+	CQEntries    uint32                  `aem:"cq_entries"`
+	NrClasses    uint32                  `aem:"nr_classes"`
+	SlotSize     uint32                  `aem:"slot_size"`
+	SlotCount    uint32                  `aem:"slot_count"`
+	SendSlots    uint32                  `aem:"send_slots"`
+	BacklogLimit uint32                  `aem:"backlog_limit"`
+	Flags        uint32                  `aem:"flags"`
+	Features     uint32                  `aem:"features"`
+	APIVersion   uint32                  `aem:"api_version"`
+	RingID       uint32                  `aem:"ring_id"`
+	Resv         [5]uint32               `aem:"resv"`
+	SQOff        RingOffsets             `aem:"sq_off"`
+	CQOff        [MaxClasses]RingOffsets `aem:"cq_off"`
+	SlotOff      RingOffsets             `aem:"slot_off"`
+	RegionSize   [NrRegions]uint64       `aem:"region_size"`
+	Resv2        [4]uint64               `aem:"resv2"`
+}
+
+// TimerArgs is struct aem_timer_args.
+type TimerArgs struct {
+	FirstNS    uint64    `aem:"first_ns"`
+	IntervalNS uint64    `aem:"interval_ns"`
+	Resv       [2]uint64 `aem:"resv"`
+}
+
+// GenArgs is struct aem_gen_args.
+type GenArgs struct {
+	Rate       uint64 `aem:"rate"`
+	Count      uint64 `aem:"count"`
+	Burst      uint32 `aem:"burst"`
+	PayloadLen uint32 `aem:"payload_len"`
+	Resv       uint64 `aem:"resv"`
+}
+
+// ProcArgs is struct aem_proc_args.
+type ProcArgs struct {
+	Events uint32    `aem:"events"`
+	Pid    uint32    `aem:"pid"`
+	Resv   [3]uint64 `aem:"resv"`
+}
+
+// FDArgs is struct aem_fd_args.
+type FDArgs struct {
+	FD     int32     `aem:"fd"`
+	Events uint32    `aem:"events"`
+	Resv   [3]uint64 `aem:"resv"`
+}
+
+// MsgArgs is struct aem_msg_args.
+type MsgArgs struct {
+	Channel uint32    `aem:"channel"`
+	Resv0   uint32    `aem:"resv0"`
+	Resv    [3]uint64 `aem:"resv"`
+}
+
+// SQE is struct aem_sqe: 64 bytes. Data is the anonymous union; the typed
+// accessors (Timer, Gen, ...) view it as one of the argument structs.
+type SQE struct {
+	Opcode   uint8            `aem:"opcode"`
+	Flags    uint8            `aem:"flags"`
+	Prio     uint8            `aem:"prio"`
+	Source   uint8            `aem:"source"`
+	Len      uint32           `aem:"len"`
+	UserData uint64           `aem:"user_data"`
+	Target   uint64           `aem:"target"`
+	Slot     uint32           `aem:"slot"`
+	Arg      uint32           `aem:"arg"`
+	Data     [SQEInline]uint8 `aem:"data"`
+}
+
+// SQEUnionMembers names the members of aem_sqe's union; each sits at the
+// offset of Data.
+var SQEUnionMembers = []string{"timer", "gen", "proc", "fd", "msg"}
+
+// Timer views the union as struct aem_timer_args.
+func (s *SQE) Timer() *TimerArgs { return (*TimerArgs)(unsafe.Pointer(&s.Data)) }
+
+// Gen views the union as struct aem_gen_args.
+func (s *SQE) Gen() *GenArgs { return (*GenArgs)(unsafe.Pointer(&s.Data)) }
+
+// Proc views the union as struct aem_proc_args.
+func (s *SQE) Proc() *ProcArgs { return (*ProcArgs)(unsafe.Pointer(&s.Data)) }
+
+// FD views the union as struct aem_fd_args.
+func (s *SQE) FD() *FDArgs { return (*FDArgs)(unsafe.Pointer(&s.Data)) }
+
+// Msg views the union as struct aem_msg_args.
+func (s *SQE) Msg() *MsgArgs { return (*MsgArgs)(unsafe.Pointer(&s.Data)) }
+
+// CQE is struct aem_cqe: 64 bytes.
+type CQE struct {
+	UserData uint64           `aem:"user_data"`
+	ID       uint64           `aem:"id"`
+	Res      int32            `aem:"res"`
+	Flags    uint32           `aem:"flags"`
+	Slot     uint32           `aem:"slot"`
+	Source   uint8            `aem:"source"`
+	Prio     uint8            `aem:"prio"`
+	Resv     uint16           `aem:"resv"`
+	Data     [CQEInline]uint8 `aem:"data"`
+}
+
+// TimerEvent is struct aem_timer_event, the inline payload of a timer event.
+type TimerEvent struct {
+	Expirations uint64 `aem:"expirations"`
+	NowNS       uint64 `aem:"now_ns"`
+}
+
+// GenEvent is struct aem_gen_event, the head of every generator payload.
+type GenEvent struct {
+	Seq   uint64 `aem:"seq"`
+	NowNS uint64 `aem:"now_ns"`
+}
+
+// ProcEvent is struct aem_proc_event.
+type ProcEvent struct {
+	What     uint32   `aem:"what"`
+	Pid      int32    `aem:"pid"`
+	Ppid     int32    `aem:"ppid"`
+	ExitCode int32    `aem:"exit_code"`
+	Comm     [16]byte `aem:"comm"`
+	Filename [64]byte `aem:"filename"`
+}
+
+// FDEvent is struct aem_fd_event.
+type FDEvent struct {
+	FD     int32  `aem:"fd"`
+	Events uint32 `aem:"events"`
+}
+
+// Enter is struct aem_enter (AEM_IOC_ENTER).
+type Enter struct {
+	ToSubmit    uint32    `aem:"to_submit"`
+	MinComplete uint32    `aem:"min_complete"`
+	Flags       uint32    `aem:"flags"`
+	Submitted   uint32    `aem:"submitted"`
+	TimeoutNS   int64     `aem:"timeout_ns"`
+	Resv        [2]uint64 `aem:"resv"`
+}
+
+// SubStats is struct aem_sub_stats (AEM_IOC_SUB_STATS).
+type SubStats struct {
+	ID        uint64    `aem:"id"`
+	Produced  uint64    `aem:"produced"`
+	Delivered uint64    `aem:"delivered"`
+	Backlog   uint64    `aem:"backlog"`
+	Dropped   uint64    `aem:"dropped"`
+	Resv      [3]uint64 `aem:"resv"`
+}
+
+// RingStats is struct aem_ring_stats (AEM_IOC_RING_STATS).
+type RingStats struct {
+	SQEs          uint64           `aem:"sqes"`
+	Refused       [RefuseNr]uint64 `aem:"refused"`
+	Produced      uint64           `aem:"produced"`
+	Delivered     uint64           `aem:"delivered"`
+	Backlog       uint64           `aem:"backlog"`
+	Dropped       uint64           `aem:"dropped"`
+	Subscriptions uint64           `aem:"subscriptions"`
+	SlotsFree     uint64           `aem:"slots_free"`
+	Resv          [8]uint64        `aem:"resv"`
+}
+
+// CallArgs is struct aem_call_args (AEM_IOC_CALL).
+type CallArgs struct {
+	Addr      uint64    `aem:"addr"`
+	Req       uint64    `aem:"req"`
+	Resp      uint64    `aem:"resp"`
+	ReqLen    uint32    `aem:"req_len"`
+	RespCap   uint32    `aem:"resp_cap"`
+	RespLen   uint32    `aem:"resp_len"`
+	TimeoutMS uint32    `aem:"timeout_ms"`
+	Prio      uint8     `aem:"prio"`
+	Resv0     [7]uint8  `aem:"resv0"`
+	Resv      [2]uint64 `aem:"resv"`
+}
+
+// ioctl numbers, built as the kernel's _IOWR/_IOR do.
+const (
+	iocNrBits    = 8
+	iocTypeBits  = 8
+	iocSizeBits  = 14
+	iocNrShift   = 0
+	iocTypeShift = iocNrShift + iocNrBits
+	iocSizeShift = iocTypeShift + iocTypeBits
+	iocDirShift  = iocSizeShift + iocSizeBits
+	iocWrite     = 1
+	iocRead      = 2
+
+	IocMagic = 0xAE
+)
+
+func ioc(dir, nr, size uintptr) uintptr {
+	return dir<<iocDirShift | IocMagic<<iocTypeShift | nr<<iocNrShift | size<<iocSizeShift
+}
+
+// ioctl request numbers on the ring fd.
+var (
+	IocSetup     = ioc(iocRead|iocWrite, 0x01, unsafe.Sizeof(Params{}))
+	IocEnter     = ioc(iocRead|iocWrite, 0x02, unsafe.Sizeof(Enter{}))
+	IocSubStats  = ioc(iocRead|iocWrite, 0x03, unsafe.Sizeof(SubStats{}))
+	IocRingStats = ioc(iocRead, 0x04, unsafe.Sizeof(RingStats{}))
+	IocCall      = ioc(iocRead|iocWrite, 0x05, unsafe.Sizeof(CallArgs{}))
+)

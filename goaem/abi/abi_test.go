@@ -1,0 +1,140 @@
+package abi_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// Every Go struct of the ABI, with the C struct it mirrors.
+var structs = []struct {
+	c  string
+	gov any
+}{
+	{"aem_ring_offsets", abi.RingOffsets{}},
+	{"aem_params", abi.Params{}},
+	{"aem_timer_args", abi.TimerArgs{}},
+	{"aem_gen_args", abi.GenArgs{}},
+	{"aem_proc_args", abi.ProcArgs{}},
+	{"aem_fd_args", abi.FDArgs{}},
+	{"aem_msg_args", abi.MsgArgs{}},
+	{"aem_sqe", abi.SQE{}},
+	{"aem_cqe", abi.CQE{}},
+	{"aem_timer_event", abi.TimerEvent{}},
+	{"aem_gen_event", abi.GenEvent{}},
+	{"aem_proc_event", abi.ProcEvent{}},
+	{"aem_fd_event", abi.FDEvent{}},
+	{"aem_enter", abi.Enter{}},
+	{"aem_sub_stats", abi.SubStats{}},
+	{"aem_ring_stats", abi.RingStats{}},
+	{"aem_call_args", abi.CallArgs{}},
+}
+
+func TestLayoutMatchesHeader(t *testing.T) {
+	c := abi.CFacts()
+	seen := map[string]bool{}
+	for _, s := range structs {
+		t.Run(s.c, func(t *testing.T) {
+			typ := reflect.TypeOf(s.gov)
+			size, ok := c[s.c]
+			require.True(t, ok, "C fact table lacks struct %s", s.c)
+			seen[s.c], seen[s.c+"#align"] = true, true
+			assert.Equal(t, size, uint64(typ.Size()), "sizeof(struct %s)", s.c)
+			assert.Equal(t, c[s.c+"#align"], uint64(typ.Align()), "_Alignof(struct %s)", s.c)
+			for i := 0; i < typ.NumField(); i++ {
+				f := typ.Field(i)
+				name := s.c + "." + f.Tag.Get("aem")
+				off, ok := c[name]
+				if assert.True(t, ok, "Go field %s.%s (%s) has no C member", typ.Name(), f.Name, name) {
+					assert.Equal(t, off, uint64(f.Offset), "offsetof(%s)", name)
+					seen[name] = true
+				}
+			}
+		})
+	}
+	// The union members of aem_sqe all sit where Data does, and each argument
+	// struct fits in it.
+	data, _ := reflect.TypeOf(abi.SQE{}).FieldByName("Data")
+	for _, m := range abi.SQEUnionMembers {
+		name := "aem_sqe." + m
+		assert.Equal(t, uint64(data.Offset), c[name], "offsetof(%s)", name)
+		seen[name] = true
+	}
+	for _, a := range []any{abi.TimerArgs{}, abi.GenArgs{}, abi.ProcArgs{}, abi.FDArgs{}, abi.MsgArgs{}} {
+		assert.LessOrEqual(t, reflect.TypeOf(a).Size(), data.Type.Size(), "%T must fit the SQE union", a)
+	}
+	// Every struct row of the C table was compared: a member added to the
+	// header but not to the Go view fails here.
+	for name := range c {
+		if isStructFact(name) {
+			assert.True(t, seen[name], "C fact %s has no Go counterpart", name)
+		}
+	}
+}
+
+func isStructFact(name string) bool { return len(name) > 4 && name[:4] == "aem_" }
+
+func TestConstantsMatchHeader(t *testing.T) {
+	c := abi.CFacts()
+	consts := map[string]uint64{
+		"AEM_API_VERSION": abi.APIVersion, "AEM_MAX_CLASSES": abi.MaxClasses,
+		"AEM_MAX_SQ_ENTRIES": abi.MaxSQEntries, "AEM_MAX_CQ_ENTRIES": abi.MaxCQEntries,
+		"AEM_MIN_SLOT_SIZE": abi.MinSlotSize, "AEM_MAX_SLOT_SIZE": abi.MaxSlotSize,
+		"AEM_MAX_SLOTS": abi.MaxSlots, "AEM_MAX_BACKLOG": abi.MaxBacklog,
+		"AEM_CQE_INLINE": abi.CQEInline, "AEM_SQE_INLINE": abi.SQEInline,
+		"AEM_MAX_SUBS": abi.MaxSubs, "AEM_NR_REGIONS": abi.NrRegions,
+		"AEM_CALL_DEFAULT_TIMEOUT_MS": abi.DefaultCallMS,
+		"AEM_SETUP_BOOST": abi.SetupBoost, "AEM_SETUP_EMBEDDED": abi.SetupEmbedded,
+		"AEM_SETUP_KERNEL": abi.SetupKernel, "AEM_SETUP_FLAGS_ALL": abi.SetupFlagsAll,
+		"AEM_FEAT_CQE_INLINE": abi.FeatCQEInline, "AEM_FEAT_SLOT_RING": abi.FeatSlotRing,
+		"AEM_FEAT_BLOCKING_CALL": abi.FeatBlockingCall, "AEM_FEAT_KERNEL": abi.FeatKernel,
+		"AEM_REGION_RINGS": abi.RegionRings, "AEM_REGION_SQES": abi.RegionSQEs,
+		"AEM_REGION_CQES": abi.RegionCQEs, "AEM_REGION_PAYLOAD": abi.RegionPayload,
+		"AEM_OFF_RINGS": abi.OffRings, "AEM_OFF_SQES": abi.OffSQEs,
+		"AEM_OFF_CQES": abi.OffCQEs, "AEM_OFF_PAYLOAD": abi.OffPayload,
+		"AEM_SQ_F_REFUSED": abi.SQFRefused, "AEM_CQ_F_OVERFLOW": abi.CQFOverflow,
+		"AEM_OP_NOP": abi.OpNop, "AEM_OP_SUBSCRIBE": abi.OpSubscribe,
+		"AEM_OP_UNSUBSCRIBE": abi.OpUnsubscribe, "AEM_OP_WRITEBACK": abi.OpWriteback,
+		"AEM_OP_POST": abi.OpPost, "AEM_OP_CALL": abi.OpCall, "AEM_OP_TIMER_SET": abi.OpTimerSet,
+		"AEM_OP_GEN_SET": abi.OpGenSet, "AEM_OP_LAST": abi.OpLast,
+		"AEM_SQE_F_SLOT": abi.SQEFSlot, "AEM_SQE_F_SILENT": abi.SQEFSilent,
+		"AEM_SQE_FLAGS_ALL": abi.SQEFlagsAll,
+		"AEM_SRC_NONE": abi.SrcNone, "AEM_SRC_TIMER": abi.SrcTimer, "AEM_SRC_MSG": abi.SrcMsg,
+		"AEM_SRC_GEN": abi.SrcGen, "AEM_SRC_PROC": abi.SrcProc, "AEM_SRC_FD": abi.SrcFD,
+		"AEM_SRC_LAST": abi.SrcLast,
+		"AEM_PROC_FORK": abi.ProcFork, "AEM_PROC_EXEC": abi.ProcExec, "AEM_PROC_EXIT": abi.ProcExit,
+		"AEM_PROC_ALL": abi.ProcAll,
+		"AEM_FD_ACCEPT": abi.FDAccept, "AEM_FD_READABLE": abi.FDReadable, "AEM_FD_HANGUP": abi.FDHangup,
+		"AEM_FD_ALL": abi.FDAll,
+		"AEM_CQE_F_RESULT": abi.CQEFResult, "AEM_CQE_F_SLOT": abi.CQEFSlot, "AEM_CQE_F_CALL": abi.CQEFCall,
+		"AEM_CQE_F_FINAL": abi.CQEFFinal, "AEM_CQE_F_TRUNC": abi.CQEFTrunc,
+		"AEM_ID_KIND_SUB": abi.IDKindSub, "AEM_ID_KIND_CALL": abi.IDKindCall,
+		"AEM_ENTER_GETEVENTS": abi.EnterGetEvts,
+		"AEM_REFUSE_OPCODE": abi.RefuseOpcode, "AEM_REFUSE_FIELD": abi.RefuseField,
+		"AEM_REFUSE_ID": abi.RefuseID, "AEM_REFUSE_SLOT": abi.RefuseSlot,
+		"AEM_REFUSE_INDEX": abi.RefuseIndex, "AEM_REFUSE_NOMEM": abi.RefuseNomem,
+		"AEM_REFUSE_NR": abi.RefuseNr,
+		"AEM_IOC_MAGIC": abi.IocMagic,
+		"AEM_IOC_SETUP": uint64(abi.IocSetup), "AEM_IOC_ENTER": uint64(abi.IocEnter),
+		"AEM_IOC_SUB_STATS": uint64(abi.IocSubStats), "AEM_IOC_RING_STATS": uint64(abi.IocRingStats),
+		"AEM_IOC_CALL": uint64(abi.IocCall),
+		"AEM_ADDR(0x12345678,0x9abcdef0)": abi.Addr(0x12345678, 0x9abcdef0),
+	}
+	for name, want := range consts {
+		got, ok := c[name]
+		if assert.True(t, ok, "C fact table lacks %s", name) {
+			assert.Equal(t, got, want, "%s: C value vs Go constant", name)
+		}
+	}
+	for name := range c {
+		if !isStructFact(name) {
+			_, ok := consts[name]
+			assert.True(t, ok, "C constant %s is not checked against Go", name)
+		}
+	}
+	assert.Equal(t, uint32(2), abi.IDKind(uint64(2)<<56|42))
+}

@@ -1,0 +1,127 @@
+//go:build cgo
+
+package abi
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../kmod/uapi
+#include <stddef.h>
+#include "aem.h"
+
+struct goaem_fact {
+	const char		*name;
+	unsigned long long	value;
+};
+
+// One row per struct (its sizeof and _Alignof), per member (offsetof) and per
+// constant, so the Go test can compare the whole ABI in one crossing.
+#define S(s)		{ #s, sizeof(struct s) }, { #s "#align", _Alignof(struct s) }
+#define F(s, f)		{ #s "." #f, offsetof(struct s, f) }
+#define K(c)		{ #c, (unsigned long long)(c) }
+
+static const struct goaem_fact goaem_facts[] = {
+	S(aem_ring_offsets), F(aem_ring_offsets, head), F(aem_ring_offsets, tail),
+	F(aem_ring_offsets, ring_mask), F(aem_ring_offsets, ring_entries),
+	F(aem_ring_offsets, flags), F(aem_ring_offsets, dropped),
+	F(aem_ring_offsets, array), F(aem_ring_offsets, resv),
+
+	S(aem_params), F(aem_params, sq_entries), F(aem_params, cq_entries),
+	F(aem_params, nr_classes), F(aem_params, slot_size), F(aem_params, slot_count),
+	F(aem_params, send_slots), F(aem_params, backlog_limit), F(aem_params, flags),
+	F(aem_params, features), F(aem_params, api_version), F(aem_params, ring_id),
+	F(aem_params, resv), F(aem_params, sq_off), F(aem_params, cq_off),
+	F(aem_params, slot_off), F(aem_params, region_size), F(aem_params, resv2),
+
+	S(aem_timer_args), F(aem_timer_args, first_ns), F(aem_timer_args, interval_ns),
+	F(aem_timer_args, resv),
+
+	S(aem_gen_args), F(aem_gen_args, rate), F(aem_gen_args, count),
+	F(aem_gen_args, burst), F(aem_gen_args, payload_len), F(aem_gen_args, resv),
+
+	S(aem_proc_args), F(aem_proc_args, events), F(aem_proc_args, pid),
+	F(aem_proc_args, resv),
+
+	S(aem_fd_args), F(aem_fd_args, fd), F(aem_fd_args, events), F(aem_fd_args, resv),
+
+	S(aem_msg_args), F(aem_msg_args, channel), F(aem_msg_args, resv0),
+	F(aem_msg_args, resv),
+
+	S(aem_sqe), F(aem_sqe, opcode), F(aem_sqe, flags), F(aem_sqe, prio),
+	F(aem_sqe, source), F(aem_sqe, len), F(aem_sqe, user_data), F(aem_sqe, target),
+	F(aem_sqe, slot), F(aem_sqe, arg), F(aem_sqe, data), F(aem_sqe, timer),
+	F(aem_sqe, gen), F(aem_sqe, proc), F(aem_sqe, fd), F(aem_sqe, msg),
+
+	S(aem_cqe), F(aem_cqe, user_data), F(aem_cqe, id), F(aem_cqe, res),
+	F(aem_cqe, flags), F(aem_cqe, slot), F(aem_cqe, source), F(aem_cqe, prio),
+	F(aem_cqe, resv), F(aem_cqe, data),
+
+	S(aem_timer_event), F(aem_timer_event, expirations), F(aem_timer_event, now_ns),
+	S(aem_gen_event), F(aem_gen_event, seq), F(aem_gen_event, now_ns),
+
+	S(aem_proc_event), F(aem_proc_event, what), F(aem_proc_event, pid),
+	F(aem_proc_event, ppid), F(aem_proc_event, exit_code), F(aem_proc_event, comm),
+	F(aem_proc_event, filename),
+
+	S(aem_fd_event), F(aem_fd_event, fd), F(aem_fd_event, events),
+
+	S(aem_enter), F(aem_enter, to_submit), F(aem_enter, min_complete),
+	F(aem_enter, flags), F(aem_enter, submitted), F(aem_enter, timeout_ns),
+	F(aem_enter, resv),
+
+	S(aem_sub_stats), F(aem_sub_stats, id), F(aem_sub_stats, produced),
+	F(aem_sub_stats, delivered), F(aem_sub_stats, backlog), F(aem_sub_stats, dropped),
+	F(aem_sub_stats, resv),
+
+	S(aem_ring_stats), F(aem_ring_stats, sqes), F(aem_ring_stats, refused),
+	F(aem_ring_stats, produced), F(aem_ring_stats, delivered),
+	F(aem_ring_stats, backlog), F(aem_ring_stats, dropped),
+	F(aem_ring_stats, subscriptions), F(aem_ring_stats, slots_free),
+	F(aem_ring_stats, resv),
+
+	S(aem_call_args), F(aem_call_args, addr), F(aem_call_args, req),
+	F(aem_call_args, resp), F(aem_call_args, req_len), F(aem_call_args, resp_cap),
+	F(aem_call_args, resp_len), F(aem_call_args, timeout_ms), F(aem_call_args, prio),
+	F(aem_call_args, resv0), F(aem_call_args, resv),
+
+	K(AEM_API_VERSION), K(AEM_MAX_CLASSES), K(AEM_MAX_SQ_ENTRIES),
+	K(AEM_MAX_CQ_ENTRIES), K(AEM_MIN_SLOT_SIZE), K(AEM_MAX_SLOT_SIZE),
+	K(AEM_MAX_SLOTS), K(AEM_MAX_BACKLOG), K(AEM_CQE_INLINE), K(AEM_SQE_INLINE),
+	K(AEM_MAX_SUBS), K(AEM_NR_REGIONS), K(AEM_CALL_DEFAULT_TIMEOUT_MS),
+	K(AEM_SETUP_BOOST), K(AEM_SETUP_EMBEDDED), K(AEM_SETUP_KERNEL), K(AEM_SETUP_FLAGS_ALL),
+	K(AEM_FEAT_CQE_INLINE), K(AEM_FEAT_SLOT_RING), K(AEM_FEAT_BLOCKING_CALL), K(AEM_FEAT_KERNEL),
+	K(AEM_REGION_RINGS), K(AEM_REGION_SQES), K(AEM_REGION_CQES), K(AEM_REGION_PAYLOAD),
+	K(AEM_OFF_RINGS), K(AEM_OFF_SQES), K(AEM_OFF_CQES), K(AEM_OFF_PAYLOAD),
+	K(AEM_SQ_F_REFUSED), K(AEM_CQ_F_OVERFLOW),
+	K(AEM_OP_NOP), K(AEM_OP_SUBSCRIBE), K(AEM_OP_UNSUBSCRIBE), K(AEM_OP_WRITEBACK),
+	K(AEM_OP_POST), K(AEM_OP_CALL), K(AEM_OP_TIMER_SET), K(AEM_OP_GEN_SET), K(AEM_OP_LAST),
+	K(AEM_SQE_F_SLOT), K(AEM_SQE_F_SILENT), K(AEM_SQE_FLAGS_ALL),
+	K(AEM_SRC_NONE), K(AEM_SRC_TIMER), K(AEM_SRC_MSG), K(AEM_SRC_GEN), K(AEM_SRC_PROC),
+	K(AEM_SRC_FD), K(AEM_SRC_LAST),
+	K(AEM_PROC_FORK), K(AEM_PROC_EXEC), K(AEM_PROC_EXIT), K(AEM_PROC_ALL),
+	K(AEM_FD_ACCEPT), K(AEM_FD_READABLE), K(AEM_FD_HANGUP), K(AEM_FD_ALL),
+	K(AEM_CQE_F_RESULT), K(AEM_CQE_F_SLOT), K(AEM_CQE_F_CALL), K(AEM_CQE_F_FINAL),
+	K(AEM_CQE_F_TRUNC), K(AEM_ID_KIND_SUB), K(AEM_ID_KIND_CALL),
+	K(AEM_ENTER_GETEVENTS),
+	K(AEM_REFUSE_OPCODE), K(AEM_REFUSE_FIELD), K(AEM_REFUSE_ID), K(AEM_REFUSE_SLOT),
+	K(AEM_REFUSE_INDEX), K(AEM_REFUSE_NOMEM), K(AEM_REFUSE_NR),
+	K(AEM_IOC_MAGIC), K(AEM_IOC_SETUP), K(AEM_IOC_ENTER), K(AEM_IOC_SUB_STATS),
+	K(AEM_IOC_RING_STATS), K(AEM_IOC_CALL),
+	{ "AEM_ADDR(0x12345678,0x9abcdef0)", AEM_ADDR(0x12345678, 0x9abcdef0) },
+};
+
+static unsigned goaem_nfacts(void) { return sizeof(goaem_facts) / sizeof(goaem_facts[0]); }
+static struct goaem_fact goaem_fact(unsigned i) { return goaem_facts[i]; }
+*/
+import "C"
+
+// CFacts returns the C header's view of the ABI: "struct" and "struct#align"
+// give sizeof and _Alignof, "struct.member" gives offsetof, an upper-case
+// name gives a constant's value. Only tests need it.
+func CFacts() map[string]uint64 {
+	n := int(C.goaem_nfacts())
+	m := make(map[string]uint64, n)
+	for i := 0; i < n; i++ {
+		f := C.goaem_fact(C.unsigned(i))
+		m[C.GoString(f.name)] = uint64(f.value)
+	}
+	return m
+}
