@@ -14,6 +14,7 @@
 #define BP_H
 
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -95,6 +96,22 @@ static inline void bp_relax(void)
 #else
 	atomic_signal_fence(memory_order_seq_cst);
 #endif
+}
+
+/*
+ * One step of a wait for another thread: pause, and every
+ * BP_SPINS_PER_YIELD steps give the CPU away.  On two cores shared with
+ * other work a spinning waiter often sits on the CPU of the very thread it
+ * waits for; without the yield each hand-over would cost a time slice.
+ */
+#define BP_SPINS_PER_YIELD 256
+
+static inline void bp_spin(uint32_t *spins)
+{
+	if (++*spins % BP_SPINS_PER_YIELD == 0)
+		sched_yield();
+	else
+		bp_relax();
 }
 
 static inline uint32_t bp_event_size(uint32_t payload)

@@ -119,18 +119,22 @@ static int bp_futex_send(struct bp_call *k)
 
 static int bp_spin_call(struct bp_call *k)
 {
+	uint32_t spins = 0;
+
 	memcpy(k->slot, k->req, k->esize);
 	atomic_store_explicit(&k->turn, 1, memory_order_release);
 	while (atomic_load_explicit(&k->turn, memory_order_acquire) == 1)
-		bp_relax();
+		bp_spin(&spins);
 	memcpy(k->rep, k->slot, k->esize);
 	return 0;
 }
 
 static int bp_spin_recv(struct bp_call *k)
 {
+	uint32_t spins = 0;
+
 	while (atomic_load_explicit(&k->turn, memory_order_acquire) == 0)
-		bp_relax();
+		bp_spin(&spins);
 	memcpy(k->sreq, k->slot, k->esize);
 	return 1;
 }
@@ -314,6 +318,7 @@ static int bp_uring_recv(struct io_uring *ring, bool busy, uint64_t *seq,
 			 uint32_t *val)
 {
 	struct io_uring_cqe *cqe;
+	uint32_t spins = 0;
 	int ret;
 
 	for (;;) {
@@ -324,7 +329,7 @@ static int bp_uring_recv(struct io_uring *ring, bool busy, uint64_t *seq,
 		if (!ret)
 			break;
 		if (ret == -EAGAIN && busy) {
-			bp_relax();
+			bp_spin(&spins);
 			continue;
 		}
 		if (ret != -EINTR)
@@ -402,8 +407,10 @@ static void bp_ring_put(struct bp_ring *ring, uint64_t *tail, const uint8_t *ev)
 
 static void bp_ring_get(struct bp_ring *ring, uint64_t *head, uint8_t *ev)
 {
+	uint32_t spins = 0;
+
 	while (atomic_load_explicit(&ring->tail, memory_order_acquire) == *head)
-		bp_relax();
+		bp_spin(&spins);
 	memcpy(ev, bp_ring_slot(ring, *head), ring->esize);
 	(*head)++;
 	atomic_store_explicit(&ring->head, *head, memory_order_release);

@@ -95,7 +95,7 @@ static int bp_shm_produce(struct bp_stream *s, struct bp_prod *pr)
 	const struct bp_params *p = s->p;
 	uint64_t tail = 0, head = 0;
 	uint64_t entries = (uint64_t)ring->mask + 1;
-	uint32_t n, i;
+	uint32_t n, i, spins = 0;
 
 	while ((n = bp_prod_next(pr))) {
 		if (n > entries)
@@ -105,7 +105,7 @@ static int bp_shm_produce(struct bp_stream *s, struct bp_prod *pr)
 			head = atomic_load_explicit(&ring->head,
 						    memory_order_acquire);
 			if (tail + n - head > entries)
-				bp_relax();
+				bp_spin(&spins);
 		}
 		for (i = 0; i < n; i++) {
 			uint64_t k = pr->sent + i;
@@ -176,6 +176,7 @@ static int bp_shm_consume(struct bp_stream *s, struct bp_cons *c)
 	struct bp_shm *shm = s->priv;
 	uint64_t heads[BP_MAX_PRODUCERS] = { 0 };
 	uint64_t val;
+	uint32_t spins = 0;
 
 	for (;;) {
 		if (bp_shm_drain(s, c, heads))
@@ -187,7 +188,7 @@ static int bp_shm_consume(struct bp_stream *s, struct bp_cons *c)
 			continue;
 		}
 		if (shm->efd < 0) {
-			bp_relax();
+			bp_spin(&spins);
 			continue;
 		}
 		atomic_store_explicit(&shm->sleeping, 1, memory_order_relaxed);

@@ -108,11 +108,12 @@ static void *bp_producer_main(void *arg)
 	struct bp_thread *t = arg;
 	struct bp_stream *s = t->s;
 	struct bp_prod pr;
+	uint32_t spins = 0;
 	bool last;
 
 	atomic_fetch_add(&s->ready, 1);
 	while (!atomic_load_explicit(&s->go, memory_order_acquire))
-		bp_relax();
+		bp_spin(&spins);
 	bp_prod_init(&pr, s->p, t->id, s->nprod, s->start);
 	if (!s->abort)
 		t->err = s->ops->produce(s, &pr);
@@ -187,7 +188,7 @@ int bp_stream_run(int kind, const struct bp_params *p, struct bp_result *r)
 		started++;
 	}
 	while (atomic_load(&s->ready) < s->nprod)
-		bp_relax();
+		sched_yield();
 	bp_cons_init(&c, p, r);
 	s->start = bp_now();
 	atomic_store_explicit(&s->go, 1, memory_order_release);

@@ -116,6 +116,8 @@ static void bp_uring_teardown(struct bp_stream *s)
 /* Wait until n more events fit in the consumer's CQ, then claim them. */
 static void bp_uring_reserve(struct bp_uring *u, uint32_t n)
 {
+	uint32_t spins = 0;
+
 	for (;;) {
 		uint64_t posted = atomic_load(&u->posted);
 		uint64_t consumed = atomic_load_explicit(&u->consumed,
@@ -125,7 +127,7 @@ static void bp_uring_reserve(struct bp_uring *u, uint32_t n)
 		    atomic_compare_exchange_weak(&u->posted, &posted,
 						 posted + n))
 			return;
-		bp_relax();
+		bp_spin(&spins);
 	}
 }
 
@@ -254,6 +256,7 @@ static int bp_uring_consume(struct bp_stream *s, struct bp_cons *c)
 	struct io_uring_cqe *cqes[BP_CQ_BATCH];
 	uint64_t seen = 0;
 	bool ended = false;
+	uint32_t spins = 0;
 	unsigned n, i;
 
 	for (;;) {
@@ -286,7 +289,7 @@ static int bp_uring_consume(struct bp_stream *s, struct bp_cons *c)
 		    atomic_load(&s->produced))
 			return 0;
 		if (s->p->busy || ended) {
-			bp_relax();
+			bp_spin(&spins);
 		} else {
 			struct io_uring_cqe *cqe;
 			int ret = io_uring_wait_cqe(&u->cring, &cqe);

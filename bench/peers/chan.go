@@ -56,6 +56,15 @@ func checkEvent(ev *chanEvent, payload int, arena []byte) bool {
 	return ev.data[0] == b && ev.data[payload-1] == b
 }
 
+// spinYield lets other goroutines run every so often in a busy-poll loop:
+// a spinning goroutine that never yields can hold the P the goroutine it waits
+// for is queued on (the C peers' sched_yield does the same for threads).
+func spinYield(spins int) {
+	if spins%256 == 0 {
+		runtime.Gosched()
+	}
+}
+
 // pacer spaces sends at a rate; a zero pacer never waits.
 type pacer struct {
 	start    time.Time
@@ -231,11 +240,12 @@ func (c *Chan) Call(p Params) (Result, error) {
 			var ok bool
 			if p.Busy {
 			poll:
-				for {
+				for spins := 1; ; spins++ {
 					select {
 					case ev, ok = <-req:
 						break poll
 					default:
+						spinYield(spins)
 					}
 				}
 			} else {
@@ -268,11 +278,12 @@ func (c *Chan) Call(p Params) (Result, error) {
 		req <- ev
 		if p.Busy {
 		wait:
-			for {
+			for spins := 1; ; spins++ {
 				select {
 				case ev = <-rep:
 					break wait
 				default:
+					spinYield(spins)
 				}
 			}
 		} else {

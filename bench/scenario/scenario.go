@@ -1,0 +1,365 @@
+// Package scenario runs aembench's measurements: each scenario, on each
+// transport (AEM or a peer), with a warm-up, and turns what the transport
+// measured into result rows. cmd/aembench prints the rows; the Go benchmarks
+// in bench/ run the same steps.
+package scenario
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/aem-dev/aem/bench/peers"
+)
+
+// Scenario names.
+const (
+	Throughput    = "throughput"
+	Latency       = "latency"
+	Call          = "call"
+	FanIn         = "fanin"
+	Timers        = "timers"
+	Priority      = "priority"
+	Subscriptions = "subscriptions"
+)
+
+// Names lists the scenarios in the order they run.
+func Names() []string {
+	return []string{Throughput, Latency, Call, FanIn, Timers, Priority, Subscriptions}
+}
+
+// Backends AEM can run on.
+const (
+	BackendAuto     = "auto"
+	BackendEmbedded = "embedded"
+	BackendKernel   = "kernel"
+	// BackendNone is the backend column of a peer's row.
+	BackendNone = "none"
+)
+
+// Config is one aembench invocation's measurement plan.
+type Config struct {
+	Backend    string
+	Duration   time.Duration // each measured run
+	Warmup     time.Duration // an unmeasured run before each measured one; 0: none
+	Producers  int           // fan-in producers
+	Batches    []int         // throughput batch sizes
+	Batch      int           // fan-in batch; latency batch when BatchSet
+	BatchSet   bool          // --batch given: latency uses it too
+	Payload    int
+	Rate       float64 // latency events/s, and priority's urgent events/s
+	Scenarios  []string
+	Transports []string
+	// MaxSubscriptions bounds the subscriptions and timers sweeps.
+	MaxSubscriptions int
+}
+
+// Default returns the configuration `make run` uses: every scenario, every
+// transport, briefly, within about a minute.
+func Default() Config {
+	return Config{
+		Backend:          BackendAuto,
+		Duration:         300 * time.Millisecond,
+		Warmup:           100 * time.Millisecond,
+		Producers:        4,
+		Batches:          []int{64},
+		Batch:            64,
+		Payload:          peers.DefaultPayload,
+		Rate:             10000,
+		Scenarios:        Names(),
+		Transports:       AllTransports(),
+		MaxSubscriptions: 1_000_000,
+	}
+}
+
+// AllTransports is AEM and every peer.
+func AllTransports() []string {
+	return append([]string{peers.NameAEM}, peers.Names()...)
+}
+
+// Row is one result line. Its JSON form has exactly the documented fields.
+type Row struct {
+	Scenario             string  `json:"scenario"` // family/variant, e.g. throughput/batch=64
+	Backend              string  `json:"backend"`
+	Transport            string  `json:"transport"`
+	Events               uint64  `json:"events"`
+	Seconds              float64 `json:"seconds"`
+	EventsPerSec         float64 `json:"events_per_sec"`
+	P50                  int64   `json:"p50_ns"`
+	P99                  int64   `json:"p99_ns"`
+	P999                 int64   `json:"p999_ns"`
+	Max                  int64   `json:"max_ns"`
+	Dropped              uint64  `json:"dropped"`
+	AllocsPerEvent       float64 `json:"allocs_per_event"`
+	BytesPerSubscription float64 `json:"bytes_per_subscription"`
+
+	Family  string `json:"-"` // scenario name
+	Variant string `json:"-"` // e.g. batch=64
+	Param   int    `json:"-"` // the variant's number (batch, active timers, ...)
+}
+
+// Family of a scenario string such as "throughput/batch=64".
+func Family(scenario string) string {
+	f, _, _ := strings.Cut(scenario, "/")
+	return f
+}
+
+// Opener opens a transport by name on a backend.
+type Opener func(name, backend string) (peers.Transport, error)
+
+// Step is one measurement: a scenario variant on one transport.
+type Step struct {
+	Family    string
+	Variant   string
+	Param     int
+	Transport string
+	run       func(t peers.Transport, cfg Config) (Row, error)
+}
+
+// Label names the step for progress lines.
+func (s Step) Label() string {
+	return s.Family + "/" + s.Variant + " " + s.Transport
+}
+
+// Plan lists the steps of cfg in order: scenarios, their variants, then
+// transports, so that rows to compare sit together.
+func Plan(cfg Config) []Step {
+	var steps []Step
+	add := func(family, variant string, param int, run func(peers.Transport, Config) (Row, error)) {
+		for _, tr := range cfg.Transports {
+			steps = append(steps, Step{Family: family, Variant: variant, Param: param, Transport: tr, run: run})
+		}
+	}
+	for _, sc := range cfg.Scenarios {
+		switch sc {
+		case Throughput:
+			for _, b := range cfg.Batches {
+				add(sc, fmt.Sprintf("batch=%d", b), b, func(t peers.Transport, c Config) (Row, error) {
+					return runStream(t, c, peers.Params{Batch: b, Producers: 1, Busy: true})
+				})
+			}
+		case Latency:
+			batch := 1
+			if cfg.BatchSet {
+				batch = cfg.Batch
+			}
+			add(sc, fmt.Sprintf("rate=%g", cfg.Rate), int(cfg.Rate), func(t peers.Transport, c Config) (Row, error) {
+				return runStream(t, c, peers.Params{Batch: batch, Producers: 1, Rate: c.Rate, SampleEvery: 1,
+					MaxSamples: sampleCap(c.Rate, c.Duration)})
+			})
+		case Call:
+			for _, busy := range []bool{false, true} {
+				mode := map[bool]string{false: "blocking", true: "busy"}[busy]
+				add(sc, "mode="+mode, 0, func(t peers.Transport, c Config) (Row, error) {
+					return runCall(t, c, busy)
+				})
+			}
+		case FanIn:
+			add(sc, fmt.Sprintf("producers=%d", cfg.Producers), cfg.Producers, func(t peers.Transport, c Config) (Row, error) {
+				return runStream(t, c, peers.Params{Batch: c.Batch, Producers: c.Producers, Busy: true})
+			})
+		case Timers:
+			for _, n := range Sizes(cfg.MaxSubscriptions) {
+				add(sc, fmt.Sprintf("active=%d", n), n, func(t peers.Transport, c Config) (Row, error) {
+					return runTimers(t, c, n)
+				})
+			}
+		case Priority:
+			for _, flood := range []bool{false, true} {
+				load := map[bool]string{false: "idle", true: "flood"}[flood]
+				add(sc, "load="+load, 0, func(t peers.Transport, c Config) (Row, error) {
+					return runPriority(t, c, flood)
+				})
+			}
+		case Subscriptions:
+			for _, n := range Sizes(cfg.MaxSubscriptions) {
+				add(sc, fmt.Sprintf("n=%d", n), n, func(t peers.Transport, c Config) (Row, error) {
+					return runSubscribe(t, c, n)
+				})
+			}
+		}
+	}
+	return steps
+}
+
+// Sizes is the 1 k, 10 k, ... sweep up to max.
+func Sizes(max int) []int {
+	var s []int
+	for n := 1000; n <= max; n *= 10 {
+		s = append(s, n)
+	}
+	return s
+}
+
+func sampleCap(rate float64, d time.Duration) int {
+	n := int(rate*d.Seconds()*1.2) + 1024
+	return min(n, 8<<20)
+}
+
+// ErrSkipped marks a step the transport cannot make.
+var ErrSkipped = peers.ErrUnsupported
+
+// RunStep opens the step's transport, runs it and closes it. A transport
+// that cannot make the measurement yields ErrSkipped.
+func RunStep(s Step, cfg Config, open Opener) (Row, error) {
+	t, err := open(s.Transport, cfg.Backend)
+	if err != nil {
+		return Row{}, fmt.Errorf("open %s: %w", s.Transport, err)
+	}
+	row, err := s.run(t, cfg)
+	if cerr := t.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", s.Transport, cerr)
+	}
+	if err != nil {
+		if errors.Is(err, peers.ErrUnsupported) {
+			return Row{}, ErrSkipped
+		}
+		return Row{}, fmt.Errorf("%s: %w", s.Label(), err)
+	}
+	row.Family, row.Variant, row.Param = s.Family, s.Variant, s.Param
+	row.Scenario = s.Family + "/" + s.Variant
+	row.Transport = s.Transport
+	if row.Backend == "" {
+		row.Backend = BackendNone
+	}
+	return row, nil
+}
+
+// Backend reports which backend a transport ran on: transports that have
+// one implement it.
+type Backender interface {
+	Backend() string
+}
+
+func backendOf(t peers.Transport) string {
+	if b, ok := t.(Backender); ok {
+		return b.Backend()
+	}
+	return BackendNone
+}
+
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+// fromResult fills a row from a transport's result.
+func fromResult(t peers.Transport, res peers.Result, allocs uint64) (Row, error) {
+	if res.Errors > 0 {
+		return Row{}, fmt.Errorf("%d events out of order or corrupted", res.Errors)
+	}
+	row := Row{
+		Backend: backendOf(t),
+		Events:  res.Events,
+		Seconds: res.Elapsed.Seconds(),
+		Dropped: res.Dropped + res.Lost(),
+	}
+	if row.Seconds > 0 {
+		row.EventsPerSec = float64(res.Events) / row.Seconds
+	}
+	if res.Events > 0 {
+		row.AllocsPerEvent = float64(allocs) / float64(res.Events)
+	}
+	row.P50, row.P99, row.P999, row.Max = Percentiles(res.Samples)
+	return row, nil
+}
+
+// Percentiles of latency samples in ns: p50, p99, p99.9, max.
+func Percentiles(samples []int64) (p50, p99, p999, maxv int64) {
+	if len(samples) == 0 {
+		return 0, 0, 0, 0
+	}
+	h := hdrhistogram.New(1, int64(time.Minute), 3)
+	for _, s := range samples {
+		_ = h.RecordValue(min(max(s, 1), int64(time.Minute)))
+	}
+	return h.ValueAtQuantile(50), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), slices.Max(samples)
+}
+
+func runStream(t peers.Transport, cfg Config, p peers.Params) (Row, error) {
+	p.Payload = cfg.Payload
+	if cfg.Warmup > 0 {
+		w := p
+		w.Duration = cfg.Warmup
+		if _, err := t.Stream(w); err != nil {
+			return Row{}, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	p.Duration = cfg.Duration
+	before := mallocs()
+	res, err := t.Stream(p)
+	allocs := mallocs() - before
+	if err != nil {
+		return Row{}, err
+	}
+	return fromResult(t, res, allocs)
+}
+
+func runCall(t peers.Transport, cfg Config, busy bool) (Row, error) {
+	// Every 8th round trip is timed: two clock reads per trip would show
+	// in a spinning exchange of a few hundred ns.
+	p := peers.Params{Payload: cfg.Payload, Busy: busy, SampleEvery: 8}
+	if cfg.Warmup > 0 {
+		w := p
+		w.Duration = cfg.Warmup
+		if _, err := t.Call(w); err != nil {
+			return Row{}, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	p.Duration = cfg.Duration
+	before := mallocs()
+	res, err := t.Call(p)
+	allocs := mallocs() - before
+	if err != nil {
+		return Row{}, err
+	}
+	return fromResult(t, res, allocs)
+}
+
+// HotTimers is how many timers fire and re-arm in the timers scenario.
+const HotTimers = 64
+
+func runTimers(t peers.Transport, cfg Config, active int) (Row, error) {
+	before := mallocs()
+	res, err := t.Timers(peers.TimerParams{Active: max(active-HotTimers, 0), Hot: HotTimers, Duration: cfg.Duration})
+	allocs := mallocs() - before
+	if err != nil {
+		return Row{}, err
+	}
+	return fromResult(t, res, allocs)
+}
+
+func runPriority(t peers.Transport, cfg Config, flood bool) (Row, error) {
+	p := peers.Params{Payload: cfg.Payload, Rate: cfg.Rate, SampleEvery: 1,
+		MaxSamples: sampleCap(cfg.Rate, cfg.Duration), Duration: cfg.Duration}
+	before := mallocs()
+	res, err := t.Priority(p, flood)
+	allocs := mallocs() - before
+	if err != nil {
+		return Row{}, err
+	}
+	return fromResult(t, res, allocs)
+}
+
+func runSubscribe(t peers.Transport, cfg Config, n int) (Row, error) {
+	res, err := t.Subscribe(n)
+	if err != nil {
+		return Row{}, err
+	}
+	row := Row{
+		Backend:              backendOf(t),
+		Events:               uint64(res.Subscriptions),
+		Seconds:              res.Elapsed.Seconds(),
+		BytesPerSubscription: res.BytesPer,
+	}
+	if row.Seconds > 0 {
+		row.EventsPerSec = float64(res.Subscriptions) / row.Seconds
+	}
+	return row, nil
+}

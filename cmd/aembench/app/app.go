@@ -1,0 +1,282 @@
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/sys/unix"
+
+	"github.com/aem-dev/aem/bench/scenario"
+)
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitFail  = 1 // a measurement failed
+	ExitUsage = 2 // bad flags or names
+)
+
+// Main runs aembench with args (without the program name) and returns the
+// exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	opts, err := ParseArgs(args)
+	if errors.Is(err, ErrHelp) {
+		Usage(stdout)
+		return ExitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "aembench: %v\nrun 'aembench -h' for usage\n", err)
+		return ExitUsage
+	}
+	return Run(opts, scenario.Open, stdout, stderr)
+}
+
+// Run measures what opts asks for, opening transports with open, and
+// prints the results.
+func Run(opts Options, open scenario.Opener, stdout, stderr io.Writer) int {
+	steps := scenario.Plan(opts.Config)
+	prog := newProgress(stdout, len(steps), !opts.JSON && !opts.GoBench && isTerminal(stdout))
+
+	var rows []scenario.Row
+	var skipped []string
+	failed := false
+	enc := json.NewEncoder(stdout)
+	if opts.GoBench {
+		writeGoBenchHeader(stdout)
+	}
+	for _, st := range steps {
+		prog.start(st.Label())
+		row, err := scenario.RunStep(st, opts.Config, open)
+		prog.done()
+		switch {
+		case errors.Is(err, scenario.ErrSkipped):
+			skipped = append(skipped, st.Label())
+			continue
+		case err != nil:
+			prog.pause()
+			fmt.Fprintf(stderr, "aembench: %v\n", err)
+			failed = true
+			continue
+		}
+		rows = append(rows, row)
+		// stream the machine-readable formats as results come
+		switch {
+		case opts.JSON:
+			_ = enc.Encode(row)
+		case opts.GoBench:
+			writeGoBench(stdout, row)
+		}
+	}
+	prog.finish()
+	if !opts.JSON && !opts.GoBench {
+		writeTable(stdout, rows)
+		if len(skipped) > 0 {
+			fmt.Fprintf(stdout, "\nnot measured (the transport has no such mode): %s\n", strings.Join(skipped, ", "))
+		}
+	}
+	if opts.Plot != "" {
+		if err := writePlot(opts.Plot, rows); err != nil {
+			fmt.Fprintf(stderr, "aembench: plot: %v\n", err)
+			failed = true
+		}
+	}
+	if failed {
+		return ExitFail
+	}
+	return ExitOK
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// progress is the live line on a terminal; a no-op elsewhere.
+type progress struct {
+	p     *mpb.Progress
+	bar   *mpb.Bar
+	mu    sync.Mutex
+	label string
+}
+
+func newProgress(w io.Writer, total int, on bool) *progress {
+	pr := &progress{}
+	if !on || total == 0 {
+		return pr
+	}
+	// a slow refresh: the renderer shares two cores with the measurement
+	pr.p = mpb.New(mpb.WithOutput(w), mpb.WithWidth(30), mpb.WithRefreshRate(500*time.Millisecond))
+	pr.bar = pr.p.AddBar(int64(total),
+		mpb.BarRemoveOnComplete(),
+		mpb.PrependDecorators(decor.Name("aembench "), decor.CountersNoUnit("%d/%d ")),
+		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
+			pr.mu.Lock()
+			defer pr.mu.Unlock()
+			return " " + pr.label
+		})),
+	)
+	return pr
+}
+
+func (pr *progress) start(label string) {
+	pr.mu.Lock()
+	pr.label = label
+	pr.mu.Unlock()
+}
+
+func (pr *progress) done() {
+	if pr.bar != nil {
+		pr.bar.Increment()
+	}
+}
+
+// pause is a hook for printing a warning under the bar; mpb keeps the bar
+// at the bottom by itself, so nothing is needed.
+func (pr *progress) pause() {}
+
+func (pr *progress) finish() {
+	if pr.p == nil {
+		return
+	}
+	if !pr.bar.Completed() {
+		pr.bar.Abort(true)
+	}
+	pr.p.Wait()
+}
+
+// ---- table ----
+
+func writeTable(w io.Writer, rows []scenario.Row) {
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "no results")
+		return
+	}
+	aem := map[string]scenario.Row{}
+	for _, r := range rows {
+		if r.Transport == "aem" {
+			aem[r.Scenario] = r
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\ttransport\tbackend\tevents\tseconds\tevents/s\tp50\tp99\tp99.9\tmax\tdropped\tallocs/ev\tB/sub\tpeer/aem\tof\t")
+	last := ""
+	for _, r := range rows {
+		if last != "" && r.Scenario != last {
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+		}
+		last = r.Scenario
+		ratio := ""
+		_, unit := scenario.Headline(r)
+		if a, ok := aem[r.Scenario]; ok && r.Transport != "aem" {
+			if x := scenario.Ratio(r, a); x > 0 {
+				ratio = fmt.Sprintf("%.2fx", x)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n",
+			r.Scenario, r.Transport, r.Backend, si(float64(r.Events)), r.Seconds, si(r.EventsPerSec),
+			ns(r.P50), ns(r.P99), ns(r.P999), ns(r.Max), r.Dropped, allocs(r.AllocsPerEvent),
+			bytesPer(r.BytesPerSubscription), ratio, unit)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "\npeer/aem: the peer's figure divided by AEM's, in the unit of the last column (events/s: higher is faster;")
+	fmt.Fprintln(w, "ns/call, p99 ns, B/sub: lower is better).")
+}
+
+// si writes a count with a k/M/G suffix.
+func si(v float64) string {
+	switch {
+	case v >= 1e9:
+		return fmt.Sprintf("%.2fG", v/1e9)
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func ns(v int64) string {
+	if v == 0 {
+		return "-"
+	}
+	return time.Duration(v).String()
+}
+
+func allocs(v float64) string {
+	if v == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+func bytesPer(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// ---- Go benchmark format ----
+
+func writeGoBenchHeader(w io.Writer) {
+	fmt.Fprintf(w, "goos: %s\ngoarch: %s\npkg: github.com/aem-dev/aem/cmd/aembench\n", runtime.GOOS, runtime.GOARCH)
+	if cpu := cpuModel(); cpu != "" {
+		fmt.Fprintf(w, "cpu: %s\n", cpu)
+	}
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// GoBenchName is the benchmark name of a row, e.g.
+// BenchmarkThroughput/batch=64/transport=chan-2.
+func GoBenchName(r scenario.Row) string {
+	fam := scenario.Family(r.Scenario)
+	if fam == "" {
+		return ""
+	}
+	name := "Benchmark" + strings.ToUpper(fam[:1]) + fam[1:]
+	if _, variant, ok := strings.Cut(r.Scenario, "/"); ok {
+		name += "/" + variant
+	}
+	return fmt.Sprintf("%s/transport=%s-%d", name, r.Transport, runtime.GOMAXPROCS(0))
+}
+
+func writeGoBench(w io.Writer, r scenario.Row) {
+	n := r.Events
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%s\t%d\t%.2f ns/op\t%.0f events/s", GoBenchName(r), n, r.Seconds*1e9/float64(n), r.EventsPerSec)
+	if r.P50 > 0 {
+		fmt.Fprintf(w, "\t%d p50-ns\t%d p99-ns\t%d p99.9-ns\t%d max-ns", r.P50, r.P99, r.P999, r.Max)
+	}
+	if r.BytesPerSubscription > 0 {
+		fmt.Fprintf(w, "\t%.1f B/sub", r.BytesPerSubscription)
+	}
+	fmt.Fprintf(w, "\t%.4f allocs/event\t%d dropped\n", r.AllocsPerEvent, r.Dropped)
+}

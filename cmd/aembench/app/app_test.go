@@ -1,0 +1,228 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aem-dev/aem/bench/peers"
+	"github.com/aem-dev/aem/bench/scenario"
+)
+
+func TestParseArgs(t *testing.T) {
+	cases := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, o Options)
+	}{
+		{"defaults", nil, func(t *testing.T, o Options) {
+			assert.Equal(t, scenario.Names(), o.Scenarios)
+			assert.Equal(t, scenario.AllTransports(), o.Transports)
+			assert.Equal(t, scenario.BackendAuto, o.Backend)
+			assert.Equal(t, []int{64}, o.Batches)
+			assert.False(t, o.BatchSet)
+			assert.Equal(t, 1_000_000, o.MaxSubscriptions)
+		}},
+		{"double and single dash", []string{"--duration", "2s", "-warmup=0s"}, func(t *testing.T, o Options) {
+			assert.Equal(t, 2*time.Second, o.Duration)
+			assert.Zero(t, o.Warmup)
+		}},
+		{"lists keep the known order", []string{"--scenario", "call,throughput", "--transport", "pipe, chan"}, func(t *testing.T, o Options) {
+			assert.Equal(t, []string{"throughput", "call"}, o.Scenarios)
+			assert.Equal(t, []string{"chan", "pipe"}, o.Transports)
+		}},
+		{"batch sweep", []string{"--batch", "1,16,256"}, func(t *testing.T, o Options) {
+			assert.Equal(t, []int{1, 16, 256}, o.Batches)
+			assert.Equal(t, 1, o.Batch)
+			assert.True(t, o.BatchSet)
+		}},
+		{"plot sweeps batch sizes", []string{"--plot", "x.svg"}, func(t *testing.T, o Options) {
+			assert.Equal(t, []int{1, 8, 64, 256}, o.Batches)
+		}},
+		{"everything else", []string{"--backend", "embedded", "--producers", "8", "--payload", "0",
+			"--rate", "5e4", "--json", "--max-subscriptions", "10000000", "--transport", "aem"}, func(t *testing.T, o Options) {
+			assert.Equal(t, "embedded", o.Backend)
+			assert.Equal(t, 8, o.Producers)
+			assert.Zero(t, o.Payload)
+			assert.InDelta(t, 5e4, o.Rate, 0)
+			assert.True(t, o.JSON)
+			assert.Equal(t, 10_000_000, o.MaxSubscriptions)
+			assert.Equal(t, []string{"aem"}, o.Transports)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseArgs(tc.args)
+			require.NoError(t, err)
+			tc.check(t, o)
+		})
+	}
+}
+
+func TestParseArgsRejects(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string // in the message
+	}{
+		{[]string{"--backend", "cloud"}, "backend"},
+		{[]string{"--duration", "0s"}, "duration"},
+		{[]string{"--duration", "1h"}, "duration"},
+		{[]string{"--duration", "soon"}, "duration"},
+		{[]string{"--warmup", "-1s"}, "warmup"},
+		{[]string{"--producers", "0"}, "producers"},
+		{[]string{"--producers", "65"}, "producers"},
+		{[]string{"--batch", "0"}, "batch"},
+		{[]string{"--batch", "8,x"}, "batch"},
+		{[]string{"--batch", "5000"}, "batch"},
+		{[]string{"--payload", "-1"}, "payload"},
+		{[]string{"--rate", "0"}, "rate"},
+		{[]string{"--rate", "NaN"}, "rate"},
+		{[]string{"--scenario", "everything"}, "scenario"},
+		{[]string{"--scenario", "call,,latency"}, "scenario"},
+		{[]string{"--transport", "carrier_pigeon"}, "carrier_pigeon"},
+		{[]string{"--max-subscriptions", "100"}, "max-subscriptions"},
+		{[]string{"--max-subscriptions", "20000000"}, "max-subscriptions"},
+		{[]string{"--json", "--gobench"}, "json"},
+		{[]string{"--plot", "chart.gif"}, "plot"},
+		{[]string{"--nosuchflag"}, "nosuchflag"},
+		{[]string{"stray"}, "stray"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := ParseArgs(tc.args)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestMainExitCodes(t *testing.T) {
+	var out, errb bytes.Buffer
+	assert.Equal(t, ExitUsage, Main([]string{"--transport", "nope"}, &out, &errb))
+	assert.Contains(t, errb.String(), `unknown transport "nope"`)
+	assert.Empty(t, out.String())
+
+	out.Reset()
+	errb.Reset()
+	assert.Equal(t, ExitOK, Main([]string{"-h"}, &out, &errb))
+	assert.Contains(t, out.String(), "--transport")
+}
+
+// quick is a configuration small enough for a test.
+func quick(t *testing.T, extra ...string) Options {
+	t.Helper()
+	args := append([]string{"--duration", "30ms", "--warmup", "0s", "--max-subscriptions", "1000",
+		"--rate", "2000", "--transport", "chan"}, extra...)
+	o, err := ParseArgs(args)
+	require.NoError(t, err)
+	return o
+}
+
+var jsonFields = []string{
+	"scenario", "backend", "transport", "events", "seconds", "events_per_sec", "p50_ns", "p99_ns",
+	"p999_ns", "max_ns", "dropped", "allocs_per_event", "bytes_per_subscription",
+}
+
+// Every scenario runs with the chan peer and prints one JSON object per
+// result with exactly the documented fields.
+func TestEveryScenarioWithChanAsJSON(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := Run(quick(t, "--json"), scenario.Open, &out, &errb)
+	require.Equal(t, ExitOK, code, "stderr: %s", errb.String())
+
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var obj map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &obj), "line %q", sc.Text())
+		keys := make([]string, 0, len(obj))
+		for k := range obj {
+			keys = append(keys, k)
+		}
+		assert.ElementsMatch(t, jsonFields, keys)
+		assert.Equal(t, "chan", obj["transport"])
+		assert.Equal(t, scenario.BackendNone, obj["backend"])
+		assert.Positive(t, obj["events"], "%v moved events", obj["scenario"])
+		assert.Zero(t, obj["dropped"])
+		seen[scenario.Family(obj["scenario"].(string))] = true
+	}
+	for _, name := range scenario.Names() {
+		assert.True(t, seen[name], "scenario %s produced a result", name)
+	}
+}
+
+func TestTableGoBenchAndPlot(t *testing.T) {
+	dir := t.TempDir()
+	svg := filepath.Join(dir, "chart.svg")
+	o := quick(t, "--scenario", "throughput,latency", "--batch", "1,64", "--plot", svg,
+		"--transport", "chan,pipe")
+	var out, errb bytes.Buffer
+	require.Equal(t, ExitOK, Run(o, scenario.Open, &out, &errb), errb.String())
+	table := out.String()
+	assert.Contains(t, table, "throughput/batch=1")
+	assert.Contains(t, table, "throughput/batch=64")
+	assert.Contains(t, table, "latency/rate=2000")
+	b, err := os.ReadFile(svg)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "<svg")
+
+	o = quick(t, "--scenario", "throughput", "--gobench")
+	out.Reset()
+	require.Equal(t, ExitOK, Run(o, scenario.Open, &out, &errb))
+	var bench []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(l, "Benchmark") {
+			bench = append(bench, l)
+		}
+	}
+	require.Len(t, bench, 1)
+	f := strings.Split(bench[0], "\t")
+	assert.Regexp(t, `^BenchmarkThroughput/batch=64/transport=chan-\d+$`, f[0])
+	assert.Contains(t, f[2], " ns/op")
+	assert.Contains(t, f[3], " events/s")
+}
+
+// With --transport all, the table has a ratio to AEM for each peer when
+// AEM ran; a fake AEM transport stands in for it here.
+func TestRatioToAEM(t *testing.T) {
+	o := quick(t, "--scenario", "throughput", "--transport", "aem,chan")
+	open := func(name, backend string) (peers.Transport, error) {
+		if name == peers.NameAEM {
+			return fakeAEM{}, nil
+		}
+		return scenario.Open(name, backend)
+	}
+	var out, errb bytes.Buffer
+	require.Equal(t, ExitOK, Run(o, open, &out, &errb), errb.String())
+	var chanLine string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.Contains(l, " chan ") {
+			chanLine = l
+		}
+	}
+	require.NotEmpty(t, chanLine)
+	assert.Regexp(t, `\d+\.\d\dx\s+events/s`, chanLine)
+}
+
+type fakeAEM struct{ peers.Unsupported }
+
+func (fakeAEM) Name() string    { return peers.NameAEM }
+func (fakeAEM) Backend() string { return scenario.BackendEmbedded }
+func (fakeAEM) Stream(p peers.Params) (peers.Result, error) {
+	return peers.Result{Events: 1000, Produced: 1000, Elapsed: time.Millisecond}, nil
+}
+
+func TestGoBenchName(t *testing.T) {
+	name := GoBenchName(scenario.Row{Scenario: "call/mode=busy", Transport: "spin_pingpong"})
+	assert.True(t, strings.HasPrefix(name, "BenchmarkCall/mode=busy/transport=spin_pingpong-"), name)
+	assert.True(t, slices.Contains(jsonFields, "bytes_per_subscription"))
+}
