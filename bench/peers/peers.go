@@ -107,6 +107,11 @@ type Result struct {
 	Errors   uint64        // out of order or corrupted
 	Elapsed  time.Duration // first send to last receive
 	Samples  []int64       // latencies in ns, as sampled
+	// Mallocs is the Go allocations of the measured part, when the
+	// transport counts them itself (its set-up excluded); else the
+	// scenario counts around the whole call.
+	Mallocs    uint64
+	MallocsSet bool
 }
 
 // Lost is how many produced events neither arrived nor were counted as

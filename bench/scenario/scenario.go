@@ -201,6 +201,16 @@ func sampleCap(rate float64, d time.Duration) int {
 	return min(n, 8<<20)
 }
 
+// OpenError says a transport could not be opened at all (AEM's kernel
+// backend without the module, say); its other steps will fail the same way.
+type OpenError struct {
+	Transport string
+	Err       error
+}
+
+func (e *OpenError) Error() string { return "open " + e.Transport + ": " + e.Err.Error() }
+func (e *OpenError) Unwrap() error { return e.Err }
+
 // ErrSkipped marks a step the transport cannot make.
 var ErrSkipped = peers.ErrUnsupported
 
@@ -209,7 +219,7 @@ var ErrSkipped = peers.ErrUnsupported
 func RunStep(s Step, cfg Config, open Opener) (Row, error) {
 	t, err := open(s.Transport, cfg.Backend)
 	if err != nil {
-		return Row{}, fmt.Errorf("open %s: %w", s.Transport, err)
+		return Row{}, &OpenError{Transport: s.Transport, Err: err}
 	}
 	row, err := s.run(t, cfg)
 	if cerr := t.Close(); err == nil && cerr != nil {
@@ -262,6 +272,9 @@ func fromResult(t peers.Transport, res peers.Result, allocs uint64) (Row, error)
 	}
 	if row.Seconds > 0 {
 		row.EventsPerSec = float64(res.Events) / row.Seconds
+	}
+	if res.MallocsSet {
+		allocs = res.Mallocs
 	}
 	if res.Events > 0 {
 		row.AllocsPerEvent = float64(allocs) / float64(res.Events)

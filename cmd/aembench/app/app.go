@@ -48,19 +48,31 @@ func Run(opts Options, open scenario.Opener, stdout, stderr io.Writer) int {
 	prog := newProgress(stdout, len(steps), !opts.JSON && !opts.GoBench && isTerminal(stdout))
 
 	var rows []scenario.Row
-	var skipped []string
+	var skipped []scenario.Step
+	unopened := map[string]bool{}
 	failed := false
 	enc := json.NewEncoder(stdout)
 	if opts.GoBench {
 		writeGoBenchHeader(stdout)
 	}
 	for _, st := range steps {
+		if unopened[st.Transport] {
+			prog.done()
+			continue
+		}
 		prog.start(st.Label())
 		row, err := scenario.RunStep(st, opts.Config, open)
 		prog.done()
+		var oerr *scenario.OpenError
 		switch {
 		case errors.Is(err, scenario.ErrSkipped):
-			skipped = append(skipped, st.Label())
+			skipped = append(skipped, st)
+			continue
+		case errors.As(err, &oerr):
+			// say it once; its other steps would only repeat it
+			unopened[st.Transport] = true
+			fmt.Fprintf(stderr, "aembench: %v (skipping %s)\n", err, st.Transport)
+			failed = true
 			continue
 		case err != nil:
 			prog.pause()
@@ -80,9 +92,7 @@ func Run(opts Options, open scenario.Opener, stdout, stderr io.Writer) int {
 	prog.finish()
 	if !opts.JSON && !opts.GoBench {
 		writeTable(stdout, rows)
-		if len(skipped) > 0 {
-			fmt.Fprintf(stdout, "\nnot measured (the transport has no such mode): %s\n", strings.Join(skipped, ", "))
-		}
+		writeSkipped(stdout, steps, skipped)
 	}
 	if opts.Plot != "" {
 		if err := writePlot(opts.Plot, rows); err != nil {
@@ -194,6 +204,49 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 	_ = tw.Flush()
 	fmt.Fprintln(w, "\npeer/aem: the peer's figure divided by AEM's, in the unit of the last column (events/s: higher is faster;")
 	fmt.Fprintln(w, "ns/call, p99 ns, B/sub: lower is better).")
+}
+
+// writeSkipped lists, per transport, the scenarios it has no mode for: a
+// whole scenario when every variant was skipped, else the variants.
+func writeSkipped(w io.Writer, all, skipped []scenario.Step) {
+	if len(skipped) == 0 {
+		return
+	}
+	variants := map[string]int{} // family -> variants planned per transport
+	for _, st := range all {
+		if st.Transport == all[0].Transport {
+			variants[st.Family]++
+		}
+	}
+	type key struct{ tr, fam string }
+	got := map[key][]string{}
+	var order []string
+	seen := map[string]bool{}
+	for _, st := range skipped {
+		k := key{st.Transport, st.Family}
+		got[k] = append(got[k], st.Family+"/"+st.Variant)
+		if !seen[st.Transport] {
+			seen[st.Transport] = true
+			order = append(order, st.Transport)
+		}
+	}
+	fmt.Fprintln(w, "\nnot measured (the transport has no such mode):")
+	for _, tr := range order {
+		var parts []string
+		done := map[string]bool{}
+		for _, st := range skipped {
+			if st.Transport != tr || done[st.Family] {
+				continue
+			}
+			done[st.Family] = true
+			if v := got[key{tr, st.Family}]; len(v) == variants[st.Family] {
+				parts = append(parts, st.Family)
+			} else {
+				parts = append(parts, v...)
+			}
+		}
+		fmt.Fprintf(w, "  %s: %s\n", tr, strings.Join(parts, ", "))
+	}
 }
 
 // si writes a count with a k/M/G suffix.
