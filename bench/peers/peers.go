@@ -89,6 +89,9 @@ func (p Params) Normalized() (Params, error) {
 	}
 	if p.SampleEvery > 0 && p.MaxSamples <= 0 {
 		p.MaxSamples = 1 << 20
+		if p.Events > 0 {
+			p.MaxSamples = int(min(p.Events/uint64(p.SampleEvery)+1, 1<<20))
+		}
 	}
 	return p, nil
 }
