@@ -67,5 +67,7 @@ for ((i = 1; i <= count; i++)); do
 done
 
 cd "$root"
-go tool benchstat "$rev_a=$out/a.txt" "$rev_b=$out/b.txt"
+label_a=$rev_a label_b=$rev_b
+[ "$label_a" != "$label_b" ] || label_b="$rev_b(again)"
+go tool benchstat "$label_a=$out/a.txt" "$label_b=$out/b.txt"
 [ "$out" = "$tmp" ] || echo "raw results: $out/a.txt $out/b.txt" >&2
