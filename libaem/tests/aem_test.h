@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the libaem tests.  Each test is one program for one
+ * behaviour: exit 0 pass, 1 fail, 77 skip, and one line saying why on
+ * failure or skip.  Tests run on whichever backend aem_setup() picks
+ * (AEM_BACKEND=kernel|embedded), so nothing here assumes one.
+ */
+#ifndef AEM_TEST_H
+#define AEM_TEST_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "libaem.h"
+
+#define T_EXIT_PASS	0
+#define T_EXIT_FAIL	1
+#define T_EXIT_SKIP	77
+
+#define t_fail(fmt, ...) do {							\
+	fprintf(stderr, "FAIL %s:%d: " fmt "\n", __FILE__, __LINE__, ##__VA_ARGS__);	\
+	exit(T_EXIT_FAIL);							\
+} while (0)
+
+#define t_skip(fmt, ...) do {							\
+	printf("SKIP: " fmt "\n", ##__VA_ARGS__);				\
+	exit(T_EXIT_SKIP);							\
+} while (0)
+
+/* A sub-test that cannot run here: say so and carry on with the rest. */
+#define t_note(fmt, ...)	printf("note: " fmt "\n", ##__VA_ARGS__)
+
+#define t_assert(cond, fmt, ...) do {						\
+	if (!(cond))								\
+		t_fail("%s: " fmt, #cond, ##__VA_ARGS__);			\
+} while (0)
+
+/* Two integers must be equal; both are printed on failure. */
+#define t_eq(a, b) do {								\
+	long long __a = (long long)(a), __b = (long long)(b);			\
+	if (__a != __b)								\
+		t_fail("%s is %lld, want %s (%lld)", #a, __a, #b, __b);		\
+} while (0)
+
+/* A call that returns -errno on failure must succeed; yields its value. */
+#define t_ok(expr) ({								\
+	long __r = (long)(expr);						\
+	if (__r < 0)								\
+		t_fail("%s: %s", #expr, strerror((int)-__r));			\
+	__r;									\
+})
+
+static inline uint64_t t_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#define T_MS	1000000ull
+
+/* xorshift64*: reproducible garbage from a printed seed. */
+static inline uint64_t t_rand(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545F4914F6CDD1Dull;
+}
+
+static inline uint64_t t_seed(void)
+{
+	const char *e = getenv("AEM_TEST_SEED");
+	uint64_t s = e ? strtoull(e, NULL, 0) : (t_now_ns() ^ (uint64_t)getpid() << 32);
+
+	if (!s)
+		s = 1;
+	printf("seed %#" PRIx64 " (AEM_TEST_SEED reproduces)\n", s);
+	return s;
+}
+
+/* Set up @r; @p may be NULL for all defaults. */
+static inline void t_setup(struct aem_ring *r, struct aem_params *p)
+{
+	struct aem_params d;
+	int ret;
+
+	if (!p) {
+		memset(&d, 0, sizeof(d));
+		p = &d;
+	}
+	ret = aem_setup(p, r);
+	if (ret < 0)
+		t_fail("aem_setup: %s (AEM_BACKEND=%s)", strerror(-ret),
+		       getenv("AEM_BACKEND") ? getenv("AEM_BACKEND") : "unset");
+}
+
+/* Params with the given sizes, everything else default. */
+static inline struct aem_params t_params(unsigned sq, unsigned cq, unsigned classes)
+{
+	struct aem_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.sq_entries = sq;
+	p.cq_entries = cq;
+	p.nr_classes = classes;
+	return p;
+}
+
+static inline struct aem_sqe *t_sqe(struct aem_ring *r)
+{
+	struct aem_sqe *sqe = aem_get_sqe(r);
+
+	if (!sqe)
+		t_fail("aem_get_sqe: SQ ring full");
+	return sqe;
+}
+
+/* Submit everything queued; every SQE must be consumed. */
+static inline int t_submit(struct aem_ring *r)
+{
+	unsigned want = r->sq.sqe_tail - r->sq.sqe_head;
+	int ret = aem_submit(r);
+
+	if (ret < 0)
+		t_fail("aem_submit: %s", strerror(-ret));
+	if ((unsigned)ret < want)
+		t_fail("aem_submit consumed %d of %u SQEs", ret, want);
+	return ret;
+}
+
+static inline struct aem_ring_stats t_stats(struct aem_ring *r)
+{
+	struct aem_ring_stats st;
+
+	t_ok(aem_ring_stats(r, &st));
+	return st;
+}
+
+/* Return a delivery slot; commits and submits when the slot ring is full. */
+static inline void t_release(struct aem_ring *r, unsigned slot)
+{
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		if (aem_release_slot(r, slot) == 0)
+			return;
+		aem_release_commit(r);
+		aem_submit(r);
+		usleep(1000);
+	}
+	t_fail("slot return ring stays full");
+}
+
+/*
+ * Next CQE, class 0 first, copied to @out; false when none came within
+ * @timeout_ms.  Between looks it enters the kernel side (flushing the
+ * backlog, reclaiming released slots) and waits.
+ */
+static inline bool t_next(struct aem_ring *r, struct aem_cqe *out, unsigned timeout_ms)
+{
+	uint64_t end = t_now_ns() + timeout_ms * T_MS;
+	const struct aem_cqe *c;
+	unsigned cls;
+	int ret;
+
+	for (;;) {
+		for (cls = 0; cls < r->nr_classes; cls++) {
+			if (aem_peek_batch(r, cls, &c, 1)) {
+				*out = *c;
+				aem_cq_advance(r, cls, 1);
+				return true;
+			}
+		}
+		uint64_t now = t_now_ns();
+		if (now >= end)
+			return false;
+		uint64_t left = end - now;
+		if (left > 20 * T_MS)
+			left = 20 * T_MS;
+		aem_release_commit(r);
+		ret = aem_submit(r);
+		if (ret < 0)
+			t_fail("aem_submit: %s", strerror(-ret));
+		ret = aem_wait(r, 1, (int64_t)left);
+		if (ret < 0 && ret != -ETIME && ret != -EINTR)
+			t_fail("aem_wait: %s", strerror(-ret));
+	}
+}
+
+/*
+ * The result CQE of the SQE with @user_data.  Events seen on the way are
+ * dropped (their slots released); another result fails the test, since
+ * tests know what they submitted.
+ */
+static inline struct aem_cqe t_result(struct aem_ring *r, uint64_t user_data, unsigned timeout_ms)
+{
+	uint64_t end = t_now_ns() + timeout_ms * T_MS;
+	struct aem_cqe c;
+
+	while (t_now_ns() < end) {
+		if (!t_next(r, &c, 50))
+			continue;
+		if (!(c.flags & AEM_CQE_F_RESULT)) {
+			if (c.flags & AEM_CQE_F_SLOT)
+				t_release(r, c.slot);
+			continue;
+		}
+		if (c.user_data != user_data)
+			t_fail("result for user_data %#llx (res %d) while waiting for %#llx",
+			       (unsigned long long)c.user_data, c.res,
+			       (unsigned long long)user_data);
+		return c;
+	}
+	t_fail("no result CQE for user_data %#llx within %u ms",
+	       (unsigned long long)user_data, timeout_ms);
+}
+
+/* Submit the one queued SQE and return its result's res. */
+static inline int t_do(struct aem_ring *r, uint64_t user_data)
+{
+	t_submit(r);
+	return t_result(r, user_data, 5000).res;
+}
+
+/* Subscribe a message endpoint on @channel; returns the subscription id. */
+static inline uint64_t t_sub_msg(struct aem_ring *r, unsigned channel, unsigned prio, uint64_t tag)
+{
+	struct aem_sqe *sqe = t_sqe(r);
+	struct aem_cqe c;
+
+	aem_prep_subscribe_msg(sqe, channel, prio, tag);
+	t_submit(r);
+	c = t_result(r, tag, 5000);
+	if (c.res < 0)
+		t_fail("subscribe msg channel %u: %s", channel, strerror(-c.res));
+	t_assert(AEM_ID_KIND(c.id) == AEM_ID_KIND_SUB, "subscription id %#llx has kind %u",
+		 (unsigned long long)c.id, AEM_ID_KIND(c.id));
+	return c.id;
+}
+
+/* Nothing may be ready in any class for @ms. */
+static inline void t_expect_quiet(struct aem_ring *r, unsigned ms, const char *what)
+{
+	struct aem_cqe c;
+
+	if (t_next(r, &c, ms))
+		t_fail("%s: unexpected CQE user_data %#llx res %d flags %#x source %u",
+		       what, (unsigned long long)c.user_data, c.res, c.flags, c.source);
+}
+
+static inline uint64_t t_refused_total(const struct aem_ring_stats *st)
+{
+	uint64_t n = 0;
+	int i;
+
+	for (i = 0; i < AEM_REFUSE_NR; i++)
+		n += st->refused[i];
+	return n;
+}
+
+static inline bool t_kernel(const struct aem_ring *r)
+{
+	return r->backend == AEM_BACKEND_KERNEL;
+}
+
+#endif /* AEM_TEST_H */

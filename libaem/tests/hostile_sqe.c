@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Hostile SQEs.  First one bad field at a time, each answered by the
+ * documented errno and counted under the documented reason.  Then a stream
+ * of garbage (fully random SQEs and valid SQEs with random fields): the
+ * process survives, every SQE is consumed, every non-silent SQE gets
+ * exactly one result, unknown opcodes are always -EINVAL, and the
+ * refusal counters account for every error result but timed-out calls.
+ * AEM_TEST_SEED reproduces a run; AEM_TEST_GARBAGE sets the SQE count.
+ */
+#include "aem_test.h"
+
+#define CHANNEL	5
+
+static struct aem_ring r;
+static uint64_t self_addr;
+
+/* Well-formed ids with a generation nothing in this test reaches. */
+#define UNKNOWN_SUB	((uint64_t)AEM_ID_KIND_SUB << 56 | 0xabcdefull << 32 | 1)
+#define UNKNOWN_CALL	((uint64_t)AEM_ID_KIND_CALL << 56 | 0xabcdefull << 32 | 1)
+
+enum { BASE_NOP, BASE_TIMER, BASE_GEN, BASE_MSG, BASE_POST, BASE_CALL, BASE_UNSUB, BASE_WB,
+       BASE_TIMER_SET, BASE_GEN_SET, BASE_NR };
+
+/* A valid SQE of each kind, to be spoiled one field at a time. */
+static void base(struct aem_sqe *s, int kind)
+{
+	memset(s, 0, sizeof(*s));
+	switch (kind) {
+	case BASE_NOP:		aem_prep_nop(s); break;
+	case BASE_TIMER:	aem_prep_subscribe_timer(s, 3600000 * T_MS, 0, 0, 0); break;
+	case BASE_GEN:		aem_prep_subscribe_gen(s, 10, 5, 1, 16, 0, 0); break;
+	case BASE_MSG:		aem_prep_subscribe_msg(s, 1000 + kind, 0, 0); break;
+	case BASE_POST:		aem_prep_post(s, self_addr, "abc", 3, 0); break;
+	case BASE_CALL:		aem_prep_call(s, self_addr, "abc", 3, 0, 10); break;
+	case BASE_UNSUB:	aem_prep_unsubscribe(s, UNKNOWN_SUB); break;
+	case BASE_WB:		aem_prep_writeback(s, UNKNOWN_CALL, "r", 1); break;
+	case BASE_TIMER_SET:	aem_prep_timer_set(s, UNKNOWN_SUB, T_MS, 0); break;
+	case BASE_GEN_SET:	aem_prep_gen_set(s, UNKNOWN_SUB, 1, 1, 1, 16); break;
+	}
+}
+
+struct bad_case {
+	const char *what;
+	int kind;
+	void (*spoil)(struct aem_sqe *s);
+	int res;
+	int reason;
+};
+
+#define SPOIL(name, body) static void name(struct aem_sqe *s) { body; }
+SPOIL(op_last, s->opcode = AEM_OP_LAST)
+SPOIL(op_255, s->opcode = 255)
+SPOIL(flag_80, s->flags = 0x80)
+SPOIL(flag_silent_4, s->flags = AEM_SQE_F_SILENT | 0x4)
+SPOIL(nop_target, s->target = 1)
+SPOIL(nop_arg, s->arg = 1)
+SPOIL(nop_len, s->len = 1)
+SPOIL(nop_slot, s->slot = 1)
+SPOIL(nop_data, s->data[AEM_SQE_INLINE - 1] = 1)
+SPOIL(nop_prio, s->prio = 1)
+SPOIL(nop_source, s->source = AEM_SRC_TIMER)
+SPOIL(prio_classes, s->prio = AEM_MAX_CLASSES)
+SPOIL(prio_nr, s->prio = (uint8_t)r.nr_classes)
+SPOIL(prio_255, s->prio = 255)
+SPOIL(src_none, s->source = AEM_SRC_NONE)
+SPOIL(src_last, s->source = AEM_SRC_LAST)
+SPOIL(src_200, s->source = 200)
+SPOIL(timer_resv, s->timer.resv[0] = 1)
+SPOIL(timer_resv1, s->timer.resv[1] = 1ull << 63)
+SPOIL(timer_zero, s->timer.first_ns = 0)
+SPOIL(gen_burst0, s->gen.burst = 0)
+SPOIL(gen_len_big, s->gen.payload_len = 1U << 30)
+SPOIL(gen_resv, s->gen.resv = 1)
+SPOIL(msg_resv0, s->msg.resv0 = 1)
+SPOIL(msg_resv2, s->msg.resv[2] = 1)
+SPOIL(sub_target, s->target = 1)
+SPOIL(sub_len, s->len = 4)
+SPOIL(sub_arg, s->arg = 4)
+SPOIL(len_33, s->len = AEM_SQE_INLINE + 1)
+SPOIL(len_max, s->len = 0xffffffffu)
+SPOIL(slot_len_big, { s->flags |= AEM_SQE_F_SLOT; s->slot = 0; s->len = r.slot_size + 1; })
+SPOIL(slot_delivery, { s->flags |= AEM_SQE_F_SLOT; s->slot = r.send_slots; s->len = 4; })
+SPOIL(slot_end, { s->flags |= AEM_SQE_F_SLOT; s->slot = r.send_slots + r.slot_count; s->len = 4; })
+SPOIL(slot_max, { s->flags |= AEM_SQE_F_SLOT; s->slot = 0xffffffffu; s->len = 4; })
+SPOIL(post_arg, s->arg = 7)
+SPOIL(target_0, s->target = 0)
+SPOIL(target_max, s->target = ~0ull)
+SPOIL(target_kind9, s->target = 9ull << 56 | 1)
+SPOIL(addr_channel, s->target = AEM_ADDR(r.ring_id, 999))
+SPOIL(addr_ring, s->target = AEM_ADDR(0xfffffff0u, CHANNEL))
+SPOIL(addr_ring0, s->target = AEM_ADDR(0, CHANNEL))
+
+static const struct bad_case cases[] = {
+	{ "opcode AEM_OP_LAST", BASE_NOP, op_last, -EINVAL, AEM_REFUSE_OPCODE },
+	{ "opcode 255", BASE_NOP, op_255, -EINVAL, AEM_REFUSE_OPCODE },
+	{ "opcode 255 on a post", BASE_POST, op_255, -EINVAL, AEM_REFUSE_OPCODE },
+	{ "unknown flag", BASE_NOP, flag_80, -EINVAL, AEM_REFUSE_FIELD },
+	{ "unknown flag, silent", BASE_NOP, flag_silent_4, -EINVAL, AEM_REFUSE_FIELD },
+	{ "unknown flag on a post", BASE_POST, flag_80, -EINVAL, AEM_REFUSE_FIELD },
+	{ "NOP target", BASE_NOP, nop_target, -EINVAL, AEM_REFUSE_FIELD },
+	{ "NOP arg", BASE_NOP, nop_arg, -EINVAL, AEM_REFUSE_FIELD },
+	{ "NOP len", BASE_NOP, nop_len, -EINVAL, AEM_REFUSE_FIELD },
+	{ "NOP slot", BASE_NOP, nop_slot, -EINVAL, AEM_REFUSE_FIELD },
+	{ "NOP data", BASE_NOP, nop_data, -EINVAL, AEM_REFUSE_FIELD },
+	{ "NOP prio", BASE_NOP, nop_prio, -EINVAL, AEM_REFUSE_FIELD },
+	{ "NOP source", BASE_NOP, nop_source, -EINVAL, AEM_REFUSE_FIELD },
+	{ "subscribe prio == AEM_MAX_CLASSES", BASE_TIMER, prio_classes, -EINVAL, AEM_REFUSE_FIELD },
+	{ "subscribe prio == nr_classes", BASE_GEN, prio_nr, -EINVAL, AEM_REFUSE_FIELD },
+	{ "post prio == nr_classes", BASE_POST, prio_nr, -EINVAL, AEM_REFUSE_FIELD },
+	{ "subscribe prio 255", BASE_MSG, prio_255, -EINVAL, AEM_REFUSE_FIELD },
+	{ "post prio 255", BASE_POST, prio_255, -EINVAL, AEM_REFUSE_FIELD },
+	{ "call prio 255", BASE_CALL, prio_255, -EINVAL, AEM_REFUSE_FIELD },
+	{ "source NONE", BASE_TIMER, src_none, -EINVAL, AEM_REFUSE_FIELD },
+	{ "source LAST", BASE_TIMER, src_last, -EINVAL, AEM_REFUSE_FIELD },
+	{ "source 200", BASE_GEN, src_200, -EINVAL, AEM_REFUSE_FIELD },
+	{ "timer resv[0]", BASE_TIMER, timer_resv, -EINVAL, AEM_REFUSE_FIELD },
+	{ "timer resv[1]", BASE_TIMER, timer_resv1, -EINVAL, AEM_REFUSE_FIELD },
+	{ "timer first_ns 0", BASE_TIMER, timer_zero, -EINVAL, AEM_REFUSE_FIELD },
+	{ "gen burst 0", BASE_GEN, gen_burst0, -EINVAL, AEM_REFUSE_FIELD },
+	{ "gen payload_len 2^30", BASE_GEN, gen_len_big, -EINVAL, AEM_REFUSE_FIELD },
+	{ "gen resv", BASE_GEN, gen_resv, -EINVAL, AEM_REFUSE_FIELD },
+	{ "msg resv0", BASE_MSG, msg_resv0, -EINVAL, AEM_REFUSE_FIELD },
+	{ "msg resv[2]", BASE_MSG, msg_resv2, -EINVAL, AEM_REFUSE_FIELD },
+	{ "subscribe target", BASE_TIMER, sub_target, -EINVAL, AEM_REFUSE_FIELD },
+	{ "subscribe len", BASE_MSG, sub_len, -EINVAL, AEM_REFUSE_FIELD },
+	{ "subscribe arg", BASE_GEN, sub_arg, -EINVAL, AEM_REFUSE_FIELD },
+	{ "post len 33 inline", BASE_POST, len_33, -EINVAL, AEM_REFUSE_FIELD },
+	{ "post len 2^32-1", BASE_POST, len_max, -EINVAL, AEM_REFUSE_FIELD },
+	{ "call len 33 inline", BASE_CALL, len_33, -EINVAL, AEM_REFUSE_FIELD },
+	{ "post arg", BASE_POST, post_arg, -EINVAL, AEM_REFUSE_FIELD },
+	{ "post slot len > slot_size", BASE_POST, slot_len_big, -EINVAL, AEM_REFUSE_FIELD },
+	{ "post from a delivery slot", BASE_POST, slot_delivery, -EINVAL, AEM_REFUSE_SLOT },
+	{ "post from slot past the end", BASE_POST, slot_end, -EINVAL, AEM_REFUSE_SLOT },
+	{ "call from slot 2^32-1", BASE_CALL, slot_max, -EINVAL, AEM_REFUSE_SLOT },
+	{ "post to channel 999", BASE_POST, addr_channel, -ENOENT, AEM_REFUSE_ID },
+	{ "post to ring 0xfffffff0", BASE_POST, addr_ring, -ENOENT, AEM_REFUSE_ID },
+	{ "post to ring 0", BASE_POST, addr_ring0, -ENOENT, AEM_REFUSE_ID },
+	{ "call to channel 999", BASE_CALL, addr_channel, -ENOENT, AEM_REFUSE_ID },
+	{ "unsubscribe id 0", BASE_UNSUB, target_0, -ENOENT, AEM_REFUSE_ID },
+	{ "unsubscribe id ~0", BASE_UNSUB, target_max, -ENOENT, AEM_REFUSE_ID },
+	{ "unsubscribe unknown id", BASE_UNSUB, NULL, -ENOENT, AEM_REFUSE_ID },
+	{ "unsubscribe kind 9", BASE_UNSUB, target_kind9, -ENOENT, AEM_REFUSE_ID },
+	{ "writeback token 0", BASE_WB, target_0, -ENOENT, AEM_REFUSE_ID },
+	{ "writeback unknown token", BASE_WB, NULL, -ENOENT, AEM_REFUSE_ID },
+	{ "writeback token ~0", BASE_WB, target_max, -ENOENT, AEM_REFUSE_ID },
+	{ "timer_set unknown id", BASE_TIMER_SET, NULL, -ENOENT, AEM_REFUSE_ID },
+	{ "gen_set id 0", BASE_GEN_SET, target_0, -ENOENT, AEM_REFUSE_ID },
+};
+
+static void one_field_at_a_time(void)
+{
+	struct aem_ring_stats before, after;
+	unsigned i, bad = 0;
+	struct aem_sqe *sqe;
+	struct aem_cqe c;
+	int j;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct bad_case *k = &cases[i];
+
+		before = t_stats(&r);
+		sqe = t_sqe(&r);
+		base(sqe, k->kind);
+		if (k->spoil)
+			k->spoil(sqe);
+		aem_sqe_set_data(sqe, 0xbad0000 + i);
+		t_submit(&r);
+		c = t_result(&r, 0xbad0000 + i, 5000);
+		after = t_stats(&r);
+		if (c.res != k->res) {
+			fprintf(stderr, "%s: res %d (%s), want %d (%s)\n", k->what, c.res,
+				c.res < 0 ? strerror(-c.res) : "ok", k->res, strerror(-k->res));
+			bad++;
+			if (c.res >= 0 && k->kind <= BASE_MSG && c.id) {
+				/* accepted a subscription it should not have: end it */
+				sqe = t_sqe(&r);
+				aem_prep_unsubscribe(sqe, c.id);
+				sqe->flags |= AEM_SQE_F_SILENT;
+				t_submit(&r);
+			}
+			continue;
+		}
+		for (j = 0; j < AEM_REFUSE_NR; j++) {
+			uint64_t want = before.refused[j] + (j == k->reason);
+
+			if (after.refused[j] != want) {
+				fprintf(stderr, "%s: refused[%d] %llu -> %llu, want +%d\n", k->what, j,
+					(unsigned long long)before.refused[j],
+					(unsigned long long)after.refused[j], j == k->reason);
+				bad++;
+			}
+		}
+	}
+	if (bad)
+		t_fail("%u of %zu single-field cases answered wrongly (listed above)", bad,
+		       sizeof(cases) / sizeof(cases[0]));
+	t_expect_quiet(&r, 30, "after single-field cases");
+}
+
+struct sent {
+	uint8_t opcode, flags;
+	bool answered;
+};
+
+struct tally {
+	struct sent *sent;
+	unsigned n;
+	uint64_t results, errors, timeouts, documented, by_errno[160];
+};
+
+static void account(struct tally *t, const struct aem_cqe *c)
+{
+	struct sent *s;
+
+	if (!(c->flags & AEM_CQE_F_RESULT)) {
+		if (c->flags & AEM_CQE_F_SLOT)
+			t_release(&r, c->slot);
+		return;
+	}
+	if (c->user_data == ~0ull)	/* our own clean-up */
+		return;
+	if (c->user_data >= t->n)
+		t_fail("result for user_data %#llx, never submitted", (unsigned long long)c->user_data);
+	s = &t->sent[c->user_data];
+	t_assert(!s->answered, "two results for SQE %llu", (unsigned long long)c->user_data);
+	s->answered = true;
+	t->results++;
+	if (s->opcode >= AEM_OP_LAST && c->res != -EINVAL)
+		t_fail("SQE %llu with opcode %u: res %d", (unsigned long long)c->user_data, s->opcode, c->res);
+	if ((s->flags & ~AEM_SQE_FLAGS_ALL) && c->res >= 0)
+		t_fail("SQE %llu with flags %#x accepted", (unsigned long long)c->user_data, s->flags);
+	if (c->res < 0) {
+		t->errors++;
+		if (-c->res < 160)
+			t->by_errno[-c->res]++;
+		if (s->opcode == AEM_OP_CALL && (c->res == -ETIMEDOUT || c->res == -ECONNRESET))
+			t->timeouts++;
+		else if (c->res == -EINVAL || c->res == -ENOENT || c->res == -EOPNOTSUPP)
+			t->documented++;
+	} else if (s->opcode == AEM_OP_SUBSCRIBE && c->id) {
+		/* a spoiled subscription got through: end it */
+		struct aem_sqe *u = aem_get_sqe(&r);
+
+		if (u) {
+			aem_prep_unsubscribe(u, c->id);
+			u->flags = AEM_SQE_F_SILENT;
+			u->user_data = ~0ull;
+		}
+	}
+}
+
+static void make_garbage(struct aem_sqe *sqe, uint64_t *seed)
+{
+	uint64_t *w = (uint64_t *)sqe;
+	unsigned j, spoils;
+
+	if (t_rand(seed) % 3 == 0) {
+		for (j = 0; j < sizeof(*sqe) / 8; j++)
+			w[j] = t_rand(seed);
+		return;
+	}
+	base(sqe, t_rand(seed) % BASE_NR);
+	/* spoil 1-3 random bytes or aligned words */
+	spoils = 1 + t_rand(seed) % 3;
+	for (j = 0; j < spoils; j++) {
+		unsigned at = t_rand(seed) % sizeof(*sqe);
+
+		if (t_rand(seed) % 2)
+			((uint8_t *)sqe)[at] = (uint8_t)t_rand(seed);
+		else
+			w[at / 8] = t_rand(seed);
+	}
+}
+
+static bool silent_ok(const struct sent *s)
+{
+	return (s->flags & AEM_SQE_F_SILENT) && !(s->flags & ~AEM_SQE_FLAGS_ALL);
+}
+
+static void garbage(uint64_t seed, unsigned n)
+{
+	struct tally t = { .sent = calloc(n, sizeof(struct sent)), .n = n };
+	unsigned i, missing = 0, calls = 0, silent = 0;
+	struct aem_ring_stats st;
+	struct aem_sqe *sqe, tmp;
+	uint64_t refused0, refused, end;
+	struct aem_cqe c;
+
+	t_assert(t.sent, "out of memory");
+	st = t_stats(&r);
+	refused0 = t_refused_total(&st);
+	for (i = 0; i < n; i++) {
+		make_garbage(&tmp, &seed);
+		tmp.user_data = i;
+		t.sent[i].opcode = tmp.opcode;
+		t.sent[i].flags = tmp.flags;
+		sqe = aem_get_sqe(&r);
+		if (!sqe) {
+			t_submit(&r);
+			sqe = t_sqe(&r);
+		}
+		memcpy(sqe, &tmp, sizeof(tmp));
+		/* Keep reading so results never wait in the backlog for long. */
+		if (i % 256 == 255) {
+			t_submit(&r);
+			while (t_next(&r, &c, 0))
+				account(&t, &c);
+		}
+	}
+	t_submit(&r);
+
+	/* Stragglers: results behind the backlog, calls until their timeout. */
+	end = t_now_ns() + 20000 * T_MS;
+	do {
+		if (t_next(&r, &c, 100)) {
+			account(&t, &c);
+			continue;
+		}
+		for (i = 0, missing = 0; i < n; i++)
+			missing += !t.sent[i].answered && !silent_ok(&t.sent[i]);
+	} while (missing && t_now_ns() < end);
+	for (i = 0, missing = 0; i < n; i++) {
+		if (t.sent[i].answered)
+			continue;
+		if (silent_ok(&t.sent[i]))
+			silent++;
+		else if (t.sent[i].opcode == AEM_OP_CALL)
+			calls++;
+		else
+			missing++;
+	}
+
+	st = t_stats(&r);
+	refused = t_refused_total(&st) - refused0;
+	printf("garbage: %u SQEs, %llu results, %llu errors (%llu call timeouts), %u silent, "
+	       "%u calls unanswered, %llu refusals [OPCODE %llu FIELD %llu ID %llu SLOT %llu NOMEM %llu]\n",
+	       n, (unsigned long long)t.results, (unsigned long long)t.errors,
+	       (unsigned long long)t.timeouts, silent, calls, (unsigned long long)refused,
+	       (unsigned long long)st.refused[AEM_REFUSE_OPCODE], (unsigned long long)st.refused[AEM_REFUSE_FIELD],
+	       (unsigned long long)st.refused[AEM_REFUSE_ID], (unsigned long long)st.refused[AEM_REFUSE_SLOT],
+	       (unsigned long long)st.refused[AEM_REFUSE_NOMEM]);
+	for (i = 1; i < 160; i++)
+		if (t.by_errno[i])
+			printf("  -%s: %llu\n", strerrorname_np(i) ? strerrorname_np(i) : "?",
+			       (unsigned long long)t.by_errno[i]);
+	if (missing)
+		t_fail("%u SQEs never answered (ring dropped %llu events)", missing,
+		       (unsigned long long)st.dropped);
+	t_assert(refused >= t.documented, "%llu refusals counted for %llu -EINVAL/-ENOENT/-EOPNOTSUPP results",
+		 (unsigned long long)refused, (unsigned long long)t.documented);
+	t_assert(refused <= t.errors - t.timeouts, "%llu refusals counted, only %llu error results",
+		 (unsigned long long)refused, (unsigned long long)(t.errors - t.timeouts));
+	free(t.sent);
+}
+
+int main(void)
+{
+	const char *env = getenv("AEM_TEST_GARBAGE");
+	unsigned n = env ? (unsigned)strtoul(env, NULL, 0) : 200000;
+	uint64_t seed = t_seed();
+	struct aem_params p = t_params(1024, 8192, 2);
+	struct aem_sqe *sqe;
+
+	p.backlog_limit = 1 << 16;
+	t_setup(&r, &p);
+	self_addr = AEM_ADDR(r.ring_id, CHANNEL);
+	t_sub_msg(&r, CHANNEL, 0, 0x5);
+
+	one_field_at_a_time();
+	garbage(seed, n);
+
+	/* Still a working ring. */
+	sqe = t_sqe(&r);
+	aem_prep_nop(sqe);
+	aem_sqe_set_data(sqe, 0x600d);
+	t_submit(&r);
+	struct aem_cqe c;
+	for (;;) {
+		t_assert(t_next(&r, &c, 5000), "NOP after garbage: no result");
+		if ((c.flags & AEM_CQE_F_RESULT) && c.user_data == 0x600d)
+			break;
+		if (c.flags & AEM_CQE_F_SLOT)
+			t_release(&r, c.slot);
+	}
+	t_eq(c.res, 0);
+	aem_teardown(&r);
+	return T_EXIT_PASS;
+}

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * AEM_SRC_PROC: with a subscription for this process and its children, a
+ * child that forks, execs and exits produces FORK, EXEC and EXIT events
+ * with the right pids, file name and wait status.  Skips (77) when the
+ * backend has no process source (-EOPNOTSUPP) or no privilege (-EPERM).
+ */
+#include <sys/wait.h>
+#include "aem_test.h"
+
+int main(void)
+{
+	struct aem_params p = t_params(64, 4096, 1);
+	struct aem_proc_event ev;
+	bool fork_seen = false, exec_seen = false, exit_seen = false;
+	const char *prog = NULL;
+	struct aem_sqe *sqe;
+	struct aem_cqe c;
+	struct aem_ring r;
+	unsigned len, n;
+	pid_t child;
+	int status;
+	void *d;
+
+	p.slot_size = 128;	/* an aem_proc_event fits a slot */
+	t_setup(&r, &p);
+
+	sqe = t_sqe(&r);
+	aem_prep_subscribe_proc(sqe, AEM_PROC_ALL, getpid(), 0, 0x9);
+	t_submit(&r);
+	c = t_result(&r, 0x9, 5000);
+	if (c.res == -EOPNOTSUPP)
+		t_skip("no process source on the %s backend (-EOPNOTSUPP)", aem_backend_name(&r));
+	if (c.res == -EPERM || c.res == -EACCES)
+		t_skip("process source needs privilege here (%s)", strerror(-c.res));
+	t_assert(c.res >= 0, "subscribe proc: %s", strerror(-c.res));
+
+	if (access("/bin/true", X_OK) == 0)
+		prog = "/bin/true";
+	child = fork();
+	t_assert(child >= 0, "fork: %s", strerror(errno));
+	if (child == 0) {
+		if (prog)
+			execl(prog, "true", (char *)NULL);
+		_exit(3);
+	}
+	t_assert(waitpid(child, &status, 0) == child, "waitpid");
+
+	for (n = 0; n < 1000 && !exit_seen; n++) {
+		t_assert(t_next(&r, &c, 5000), "missing events: fork %d exec %d exit %d", fork_seen,
+			 exec_seen, exit_seen);
+		t_eq(c.user_data, 0x9);
+		t_eq(c.source, AEM_SRC_PROC);
+		d = aem_cqe_payload(&r, &c, &len);
+		t_assert(d && len >= offsetof(struct aem_proc_event, comm), "proc payload %u bytes", len);
+		memset(&ev, 0, sizeof(ev));
+		memcpy(&ev, d, len < sizeof(ev) ? len : sizeof(ev));
+		if (c.flags & AEM_CQE_F_SLOT)
+			t_release(&r, c.slot);
+		if (ev.pid != child)
+			continue;	/* helper threads of the backend, say */
+		switch (ev.what) {
+		case AEM_PROC_FORK:
+			t_eq(ev.ppid, getpid());
+			fork_seen = true;
+			break;
+		case AEM_PROC_EXEC:
+			t_assert(fork_seen, "exec before fork");
+			if (prog)
+				t_assert(strstr(ev.filename, "true"), "exec of '%.64s'", ev.filename);
+			exec_seen = true;
+			break;
+		case AEM_PROC_EXIT:
+			t_assert(fork_seen, "exit before fork");
+			t_eq(ev.exit_code, status);
+			exit_seen = true;
+			break;
+		default:
+			t_fail("event what=%#x", ev.what);
+		}
+	}
+	t_assert(fork_seen && exit_seen, "fork %d exit %d", fork_seen, exit_seen);
+	t_eq(exec_seen, prog != NULL);
+	aem_teardown(&r);
+	return T_EXIT_PASS;
+}
