@@ -263,10 +263,17 @@ func si(v float64) string {
 }
 
 func ns(v int64) string {
-	if v == 0 {
+	switch {
+	case v == 0:
 		return "-"
+	case v < 1000:
+		return fmt.Sprintf("%dns", v)
+	case v < 1e6:
+		return fmt.Sprintf("%.1fµs", float64(v)/1e3)
+	case v < 1e9:
+		return fmt.Sprintf("%.2fms", float64(v)/1e6)
 	}
-	return time.Duration(v).String()
+	return fmt.Sprintf("%.2fs", float64(v)/1e9)
 }
 
 func allocs(v float64) string {
