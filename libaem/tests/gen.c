@@ -92,8 +92,10 @@ int main(void)
 	st = t_stats(&r);
 	t_eq(st.slots_free, p.slot_count);
 	t_eq(st.subscriptions, 0);
-	t_eq(st.produced, 1250);
-	t_eq(st.delivered, 1250);
+	/* Ring-wide counts may include result CQEs: at least the 1250 events, none lost. */
+	t_assert(st.delivered >= 1250, "ring delivered %llu < 1250 events", (unsigned long long)st.delivered);
+	t_eq(st.produced, st.delivered);
+	t_eq(st.dropped, 0);
 	t_eq(t_refused_total(&st), 0);
 
 	/* One event a second, then GEN_SET to a fast bounded run. */

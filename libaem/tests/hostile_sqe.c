@@ -58,7 +58,6 @@ SPOIL(nop_arg, s->arg = 1)
 SPOIL(nop_len, s->len = 1)
 SPOIL(nop_slot, s->slot = 1)
 SPOIL(nop_data, s->data[AEM_SQE_INLINE - 1] = 1)
-SPOIL(nop_prio, s->prio = 1)
 SPOIL(nop_source, s->source = AEM_SRC_TIMER)
 SPOIL(prio_classes, s->prio = AEM_MAX_CLASSES)
 SPOIL(prio_nr, s->prio = (uint8_t)r.nr_classes)
@@ -103,7 +102,6 @@ static const struct bad_case cases[] = {
 	{ "NOP len", BASE_NOP, nop_len, -EINVAL, AEM_REFUSE_FIELD },
 	{ "NOP slot", BASE_NOP, nop_slot, -EINVAL, AEM_REFUSE_FIELD },
 	{ "NOP data", BASE_NOP, nop_data, -EINVAL, AEM_REFUSE_FIELD },
-	{ "NOP prio", BASE_NOP, nop_prio, -EINVAL, AEM_REFUSE_FIELD },
 	{ "NOP source", BASE_NOP, nop_source, -EINVAL, AEM_REFUSE_FIELD },
 	{ "subscribe prio == AEM_MAX_CLASSES", BASE_TIMER, prio_classes, -EINVAL, AEM_REFUSE_FIELD },
 	{ "subscribe prio == nr_classes", BASE_GEN, prio_nr, -EINVAL, AEM_REFUSE_FIELD },
