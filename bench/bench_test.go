@@ -147,15 +147,25 @@ func BenchmarkCall(b *testing.B) {
 	}
 }
 
-// BenchmarkTimers: firings of 64 hot timers while the rest of N wait.
+// BenchmarkTimers: CPU time per firing of 1000 periodic timers while the
+// rest of N wait.
 func BenchmarkTimers(b *testing.B) {
 	for _, n := range []int{1000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("active=%d", n), func(b *testing.B) {
 			forEach(b, func(b *testing.B, name string) {
 				t := open(b, name)
-				tp := peers.TimerParams{Active: n - scenario.HotTimers, Hot: scenario.HotTimers,
-					Duration: 100 * time.Millisecond}
-				run(b, func() (peers.Result, error) { return t.Timers(tp) })
+				tp := scenario.TimerParams(n, 100*time.Millisecond)
+				var cpu time.Duration
+				var firings uint64
+				run(b, func() (peers.Result, error) {
+					res, err := t.Timers(tp)
+					cpu += res.CPU
+					firings += res.Events
+					return res, err
+				})
+				if firings > 0 {
+					b.ReportMetric(float64(cpu.Nanoseconds())/float64(firings), "cpu-ns/firing")
+				}
 			})
 		})
 	}

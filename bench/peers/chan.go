@@ -12,9 +12,6 @@ import (
 // chanCap is the buffered channel's capacity, the same as the C rings'.
 const chanCap = 4096
 
-// hotTimers is how many timers fire and re-arm in a timer run.
-const hotTimers = 64
-
 // chanEvent is the 32-byte event: sequence, send time, 16 bytes of payload.
 // Larger payloads live in a per-producer arena the sequence indexes, the way
 // AEM keeps them in a payload area.
@@ -308,13 +305,15 @@ func (c *Chan) Call(p Params) (Result, error) {
 	return res, nil
 }
 
-// Timers implements Transport with Go runtime timers: tp.Active timers an
-// hour or more away, and hot timers that re-arm themselves to fire at once.
+// Timers implements Transport with Go runtime timers: tp.Idle timers an
+// hour or more away, and tp.Hot that re-arm themselves every tp.Interval
+// (time.AfterFunc and Reset, the cheapest periodic callback Go has).
 func (c *Chan) Timers(tp TimerParams) (Result, error) {
-	if tp.Duration <= 0 || tp.Active < 0 {
-		return Result{}, fmt.Errorf("timers: duration %v, active %d: bad parameters", tp.Duration, tp.Active)
+	if tp.Duration <= 0 || tp.Interval <= 0 || tp.Idle < 0 || tp.Hot <= 0 {
+		return Result{}, fmt.Errorf("timers: duration %v, interval %v, hot %d, idle %d: bad parameters",
+			tp.Duration, tp.Interval, tp.Hot, tp.Idle)
 	}
-	idle := make([]*time.Timer, tp.Active)
+	idle := make([]*time.Timer, tp.Idle)
 	noop := func() {}
 	for i := range idle {
 		idle[i] = time.AfterFunc(time.Hour+time.Duration(i)*time.Microsecond, noop)
@@ -325,36 +324,33 @@ func (c *Chan) Timers(tp TimerParams) (Result, error) {
 		}
 	}()
 
-	hot := max(tp.Hot, 1)
 	var fired atomic.Uint64
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	timers := make([]*time.Timer, hot)
-	var start, deadline time.Time
+	timers := make([]*time.Timer, tp.Hot)
 	for i := range timers {
 		wg.Add(1)
 		timers[i] = time.AfterFunc(time.Hour, func() {
-			// the callbacks watch the clock: a sleeping goroutine can be
-			// starved by timers that are always due
-			n := fired.Add(1)
-			if stop.Load() || (n%64 == 0 && !time.Now().Before(deadline)) {
-				stop.Store(true)
+			if stop.Load() {
 				wg.Done()
 				return
 			}
-			timers[i].Reset(0)
+			fired.Add(1)
+			timers[i].Reset(tp.Interval)
 		})
 	}
-	before := mallocs()
-	start = time.Now()
-	deadline = start.Add(tp.Duration)
+	before, cpu0 := mallocs(), CPUTime()
+	start := time.Now()
 	for _, t := range timers {
-		t.Reset(0)
+		t.Reset(tp.Interval)
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
+	time.Sleep(tp.Duration)
 	n := fired.Load()
-	return Result{Events: n, Produced: n, Elapsed: elapsed, Mallocs: mallocs() - before, MallocsSet: true}, nil
+	cpu, elapsed := CPUTime()-cpu0, time.Since(start)
+	allocs := mallocs() - before
+	stop.Store(true)
+	wg.Wait() // each hot timer fires once more and stops
+	return Result{Events: n, Produced: n, Elapsed: elapsed, CPU: cpu, Mallocs: allocs, MallocsSet: true}, nil
 }
 
 func mallocs() uint64 {

@@ -11,6 +11,7 @@ package peers
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 )
 
@@ -110,6 +111,9 @@ type Result struct {
 	Errors   uint64        // out of order or corrupted
 	Elapsed  time.Duration // first send to last receive
 	Samples  []int64       // latencies in ns, as sampled
+	// CPU is the process's CPU time (user and system, every thread) over
+	// the measured part, when the transport measures it (timers).
+	CPU time.Duration
 	// Mallocs is the Go allocations of the measured part, when the
 	// transport counts them itself (its set-up excluded); else the
 	// scenario counts around the whole call.
@@ -126,12 +130,14 @@ func (r Result) Lost() uint64 {
 	return r.Produced - r.Events - r.Dropped
 }
 
-// TimerParams describes a timer run: Active timers armed far in the future
-// and never firing, while Hot timers fire and re-arm at once, flat out, for
-// Duration.
+// TimerParams describes a timer run: Hot periodic timers firing every
+// Interval, and Idle more armed an hour or more ahead that never fire in
+// the run, for Duration. What a firing costs is the process's CPU time over
+// the firings delivered (Result.CPU / Result.Events).
 type TimerParams struct {
-	Active   int
 	Hot      int
+	Idle     int
+	Interval time.Duration
 	Duration time.Duration
 }
 
@@ -152,7 +158,8 @@ type Transport interface {
 	// Call makes round trips: request, handler changes the payload,
 	// reply; p.Busy chooses busy-polling over blocking.
 	Call(p Params) (Result, error)
-	// Timers counts hot-timer firings while tp.Active timers wait.
+	// Timers counts hot-timer firings, and the CPU time they took, while
+	// tp.Idle timers wait.
 	Timers(tp TimerParams) (Result, error)
 	// Priority sends urgent events at p.Rate and records their latency,
 	// under a flood of low-class events when flood is set.
@@ -183,4 +190,13 @@ func New(name string) (Transport, error) {
 		return newCPeer(name)
 	}
 	return nil, fmt.Errorf("unknown peer %q (known: %v)", name, Names())
+}
+
+// CPUTime is the process's CPU time so far, every thread, user and system.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -106,9 +106,10 @@ func TestNewUnknown(t *testing.T) {
 
 func TestChanTimersSubscriptionsPriority(t *testing.T) {
 	c := &peers.Chan{}
-	res, err := c.Timers(peers.TimerParams{Active: 1000, Hot: 8, Duration: 50 * time.Millisecond})
+	res, err := c.Timers(peers.TimerParams{Hot: 100, Idle: 1000, Interval: time.Millisecond, Duration: 50 * time.Millisecond})
 	require.NoError(t, err)
 	assert.Positive(t, res.Events, "hot timers fired")
+	assert.Positive(t, res.CPU, "their CPU time was measured")
 
 	sub, err := c.Subscribe(10000)
 	require.NoError(t, err)

@@ -28,6 +28,8 @@ func Headline(r Row) (float64, string) {
 		return float64(r.P99), "p99 ns"
 	case Subscriptions:
 		return r.BytesPerSubscription, "B/sub"
+	case Timers:
+		return r.EventsPerSec, "firings/cpu-s"
 	}
 	return r.EventsPerSec, "events/s"
 }

@@ -335,17 +335,31 @@ func runCall(t peers.Transport, cfg Config, busy bool) (Row, error) {
 	return fromResult(t, res, allocs)
 }
 
-// HotTimers is how many timers fire and re-arm in the timers scenario.
-const HotTimers = 64
+// Timer scenario shape: HotTimers periodic timers every TimerInterval,
+// the rest of the N active ones idle.
+const (
+	HotTimers     = 1000
+	TimerInterval = time.Millisecond
+)
 
+// TimerParams is the timers scenario's run with n active timers.
+func TimerParams(n int, d time.Duration) peers.TimerParams {
+	hot := min(n, HotTimers)
+	return peers.TimerParams{Hot: hot, Idle: n - hot, Interval: TimerInterval, Duration: d}
+}
+
+// runTimers reports CPU time, not wall time, as the row's seconds: the
+// hot timers fire at a fixed rate, and what grows with N is what each
+// firing costs, so events_per_sec is firings per CPU-second.
 func runTimers(t peers.Transport, cfg Config, active int) (Row, error) {
-	before := mallocs()
-	res, err := t.Timers(peers.TimerParams{Active: max(active-HotTimers, 0), Hot: HotTimers, Duration: cfg.Duration})
-	allocs := mallocs() - before
+	res, err := t.Timers(TimerParams(active, cfg.Duration))
 	if err != nil {
 		return Row{}, err
 	}
-	return fromResult(t, res, allocs)
+	if res.CPU > 0 {
+		res.Elapsed = res.CPU
+	}
+	return fromResult(t, res, 0)
 }
 
 func runPriority(t peers.Transport, cfg Config, flood bool) (Row, error) {
