@@ -1,0 +1,106 @@
+package goaem
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// prepPayload puts data in sqe: inline up to 32 bytes, else in a send slot.
+// The kernel side copies a send slot during the submission that follows,
+// which the caller makes before releasing sqMu, so slots rotate freely.
+// Caller holds sqMu.
+func (r *Ring) prepPayload(sqe *abi.SQE, data []byte) error {
+	n := len(data)
+	sqe.Len = uint32(n)
+	if n <= abi.SQEInline {
+		copy(sqe.Data[:], data)
+		return nil
+	}
+	if r.sendSlots == 0 || n > int(r.slotSize) {
+		return fmt.Errorf("%w: %d bytes (inline %d, slot %d, %d send slots)", ErrTooLarge, n, abi.SQEInline, r.slotSize, r.sendSlots)
+	}
+	slot := r.nextSend % r.sendSlots
+	r.nextSend++
+	copy(r.payloadBytes(slot, uint32(n)), data)
+	sqe.Flags |= abi.SQEFSlot
+	sqe.Slot = slot
+	return nil
+}
+
+// Post sends data as an event to the Msg subscription at addr, in class
+// class of the receiving ring, and returns once the kernel side has taken
+// it. A post to an address with no subscriber is refused asynchronously
+// and counted in AsyncErrors.
+func (r *Ring) Post(addr Addr, data []byte, class int) error {
+	if class < 0 || class >= abi.MaxClasses {
+		return fmt.Errorf("goaem: post: class %d outside 0..%d", class, abi.MaxClasses-1)
+	}
+	if !r.life.acquire() {
+		return ErrClosed
+	}
+	defer r.life.release()
+	var perr error
+	err := r.queueSilent(true, func(sqe *abi.SQE) {
+		sqe.Opcode = abi.OpPost
+		sqe.Target = uint64(addr)
+		sqe.Prio = uint8(class)
+		if perr = r.prepPayload(sqe, data); perr != nil {
+			*sqe = abi.SQE{Opcode: abi.OpNop}
+		}
+	})
+	if perr != nil {
+		return fmt.Errorf("goaem: post to %v: %w", addr, perr)
+	}
+	if err != nil {
+		return fmt.Errorf("goaem: post to %v: %w", addr, err)
+	}
+	return nil
+}
+
+// Call sends req to the Msg subscription at addr as a call event (class
+// 0) and waits for its handler's writeback, which it returns. The wait ends
+// at ctx's deadline (passed to the kernel side as the call's timeout;
+// without one the kernel side's default, 5s, applies), when ctx is
+// cancelled or the ring closes. Refusals come back as syscall.Errno:
+// ENOENT (no such subscriber), ETIMEDOUT, ECONNRESET (the target ring
+// closed).
+//
+// The reply arrives in this ring's completion rings, so a goroutine must
+// be reading them (Run, Wait or Poll) or Call reads them itself, keeping
+// any events it finds for the next reader.
+func (r *Ring) Call(ctx context.Context, addr Addr, req []byte) ([]byte, error) {
+	return r.CallClass(ctx, addr, req, 0)
+}
+
+// CallClass is Call with the call event delivered in class class.
+func (r *Ring) CallClass(ctx context.Context, addr Addr, req []byte, class int) ([]byte, error) {
+	if class < 0 || class >= abi.MaxClasses {
+		return nil, fmt.Errorf("goaem: call: class %d outside 0..%d", class, abi.MaxClasses-1)
+	}
+	var timeoutMS uint32
+	if d, ok := ctx.Deadline(); ok {
+		ms := math.Ceil(float64(time.Until(d)) / float64(time.Millisecond))
+		if ms < 1 {
+			return nil, context.DeadlineExceeded
+		}
+		timeoutMS = uint32(min(ms, math.MaxUint32))
+	}
+	o, err := r.doOp(ctx, func(sqe *abi.SQE) error {
+		sqe.Opcode = abi.OpCall
+		sqe.Target = uint64(addr)
+		sqe.Prio = uint8(class)
+		sqe.Arg = timeoutMS
+		return r.prepPayload(sqe, req)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("goaem: call %v: %w", addr, err)
+	}
+	if o.res < 0 {
+		return nil, fmt.Errorf("goaem: call %v: %w", addr, errno(o.res))
+	}
+	return o.data, nil
+}

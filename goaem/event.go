@@ -1,0 +1,206 @@
+package goaem
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// Addr is a message endpoint: a ring id and a channel (AEM_ADDR).
+type Addr uint64
+
+// MakeAddr builds the address of channel on ring.
+func MakeAddr(ring, channel uint32) Addr { return Addr(abi.Addr(ring, channel)) }
+
+// Ring is the ring part of the address.
+func (a Addr) Ring() uint32 { return uint32(a >> 32) }
+
+// Channel is the channel part of the address.
+func (a Addr) Channel() uint32 { return uint32(a) }
+
+func (a Addr) String() string { return fmt.Sprintf("%d:%d", a.Ring(), a.Channel()) }
+
+// Event state bits.
+const (
+	stDone    uint32 = 1 << 0 // released or written back
+	stDefer   uint32 = 1 << 1 // Run inline: submission waits for the batch's end
+	stMoved   uint32 = 1 << 2 // handed to a spawned goroutine or put back: this copy is inert
+	stRelease uint32 = 1 << 3 // released while deferred: Run returns the slot with the batch
+)
+
+// Event is one completion: a copy of its CQE plus the ring it came from.
+// Poll, Wait and Run fill caller-owned []Event batches, so reading events
+// allocates nothing. A slot payload stays in the ring's shared memory until
+// the event is released.
+type Event struct {
+	cqe   abi.CQE // first: the cgo reaper writes it in place
+	state uint32  // second: likewise
+	r     *Ring
+}
+
+// Tag is the tag of the event's subscription (SubOptions.Tag), 0 when the
+// subscription has ended.
+func (e *Event) Tag() uint64 {
+	if s := e.Subscription(); s != nil {
+		return s.tag
+	}
+	return 0
+}
+
+// Subscription is the subscription that produced the event, nil when it
+// has ended.
+func (e *Event) Subscription() *Subscription {
+	if e.r == nil {
+		return nil
+	}
+	return e.r.subs.get(e.cqe.UserData)
+}
+
+// Source is the event's source (abi.SrcTimer, ...).
+func (e *Event) Source() uint8 { return e.cqe.Source }
+
+// Class is the priority class the event was delivered in.
+func (e *Event) Class() int { return int(e.cqe.Prio) }
+
+// Token is the id a writeback names: the subscription id, or a pending
+// call's token.
+func (e *Event) Token() uint64 { return e.cqe.ID }
+
+// IsCall reports whether a caller waits for this event's writeback.
+func (e *Event) IsCall() bool { return e.cqe.Flags&abi.CQEFCall != 0 }
+
+// Final reports whether this is its subscription's last event.
+func (e *Event) Final() bool { return e.cqe.Flags&abi.CQEFFinal != 0 }
+
+// Truncated reports whether the payload was cut to fit.
+func (e *Event) Truncated() bool { return e.cqe.Flags&abi.CQEFTrunc != 0 }
+
+// CQE is a copy of the completion entry.
+func (e *Event) CQE() abi.CQE { return e.cqe }
+
+// Payload is the event's data, without a copy: the inline bytes of the CQE
+// copy, or the event's slot in shared memory. A slot payload may be changed
+// in place (its capacity is the slot size) and written back. It is valid
+// until the event is released or written back, and never after Close.
+func (e *Event) Payload() []byte {
+	n := e.cqe.Res
+	if n <= 0 {
+		return nil
+	}
+	if e.cqe.Flags&abi.CQEFSlot != 0 {
+		if e.r == nil {
+			return nil
+		}
+		return e.r.payloadBytes(e.cqe.Slot, uint32(n))
+	}
+	if n > abi.CQEInline {
+		n = abi.CQEInline
+	}
+	return e.cqe.Data[:n:n]
+}
+
+// TimerExpirations decodes a timer event: the periods elapsed since the
+// last delivery, and CLOCK_MONOTONIC at expiry in ns.
+func (e *Event) TimerExpirations() (expirations, nowNS uint64) {
+	p := e.Payload()
+	if len(p) < 16 {
+		return 0, 0
+	}
+	return binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint64(p[8:])
+}
+
+// GenSeq decodes a generator event: its sequence number and when it was
+// produced (CLOCK_MONOTONIC ns).
+func (e *Event) GenSeq() (seq, nowNS uint64) { return e.TimerExpirations() }
+
+// Writeback hands data back to the event's source: for a call, the reply
+// the caller receives; for a timer, a new interval; otherwise as the
+// source defines. It releases the event. A slot event takes up to
+// Ring.SlotSize bytes (data may be its own Payload, modified in place); an
+// inline event takes 32 bytes, or up to the slot size through a send slot
+// (WithSendSlots). Refusals by the kernel side are counted in
+// Ring.AsyncErrors.
+func (e *Event) Writeback(data []byte) error {
+	r := e.r
+	if r == nil {
+		return fmt.Errorf("goaem: writeback: zero Event")
+	}
+	if e.state&(stDone|stMoved) != 0 {
+		return ErrReleased
+	}
+	if !r.life.acquire() {
+		return ErrClosed
+	}
+	defer r.life.release()
+	n := len(data)
+	slot := e.cqe.Flags&abi.CQEFSlot != 0
+	if slot {
+		buf := r.payloadBytes(e.cqe.Slot, 0)
+		if buf == nil {
+			return fmt.Errorf("goaem: writeback: event names slot %d outside the ring", e.cqe.Slot)
+		}
+		if n > cap(buf) {
+			return fmt.Errorf("%w: writeback of %d bytes, slot holds %d", ErrTooLarge, n, cap(buf))
+		}
+		if buf = buf[:n]; n > 0 && &buf[0] != &data[0] {
+			copy(buf, data)
+		}
+	}
+	// An inline event's reply longer than 32 bytes goes through a send
+	// slot, which must reach the kernel side before the slot rotates: it
+	// is submitted at once even inside a Run batch.
+	now := e.state&stDefer == 0 || (!slot && n > abi.SQEInline)
+	var perr error
+	err := r.queueSilent(now, func(sqe *abi.SQE) {
+		sqe.Opcode = abi.OpWriteback
+		sqe.Target = e.cqe.ID
+		if slot {
+			sqe.Flags = abi.SQEFSlot
+			sqe.Slot = e.cqe.Slot
+			sqe.Len = uint32(n)
+		} else if perr = r.prepPayload(sqe, data); perr != nil {
+			*sqe = abi.SQE{Opcode: abi.OpNop}
+		}
+	})
+	if perr != nil {
+		return fmt.Errorf("goaem: writeback: %w", perr)
+	}
+	if err != nil {
+		return fmt.Errorf("goaem: writeback: %w", err)
+	}
+	e.finish()
+	return nil
+}
+
+// Reply is Writeback, named for calls.
+func (e *Event) Reply(data []byte) error { return e.Writeback(data) }
+
+// Release hands the event's slot back to the ring (no system call; slots
+// return in batches) and ends its subscription's bookkeeping if it was the
+// final event. Releasing twice, or after Writeback, does nothing.
+func (e *Event) Release() {
+	r := e.r
+	if r == nil || e.state&(stDone|stMoved) != 0 {
+		return
+	}
+	if e.cqe.Flags&abi.CQEFSlot != 0 {
+		if e.state&stDefer != 0 {
+			e.state |= stRelease
+		} else if r.life.acquire() {
+			r.releaseSlots(e.cqe.Slot)
+			r.life.release()
+		}
+	}
+	e.finish()
+}
+
+func (e *Event) finish() {
+	e.state |= stDone
+	if e.cqe.Flags&abi.CQEFFinal != 0 {
+		if s := e.r.subs.get(e.cqe.UserData); s != nil {
+			s.ended.Store(true)
+			e.r.subs.remove(e.cqe.UserData)
+		}
+	}
+}

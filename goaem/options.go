@@ -1,0 +1,144 @@
+package goaem
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// Backend selects which kernel side serves a ring.
+type Backend int
+
+const (
+	// BackendAuto uses the kernel module when /dev/aem exists and the
+	// embedded backend otherwise (AEM_BACKEND=kernel|embedded overrides).
+	BackendAuto Backend = iota
+	// BackendKernel requires /dev/aem; Open fails without the module.
+	BackendKernel
+	// BackendEmbedded runs the ring core inside this process.
+	BackendEmbedded
+)
+
+func (b Backend) String() string {
+	switch b {
+	case BackendAuto:
+		return "auto"
+	case BackendKernel:
+		return "kernel"
+	case BackendEmbedded:
+		return "embedded"
+	}
+	return fmt.Sprintf("Backend(%d)", int(b))
+}
+
+// HotPath selects how Poll reads the completion rings.
+type HotPath int
+
+const (
+	// HotPathAtomic reads the mapped rings directly through sync/atomic:
+	// one load of each producer index and one store of each consumer index
+	// per batch, no cgo call unless submissions are pending. The default: it
+	// measured faster (see the package benchmarks).
+	HotPathAtomic HotPath = iota
+	// HotPathCgo copies each batch out of the rings in a single cgo call.
+	HotPathCgo
+)
+
+func (h HotPath) String() string {
+	if h == HotPathCgo {
+		return "cgo"
+	}
+	return "atomic"
+}
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	params      abi.Params
+	backend     Backend
+	hotPath     HotPath
+	maxInFlight int
+	runBatch    int
+	opTimeout   time.Duration
+	errHandler  func(ev *Event, err error)
+}
+
+func defaultConfig() config {
+	return config{
+		maxInFlight: 64,
+		runBatch:    256,
+		opTimeout:   10 * time.Second,
+	}
+}
+
+// WithBackend picks the backend; the default is BackendAuto.
+func WithBackend(b Backend) Option { return func(c *config) { c.backend = b } }
+
+// WithSQEntries sets the submission ring size (rounded up to a power of two).
+func WithSQEntries(n uint32) Option { return func(c *config) { c.params.SQEntries = n } }
+
+// WithCQEntries sets the size of each class's completion ring.
+func WithCQEntries(n uint32) Option { return func(c *config) { c.params.CQEntries = n } }
+
+// WithClasses sets the number of priority classes, 1..4; class 0 is the most urgent.
+func WithClasses(n int) Option { return func(c *config) { c.params.NrClasses = uint32(n) } }
+
+// WithSlotSize sets the bytes of one payload slot (a power of two, 64..65536).
+func WithSlotSize(n uint32) Option { return func(c *config) { c.params.SlotSize = n } }
+
+// WithSlots sets the number of delivery slots (payloads larger than 32 bytes).
+func WithSlots(n uint32) Option { return func(c *config) { c.params.SlotCount = n } }
+
+// WithSendSlots sets the number of send slots used for post and call
+// payloads larger than 32 bytes.
+func WithSendSlots(n uint32) Option { return func(c *config) { c.params.SendSlots = n } }
+
+// WithBacklogLimit bounds the overflow backlog, in events.
+func WithBacklogLimit(n uint32) Option { return func(c *config) { c.params.BacklogLimit = n } }
+
+// WithBoost asks the kernel module to boost the waiting task while urgent
+// events are pending (needs CAP_SYS_NICE).
+func WithBoost() Option { return func(c *config) { c.params.Flags |= abi.SetupBoost } }
+
+// WithHotPath selects how Poll reads the rings; see HotPath.
+func WithHotPath(h HotPath) Option { return func(c *config) { c.hotPath = h } }
+
+// WithMaxInFlight bounds the handlers that Run keeps running at once for
+// subscriptions in ModeSpawn or ModeClone that set no bound of their own.
+// When the bound is reached Run stops reading the rings until a handler
+// finishes: back-pressure, never a dropped event. Default 64.
+func WithMaxInFlight(n int) Option { return func(c *config) { c.maxInFlight = n } }
+
+// WithRunBatch sets how many events Run reads from the rings at a time.
+// Default 256.
+func WithRunBatch(n int) Option { return func(c *config) { c.runBatch = n } }
+
+// WithOpTimeout bounds how long Subscribe, Unsubscribe and the other
+// control operations wait for the kernel side's answer. Default 10s.
+func WithOpTimeout(d time.Duration) Option { return func(c *config) { c.opTimeout = d } }
+
+// WithErrorHandler receives the errors of handlers run by Run (ModeSpawn
+// and ModeClone handlers report from their own goroutines, so f must be
+// safe for concurrent use). Without it, Run returns the first handler
+// error.
+func WithErrorHandler(f func(ev *Event, err error)) Option {
+	return func(c *config) { c.errHandler = f }
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.backend < BackendAuto || c.backend > BackendEmbedded:
+		return fmt.Errorf("goaem: unknown backend %d", int(c.backend))
+	case c.hotPath != HotPathAtomic && c.hotPath != HotPathCgo:
+		return fmt.Errorf("goaem: unknown hot path %d", int(c.hotPath))
+	case c.maxInFlight < 1:
+		return fmt.Errorf("goaem: max in flight %d must be >= 1", c.maxInFlight)
+	case c.runBatch < 1:
+		return fmt.Errorf("goaem: run batch %d must be >= 1", c.runBatch)
+	case c.opTimeout <= 0:
+		return fmt.Errorf("goaem: op timeout %v must be > 0", c.opTimeout)
+	}
+	return nil
+}

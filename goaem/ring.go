@@ -1,0 +1,325 @@
+package goaem
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// backend is the kernel side of one ring as goaem sees it: the cgo build
+// wraps libaem (either of its backends); tests also build rings over Go
+// memory with a Go producer so that the race detector sees both sides.
+type backend interface {
+	name() string
+	// pollFD is the fd that becomes readable when completions are ready.
+	pollFD() int
+	// arm re-arms the pollable fd before the caller re-checks the rings
+	// and sleeps (embedded: drains the eventfd and announces the poller).
+	arm() error
+	// submit publishes SQEs up to tail and has the kernel side consume
+	// them; it also flushes the overflow backlog and reclaims released
+	// slots. One crossing.
+	submit(tail uint32) error
+	subStats(st *abi.SubStats) error
+	ringStats(st *abi.RingStats) error
+	close() error
+}
+
+// cgoReaper is implemented by the cgo backend: the HotPathCgo variant of
+// reading a batch, with an optional submit folded into the same crossing.
+type cgoReaper interface {
+	reap(dst []Event, submitTail uint32, submit bool) (n int, flags, overflow uint32, err error)
+}
+
+// cqView is the Go view of one class's completion ring. k* point into the
+// RINGS region.
+type cqView struct {
+	khead   *uint32 // we write it: store once per batch, pairs with the producer's acquire
+	ktail   *uint32 // producer writes it: load once per batch, pairs with its store-release
+	kflags  *uint32
+	mask    uint32
+	entries uint32
+	cqes    []abi.CQE // read-only mapping
+}
+
+type sqView struct {
+	khead   *uint32 // kernel side: how far it has consumed
+	ktail   *uint32
+	mask    uint32
+	entries uint32
+	sqes    []abi.SQE
+	tail    uint32 // local: next SQE to fill; published by backend.submit
+}
+
+type slotView struct {
+	khead   *uint32
+	ktail   *uint32
+	mask    uint32
+	entries uint32
+	array   []uint32
+	tail    uint32 // local, published once per batch of releases
+}
+
+// life counts operations that touch the mapped rings, so Close unmaps only
+// after the last of them has left.
+type life struct {
+	refs   atomic.Int64
+	closed atomic.Bool
+	idle   chan struct{} // one token when refs drops to zero after close
+}
+
+func (l *life) acquire() bool {
+	l.refs.Add(1)
+	if l.closed.Load() {
+		l.release()
+		return false
+	}
+	return true
+}
+
+func (l *life) release() {
+	if l.refs.Add(-1) == 0 && l.closed.Load() {
+		select {
+		case l.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Ring is one AEM ring: a submission ring, a completion ring per priority
+// class and the payload slots, mapped into this process.
+//
+// Poll, Wait and Run read the completion rings; any number of goroutines
+// may call them, but events come out once, so the usual program has one
+// reader per ring. Every other method is safe for concurrent use.
+type Ring struct {
+	cfg     config
+	be      backend
+	reaper  cgoReaper // nil unless HotPathCgo
+	params  abi.Params
+	ringID  uint32
+	classes int
+
+	// Lock order: cmu -> sqMu -> relMu; opMu, subs.mu and wmu are leaves.
+
+	cmu     sync.Mutex // completion side: heads, stash
+	cq      [abi.MaxClasses]cqView
+	stash   [abi.MaxClasses][]abi.CQE // reaped while nobody polled, oldest first
+	stashed int
+	scratch []Event // reapToStash's buffer
+
+	sqMu     sync.Mutex
+	sq       sqView
+	sqDirty  atomic.Bool // SQEs queued but not submitted
+	nextSend uint32
+
+	relMu sync.Mutex
+	slots slotView
+
+	payload   []byte
+	slotSize  uint32
+	slotCount uint32
+	sendSlots uint32
+
+	opMu  sync.Mutex
+	ops   map[uint64]*op
+	opSeq atomic.Uint64
+
+	subs subTable
+
+	wmu     sync.Mutex
+	idleW   []*waiter
+	waiters map[*waiter]struct{}
+	wclosed bool
+
+	spawnSem chan struct{}
+
+	asyncErrs atomic.Uint64
+	lastAsync atomic.Value // error
+
+	life      life
+	closedCh  chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Event must start with the CQE and the state word: the cgo reaper writes
+// them in place.
+var _ = [1]struct{}{}[unsafe.Offsetof(Event{}.state)-unsafe.Sizeof(abi.CQE{})]
+
+// newRing builds the Go views over the regions the backend mapped. p holds
+// the setup answer (offsets, sizes).
+func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) (*Ring, error) {
+	r := &Ring{
+		cfg:      cfg,
+		be:       be,
+		params:   *p,
+		ringID:   p.RingID,
+		classes:  int(p.NrClasses),
+		ops:      make(map[uint64]*op),
+		waiters:  make(map[*waiter]struct{}),
+		closedCh: make(chan struct{}),
+		spawnSem: make(chan struct{}, cfg.maxInFlight),
+		scratch:  make([]Event, 64),
+	}
+	r.life.idle = make(chan struct{}, 1)
+	if err := r.initViews(p, regions); err != nil {
+		return nil, err
+	}
+	if rp, ok := be.(cgoReaper); ok && cfg.hotPath == HotPathCgo {
+		r.reaper = rp
+	}
+	return r, nil
+}
+
+// initViews checks every published offset against the region sizes, so a
+// bad answer from setup is an error here and never a stray access later.
+func (r *Ring) initViews(p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) error {
+	size := p.RegionSize
+	for i, base := range regions {
+		if base == nil || size[i] == 0 {
+			return fmt.Errorf("goaem: region %d not mapped", i)
+		}
+	}
+	if p.NrClasses < 1 || p.NrClasses > abi.MaxClasses {
+		return fmt.Errorf("goaem: setup returned %d classes", p.NrClasses)
+	}
+	var err error
+	word := func(off uint32) *uint32 {
+		if uint64(off)+4 > size[abi.RegionRings] || off%4 != 0 {
+			err = fmt.Errorf("goaem: ring field offset %#x outside the RINGS region (%d bytes)", off, size[abi.RegionRings])
+			return new(uint32)
+		}
+		return (*uint32)(unsafe.Add(regions[abi.RegionRings], off))
+	}
+	entries := func(what string, n uint32, elem uintptr, region int, off uint32) {
+		if n == 0 || n&(n-1) != 0 {
+			err = fmt.Errorf("goaem: %s has %d entries, not a power of two", what, n)
+		} else if uint64(off)+uint64(n)*uint64(elem) > size[region] {
+			err = fmt.Errorf("goaem: %s array (%d x %d bytes at %#x) outside its region", what, n, elem, off)
+		}
+	}
+
+	entries("submission ring", p.SQEntries, unsafe.Sizeof(abi.SQE{}), abi.RegionSQEs, p.SQOff.Array)
+	if err != nil {
+		return err
+	}
+	r.sq = sqView{
+		khead:   word(p.SQOff.Head),
+		ktail:   word(p.SQOff.Tail),
+		mask:    p.SQEntries - 1,
+		entries: p.SQEntries,
+		sqes:    unsafe.Slice((*abi.SQE)(unsafe.Add(regions[abi.RegionSQEs], p.SQOff.Array)), p.SQEntries),
+	}
+	r.sq.tail = atomic.LoadUint32(r.sq.ktail)
+
+	for c := 0; c < r.classes; c++ {
+		o := p.CQOff[c]
+		entries(fmt.Sprintf("completion ring %d", c), p.CQEntries, unsafe.Sizeof(abi.CQE{}), abi.RegionCQEs, o.Array)
+		if err != nil {
+			return err
+		}
+		r.cq[c] = cqView{
+			khead:   word(o.Head),
+			ktail:   word(o.Tail),
+			kflags:  word(o.Flags),
+			mask:    p.CQEntries - 1,
+			entries: p.CQEntries,
+			cqes:    unsafe.Slice((*abi.CQE)(unsafe.Add(regions[abi.RegionCQEs], o.Array)), p.CQEntries),
+		}
+	}
+
+	so := p.SlotOff
+	n := atomic.LoadUint32(word(so.RingEntries))
+	if err != nil {
+		return err
+	}
+	entries("slot return ring", n, 4, abi.RegionRings, so.Array)
+	if err != nil {
+		return err
+	}
+	r.slots = slotView{
+		khead:   word(so.Head),
+		ktail:   word(so.Tail),
+		mask:    n - 1,
+		entries: n,
+		array:   unsafe.Slice((*uint32)(unsafe.Add(regions[abi.RegionRings], so.Array)), n),
+	}
+	r.slots.tail = atomic.LoadUint32(r.slots.ktail)
+
+	r.slotSize, r.slotCount, r.sendSlots = p.SlotSize, p.SlotCount, p.SendSlots
+	if uint64(p.SlotSize)*uint64(p.SlotCount+p.SendSlots) > size[abi.RegionPayload] {
+		return fmt.Errorf("goaem: %d slots of %d bytes do not fit the payload region (%d bytes)",
+			p.SlotCount+p.SendSlots, p.SlotSize, size[abi.RegionPayload])
+	}
+	r.payload = unsafe.Slice((*byte)(regions[abi.RegionPayload]), size[abi.RegionPayload])
+	return err
+}
+
+// ID is the ring's id: the ring part of the address that posts and calls
+// use to reach this ring's AEM_SRC_MSG subscribers.
+func (r *Ring) ID() uint32 { return r.ringID }
+
+// Classes is the number of priority classes.
+func (r *Ring) Classes() int { return r.classes }
+
+// SlotSize is the bytes of one payload slot: the most a slot event carries
+// and the most a writeback to it may return.
+func (r *Ring) SlotSize() int { return int(r.slotSize) }
+
+// Backend names the backend serving the ring ("kernel" or "embedded").
+func (r *Ring) Backend() string { return r.be.name() }
+
+// HotPath is the variant Poll uses to read the rings.
+func (r *Ring) HotPath() HotPath {
+	if r.reaper != nil {
+		return HotPathCgo
+	}
+	return HotPathAtomic
+}
+
+// Addr is this ring's address for channel: the target of Post and Call
+// that reaches a Msg subscription of the channel.
+func (r *Ring) Addr(channel uint32) Addr { return MakeAddr(r.ringID, channel) }
+
+// Close tears the ring down. It wakes every goroutine blocked in Wait, Run
+// or a call on this ring (they return ErrClosed), waits until they have
+// left, then unmaps the rings: event payloads obtained before Close must not
+// be used after it. Subscriptions end with the ring. Close is idempotent.
+func (r *Ring) Close() error {
+	r.closeOnce.Do(func() {
+		r.life.closed.Store(true)
+		close(r.closedCh)
+		r.closeWaiters()
+		for r.life.refs.Load() != 0 {
+			<-r.life.idle
+		}
+		r.closeErr = r.be.close()
+		r.subs.clear()
+		r.failOps()
+	})
+	return r.closeErr
+}
+
+// isClosed reports whether Close has begun.
+func (r *Ring) isClosed() bool { return r.life.closed.Load() }
+
+// payloadBytes is slot's bytes, length n, capacity the slot size; nil when
+// the kernel side named a slot or length outside the payload region.
+func (r *Ring) payloadBytes(slot, n uint32) []byte {
+	if slot >= r.slotCount+r.sendSlots || n > r.slotSize {
+		return nil
+	}
+	off := uint64(slot) * uint64(r.slotSize)
+	return r.payload[off : off+uint64(n) : off+uint64(r.slotSize)]
+}
+
+// setCleanup makes a forgotten ring release its kernel side when it becomes
+// unreachable; Close is the way to do it.
+func (r *Ring) setCleanup() {
+	runtime.AddCleanup(r, func(be backend) { _ = be.close() }, r.be)
+}

@@ -1,0 +1,193 @@
+package goaem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// HandlerError is an error a handler returned, with the event's
+// subscription tag and mode.
+type HandlerError struct {
+	Tag  uint64
+	Mode HandlerMode
+	Err  error
+}
+
+func (e *HandlerError) Error() string {
+	return fmt.Sprintf("goaem: %s handler (tag %d): %v", e.Mode, e.Tag, e.Err)
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+type runState struct {
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error
+	cancel context.CancelCauseFunc // stops Run at the first error when there is no error handler
+}
+
+func (rs *runState) fail(err error) {
+	rs.mu.Lock()
+	if rs.err == nil {
+		rs.err = err
+		rs.cancel(err)
+	}
+	rs.mu.Unlock()
+}
+
+func (rs *runState) failed() error {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.err
+}
+
+// Run reads events, most urgent class first, and runs each one's handler
+// in its subscription's mode (the subscription's Handler, else h) until ctx
+// ends, the ring closes or, without WithErrorHandler, a handler fails.
+// Writebacks and releases of inline handlers go to the kernel side once per
+// batch. Before returning, Run waits for the spawned handlers it started;
+// events it read but had not dispatched are put back for the next reader.
+// It returns ctx.Err(), ErrClosed or the handler's *HandlerError.
+func (r *Ring) Run(ctx context.Context, h Handler) error {
+	if !r.life.acquire() {
+		return ErrClosed
+	}
+	defer r.life.release()
+	rs := &runState{}
+	defer rs.wg.Wait()
+	// Cancelled first on the way out, so clones still running are stopped
+	// before Run waits for them.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	rs.cancel = cancel
+	batch := make([]Event, r.cfg.runBatch)
+	for {
+		if err := rs.failed(); err != nil {
+			return err
+		}
+		n, err := r.wait(ctx, batch, 1)
+		for i := 0; i < n; i++ {
+			if derr := r.dispatch(ctx, rs, &batch[i], h); derr != nil {
+				r.unread(batch[i:n])
+				r.finishBatch(batch[:i])
+				if ferr := rs.failed(); ferr != nil {
+					return ferr
+				}
+				return derr
+			}
+		}
+		r.finishBatch(batch[:n])
+		if err != nil {
+			if ferr := rs.failed(); ferr != nil {
+				return ferr
+			}
+			if errors.Is(err, ErrClosed) || r.isClosed() {
+				return ErrClosed
+			}
+			return err
+		}
+	}
+}
+
+// dispatch runs one event's handler. It returns an error only when Run
+// must stop: ctx ended or the ring closed while waiting for room under a
+// spawn bound, or an inline handler failed without an error handler.
+func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler) error {
+	s := r.subs.get(ev.cqe.UserData)
+	mode, handler := ModeInline, h
+	var sem chan struct{}
+	var clone *Cloner
+	var tag uint64
+	if s != nil {
+		mode, tag, clone = s.mode, s.tag, s.clone
+		if s.handler != nil {
+			handler = s.handler
+		}
+		sem = s.sem
+	}
+	if sem == nil {
+		sem = r.spawnSem
+	}
+	if handler == nil && mode != ModeClone {
+		ev.Release()
+		return r.report(rs, ev, &HandlerError{Tag: tag, Mode: mode, Err: ErrNoHandler})
+	}
+	if mode == ModeInline {
+		ev.state |= stDefer
+		err := handler(ev)
+		ev.Release()
+		if err != nil {
+			return r.report(rs, ev, &HandlerError{Tag: tag, Mode: mode, Err: err})
+		}
+		return nil
+	}
+
+	// Back-pressure: with the bound reached, Run reads no further until a
+	// handler finishes; the kernel side backlogs (and counts) meanwhile.
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.closedCh:
+		return ErrClosed
+	}
+	own := new(Event)
+	*own = *ev
+	own.state &^= stDefer
+	ev.state |= stMoved
+	rs.wg.Add(1)
+	go func() {
+		defer rs.wg.Done()
+		defer func() { <-sem }()
+		var err error
+		if mode == ModeClone {
+			err = clone.handle(ctx, own)
+		} else {
+			err = handler(own)
+		}
+		own.Release()
+		if err != nil {
+			if rerr := r.report(rs, own, &HandlerError{Tag: tag, Mode: mode, Err: err}); rerr != nil {
+				rs.fail(rerr)
+			}
+		}
+	}()
+	return nil
+}
+
+// report hands a handler error to the error handler, or returns it to stop Run.
+func (r *Ring) report(rs *runState, ev *Event, err error) error {
+	if r.cfg.errHandler != nil {
+		r.cfg.errHandler(ev, err)
+		return nil
+	}
+	rs.fail(err)
+	return err
+}
+
+// finishBatch returns the batch's slots with one store and submits its
+// writebacks with one crossing.
+func (r *Ring) finishBatch(evs []Event) {
+	var slots [64]uint32
+	k := 0
+	for i := range evs {
+		e := &evs[i]
+		if e.state&stRelease != 0 {
+			if k == len(slots) {
+				r.releaseSlots(slots[:k]...)
+				k = 0
+			}
+			slots[k] = e.cqe.Slot
+			k++
+		}
+		e.state = stDone
+	}
+	if k != 0 {
+		r.releaseSlots(slots[:k]...)
+	}
+	if r.sqDirty.Load() {
+		_ = r.flush()
+	}
+}

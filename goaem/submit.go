@@ -1,0 +1,257 @@
+package goaem
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// user_data of goaem's own SQEs. Subscription tags (the user_data of
+// events) are table handles with bit 63 clear.
+const (
+	tagOp     = uint64(1) << 63 // a result some goroutine may wait for
+	tagSilent = uint64(1) << 62 // with tagOp: fire and forget; low byte is the opcode
+)
+
+// getSQE hands out the next SQE, zeroed. A full ring is submitted first;
+// the kernel side consumes synchronously, so one retry suffices unless it
+// refuses to move. Caller holds sqMu.
+func (r *Ring) getSQE() (*abi.SQE, error) {
+	sq := &r.sq
+	for try := 0; ; try++ {
+		head := atomic.LoadUint32(sq.khead) // pairs with the kernel side's store-release of head
+		if sq.tail-head < sq.entries {
+			break
+		}
+		if try == 2 {
+			return nil, ErrBusy
+		}
+		if err := r.submitLocked(); err != nil {
+			return nil, err
+		}
+	}
+	sqe := &sq.sqes[sq.tail&sq.mask]
+	*sqe = abi.SQE{}
+	sq.tail++
+	return sqe, nil
+}
+
+// submitLocked publishes and submits every queued SQE. Caller holds sqMu.
+func (r *Ring) submitLocked() error {
+	r.sqDirty.Store(false)
+	if err := r.be.submit(r.sq.tail); err != nil {
+		return fmt.Errorf("goaem: submit: %w", err)
+	}
+	return nil
+}
+
+// flush submits queued SQEs; with none it still enters the kernel side,
+// which flushes the overflow backlog and reclaims released slots.
+func (r *Ring) flush() error {
+	r.sqMu.Lock()
+	err := r.submitLocked()
+	r.sqMu.Unlock()
+	return err
+}
+
+// Flush hands queued writebacks and releases to the kernel side now,
+// rather than with the next Poll, Wait or Run batch.
+func (r *Ring) Flush() error {
+	if !r.life.acquire() {
+		return ErrClosed
+	}
+	defer r.life.release()
+	r.commitSlots()
+	return r.flush()
+}
+
+// releaseSlots returns delivery slots through the slot ring: no system
+// call, one store-release for the lot.
+func (r *Ring) releaseSlots(slots ...uint32) {
+	r.relMu.Lock()
+	for _, s := range slots {
+		r.pushSlotLocked(s)
+	}
+	r.commitSlotsLocked()
+	r.relMu.Unlock()
+}
+
+func (r *Ring) pushSlotLocked(slot uint32) {
+	sv := &r.slots
+	for try := 0; sv.tail-atomic.LoadUint32(sv.khead) >= sv.entries; try++ {
+		// Only possible when releases outrun the kernel side's reclaim:
+		// publish what we have and let a submit reclaim it.
+		if try == 3 {
+			r.noteAsyncErr(tagOp|tagSilent, -int32(syscall.ENOSPC))
+			return
+		}
+		r.commitSlotsLocked()
+		r.relMu.Unlock()
+		_ = r.flush()
+		r.relMu.Lock()
+	}
+	sv.array[sv.tail&sv.mask] = slot
+	sv.tail++
+}
+
+func (r *Ring) commitSlots() {
+	r.relMu.Lock()
+	r.commitSlotsLocked()
+	r.relMu.Unlock()
+}
+
+func (r *Ring) commitSlotsLocked() {
+	if atomic.LoadUint32(r.slots.ktail) != r.slots.tail {
+		atomic.StoreUint32(r.slots.ktail, r.slots.tail) // pairs with the kernel side's slot-ring acquire
+	}
+}
+
+func (r *Ring) noteAsyncErr(ud uint64, res int32) {
+	r.asyncErrs.Add(1)
+	r.lastAsync.Store(fmt.Errorf("goaem: asynchronous %s: %w", opName(uint8(ud)), errno(res)))
+}
+
+// AsyncErrors reports how many fire-and-forget submissions (writebacks,
+// posts) the kernel side refused, and the last refusal.
+func (r *Ring) AsyncErrors() (uint64, error) {
+	err, _ := r.lastAsync.Load().(error)
+	return r.asyncErrs.Load(), err
+}
+
+func opName(op uint8) string {
+	switch op {
+	case abi.OpNop:
+		return "nop"
+	case abi.OpSubscribe:
+		return "subscribe"
+	case abi.OpUnsubscribe:
+		return "unsubscribe"
+	case abi.OpWriteback:
+		return "writeback"
+	case abi.OpPost:
+		return "post"
+	case abi.OpCall:
+		return "call"
+	case abi.OpTimerSet:
+		return "timer set"
+	case abi.OpGenSet:
+		return "generator set"
+	}
+	return fmt.Sprintf("op %d", op)
+}
+
+// op is one SQE whose result a goroutine waits for.
+type op struct {
+	done  atomic.Bool
+	res   int32
+	id    uint64
+	flags uint32
+	data  []byte
+	w     atomic.Pointer[waiter] // parked waiter to nudge
+}
+
+func (o *op) complete(e *Event) {
+	o.res, o.id, o.flags = e.cqe.Res, e.cqe.ID, e.cqe.Flags
+	if e.cqe.Res > 0 {
+		o.data = append([]byte(nil), e.Payload()...)
+	}
+	if e.cqe.Flags&abi.CQEFSlot != 0 {
+		e.r.releaseSlots(e.cqe.Slot)
+	}
+	o.done.Store(true)
+	if w := o.w.Load(); w != nil {
+		w.nudge()
+	}
+}
+
+// failOps completes every pending op with ErrClosed (Close, after the
+// waiters left).
+func (r *Ring) failOps() {
+	r.opMu.Lock()
+	for k, o := range r.ops {
+		delete(r.ops, k)
+		o.res = -int32(syscall.ECONNRESET)
+		o.done.Store(true)
+	}
+	r.opMu.Unlock()
+}
+
+// doOp fills an SQE with prep, submits it and waits for its result.
+func (r *Ring) doOp(ctx context.Context, prep func(*abi.SQE) error) (*op, error) {
+	if !r.life.acquire() {
+		return nil, ErrClosed
+	}
+	defer r.life.release()
+	o := &op{}
+	ud := tagOp | r.opSeq.Add(1)&(tagSilent-1)
+	r.opMu.Lock()
+	r.ops[ud] = o
+	r.opMu.Unlock()
+
+	r.sqMu.Lock()
+	sqe, err := r.getSQE()
+	if err == nil {
+		err = prep(sqe)
+		sqe.UserData = ud
+		if err != nil {
+			// The entry is taken: make it a no-op nobody hears about.
+			*sqe = abi.SQE{Opcode: abi.OpNop, Flags: abi.SQEFSilent}
+		}
+		if serr := r.submitLocked(); err == nil {
+			err = serr
+		}
+	}
+	r.sqMu.Unlock()
+	if err == nil {
+		err = r.await(ctx, o)
+	}
+	if err != nil {
+		r.opMu.Lock()
+		delete(r.ops, ud)
+		r.opMu.Unlock()
+		return nil, err
+	}
+	return o, nil
+}
+
+// control runs a control op (subscribe, unsubscribe, timer and generator
+// set) bounded by the ring's op timeout.
+func (r *Ring) control(prep func(*abi.SQE) error) (*op, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.opTimeout)
+	defer cancel()
+	o, err := r.doOp(ctx, prep)
+	if err == context.DeadlineExceeded {
+		err = fmt.Errorf("goaem: no answer from the kernel side within %v: %w", r.cfg.opTimeout, err)
+	}
+	return o, err
+}
+
+// queueSilent queues a fire-and-forget SQE; with now it is submitted at
+// once, else with the next batch. A refusal is counted (AsyncErrors).
+func (r *Ring) queueSilent(now bool, prep func(*abi.SQE)) error {
+	r.sqMu.Lock()
+	sqe, err := r.getSQE()
+	if err == nil {
+		prep(sqe)
+		sqe.Flags |= abi.SQEFSilent
+		sqe.UserData = tagOp | tagSilent | uint64(sqe.Opcode)
+		if now {
+			err = r.submitLocked()
+		} else {
+			r.sqDirty.Store(true)
+		}
+	}
+	r.sqMu.Unlock()
+	return err
+}
+
+func durationNS(d time.Duration) uint64 {
+	if d <= 0 {
+		return 0
+	}
+	return uint64(d)
+}

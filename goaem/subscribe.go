@@ -1,0 +1,409 @@
+package goaem
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// Source describes an event source and its arguments: Timer, Generator,
+// Msg, Proc or FD.
+type Source interface {
+	prep(sqe *abi.SQE) error
+}
+
+// Timer fires once after First, then every Interval (0: one-shot). Each
+// event's payload is an abi.TimerEvent (expirations, CLOCK_MONOTONIC ns);
+// see TimerExpirations.
+type Timer struct {
+	First    time.Duration
+	Interval time.Duration
+}
+
+func (t Timer) prep(sqe *abi.SQE) error {
+	if t.First <= 0 || t.Interval < 0 {
+		return fmt.Errorf("goaem: timer first %v must be > 0 and interval %v >= 0", t.First, t.Interval)
+	}
+	sqe.Source = abi.SrcTimer
+	a := sqe.Timer()
+	a.FirstNS, a.IntervalNS = durationNS(t.First), durationNS(t.Interval)
+	return nil
+}
+
+// Generator produces synthetic events: Rate per second (0: as fast as the
+// rings take them), Count in all (0: unbounded), Burst per step, PayloadLen
+// bytes each (an abi.GenEvent first). For load tests.
+type Generator struct {
+	Rate       uint64
+	Count      uint64
+	Burst      uint32
+	PayloadLen uint32
+}
+
+func (g Generator) prep(sqe *abi.SQE) error {
+	sqe.Source = abi.SrcGen
+	g.fill(sqe.Gen())
+	return nil
+}
+
+func (g Generator) fill(a *abi.GenArgs) {
+	a.Rate, a.Count, a.Burst, a.PayloadLen = g.Rate, g.Count, max(g.Burst, 1), g.PayloadLen
+}
+
+// Msg receives the posts and calls addressed to (this ring, Channel); see
+// Ring.Addr. Channels are unique per ring.
+type Msg struct {
+	Channel uint32
+}
+
+func (m Msg) prep(sqe *abi.SQE) error {
+	sqe.Source = abi.SrcMsg
+	sqe.Msg().Channel = m.Channel
+	return nil
+}
+
+// Proc reports process fork, exec and exit (Events: abi.ProcFork|...; Pid
+// 0 for every process, else that process and its children).
+type Proc struct {
+	Events uint32
+	Pid    int
+}
+
+func (p Proc) prep(sqe *abi.SQE) error {
+	sqe.Source = abi.SrcProc
+	a := sqe.Proc()
+	a.Events, a.Pid = p.Events, uint32(p.Pid)
+	return nil
+}
+
+// FD reports readiness of a socket: Events is abi.FDAccept|FDReadable|FDHangup.
+type FD struct {
+	FD     int
+	Events uint32
+}
+
+func (f FD) prep(sqe *abi.SQE) error {
+	sqe.Source = abi.SrcFD
+	a := sqe.FD()
+	a.FD, a.Events = int32(f.FD), f.Events
+	return nil
+}
+
+// HandlerMode says where Run runs a subscription's handler.
+type HandlerMode uint8
+
+const (
+	// ModeInline runs the handler in Run's goroutine, between reading
+	// batches: for short handlers. Writebacks and releases are batched.
+	ModeInline HandlerMode = iota
+	// ModeSpawn runs each event's handler in a new goroutine; at most
+	// MaxInFlight at once, past which Run waits (back-pressure).
+	ModeSpawn
+	// ModeClone runs a new process per event (SubOptions.Clone): the
+	// payload on its stdin, its stdout written back. Bounded as ModeSpawn.
+	ModeClone
+)
+
+func (m HandlerMode) String() string {
+	switch m {
+	case ModeInline:
+		return "inline"
+	case ModeSpawn:
+		return "spawn"
+	case ModeClone:
+		return "clone"
+	}
+	return fmt.Sprintf("HandlerMode(%d)", int(m))
+}
+
+// Handler handles one event. The event and its payload are valid until the
+// handler returns (Run releases the event then, unless the handler wrote
+// it back or released it).
+type Handler func(ev *Event) error
+
+// SubOptions are a subscription's options.
+type SubOptions struct {
+	Class       int         // priority class, 0 (most urgent) .. Classes()-1
+	Tag         uint64      // the caller's tag, returned by Event.Tag
+	Mode        HandlerMode // how Run runs the handler
+	Handler     Handler     // nil: the handler given to Run
+	MaxInFlight int         // ModeSpawn/ModeClone bound; 0: the ring's (WithMaxInFlight)
+	Clone       *Cloner     // ModeClone: the command to run per event
+}
+
+// Subscription is one active source feeding this ring.
+type Subscription struct {
+	r       *Ring
+	id      uint64
+	handle  uint64
+	tag     uint64
+	class   int
+	source  uint8
+	mode    HandlerMode
+	handler Handler
+	clone   *Cloner
+	sem     chan struct{}
+	ended   atomic.Bool
+}
+
+// Subscribe starts source feeding events into this ring's class
+// opts.Class. It waits for the kernel side's answer (bounded by
+// WithOpTimeout).
+func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
+	if src == nil {
+		return nil, fmt.Errorf("goaem: subscribe: nil source")
+	}
+	if opts.Class < 0 || opts.Class >= r.classes {
+		return nil, fmt.Errorf("goaem: subscribe: class %d outside 0..%d", opts.Class, r.classes-1)
+	}
+	if opts.Mode > ModeClone {
+		return nil, fmt.Errorf("goaem: subscribe: unknown handler mode %d", opts.Mode)
+	}
+	if opts.Mode == ModeClone && opts.Clone == nil {
+		return nil, fmt.Errorf("goaem: subscribe: ModeClone needs SubOptions.Clone")
+	}
+	if opts.MaxInFlight < 0 {
+		return nil, fmt.Errorf("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
+	}
+	s := &Subscription{
+		r: r, tag: opts.Tag, class: opts.Class, mode: opts.Mode,
+		handler: opts.Handler, clone: opts.Clone,
+	}
+	if opts.MaxInFlight > 0 {
+		s.sem = make(chan struct{}, opts.MaxInFlight)
+	}
+	// The table entry exists before the SQE: the first event may arrive
+	// before the result that names the subscription.
+	s.handle = r.subs.add(s)
+	o, err := r.control(func(sqe *abi.SQE) error {
+		sqe.Opcode = abi.OpSubscribe
+		sqe.Prio = uint8(opts.Class)
+		if err := src.prep(sqe); err != nil {
+			return err
+		}
+		s.source = sqe.Source
+		sqe.UserData = s.handle
+		return nil
+	})
+	if err == nil {
+		err = errno(o.res)
+	}
+	if err != nil {
+		r.subs.remove(s.handle)
+		return nil, fmt.Errorf("goaem: subscribe: %w", err)
+	}
+	s.id = o.id
+	return s, nil
+}
+
+// ID is the subscription id the kernel side gave it.
+func (s *Subscription) ID() uint64 { return s.id }
+
+// Tag is the tag given in SubOptions.
+func (s *Subscription) Tag() uint64 { return s.tag }
+
+// Class is the priority class its events arrive in.
+func (s *Subscription) Class() int { return s.class }
+
+// Ring is the ring the subscription feeds.
+func (s *Subscription) Ring() *Ring { return s.r }
+
+// Ended reports whether the subscription is over: unsubscribed, or its
+// source posted its final event (one-shot timer, generator count reached)
+// and that event was released.
+func (s *Subscription) Ended() bool { return s.ended.Load() }
+
+// Addr is the address of a Msg subscription: where Post and Call send.
+func (s *Subscription) Addr(channel uint32) Addr { return s.r.Addr(channel) }
+
+// Unsubscribe stops the source. Events already in the completion ring
+// stay there and are still delivered (Event.Subscription returns nil for
+// them); backlogged ones are dropped and counted.
+func (s *Subscription) Unsubscribe() error {
+	o, err := s.r.control(func(sqe *abi.SQE) error {
+		sqe.Opcode = abi.OpUnsubscribe
+		sqe.Target = s.id
+		return nil
+	})
+	if err == nil {
+		err = errno(o.res)
+	}
+	s.ended.Store(true)
+	s.r.subs.remove(s.handle)
+	if err != nil {
+		return fmt.Errorf("goaem: unsubscribe %#x: %w", s.id, err)
+	}
+	return nil
+}
+
+// ResetTimer re-arms a timer subscription.
+func (s *Subscription) ResetTimer(first, interval time.Duration) error {
+	t := Timer{First: first, Interval: interval}
+	o, err := s.r.control(func(sqe *abi.SQE) error {
+		if err := t.prep(sqe); err != nil {
+			return err
+		}
+		sqe.Source = 0
+		sqe.Opcode = abi.OpTimerSet
+		sqe.Target = s.id
+		return nil
+	})
+	if err == nil {
+		err = errno(o.res)
+	}
+	if err != nil {
+		return fmt.Errorf("goaem: reset timer %#x: %w", s.id, err)
+	}
+	return nil
+}
+
+// SetGenerator changes a generator subscription's rate, count, burst and
+// payload size.
+func (s *Subscription) SetGenerator(g Generator) error {
+	o, err := s.r.control(func(sqe *abi.SQE) error {
+		sqe.Opcode = abi.OpGenSet
+		sqe.Target = s.id
+		g.fill(sqe.Gen())
+		return nil
+	})
+	if err == nil {
+		err = errno(o.res)
+	}
+	if err != nil {
+		return fmt.Errorf("goaem: set generator %#x: %w", s.id, err)
+	}
+	return nil
+}
+
+// Stats are a subscription's counters. Produced == Delivered + Backlog +
+// Dropped whenever they are read.
+type Stats struct {
+	Produced  uint64 // events the source produced
+	Delivered uint64 // written to a completion ring
+	Backlog   uint64 // waiting in the overflow backlog
+	Dropped   uint64 // dropped past the backlog bound
+}
+
+// Stats reads the subscription's counters from the kernel side.
+func (s *Subscription) Stats() (Stats, error) {
+	if !s.r.life.acquire() {
+		return Stats{}, ErrClosed
+	}
+	defer s.r.life.release()
+	st := abi.SubStats{ID: s.id}
+	if err := s.r.be.subStats(&st); err != nil {
+		return Stats{}, fmt.Errorf("goaem: stats of %#x: %w", s.id, err)
+	}
+	return Stats{Produced: st.Produced, Delivered: st.Delivered, Backlog: st.Backlog, Dropped: st.Dropped}, nil
+}
+
+// RingStats are the ring's counters (abi.RingStats).
+type RingStats = abi.RingStats
+
+// Stats reads the ring's counters from the kernel side.
+func (r *Ring) Stats() (RingStats, error) {
+	if !r.life.acquire() {
+		return RingStats{}, ErrClosed
+	}
+	defer r.life.release()
+	var st abi.RingStats
+	if err := r.be.ringStats(&st); err != nil {
+		return st, fmt.Errorf("goaem: ring stats: %w", err)
+	}
+	return st, nil
+}
+
+// subTable maps the tag an event carries to its Subscription without a map
+// lookup: tag = generation<<32 | index+1, a two-level table read with
+// atomics, so the reader takes no lock.
+const (
+	subChunkShift = 10
+	subChunk      = 1 << subChunkShift
+)
+
+type subSlots [subChunk]atomic.Pointer[Subscription]
+
+type subTable struct {
+	mu   sync.Mutex
+	dir  atomic.Pointer[[]*subSlots]
+	free []uint32
+	next uint32
+	gen  uint32
+}
+
+func (t *subTable) add(s *Subscription) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var idx uint32
+	if k := len(t.free); k != 0 {
+		idx = t.free[k-1]
+		t.free = t.free[:k-1]
+	} else {
+		idx = t.next
+		t.next++
+	}
+	var dir []*subSlots
+	if d := t.dir.Load(); d != nil {
+		dir = *d
+	}
+	if c := int(idx >> subChunkShift); c >= len(dir) {
+		grown := make([]*subSlots, c+1, 2*(c+1))
+		copy(grown, dir)
+		grown[c] = new(subSlots)
+		t.dir.Store(&grown)
+		dir = grown
+	}
+	t.gen = (t.gen + 1) & 0x3fffffff // keeps bits 62 and 63 clear: not an op tag
+	if t.gen == 0 {
+		t.gen = 1
+	}
+	s.handle = uint64(t.gen)<<32 | uint64(idx+1)
+	dir[idx>>subChunkShift][idx&(subChunk-1)].Store(s)
+	return s.handle
+}
+
+func (t *subTable) get(h uint64) *Subscription {
+	idx := uint32(h) - 1
+	d := t.dir.Load()
+	if d == nil || h&(tagOp|tagSilent) != 0 || int(idx>>subChunkShift) >= len(*d) {
+		return nil
+	}
+	s := (*d)[idx>>subChunkShift][idx&(subChunk-1)].Load()
+	if s == nil || s.handle != h {
+		return nil
+	}
+	return s
+}
+
+func (t *subTable) remove(h uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	idx := uint32(h) - 1
+	d := t.dir.Load()
+	if d == nil || int(idx>>subChunkShift) >= len(*d) {
+		return
+	}
+	p := &(*d)[idx>>subChunkShift][idx&(subChunk-1)]
+	if s := p.Load(); s != nil && s.handle == h {
+		p.Store(nil)
+		t.free = append(t.free, idx)
+	}
+}
+
+func (t *subTable) clear() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d := t.dir.Load(); d != nil {
+		for _, c := range *d {
+			for i := range c {
+				if s := c[i].Load(); s != nil {
+					s.ended.Store(true)
+				}
+				c[i].Store(nil)
+			}
+		}
+	}
+}
