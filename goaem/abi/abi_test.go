@@ -1,3 +1,5 @@
+//go:build cgo
+
 package abi_test
 
 import (
@@ -12,7 +14,7 @@ import (
 
 // Every Go struct of the ABI, with the C struct it mirrors.
 var structs = []struct {
-	c  string
+	c   string
 	gov any
 }{
 	{"aem_ring_offsets", abi.RingOffsets{}},
@@ -88,7 +90,7 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_CQE_INLINE": abi.CQEInline, "AEM_SQE_INLINE": abi.SQEInline,
 		"AEM_MAX_SUBS": abi.MaxSubs, "AEM_NR_REGIONS": abi.NrRegions,
 		"AEM_CALL_DEFAULT_TIMEOUT_MS": abi.DefaultCallMS,
-		"AEM_SETUP_BOOST": abi.SetupBoost, "AEM_SETUP_EMBEDDED": abi.SetupEmbedded,
+		"AEM_SETUP_BOOST":             abi.SetupBoost, "AEM_SETUP_EMBEDDED": abi.SetupEmbedded,
 		"AEM_SETUP_KERNEL": abi.SetupKernel, "AEM_SETUP_FLAGS_ALL": abi.SetupFlagsAll,
 		"AEM_FEAT_CQE_INLINE": abi.FeatCQEInline, "AEM_FEAT_SLOT_RING": abi.FeatSlotRing,
 		"AEM_FEAT_BLOCKING_CALL": abi.FeatBlockingCall, "AEM_FEAT_KERNEL": abi.FeatKernel,
@@ -103,25 +105,25 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_OP_GEN_SET": abi.OpGenSet, "AEM_OP_LAST": abi.OpLast,
 		"AEM_SQE_F_SLOT": abi.SQEFSlot, "AEM_SQE_F_SILENT": abi.SQEFSilent,
 		"AEM_SQE_FLAGS_ALL": abi.SQEFlagsAll,
-		"AEM_SRC_NONE": abi.SrcNone, "AEM_SRC_TIMER": abi.SrcTimer, "AEM_SRC_MSG": abi.SrcMsg,
+		"AEM_SRC_NONE":      abi.SrcNone, "AEM_SRC_TIMER": abi.SrcTimer, "AEM_SRC_MSG": abi.SrcMsg,
 		"AEM_SRC_GEN": abi.SrcGen, "AEM_SRC_PROC": abi.SrcProc, "AEM_SRC_FD": abi.SrcFD,
-		"AEM_SRC_LAST": abi.SrcLast,
+		"AEM_SRC_LAST":  abi.SrcLast,
 		"AEM_PROC_FORK": abi.ProcFork, "AEM_PROC_EXEC": abi.ProcExec, "AEM_PROC_EXIT": abi.ProcExit,
-		"AEM_PROC_ALL": abi.ProcAll,
+		"AEM_PROC_ALL":  abi.ProcAll,
 		"AEM_FD_ACCEPT": abi.FDAccept, "AEM_FD_READABLE": abi.FDReadable, "AEM_FD_HANGUP": abi.FDHangup,
-		"AEM_FD_ALL": abi.FDAll,
+		"AEM_FD_ALL":       abi.FDAll,
 		"AEM_CQE_F_RESULT": abi.CQEFResult, "AEM_CQE_F_SLOT": abi.CQEFSlot, "AEM_CQE_F_CALL": abi.CQEFCall,
 		"AEM_CQE_F_FINAL": abi.CQEFFinal, "AEM_CQE_F_TRUNC": abi.CQEFTrunc,
 		"AEM_ID_KIND_SUB": abi.IDKindSub, "AEM_ID_KIND_CALL": abi.IDKindCall,
 		"AEM_ENTER_GETEVENTS": abi.EnterGetEvts,
-		"AEM_REFUSE_OPCODE": abi.RefuseOpcode, "AEM_REFUSE_FIELD": abi.RefuseField,
+		"AEM_REFUSE_OPCODE":   abi.RefuseOpcode, "AEM_REFUSE_FIELD": abi.RefuseField,
 		"AEM_REFUSE_ID": abi.RefuseID, "AEM_REFUSE_SLOT": abi.RefuseSlot,
 		"AEM_REFUSE_INDEX": abi.RefuseIndex, "AEM_REFUSE_NOMEM": abi.RefuseNomem,
 		"AEM_REFUSE_NR": abi.RefuseNr,
 		"AEM_IOC_MAGIC": abi.IocMagic,
 		"AEM_IOC_SETUP": uint64(abi.IocSetup), "AEM_IOC_ENTER": uint64(abi.IocEnter),
 		"AEM_IOC_SUB_STATS": uint64(abi.IocSubStats), "AEM_IOC_RING_STATS": uint64(abi.IocRingStats),
-		"AEM_IOC_CALL": uint64(abi.IocCall),
+		"AEM_IOC_CALL":                    uint64(abi.IocCall),
 		"AEM_ADDR(0x12345678,0x9abcdef0)": abi.Addr(0x12345678, 0x9abcdef0),
 	}
 	for name, want := range consts {
