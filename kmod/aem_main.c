@@ -1,0 +1,843 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * aem.ko: the /dev/aem character device over the host-neutral ring core.
+ *
+ * One open file holds at most one ring.  AEM_IOC_SETUP sizes it (the core
+ * validates and lays it out), charges its pages to RLIMIT_MEMLOCK and to
+ * the memory cgroup, and hands the pages to the core through one vmap per
+ * region.  mmap() inserts those same pages into user space with
+ * vm_insert_pages(), so each mapping holds its own page references until
+ * munmap, whatever happens to the ring.  AEM_IOC_ENTER submits and waits;
+ * poll() reports CQEs.  The event sources are other modules that register
+ * through the exported core API at the bottom of this file.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/fs.h>
+#include <linux/cdev.h>
+#include <linux/device.h>
+#include <linux/mm.h>
+#include <linux/vmalloc.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/poll.h>
+#include <linux/wait.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/user.h>
+#include <linux/sched/task.h>
+#include <linux/hrtimer.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
+#include <linux/version.h>
+#include <linux/workqueue.h>
+
+#include "core/aem_sources.h"
+#include "aem_kmod.h"
+
+/* ---------------------------------------------------------------------- */
+/* Parameters                                                             */
+
+static ushort mode = 0600;
+module_param(mode, ushort, 0444);
+MODULE_PARM_DESC(mode, "permission bits of /dev/aem (default 0600: root only)");
+
+static uint group;
+module_param(group, uint, 0444);
+MODULE_PARM_DESC(group, "group id owning /dev/aem (default 0)");
+
+static uint max_ring_mb = 1024;
+module_param(max_ring_mb, uint, 0644);
+MODULE_PARM_DESC(max_ring_mb, "largest ring, all regions together, in MiB; larger setups fail with E2BIG (default 1024)");
+
+static int boost_nice = -10;
+module_param(boost_nice, int, 0644);
+MODULE_PARM_DESC(boost_nice, "nice value of a waiter boosted by urgent events (AEM_SETUP_BOOST; default -10)");
+
+/* ---------------------------------------------------------------------- */
+/* Per-file state                                                         */
+
+struct aem_region {
+	struct page	**pages;
+	unsigned long	nr_pages;
+	void		*vaddr;		/* vmap of pages: the core's view */
+};
+
+struct aem_file {
+	struct mutex		lock;		/* setup; the core's SQ has one consumer */
+	struct aem_ring		*ring;		/* set once under lock, published with release */
+	wait_queue_head_t	wq;
+	struct aem_region	region[AEM_NR_REGIONS];
+	struct user_struct	*user;		/* charged for locked pages */
+	unsigned long		locked_pages;
+	bool			polled;		/* poll() announced a permanent waiter */
+
+	/* Boost: who waits, and whom we boosted. */
+	bool			boost;
+	spinlock_t		boost_lock;
+	struct task_struct	*waiter;	/* task sleeping in ENTER */
+	struct task_struct	*boosted;	/* holds a reference */
+	int			saved_nice;
+	u32			*cq0_head, *cq0_tail;	/* class 0 indices, to see when it drained */
+};
+
+/*
+ * Ring teardown (read side) against source unregistration (write side).
+ * aem_core_ring_destroy() first takes the ring out of the ring table, then
+ * ends its subscriptions; a source unregistering meanwhile would not see
+ * that ring and could leave before the teardown called its unsubscribe.
+ */
+static DECLARE_RWSEM(aem_teardown_rwsem);
+
+static void aem_ring_destroy(struct aem_ring *ring)
+{
+	down_read(&aem_teardown_rwsem);
+	aem_core_ring_destroy(ring);
+	up_read(&aem_teardown_rwsem);
+}
+
+void aem_host_unregister_source(const struct aem_source_ops *ops)
+{
+	down_write(&aem_teardown_rwsem);
+	aem_core_unregister_source(ops);
+	up_write(&aem_teardown_rwsem);
+}
+EXPORT_SYMBOL_GPL(aem_host_unregister_source);
+
+static struct aem_ring *aem_file_ring(struct aem_file *f)
+{
+	/* Pairs with the store-release in aem_setup(): regions are visible. */
+	return smp_load_acquire(&f->ring);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Locked-memory accounting: per user, like io_uring, so it follows the    */
+/* ring when its fd is passed on.                                          */
+
+static int aem_account_mem(struct aem_file *f, unsigned long pages)
+{
+	unsigned long limit, cur, next;
+	struct user_struct *user = current_user();
+
+	if (!capable(CAP_IPC_LOCK)) {
+		limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+		cur = atomic_long_read(&user->locked_vm);
+		do {
+			next = cur + pages;
+			if (next > limit || next < cur)
+				return -ENOMEM;
+		} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur, next));
+		f->locked_pages = pages;
+	}
+	f->user = get_uid(user);
+	return 0;
+}
+
+static void aem_unaccount_mem(struct aem_file *f)
+{
+	if (!f->user)
+		return;
+	if (f->locked_pages)
+		atomic_long_sub(f->locked_pages, &f->user->locked_vm);
+	free_uid(f->user);
+	f->user = NULL;
+	f->locked_pages = 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Regions                                                                */
+
+static void aem_region_free(struct aem_region *rg)
+{
+	unsigned long i;
+
+	if (rg->vaddr)
+		vunmap(rg->vaddr);
+	if (rg->pages) {
+		/* Mappings still hold their own references (vm_insert_pages). */
+		for (i = 0; i < rg->nr_pages; i++)
+			if (rg->pages[i])
+				put_page(rg->pages[i]);
+		kvfree(rg->pages);
+	}
+	memset(rg, 0, sizeof(*rg));
+}
+
+static int aem_region_alloc(struct aem_region *rg, u64 size)
+{
+	unsigned long i, n = PAGE_ALIGN(size) >> PAGE_SHIFT;
+
+	if (!n)
+		return 0;
+	rg->pages = kvcalloc(n, sizeof(*rg->pages), GFP_KERNEL_ACCOUNT);
+	if (!rg->pages)
+		return -ENOMEM;
+	rg->nr_pages = n;
+	for (i = 0; i < n; i++) {
+		/* Zeroed: the core and user space both start from zero. */
+		rg->pages[i] = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN);
+		if (!rg->pages[i])
+			goto err;
+		if (fatal_signal_pending(current))
+			goto err;
+	}
+	rg->vaddr = vmap(rg->pages, n, VM_MAP, PAGE_KERNEL);
+	if (!rg->vaddr)
+		goto err;
+	return 0;
+err:
+	aem_region_free(rg);
+	return -ENOMEM;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Boost                                                                  */
+
+static void aem_boost_restore(struct aem_file *f)
+{
+	struct task_struct *t;
+	unsigned long flags;
+	int nice;
+
+	spin_lock_irqsave(&f->boost_lock, flags);
+	t = f->boosted;
+	nice = f->saved_nice;
+	f->boosted = NULL;
+	spin_unlock_irqrestore(&f->boost_lock, flags);
+	if (t) {
+		set_user_nice(t, nice);
+		put_task_struct(t);
+	}
+}
+
+/* Restore once class 0 has drained: user space consumed the urgent events. */
+static void aem_boost_check(struct aem_file *f)
+{
+	if (!READ_ONCE(f->boosted))
+		return;
+	if (READ_ONCE(*f->cq0_head) == READ_ONCE(*f->cq0_tail))
+		aem_boost_restore(f);
+}
+
+/* Called by the core with urgent events pending; any context. */
+static void aem_boost_waiter(struct aem_file *f)
+{
+	struct task_struct *t;
+	unsigned long flags;
+
+	spin_lock_irqsave(&f->boost_lock, flags);
+	t = f->waiter;
+	if (t && !f->boosted && task_nice(t) > boost_nice) {
+		f->saved_nice = task_nice(t);
+		get_task_struct(t);
+		f->boosted = t;
+		/* set_user_nice only takes the task's rq locks: safe here. */
+		set_user_nice(t, boost_nice);
+	}
+	spin_unlock_irqrestore(&f->boost_lock, flags);
+}
+
+void aem_host_wake(struct aem_ring *r, void *host, bool urgent)
+{
+	struct aem_file *f = host;
+
+	if (urgent && f->boost)
+		aem_boost_waiter(f);
+	/* The core issued the full barrier after publishing the tail. */
+	if (waitqueue_active(&f->wq))
+		wake_up_all(&f->wq);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Asynchronous calls (AEM_OP_CALL) expire by the clock.  The timer module  */
+/* ticks them too, but it may not be loaded: this work item does it while  */
+/* any is pending, once a jiffy (call timeouts are milliseconds).          */
+
+static void aem_calls_expire(struct work_struct *work);
+static DECLARE_DELAYED_WORK(aem_calls_work, aem_calls_expire);
+
+static void aem_calls_expire(struct work_struct *work)
+{
+	aem_core_expire_calls(ktime_get_ns());
+	if (aem_core_calls_pending())
+		schedule_delayed_work(&aem_calls_work, 1);
+}
+
+/*
+ * The drivers of the timer wheel and the generator live in aem_timer.ko and
+ * aem_gen.ko; the core calls the kicks below when it arms something.  The
+ * kick functions are published with RCU so a driver module can go away.
+ */
+static void (__rcu *aem_timer_driver)(void);
+static void (__rcu *aem_gen_driver)(void);
+
+static void aem_driver_kick(void (__rcu **driver)(void))
+{
+	void (*kick)(void);
+
+	rcu_read_lock();
+	kick = rcu_dereference(*driver);
+	if (kick)
+		kick();
+	rcu_read_unlock();
+}
+
+/* A timer was armed or a call started pending; any context. */
+void aem_host_timer_kick(void)
+{
+	if (aem_core_calls_pending())
+		schedule_delayed_work(&aem_calls_work, 1);
+	aem_driver_kick(&aem_timer_driver);
+}
+
+void aem_host_gen_kick(void)
+{
+	aem_driver_kick(&aem_gen_driver);
+}
+
+/*
+ * Install (or, with NULL, remove) the driver of a source the core runs
+ * itself: AEM_SRC_TIMER or AEM_SRC_GEN.  Removing waits until no kick is
+ * in progress.
+ */
+int aem_host_set_driver(u8 source, void (*kick)(void))
+{
+	void (__rcu **driver)(void);
+
+	switch (source) {
+	case AEM_SRC_TIMER:
+		driver = &aem_timer_driver;
+		break;
+	case AEM_SRC_GEN:
+		driver = &aem_gen_driver;
+		break;
+	default:
+		return -EINVAL;
+	}
+	rcu_assign_pointer(*driver, kick);
+	if (!kick)
+		synchronize_rcu();
+	return 0;
+}
+EXPORT_SYMBOL_GPL(aem_host_set_driver);
+
+/* ---------------------------------------------------------------------- */
+/* File operations                                                        */
+
+static int aem_open(struct inode *inode, struct file *file)
+{
+	struct aem_file *f;
+
+	f = kzalloc(sizeof(*f), GFP_KERNEL_ACCOUNT);
+	if (!f)
+		return -ENOMEM;
+	mutex_init(&f->lock);
+	init_waitqueue_head(&f->wq);
+	spin_lock_init(&f->boost_lock);
+	file->private_data = f;
+	return nonseekable_open(inode, file);
+}
+
+static void aem_free_regions(struct aem_file *f)
+{
+	int i;
+
+	for (i = 0; i < AEM_NR_REGIONS; i++)
+		aem_region_free(&f->region[i]);
+}
+
+static int aem_release(struct inode *inode, struct file *file)
+{
+	struct aem_file *f = file->private_data;
+	struct aem_ring *ring = f->ring;
+
+	/* No ioctl, poll or mmap can run now: the file has no users left. */
+	if (ring) {
+		if (f->polled)
+			aem_core_wait_end(ring);
+		/* Ends every subscription, fails calls, frees the backlog. */
+		aem_ring_destroy(ring);
+	}
+	aem_boost_restore(f);
+	aem_free_regions(f);
+	aem_unaccount_mem(f);
+	mutex_destroy(&f->lock);
+	kfree(f);
+	return 0;
+}
+
+static long aem_setup(struct aem_file *f, void __user *arg)
+{
+	void *vaddr[AEM_NR_REGIONS];
+	struct aem_params p;
+	struct aem_layout l;
+	struct aem_ring *ring;
+	unsigned long pages = 0;
+	u64 bytes = 0;
+	u32 ring_id;
+	int i, ret;
+
+	if (copy_from_user(&p, arg, sizeof(p)))
+		return -EFAULT;
+	/* The embedded backend is libaem's; asking the kernel for it is an error. */
+	if (p.flags & AEM_SETUP_EMBEDDED)
+		return -EINVAL;
+	ret = aem_core_layout(&p, AEM_FEAT_KERNEL, &l);
+	if (ret)
+		return ret;
+	if ((p.flags & AEM_SETUP_BOOST) && !capable(CAP_SYS_NICE))
+		return -EPERM;
+
+	for (i = 0; i < AEM_NR_REGIONS; i++) {
+		bytes += PAGE_ALIGN(l.region_size[i]);
+		pages += PAGE_ALIGN(l.region_size[i]) >> PAGE_SHIFT;
+	}
+	if (bytes > (u64)max_ring_mb << 20)
+		return -E2BIG;
+
+	mutex_lock(&f->lock);
+	ret = -EBUSY;
+	if (f->ring)
+		goto out_unlock;
+	ret = aem_account_mem(f, pages);
+	if (ret)
+		goto out_unlock;
+	for (i = 0; i < AEM_NR_REGIONS; i++) {
+		ret = aem_region_alloc(&f->region[i], l.region_size[i]);
+		if (ret)
+			goto err;
+		vaddr[i] = f->region[i].vaddr;
+	}
+	f->boost = !!(p.flags & AEM_SETUP_BOOST);
+	f->cq0_head = f->region[AEM_REGION_RINGS].vaddr + p.cq_off[0].head;
+	f->cq0_tail = f->region[AEM_REGION_RINGS].vaddr + p.cq_off[0].tail;
+
+	ret = aem_core_ring_create(&p, &l, vaddr, f, &ring, &ring_id);
+	if (ret)
+		goto err;
+	p.ring_id = ring_id;
+	if (copy_to_user(arg, &p, sizeof(p))) {
+		ret = -EFAULT;
+		aem_ring_destroy(ring);
+		goto err;
+	}
+	/* Pairs with the load-acquire in aem_file_ring(). */
+	smp_store_release(&f->ring, ring);
+	mutex_unlock(&f->lock);
+	return 0;
+err:
+	aem_free_regions(f);
+	aem_unaccount_mem(f);
+out_unlock:
+	mutex_unlock(&f->lock);
+	return ret;
+}
+
+/*
+ * Sleep until the core reports @min CQEs (or an urgent one), the timeout
+ * passes, or a signal arrives.  The core's wait_begin/wait_end bracket the
+ * sleep so that producers know to wake us (see aem_core.h).
+ */
+static int aem_wait(struct aem_file *f, struct aem_ring *ring, u32 min, s64 timeout_ns)
+{
+	struct hrtimer_sleeper timer;
+	bool timed = timeout_ns > 0;
+	DEFINE_WAIT(wait);
+	unsigned long flags;
+	int ret = 0;
+
+	if (aem_core_cq_ready(ring, min))
+		return 0;
+	if (timeout_ns == 0)
+		return -ETIME;
+
+	if (timed) {
+		hrtimer_init_sleeper_on_stack(&timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
+		hrtimer_set_expires_range_ns(&timer.timer, ns_to_ktime(timeout_ns), 0);
+		hrtimer_sleeper_start_expires(&timer, HRTIMER_MODE_REL);
+	}
+	spin_lock_irqsave(&f->boost_lock, flags);
+	if (!f->waiter)
+		f->waiter = current;
+	spin_unlock_irqrestore(&f->boost_lock, flags);
+
+	aem_core_wait_begin(ring);
+	for (;;) {
+		prepare_to_wait(&f->wq, &wait, TASK_INTERRUPTIBLE);
+		/* Room may have opened up: move backlogged events in first. */
+		aem_core_flush_backlog(ring);
+		if (aem_core_cq_ready(ring, min))
+			break;
+		if (signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		if (timed && !timer.task) {
+			ret = -ETIME;
+			break;
+		}
+		schedule();
+	}
+	finish_wait(&f->wq, &wait);
+	aem_core_wait_end(ring);
+
+	spin_lock_irqsave(&f->boost_lock, flags);
+	if (f->waiter == current)
+		f->waiter = NULL;
+	spin_unlock_irqrestore(&f->boost_lock, flags);
+	if (timed) {
+		hrtimer_cancel(&timer.timer);
+		destroy_hrtimer_on_stack(&timer.timer);
+	}
+	return ret;
+}
+
+static long aem_enter(struct aem_file *f, void __user *arg)
+{
+	struct aem_ring *ring = aem_file_ring(f);
+	struct aem_enter e;
+	int ret = 0, n;
+
+	if (!ring)
+		return -EBADFD;
+	if (copy_from_user(&e, arg, sizeof(e)))
+		return -EFAULT;
+	if ((e.flags & ~AEM_ENTER_FLAGS_ALL) || e.resv[0] || e.resv[1])
+		return -EINVAL;
+
+	e.submitted = 0;
+	mutex_lock(&f->lock);
+	aem_core_reclaim_slots(ring);
+	if (e.to_submit) {
+		n = aem_core_submit(ring, e.to_submit);
+		if (n < 0)
+			ret = n;
+		else
+			e.submitted = n;
+	}
+	aem_core_flush_backlog(ring);
+	mutex_unlock(&f->lock);
+	if (f->boost)
+		aem_boost_check(f);
+
+	if (!ret && (e.flags & AEM_ENTER_GETEVENTS))
+		ret = aem_wait(f, ring, e.min_complete, e.timeout_ns);
+
+	/* SQEs consumed before an error or a signal are still reported. */
+	if (put_user(e.submitted, &((struct aem_enter __user *)arg)->submitted))
+		return -EFAULT;
+	return ret;
+}
+
+static long aem_ioc_sub_stats(struct aem_ring *ring, void __user *arg)
+{
+	struct aem_sub_stats st;
+	int ret;
+
+	if (copy_from_user(&st, arg, sizeof(st)))
+		return -EFAULT;
+	ret = aem_core_sub_stats(ring, &st);
+	if (ret)
+		return ret;
+	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
+}
+
+static long aem_ioc_ring_stats(struct aem_ring *ring, void __user *arg)
+{
+	struct aem_ring_stats st;
+
+	memset(&st, 0, sizeof(st));
+	aem_core_ring_stats(ring, &st);
+	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
+}
+
+static long aem_ioc_call(void __user *arg)
+{
+	struct aem_call_args a;
+	void *req = NULL, *resp = NULL;
+	long ret;
+
+	if (copy_from_user(&a, arg, sizeof(a)))
+		return -EFAULT;
+	if (memchr_inv(a.resv0, 0, sizeof(a.resv0)) || a.resv[0] || a.resv[1])
+		return -EINVAL;
+	if (a.req_len > AEM_MAX_SLOT_SIZE || a.resp_cap > AEM_MAX_SLOT_SIZE)
+		return -EINVAL;
+	if (a.req_len) {
+		req = memdup_user(u64_to_user_ptr(a.req), a.req_len);
+		if (IS_ERR(req))
+			return PTR_ERR(req);
+	}
+	if (a.resp_cap) {
+		resp = kzalloc(a.resp_cap, GFP_KERNEL_ACCOUNT);
+		ret = -ENOMEM;
+		if (!resp)
+			goto out;
+	}
+	a.resp_len = 0;
+	ret = aem_core_call(&a, req, resp);
+	if (ret)
+		goto out;
+	ret = -EFAULT;
+	if (a.resp_cap &&
+	    copy_to_user(u64_to_user_ptr(a.resp), resp, min(a.resp_len, a.resp_cap)))
+		goto out;
+	if (put_user(a.resp_len, &((struct aem_call_args __user *)arg)->resp_len))
+		goto out;
+	ret = 0;
+out:
+	kfree(resp);
+	kfree(req);
+	return ret;
+}
+
+static long aem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct aem_file *f = file->private_data;
+	void __user *uarg = (void __user *)arg;
+	struct aem_ring *ring;
+
+	switch (cmd) {
+	case AEM_IOC_SETUP:
+		return aem_setup(f, uarg);
+	case AEM_IOC_ENTER:
+		return aem_enter(f, uarg);
+	case AEM_IOC_CALL:
+		return aem_ioc_call(uarg);
+	}
+	ring = aem_file_ring(f);
+	if (!ring)
+		return cmd == AEM_IOC_SUB_STATS || cmd == AEM_IOC_RING_STATS ? -EBADFD : -ENOTTY;
+	switch (cmd) {
+	case AEM_IOC_SUB_STATS:
+		return aem_ioc_sub_stats(ring, uarg);
+	case AEM_IOC_RING_STATS:
+		return aem_ioc_ring_stats(ring, uarg);
+	}
+	return -ENOTTY;
+}
+
+static __poll_t aem_poll(struct file *file, poll_table *pt)
+{
+	struct aem_file *f = file->private_data;
+	struct aem_ring *ring = aem_file_ring(f);
+
+	poll_wait(file, &f->wq, pt);
+	if (!ring)
+		return 0;
+	/*
+	 * An epoll registration outlives this call, so the waiter we announce
+	 * stays until release: producers then always wake, and
+	 * waitqueue_active() keeps that cheap when nobody sleeps.
+	 */
+	if (!READ_ONCE(f->polled)) {
+		mutex_lock(&f->lock);
+		if (!f->polled) {
+			aem_core_wait_begin(ring);
+			WRITE_ONCE(f->polled, true);
+		}
+		mutex_unlock(&f->lock);
+	}
+	if (aem_core_cq_ready(ring, 1))
+		return EPOLLIN | EPOLLRDNORM | EPOLLOUT | EPOLLWRNORM;
+	return EPOLLOUT | EPOLLWRNORM;
+}
+
+static vm_fault_t aem_vm_fault(struct vm_fault *vmf)
+{
+	/* Every page was inserted at mmap time; anything else is outside. */
+	return VM_FAULT_SIGBUS;
+}
+
+static const struct vm_operations_struct aem_vm_ops = {
+	.fault = aem_vm_fault,
+};
+
+static int aem_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	static const u64 offsets[AEM_NR_REGIONS] = {
+		[AEM_REGION_RINGS]	= AEM_OFF_RINGS,
+		[AEM_REGION_SQES]	= AEM_OFF_SQES,
+		[AEM_REGION_CQES]	= AEM_OFF_CQES,
+		[AEM_REGION_PAYLOAD]	= AEM_OFF_PAYLOAD,
+	};
+	struct aem_file *f = file->private_data;
+	u64 off = (u64)vma->vm_pgoff << PAGE_SHIFT;
+	unsigned long size = vma->vm_end - vma->vm_start;
+	unsigned long num;
+	struct aem_region *rg;
+	int i, ret;
+
+	if (!aem_file_ring(f))
+		return -EBADFD;
+	for (i = 0; i < AEM_NR_REGIONS; i++)
+		if (off == offsets[i])
+			break;
+	if (i == AEM_NR_REGIONS)
+		return -EINVAL;
+	rg = &f->region[i];
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if (size > rg->nr_pages << PAGE_SHIFT)
+		return -EINVAL;
+	if (i == AEM_REGION_CQES) {
+		/* Only the kernel writes CQEs: no write now, none via mprotect later. */
+		if (vma->vm_flags & VM_WRITE)
+			return -EPERM;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+		vm_flags_clear(vma, VM_MAYWRITE);
+#else
+		vma->vm_flags &= ~VM_MAYWRITE;
+#endif
+	}
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+#else
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+#endif
+	vma->vm_ops = &aem_vm_ops;
+	num = size >> PAGE_SHIFT;
+	ret = vm_insert_pages(vma, vma->vm_start, rg->pages, &num);
+	if (ret)
+		return ret;
+	return num ? -EFAULT : 0;
+}
+
+static const struct file_operations aem_fops = {
+	.owner		= THIS_MODULE,
+	.open		= aem_open,
+	.release	= aem_release,
+	.unlocked_ioctl	= aem_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.mmap		= aem_mmap,
+	.poll		= aem_poll,
+	.llseek		= no_llseek,
+};
+
+/* ---------------------------------------------------------------------- */
+/* Device: a char device of our own class, because the group parameter    */
+/* needs a devnode callback that sets the gid, which misc devices lack.    */
+
+static dev_t aem_devt;
+static struct cdev aem_cdev;
+static struct class *aem_class;
+static struct device aem_device;
+
+static char *aem_devnode(
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+			 const struct device *dev,
+#else
+			 struct device *dev,
+#endif
+			 umode_t *m, kuid_t *uid, kgid_t *gid)
+{
+	if (m)
+		*m = mode & 0777;
+	if (gid)
+		*gid = make_kgid(&init_user_ns, group);
+	return NULL;
+}
+
+static const struct device_type aem_device_type = {
+	.name		= "aem",
+	.devnode	= aem_devnode,
+};
+
+static void aem_device_release(struct device *dev)
+{
+}
+
+/* ---------------------------------------------------------------------- */
+/* Exported core API for the source modules: versioned by                 */
+/* AEM_SOURCE_API_VERSION in aem_source_ops and by modversions.            */
+
+EXPORT_SYMBOL_GPL(aem_core_register_source);
+EXPORT_SYMBOL_GPL(aem_core_unregister_source);
+EXPORT_SYMBOL_GPL(aem_core_post);
+EXPORT_SYMBOL_GPL(aem_core_post_batch);
+EXPORT_SYMBOL_GPL(aem_sub_id);
+EXPORT_SYMBOL_GPL(aem_ring_host);
+EXPORT_SYMBOL_GPL(aem_ring_id);
+EXPORT_SYMBOL_GPL(aem_core_post_fill);
+EXPORT_SYMBOL_GPL(aem_core_post_batch_flags);
+EXPORT_SYMBOL_GPL(aem_ring_src_priv);
+EXPORT_SYMBOL_GPL(aem_core_expire_calls);
+EXPORT_SYMBOL_GPL(aem_core_calls_pending);
+EXPORT_SYMBOL_GPL(aem_timer_source_ops);
+EXPORT_SYMBOL_GPL(aem_timer_tick);
+EXPORT_SYMBOL_GPL(aem_gen_source_ops);
+EXPORT_SYMBOL_GPL(aem_gen_step);
+
+static int __init aem_init(void)
+{
+	int ret;
+
+	/* The ABI is fixed: a change in size is a change in the ABI. */
+	BUILD_BUG_ON(sizeof(struct aem_sqe) != 64);
+	BUILD_BUG_ON(sizeof(struct aem_cqe) != 64);
+	BUILD_BUG_ON(sizeof(struct aem_ring_offsets) != 32);
+	BUILD_BUG_ON(offsetof(struct aem_sqe, data) != 32);
+	BUILD_BUG_ON(offsetof(struct aem_cqe, data) != 32);
+	BUILD_BUG_ON(sizeof(struct aem_sub) != 64);
+
+	ret = aem_core_init();
+	if (ret)
+		return ret;
+	ret = aem_sources_init();
+	if (ret)
+		goto err_core;
+	ret = alloc_chrdev_region(&aem_devt, 0, 1, "aem");
+	if (ret)
+		goto err_core;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	aem_class = class_create("aem");
+#else
+	aem_class = class_create(THIS_MODULE, "aem");
+#endif
+	if (IS_ERR(aem_class)) {
+		ret = PTR_ERR(aem_class);
+		goto err_region;
+	}
+	cdev_init(&aem_cdev, &aem_fops);
+	aem_cdev.owner = THIS_MODULE;
+	device_initialize(&aem_device);
+	aem_device.devt = aem_devt;
+	aem_device.class = aem_class;
+	aem_device.type = &aem_device_type;
+	aem_device.release = aem_device_release;
+	ret = dev_set_name(&aem_device, "aem");
+	if (ret)
+		goto err_dev;
+	ret = cdev_device_add(&aem_cdev, &aem_device);
+	if (ret)
+		goto err_dev;
+	pr_info("/dev/aem ready (mode %04o, group %u, api %u)\n", mode & 0777, group,
+		AEM_API_VERSION);
+	return 0;
+err_dev:
+	put_device(&aem_device);
+	class_destroy(aem_class);
+err_region:
+	unregister_chrdev_region(aem_devt, 1);
+err_core:
+	aem_core_exit();
+	return ret;
+}
+
+static void __exit aem_exit(void)
+{
+	cdev_device_del(&aem_cdev, &aem_device);
+	put_device(&aem_device);
+	class_destroy(aem_class);
+	unregister_chrdev_region(aem_devt, 1);
+	/* No ring is left (each open file pinned this module). */
+	cancel_delayed_work_sync(&aem_calls_work);
+	aem_core_exit();
+}
+
+module_init(aem_init);
+module_exit(aem_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("AEM: asynchronous events through shared rings (/dev/aem)");
+MODULE_VERSION("1");

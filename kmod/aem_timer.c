@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * aem_timer.ko: the timer source (AEM_SRC_TIMER).  The wheel itself is the
+ * host-neutral kmod/core/src_timer.c inside aem.ko; this module registers
+ * its ops and drives it with one soft hrtimer that ticks every AEM_TIMER_TICK_NS while
+ * anything is armed and stops when nothing is.  A tick fires every due timer
+ * of every ring, so the cost of a tick does not grow with idle timers.
+ *
+ * The tick runs in softirq context (HRTIMER_MODE_REL_SOFT): a tick that
+ * fires many timers at once must not run with interrupts off.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/hrtimer.h>
+#include <linux/ktime.h>
+
+#include "core/aem_sources.h"
+#include "aem_kmod.h"
+
+static struct hrtimer aem_tick;
+
+static enum hrtimer_restart aem_tick_fn(struct hrtimer *t)
+{
+	/* One hrtimer, so never two ticks at once: aem_timer_tick() needs that. */
+	if (!aem_timer_tick(ktime_get_ns()))
+		return HRTIMER_NORESTART;
+	hrtimer_forward_now(t, ns_to_ktime(AEM_TIMER_TICK_NS));
+	return HRTIMER_RESTART;
+}
+
+/*
+ * Called by the core when it arms a timer; any context, possibly under the
+ * wheel's spinlock.  Starting a timer that is already queued would push its
+ * expiry out, so only an idle timer is started.  If the tick is running
+ * right now and about to return NORESTART, the hrtimer_start() below
+ * re-queues it and the hrtimer core keeps that.
+ */
+static void aem_timer_kick(void)
+{
+	if (!hrtimer_is_queued(&aem_tick))
+		hrtimer_start(&aem_tick, ns_to_ktime(AEM_TIMER_TICK_NS), HRTIMER_MODE_REL_SOFT);
+}
+
+static int __init aem_timer_init(void)
+{
+	int ret;
+
+	hrtimer_init(&aem_tick, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
+	aem_tick.function = aem_tick_fn;
+	aem_host_set_driver(AEM_SRC_TIMER, aem_timer_kick);
+	ret = aem_core_register_source(&aem_timer_source_ops);
+	if (ret)
+		aem_host_set_driver(AEM_SRC_TIMER, NULL);
+	return ret;
+}
+
+static void __exit aem_timer_exit(void)
+{
+	/* Ends every timer in every ring (final events); nothing arms after. */
+	aem_host_unregister_source(&aem_timer_source_ops);
+	aem_host_set_driver(AEM_SRC_TIMER, NULL);
+	hrtimer_cancel(&aem_tick);
+}
+
+module_init(aem_timer_init);
+module_exit(aem_timer_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("AEM event source: one-shot and periodic timers");

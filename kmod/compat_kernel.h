@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * The kernel side of the ring core's host interface (see
+ * kmod/core/aem_compat.h for the list).  Everything maps onto the kernel's
+ * own primitives one to one; nothing here adds behaviour.
+ */
+#ifndef AEM_COMPAT_KERNEL_H
+#define AEM_COMPAT_KERNEL_H
+
+#include <linux/types.h>
+#include <linux/compiler.h>
+#include <linux/errno.h>
+#include <linux/string.h>
+#include <linux/atomic.h>
+#include <linux/spinlock.h>
+#include <linux/mutex.h>
+#include <linux/slab.h>
+#include <linux/mm.h>
+#include <linux/timekeeping.h>
+#include <linux/completion.h>
+#include <linux/module.h>
+#include <linux/printk.h>
+#include <asm/barrier.h>
+
+#define aem_read_once(x)		READ_ONCE(x)
+#define aem_write_once(x, v)		WRITE_ONCE(x, v)
+
+#define aem_load_acquire(p)		smp_load_acquire(p)
+#define aem_store_release(p, v)		smp_store_release(p, v)
+#define aem_smp_mb()			smp_mb()
+
+#define aem_static_assert(e, msg)	static_assert(e, msg)
+#define AEM_PAGE_SIZE			PAGE_SIZE
+
+typedef atomic_t aem_atomic_t;
+#define aem_atomic_read(a)		atomic_read(a)
+#define aem_atomic_set(a, v)		atomic_set(a, v)
+#define aem_atomic_inc(a)		atomic_inc(a)
+#define aem_atomic_dec_return(a)	atomic_dec_return(a)
+#define aem_atomic_add_return(i, a)	atomic_add_return(i, a)
+
+typedef spinlock_t aem_spinlock_t;
+#define aem_spin_init(l)			spin_lock_init(l)
+#define aem_spin_destroy(l)			do { } while (0)
+#define aem_spin_lock_irqsave(l, f)		spin_lock_irqsave(l, f)
+#define aem_spin_unlock_irqrestore(l, f)	spin_unlock_irqrestore(l, f)
+
+typedef struct mutex aem_mutex_t;
+#define aem_mutex_init(m)		mutex_init(m)
+#define aem_mutex_lock(m)		mutex_lock(m)
+#define aem_mutex_unlock(m)		mutex_unlock(m)
+#define aem_mutex_destroy(m)		mutex_destroy(m)
+
+/*
+ * Ring state belongs to the process that created the ring: charge it to
+ * that process's memory cgroup.  Atomic allocations (timer and softirq
+ * context) are charged to whatever cgroup the interrupted context names,
+ * which the kernel resolves to none; they are bounded by the backlog limit.
+ */
+#define aem_zalloc(size)		kzalloc(size, GFP_KERNEL_ACCOUNT)
+#define aem_zalloc_atomic(size)		kzalloc(size, GFP_ATOMIC | __GFP_ACCOUNT | __GFP_NOWARN)
+#define aem_kvzalloc(size)		kvzalloc(size, GFP_KERNEL_ACCOUNT)
+#define aem_free(p)			kfree(p)
+#define aem_kvfree(p)			kvfree(p)
+
+#define aem_now_ns()			ktime_get_ns()
+
+struct aem_completion {
+	struct completion done;
+};
+
+static inline void aem_completion_init(struct aem_completion *c)
+{
+	init_completion(&c->done);
+}
+
+static inline void aem_complete(struct aem_completion *c)
+{
+	complete(&c->done);
+}
+
+/* 0 done, -ETIMEDOUT, -EINTR (a fatal signal: the caller is being killed). */
+static inline int aem_wait_completion_timeout(struct aem_completion *c, u32 timeout_ms)
+{
+	long left = wait_for_completion_killable_timeout(&c->done,
+							 msecs_to_jiffies(timeout_ms));
+
+	if (left > 0)
+		return 0;
+	if (left == 0)
+		return -ETIMEDOUT;
+	/*
+	 * A dying task returns here at once on every call; a caller that
+	 * loops until done (waiting out ring lookups) must still let the
+	 * holders run.
+	 */
+	cond_resched();
+	return -EINTR;
+}
+
+/*
+ * The core takes a "reference" on a source's module for every live
+ * subscription.  A real module reference would make rmmod of a source
+ * impossible while any ring subscribes to it, yet unloading a source under
+ * open rings is the point: module_exit ends every subscription through
+ * aem_host_unregister_source() (aem_main.c), which also waits out ring
+ * teardowns that no longer show in the ring table.  So "get" only refuses a
+ * module that is already going away, and "put" has nothing to drop.
+ */
+static inline bool aem_module_get(void *owner)
+{
+	struct module *m = owner;
+
+	if (!try_module_get(m))
+		return false;
+	module_put(m);
+	return true;
+}
+#define aem_module_put(owner)		do { (void)(owner); } while (0)
+
+#define aem_warn(fmt, ...)		pr_warn_ratelimited("aem: " fmt "\n", ##__VA_ARGS__)
+
+/*
+ * The core's file-local helpers have short names that the kernel's headers
+ * (included above) already declare globally; rename them from here on,
+ * and let the core define its own constants.
+ */
+#define parse_args			aem_core_parse_args
+#undef NSEC_PER_SEC
+
+#endif /* AEM_COMPAT_KERNEL_H */
