@@ -2,7 +2,7 @@
 /*
  * Selects the host compatibility layer for the ring core.  Each host
  * header provides exactly this interface (and nothing else is used by
- * kmod/core/*.c):
+ * the kmod/core .c files):
  *
  *   types      u8 u16 u32 u64 s32 s64 bool size_t; likely()/unlikely()
  *   errno      EINVAL ENOENT ENOSPC ENOMEM EEXIST ETIMEDOUT ECONNRESET

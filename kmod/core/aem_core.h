@@ -29,18 +29,22 @@ struct aem_sub;
 /*
  * One subscription: 64 bytes, the whole kernel-side state of a timer.
  * Lives in a chunked table (no moves on growth), found by id in O(1).
+ * produced is not stored: it is delivered + backlog + dropped by
+ * construction, so the invariant cannot drift.  Counters and state change
+ * only under the ring's completion lock.
  */
 struct aem_sub {
 	u64	user_data;	/* tag echoed in every event */
-	u64	produced;	/* events the source produced */
 	u64	delivered;	/* events written to a CQ ring */
-	u64	dropped;	/* events dropped past the backlog bound */
-	u64	priv[2];	/* source-private (timer: expiry tick, interval) */
+	u64	dropped;	/* events dropped past the backlog bound (or discarded by unsubscribe) */
+	u64	priv[2];	/* source-private (timer: expiry, interval) */
 	u32	link[2];	/* source-private list links by table index */
+	u32	index;		/* own index in the table (constant) */
 	u32	backlog;	/* events in the overflow backlog */
 	u16	gen;		/* generation of the id; bumped on free */
 	u8	source;		/* AEM_SRC_*, 0 when free */
 	u8	prio;		/* class its events go to */
+	u32	state;		/* core-private AEM_SUB_* bits */
 };
 
 /* Layout computed from validated parameters; filled by aem_core_layout(). */
@@ -79,6 +83,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 void aem_core_ring_destroy(struct aem_ring *r);
 
 void *aem_ring_host(struct aem_ring *r);
+u32 aem_ring_slot_size(struct aem_ring *r);
 u32 aem_ring_id(struct aem_ring *r);
 
 /*
@@ -157,6 +162,15 @@ struct aem_source_ops {
 	 */
 	int	(*writeback)(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe,
 			     const void *data, u32 len);
+	/*
+	 * Optional: begin producing for @s.  Called after the SUBSCRIBE result
+	 * CQE is posted, so a subscription's events never overtake the result
+	 * that names its id.  Any lock the source takes here nests outside the
+	 * completion lock.
+	 */
+	void	(*start)(struct aem_ring *r, struct aem_sub *s);
+	/* Optional: @r is going away; free per-ring source state. Every sub of the source in @r has been unsubscribed. May sleep. */
+	void	(*ring_release)(struct aem_ring *r);
 };
 
 /* Register a source; -EEXIST if its id is taken, -EINVAL on version mismatch. */
@@ -176,9 +190,10 @@ int aem_core_post(struct aem_ring *r, struct aem_sub *s, const void *data, u32 l
 
 /*
  * Post up to @n events for @s in one reservation: @fill writes the payload
- * of event i (at most @len bytes, <= AEM_CQE_INLINE) into @dst.  One lock
- * round and one tail store for the batch.  Events that do not fit go to the
- * backlog or are dropped, as for aem_core_post.  Returns events produced.
+ * of event i (@len bytes) into @dst, the CQE's inline bytes when @len <=
+ * AEM_CQE_INLINE, else a delivery slot per event.  One lock round and one
+ * tail store for the batch.  Events that do not fit go to the backlog or
+ * are dropped, as for aem_core_post.  Returns events produced.
  */
 typedef void (*aem_fill_fn)(void *arg, u64 i, u8 *dst, u32 len);
 u32 aem_core_post_batch(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
@@ -186,6 +201,86 @@ u32 aem_core_post_batch(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
 
 /* Subscription id (AEM_ID_KIND_SUB) of @s in @r. */
 u64 aem_sub_id(struct aem_ring *r, struct aem_sub *s);
+
+/*
+ * Post one event whose payload @fill writes in place: into the CQE when
+ * @len <= AEM_CQE_INLINE, else into a delivery slot (dst holds @len bytes).
+ * Otherwise as aem_core_post.
+ */
+int aem_core_post_fill(struct aem_ring *r, struct aem_sub *s, u32 len, u32 cqe_flags,
+		       u64 id, aem_fill_fn fill, void *arg);
+
+/*
+ * aem_core_post_batch with AEM_POST_FIT: post only what the CQ ring has
+ * room for now (nothing goes to the backlog, nothing is dropped); returns
+ * the events posted.  A source that can hold back (the generator at rate
+ * 0) uses it so the backlog is never its buffer.
+ */
+#define AEM_POST_FIT	(1U << 0)
+u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
+			      aem_fill_fn fill, void *arg, u32 flags);
+
+/*
+ * Whether @s is still a live subscription (not ended by its final event,
+ * not being unsubscribed).  A source's writeback, serialised with its own
+ * producer by the source's lock, checks it before touching @s: the
+ * producer may have posted the final event just before.
+ */
+bool aem_sub_active(struct aem_ring *r, struct aem_sub *s);
+
+/* The subscription at table index @idx of @r (sources link subs by index). */
+struct aem_sub *aem_sub_at(struct aem_ring *r, u32 idx);
+
+/* Per-ring private pointer of source @source (e.g. the timer wheel), NULL at first. */
+void **aem_ring_src_priv(struct aem_ring *r, u8 source);
+
+/* ---------------------------------------------------------------------- */
+/* Host life cycle and drivers                                            */
+
+/*
+ * Once per host before anything else (module init; libaem: first setup),
+ * and aem_core_exit() after the last ring is gone.  Init registers the
+ * built-in AEM_SRC_MSG source; the host registers the others it runs
+ * (aem_timer_source_ops, aem_gen_source_ops: see aem_sources.h).
+ */
+int aem_core_init(void);
+void aem_core_exit(void);
+
+/*
+ * A poller (poll/epoll on the ring fd) is about to sleep: the next
+ * producer that publishes a tail calls aem_host_wake() even if nobody
+ * waits in aem_core_wait_begin().  Call it, then re-check
+ * aem_core_cq_ready(), then sleep (same Dekker pairing as waiting).
+ * aem_core_poll_take() returns true once per arming: the host's wake
+ * signals its pollable object only then (one eventfd write per sleep,
+ * not per batch).
+ */
+void aem_core_poll_arm(struct aem_ring *r);
+bool aem_core_poll_take(struct aem_ring *r);
+
+/*
+ * Asynchronous calls (AEM_OP_CALL) time out by the clock: the host's
+ * timer driver calls aem_core_expire_calls() on each tick (aem_timer_tick
+ * does it); aem_core_calls_pending() says whether the driver must keep
+ * ticking for them.
+ */
+void aem_core_expire_calls(u64 now_ns);
+bool aem_core_calls_pending(void);
+
+/*
+ * Host hooks for the source drivers (see aem_sources.h): something was
+ * armed while the driver may be asleep.  Any context, possibly with
+ * spinlocks held: must not sleep.
+ */
+void aem_host_timer_kick(void);
+void aem_host_gen_kick(void);
+
+/* Defaults the core applies to zero setup fields (libaem applies the same). */
+#define AEM_CORE_DEFAULT_SQ_ENTRIES	1024
+#define AEM_CORE_DEFAULT_CQ_ENTRIES	4096
+#define AEM_CORE_DEFAULT_CLASSES	2
+#define AEM_CORE_DEFAULT_SLOT_SIZE	256
+#define AEM_CORE_DEFAULT_SLOTS		1024
 
 /*
  * A source ends its own subscription (one-shot timer fired, generator count

@@ -13,7 +13,7 @@
  * module fails with -ENODEV; it never falls back.
  *
  * Functions return 0 or a count on success and -errno on failure; they
- * never set errno.  Fast-path helpers are static inline below; ffi.c
+ * never set errno.  Fast-path helpers are AEMINLINE below; ffi.c
  * exports them as real symbols for bindings that cannot inline.
  */
 #ifndef LIBAEM_H
@@ -29,6 +29,15 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/*
+ * Fast-path helpers are AEMINLINE: static inline for applications; ffi.c
+ * defines it empty before including this header, so the same functions are
+ * also exported as real symbols for bindings that cannot inline.
+ */
+#ifndef AEMINLINE
+#define AEMINLINE static inline
 #endif
 
 enum aem_backend {
@@ -108,7 +117,7 @@ const char *aem_backend_name(const struct aem_ring *ring);
 /* Submission                                                             */
 
 /* Next free SQE, zeroed, or NULL when the SQ ring is full (submit first). */
-static inline struct aem_sqe *aem_get_sqe(struct aem_ring *ring)
+AEMINLINE struct aem_sqe *aem_get_sqe(struct aem_ring *ring)
 {
 	struct aem_sq *sq = &ring->sq;
 	unsigned head = aem_load_acquire(sq->khead);	/* pairs with the core's head release */
@@ -123,7 +132,7 @@ static inline struct aem_sqe *aem_get_sqe(struct aem_ring *ring)
 }
 
 /* Publish every SQE handed out so far; returns how many. No system call. */
-static inline unsigned aem_sq_flush(struct aem_ring *ring)
+AEMINLINE unsigned aem_sq_flush(struct aem_ring *ring)
 {
 	struct aem_sq *sq = &ring->sq;
 	unsigned n = sq->sqe_tail - sq->sqe_head;
@@ -135,17 +144,17 @@ static inline unsigned aem_sq_flush(struct aem_ring *ring)
 	return n;
 }
 
-static inline void aem_sqe_set_data(struct aem_sqe *sqe, uint64_t user_data)
+AEMINLINE void aem_sqe_set_data(struct aem_sqe *sqe, uint64_t user_data)
 {
 	sqe->user_data = user_data;
 }
 
-static inline void aem_prep_nop(struct aem_sqe *sqe)
+AEMINLINE void aem_prep_nop(struct aem_sqe *sqe)
 {
 	sqe->opcode = AEM_OP_NOP;
 }
 
-static inline void aem_prep_subscribe_timer(struct aem_sqe *sqe, uint64_t first_ns,
+AEMINLINE void aem_prep_subscribe_timer(struct aem_sqe *sqe, uint64_t first_ns,
 					    uint64_t interval_ns, unsigned prio, uint64_t tag)
 {
 	sqe->opcode = AEM_OP_SUBSCRIBE;
@@ -156,7 +165,7 @@ static inline void aem_prep_subscribe_timer(struct aem_sqe *sqe, uint64_t first_
 	sqe->timer.interval_ns = interval_ns;
 }
 
-static inline void aem_prep_subscribe_gen(struct aem_sqe *sqe, uint64_t rate, uint64_t count,
+AEMINLINE void aem_prep_subscribe_gen(struct aem_sqe *sqe, uint64_t rate, uint64_t count,
 					  unsigned burst, unsigned payload_len,
 					  unsigned prio, uint64_t tag)
 {
@@ -170,7 +179,7 @@ static inline void aem_prep_subscribe_gen(struct aem_sqe *sqe, uint64_t rate, ui
 	sqe->gen.payload_len = payload_len;
 }
 
-static inline void aem_prep_subscribe_msg(struct aem_sqe *sqe, unsigned channel,
+AEMINLINE void aem_prep_subscribe_msg(struct aem_sqe *sqe, unsigned channel,
 					  unsigned prio, uint64_t tag)
 {
 	sqe->opcode = AEM_OP_SUBSCRIBE;
@@ -180,7 +189,7 @@ static inline void aem_prep_subscribe_msg(struct aem_sqe *sqe, unsigned channel,
 	sqe->msg.channel = channel;
 }
 
-static inline void aem_prep_subscribe_proc(struct aem_sqe *sqe, unsigned events, int pid,
+AEMINLINE void aem_prep_subscribe_proc(struct aem_sqe *sqe, unsigned events, int pid,
 					   unsigned prio, uint64_t tag)
 {
 	sqe->opcode = AEM_OP_SUBSCRIBE;
@@ -191,7 +200,7 @@ static inline void aem_prep_subscribe_proc(struct aem_sqe *sqe, unsigned events,
 	sqe->proc.pid = (uint32_t)pid;
 }
 
-static inline void aem_prep_subscribe_fd(struct aem_sqe *sqe, int fd, unsigned events,
+AEMINLINE void aem_prep_subscribe_fd(struct aem_sqe *sqe, int fd, unsigned events,
 					 unsigned prio, uint64_t tag)
 {
 	sqe->opcode = AEM_OP_SUBSCRIBE;
@@ -202,21 +211,21 @@ static inline void aem_prep_subscribe_fd(struct aem_sqe *sqe, int fd, unsigned e
 	sqe->fd.events = events;
 }
 
-static inline void aem_prep_unsubscribe(struct aem_sqe *sqe, uint64_t sub_id)
+AEMINLINE void aem_prep_unsubscribe(struct aem_sqe *sqe, uint64_t sub_id)
 {
 	sqe->opcode = AEM_OP_UNSUBSCRIBE;
 	sqe->target = sub_id;
 }
 
 /* Inline payload of at most AEM_SQE_INLINE bytes; longer: use the _slot form. */
-static inline void __aem_prep_data(struct aem_sqe *sqe, const void *data, unsigned len)
+AEMINLINE void __aem_prep_data(struct aem_sqe *sqe, const void *data, unsigned len)
 {
 	sqe->len = len;
 	if (len <= AEM_SQE_INLINE && data)
 		memcpy(sqe->data, data, len);
 }
 
-static inline void aem_prep_writeback(struct aem_sqe *sqe, uint64_t token,
+AEMINLINE void aem_prep_writeback(struct aem_sqe *sqe, uint64_t token,
 				      const void *data, unsigned len)
 {
 	sqe->opcode = AEM_OP_WRITEBACK;
@@ -225,7 +234,7 @@ static inline void aem_prep_writeback(struct aem_sqe *sqe, uint64_t token,
 }
 
 /* Write back @len bytes modified in place in the event's own slot. */
-static inline void aem_prep_writeback_slot(struct aem_sqe *sqe, uint64_t token,
+AEMINLINE void aem_prep_writeback_slot(struct aem_sqe *sqe, uint64_t token,
 					   unsigned slot, unsigned len)
 {
 	sqe->opcode = AEM_OP_WRITEBACK;
@@ -235,7 +244,7 @@ static inline void aem_prep_writeback_slot(struct aem_sqe *sqe, uint64_t token,
 	sqe->len = len;
 }
 
-static inline void aem_prep_post(struct aem_sqe *sqe, uint64_t addr, const void *data,
+AEMINLINE void aem_prep_post(struct aem_sqe *sqe, uint64_t addr, const void *data,
 				 unsigned len, unsigned prio)
 {
 	sqe->opcode = AEM_OP_POST;
@@ -245,7 +254,7 @@ static inline void aem_prep_post(struct aem_sqe *sqe, uint64_t addr, const void 
 }
 
 /* Post @len bytes from send slot @slot (index < ring->send_slots). */
-static inline void aem_prep_post_slot(struct aem_sqe *sqe, uint64_t addr, unsigned slot,
+AEMINLINE void aem_prep_post_slot(struct aem_sqe *sqe, uint64_t addr, unsigned slot,
 				      unsigned len, unsigned prio)
 {
 	sqe->opcode = AEM_OP_POST;
@@ -257,7 +266,7 @@ static inline void aem_prep_post_slot(struct aem_sqe *sqe, uint64_t addr, unsign
 }
 
 /* Asynchronous call: the reply is the result CQE of this SQE. */
-static inline void aem_prep_call(struct aem_sqe *sqe, uint64_t addr, const void *data,
+AEMINLINE void aem_prep_call(struct aem_sqe *sqe, uint64_t addr, const void *data,
 				 unsigned len, unsigned prio, unsigned timeout_ms)
 {
 	sqe->opcode = AEM_OP_CALL;
@@ -267,7 +276,7 @@ static inline void aem_prep_call(struct aem_sqe *sqe, uint64_t addr, const void 
 	__aem_prep_data(sqe, data, len);
 }
 
-static inline void aem_prep_timer_set(struct aem_sqe *sqe, uint64_t sub_id,
+AEMINLINE void aem_prep_timer_set(struct aem_sqe *sqe, uint64_t sub_id,
 				      uint64_t first_ns, uint64_t interval_ns)
 {
 	sqe->opcode = AEM_OP_TIMER_SET;
@@ -276,7 +285,7 @@ static inline void aem_prep_timer_set(struct aem_sqe *sqe, uint64_t sub_id,
 	sqe->timer.interval_ns = interval_ns;
 }
 
-static inline void aem_prep_gen_set(struct aem_sqe *sqe, uint64_t sub_id, uint64_t rate,
+AEMINLINE void aem_prep_gen_set(struct aem_sqe *sqe, uint64_t sub_id, uint64_t rate,
 				    uint64_t count, unsigned burst, unsigned payload_len)
 {
 	sqe->opcode = AEM_OP_GEN_SET;
@@ -296,7 +305,7 @@ int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout
 /* Completion                                                             */
 
 /* CQEs ready in class @cls. One acquire load of the tail. */
-static inline unsigned aem_cq_ready(const struct aem_ring *ring, unsigned cls)
+AEMINLINE unsigned aem_cq_ready(const struct aem_ring *ring, unsigned cls)
 {
 	const struct aem_cq *cq = &ring->cq[cls];
 
@@ -307,7 +316,7 @@ static inline unsigned aem_cq_ready(const struct aem_ring *ring, unsigned cls)
  * Fill @cqes with up to @max pointers to ready CQEs of class @cls, oldest
  * first; returns how many.  They stay valid until aem_cq_advance().
  */
-static inline unsigned aem_peek_batch(const struct aem_ring *ring, unsigned cls,
+AEMINLINE unsigned aem_peek_batch(const struct aem_ring *ring, unsigned cls,
 				      const struct aem_cqe **cqes, unsigned max)
 {
 	const struct aem_cq *cq = &ring->cq[cls];
@@ -323,7 +332,7 @@ static inline unsigned aem_peek_batch(const struct aem_ring *ring, unsigned cls,
 }
 
 /* Free @n CQEs of class @cls for reuse: one store-release for the batch. */
-static inline void aem_cq_advance(struct aem_ring *ring, unsigned cls, unsigned n)
+AEMINLINE void aem_cq_advance(struct aem_ring *ring, unsigned cls, unsigned n)
 {
 	struct aem_cq *cq = &ring->cq[cls];
 
@@ -332,7 +341,7 @@ static inline void aem_cq_advance(struct aem_ring *ring, unsigned cls, unsigned 
 }
 
 /* Payload of @cqe: inline bytes or its slot. *len gets the byte count. */
-static inline void *aem_cqe_payload(const struct aem_ring *ring, const struct aem_cqe *cqe,
+AEMINLINE void *aem_cqe_payload(const struct aem_ring *ring, const struct aem_cqe *cqe,
 				    unsigned *len)
 {
 	unsigned n = cqe->res < 0 ? 0 : (unsigned)cqe->res;
@@ -350,7 +359,7 @@ static inline void *aem_cqe_payload(const struct aem_ring *ring, const struct ae
 }
 
 /* Send slot @slot (< send_slots) for building a post or call payload. */
-static inline void *aem_send_slot(const struct aem_ring *ring, unsigned slot)
+AEMINLINE void *aem_send_slot(const struct aem_ring *ring, unsigned slot)
 {
 	return slot < ring->send_slots ? ring->payload + (size_t)slot * ring->slot_size : NULL;
 }
@@ -360,7 +369,7 @@ static inline void *aem_send_slot(const struct aem_ring *ring, unsigned slot)
  * visible at aem_release_commit().  Returns -EAGAIN when the slot ring is
  * full (commit, then submit or wait, and retry).
  */
-static inline int aem_release_slot(struct aem_ring *ring, unsigned slot)
+AEMINLINE int aem_release_slot(struct aem_ring *ring, unsigned slot)
 {
 	struct aem_slot_ring *sr = &ring->slots;
 
@@ -371,7 +380,7 @@ static inline int aem_release_slot(struct aem_ring *ring, unsigned slot)
 	return 0;
 }
 
-static inline void aem_release_commit(struct aem_ring *ring)
+AEMINLINE void aem_release_commit(struct aem_ring *ring)
 {
 	aem_store_release(ring->slots.ktail, ring->slots.local_tail);	/* pairs with the core's slot-ring acquire */
 }
@@ -380,7 +389,7 @@ static inline void aem_release_commit(struct aem_ring *ring)
 int aem_wait(struct aem_ring *ring, unsigned min, int64_t timeout_ns);
 
 /* The fd to poll/epoll for readability when CQEs are ready. */
-static inline int aem_ring_fd(const struct aem_ring *ring)
+AEMINLINE int aem_ring_fd(const struct aem_ring *ring)
 {
 	return ring->fd;
 }

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * Private to the kmod/core .c files: the ring structure and helpers shared by
+ * aem_core.c (rings, submission, posting, backlog, slots, subscriptions)
+ * and aem_msg.c (ring table, post/call, pending calls).
+ *
+ * Lock order (outer to inner):
+ *   source locks (timer wheels list, wheel, generator mutex)
+ *   -> ring submit mutex -> call table lock -> ring table lock
+ *   -> a ring's completion lock (cq_lock)
+ * A ring's cq_lock is never held while another ring's is taken.
+ */
+#ifndef AEM_CORE_INT_H
+#define AEM_CORE_INT_H
+
+#include "aem_core.h"
+
+#define AEM_NIL			0xffffffffU
+
+#define AEM_SUB_CHUNK_SHIFT	12
+#define AEM_SUB_CHUNK		(1U << AEM_SUB_CHUNK_SHIFT)
+#define AEM_SUB_NR_CHUNKS	(AEM_MAX_SUBS >> AEM_SUB_CHUNK_SHIFT)
+
+/* aem_sub.state */
+#define AEM_SUB_LIVE		(1U << 0)
+#define AEM_SUB_DYING		(1U << 1)	/* unsubscribe in progress: it frees */
+#define AEM_SUB_FINAL		(1U << 2)	/* final event posted; freed when it leaves the backlog */
+
+/* delivery slot states */
+#define AEM_SLOT_FREE		0	/* on the core's free stack */
+#define AEM_SLOT_CORE		1	/* holds a backlogged event */
+#define AEM_SLOT_USER		2	/* delivered: the user owns it */
+
+/* Offsets inside the RINGS region: one 192-byte block per ring. */
+#define AEM_RB_SIZE		192
+#define AEM_RB_HEAD		0
+#define AEM_RB_TAIL		64
+#define AEM_RB_MASK		128
+#define AEM_RB_ENTRIES		132
+#define AEM_RB_FLAGS		136
+#define AEM_RB_DROPPED		140
+#define AEM_RB_SQ		0
+#define AEM_RB_CQ(c)		(AEM_RB_SIZE * (1 + (c)))
+#define AEM_RB_SLOT		AEM_RB_CQ(AEM_MAX_CLASSES)
+#define AEM_RB_SLOT_ARRAY	(AEM_RB_SLOT + AEM_RB_SIZE)
+
+/* Overflow backlog: per-class FIFO of chunks of whole CQEs. */
+#define AEM_BL_CHUNK		64
+#define AEM_BL_DEAD		0xfffffffeU	/* entry discarded by unsubscribe */
+
+struct aem_bl_chunk {
+	struct aem_bl_chunk	*next;
+	u32			head, tail;	/* entries [head, tail) are queued */
+	u32			sub[AEM_BL_CHUNK];	/* table index, AEM_NIL, AEM_BL_DEAD */
+	u16			gen[AEM_BL_CHUNK];
+	struct aem_cqe		cqe[AEM_BL_CHUNK];
+};
+
+struct aem_cq_core {
+	u32			*khead;		/* user-written */
+	u32			*ktail;
+	u32			*kflags;
+	u32			*kdropped;
+	struct aem_cqe		*cqes;
+	u32			tail;		/* the truth; ktail is its published copy */
+	u32			head_seen;	/* last sane user head */
+	u32			dropped;
+	u32			backlog;	/* live entries in this class's backlog */
+	struct aem_bl_chunk	*bl_head, *bl_tail;
+};
+
+struct aem_ring {
+	/* immutable after create */
+	u32			id;
+	u32			nr_classes;
+	u32			sq_entries, sq_mask;
+	u32			cq_entries, cq_mask;
+	u32			slot_size, slot_count, send_slots;
+	u32			sr_entries, sr_mask;
+	u32			backlog_limit;
+	void			*host;
+	u8			*payload;
+	struct aem_sqe		*sqes;
+	u32			*sq_khead, *sq_ktail, *sq_kflags, *sq_kdropped;
+	u32			*sr_khead, *sr_ktail, *sr_array;
+
+	aem_atomic_t		refs;		/* ring table lookups in flight, +1 while registered */
+	struct aem_completion	unref;		/* completed when refs reaches zero */
+
+	/* submission side: under submit_lock */
+	aem_mutex_t		submit_lock;
+	u32			sq_head;
+	u32			sq_dropped;
+	u64			sqes_done;
+
+	/* waiters: lock-free, Dekker with the tails */
+	aem_atomic_t		waiters;
+	aem_atomic_t		poll_armed;
+
+	/* everything below: under cq_lock */
+	aem_spinlock_t		cq_lock;
+	struct aem_cq_core	cq[AEM_MAX_CLASSES];
+	u32			sr_head;
+	u32			nr_free;	/* slot free stack depth */
+	u32			*slot_free;	/* absolute slot indices */
+	u8			*slot_state;	/* per delivery slot, AEM_SLOT_* */
+	u32			nr_backlog;	/* live backlog entries, all classes */
+	struct aem_bl_chunk	*bl_spare;
+	u64			delivered, backlog, dropped;	/* ring-wide (results included) */
+	u64			refused[AEM_REFUSE_NR];
+	struct aem_sub		**sub_chunks;
+	u32			nr_sub_chunks;
+	u32			sub_free;	/* free list head by index */
+	u64			nr_subs;
+	u32			*msg_buckets;	/* channel hash -> sub index chain (link[0]) */
+	bool			closing;
+	void			*src_priv[AEM_SRC_LAST];
+};
+
+static inline struct aem_sub *__aem_sub_at(struct aem_ring *r, u32 idx)
+{
+	return &r->sub_chunks[idx >> AEM_SUB_CHUNK_SHIFT][idx & (AEM_SUB_CHUNK - 1)];
+}
+
+static inline u64 __aem_make_id(u32 idx, u32 gen, u32 kind)
+{
+	return (u64)idx | ((u64)(gen & 0xffffff) << 32) | ((u64)kind << 56);
+}
+
+#define AEM_ID_INDEX(id)	((u32)(id))
+#define AEM_ID_GEN(id)		((u32)((id) >> 32) & 0xffffff)
+
+/* aem_core.c, used by aem_msg.c; callers hold r->cq_lock where named _locked */
+struct aem_ev {
+	u64		user_data;
+	u64		id;
+	s32		res;		/* < 0 for an error result; else computed from len */
+	u32		flags;		/* AEM_CQE_F_* */
+	u8		source;
+	u8		cls;
+	u32		len;		/* payload bytes */
+	aem_fill_fn	fill;		/* writes the payload; NULL: none */
+	void		*arg;
+	const void	*data;		/* with fill == NULL and len: bytes to copy */
+};
+
+int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev *ev);
+void __aem_wake(struct aem_ring *r, bool urgent);
+void __aem_refuse_locked(struct aem_ring *r, u32 reason);
+struct aem_sub *__aem_sub_lookup(struct aem_ring *r, u64 id);
+int __aem_slot_take_user(struct aem_ring *r, u32 slot);
+void __aem_slot_put_locked(struct aem_ring *r, u32 slot);
+int __aem_sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool allow_delivery,
+		      const void **data, u32 *took, u32 *reason);
+void __aem_slot_give_back(struct aem_ring *r, u32 slot);
+static inline u8 *__aem_slot_ptr(struct aem_ring *r, u32 slot)
+{
+	return r->payload + (size_t)slot * r->slot_size;
+}
+
+/* aem_msg.c */
+extern const struct aem_source_ops __aem_msg_source_ops;
+int __aem_rings_init(void);
+int __aem_ring_register(struct aem_ring *r);
+void __aem_ring_unregister(struct aem_ring *r);
+struct aem_ring *__aem_ring_get(u32 id);
+void __aem_ring_put(struct aem_ring *r);
+struct aem_ring *__aem_ring_iter(u32 *pos);
+void __aem_calls_ring_gone(struct aem_ring *r);
+void __aem_calls_exit(void);
+int __aem_op_post(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason);
+int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason);
+int __aem_writeback_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason);
+
+#endif /* AEM_CORE_INT_H */

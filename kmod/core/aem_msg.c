@@ -1,0 +1,667 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * Rings talking to rings: the global ring table (ring id -> ring,
+ * refcounted), the built-in AEM_SRC_MSG source (one subscription per
+ * channel), POST, the asynchronous CALL SQE, the blocking aem_core_call()
+ * and the pending-call table that routes a writeback to its caller.
+ *
+ * A call token is index | generation << 32 | AEM_ID_KIND_CALL << 56 into
+ * the pending-call table.  An entry is freed (generation bumped) the
+ * moment it is answered, times out or its ring goes: a late or forged
+ * writeback finds a different generation and gets -ENOENT, never another
+ * caller's buffer.
+ */
+#include "aem_core_int.h"
+
+/* ---------------------------------------------------------------------- */
+/* Ring table                                                             */
+
+#define AEM_RING_BITS	12
+#define AEM_MAX_RINGS	(1U << AEM_RING_BITS)
+#define AEM_RING_GEN_MASK	0xfffffU
+
+static aem_spinlock_t ring_lock;
+static struct aem_ring *rings[AEM_MAX_RINGS];
+static u32 ring_gen[AEM_MAX_RINGS];
+static u32 ring_hint;
+
+static void calls_init_locks(void);
+
+int __aem_rings_init(void)
+{
+	aem_spin_init(&ring_lock);
+	calls_init_locks();
+	return 0;
+}
+
+int __aem_ring_register(struct aem_ring *r)
+{
+	unsigned long f;
+	u32 i, idx, gen;
+
+	aem_spin_lock_irqsave(&ring_lock, f);
+	for (i = 0; i < AEM_MAX_RINGS; i++) {
+		idx = (ring_hint + i) & (AEM_MAX_RINGS - 1);
+		if (!rings[idx])
+			break;
+	}
+	if (i == AEM_MAX_RINGS) {
+		aem_spin_unlock_irqrestore(&ring_lock, f);
+		return -ENOSPC;
+	}
+	gen = (ring_gen[idx] + 1) & AEM_RING_GEN_MASK;
+	if (!gen)
+		gen = 1;
+	ring_gen[idx] = gen;
+	/* Id never 0 (gen >= 1); a reused index gets a new id. */
+	r->id = (gen << AEM_RING_BITS) | idx;
+	rings[idx] = r;
+	ring_hint = idx + 1;
+	aem_spin_unlock_irqrestore(&ring_lock, f);
+	return 0;
+}
+
+struct aem_ring *__aem_ring_get(u32 id)
+{
+	struct aem_ring *r;
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&ring_lock, f);
+	r = rings[id & (AEM_MAX_RINGS - 1)];
+	if (r && r->id == id)
+		aem_atomic_inc(&r->refs);
+	else
+		r = NULL;
+	aem_spin_unlock_irqrestore(&ring_lock, f);
+	return r;
+}
+
+void __aem_ring_put(struct aem_ring *r)
+{
+	if (aem_atomic_dec_return(&r->refs) == 0)
+		aem_complete(&r->unref);
+}
+
+struct aem_ring *__aem_ring_iter(u32 *pos)
+{
+	struct aem_ring *r = NULL;
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&ring_lock, f);
+	for (; *pos < AEM_MAX_RINGS; (*pos)++) {
+		if (rings[*pos]) {
+			r = rings[(*pos)++];
+			aem_atomic_inc(&r->refs);
+			break;
+		}
+	}
+	aem_spin_unlock_irqrestore(&ring_lock, f);
+	return r;
+}
+
+/* After return nobody can find @r and nobody still holds it from a lookup. */
+void __aem_ring_unregister(struct aem_ring *r)
+{
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&ring_lock, f);
+	if (rings[r->id & (AEM_MAX_RINGS - 1)] == r)
+		rings[r->id & (AEM_MAX_RINGS - 1)] = NULL;
+	aem_spin_unlock_irqrestore(&ring_lock, f);
+	__aem_ring_put(r);
+	while (aem_wait_completion_timeout(&r->unref, 1000))
+		;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The message source: channel -> subscription, chained through link[0]    */
+
+#define AEM_MSG_BUCKETS	256
+
+static u32 msg_hash(u32 channel)
+{
+	return (channel * 0x9e3779b1U) >> 24;
+}
+
+/* Under the ring's cq_lock. */
+static struct aem_sub *msg_find_locked(struct aem_ring *r, u32 channel)
+{
+	u32 idx;
+
+	if (!r->msg_buckets)
+		return NULL;
+	for (idx = r->msg_buckets[msg_hash(channel)]; idx != AEM_NIL;) {
+		struct aem_sub *s = __aem_sub_at(r, idx);
+
+		if ((u32)s->priv[0] == channel && (s->state & AEM_SUB_LIVE) &&
+		    !(s->state & AEM_SUB_DYING))
+			return s;
+		idx = s->link[0];
+	}
+	return NULL;
+}
+
+static int msg_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+{
+	u32 *buckets = NULL, i;
+	unsigned long f;
+	int ret = 0;
+
+	if (sqe->msg.resv0 || sqe->msg.resv[0] || sqe->msg.resv[1] || sqe->msg.resv[2])
+		return -EINVAL;
+	if (!r->msg_buckets) {
+		buckets = aem_zalloc(AEM_MSG_BUCKETS * sizeof(u32));
+		if (!buckets)
+			return -ENOMEM;
+		for (i = 0; i < AEM_MSG_BUCKETS; i++)
+			buckets[i] = AEM_NIL;
+	}
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	if (!r->msg_buckets) {
+		r->msg_buckets = buckets;
+		buckets = NULL;
+	}
+	/* Subscribes of one ring are serialised by its submit lock: check here, insert in start. */
+	if (msg_find_locked(r, sqe->msg.channel))
+		ret = -EEXIST;
+	s->priv[0] = sqe->msg.channel;
+	s->link[0] = AEM_NIL;
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	aem_free(buckets);
+	return ret;
+}
+
+static void msg_start(struct aem_ring *r, struct aem_sub *s)
+{
+	u32 h = msg_hash((u32)s->priv[0]);
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	s->link[0] = r->msg_buckets[h];
+	r->msg_buckets[h] = s->index;
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+}
+
+static void msg_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+{
+	u32 *pp, h = msg_hash((u32)s->priv[0]);
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	for (pp = &r->msg_buckets[h]; *pp != AEM_NIL; pp = &__aem_sub_at(r, *pp)->link[0]) {
+		if (*pp == s->index) {
+			*pp = s->link[0];
+			break;
+		}
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+}
+
+static void msg_ring_release(struct aem_ring *r)
+{
+	aem_free(r->msg_buckets);
+	r->msg_buckets = NULL;
+}
+
+const struct aem_source_ops __aem_msg_source_ops = {
+	.api_version	= AEM_SOURCE_API_VERSION,
+	.source		= AEM_SRC_MSG,
+	.name		= "msg",
+	.subscribe	= msg_subscribe,
+	.unsubscribe	= msg_unsubscribe,
+	.start		= msg_start,
+	.ring_release	= msg_ring_release,
+};
+
+/*
+ * Deliver a message (post, or call with @call_id) to the channel subscriber
+ * at @addr.  The sender's class picks the target class (clamped to the
+ * target's classes): the sender knows how urgent its message is.
+ */
+static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id)
+{
+	struct aem_ring *t = __aem_ring_get(AEM_ADDR_RING(addr));
+	struct aem_sub *s;
+	struct aem_ev ev;
+	unsigned long f;
+	int ret = -ENOENT;
+
+	if (!t)
+		return -ENOENT;
+	memset(&ev, 0, sizeof(ev));
+	ev.cls = prio < t->nr_classes ? prio : (u8)(t->nr_classes - 1);
+	aem_spin_lock_irqsave(&t->cq_lock, f);
+	s = t->closing ? NULL : msg_find_locked(t, AEM_ADDR_CHANNEL(addr));
+	if (s) {
+		ev.user_data = s->user_data;
+		ev.id = call_id ? call_id : aem_sub_id(t, s);
+		/* A call's request sits in a slot, so the handler can edit it in place. */
+		ev.flags = call_id ? AEM_CQE_F_CALL | AEM_CQE_F_SLOT : 0;
+		ev.source = AEM_SRC_MSG;
+		ev.len = len;
+		ev.data = data;
+		ret = __aem_post_locked(t, s, &ev);
+	}
+	aem_spin_unlock_irqrestore(&t->cq_lock, f);
+	if (s)
+		__aem_wake(t, ev.cls == 0);
+	__aem_ring_put(t);
+	return ret;
+}
+
+int __aem_op_post(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
+{
+	const void *data;
+	u32 took;
+	int ret;
+
+	if ((sqe->flags & ~AEM_SQE_FLAGS_ALL) || sqe->prio >= r->nr_classes || sqe->source ||
+	    sqe->arg) {
+		*reason = AEM_REFUSE_FIELD;
+		return -EINVAL;
+	}
+	ret = __aem_sqe_payload(r, sqe, false, &data, &took, reason);
+	if (ret)
+		return ret;
+	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, 0);
+	if (ret == -ENOENT)
+		*reason = AEM_REFUSE_ID;
+	else if (ret)
+		*reason = AEM_REFUSE_NOMEM;
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Pending calls                                                          */
+
+#define AEM_MAX_CALLS	(1U << 14)
+
+enum { CALL_FREE, CALL_ASYNC, CALL_BLOCK };
+
+/* The blocked caller's side, on its stack; written under calls_lock. */
+struct aem_call_wait {
+	struct aem_completion	done;
+	bool			finished;
+	int			result;
+	void			*resp;
+	u32			resp_cap;
+	u32			resp_len;
+};
+
+struct aem_call {
+	u32			gen;
+	u32			next_free;
+	u8			state;
+	u8			prio;		/* async: class of the result in the caller */
+	u32			caller_id;	/* async: ring that gets the result */
+	u32			target_id;	/* ring whose handler must answer */
+	u64			user_data;	/* async: the CALL SQE's */
+	u64			deadline_ns;	/* async */
+	struct aem_call_wait	*w;		/* blocking */
+};
+
+static aem_spinlock_t calls_lock;
+static aem_mutex_t calls_mutex;		/* first allocation of the table */
+static bool calls_lock_ready;
+static struct aem_call *calls;
+static u32 calls_free = AEM_NIL;
+static u32 calls_hwm;			/* entries ever used: scans stop here */
+static u32 calls_async;			/* async calls pending (expiry driver) */
+
+static int calls_init(void)
+{
+	struct aem_call *tab;
+	unsigned long f;
+	u32 i;
+
+	if (aem_load_acquire(&calls))
+		return 0;
+	aem_mutex_lock(&calls_mutex);
+	if (!calls) {
+		tab = aem_kvzalloc(AEM_MAX_CALLS * sizeof(*tab));
+		if (!tab) {
+			aem_mutex_unlock(&calls_mutex);
+			return -ENOMEM;
+		}
+		for (i = 0; i < AEM_MAX_CALLS; i++) {
+			tab[i].gen = 1;
+			tab[i].next_free = i + 1 < AEM_MAX_CALLS ? i + 1 : AEM_NIL;
+		}
+		aem_spin_lock_irqsave(&calls_lock, f);
+		calls_free = 0;
+		aem_store_release(&calls, tab);
+		aem_spin_unlock_irqrestore(&calls_lock, f);
+	}
+	aem_mutex_unlock(&calls_mutex);
+	return 0;
+}
+
+static u64 call_token(u32 idx)
+{
+	return __aem_make_id(idx, calls[idx].gen, AEM_ID_KIND_CALL);
+}
+
+/* Under calls_lock. */
+static struct aem_call *call_alloc_locked(u32 *idx)
+{
+	struct aem_call *c;
+
+	if (calls_free == AEM_NIL)
+		return NULL;
+	*idx = calls_free;
+	c = &calls[*idx];
+	calls_free = c->next_free;
+	if (*idx + 1 > calls_hwm)
+		calls_hwm = *idx + 1;
+	return c;
+}
+
+static void call_free_locked(u32 idx)
+{
+	struct aem_call *c = &calls[idx];
+	u32 gen = (c->gen + 1) & 0xffffff;
+
+	if (c->state == CALL_ASYNC)
+		calls_async--;
+	c->state = CALL_FREE;
+	c->gen = gen ? gen : 1;
+	c->w = NULL;
+	c->next_free = calls_free;
+	calls_free = idx;
+}
+
+/* Under calls_lock; @token must have been validated. */
+static struct aem_call *call_find_locked(u64 token, u32 *idx)
+{
+	struct aem_call *c;
+
+	if (!calls || AEM_ID_KIND(token) != AEM_ID_KIND_CALL)
+		return NULL;
+	*idx = AEM_ID_INDEX(token);
+	if (*idx >= AEM_MAX_CALLS)
+		return NULL;
+	c = &calls[*idx];
+	if (c->state == CALL_FREE || c->gen != AEM_ID_GEN(token))
+		return NULL;
+	return c;
+}
+
+/* A result CQE into the caller ring of an async call (reply or error). */
+static void call_result(u32 caller_id, u64 user_data, u8 prio, u64 token, s32 res,
+			const void *data, u32 len)
+{
+	struct aem_ring *r = __aem_ring_get(caller_id);
+	struct aem_ev ev;
+	unsigned long f;
+
+	if (!r)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.user_data = user_data;
+	ev.id = token;
+	ev.res = res;
+	ev.flags = AEM_CQE_F_RESULT;
+	ev.source = AEM_SRC_MSG;
+	ev.cls = prio < r->nr_classes ? prio : 0;
+	ev.len = res < 0 ? 0 : len;
+	ev.data = data;
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	__aem_post_locked(r, NULL, &ev);
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	__aem_wake(r, ev.cls == 0);
+	__aem_ring_put(r);
+}
+
+int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
+{
+	u32 took, idx, timeout_ms = sqe->arg ? sqe->arg : AEM_CALL_DEFAULT_TIMEOUT_MS;
+	struct aem_ring *t;
+	struct aem_call *c;
+	const void *data;
+	unsigned long f;
+	u64 token;
+	int ret;
+
+	if ((sqe->flags & ~AEM_SQE_FLAGS_ALL) || sqe->prio >= r->nr_classes || sqe->source) {
+		*reason = AEM_REFUSE_FIELD;
+		return -EINVAL;
+	}
+	ret = __aem_sqe_payload(r, sqe, false, &data, &took, reason);
+	if (ret)
+		return ret;
+	ret = calls_init();
+	if (ret) {
+		*reason = AEM_REFUSE_NOMEM;
+		return ret;
+	}
+	t = __aem_ring_get(AEM_ADDR_RING(sqe->target));
+	if (!t) {
+		*reason = AEM_REFUSE_ID;
+		return -ENOENT;
+	}
+	aem_spin_lock_irqsave(&calls_lock, f);
+	c = call_alloc_locked(&idx);
+	if (c) {
+		c->state = CALL_ASYNC;
+		c->prio = sqe->prio;
+		c->caller_id = r->id;
+		c->target_id = t->id;
+		c->user_data = sqe->user_data;
+		c->deadline_ns = aem_now_ns() + (u64)timeout_ms * 1000000ULL;
+		calls_async++;
+		token = call_token(idx);
+	}
+	aem_spin_unlock_irqrestore(&calls_lock, f);
+	__aem_ring_put(t);
+	if (!c) {
+		*reason = AEM_REFUSE_NOMEM;
+		return -ENOSPC;
+	}
+	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, token);
+	if (ret) {
+		aem_spin_lock_irqsave(&calls_lock, f);
+		/* The handler cannot have answered: the event never reached it. */
+		if (calls[idx].gen == AEM_ID_GEN(token) && calls[idx].state == CALL_ASYNC)
+			call_free_locked(idx);
+		aem_spin_unlock_irqrestore(&calls_lock, f);
+		*reason = ret == -ENOENT ? AEM_REFUSE_ID : AEM_REFUSE_NOMEM;
+		return ret;
+	}
+	aem_host_timer_kick();	/* the expiry driver must tick while the call is pending */
+	return 0;
+}
+
+int __aem_writeback_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
+{
+	struct aem_call_wait *w;
+	struct aem_call *c;
+	u32 took, idx, caller_id = 0;
+	u64 user_data = 0;
+	const void *data;
+	unsigned long f;
+	u8 prio = 0;
+	bool async = false;
+	int ret;
+
+	ret = __aem_sqe_payload(r, sqe, true, &data, &took, reason);
+	if (ret)
+		return ret;
+	ret = -ENOENT;
+	aem_spin_lock_irqsave(&calls_lock, f);
+	c = call_find_locked(sqe->target, &idx);
+	/* A token of a call into another ring is foreign: only the callee answers. */
+	if (c && c->target_id == r->id) {
+		ret = 0;
+		if (c->state == CALL_BLOCK) {
+			w = c->w;
+			memcpy(w->resp, data, sqe->len < w->resp_cap ? sqe->len : w->resp_cap);
+			w->resp_len = sqe->len;
+			w->result = 0;
+			w->finished = true;
+			call_free_locked(idx);
+			aem_complete(&w->done);
+		} else {
+			async = true;
+			caller_id = c->caller_id;
+			user_data = c->user_data;
+			prio = c->prio;
+			call_free_locked(idx);
+		}
+	}
+	aem_spin_unlock_irqrestore(&calls_lock, f);
+	/* The handler's slot stays core-held until the reply is copied out of it. */
+	if (async)
+		call_result(caller_id, user_data, prio, sqe->target, 0, data, sqe->len);
+	__aem_slot_give_back(r, took);
+	if (ret)
+		*reason = AEM_REFUSE_ID;
+	return ret;
+}
+
+#define AEM_CALL_BATCH	32
+
+struct call_out {
+	u32	caller_id;
+	u8	prio;
+	u64	user_data;
+	u64	token;
+};
+
+/* Collect-then-post: results are posted without calls_lock held. */
+static void calls_sweep(u64 now_ns, struct aem_ring *gone, s32 res)
+{
+	struct call_out out[AEM_CALL_BATCH];
+	unsigned long f;
+	u32 i, n, pos = 0;
+
+	if (!aem_load_acquire(&calls))
+		return;
+	do {
+		n = 0;
+		aem_spin_lock_irqsave(&calls_lock, f);
+		for (; pos < calls_hwm && n < AEM_CALL_BATCH; pos++) {
+			struct aem_call *c = &calls[pos];
+
+			if (c->state == CALL_FREE)
+				continue;
+			if (gone) {
+				if (c->target_id != gone->id) {
+					if (c->state == CALL_ASYNC && c->caller_id == gone->id)
+						call_free_locked(pos);	/* nobody to answer to */
+					continue;
+				}
+				if (c->state == CALL_BLOCK) {
+					c->w->result = -ECONNRESET;
+					c->w->finished = true;
+					aem_complete(&c->w->done);
+					call_free_locked(pos);
+					continue;
+				}
+			} else if (c->state != CALL_ASYNC || c->deadline_ns > now_ns) {
+				continue;
+			}
+			out[n].caller_id = c->caller_id;
+			out[n].prio = c->prio;
+			out[n].user_data = c->user_data;
+			out[n].token = call_token(pos);
+			n++;
+			call_free_locked(pos);
+		}
+		aem_spin_unlock_irqrestore(&calls_lock, f);
+		for (i = 0; i < n; i++)
+			call_result(out[i].caller_id, out[i].user_data, out[i].prio, out[i].token,
+				    res, NULL, 0);
+	} while (n == AEM_CALL_BATCH);
+}
+
+void __aem_calls_ring_gone(struct aem_ring *r)
+{
+	calls_sweep(0, r, -ECONNRESET);
+}
+
+void aem_core_expire_calls(u64 now_ns)
+{
+	if (aem_core_calls_pending())
+		calls_sweep(now_ns, NULL, -ETIMEDOUT);
+}
+
+bool aem_core_calls_pending(void)
+{
+	return aem_read_once(calls_async) != 0;
+}
+
+int aem_core_call(struct aem_call_args *a, const void *req, void *resp)
+{
+	u32 timeout_ms = a->timeout_ms ? a->timeout_ms : AEM_CALL_DEFAULT_TIMEOUT_MS;
+	struct aem_call_wait w;
+	struct aem_ring *t;
+	struct aem_call *c;
+	unsigned long f;
+	u64 token;
+	u32 idx, i;
+	int ret;
+
+	for (i = 0; i < sizeof(a->resv0); i++)
+		if (a->resv0[i])
+			return -EINVAL;
+	if (a->resv[0] || a->resv[1] || a->prio >= AEM_MAX_CLASSES)
+		return -EINVAL;
+	ret = calls_init();
+	if (ret)
+		return ret;
+	t = __aem_ring_get(AEM_ADDR_RING(a->addr));
+	if (!t)
+		return -ENOENT;
+	if (a->req_len > t->slot_size) {
+		__aem_ring_put(t);
+		return -E2BIG;
+	}
+	memset(&w, 0, sizeof(w));
+	aem_completion_init(&w.done);
+	w.resp = resp;
+	w.resp_cap = a->resp_cap;
+	aem_spin_lock_irqsave(&calls_lock, f);
+	c = call_alloc_locked(&idx);
+	if (c) {
+		c->state = CALL_BLOCK;
+		c->target_id = t->id;
+		c->w = &w;
+		token = call_token(idx);
+	}
+	aem_spin_unlock_irqrestore(&calls_lock, f);
+	__aem_ring_put(t);
+	if (!c)
+		return -EBUSY;
+
+	ret = msg_deliver(a->addr, a->prio, req, a->req_len, token);
+	if (!ret)
+		ret = aem_wait_completion_timeout(&w.done, timeout_ms);
+	aem_spin_lock_irqsave(&calls_lock, f);
+	if (w.finished) {
+		ret = w.result;
+	} else if (calls[idx].gen == AEM_ID_GEN(token) && calls[idx].state == CALL_BLOCK) {
+		/* Timed out, interrupted or never delivered: a late writeback finds nothing. */
+		call_free_locked(idx);
+	}
+	aem_spin_unlock_irqrestore(&calls_lock, f);
+	a->resp_len = w.resp_len;
+	return ret;
+}
+
+void __aem_calls_exit(void)
+{
+	aem_kvfree(calls);
+	calls = NULL;
+	calls_free = AEM_NIL;
+	calls_hwm = 0;
+	calls_async = 0;
+}
+
+static void calls_init_locks(void)
+{
+	if (!calls_lock_ready) {
+		aem_spin_init(&calls_lock);
+		aem_mutex_init(&calls_mutex);
+		calls_lock_ready = true;
+	}
+}

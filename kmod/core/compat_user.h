@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * The user-space host of the ring core (libaem's embedded backend): the
+ * interface listed in aem_compat.h, on libc, pthreads and futexes.
+ *
+ * The core runs inside the application's process here, so "kernel-side
+ * memory" is ordinary heap the application could in principle reach; the
+ * trust rules still hold for the shared regions, which is what the tests
+ * and fuzzers exercise.
+ */
+#ifndef AEM_COMPAT_USER_H
+#define AEM_COMPAT_USER_H
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef uint64_t u64;
+typedef int32_t s32;
+typedef int64_t s64;
+
+#ifndef likely
+#define likely(x)	__builtin_expect(!!(x), 1)
+#define unlikely(x)	__builtin_expect(!!(x), 0)
+#endif
+
+#define AEM_PAGE_SIZE	4096UL
+
+/* ---- once, barriers ------------------------------------------------------ */
+
+#define aem_read_once(x)						\
+	__atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define aem_write_once(x, v)						\
+	__atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define aem_load_acquire(p)						\
+	__atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define aem_store_release(p, v)						\
+	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define aem_smp_mb()	__atomic_thread_fence(__ATOMIC_SEQ_CST)
+
+#define aem_static_assert(e, msg)	_Static_assert(e, msg)
+
+/* ---- atomics ------------------------------------------------------------- */
+
+typedef struct { int v; } aem_atomic_t;
+
+static inline int aem_atomic_read(const aem_atomic_t *a)
+{
+	return __atomic_load_n(&a->v, __ATOMIC_RELAXED);
+}
+
+static inline void aem_atomic_set(aem_atomic_t *a, int v)
+{
+	__atomic_store_n(&a->v, v, __ATOMIC_RELAXED);
+}
+
+static inline void aem_atomic_inc(aem_atomic_t *a)
+{
+	__atomic_fetch_add(&a->v, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline int aem_atomic_dec_return(aem_atomic_t *a)
+{
+	return __atomic_sub_fetch(&a->v, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline int aem_atomic_add_return(int i, aem_atomic_t *a)
+{
+	return __atomic_add_fetch(&a->v, i, __ATOMIC_SEQ_CST);
+}
+
+/* ---- locks --------------------------------------------------------------- */
+
+/*
+ * A pthread mutex, not a spinning lock: on a two-core virtual machine a
+ * preempted holder would make spinners burn their whole slice.  Held only
+ * for short, non-blocking sections, as in the kernel.
+ */
+typedef pthread_mutex_t aem_spinlock_t;
+
+#define aem_spin_init(l)	pthread_mutex_init((l), NULL)
+#define aem_spin_destroy(l)	pthread_mutex_destroy(l)
+#define aem_spin_lock_irqsave(l, f)					\
+	do { (f) = 0; pthread_mutex_lock(l); } while (0)
+#define aem_spin_unlock_irqrestore(l, f)				\
+	do { (void)(f); pthread_mutex_unlock(l); } while (0)
+
+typedef pthread_mutex_t aem_mutex_t;
+
+#define aem_mutex_init(m)	pthread_mutex_init((m), NULL)
+#define aem_mutex_lock(m)	pthread_mutex_lock(m)
+#define aem_mutex_unlock(m)	pthread_mutex_unlock(m)
+#define aem_mutex_destroy(m)	pthread_mutex_destroy(m)
+
+/* ---- memory -------------------------------------------------------------- */
+
+#define aem_zalloc(sz)		calloc(1, (sz))
+#define aem_zalloc_atomic(sz)	calloc(1, (sz))
+#define aem_kvzalloc(sz)	calloc(1, (sz))
+#define aem_free(p)		free(p)
+#define aem_kvfree(p)		free(p)
+
+/* ---- time ---------------------------------------------------------------- */
+
+static inline u64 aem_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (u64)ts.tv_sec * 1000000000ULL + (u64)ts.tv_nsec;
+}
+
+/* ---- futex --------------------------------------------------------------- */
+
+static inline int __aem_futex(u32 *uaddr, int op, u32 val, const struct timespec *ts)
+{
+	return (int)syscall(SYS_futex, uaddr, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
+}
+
+/* ---- completions (blocking calls) ---------------------------------------- */
+
+struct aem_completion {
+	u32	done;		/* futex word: 0 pending, 1 done */
+};
+
+static inline void aem_completion_init(struct aem_completion *c)
+{
+	c->done = 0;
+}
+
+static inline void aem_complete(struct aem_completion *c)
+{
+	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+	__aem_futex(&c->done, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/* 0 when completed, -ETIMEDOUT.  Signals restart the wait (as SA_RESTART). */
+static inline int aem_wait_completion_timeout(struct aem_completion *c, u32 timeout_ms)
+{
+	u64 deadline = aem_now_ns() + (u64)timeout_ms * 1000000ULL;
+
+	while (!__atomic_load_n(&c->done, __ATOMIC_ACQUIRE)) {
+		u64 now = aem_now_ns();
+		struct timespec ts;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		ts.tv_sec = (time_t)((deadline - now) / 1000000000ULL);
+		ts.tv_nsec = (long)((deadline - now) % 1000000000ULL);
+		__aem_futex(&c->done, FUTEX_WAIT, 0, &ts);
+	}
+	return 0;
+}
+
+/* ---- modules, log -------------------------------------------------------- */
+
+#define aem_module_get(owner)	((void)(owner), true)
+#define aem_module_put(owner)	((void)(owner))
+
+/* Rate limited to the first few reports: bad input from a test can repeat millions of times. */
+#define aem_warn(fmt, ...)						\
+	do {								\
+		static int __aem_warned;				\
+		if (__aem_warned < 8) {					\
+			__aem_warned++;					\
+			fprintf(stderr, "aem: " fmt "\n", ##__VA_ARGS__); \
+		}							\
+	} while (0)
+
+#endif /* AEM_COMPAT_USER_H */

@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * AEM_SRC_GEN: a synthetic event generator for load tests.
+ *
+ * Arguments (struct aem_gen_args): rate in events/s (0: as fast as the CQ
+ * ring takes them; nothing is backlogged or dropped then), count (0:
+ * unbounded), burst (events per step, >= 1), payload_len (<= slot_size).
+ * Every payload starts with struct aem_gen_event (seq 0, 1, 2, ... and the
+ * time of the step); the rest is zero.  Each step is one
+ * aem_core_post_batch (one lock round and one tail store): payloads of up
+ * to AEM_CQE_INLINE bytes inline, longer ones in a delivery slot each.  The event with
+ * seq == count - 1 carries AEM_CQE_F_FINAL and ends the subscription.
+ * AEM_OP_GEN_SET replaces rate/burst/payload_len and sets count to "this
+ * many more events from now" (0: unbounded).
+ *
+ * Host-driver contract:
+ *  - call aem_sources_init() once, then register aem_gen_source_ops;
+ *  - one thread calls aem_gen_step(now) and then waits until the time it
+ *    returns: <= now means call again at once (a rate-0 generator made
+ *    progress), AEM_GEN_IDLE means no generator is active: sleep until
+ *    aem_host_gen_kick() (called when a generator starts);
+ *  - aem_gen_step takes the generator mutex: thread context only.
+ *
+ * Locks: gen_mutex -> ring cq_lock.  Every generator is produced under
+ * gen_mutex, which unsubscribe also takes, so unsubscribe never races a
+ * step in progress.
+ */
+#include "aem_sources.h"
+
+#define NSEC_PER_SEC		1000000000ULL
+#define GEN_MAX_RATE		10000000000ULL	/* keeps the due-count arithmetic in 64 bits */
+#define GEN_MAX_BURST		65536
+#define GEN_BACKOFF_NS		20000ULL	/* rate 0 and the ring is full: look again soon */
+
+struct aem_gen {
+	struct aem_gen		*next, *prev;
+	struct aem_ring		*r;
+	struct aem_sub		*s;
+	u64			rate;
+	u64			limit;		/* seq at which it ends; 0: never */
+	u64			seq;		/* next seq */
+	u64			base_seq;	/* seq at base_ns (rate accounting) */
+	u64			base_ns;
+	u32			burst;
+	u32			len;
+};
+
+static aem_mutex_t gen_mutex;
+static struct aem_gen *gens;
+
+void __aem_gen_init(void);
+void __aem_gen_init(void)
+{
+	aem_mutex_init(&gen_mutex);
+}
+
+struct gen_fill {
+	u64	seq;
+	u64	now;
+};
+
+/* Called once per event from inside the core's batch loop: keep it branch-light. */
+static void gen_fill(void *arg, u64 i, u8 *dst, u32 len)
+{
+	const struct gen_fill *g = arg;
+	u64 w[4] = { g->seq + i, g->now, 0, 0 };
+
+	if (likely(len == sizeof(w))) {
+		memcpy(dst, w, sizeof(w));
+		return;
+	}
+	if (len <= sizeof(w)) {
+		memcpy(dst, w, len);
+		return;
+	}
+	memcpy(dst, w, sizeof(w));
+	memset(dst + sizeof(w), 0, len - sizeof(w));
+}
+
+static int check_args(const struct aem_gen_args *a)
+{
+	if (a->resv || !a->burst || a->burst > GEN_MAX_BURST || a->rate > GEN_MAX_RATE)
+		return -EINVAL;
+	return 0;
+}
+
+/* Events due by @now under the rate; divisions per step, never per event. */
+static u64 gen_due(const struct aem_gen *g, u64 now)
+{
+	u64 el, target;
+
+	if (!g->rate)
+		return g->burst;
+	el = now > g->base_ns ? now - g->base_ns : 0;
+	target = g->base_seq + (el / NSEC_PER_SEC) * g->rate +
+		 (el % NSEC_PER_SEC) * g->rate / NSEC_PER_SEC;
+	return target > g->seq ? target - g->seq : 0;
+}
+
+static u64 gen_next_ns(const struct aem_gen *g)
+{
+	u64 n = g->seq + 1 - g->base_seq;
+
+	return g->base_ns + (n / g->rate) * NSEC_PER_SEC + (n % g->rate) * NSEC_PER_SEC / g->rate;
+}
+
+static void gen_unlink(struct aem_gen *g)
+{
+	if (g->prev)
+		g->prev->next = g->next;
+	else
+		gens = g->next;
+	if (g->next)
+		g->next->prev = g->prev;
+}
+
+/* One step of @g; returns when it wants the next one. Under gen_mutex. */
+static u64 gen_produce(struct aem_gen *g, u64 now)
+{
+	struct gen_fill fill = { .seq = g->seq, .now = now };
+	u64 due = gen_due(g, now);
+	bool final = false;
+	u32 n, done;
+
+	if (due > g->burst)
+		due = g->burst;
+	if (g->limit && g->seq + due >= g->limit) {
+		due = g->limit - g->seq;
+		final = true;
+	}
+	n = (u32)due;
+	if (!n)
+		return g->rate ? gen_next_ns(g) : now;
+	if (final)
+		n--;	/* the last one goes alone, flagged */
+
+	done = n ? aem_core_post_batch_flags(g->r, g->s, n, g->len, gen_fill, &fill,
+					     g->rate ? 0 : AEM_POST_FIT) : 0;
+	g->seq += done;
+	if (final && done == n) {
+		struct aem_ring *r = g->r;
+		struct aem_sub *s = g->s;
+
+		/* Out of every list before the post: after it @s belongs to the core. */
+		gen_unlink(g);
+		s->priv[0] = 0;
+		fill.seq = g->seq;
+		aem_core_post_fill(r, s, g->len, AEM_CQE_F_FINAL, 0, gen_fill, &fill);
+		aem_free(g);
+		return AEM_GEN_IDLE;
+	}
+	if (!g->rate)
+		return done ? now : now + GEN_BACKOFF_NS;
+	return done == g->burst ? now : gen_next_ns(g);
+}
+
+u64 aem_gen_step(u64 now_ns)
+{
+	struct aem_gen *g, *next;
+	u64 soonest = AEM_GEN_IDLE;
+
+	aem_mutex_lock(&gen_mutex);
+	for (g = gens; g; g = next) {
+		u64 t;
+
+		next = g->next;
+		t = gen_produce(g, now_ns);
+		if (t < soonest)
+			soonest = t;
+	}
+	aem_mutex_unlock(&gen_mutex);
+	return soonest;
+}
+
+static int gen_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+{
+	struct aem_gen *g;
+	int ret = check_args(&sqe->gen);
+
+	if (ret)
+		return ret;
+	if (sqe->gen.payload_len > aem_ring_slot_size(r))
+		return -EINVAL;
+	g = aem_zalloc(sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->r = r;
+	g->s = s;
+	g->rate = sqe->gen.rate;
+	g->limit = sqe->gen.count;
+	g->burst = sqe->gen.burst;
+	g->len = sqe->gen.payload_len;
+	s->priv[0] = (u64)(uintptr_t)g;
+	return 0;
+}
+
+static void gen_start(struct aem_ring *r, struct aem_sub *s)
+{
+	struct aem_gen *g = (struct aem_gen *)(uintptr_t)s->priv[0];
+
+	(void)r;
+	aem_mutex_lock(&gen_mutex);
+	g->base_ns = aem_now_ns();
+	g->next = gens;
+	if (gens)
+		gens->prev = g;
+	gens = g;
+	aem_mutex_unlock(&gen_mutex);
+	aem_host_gen_kick();
+}
+
+static void gen_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+{
+	struct aem_gen *g;
+
+	(void)r;
+	aem_mutex_lock(&gen_mutex);
+	g = (struct aem_gen *)(uintptr_t)s->priv[0];
+	if (g) {
+		gen_unlink(g);
+		s->priv[0] = 0;
+		aem_free(g);
+	}
+	aem_mutex_unlock(&gen_mutex);
+}
+
+static int gen_writeback(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe,
+			 const void *data, u32 len)
+{
+	struct aem_gen_args a;
+	struct aem_gen *g;
+	int ret = -ENOENT;
+
+	(void)sqe;
+	if (len < sizeof(a))
+		return -EINVAL;
+	memcpy(&a, data, sizeof(a));
+	if (check_args(&a) || a.payload_len > aem_ring_slot_size(r))
+		return -EINVAL;
+	aem_mutex_lock(&gen_mutex);
+	g = (struct aem_gen *)(uintptr_t)s->priv[0];
+	if (g && aem_sub_active(r, s)) {
+		g->rate = a.rate;
+		g->burst = a.burst;
+		g->len = a.payload_len;
+		g->limit = a.count ? g->seq + a.count : 0;
+		g->base_seq = g->seq;
+		g->base_ns = aem_now_ns();
+		ret = 0;
+	}
+	aem_mutex_unlock(&gen_mutex);
+	if (!ret)
+		aem_host_gen_kick();
+	return ret;
+}
+
+const struct aem_source_ops aem_gen_source_ops = {
+	.api_version	= AEM_SOURCE_API_VERSION,
+	.source		= AEM_SRC_GEN,
+	.name		= "gen",
+	.subscribe	= gen_subscribe,
+	.unsubscribe	= gen_unsubscribe,
+	.writeback	= gen_writeback,
+	.start		= gen_start,
+};

@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: MIT
+/*
+ * aem-bench-deliver: generator -> consumer delivery on the embedded
+ * backend, 32-byte payloads, consumed in batches by a busy-polling
+ * consumer; beside it, in the same run, a plain C single-producer /
+ * single-consumer ring of 32-byte events (the ceiling of any shared ring
+ * on this machine).  Prints events/s for both and the ratio.
+ *
+ *   aem-bench-deliver [-n events] [-b burst] [-q cq_entries] [-r rounds]
+ *
+ * Every loop is bounded by a deadline as well as the event count.
+ */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "libaem.h"
+
+#define PAYLOAD		32
+#define DEADLINE_NS	(20ULL * 1000000000ULL)	/* per measurement */
+#define PEEK_MAX	1024
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* ---------------------------------------------------------------------- */
+/* AEM: generator (rate 0, burst b) -> busy-polling consumer               */
+
+struct result {
+	uint64_t	events;
+	uint64_t	ns;
+	bool		ok;
+};
+
+static struct result run_aem(uint64_t n, unsigned burst, unsigned cq_entries)
+{
+	struct result res = { 0, 0, false };
+	const struct aem_cqe *cqes[PEEK_MAX];
+	uint64_t expect = 0, t0, t1 = 0, deadline, checksum = 0;
+	struct aem_params p;
+	struct aem_ring ring;
+	struct aem_sqe *sqe;
+	bool final = false;
+	int ret;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = AEM_SETUP_EMBEDDED;
+	p.cq_entries = cq_entries;
+	p.nr_classes = 1;
+	ret = aem_setup(&p, &ring);
+	if (ret) {
+		fprintf(stderr, "aem_setup: %s\n", strerror(-ret));
+		return res;
+	}
+	sqe = aem_get_sqe(&ring);
+	aem_prep_subscribe_gen(sqe, 0, n, burst, PAYLOAD, 0, 1);
+	t0 = now_ns();
+	deadline = t0 + DEADLINE_NS;
+	if (aem_submit(&ring) != 1) {
+		fprintf(stderr, "aem_submit failed\n");
+		goto out;
+	}
+	while (!final) {
+		unsigned i, k = aem_peek_batch(&ring, 0, cqes, PEEK_MAX);
+
+		if (!k) {
+			cpu_relax();
+			if (!(++checksum & 0xffff) && now_ns() > deadline)
+				break;
+			continue;
+		}
+		for (i = 0; i < k; i++) {
+			const struct aem_cqe *e = cqes[i];
+			uint64_t seq;
+
+			if (e->flags & AEM_CQE_F_RESULT)
+				continue;
+			memcpy(&seq, e->data, sizeof(seq));
+			if (seq != expect) {
+				fprintf(stderr, "aem: seq %" PRIu64 ", expected %" PRIu64 "\n", seq, expect);
+				goto out;
+			}
+			expect++;
+			if (e->flags & AEM_CQE_F_FINAL)
+				final = true;
+		}
+		aem_cq_advance(&ring, 0, k);
+	}
+	t1 = now_ns();
+	res.events = expect;
+	res.ns = t1 - t0;
+	res.ok = final && expect == n;
+out:
+	aem_teardown(&ring);
+	return res;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Plain SPSC ring of 32-byte events, batched like the generator            */
+
+struct ev32 {
+	uint64_t seq, now, pad[2];
+};
+
+struct spsc {
+	_Alignas(64) _Atomic uint32_t head;	/* consumer-written */
+	_Alignas(64) _Atomic uint32_t tail;	/* producer-written */
+	_Alignas(64) uint32_t mask;
+	struct ev32 *ev;
+	uint64_t n;
+	unsigned burst;
+	uint64_t deadline;
+};
+
+static void *spsc_producer(void *arg)
+{
+	struct spsc *q = arg;
+	uint32_t tail = 0, entries = q->mask + 1;
+	uint64_t seq = 0, spins = 0;
+
+	while (seq < q->n) {
+		uint32_t head = atomic_load_explicit(&q->head, memory_order_acquire);
+		uint32_t room = entries - (tail - head), k, i;
+		uint64_t now = now_ns();
+
+		if (!room) {
+			cpu_relax();
+			if (!(++spins & 0xffff) && now > q->deadline)
+				break;
+			continue;
+		}
+		k = room < q->burst ? room : q->burst;
+		if (k > q->n - seq)
+			k = (uint32_t)(q->n - seq);
+		for (i = 0; i < k; i++) {
+			struct ev32 *e = &q->ev[(tail + i) & q->mask];
+
+			e->seq = seq + i;
+			e->now = now;
+			e->pad[0] = e->pad[1] = 0;
+		}
+		tail += k;
+		seq += k;
+		atomic_store_explicit(&q->tail, tail, memory_order_release);
+	}
+	return NULL;
+}
+
+static struct result run_spsc(uint64_t n, unsigned burst, unsigned entries)
+{
+	struct result res = { 0, 0, false };
+	struct spsc q;
+	pthread_t thr;
+	uint64_t t0, expect = 0, spins = 0;
+	uint32_t head = 0;
+
+	memset(&q, 0, sizeof(q));
+	q.mask = entries - 1;
+	q.n = n;
+	q.burst = burst;
+	if (posix_memalign((void **)&q.ev, 64, sizeof(struct ev32) * entries))
+		return res;
+	memset(q.ev, 0, sizeof(struct ev32) * entries);
+	t0 = now_ns();
+	q.deadline = t0 + DEADLINE_NS;
+	if (pthread_create(&thr, NULL, spsc_producer, &q)) {
+		free(q.ev);
+		return res;
+	}
+	while (expect < n) {
+		uint32_t tail = atomic_load_explicit(&q.tail, memory_order_acquire);
+		uint32_t k = tail - head, i;
+
+		if (!k) {
+			cpu_relax();
+			if (!(++spins & 0xffff) && now_ns() > q.deadline)
+				break;
+			continue;
+		}
+		if (k > PEEK_MAX)
+			k = PEEK_MAX;
+		for (i = 0; i < k; i++) {
+			const struct ev32 *e = &q.ev[(head + i) & q.mask];
+
+			if (e->seq != expect) {
+				fprintf(stderr, "spsc: seq %" PRIu64 ", expected %" PRIu64 "\n",
+					e->seq, expect);
+				goto out;
+			}
+			expect++;
+		}
+		head += k;
+		atomic_store_explicit(&q.head, head, memory_order_release);
+	}
+	res.ok = expect == n;
+out:
+	res.ns = now_ns() - t0;
+	res.events = expect;
+	pthread_join(thr, NULL);
+	free(q.ev);
+	return res;
+}
+
+static double rate(const struct result *r)
+{
+	return r->ns ? (double)r->events * 1e9 / (double)r->ns : 0;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t n = 20000000;
+	unsigned burst = 256, cq = 16384, rounds = 3, i;
+	double best_aem = 0, best_spsc = 0;
+	int opt, fail = 0;
+
+	while ((opt = getopt(argc, argv, "n:b:q:r:")) != -1) {
+		switch (opt) {
+		case 'n': n = strtoull(optarg, NULL, 0); break;
+		case 'b': burst = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'q': cq = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'r': rounds = (unsigned)strtoul(optarg, NULL, 0); break;
+		default:
+			fprintf(stderr, "usage: %s [-n events] [-b burst] [-q cq_entries] [-r rounds]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	if (!n || !burst || cq < 2 || (cq & (cq - 1)) || !rounds) {
+		fprintf(stderr, "bad arguments (cq_entries must be a power of two)\n");
+		return 2;
+	}
+	printf("events %" PRIu64 ", payload %d bytes, burst %u, ring %u entries, %u rounds\n",
+	       n, PAYLOAD, burst, cq, rounds);
+	for (i = 0; i < rounds; i++) {
+		struct result a = run_aem(n, burst, cq);
+		struct result s = run_spsc(n, burst, cq);
+
+		if (!a.ok || !s.ok)
+			fail = 1;
+		printf("round %u: aem %8.2f M events/s   spsc %8.2f M events/s   ratio %.2f%s\n",
+		       i + 1, rate(&a) / 1e6, rate(&s) / 1e6, rate(&s) ? rate(&a) / rate(&s) : 0,
+		       a.ok && s.ok ? "" : "  (incomplete)");
+		if (rate(&a) > best_aem)
+			best_aem = rate(&a);
+		if (rate(&s) > best_spsc)
+			best_spsc = rate(&s);
+	}
+	printf("best:    aem %8.2f M events/s   spsc %8.2f M events/s   ratio %.2f\n",
+	       best_aem / 1e6, best_spsc / 1e6, best_spsc ? best_aem / best_spsc : 0);
+	return fail;
+}

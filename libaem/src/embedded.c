@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The embedded backend: the ring core (kmod/core) run inside the process.
+ *
+ * Host side of the core: aem_host_wake() (futex on a private sequence word
+ * plus one eventfd write per poll arming), the timer thread driving
+ * aem_timer_tick() every wheel tick while anything is armed, and the
+ * generator thread driving aem_gen_step().  Both threads start at the
+ * first kick and are joined when the last embedded ring is torn down.
+ *
+ * Regions live in one memfd: the core writes through its own read-write
+ * mapping of the whole file; setup.c maps the application's view region
+ * by region with the CQES region PROT_READ.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../kmod/core/aem_core.h"
+#include "../../kmod/core/aem_sources.h"
+#include "aem_int.h"
+
+struct __aem_emb {
+	struct aem_ring	*core;
+	void		*map;		/* the core's mapping of the whole memfd */
+	size_t		map_len;
+	int		efd;
+	uint32_t	wseq;		/* futex word: bumped by every wake */
+	int		nwait;		/* threads in __aem_emb_wait */
+};
+
+/* ---------------------------------------------------------------------- */
+/* Process-wide host state                                                */
+
+struct driver {
+	pthread_t	thr;
+	bool		running;
+	bool		stop;
+	uint32_t	kick;		/* futex word */
+};
+
+static pthread_mutex_t host_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t host_once = PTHREAD_ONCE_INIT;
+static int host_init_err;
+static int host_rings;
+static struct driver timer_drv, gen_drv;
+
+static long futex(uint32_t *w, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, w, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_until(uint64_t t)
+{
+	struct timespec ts = { .tv_sec = (time_t)(t / 1000000000ULL),
+			       .tv_nsec = (long)(t % 1000000000ULL) };
+
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+static bool drv_stopping(struct driver *d)
+{
+	return __atomic_load_n(&d->stop, __ATOMIC_ACQUIRE);
+}
+
+static void *timer_main(void *arg)
+{
+	struct driver *d = arg;
+
+	while (!drv_stopping(d)) {
+		uint32_t seq = __atomic_load_n(&d->kick, __ATOMIC_ACQUIRE);
+		uint64_t now = now_ns();
+
+		if (aem_timer_tick(now))
+			sleep_until(((now >> AEM_TIMER_TICK_SHIFT) + 1) << AEM_TIMER_TICK_SHIFT);
+		else
+			futex(&d->kick, FUTEX_WAIT, seq, NULL);	/* a kick bumps seq first */
+	}
+	return NULL;
+}
+
+/*
+ * A rate-0 generator facing a full ring asks to be called again in a few
+ * microseconds: yield for a while (the consumer is usually draining on the
+ * other core), then sleep, so an abandoned ring does not cost a core.
+ */
+#define GEN_YIELDS	256
+#define GEN_MAX_NAP_NS	1000000ULL
+
+static void *gen_main(void *arg)
+{
+	struct driver *d = arg;
+	unsigned idle = 0;
+
+	while (!drv_stopping(d)) {
+		uint32_t seq = __atomic_load_n(&d->kick, __ATOMIC_ACQUIRE);
+		uint64_t now = now_ns();
+		uint64_t next = aem_gen_step(now);
+
+		if (next == AEM_GEN_IDLE) {
+			idle = 0;
+			futex(&d->kick, FUTEX_WAIT, seq, NULL);
+		} else if (next <= now) {
+			idle = 0;
+		} else if (next - now < 100000 && idle < GEN_YIELDS) {
+			idle++;
+			sched_yield();
+		} else {
+			if (next - now > GEN_MAX_NAP_NS)
+				next = now + GEN_MAX_NAP_NS;
+			sleep_until(next);
+		}
+	}
+	return NULL;
+}
+
+static void drv_kick(struct driver *d, void *(*fn)(void *))
+{
+	if (!__atomic_load_n(&d->running, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&host_mu);
+		if (!d->running && host_rings > 0) {
+			d->stop = false;
+			if (pthread_create(&d->thr, NULL, fn, d) == 0)
+				__atomic_store_n(&d->running, true, __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&host_mu);
+	}
+	__atomic_add_fetch(&d->kick, 1, __ATOMIC_RELEASE);
+	futex(&d->kick, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/* Under host_mu.  The drivers never take host_mu, so joining here cannot deadlock. */
+static void drv_stop(struct driver *d)
+{
+	if (!d->running)
+		return;
+	__atomic_store_n(&d->stop, true, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&d->kick, 1, __ATOMIC_RELEASE);
+	futex(&d->kick, FUTEX_WAKE, INT_MAX, NULL);
+	pthread_join(d->thr, NULL);
+	__atomic_store_n(&d->running, false, __ATOMIC_RELEASE);
+}
+
+void aem_host_timer_kick(void)
+{
+	drv_kick(&timer_drv, timer_main);
+}
+
+void aem_host_gen_kick(void)
+{
+	drv_kick(&gen_drv, gen_main);
+}
+
+void aem_host_wake(struct aem_ring *r, void *host, bool urgent)
+{
+	struct __aem_emb *e = host;
+	uint64_t one = 1;
+
+	(void)urgent;
+	if (__atomic_load_n(&e->nwait, __ATOMIC_SEQ_CST)) {
+		__atomic_add_fetch(&e->wseq, 1, __ATOMIC_SEQ_CST);
+		futex(&e->wseq, FUTEX_WAKE, INT_MAX, NULL);
+	}
+	if (aem_core_poll_take(r)) {
+		ssize_t n = write(e->efd, &one, sizeof(one));
+
+		(void)n;	/* EAGAIN: the counter is already non-zero, the fd readable */
+	}
+}
+
+static void host_init(void)
+{
+	host_init_err = aem_core_init();
+	if (!host_init_err)
+		host_init_err = aem_sources_init();
+	if (!host_init_err)
+		host_init_err = aem_core_register_source(&aem_timer_source_ops);
+	if (!host_init_err)
+		host_init_err = aem_core_register_source(&aem_gen_source_ops);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Rings                                                                  */
+
+int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
+		     uint64_t off[AEM_NR_REGIONS], int *efd)
+{
+	void *regions[AEM_NR_REGIONS];
+	struct aem_layout l;
+	struct __aem_emb *e;
+	size_t total = 0;
+	u32 ring_id, i;
+	int fd = -1, ret;
+
+	pthread_once(&host_once, host_init);
+	if (host_init_err)
+		return host_init_err;
+	ret = aem_core_layout(p, 0, &l);
+	if (ret)
+		return ret;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->efd = -1;
+	for (i = 0; i < AEM_NR_REGIONS; i++) {
+		off[i] = total;
+		total += l.region_size[i];
+	}
+	fd = memfd_create("aem", MFD_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		goto err;
+	}
+	if (ftruncate(fd, (off_t)total) < 0) {
+		ret = -errno;
+		goto err;
+	}
+	e->map = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (e->map == MAP_FAILED) {
+		ret = -errno;
+		e->map = NULL;
+		goto err;
+	}
+	e->map_len = total;
+	for (i = 0; i < AEM_NR_REGIONS; i++)
+		regions[i] = (char *)e->map + off[i];
+	e->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (e->efd < 0) {
+		ret = -errno;
+		goto err;
+	}
+	pthread_mutex_lock(&host_mu);
+	host_rings++;
+	pthread_mutex_unlock(&host_mu);
+	ret = aem_core_ring_create(p, &l, regions, e, &e->core, &ring_id);
+	if (ret) {
+		pthread_mutex_lock(&host_mu);
+		host_rings--;
+		pthread_mutex_unlock(&host_mu);
+		goto err;
+	}
+	/* Armed from the start: a poller that never drained still hears the first event. */
+	aem_core_poll_arm(e->core);
+	p->ring_id = ring_id;
+	*out = e;
+	*memfd = fd;
+	*efd = e->efd;
+	return 0;
+err:
+	if (e->efd >= 0)
+		close(e->efd);
+	if (e->map)
+		munmap(e->map, e->map_len);
+	if (fd >= 0)
+		close(fd);
+	free(e);
+	return ret;
+}
+
+void __aem_emb_destroy(struct __aem_emb *e)
+{
+	aem_core_ring_destroy(e->core);
+	munmap(e->map, e->map_len);
+	close(e->efd);
+	free(e);
+	pthread_mutex_lock(&host_mu);
+	if (--host_rings == 0) {
+		drv_stop(&timer_drv);
+		drv_stop(&gen_drv);
+	}
+	pthread_mutex_unlock(&host_mu);
+}
+
+int __aem_emb_submit(struct __aem_emb *e, unsigned to_submit)
+{
+	return aem_core_submit(e->core, to_submit);
+}
+
+int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns)
+{
+	uint64_t deadline = timeout_ns > 0 ? now_ns() + (uint64_t)timeout_ns : 0;
+	int ret = 0;
+
+	for (;;) {
+		struct timespec ts, *tsp = NULL;
+		uint32_t seq;
+
+		aem_core_flush_backlog(e->core);
+		if (aem_core_cq_ready(e->core, min))
+			return 0;
+		if (timeout_ns == 0)
+			return -ETIME;
+		if (timeout_ns > 0) {
+			uint64_t now = now_ns();
+
+			if (now >= deadline)
+				return -ETIME;
+			ts.tv_sec = (time_t)((deadline - now) / 1000000000ULL);
+			ts.tv_nsec = (long)((deadline - now) % 1000000000ULL);
+			tsp = &ts;
+		}
+		seq = __atomic_load_n(&e->wseq, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&e->nwait, 1, __ATOMIC_SEQ_CST);
+		aem_core_wait_begin(e->core);	/* Dekker: announce, mb, re-check */
+		if (!aem_core_cq_ready(e->core, min))
+			futex(&e->wseq, FUTEX_WAIT, seq, tsp);	/* EINTR: loop, as SA_RESTART would */
+		else
+			ret = 1;
+		aem_core_wait_end(e->core);
+		__atomic_sub_fetch(&e->nwait, 1, __ATOMIC_SEQ_CST);
+		if (ret)
+			return 0;
+	}
+}
+
+int __aem_emb_drain(struct __aem_emb *e)
+{
+	uint64_t v;
+
+	if (read(e->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return -errno;
+	aem_core_poll_arm(e->core);	/* then the caller re-checks the rings and polls */
+	return 0;
+}
+
+int __aem_emb_call(struct aem_call_args *a, const void *req, void *resp)
+{
+	pthread_once(&host_once, host_init);
+	if (host_init_err)
+		return host_init_err;
+	return aem_core_call(a, req, resp);
+}
+
+int __aem_emb_sub_stats(struct __aem_emb *e, struct aem_sub_stats *st)
+{
+	return aem_core_sub_stats(e->core, st);
+}
+
+int __aem_emb_ring_stats(struct __aem_emb *e, struct aem_ring_stats *st)
+{
+	aem_core_ring_stats(e->core, st);
+	return 0;
+}

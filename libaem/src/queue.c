@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Submission, waiting, calls and statistics over either backend.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "libaem.h"
+#include "aem_int.h"
+
+static int kernel_enter(struct aem_ring *ring, unsigned to_submit, unsigned min_complete,
+			unsigned flags, int64_t timeout_ns)
+{
+	struct aem_enter e;
+
+	memset(&e, 0, sizeof(e));
+	e.to_submit = to_submit;
+	e.min_complete = min_complete;
+	e.flags = flags;
+	e.timeout_ns = timeout_ns;
+	for (;;) {
+		if (ioctl(ring->fd, AEM_IOC_ENTER, &e) >= 0)
+			return (int)e.submitted;
+		if (errno == EINTR) {
+			/* Whatever was consumed stays consumed; retry only the wait. */
+			e.to_submit = 0;
+			continue;
+		}
+		return errno == ETIMEDOUT ? -ETIME : -errno;
+	}
+}
+
+/* SQEs published but not yet consumed by the kernel side. */
+static unsigned sq_pending(struct aem_ring *ring)
+{
+	aem_sq_flush(ring);
+	return ring->sq.sqe_tail - aem_load_acquire(ring->sq.khead);	/* pairs with the core's head release */
+}
+
+int aem_submit(struct aem_ring *ring)
+{
+	unsigned n = sq_pending(ring);
+
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		return __aem_emb_submit(ring->priv, n);
+	return kernel_enter(ring, n, 0, 0, 0);
+}
+
+int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns)
+{
+	unsigned n = sq_pending(ring);
+	int ret, sub;
+
+	if (ring->backend == AEM_BACKEND_EMBEDDED) {
+		sub = __aem_emb_submit(ring->priv, n);
+		if (sub < 0 || !wait_nr)
+			return sub;
+		ret = __aem_emb_wait(ring->priv, wait_nr, timeout_ns);
+		return ret < 0 ? ret : sub;
+	}
+	return kernel_enter(ring, n, wait_nr, wait_nr ? AEM_ENTER_GETEVENTS : 0, timeout_ns);
+}
+
+int aem_wait(struct aem_ring *ring, unsigned min, int64_t timeout_ns)
+{
+	int ret;
+
+	if (!min)
+		return 0;
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		return __aem_emb_wait(ring->priv, min, timeout_ns);
+	ret = kernel_enter(ring, 0, min, AEM_ENTER_GETEVENTS, timeout_ns);
+	return ret < 0 ? ret : 0;
+}
+
+int aem_ring_fd_drain(struct aem_ring *ring)
+{
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		return __aem_emb_drain(ring->priv);
+	return 0;
+}
+
+int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req_len,
+	     void *resp, unsigned resp_cap, unsigned prio, unsigned timeout_ms)
+{
+	struct aem_call_args a;
+	int ret;
+
+	if (!ring || (req_len && !req) || (resp_cap && !resp) || prio >= AEM_MAX_CLASSES)
+		return -EINVAL;
+	memset(&a, 0, sizeof(a));
+	a.addr = addr;
+	a.req = (uintptr_t)req;
+	a.resp = (uintptr_t)resp;
+	a.req_len = req_len;
+	a.resp_cap = resp_cap;
+	a.timeout_ms = timeout_ms;
+	a.prio = (uint8_t)prio;
+	if (ring->backend == AEM_BACKEND_EMBEDDED) {
+		ret = __aem_emb_call(&a, req, resp);
+	} else {
+		ret = ioctl(ring->fd, AEM_IOC_CALL, &a) < 0 ? -errno : 0;
+	}
+	return ret < 0 ? ret : (int)a.resp_len;
+}
+
+int aem_sub_stats(struct aem_ring *ring, uint64_t sub_id, struct aem_sub_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->id = sub_id;
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		return __aem_emb_sub_stats(ring->priv, st);
+	return ioctl(ring->fd, AEM_IOC_SUB_STATS, st) < 0 ? -errno : 0;
+}
+
+int aem_ring_stats(struct aem_ring *ring, struct aem_ring_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		return __aem_emb_ring_stats(ring->priv, st);
+	return ioctl(ring->fd, AEM_IOC_RING_STATS, st) < 0 ? -errno : 0;
+}

@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: MIT
+/*
+ * aem_setup / aem_teardown: choose the backend, get the regions mapped,
+ * build the user-space view from the offsets setup published.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "libaem.h"
+#include "aem_int.h"
+
+static const uint64_t kernel_off[AEM_NR_REGIONS] = {
+	AEM_OFF_RINGS, AEM_OFF_SQES, AEM_OFF_CQES, AEM_OFF_PAYLOAD,
+};
+
+static void apply_defaults(struct aem_params *p)
+{
+	if (!p->sq_entries)
+		p->sq_entries = AEM_DEFAULT_SQ_ENTRIES;
+	if (!p->cq_entries)
+		p->cq_entries = AEM_DEFAULT_CQ_ENTRIES;
+	if (!p->nr_classes)
+		p->nr_classes = AEM_DEFAULT_CLASSES;
+	if (!p->slot_size)
+		p->slot_size = AEM_DEFAULT_SLOT_SIZE;
+	if (!p->slot_count)
+		p->slot_count = AEM_DEFAULT_SLOTS;
+	if (!p->send_slots)
+		p->send_slots = AEM_DEFAULT_SEND_SLOTS;
+}
+
+/* Flags, then AEM_BACKEND, then the presence of the device. */
+static int choose_backend(const struct aem_params *p, enum aem_backend *b)
+{
+	unsigned f = p->flags & (AEM_SETUP_EMBEDDED | AEM_SETUP_KERNEL);
+	const char *env;
+
+	if (f == (AEM_SETUP_EMBEDDED | AEM_SETUP_KERNEL))
+		return -EINVAL;
+	if (f) {
+		*b = f == AEM_SETUP_KERNEL ? AEM_BACKEND_KERNEL : AEM_BACKEND_EMBEDDED;
+		return 0;
+	}
+	env = getenv("AEM_BACKEND");
+	if (env && *env) {
+		if (!strcmp(env, "kernel"))
+			*b = AEM_BACKEND_KERNEL;
+		else if (!strcmp(env, "embedded"))
+			*b = AEM_BACKEND_EMBEDDED;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	*b = access(AEM_DEVICE_PATH, F_OK) == 0 ? AEM_BACKEND_KERNEL : AEM_BACKEND_EMBEDDED;
+	return 0;
+}
+
+static void unmap_regions(struct aem_ring *ring)
+{
+	int i;
+
+	for (i = 0; i < AEM_NR_REGIONS; i++) {
+		if (ring->region[i])
+			munmap(ring->region[i], ring->region_size[i]);
+		ring->region[i] = NULL;
+	}
+}
+
+/* The application's view: every region on its own, CQES read-only. */
+static int map_regions(struct aem_ring *ring, const struct aem_params *p, int fd,
+		       const uint64_t off[AEM_NR_REGIONS])
+{
+	int i;
+
+	for (i = 0; i < AEM_NR_REGIONS; i++) {
+		int prot = i == AEM_REGION_CQES ? PROT_READ : PROT_READ | PROT_WRITE;
+		void *m;
+
+		if (!p->region_size[i])
+			continue;
+		m = mmap(NULL, p->region_size[i], prot, MAP_SHARED | MAP_POPULATE, fd,
+			 (off_t)off[i]);
+		if (m == MAP_FAILED) {
+			int err = -errno;
+
+			unmap_regions(ring);
+			return err;
+		}
+		ring->region[i] = m;
+		ring->region_size[i] = p->region_size[i];
+	}
+	return 0;
+}
+
+static unsigned *rings_u32(struct aem_ring *ring, uint32_t off)
+{
+	return (unsigned *)((char *)ring->region[AEM_REGION_RINGS] + off);
+}
+
+static void init_view(struct aem_ring *ring, const struct aem_params *p)
+{
+	unsigned c;
+
+	ring->sq.khead = rings_u32(ring, p->sq_off.head);
+	ring->sq.ktail = rings_u32(ring, p->sq_off.tail);
+	ring->sq.kflags = rings_u32(ring, p->sq_off.flags);
+	ring->sq.kdropped = rings_u32(ring, p->sq_off.dropped);
+	ring->sq.ring_mask = *rings_u32(ring, p->sq_off.ring_mask);
+	ring->sq.ring_entries = *rings_u32(ring, p->sq_off.ring_entries);
+	ring->sq.sqes = (struct aem_sqe *)((char *)ring->region[AEM_REGION_SQES] + p->sq_off.array);
+	ring->sq.sqe_head = ring->sq.sqe_tail = *ring->sq.ktail;
+
+	for (c = 0; c < p->nr_classes; c++) {
+		const struct aem_ring_offsets *o = &p->cq_off[c];
+		struct aem_cq *cq = &ring->cq[c];
+
+		cq->khead = rings_u32(ring, o->head);
+		cq->ktail = rings_u32(ring, o->tail);
+		cq->kflags = rings_u32(ring, o->flags);
+		cq->kdropped = rings_u32(ring, o->dropped);
+		cq->ring_mask = *rings_u32(ring, o->ring_mask);
+		cq->ring_entries = *rings_u32(ring, o->ring_entries);
+		cq->cqes = (const struct aem_cqe *)((char *)ring->region[AEM_REGION_CQES] + o->array);
+	}
+
+	ring->slots.khead = rings_u32(ring, p->slot_off.head);
+	ring->slots.ktail = rings_u32(ring, p->slot_off.tail);
+	ring->slots.ring_mask = *rings_u32(ring, p->slot_off.ring_mask);
+	ring->slots.ring_entries = *rings_u32(ring, p->slot_off.ring_entries);
+	ring->slots.array = (uint32_t *)rings_u32(ring, p->slot_off.array);
+	ring->slots.local_tail = *ring->slots.ktail;
+
+	ring->nr_classes = p->nr_classes;
+	ring->features = p->features;
+	ring->ring_id = p->ring_id;
+	ring->payload = ring->region[AEM_REGION_PAYLOAD];
+	ring->slot_size = p->slot_size;
+	ring->slot_count = p->slot_count;
+	ring->send_slots = p->send_slots;
+}
+
+static int setup_kernel(struct aem_params *p, struct aem_ring *ring)
+{
+	int fd, ret;
+
+	fd = open(AEM_DEVICE_PATH, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ENXIO || errno == ENODEV ? -ENODEV : -errno;
+	if (ioctl(fd, AEM_IOC_SETUP, p) < 0) {
+		ret = -errno;
+		goto err;
+	}
+	ret = map_regions(ring, p, fd, kernel_off);
+	if (ret)
+		goto err;
+	ring->fd = fd;
+	ring->backend = AEM_BACKEND_KERNEL;
+	init_view(ring, p);
+	return 0;
+err:
+	close(fd);
+	return ret;
+}
+
+static int setup_embedded(struct aem_params *p, struct aem_ring *ring)
+{
+	uint64_t off[AEM_NR_REGIONS];
+	struct __aem_emb *e;
+	int memfd, efd, ret;
+
+	ret = __aem_emb_create(p, &e, &memfd, off, &efd);
+	if (ret)
+		return ret;
+	ret = map_regions(ring, p, memfd, off);
+	close(memfd);	/* the mappings keep the pages */
+	if (ret) {
+		__aem_emb_destroy(e);
+		return ret;
+	}
+	ring->fd = efd;
+	ring->backend = AEM_BACKEND_EMBEDDED;
+	ring->priv = e;
+	init_view(ring, p);
+	return 0;
+}
+
+int aem_setup(struct aem_params *p, struct aem_ring *ring)
+{
+	enum aem_backend b;
+	int ret;
+
+	if (!p || !ring)
+		return -EINVAL;
+	memset(ring, 0, sizeof(*ring));
+	ring->fd = -1;
+	ret = choose_backend(p, &b);
+	if (ret)
+		return ret;
+	apply_defaults(p);
+	if (b == AEM_BACKEND_KERNEL)
+		return setup_kernel(p, ring);
+	return setup_embedded(p, ring);
+}
+
+void aem_teardown(struct aem_ring *ring)
+{
+	if (!ring || !ring->backend)
+		return;
+	unmap_regions(ring);
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		__aem_emb_destroy(ring->priv);	/* closes the eventfd */
+	else if (ring->fd >= 0)
+		close(ring->fd);
+	memset(ring, 0, sizeof(*ring));
+	ring->fd = -1;
+}
+
+const char *aem_backend_name(const struct aem_ring *ring)
+{
+	if (!ring)
+		return "none";
+	switch (ring->backend) {
+	case AEM_BACKEND_KERNEL:
+		return "kernel";
+	case AEM_BACKEND_EMBEDDED:
+		return "embedded";
+	}
+	return "none";
+}
