@@ -71,7 +71,6 @@ struct aem_file {
 	struct aem_region	region[AEM_NR_REGIONS];
 	struct user_struct	*user;		/* charged for locked pages */
 	unsigned long		locked_pages;
-	bool			polled;		/* poll() announced a permanent waiter */
 
 	/* Boost: who waits, and whom we boosted. */
 	bool			boost;
@@ -244,6 +243,8 @@ void aem_host_wake(struct aem_ring *r, void *host, bool urgent)
 
 	if (urgent && f->boost)
 		aem_boost_waiter(f);
+	/* One wake per poll arming; waiters in ENTER are woken every time. */
+	aem_core_poll_take(r);
 	/* The core issued the full barrier after publishing the tail. */
 	if (waitqueue_active(&f->wq))
 		wake_up_all(&f->wq);
@@ -354,8 +355,6 @@ static int aem_release(struct inode *inode, struct file *file)
 
 	/* No ioctl, poll or mmap can run now: the file has no users left. */
 	if (ring) {
-		if (f->polled)
-			aem_core_wait_end(ring);
 		/* Ends every subscription, fails calls, frees the backlog. */
 		aem_ring_destroy(ring);
 	}
@@ -627,18 +626,11 @@ static __poll_t aem_poll(struct file *file, poll_table *pt)
 	if (!ring)
 		return 0;
 	/*
-	 * An epoll registration outlives this call, so the waiter we announce
-	 * stays until release: producers then always wake, and
-	 * waitqueue_active() keeps that cheap when nobody sleeps.
+	 * Arm before looking (Dekker with the producer, as for waiters): the
+	 * next post after this wakes the queue.  Every poll() and every epoll
+	 * delivery calls us again, which re-arms.
 	 */
-	if (!READ_ONCE(f->polled)) {
-		mutex_lock(&f->lock);
-		if (!f->polled) {
-			aem_core_wait_begin(ring);
-			WRITE_ONCE(f->polled, true);
-		}
-		mutex_unlock(&f->lock);
-	}
+	aem_core_poll_arm(ring);
 	if (aem_core_cq_ready(ring, 1))
 		return EPOLLIN | EPOLLRDNORM | EPOLLOUT | EPOLLWRNORM;
 	return EPOLLOUT | EPOLLWRNORM;

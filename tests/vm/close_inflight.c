@@ -78,9 +78,14 @@ int main(void)
 		if (caller == 0) {
 			struct aem_call_args a = { 0 };
 			uint64_t req = 1;
-			int fd = vr_open();
+			uint32_t id = r.p.ring_id;
+			int fd;
 
-			a.addr = AEM_ADDR(r.p.ring_id, 1);
+			/* The inherited fd and mappings would keep the ring alive. */
+			vr_close(&r);
+			fd = vr_open();
+
+			a.addr = AEM_ADDR(id, 1);
 			a.req = (uintptr_t)&req;
 			a.req_len = 8;
 			a.timeout_ms = 20000;
