@@ -22,6 +22,7 @@ mode=${1:-fuzz}
 [[ $# -gt 0 ]] && shift
 FUZZTIME=${FUZZTIME:-30s}
 CC_FUZZ=${CC_FUZZ:-clang}
+FUZZ_CFLAGS=${FUZZ_CFLAGS:-}	# e.g. -DFZ_ALLOW_RESULT_DROP to look past a known finding
 out=build/fuzz
 
 go_targets=(FuzzSQEStream FuzzRingScribble FuzzWritebackCall FuzzDecode FuzzAembenchFlags)
@@ -29,8 +30,11 @@ c_targets=(sqe_stream ring_scribble)
 
 # The C harnesses compile the ring core straight from kmod/core with the
 # user-space compat layer, so no libaem build is involved.
+# CORE_ROOT: a tree whose kmod/ to fuzz instead (e.g. a `git worktree` of
+# another revision); the harnesses themselves always come from this tree.
+CORE_ROOT=${CORE_ROOT:-.}
 c_core_srcs() {
-	ls kmod/core/*.c 2>/dev/null || true
+	ls "$CORE_ROOT"/kmod/core/*.c 2>/dev/null || true
 }
 
 build_c() {
@@ -49,9 +53,9 @@ build_c() {
 	local t
 	for t in "${c_targets[@]}"; do
 		# shellcheck disable=SC2086
-		"$CC_FUZZ" -g -O1 -std=gnu11 -Wall -Wno-unused-function -Wno-comment \
+		"$CC_FUZZ" -g -O1 -std=gnu11 -Wall -Wno-unused-function -Wno-comment $FUZZ_CFLAGS \
 			-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-			-I kmod/core -I kmod -I kmod/uapi -I fuzz/c \
+			-I "$CORE_ROOT/kmod/core" -I "$CORE_ROOT/kmod" -I "$CORE_ROOT/kmod/uapi" -I fuzz/c \
 			-o "$out/$t" "fuzz/c/$t.c" $srcs -lpthread
 	done
 }

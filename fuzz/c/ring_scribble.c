@@ -240,7 +240,10 @@ static void scribble(struct fz_in *in)
 	}
 	if (off + 4 > bad.l.region_size[AEM_REGION_RINGS])
 		return;
-	aem_write_once(*(u32 *)(rings + off), scribble_value(in, aem_read_once(*(u32 *)(rings + off))));
+	u32 old = aem_read_once(*(u32 *)(rings + off)), v = scribble_value(in, old);
+
+	FZ_TRACE("scribble RINGS+%u: %u -> %u\n", off, old, v);
+	aem_write_once(*(u32 *)(rings + off), v);
 }
 
 static void scribble_sqe(struct fz_in *in)
@@ -271,6 +274,7 @@ static void bad_submit(u32 to_submit)
 	aem_core_ring_stats(bad.r, &before);
 	ret = aem_core_submit(bad.r, to_submit);
 	aem_core_ring_stats(bad.r, &after);
+	FZ_TRACE("bad submit %u: %d\n", to_submit, ret);
 	FZ_CHECK(ret >= 0, "bad ring: submit returned %d", ret);
 	FZ_CHECK((u32)ret <= to_submit && (u32)ret <= bad.p.sq_entries,
 		 "bad ring: submit consumed %d, asked %u, ring of %u", ret, to_submit, bad.p.sq_entries);
@@ -294,6 +298,7 @@ static void bad_drain(struct fz_in *in)
 	/* Touch every CQE the tail claims, as a careless reader would. */
 	for (u32 i = aem_read_once(*bad.cq_head[c]), k = 0; i != tail && k < bad.p.cq_entries; i++, k++)
 		(void)aem_read_once(bad.cqes[c][i & (bad.p.cq_entries - 1)].res);
+	FZ_TRACE("bad drain class %u: tail %u, head %u -> %u\n", c, tail, aem_read_once(*bad.cq_head[c]), head);
 	aem_store_release(bad.cq_head[c], head);
 }
 
@@ -303,12 +308,16 @@ static void check_bad(void)
 
 	memset(&st, 0, sizeof(st));
 	aem_core_ring_stats(bad.r, &st);
+	FZ_TRACE("  bad: delivered %llu backlog %llu dropped %llu refused idx %llu slot %llu\n",
+		 (unsigned long long)st.delivered, (unsigned long long)st.backlog,
+		 (unsigned long long)st.dropped, (unsigned long long)st.refused[AEM_REFUSE_INDEX],
+		 (unsigned long long)st.refused[AEM_REFUSE_SLOT]);
 	FZ_CHECK(st.produced == st.delivered + st.backlog + st.dropped,
 		 "bad ring: produced %llu != delivered %llu + backlog %llu + dropped %llu",
 		 (unsigned long long)st.produced, (unsigned long long)st.delivered,
 		 (unsigned long long)st.backlog, (unsigned long long)st.dropped);
-	FZ_CHECK(st.backlog <= bad.p.backlog_limit, "bad ring: backlog %llu beyond bound %u",
-		 (unsigned long long)st.backlog, bad.p.backlog_limit);
+	FZ_CHECK(st.backlog <= FZ_BACKLOG_BOUND(&bad.p), "bad ring: backlog %llu beyond bound %u",
+		 (unsigned long long)st.backlog, FZ_BACKLOG_BOUND(&bad.p));
 	FZ_CHECK(st.slots_free <= bad.p.slot_count, "bad ring: %llu free slots of %u",
 		 (unsigned long long)st.slots_free, bad.p.slot_count);
 	if (bad_sub && bad_sub->live) {
@@ -372,6 +381,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (step = 0; step < FZ_MAX_STEPS && fz_more(&in); step++) {
 		u8 op = fz_u8(&in);
 
+		FZ_TRACE("step %u: op %u\n", step, op % 10);
 		switch (op % 10) {
 		case 0:
 		case 1:
@@ -380,14 +390,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 2:
 			scribble_sqe(&in);
 			break;
-		case 3:
-			bad_submit(fz_u32(&in) >> (fz_u8(&in) % 32));
+		case 3: {
+			u32 n = fz_u32(&in);
+			u8 shift = fz_u8(&in);
+
+			bad_submit(n >> (shift % 32));
 			break;
-		case 4:
+		}
+		case 4: {
+			u8 n = fz_u8(&in);
+			u16 len = fz_u16(&in);
+
+			FZ_TRACE("bad post %u x %u bytes\n", 1 + n % 32, len % (bad.p.slot_size + 64));
 			if (bad_sub)
-				fz_post(bad_sub, 1 + fz_u8(&in) % 32,
-					fz_u16(&in) % (bad.p.slot_size + 64), 0);
+				fz_post(bad_sub, 1 + n % 32, len % (bad.p.slot_size + 64), 0);
 			break;
+		}
 		case 5:
 			bad_drain(&in);
 			break;
