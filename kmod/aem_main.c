@@ -79,6 +79,7 @@ struct aem_file {
 	struct task_struct	*boosted;	/* holds a reference */
 	int			saved_nice;
 	u32			*cq0_head, *cq0_tail;	/* class 0 indices, to see when it drained */
+	u32			cq_capacity;	/* CQEs in all classes: the most a wait can ask */
 };
 
 /*
@@ -409,6 +410,7 @@ static long aem_setup(struct aem_file *f, void __user *arg)
 		vaddr[i] = f->region[i].vaddr;
 	}
 	f->boost = !!(p.flags & AEM_SETUP_BOOST);
+	f->cq_capacity = p.cq_entries * p.nr_classes;
 	f->cq0_head = f->region[AEM_REGION_RINGS].vaddr + p.cq_off[0].head;
 	f->cq0_tail = f->region[AEM_REGION_RINGS].vaddr + p.cq_off[0].tail;
 
@@ -520,8 +522,9 @@ static long aem_enter(struct aem_file *f, void __user *arg)
 	if (f->boost)
 		aem_boost_check(f);
 
+	/* More than the rings can hold would only ever end by timeout. */
 	if (!ret && (e.flags & AEM_ENTER_GETEVENTS))
-		ret = aem_wait(f, ring, e.min_complete, e.timeout_ns);
+		ret = aem_wait(f, ring, min(e.min_complete, f->cq_capacity), e.timeout_ns);
 
 	/* SQEs consumed before an error or a signal are still reported. */
 	if (put_user(e.submitted, &((struct aem_enter __user *)arg)->submitted))
