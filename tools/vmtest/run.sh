@@ -18,6 +18,8 @@
 #   --go-test BIN[=PKGDIR] a Go test binary (go test -c) as a suite; runs with
 #                          $GO_TEST_ARGS from PKGDIR's copy (testdata/ is
 #                          copied when PKGDIR is given)
+#   --exec 'NAME=BIN ARGS' a program with arguments as a suite of its own
+#                          (e.g. a benchmark: 'bench=build/aembench --backend kernel')
 #   --reload MOD           after the suites, unload and reload module MOD while
 #                          a ring is open (repeatable)
 #   --holder BIN           the program that holds the ring open during
@@ -74,13 +76,14 @@ skip() { echo "vmtest: SKIP: $*" >&2; exit 77; }
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
-c_tests=() c_single=() go_tests=() reloads=() modparams=() pres=() posts=() files=()
+c_tests=() c_single=() go_tests=() execs=() reloads=() modparams=() pres=() posts=() files=()
 holder='' build=1 load_modules=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--c-tests) c_tests+=("$2"); shift 2 ;;
 	--c-test) c_single+=("$2"); shift 2 ;;
 	--go-test) go_tests+=("$2"); shift 2 ;;
+	--exec) execs+=("$2"); shift 2 ;;
 	--reload) reloads+=("$2"); shift 2 ;;
 	--holder) holder=$2; shift 2 ;;
 	--modparam) modparams+=("$2"); shift 2 ;;
@@ -260,6 +263,16 @@ for spec in "${go_tests[@]+"${go_tests[@]}"}"; do
 		cp -r "${spec#*=}/testdata" "$root/suites/$name/"
 	fi
 	echo "run_suite $name /suites/$name/${bin##*/} $GO_TEST_ARGS" >>"$suites_sh"
+done
+for spec in "${execs[@]+"${execs[@]}"}"; do
+	name=${spec%%=*}
+	cmd=${spec#*=}
+	bin=${cmd%% *}
+	rest=''
+	[ "$cmd" != "$bin" ] && rest=${cmd#* }
+	[ -x "$bin" ] && [ "$name" != "$spec" ] || die "--exec $spec: want NAME=BIN [ARGS]"
+	add_exec "$bin" "/suites/$name"
+	echo "run_suite $name /suites/$name/${bin##*/} $rest" >>"$suites_sh"
 done
 if [ -n "$holder" ]; then
 	add_exec "$holder" /suites/holder
