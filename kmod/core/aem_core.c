@@ -361,15 +361,16 @@ void __aem_slot_put_locked(struct aem_ring *r, u32 slot)
 }
 
 /*
- * A writeback names a delivery slot the user holds: the core takes it
+ * A writeback names the delivery slot its event came in (the slot's
+ * token must be the writeback's target) and the user holds: the core takes it
  * (so a concurrent release of it is a double release), the caller copies
  * from it and puts it back.  Under cq_lock.
  */
-int __aem_slot_take_user(struct aem_ring *r, u32 slot)
+int __aem_slot_take_user(struct aem_ring *r, u32 slot, u64 token)
 {
 	u32 d = slot - r->send_slots;
 
-	if (d >= r->slot_count || r->slot_state[d] != AEM_SLOT_USER)
+	if (d >= r->slot_count || r->slot_state[d] != AEM_SLOT_USER || r->slot_token[d] != token)
 		return -EINVAL;
 	r->slot_state[d] = AEM_SLOT_CORE;
 	return 0;
@@ -514,7 +515,7 @@ static void account_drop_locked(struct aem_ring *r, struct aem_cq_core *cq, stru
 int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev *ev)
 {
 	struct aem_cq_core *cq = &r->cq[ev->cls];
-	u32 len = ev->len, flags = ev->flags & ~AEM_CQE_F_SLOT, slot = AEM_NIL;
+	u32 len = ev->len, flags = ev->flags & ~AEM_CQE_F_SLOT, slot = AEM_NIL, limit;
 	struct aem_cqe *e, tmp;
 	u8 *data = tmp.data;
 
@@ -527,6 +528,7 @@ int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev
 		if (slot == AEM_NIL)
 			goto drop;
 		flags |= AEM_CQE_F_SLOT;
+		r->slot_token[slot - r->send_slots] = ev->id;
 		fill_payload(ev, __aem_slot_ptr(r, slot), len);
 	} else if (len) {
 		fill_payload(ev, data, len);
@@ -562,7 +564,15 @@ int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev
 		}
 		return 0;
 	}
-	if (r->nr_backlog < r->backlog_limit) {
+	/*
+	 * Results answer SQEs the user submitted and are never dropped for
+	 * the bound alone: they may use a second backlog's worth (plus one SQ
+	 * ring) beyond what event floods can fill.
+	 */
+	limit = r->backlog_limit;
+	if (ev->flags & AEM_CQE_F_RESULT)
+		limit = 2 * r->backlog_limit + r->sq_entries;
+	if (r->nr_backlog < limit) {
 		e = bl_append_locked(r, cq, s ? s->index : AEM_NIL, s ? s->gen : 0);
 		if (e) {
 			*e = tmp;
@@ -649,11 +659,13 @@ u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 
 			      aem_fill_fn fill, void *arg, u32 flags)
 {
 	struct aem_cq_core *cq = &r->cq[s->prio];
-	bool big = len > AEM_CQE_INLINE;
-	struct aem_cqe hdr;
-	unsigned long f;
+	bool big = len > AEM_CQE_INLINE, final = false, urgent = s->prio == 0;
 	u32 i, k, room, tail, slot, mask = r->cq_mask;
+	struct aem_cqe hdr, *e;
+	unsigned long f;
 
+	if (!n)
+		return 0;
 	hdr.user_data = s->user_data;
 	hdr.id = aem_sub_id(r, s);
 	hdr.flags = 0;
@@ -678,8 +690,7 @@ u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 
 	k = n < room ? n : room;
 	tail = cq->tail;
 	for (i = 0; i < k; i++) {
-		struct aem_cqe *e = &cq->cqes[(tail + i) & mask];
-
+		e = &cq->cqes[(tail + i) & mask];
 		memcpy(e, &hdr, offsetof(struct aem_cqe, data));
 		if (!big) {
 			fill(arg, i, e->data, len);
@@ -691,46 +702,72 @@ u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 
 		fill(arg, i, __aem_slot_ptr(r, slot), len);
 		e->slot = slot;
 		r->slot_state[slot - r->send_slots] = AEM_SLOT_USER;
+		r->slot_token[slot - r->send_slots] = hdr.id;
 	}
 	k = i;
+	if (k == n && (flags & AEM_POST_FINAL)) {
+		cq->cqes[(tail + k - 1) & mask].flags |= AEM_CQE_F_FINAL;
+		final = true;
+	}
 	if (k) {
 		cq->tail = tail + k;
 		aem_store_release(cq->ktail, tail + k);	/* pairs with aem_peek_batch()'s acquire */
 		r->delivered += k;
 		s->delivered += k;
 	}
-	if (flags & AEM_POST_FIT) {
+	/*
+	 * FIT: only what the ring takes now.  Otherwise the rest goes to the
+	 * backlog or is dropped; but a big payload with no free slot ends the
+	 * batch: slots come back only from the consumer, so wait for them.
+	 */
+	if ((flags & AEM_POST_FIT) || (big && k < room && k < n))
 		n = k;
-	} else {
-		for (i = k; i < n; i++) {
-			struct aem_cqe *e = NULL;
+	for (i = k; i < n; i++) {
+		bool last = i == n - 1 && (flags & AEM_POST_FINAL);
 
-			slot = big ? slot_get_locked(r) : 0;
-			if (slot != AEM_NIL && r->nr_backlog < r->backlog_limit)
-				e = bl_append_locked(r, cq, s->index, s->gen);
-			if (!e) {
-				if (big && slot != AEM_NIL)
-					__aem_slot_put_locked(r, slot);
-				account_drop_locked(r, cq, s);
-				continue;
+		e = NULL;
+		slot = 0;
+		if (big) {
+			slot = slot_get_locked(r);
+			if (slot == AEM_NIL) {
+				n = i;
+				break;
 			}
-			*e = hdr;
-			if (big) {
-				e->slot = slot;
-				fill(arg, i, __aem_slot_ptr(r, slot), len);
-			} else {
-				fill(arg, i, e->data, len);
-			}
-			cq->backlog++;
-			r->nr_backlog++;
-			r->backlog++;
-			s->backlog++;
-			aem_write_once(*cq->kflags, AEM_CQ_F_OVERFLOW);
+		}
+		if (r->nr_backlog < r->backlog_limit)
+			e = bl_append_locked(r, cq, s->index, s->gen);
+		if (!e) {
+			if (big)
+				__aem_slot_put_locked(r, slot);
+			account_drop_locked(r, cq, s);
+			final |= last;
+			continue;
+		}
+		*e = hdr;
+		if (big) {
+			e->slot = slot;
+			r->slot_token[slot - r->send_slots] = hdr.id;
+			fill(arg, i, __aem_slot_ptr(r, slot), len);
+		} else {
+			fill(arg, i, e->data, len);
+		}
+		cq->backlog++;
+		r->nr_backlog++;
+		r->backlog++;
+		s->backlog++;
+		aem_write_once(*cq->kflags, AEM_CQ_F_OVERFLOW);
+		if (last) {
+			e->flags |= AEM_CQE_F_FINAL;
+			if (!(s->state & AEM_SUB_DYING))
+				s->state |= AEM_SUB_FINAL;
 		}
 	}
+	/* Delivered or dropped final event: the subscription ends now (@s is the core's). */
+	if (final)
+		sub_end_locked(r, s);
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 	if (k)
-		__aem_wake(r, s->prio == 0);
+		__aem_wake(r, urgent);
 	return n;
 }
 
@@ -989,8 +1026,12 @@ static int op_unsubscribe(struct aem_ring *r, const struct aem_sqe *sqe, u32 *re
 	return 0;
 }
 
-/* Payload of a writeback/post/call SQE: checks len and the slot; takes a delivery slot. */
-static int sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool allow_delivery,
+/*
+ * Payload of a writeback/post/call SQE: checks len and the slot.  Post and
+ * call take send slots; a writeback only the delivery slot its event came
+ * in, which the core takes back (*took).
+ */
+static int sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool writeback,
 		       const void **data, u32 *took, u32 *reason)
 {
 	unsigned long f;
@@ -1002,17 +1043,18 @@ static int sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool allow
 		*data = sqe->data;
 		return 0;
 	}
-	NEED(sqe->len <= r->slot_size && all_zero(sqe->data, sizeof(sqe->data)));
-	if (sqe->slot < r->send_slots) {
+	NEED(sqe->len <= r->slot_size);
+	if (!writeback) {
+		if (sqe->slot >= r->send_slots) {
+			*reason = AEM_REFUSE_SLOT;
+			return -EINVAL;
+		}
 		*data = __aem_slot_ptr(r, sqe->slot);
 		return 0;
 	}
-	ret = -EINVAL;
-	if (allow_delivery) {
-		aem_spin_lock_irqsave(&r->cq_lock, f);
-		ret = __aem_slot_take_user(r, sqe->slot);
-		aem_spin_unlock_irqrestore(&r->cq_lock, f);
-	}
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	ret = __aem_slot_take_user(r, sqe->slot, sqe->target);
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 	if (ret) {
 		*reason = AEM_REFUSE_SLOT;
 		return ret;
@@ -1022,10 +1064,10 @@ static int sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool allow
 	return 0;
 }
 
-int __aem_sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool allow_delivery,
+int __aem_sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool writeback,
 		      const void **data, u32 *took, u32 *reason)
 {
-	return sqe_payload(r, sqe, allow_delivery, data, took, reason);
+	return sqe_payload(r, sqe, writeback, data, took, reason);
 }
 
 void __aem_slot_give_back(struct aem_ring *r, u32 slot)
@@ -1302,8 +1344,9 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 
 	r->slot_free = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u32));
 	r->slot_state = aem_kvzalloc((size_t)r->slot_count + 1);
+	r->slot_token = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u64));
 	r->sub_chunks = aem_kvzalloc(AEM_SUB_NR_CHUNKS * sizeof(struct aem_sub *));
-	if (!r->slot_free || !r->slot_state || !r->sub_chunks)
+	if (!r->slot_free || !r->slot_state || !r->slot_token || !r->sub_chunks)
 		goto err;
 	/* Lowest slot on top: the first events use the first slots. */
 	for (i = 0; i < r->slot_count; i++)
@@ -1323,6 +1366,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	return 0;
 err:
 	aem_kvfree(r->sub_chunks);
+	aem_kvfree(r->slot_token);
 	aem_kvfree(r->slot_state);
 	aem_kvfree(r->slot_free);
 	aem_free(r);
@@ -1385,6 +1429,7 @@ void aem_core_ring_destroy(struct aem_ring *r)
 	for (c = 0; c < n; c++)
 		aem_kvfree(r->sub_chunks[c]);
 	aem_kvfree(r->sub_chunks);
+	aem_kvfree(r->slot_token);
 	aem_kvfree(r->slot_state);
 	aem_kvfree(r->slot_free);
 	aem_mutex_destroy(&r->submit_lock);

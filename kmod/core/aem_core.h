@@ -169,7 +169,13 @@ struct aem_source_ops {
 	 * completion lock.
 	 */
 	void	(*start)(struct aem_ring *r, struct aem_sub *s);
-	/* Optional: @r is going away; free per-ring source state. Every sub of the source in @r has been unsubscribed. May sleep. */
+	/*
+	 * Optional: @r is going away; free per-ring source state.  Every sub
+	 * of the source in @r has been unsubscribed.  It is also the fence for
+	 * subscriptions that ended by their own final event (no unsubscribe
+	 * call): after it returns, no producer of the source may still be
+	 * inside a post to @r.  May sleep.
+	 */
 	void	(*ring_release)(struct aem_ring *r);
 };
 
@@ -217,6 +223,15 @@ int aem_core_post_fill(struct aem_ring *r, struct aem_sub *s, u32 len, u32 cqe_f
  * 0) uses it so the backlog is never its buffer.
  */
 #define AEM_POST_FIT	(1U << 0)
+/*
+ * AEM_POST_FINAL: the batch's last event carries AEM_CQE_F_FINAL and ends
+ * the subscription, but only if the whole batch was produced (return ==
+ * n); a source clears its own hold on @s before such a post.  A payload
+ * longer than AEM_CQE_INLINE that finds no free delivery slot ends the
+ * batch early in every mode (slots return only from the consumer: the
+ * source retries later rather than dropping).
+ */
+#define AEM_POST_FINAL	(1U << 1)
 u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
 			      aem_fill_fn fill, void *arg, u32 flags);
 

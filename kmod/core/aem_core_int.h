@@ -104,6 +104,7 @@ struct aem_ring {
 	u32			nr_free;	/* slot free stack depth */
 	u32			*slot_free;	/* absolute slot indices */
 	u8			*slot_state;	/* per delivery slot, AEM_SLOT_* */
+	u64			*slot_token;	/* per delivery slot: id of the event it carries */
 	u32			nr_backlog;	/* live backlog entries, all classes */
 	struct aem_bl_chunk	*bl_spare;
 	u64			delivered, backlog, dropped;	/* ring-wide (results included) */
@@ -148,9 +149,9 @@ int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev
 void __aem_wake(struct aem_ring *r, bool urgent);
 void __aem_refuse_locked(struct aem_ring *r, u32 reason);
 struct aem_sub *__aem_sub_lookup(struct aem_ring *r, u64 id);
-int __aem_slot_take_user(struct aem_ring *r, u32 slot);
+int __aem_slot_take_user(struct aem_ring *r, u32 slot, u64 token);
 void __aem_slot_put_locked(struct aem_ring *r, u32 slot);
-int __aem_sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool allow_delivery,
+int __aem_sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool writeback,
 		      const void **data, u32 *took, u32 *reason);
 void __aem_slot_give_back(struct aem_ring *r, u32 slot);
 static inline u8 *__aem_slot_ptr(struct aem_ring *r, u32 slot)

@@ -118,6 +118,7 @@ static void gen_unlink(struct aem_gen *g)
 static u64 gen_produce(struct aem_gen *g, u64 now)
 {
 	struct gen_fill fill = { .seq = g->seq, .now = now };
+	struct aem_sub *s = g->s;
 	u64 due = gen_due(g, now);
 	bool final = false;
 	u32 n, done;
@@ -131,26 +132,27 @@ static u64 gen_produce(struct aem_gen *g, u64 now)
 	n = (u32)due;
 	if (!n)
 		return g->rate ? gen_next_ns(g) : now;
+	/*
+	 * A final batch may end @s inside the post: drop our hold first (a
+	 * new subscription may reuse the entry at once), restore it if the
+	 * final event did not make it.  gen_mutex keeps unsubscribe out.
+	 */
 	if (final)
-		n--;	/* the last one goes alone, flagged */
-
-	done = n ? aem_core_post_batch_flags(g->r, g->s, n, g->len, gen_fill, &fill,
-					     g->rate ? 0 : AEM_POST_FIT) : 0;
+		s->priv[0] = 0;
+	done = aem_core_post_batch_flags(g->r, s, n, g->len, gen_fill, &fill,
+					 (g->rate ? 0 : AEM_POST_FIT) | (final ? AEM_POST_FINAL : 0));
 	g->seq += done;
 	if (final && done == n) {
-		struct aem_ring *r = g->r;
-		struct aem_sub *s = g->s;
-
-		/* Out of every list before the post: after it @s belongs to the core. */
 		gen_unlink(g);
-		s->priv[0] = 0;
-		fill.seq = g->seq;
-		aem_core_post_fill(r, s, g->len, AEM_CQE_F_FINAL, 0, gen_fill, &fill);
 		aem_free(g);
 		return AEM_GEN_IDLE;
 	}
+	if (final)
+		s->priv[0] = (u64)(uintptr_t)g;
+	if (done < n)	/* ring full (rate 0) or out of slots: look again soon */
+		return now + GEN_BACKOFF_NS;
 	if (!g->rate)
-		return done ? now : now + GEN_BACKOFF_NS;
+		return now;
 	return done == g->burst ? now : gen_next_ns(g);
 }
 
@@ -254,6 +256,18 @@ static int gen_writeback(struct aem_ring *r, struct aem_sub *s, const struct aem
 	return ret;
 }
 
+/*
+ * The ring is going: its generators are unsubscribed already, but a step
+ * that just posted a generator's final event may still be inside the post
+ * (waking @r).  Steps run under gen_mutex, so taking it is the fence.
+ */
+static void gen_ring_release(struct aem_ring *r)
+{
+	(void)r;
+	aem_mutex_lock(&gen_mutex);
+	aem_mutex_unlock(&gen_mutex);
+}
+
 const struct aem_source_ops aem_gen_source_ops = {
 	.api_version	= AEM_SOURCE_API_VERSION,
 	.source		= AEM_SRC_GEN,
@@ -262,4 +276,5 @@ const struct aem_source_ops aem_gen_source_ops = {
 	.unsubscribe	= gen_unsubscribe,
 	.writeback	= gen_writeback,
 	.start		= gen_start,
+	.ring_release	= gen_ring_release,
 };

@@ -322,14 +322,14 @@ int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns)
 		seq = __atomic_load_n(&e->wseq, __ATOMIC_SEQ_CST);
 		__atomic_add_fetch(&e->nwait, 1, __ATOMIC_SEQ_CST);
 		aem_core_wait_begin(e->core);	/* Dekker: announce, mb, re-check */
-		if (!aem_core_cq_ready(e->core, min))
-			futex(&e->wseq, FUTEX_WAIT, seq, tsp);	/* EINTR: loop, as SA_RESTART would */
-		else
+		if (aem_core_cq_ready(e->core, min))
 			ret = 1;
+		else if (futex(&e->wseq, FUTEX_WAIT, seq, tsp) < 0 && errno == EINTR)
+			ret = -EINTR;	/* as the module's wait: a signal ends it */
 		aem_core_wait_end(e->core);
 		__atomic_sub_fetch(&e->nwait, 1, __ATOMIC_SEQ_CST);
 		if (ret)
-			return 0;
+			return ret > 0 ? 0 : ret;
 	}
 }
 
