@@ -4,7 +4,7 @@ package goaem
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../libaem/include -I${SRCDIR}/../kmod/uapi -I${SRCDIR}/../kmod/core
-#cgo CFLAGS: -O2 -D_GNU_SOURCE -pthread
+#cgo CFLAGS: -std=gnu11 -O2 -pthread
 #cgo LDFLAGS: -pthread
 #include <stdint.h>
 #include <stdlib.h>

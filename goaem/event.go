@@ -118,9 +118,8 @@ func (e *Event) GenSeq() (seq, nowNS uint64) { return e.TimerExpirations() }
 // the caller receives; for a timer, a new interval; otherwise as the
 // source defines. It releases the event. A slot event takes up to
 // Ring.SlotSize bytes (data may be its own Payload, modified in place); an
-// inline event takes 32 bytes, or up to the slot size through a send slot
-// (WithSendSlots). Refusals by the kernel side are counted in
-// Ring.AsyncErrors.
+// inline event takes up to 32 (calls always arrive in a slot). Refusals by
+// the kernel side are counted in Ring.AsyncErrors.
 func (e *Event) Writeback(data []byte) error {
 	r := e.r
 	if r == nil {
@@ -146,26 +145,22 @@ func (e *Event) Writeback(data []byte) error {
 		if buf = buf[:n]; n > 0 && &buf[0] != &data[0] {
 			copy(buf, data)
 		}
+	} else if n > abi.SQEInline {
+		// The kernel side takes a writeback only from the event's own
+		// slot, and an inline event has none.
+		return fmt.Errorf("%w: writeback of %d bytes to an inline event (at most %d)", ErrTooLarge, n, abi.SQEInline)
 	}
-	// An inline event's reply longer than 32 bytes goes through a send
-	// slot, which must reach the kernel side before the slot rotates: it
-	// is submitted at once even inside a Run batch.
-	now := e.state&stDefer == 0 || (!slot && n > abi.SQEInline)
-	var perr error
-	err := r.queueSilent(now, func(sqe *abi.SQE) {
+	err := r.queueSilent(e.state&stDefer == 0, func(sqe *abi.SQE) {
 		sqe.Opcode = abi.OpWriteback
 		sqe.Target = e.cqe.ID
+		sqe.Len = uint32(n)
 		if slot {
 			sqe.Flags = abi.SQEFSlot
 			sqe.Slot = e.cqe.Slot
-			sqe.Len = uint32(n)
-		} else if perr = r.prepPayload(sqe, data); perr != nil {
-			*sqe = abi.SQE{Opcode: abi.OpNop}
+		} else {
+			copy(sqe.Data[:], data)
 		}
 	})
-	if perr != nil {
-		return fmt.Errorf("goaem: writeback: %w", perr)
-	}
 	if err != nil {
 		return fmt.Errorf("goaem: writeback: %w", err)
 	}

@@ -213,12 +213,13 @@ func (r *Ring) unread(evs []Event) {
 		}
 	}
 	r.cmu.Unlock()
+	r.nudge()
 }
 
 // route completes the goaem operation a result CQE answers.
 func (r *Ring) route(e *Event) {
 	ud := e.cqe.UserData
-	if ud&tagOp != 0 && ud&tagSilent == 0 {
+	if ud&(tagOp|tagSilent) != tagOp|tagSilent {
 		r.opMu.Lock()
 		o := r.ops[ud]
 		delete(r.ops, ud)
@@ -227,7 +228,8 @@ func (r *Ring) route(e *Event) {
 			o.complete(e)
 			return
 		}
-	} else if e.cqe.Res < 0 {
+	}
+	if e.cqe.Res < 0 {
 		r.noteAsyncErr(ud, e.cqe.Res)
 	}
 	// Nobody waits (a call whose caller gave up): hand a reply slot back.

@@ -104,7 +104,7 @@ type Ring struct {
 	ringID  uint32
 	classes int
 
-	// Lock order: cmu -> sqMu -> relMu; opMu, subs.mu and wmu are leaves.
+	// Lock order: cmu -> sqMu -> relMu; opMu, subs.mu and hub.mu are leaves.
 
 	cmu     sync.Mutex // completion side: heads, stash
 	cq      [abi.MaxClasses]cqView
@@ -131,10 +131,7 @@ type Ring struct {
 
 	subs subTable
 
-	wmu     sync.Mutex
-	idleW   []*waiter
-	waiters map[*waiter]struct{}
-	wclosed bool
+	hub hub
 
 	spawnSem chan struct{}
 
@@ -161,7 +158,6 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 		ringID:   p.RingID,
 		classes:  int(p.NrClasses),
 		ops:      make(map[uint64]*op),
-		waiters:  make(map[*waiter]struct{}),
 		closedCh: make(chan struct{}),
 		spawnSem: make(chan struct{}, cfg.maxInFlight),
 		scratch:  make([]Event, 64),
@@ -294,7 +290,7 @@ func (r *Ring) Close() error {
 	r.closeOnce.Do(func() {
 		r.life.closed.Store(true)
 		close(r.closedCh)
-		r.closeWaiters()
+		r.closeHub()
 		for r.life.refs.Load() != 0 {
 			<-r.life.idle
 		}

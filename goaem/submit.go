@@ -151,7 +151,8 @@ type op struct {
 	id    uint64
 	flags uint32
 	data  []byte
-	w     atomic.Pointer[waiter] // parked waiter to nudge
+	ch    chan struct{} // closed when done
+	r     *Ring
 }
 
 func (o *op) complete(e *Event) {
@@ -162,10 +163,13 @@ func (o *op) complete(e *Event) {
 	if e.cqe.Flags&abi.CQEFSlot != 0 {
 		e.r.releaseSlots(e.cqe.Slot)
 	}
+	o.finish()
+}
+
+func (o *op) finish() {
 	o.done.Store(true)
-	if w := o.w.Load(); w != nil {
-		w.nudge()
-	}
+	close(o.ch)
+	o.r.nudge() // the waiter may be the one leading on the fd
 }
 
 // failOps completes every pending op with ErrClosed (Close, after the
@@ -175,7 +179,7 @@ func (r *Ring) failOps() {
 	for k, o := range r.ops {
 		delete(r.ops, k)
 		o.res = -int32(syscall.ECONNRESET)
-		o.done.Store(true)
+		o.finish()
 	}
 	r.opMu.Unlock()
 }
@@ -186,17 +190,22 @@ func (r *Ring) doOp(ctx context.Context, prep func(*abi.SQE) error) (*op, error)
 		return nil, ErrClosed
 	}
 	defer r.life.release()
-	o := &op{}
-	ud := tagOp | r.opSeq.Add(1)&(tagSilent-1)
-	r.opMu.Lock()
-	r.ops[ud] = o
-	r.opMu.Unlock()
-
+	o := &op{ch: make(chan struct{}), r: r}
+	var ud uint64
 	r.sqMu.Lock()
 	sqe, err := r.getSQE()
 	if err == nil {
 		err = prep(sqe)
-		sqe.UserData = ud
+		// SUBSCRIBE's user_data is the subscription's tag, which its result
+		// echoes: prep sets it, and the op is found by it.
+		if ud = sqe.UserData; ud == 0 {
+			ud = tagOp | r.opSeq.Add(1)&(tagSilent-1)
+			sqe.UserData = ud
+		}
+		// Registered before the submission, which may answer at once.
+		r.opMu.Lock()
+		r.ops[ud] = o
+		r.opMu.Unlock()
 		if err != nil {
 			// The entry is taken: make it a no-op nobody hears about.
 			*sqe = abi.SQE{Opcode: abi.OpNop, Flags: abi.SQEFSilent}
@@ -210,9 +219,11 @@ func (r *Ring) doOp(ctx context.Context, prep func(*abi.SQE) error) (*op, error)
 		err = r.await(ctx, o)
 	}
 	if err != nil {
-		r.opMu.Lock()
-		delete(r.ops, ud)
-		r.opMu.Unlock()
+		if ud != 0 {
+			r.opMu.Lock()
+			delete(r.ops, ud)
+			r.opMu.Unlock()
+		}
 		return nil, err
 	}
 	return o, nil

@@ -5,172 +5,198 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Waiting goes through Go's netpoller: each blocked goroutine parks on its
-// own dup of the ring's pollable fd (the eventfd of the embedded backend,
-// the device fd of the module), so it holds no OS thread while idle, and a
-// deadline set on its file wakes it alone (context cancellation, a routed
-// result, Close). Every dup of the fd gets every readiness edge.
+// Waiting goes through Go's netpoller on one dup of the ring's pollable fd
+// (the embedded backend's eventfd, the module's device fd), so a blocked
+// goroutine holds no OS thread.
+//
+// Exactly one blocked goroutine, the leader, waits on the fd; the others
+// wait on a channel the leader closes whenever it wakes. One waiter per fd
+// is not a detail: re-arming drains the eventfd, and epoll re-polls a
+// file before reporting it, so a second waiter on another dup of the same
+// eventfd could have its readiness drained away by the first and sleep
+// through the event.
 
-// pastTime as a deadline wakes a parked waiter at once.
+// pastTime as a deadline wakes the leader at once.
 var pastTime = time.Unix(1, 0)
 
-type waitMode uint8
-
-const (
-	waitEvents waitMode = iota // Wait: fill batch[n:] until n >= min
-	waitOp                     // an op's result
-)
-
-type waiter struct {
-	r      *Ring
-	f      *os.File
-	rc     syscall.RawConn
-	ready  func(uintptr) bool // w.check, bound once
-	expire func()             // w.nudge, bound once
-	mode   waitMode
-	batch  []Event
-	n, min int
-	op     *op
-	err    error
+type hub struct {
+	mu      sync.Mutex
+	f       *os.File
+	rc      syscall.RawConn
+	leading atomic.Bool
+	gen     chan struct{} // closed when the leader wakes: followers look again
+	closed  bool
 }
 
-func (r *Ring) getWaiter() (*waiter, error) {
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	if r.wclosed {
-		return nil, ErrClosed
+// file returns the fd the leader waits on, made on first use.
+func (r *Ring) hubFile() (*os.File, syscall.RawConn, error) {
+	h := &r.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, nil, ErrClosed
 	}
-	if k := len(r.idleW); k != 0 {
-		w := r.idleW[k-1]
-		r.idleW = r.idleW[:k-1]
-		return w, nil
+	if h.f != nil {
+		return h.f, h.rc, nil
 	}
 	fd, err := unix.FcntlInt(uintptr(r.be.pollFD()), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("goaem: dup ring fd: %w", err)
+		return nil, nil, fmt.Errorf("goaem: dup ring fd: %w", err)
 	}
 	// The netpoller only takes non-blocking fds. The flag is shared with
 	// libaem's own fd, which it only ever reads without blocking.
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("goaem: ring fd non-blocking: %w", err)
+		return nil, nil, fmt.Errorf("goaem: ring fd non-blocking: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "aem-ring")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("goaem: ring fd: %w", err)
+		return nil, nil, fmt.Errorf("goaem: ring fd: %w", err)
 	}
-	w := &waiter{r: r, f: f, rc: rc}
-	w.ready = w.check
-	w.expire = w.nudge
-	r.waiters[w] = struct{}{}
-	return w, nil
+	h.f, h.rc = f, rc
+	return f, rc, nil
 }
 
-func (r *Ring) putWaiter(w *waiter, reusable bool) {
-	w.batch, w.op, w.err = nil, nil, nil
-	r.wmu.Lock()
-	defer r.wmu.Unlock()
-	if r.wclosed || !reusable {
-		delete(r.waiters, w)
-		w.f.Close()
-		return
+// closeHub wakes the leader (closing its file ends its wait) and keeps new
+// waiters out; followers see closedCh.
+func (r *Ring) closeHub() {
+	h := &r.hub
+	h.mu.Lock()
+	h.closed = true
+	if h.f != nil {
+		h.f.Close()
 	}
-	r.idleW = append(r.idleW, w)
+	h.mu.Unlock()
 }
 
-// closeWaiters wakes every parked goroutine: closing a file makes its
-// blocked RawConn.Read return.
-func (r *Ring) closeWaiters() {
-	r.wmu.Lock()
-	r.wclosed = true
-	for w := range r.waiters {
-		w.f.Close()
-	}
-	r.waiters, r.idleW = nil, nil
-	r.wmu.Unlock()
-}
-
-func (w *waiter) nudge() { _ = w.f.SetReadDeadline(pastTime) }
-
-// check runs on every readiness of the waiter's fd, and once before it
-// first sleeps: re-arm the fd, then look at the rings (Dekker: the arm's
-// full barrier orders it before the re-check, so an event published
-// after the re-check wakes us).
-func (w *waiter) check(uintptr) bool {
-	r := w.r
-	if r.isClosed() {
-		w.err = ErrClosed
-		return true
-	}
-	if err := r.be.arm(); err != nil {
-		w.err = fmt.Errorf("goaem: arm ring fd: %w", err)
-		return true
-	}
-	switch w.mode {
-	case waitEvents:
-		w.n += r.poll(w.batch[w.n:])
-		return w.n >= w.min
-	default:
-		return r.progressOp(w.op)
+// nudge wakes the leader to look again: a result was routed, or events
+// were stashed or put back by someone else.
+func (r *Ring) nudge() {
+	if r.hub.leading.Load() {
+		r.hub.mu.Lock()
+		if f := r.hub.f; f != nil && !r.hub.closed {
+			_ = f.SetReadDeadline(pastTime)
+		}
+		r.hub.mu.Unlock()
 	}
 }
 
-// park blocks until w.check reports done, ctx ends or the ring closes.
-func (r *Ring) park(ctx context.Context, w *waiter) (reusable bool, err error) {
+// block returns once cond reports done, ctx ends, extra is closed or the
+// ring closes.
+func (r *Ring) block(ctx context.Context, cond func() bool, extra <-chan struct{}) error {
+	h := &r.hub
+	for {
+		if cond() {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return ErrClosed
+		}
+		if h.gen == nil {
+			h.gen = make(chan struct{})
+		}
+		gen := h.gen
+		if !h.leading.Load() {
+			h.leading.Store(true)
+			h.mu.Unlock()
+			done, err := r.lead(ctx, cond)
+			h.mu.Lock()
+			h.leading.Store(false)
+			close(h.gen)
+			h.gen = nil
+			h.mu.Unlock()
+			if err != nil || done {
+				return err
+			}
+			continue
+		}
+		h.mu.Unlock()
+		select {
+		case <-gen:
+		case <-extra:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.closedCh:
+			return ErrClosed
+		}
+	}
+}
+
+// lead waits on the ring fd until cond reports done or the fd becomes
+// readable (then the caller wakes the followers and looks again). Each look
+// first re-arms the fd, so an event published after the look wakes us
+// (Dekker: the arm's full barrier orders it before the re-check).
+func (r *Ring) lead(ctx context.Context, cond func() bool) (done bool, err error) {
+	f, rc, err := r.hubFile()
+	if err != nil {
+		return false, err
+	}
 	deadline, hasDeadline := ctx.Deadline()
-	if !hasDeadline {
-		deadline = time.Time{}
+	if err := f.SetReadDeadline(deadline); err != nil {
+		return false, r.closedOr(err)
 	}
 	var stop func() bool
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, w.expire)
+		stop = context.AfterFunc(ctx, r.nudge)
 	}
-	reusable = true
-	for {
-		if err = w.f.SetReadDeadline(deadline); err != nil {
-			break
-		}
-		w.err = nil
-		err = w.rc.Read(w.ready)
-		if err == nil {
-			err = w.err
-			break
-		}
+	looks := 0
+	var lookErr error
+	rerr := rc.Read(func(uintptr) bool {
+		looks++
 		if r.isClosed() {
-			err = ErrClosed
-			break
+			lookErr = ErrClosed
+			return true
 		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			err = fmt.Errorf("goaem: wait on ring fd: %w", err)
-			break
+		if err := r.be.arm(); err != nil {
+			lookErr = fmt.Errorf("goaem: arm ring fd: %w", err)
+			return true
 		}
+		done = cond()
+		return done || looks > 1
+	})
+	if stop != nil {
+		stop()
+	}
+	switch {
+	case r.isClosed():
+		return done, ErrClosed
+	case lookErr != nil:
+		return done, lookErr
+	case rerr == nil:
+		return done, nil
+	case errors.Is(rerr, os.ErrDeadlineExceeded):
 		if cerr := ctx.Err(); cerr != nil {
-			err = cerr
-			break
+			return done, cerr
 		}
 		if hasDeadline && !time.Now().Before(deadline) {
-			err = context.DeadlineExceeded
-			break
+			return done, context.DeadlineExceeded
 		}
-		// A nudge: a result arrived, or a stale deadline. Look again.
+		return done, nil // a nudge
+	default:
+		return done, r.closedOr(fmt.Errorf("goaem: wait on ring fd: %w", rerr))
 	}
-	if stop != nil && !stop() {
-		// The cancellation callback has run or is running and may still
-		// set a deadline on this file: do not hand it to another waiter.
-		reusable = false
-	}
+}
+
+func (r *Ring) closedOr(err error) error {
 	if r.isClosed() {
-		err = ErrClosed
+		return ErrClosed
 	}
-	return reusable, err
+	return err
 }
 
 // Wait fills batch with at least min ready events (min is clamped to
@@ -199,32 +225,17 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return n, err
 	}
-	w, err := r.getWaiter()
-	if err != nil {
-		return n, err
-	}
-	w.mode, w.batch, w.n, w.min = waitEvents, batch, n, want
-	reusable, err := r.park(ctx, w)
-	n = w.n
-	r.putWaiter(w, reusable)
+	err := r.block(ctx, func() bool {
+		n += r.poll(batch[n:])
+		return n >= want
+	}, nil)
 	return n, err
 }
 
 // await blocks until o completes. Results posted during submission (the
 // embedded backend answers subscribe at once) need no sleep.
 func (r *Ring) await(ctx context.Context, o *op) error {
-	if r.progressOp(o) {
-		return nil
-	}
-	w, err := r.getWaiter()
-	if err != nil {
-		return err
-	}
-	w.mode, w.op = waitOp, o
-	o.w.Store(w)
-	reusable, err := r.park(ctx, w)
-	o.w.Store(nil)
-	r.putWaiter(w, reusable)
+	err := r.block(ctx, func() bool { return r.progressOp(o) }, o.ch)
 	if err == nil && !o.done.Load() {
 		err = ErrClosed
 	}
@@ -238,7 +249,12 @@ func (r *Ring) progressOp(o *op) bool {
 		return true
 	}
 	r.cmu.Lock()
+	stashed := r.stashed
 	r.reapToStash()
+	more := r.stashed > stashed
 	r.cmu.Unlock()
+	if more {
+		r.nudge() // a reader waiting on the fd must see what we kept for it
+	}
 	return o.done.Load()
 }

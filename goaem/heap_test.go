@@ -1,0 +1,470 @@
+package goaem
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// heapKernel is a kernel side written in Go over Go-allocated rings. The
+// race detector cannot see the embedded backend's C producer writing
+// mmapped memory; over the heap ring it sees every access of both sides,
+// so goaem's consumer and submission code run here under -race against a
+// Go producer that follows the same protocol (store-release of tails,
+// arm-then-recheck wake-ups). It implements msg (post, call, writeback)
+// and a generator; enough to drive every path of the package.
+type heapKernel struct {
+	p       abi.Params
+	rings   []uint64
+	sqes    []abi.SQE
+	cqes    []abi.CQE
+	payload []uint64
+	regions [abi.NrRegions]unsafe.Pointer
+	efd     int
+	armed   atomic.Int32
+
+	mu       sync.Mutex
+	sqHead   uint32
+	cqTail   [abi.MaxClasses]uint32
+	srHead   uint32
+	free     []uint32
+	subs     map[uint64]*heapSub
+	nextSub  uint64
+	calls    map[uint64]heapCall
+	nextCall uint64
+	wbs      [][]byte // writebacks to subscription tokens
+	refused  uint64
+	closed   bool
+	gens     sync.WaitGroup
+	stop     chan struct{}
+}
+
+type heapSub struct {
+	id, tag   uint64
+	prio      uint8
+	source    uint8
+	channel   uint32
+	delivered uint64
+	dropped   uint64
+}
+
+type heapCall struct {
+	userData uint64
+	prio     uint8
+}
+
+const (
+	hbSize  = 192 // one ring's index block, as the C core lays it out
+	hbHead  = 0
+	hbTail  = 64
+	hbMask  = 128
+	hbEntr  = 132
+	hbFlags = 136
+	hbDrop  = 140
+)
+
+func newHeapKernel(t testing.TB, p abi.Params) *heapKernel {
+	def := func(v *uint32, d uint32) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&p.SQEntries, 256)
+	def(&p.CQEntries, 1024)
+	def(&p.NrClasses, 2)
+	def(&p.SlotSize, 256)
+	def(&p.SlotCount, 64)
+	p.RingID = 1
+	slotRing := uint32(1)
+	for slotRing < p.SlotCount {
+		slotRing <<= 1
+	}
+	set := func(o *abi.RingOffsets, base, array uint32) {
+		*o = abi.RingOffsets{Head: base + hbHead, Tail: base + hbTail, RingMask: base + hbMask,
+			RingEntries: base + hbEntr, Flags: base + hbFlags, Dropped: base + hbDrop, Array: array}
+	}
+	set(&p.SQOff, 0, 0)
+	for c := uint32(0); c < p.NrClasses; c++ {
+		set(&p.CQOff[c], hbSize*(1+c), c*p.CQEntries*64)
+	}
+	slotBase := uint32(hbSize * (1 + abi.MaxClasses))
+	set(&p.SlotOff, slotBase, slotBase+hbSize)
+	p.RegionSize = [abi.NrRegions]uint64{
+		uint64(slotBase+hbSize) + 4*uint64(slotRing),
+		uint64(p.SQEntries) * 64,
+		uint64(p.NrClasses) * uint64(p.CQEntries) * 64,
+		uint64(p.SlotSize) * uint64(p.SlotCount+p.SendSlots),
+	}
+	k := &heapKernel{
+		p:        p,
+		rings:    make([]uint64, (p.RegionSize[0]+7)/8),
+		sqes:     make([]abi.SQE, p.SQEntries),
+		cqes:     make([]abi.CQE, p.NrClasses*p.CQEntries),
+		payload:  make([]uint64, p.RegionSize[3]/8),
+		subs:     map[uint64]*heapSub{},
+		calls:    map[uint64]heapCall{},
+		stop:     make(chan struct{}),
+		nextSub:  1,
+		nextCall: 1,
+	}
+	k.regions = [abi.NrRegions]unsafe.Pointer{
+		unsafe.Pointer(&k.rings[0]), unsafe.Pointer(&k.sqes[0]),
+		unsafe.Pointer(&k.cqes[0]), unsafe.Pointer(&k.payload[0]),
+	}
+	*k.word(p.SQOff.RingMask), *k.word(p.SQOff.RingEntries) = p.SQEntries-1, p.SQEntries
+	for c := uint32(0); c < p.NrClasses; c++ {
+		*k.word(p.CQOff[c].RingMask), *k.word(p.CQOff[c].RingEntries) = p.CQEntries-1, p.CQEntries
+	}
+	*k.word(p.SlotOff.RingMask), *k.word(p.SlotOff.RingEntries) = slotRing-1, slotRing
+	for s := p.SendSlots; s < p.SendSlots+p.SlotCount; s++ {
+		k.free = append(k.free, s)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	require.NoError(t, err)
+	k.efd = efd
+	return k
+}
+
+func (k *heapKernel) word(off uint32) *uint32 {
+	return (*uint32)(unsafe.Add(k.regions[abi.RegionRings], off))
+}
+
+func (k *heapKernel) slot(s uint32) []byte {
+	b := unsafe.Slice((*byte)(k.regions[abi.RegionPayload]), k.p.RegionSize[abi.RegionPayload])
+	return b[uint64(s)*uint64(k.p.SlotSize):][:k.p.SlotSize]
+}
+
+// newHeapRing opens a Ring over a heapKernel with Open's options.
+func newHeapRing(t testing.TB, opts ...Option) (*Ring, *heapKernel) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	require.NoError(t, cfg.validate())
+	cfg.hotPath = HotPathAtomic // the cgo reader needs a libaem ring
+	k := newHeapKernel(t, cfg.params)
+	r, err := newRing(cfg, k, &k.p, k.regions)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+	return r, k
+}
+
+// post writes one event (or result) into class cls; false when the ring is
+// full or out of slots. Any goroutine.
+func (k *heapKernel) post(cls uint8, cqe abi.CQE, data []byte) bool {
+	k.mu.Lock()
+	ok := k.postLocked(cls, cqe, data)
+	k.mu.Unlock()
+	if ok {
+		k.wake()
+	}
+	return ok
+}
+
+func (k *heapKernel) postLocked(cls uint8, cqe abi.CQE, data []byte) bool {
+	o := k.p.CQOff[cls]
+	head := atomic.LoadUint32(k.word(o.Head))
+	if k.cqTail[cls]-head >= k.p.CQEntries {
+		return false
+	}
+	cqe.Prio = cls
+	cqe.Res = int32(len(data))
+	if len(data) > abi.CQEInline || cqe.Flags&abi.CQEFSlot != 0 {
+		k.reclaimLocked()
+		if len(k.free) == 0 {
+			return false
+		}
+		cqe.Slot = k.free[len(k.free)-1]
+		k.free = k.free[:len(k.free)-1]
+		cqe.Flags |= abi.CQEFSlot
+		copy(k.slot(cqe.Slot), data)
+	} else {
+		copy(cqe.Data[:], data)
+	}
+	k.cqes[o.Array/64+k.cqTail[cls]&(k.p.CQEntries-1)] = cqe
+	k.cqTail[cls]++
+	atomic.StoreUint32(k.word(o.Tail), k.cqTail[cls]) // publishes the CQE: pairs with the reader's load
+	return true
+}
+
+func (k *heapKernel) result(cls uint8, userData uint64, res int32, id uint64, data []byte) {
+	cqe := abi.CQE{UserData: userData, ID: id, Flags: abi.CQEFResult}
+	for i := 0; ; i++ {
+		k.mu.Lock()
+		ok := k.postLocked(cls, cqe, data)
+		if ok && res < 0 {
+			o := k.p.CQOff[cls]
+			k.cqes[o.Array/64+(k.cqTail[cls]-1)&(k.p.CQEntries-1)].Res = res
+		}
+		k.mu.Unlock()
+		if ok || i == 1000 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	k.wake()
+}
+
+// wake is the producer half of the Dekker pair: the tail was stored (a
+// sequentially consistent atomic), now read the armed flag.
+func (k *heapKernel) wake() {
+	if k.armed.Swap(0) != 0 {
+		var one [8]byte
+		binary.LittleEndian.PutUint64(one[:], 1)
+		_, _ = unix.Write(k.efd, one[:])
+	}
+}
+
+func (k *heapKernel) reclaimLocked() {
+	so := k.p.SlotOff
+	tail := atomic.LoadUint32(k.word(so.Tail))
+	mask := *k.word(so.RingMask)
+	arr := unsafe.Slice((*uint32)(unsafe.Add(k.regions[0], so.Array)), mask+1)
+	for ; k.srHead != tail; k.srHead++ {
+		k.free = append(k.free, arr[k.srHead&mask])
+	}
+	atomic.StoreUint32(k.word(so.Head), k.srHead)
+}
+
+// backend
+
+func (k *heapKernel) name() string { return "heap" }
+func (k *heapKernel) pollFD() int  { return k.efd }
+
+func (k *heapKernel) arm() error {
+	var buf [8]byte
+	if _, err := unix.Read(k.efd, buf[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
+		return err
+	}
+	k.armed.Store(1)
+	return nil
+}
+
+func (k *heapKernel) submit(tail uint32) error {
+	atomic.StoreUint32(k.word(k.p.SQOff.Tail), tail)
+	k.mu.Lock()
+	k.reclaimLocked()
+	var todo []abi.SQE
+	for ; k.sqHead != tail; k.sqHead++ {
+		todo = append(todo, k.sqes[k.sqHead&(k.p.SQEntries-1)])
+	}
+	atomic.StoreUint32(k.word(k.p.SQOff.Head), k.sqHead)
+	k.mu.Unlock()
+	for i := range todo {
+		k.handle(&todo[i])
+	}
+	return nil
+}
+
+func (k *heapKernel) payloadOf(sqe *abi.SQE) []byte {
+	if sqe.Flags&abi.SQEFSlot != 0 {
+		return append([]byte(nil), k.slot(sqe.Slot)[:sqe.Len]...)
+	}
+	return append([]byte(nil), sqe.Data[:sqe.Len]...)
+}
+
+func (k *heapKernel) handle(sqe *abi.SQE) {
+	res, id := int32(0), uint64(0)
+	done := false
+	switch sqe.Opcode {
+	case abi.OpNop:
+	case abi.OpSubscribe:
+		k.mu.Lock()
+		s := &heapSub{id: abi.IDKindSub<<56 | k.nextSub, tag: sqe.UserData, prio: sqe.Prio, source: sqe.Source}
+		k.nextSub++
+		switch sqe.Source {
+		case abi.SrcMsg:
+			s.channel = sqe.Msg().Channel
+			k.subs[s.id] = s
+		case abi.SrcGen:
+			k.subs[s.id] = s
+		default:
+			res = -int32(syscall.EOPNOTSUPP)
+		}
+		k.mu.Unlock()
+		id = s.id
+		if res == 0 && sqe.Source == abi.SrcGen {
+			k.result(sqe.Prio, sqe.UserData, 0, id, nil)
+			done = true
+			g := *sqe.Gen()
+			k.gens.Add(1)
+			go k.generate(s, g)
+		}
+	case abi.OpUnsubscribe:
+		k.mu.Lock()
+		if _, ok := k.subs[sqe.Target]; ok {
+			delete(k.subs, sqe.Target)
+		} else {
+			res = -int32(syscall.ENOENT)
+		}
+		k.mu.Unlock()
+	case abi.OpWriteback:
+		data := k.payloadOf(sqe)
+		if sqe.Flags&abi.SQEFSlot != 0 && sqe.Slot >= k.p.SendSlots {
+			k.mu.Lock()
+			k.free = append(k.free, sqe.Slot)
+			k.mu.Unlock()
+		}
+		k.mu.Lock()
+		c, isCall := k.calls[sqe.Target]
+		delete(k.calls, sqe.Target)
+		_, isSub := k.subs[sqe.Target]
+		if !isCall && isSub {
+			k.wbs = append(k.wbs, data)
+		}
+		k.mu.Unlock()
+		switch {
+		case isCall:
+			k.result(c.prio, c.userData, 0, sqe.Target, data)
+		case !isSub:
+			res = -int32(syscall.ENOENT)
+		}
+	case abi.OpPost, abi.OpCall:
+		data := k.payloadOf(sqe)
+		k.mu.Lock()
+		var to *heapSub
+		for _, s := range k.subs {
+			if s.source == abi.SrcMsg && abi.Addr(k.p.RingID, s.channel) == sqe.Target {
+				to = s
+			}
+		}
+		cqe := abi.CQE{Source: abi.SrcMsg}
+		if to != nil {
+			cqe.UserData, cqe.ID = to.tag, to.id
+			if sqe.Opcode == abi.OpCall {
+				cqe.ID = abi.IDKindCall<<56 | k.nextCall
+				cqe.Flags = abi.CQEFCall | abi.CQEFSlot
+				k.nextCall++
+				k.calls[cqe.ID] = heapCall{userData: sqe.UserData, prio: sqe.Prio}
+			}
+			if k.postLocked(sqe.Prio, cqe, data) {
+				to.delivered++
+			} else {
+				to.dropped++
+				res = -int32(syscall.ENOSPC)
+			}
+		} else {
+			res = -int32(syscall.ENOENT)
+		}
+		k.mu.Unlock()
+		k.wake()
+		done = sqe.Opcode == abi.OpCall && res == 0
+	case abi.OpTimerSet:
+		res = -int32(syscall.ENOENT)
+	case abi.OpGenSet:
+		k.mu.Lock()
+		if _, ok := k.subs[sqe.Target]; !ok {
+			res = -int32(syscall.ENOENT)
+		}
+		k.mu.Unlock()
+	default:
+		res = -int32(syscall.EINVAL)
+	}
+	if res < 0 {
+		k.mu.Lock()
+		k.refused++
+		k.mu.Unlock()
+	}
+	if !done && (res < 0 || sqe.Flags&abi.SQEFSilent == 0) {
+		k.result(sqe.Prio, sqe.UserData, res, id, nil)
+	}
+}
+
+// generate produces g.Count events (16 bytes: seq, then filler to
+// PayloadLen) from its own goroutine, waiting while the ring is full. The
+// last event is final.
+func (k *heapKernel) generate(s *heapSub, g abi.GenArgs) {
+	defer k.gens.Done()
+	buf := make([]byte, max(g.PayloadLen, 16))
+	deadline := time.Now().Add(20 * time.Second)
+	for seq := uint64(0); seq < g.Count; {
+		binary.LittleEndian.PutUint64(buf, seq)
+		cqe := abi.CQE{UserData: s.tag, ID: s.id, Source: abi.SrcGen}
+		if seq == g.Count-1 {
+			cqe.Flags = abi.CQEFFinal
+		}
+		if k.post(s.prio, cqe, buf[:g.PayloadLen]) {
+			k.mu.Lock()
+			s.delivered++
+			k.mu.Unlock()
+			seq++
+			continue
+		}
+		select {
+		case <-k.stop:
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+func (k *heapKernel) subStats(st *abi.SubStats) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s, ok := k.subs[st.ID]
+	if !ok {
+		return syscall.ENOENT
+	}
+	st.Produced, st.Delivered, st.Dropped = s.delivered+s.dropped, s.delivered, s.dropped
+	return nil
+}
+
+func (k *heapKernel) ringStats(st *abi.RingStats) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st.Refused[abi.RefuseID] = k.refused
+	st.Subscriptions = uint64(len(k.subs))
+	return nil
+}
+
+func (k *heapKernel) close() error {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return nil
+	}
+	k.closed = true
+	close(k.stop)
+	k.mu.Unlock()
+	k.gens.Wait()
+	return unix.Close(k.efd)
+}
+
+func (k *heapKernel) writebacks() [][]byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([][]byte(nil), k.wbs...)
+}
+
+// produce posts n events of class cls from the calling goroutine, waiting
+// while the ring is full (bounded by ctx).
+func (k *heapKernel) produce(ctx context.Context, cls uint8, tag uint64, n int, size int) error {
+	buf := make([]byte, max(size, 8))
+	for i := 0; i < n; {
+		binary.LittleEndian.PutUint64(buf, uint64(i))
+		if k.post(cls, abi.CQE{UserData: tag, ID: abi.IDKindSub<<56 | 99, Source: abi.SrcGen}, buf[:size]) {
+			i++
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(10 * time.Microsecond)
+	}
+	return nil
+}

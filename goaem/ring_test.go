@@ -1,0 +1,504 @@
+package goaem
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// waitN collects exactly n events (bounded by ctx), copying what the
+// check needs and releasing each.
+func waitN(t testing.TB, ctx context.Context, r *Ring, n int, each func(ev *Event)) {
+	t.Helper()
+	batch := make([]Event, 64)
+	for got := 0; got < n; {
+		k, err := r.Wait(ctx, batch[:min(len(batch), n-got)], 1)
+		for i := 0; i < k; i++ {
+			if each != nil {
+				each(&batch[i])
+			}
+			batch[i].Release()
+		}
+		got += k
+		require.NoError(t, err, "after %d of %d events", got, n)
+	}
+}
+
+func TestPostPayloadSizesAndTags(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t, WithSendSlots(4), WithSlotSize(256))
+		ctx := testCtx(t)
+		sub, err := r.Subscribe(Msg{Channel: 3}, SubOptions{Class: 1, Tag: 42})
+		require.NoError(t, err)
+		assert.NotZero(t, sub.ID())
+		assert.Equal(t, uint64(42), sub.Tag())
+
+		msgs := [][]byte{[]byte("hello"), bytes.Repeat([]byte{'x'}, 32), bytes.Repeat([]byte{'y'}, 200), {}}
+		for _, m := range msgs {
+			require.NoError(t, r.Post(r.Addr(3), m, 1))
+		}
+		i := 0
+		waitN(t, ctx, r, len(msgs), func(ev *Event) {
+			assert.Equal(t, msgs[i], append([]byte{}, ev.Payload()...), "message %d", i)
+			assert.Equal(t, uint64(42), ev.Tag())
+			assert.Same(t, sub, ev.Subscription())
+			assert.Equal(t, uint8(abi.SrcMsg), ev.Source())
+			assert.Equal(t, 1, ev.Class())
+			assert.False(t, ev.IsCall())
+			i++
+		})
+		_, err = r.Subscribe(Msg{Channel: 3}, SubOptions{Class: 2})
+		assert.Error(t, err, "class beyond the ring's classes")
+		assert.ErrorIs(t, r.Post(r.Addr(3), make([]byte, 257), 0), ErrTooLarge)
+		require.NoError(t, sub.Unsubscribe())
+		assert.True(t, sub.Ended())
+	})
+}
+
+func TestPollDrainsUrgentClassFirst(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t, WithClasses(3))
+		var subs [3]*Subscription
+		for c := range subs {
+			var err error
+			subs[c], err = r.Subscribe(Msg{Channel: uint32(10 + c)}, SubOptions{Class: c, Tag: uint64(c)})
+			require.NoError(t, err)
+		}
+		// Lowest class first, so arrival order is the opposite of drain order.
+		for c := 2; c >= 0; c-- {
+			for i := 0; i < 3; i++ {
+				require.NoError(t, r.Post(r.Addr(uint32(10+c)), []byte{byte(c), byte(i)}, c))
+			}
+		}
+		batch := make([]Event, 16)
+		n, err := r.Poll(batch)
+		require.NoError(t, err)
+		require.Equal(t, 9, n)
+		for i := 0; i < n; i++ {
+			assert.Equal(t, []byte{byte(i / 3), byte(i % 3)}, batch[i].Payload(), "event %d", i)
+			batch[i].Release()
+		}
+	})
+}
+
+func TestCallWriteback(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t, WithSendSlots(2))
+		ctx := testCtx(t)
+		_, err := r.Subscribe(Msg{Channel: 7}, SubOptions{Handler: func(ev *Event) error {
+			if !ev.IsCall() {
+				return fmt.Errorf("event is not a call")
+			}
+			p := ev.Payload()
+			copy(p, bytes.ToUpper(p)) // in place, in the event's slot
+			return ev.Writeback(p)
+		}})
+		require.NoError(t, err)
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(runCtx, nil) }()
+
+		for _, req := range []string{"ping", string(bytes.Repeat([]byte("abc"), 40))} {
+			resp, err := r.Call(ctx, r.Addr(7), []byte(req))
+			require.NoError(t, err)
+			assert.Equal(t, string(bytes.ToUpper([]byte(req))), string(resp))
+		}
+		_, err = r.Call(ctx, r.Addr(99), []byte("nobody"))
+		assert.ErrorIs(t, err, syscall.ENOENT)
+
+		stop()
+		assert.ErrorIs(t, <-done, context.Canceled)
+	})
+}
+
+func TestCallContextEnds(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		// A subscriber that never answers: the handler releases the call.
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{Handler: func(ev *Event) error { return nil }})
+		require.NoError(t, err)
+		runCtx, stop := context.WithCancel(testCtx(t))
+		defer stop()
+		go func() { _ = r.Run(runCtx, nil) }()
+
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err = r.Call(ctx, r.Addr(1), []byte("x"))
+		require.Error(t, err)
+		assert.True(t, errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT),
+			"deadline or kernel-side timeout, got %v", err)
+		assert.Less(t, time.Since(start), 5*time.Second)
+
+		ctx, cancel = context.WithCancel(context.Background())
+		time.AfterFunc(20*time.Millisecond, cancel)
+		_, err = r.Call(ctx, r.Addr(1), []byte("x"))
+		assert.ErrorIs(t, err, context.Canceled)
+	})
+}
+
+func TestWaitContext(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		batch := make([]Event, 4)
+
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		n, err := r.Wait(ctx, batch, 1)
+		assert.Zero(t, n)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.GreaterOrEqual(t, time.Since(start), 25*time.Millisecond)
+
+		ctx, cancel = context.WithCancel(context.Background())
+		time.AfterFunc(20*time.Millisecond, cancel)
+		n, err = r.Wait(ctx, batch, 1)
+		assert.Zero(t, n)
+		assert.ErrorIs(t, err, context.Canceled)
+
+		n, err = r.Wait(ctx, batch, 1)
+		assert.Zero(t, n)
+		assert.ErrorIs(t, err, context.Canceled, "already cancelled")
+		n, err = r.Wait(context.Background(), batch[:0], 1)
+		assert.Zero(t, n)
+		assert.NoError(t, err, "empty batch")
+	})
+}
+
+func TestWaitWakesOnPost(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		ctx := testCtx(t)
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{})
+		require.NoError(t, err)
+		for round := 0; round < 20; round++ {
+			go func() {
+				time.Sleep(time.Millisecond)
+				assert.NoError(t, r.Post(r.Addr(1), []byte{byte(round)}, 0))
+			}()
+			waitN(t, ctx, r, 1, func(ev *Event) {
+				assert.Equal(t, []byte{byte(round)}, ev.Payload())
+			})
+		}
+	})
+}
+
+func TestCloseWakesEveryone(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{Handler: func(ev *Event) error { return nil }})
+		require.NoError(t, err)
+		ctx := testCtx(t)
+		errs := make(chan error, 8)
+		var started sync.WaitGroup
+		for i := 0; i < 3; i++ {
+			started.Add(1)
+			go func() {
+				started.Done()
+				_, err := r.Wait(ctx, make([]Event, 4), 1)
+				errs <- err
+			}()
+		}
+		started.Add(1)
+		go func() {
+			started.Done()
+			errs <- r.Run(ctx, func(*Event) error { return nil })
+		}()
+		started.Wait()
+		time.Sleep(30 * time.Millisecond) // let them park
+		require.NoError(t, r.Close())
+		for i := 0; i < 4; i++ {
+			select {
+			case err := <-errs:
+				assert.ErrorIs(t, err, ErrClosed)
+			case <-time.After(5 * time.Second):
+				t.Fatal("a waiter did not wake at Close")
+			}
+		}
+		assert.NoError(t, r.Close(), "Close is idempotent")
+		_, err = r.Poll(make([]Event, 1))
+		assert.ErrorIs(t, err, ErrClosed)
+		assert.ErrorIs(t, r.Post(r.Addr(1), nil, 0), ErrClosed)
+		_, err = r.Subscribe(Msg{Channel: 2}, SubOptions{})
+		assert.ErrorIs(t, err, ErrClosed)
+		assert.ErrorIs(t, r.Run(ctx, nil), ErrClosed)
+	})
+}
+
+func TestCloseWakesCall(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{})
+		require.NoError(t, err)
+		errs := make(chan error, 1)
+		go func() {
+			// Nobody reads the ring, so nobody answers.
+			_, err := r.Call(testCtx(t), r.Addr(1), []byte("x"))
+			errs <- err
+		}()
+		time.Sleep(30 * time.Millisecond)
+		require.NoError(t, r.Close())
+		select {
+		case err := <-errs:
+			assert.ErrorIs(t, err, ErrClosed)
+		case <-time.After(5 * time.Second):
+			t.Fatal("Call did not return at Close")
+		}
+	})
+}
+
+func TestRunReturnsErrClosed(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(testCtx(t), func(*Event) error { return nil }) }()
+		time.Sleep(20 * time.Millisecond)
+		require.NoError(t, r.Close())
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, ErrClosed)
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not return at Close")
+		}
+	})
+}
+
+func TestSpawnBackPressure(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		ctx := testCtx(t)
+		const total, bound = 12, 3
+		gate := make(chan struct{})
+		var inFlight, peak, handled atomic.Int32
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{Mode: ModeSpawn, MaxInFlight: bound,
+			Handler: func(ev *Event) error {
+				n := inFlight.Add(1)
+				for {
+					p := peak.Load()
+					if n <= p || peak.CompareAndSwap(p, n) {
+						break
+					}
+				}
+				<-gate
+				inFlight.Add(-1)
+				handled.Add(1)
+				return nil
+			}})
+		require.NoError(t, err)
+		for i := 0; i < total; i++ {
+			require.NoError(t, r.Post(r.Addr(1), []byte{byte(i)}, 0))
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(runCtx, nil) }()
+
+		require.Eventually(t, func() bool { return inFlight.Load() == bound }, 5*time.Second, time.Millisecond)
+		time.Sleep(30 * time.Millisecond)
+		assert.Equal(t, int32(bound), inFlight.Load(), "Run must wait at the bound, not start more")
+		assert.Zero(t, handled.Load())
+
+		close(gate)
+		require.Eventually(t, func() bool { return handled.Load() == total }, 5*time.Second, time.Millisecond)
+		assert.Equal(t, int32(bound), peak.Load())
+		stop()
+		assert.ErrorIs(t, <-done, context.Canceled)
+	})
+}
+
+func TestPostFromManyGoroutines(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		const posters, each = 8, 300
+		r := b.open(t, WithCQEntries(4096))
+		ctx := testCtx(t)
+		var mu sync.Mutex
+		next := make([]uint32, posters)
+		var got atomic.Int32
+		_, err := r.Subscribe(Msg{Channel: 5}, SubOptions{Handler: func(ev *Event) error {
+			p := ev.Payload()
+			g, seq := binary.LittleEndian.Uint32(p), binary.LittleEndian.Uint32(p[4:])
+			mu.Lock()
+			defer mu.Unlock()
+			if seq != next[g] {
+				return fmt.Errorf("poster %d: got %d, want %d", g, seq, next[g])
+			}
+			next[g]++
+			got.Add(1)
+			return nil
+		}})
+		require.NoError(t, err)
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(runCtx, nil) }()
+
+		var wg sync.WaitGroup
+		for g := 0; g < posters; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var msg [8]byte
+				for i := 0; i < each; i++ {
+					binary.LittleEndian.PutUint32(msg[:], uint32(g))
+					binary.LittleEndian.PutUint32(msg[4:], uint32(i))
+					if err := r.Post(r.Addr(5), msg[:], 0); err != nil {
+						t.Errorf("post: %v", err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		require.Eventually(t, func() bool { return got.Load() == posters*each }, 10*time.Second, time.Millisecond)
+		stop()
+		assert.ErrorIs(t, <-done, context.Canceled)
+		n, asyncErr := r.AsyncErrors()
+		assert.Zero(t, n, "refused posts: %v", asyncErr)
+	})
+}
+
+func TestGeneratorDeliversInOrder(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t, WithCQEntries(256))
+		ctx := testCtx(t)
+		const count = 5000
+		sub, err := r.Subscribe(Generator{Count: count, PayloadLen: 32}, SubOptions{Tag: 9})
+		require.NoError(t, err)
+		var seq uint64
+		finals := 0
+		waitN(t, ctx, r, count, func(ev *Event) {
+			s, _ := ev.GenSeq()
+			require.Equal(t, seq, s)
+			require.Len(t, ev.Payload(), 32)
+			seq++
+			if ev.Final() {
+				finals++
+			}
+		})
+		assert.Equal(t, 1, finals, "exactly one final event")
+		assert.True(t, sub.Ended(), "released final event ends the subscription")
+	})
+}
+
+func TestInlineHandlerErrorStopsRunAndKeepsTheRest(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		ctx := testCtx(t)
+		boom := errors.New("boom")
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{Tag: 5, Handler: func(ev *Event) error {
+			if ev.Payload()[0] == 3 {
+				return boom
+			}
+			return nil
+		}})
+		require.NoError(t, err)
+		for i := 0; i < 8; i++ {
+			require.NoError(t, r.Post(r.Addr(1), []byte{byte(i)}, 0))
+		}
+		err = r.Run(ctx, nil)
+		var he *HandlerError
+		require.ErrorAs(t, err, &he)
+		assert.ErrorIs(t, err, boom)
+		assert.Equal(t, uint64(5), he.Tag)
+		// The events after the failing one were put back, in order.
+		var rest []byte
+		waitN(t, ctx, r, 4, func(ev *Event) { rest = append(rest, ev.Payload()[0]) })
+		assert.Equal(t, []byte{4, 5, 6, 7}, rest)
+	})
+}
+
+func TestErrorHandlerAndNoHandler(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		var mu sync.Mutex
+		var errs []error
+		r := b.open(t, WithErrorHandler(func(ev *Event, err error) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}))
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{})
+		require.NoError(t, err)
+		require.NoError(t, r.Post(r.Addr(1), []byte("a"), 0))
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		assert.ErrorIs(t, r.Run(ctx, nil), context.DeadlineExceeded)
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, errs, 1)
+		assert.ErrorIs(t, errs[0], ErrNoHandler)
+	})
+}
+
+func TestSubscribeWhileEventsWait(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		// Results share the rings with events: a Subscribe issued while
+		// events wait unread must find its result behind them and keep the
+		// events, in order, for the reader.
+		r := b.open(t)
+		ctx := testCtx(t)
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{})
+		require.NoError(t, err)
+		for i := 0; i < 10; i++ {
+			require.NoError(t, r.Post(r.Addr(1), []byte{byte(i)}, 0))
+		}
+		_, err = r.Subscribe(Msg{Channel: 2}, SubOptions{})
+		require.NoError(t, err)
+		var got []byte
+		waitN(t, ctx, r, 10, func(ev *Event) { got = append(got, ev.Payload()[0]) })
+		assert.Equal(t, []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, got)
+	})
+}
+
+func TestEventMisuse(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t, WithSlotSize(256))
+		ctx := testCtx(t)
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{})
+		require.NoError(t, err)
+		require.NoError(t, r.Post(r.Addr(1), []byte("a"), 0))
+		batch := make([]Event, 1)
+		n, err := r.Wait(ctx, batch, 1)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		ev := &batch[0]
+		assert.ErrorIs(t, ev.Writeback(make([]byte, 257)), ErrTooLarge, "more than a slot")
+		ev.Release()
+		ev.Release()
+		assert.ErrorIs(t, ev.Writeback([]byte("x")), ErrReleased)
+		var zero Event
+		assert.Error(t, zero.Writeback(nil))
+		zero.Release()
+		assert.Nil(t, zero.Payload())
+	})
+}
+
+func TestSubscribeRejects(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		for name, tc := range map[string]struct {
+			src  Source
+			opts SubOptions
+		}{
+			"nil source":       {nil, SubOptions{}},
+			"negative class":   {Msg{}, SubOptions{Class: -1}},
+			"class too high":   {Msg{}, SubOptions{Class: 9}},
+			"clone without":    {Msg{}, SubOptions{Mode: ModeClone}},
+			"unknown mode":     {Msg{}, SubOptions{Mode: 9}},
+			"timer first zero": {Timer{}, SubOptions{}},
+			"negative bound":   {Msg{}, SubOptions{MaxInFlight: -1}},
+		} {
+			_, err := r.Subscribe(tc.src, tc.opts)
+			assert.Error(t, err, name)
+		}
+	})
+}
