@@ -145,7 +145,8 @@ type TimerParams struct {
 type SubResult struct {
 	Subscriptions int
 	Elapsed       time.Duration // to make them all
-	BytesPer      float64       // memory per subscription
+	BytesPer      float64       // memory per subscription (AEM: the kernel side's)
+	GoBytesPer    float64       // AEM: goaem's Go-side bookkeeping per subscription
 }
 
 // Transport is one way of moving events. A transport that cannot make a

@@ -98,6 +98,10 @@ type Row struct {
 	AllocsPerEvent       float64 `json:"allocs_per_event"`
 	BytesPerSubscription float64 `json:"bytes_per_subscription"`
 
+	// GoBytesPerSubscription is AEM's Go-side bookkeeping per
+	// subscription (goaem); shown in the table, not in JSON.
+	GoBytesPerSubscription float64 `json:"-"`
+
 	Family  string `json:"-"` // scenario name
 	Variant string `json:"-"` // e.g. batch=64
 	Param   int    `json:"-"` // the variant's number (batch, active timers, ...)
@@ -380,10 +384,11 @@ func runSubscribe(t peers.Transport, cfg Config, n int) (Row, error) {
 		return Row{}, err
 	}
 	row := Row{
-		Backend:              backendOf(t),
-		Events:               uint64(res.Subscriptions),
-		Seconds:              res.Elapsed.Seconds(),
-		BytesPerSubscription: res.BytesPer,
+		Backend:                backendOf(t),
+		Events:                 uint64(res.Subscriptions),
+		Seconds:                res.Elapsed.Seconds(),
+		BytesPerSubscription:   res.BytesPer,
+		GoBytesPerSubscription: res.GoBytesPer,
 	}
 	if row.Seconds > 0 {
 		row.EventsPerSec = float64(res.Subscriptions) / row.Seconds

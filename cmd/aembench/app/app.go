@@ -182,11 +182,11 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\ttransport\tbackend\tevents\tseconds\tevents/s\tp50\tp99\tp99.9\tmax\tdropped\tallocs/ev\tB/sub\tpeer/aem\tof\t")
+	fmt.Fprintln(tw, "scenario\ttransport\tbackend\tevents\tseconds\tevents/s\tp50\tp99\tp99.9\tmax\tdropped\tallocs/ev\tB/sub\t+Go B/sub\tpeer/aem\tof\t")
 	last := ""
 	for _, r := range rows {
 		if last != "" && r.Scenario != last {
-			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
 		}
 		last = r.Scenario
 		ratio := ""
@@ -196,14 +196,15 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 				ratio = fmt.Sprintf("%.2fx", x)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
 			r.Scenario, r.Transport, r.Backend, si(float64(r.Events)), r.Seconds, si(r.EventsPerSec),
 			ns(r.P50), ns(r.P99), ns(r.P999), ns(r.Max), r.Dropped, allocs(r.AllocsPerEvent),
-			bytesPer(r.BytesPerSubscription), ratio, unit)
+			bytesPer(r.BytesPerSubscription), bytesPer(r.GoBytesPerSubscription), ratio, unit)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "\npeer/aem: the peer's figure divided by AEM's, in the unit of the last column (events/s: higher is faster;")
-	fmt.Fprintln(w, "ns/call, p99 ns, B/sub: lower is better).")
+	fmt.Fprintln(w, "ns/call, p99 ns, B/sub: lower is better). timers: seconds is CPU time, events/s firings per CPU-second.")
+	fmt.Fprintln(w, "B/sub: AEM's kernel-side state (C heap on the embedded backend); +Go B/sub: goaem's Go-side bookkeeping.")
 }
 
 // writeSkipped lists, per transport, the scenarios it has no mode for: a
