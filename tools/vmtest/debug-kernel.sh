@@ -58,13 +58,10 @@ write_canary() {
 	cat >"$1/Kbuild" <<-'EOF'
 		obj-m := aem_canary.o
 	EOF
-	cat >"$1/Makefile" <<-'EOF'
-		KDIR ?= /lib/modules/$(shell uname -r)/build
-		all:
-			$(MAKE) -C $(KDIR) M=$(CURDIR) modules
-		clean:
-			$(MAKE) -C $(KDIR) M=$(CURDIR) clean
-	EOF
+	# printf, not a <<- here-document: make needs the recipes' tabs.
+	printf '%s\n' 'KDIR ?= /lib/modules/$(shell uname -r)/build' 'all:' \
+		'	$(MAKE) -C $(KDIR) M=$(CURDIR) modules' 'clean:' \
+		'	$(MAKE) -C $(KDIR) M=$(CURDIR) clean' >"$1/Makefile"
 	cat >"$1/aem_canary.c" <<-'EOF'
 		// SPDX-License-Identifier: GPL-2.0
 		/* aem_canary: a module that misbehaves on request, to prove that the

@@ -3,7 +3,9 @@
 # modules on a KASAN + lockdep + kmemleak kernel (tools/vmtest/debug.config).
 #
 # Builds the debug kernel once (tools/vmtest/debug-kernel.sh caches it), then
-# runs tools/vmtest/run.sh with KERNEL/KDIR pointing at it, a longer timeout
+# runs tools/vmtest/vmtest.sh (which builds the module, the hostile tests,
+# the libaem suite and the goaem test binary and hands them to run.sh; plain
+# run.sh when vmtest.sh is absent) with KERNEL/KDIR pointing at it, a longer timeout
 # (KASAN under TCG is several times slower than the stock kernel) and a post
 # step that, after the suites:
 #   1. scans kmemleak and prints what it found (the modules still loaded, so
@@ -17,8 +19,8 @@
 # prints each report.
 #
 # Usage: tools/vmtest/vmtest-debug.sh [--self-test] [run.sh options...]
-#   run.sh options    passed through unchanged (--c-tests, --go-test,
-#                     --reload, --holder, --modparam, --pre, --post, ...)
+#   run.sh options    passed through unchanged (--modparam, --pre, --post,
+#                     or, with VMTEST_RUNNER=run.sh, the suites themselves)
 #   --self-test       instead of the AEM modules, load a canary module three
 #                     times: clean (must pass), leaking (kmemleak must fail
 #                     the run), out-of-bounds read plus sleep under a spinlock
@@ -33,6 +35,8 @@
 #   KMOD_DIR      <repo>/kmod; it is built in a copy under build/vmtest-debug,
 #                 so the stock `make vmtest` objects are left alone
 #   AEM_DEBUG_KERNEL_CACHE, JOBS   see debug-kernel.sh
+#   VMTEST_RUNNER vmtest.sh or run.sh (default vmtest.sh when it exists);
+#                 VMTEST_SUITES etc. reach vmtest.sh unchanged
 #
 # Exit status: 0 pass; 1 failure; 77 skipped (not root and the kernel is not
 # built, or packages are missing).
@@ -161,7 +165,7 @@ run_debug() {
 	local log=$1 rc=0
 	shift
 	set +e
-	LOG=$log "$here/run.sh" --post "$post" "$@"
+	LOG=$log "$here/$runner" --post "$post" "$@"
 	rc=$?
 	set -e
 	[ "$rc" -eq 77 ] && return 77
@@ -173,7 +177,11 @@ run_debug() {
 
 # --- self-test -------------------------------------------------------------
 
+runner=${VMTEST_RUNNER:-vmtest.sh}
+[ -x "$here/$runner" ] || runner=run.sh
+
 if [ "$self_test" = 1 ]; then
+	runner=run.sh
 	canary=$out/canary
 	rm -rf "$canary"
 	"$here/debug-kernel.sh" --canary "$canary"
