@@ -381,24 +381,37 @@ func (k *heapKernel) handle(sqe *abi.SQE) {
 	}
 }
 
-// generate produces g.Count events (16 bytes: seq, then filler to
-// PayloadLen) from its own goroutine, waiting while the ring is full. The
-// last event is final.
+// generate produces g.Count events (0: until unsubscribed; 16 bytes: seq,
+// then filler to PayloadLen) from its own goroutine, waiting while the
+// ring is full. The last event is final. Rate is roughly kept.
 func (k *heapKernel) generate(s *heapSub, g abi.GenArgs) {
 	defer k.gens.Done()
 	buf := make([]byte, max(g.PayloadLen, 16))
 	deadline := time.Now().Add(20 * time.Second)
-	for seq := uint64(0); seq < g.Count; {
+	for seq := uint64(0); g.Count == 0 || seq < g.Count; {
+		k.mu.Lock()
+		_, live := k.subs[s.id]
+		k.mu.Unlock()
+		if !live {
+			return
+		}
 		binary.LittleEndian.PutUint64(buf, seq)
 		cqe := abi.CQE{UserData: s.tag, ID: s.id, Source: abi.SrcGen}
 		if seq == g.Count-1 {
 			cqe.Flags = abi.CQEFFinal
 		}
-		if k.post(s.prio, cqe, buf[:g.PayloadLen]) {
-			k.mu.Lock()
-			s.delivered++
-			k.mu.Unlock()
+		k.mu.Lock()
+		ok := k.postLocked(s.prio, cqe, buf[:g.PayloadLen])
+		if ok {
+			s.delivered++ // with the post: a reader never sees the event uncounted
+		}
+		k.mu.Unlock()
+		if ok {
+			k.wake()
 			seq++
+			if g.Rate != 0 {
+				time.Sleep(time.Second / time.Duration(g.Rate))
+			}
 			continue
 		}
 		select {
