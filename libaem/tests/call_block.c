@@ -154,7 +154,9 @@ int main(void)
 	pc.ring = &client;
 	pc.ret = 1;
 	t_assert(pthread_create(&th, NULL, call_and_hang, &pc) == 0, "pthread_create");
-	t_assert(t_next(&server, &c, 5000), "hanging call never arrived");
+	do	/* results of the handler's last writebacks may still be queued */
+		t_assert(t_next(&server, &c, 5000), "hanging call never arrived");
+	while (c.flags & AEM_CQE_F_RESULT);
 	t_assert(c.flags & AEM_CQE_F_CALL, "not a call");
 	aem_teardown(&server);
 	pthread_join(th, NULL);
