@@ -175,8 +175,12 @@ static int aem_region_alloc(struct aem_region *rg, u64 size)
 		return -ENOMEM;
 	rg->nr_pages = n;
 	for (i = 0; i < n; i++) {
-		/* Zeroed: the core and user space both start from zero. */
-		rg->pages[i] = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN);
+		/*
+		 * Zeroed: the core and user space both start from zero.  NORETRY:
+		 * a ring too big for the memory cgroup fails setup with ENOMEM
+		 * instead of waking the OOM killer.
+		 */
+		rg->pages[i] = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NOWARN | __GFP_NORETRY);
 		if (!rg->pages[i])
 			goto err;
 		if (fatal_signal_pending(current))
