@@ -1,17 +1,685 @@
 // Package aemt is AEM's transport for the benchmarks: goaem behind the same
-// peers.Transport interface as every peer.
+// peers.Transport interface as every peer, so that each scenario runs the
+// same code for AEM and for what it is compared with.
+//
+// Each measurement opens its own rings, sized for it, and closes them
+// after; Open only checks that the backend can be had.
 package aemt
 
+/*
+#include <malloc.h>
+
+// Bytes the C heap has handed out: the embedded backend's state lives there.
+static unsigned long long aemt_c_heap(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return (unsigned long long)(mi.uordblks + mi.hblkhd);
+}
+*/
+import "C"
+
 import (
+	"context"
 	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/aem-dev/aem/bench/peers"
+	"github.com/aem-dev/aem/goaem"
 )
 
-// ErrNotBuilt says the goaem package this transport sits on is not there yet.
-var ErrNotBuilt = errors.New("aem transport: goaem is not available in this tree yet")
+const (
+	pollBatch  = 512  // events per Poll
+	cqEntries  = 8192 // per class
+	msgChannel = 1
+	// grace bounds the drain after a run's deadline.
+	grace = 10 * time.Second
+)
 
-// Open opens AEM on backend (auto, embedded or kernel).
+// Transport is AEM through goaem on one backend.
+type Transport struct {
+	peers.Unsupported
+	backend goaem.Backend
+	name    string // the backend libaem chose
+}
+
+// Open checks that AEM can run on backend (auto, embedded or kernel).
 func Open(backend string) (peers.Transport, error) {
-	return nil, ErrNotBuilt
+	var b goaem.Backend
+	switch backend {
+	case "", "auto":
+		b = goaem.BackendAuto
+	case "embedded":
+		b = goaem.BackendEmbedded
+	case "kernel":
+		b = goaem.BackendKernel
+	default:
+		return nil, fmt.Errorf("aem: backend %q: want auto, embedded or kernel", backend)
+	}
+	t := &Transport{backend: b}
+	r, err := t.ring()
+	if err != nil {
+		return nil, err
+	}
+	t.name = r.Backend()
+	if err := r.Close(); err != nil {
+		return nil, fmt.Errorf("aem: close: %w", err)
+	}
+	return t, nil
+}
+
+// Name implements peers.Transport.
+func (t *Transport) Name() string { return peers.NameAEM }
+
+// Backend is the backend the rings run on: embedded or kernel.
+func (t *Transport) Backend() string { return t.name }
+
+func (t *Transport) ring(opts ...goaem.Option) (*goaem.Ring, error) {
+	opts = append([]goaem.Option{goaem.WithBackend(t.backend), goaem.WithClasses(2),
+		goaem.WithCQEntries(cqEntries)}, opts...)
+	r, err := goaem.Open(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("aem: %w", err)
+	}
+	return r, nil
+}
+
+// slotOpts sizes payload slots for events of size bytes.
+func slotOpts(size int) []goaem.Option {
+	slot := 64
+	for slot < size {
+		slot <<= 1
+	}
+	return []goaem.Option{goaem.WithSlotSize(uint32(slot))}
+}
+
+// monoClock reads CLOCK_MONOTONIC, the clock AEM stamps events with,
+// through Go's monotonic clock (the same clock, read through the vDSO)
+// plus an offset taken once.
+type monoClock struct {
+	base   time.Time
+	offset int64
+}
+
+func newMonoClock() monoClock {
+	c := monoClock{base: time.Now()}
+	best := int64(1 << 62)
+	// the tightest of a few bracketed readings gives the offset to within
+	// half a system call
+	for range 32 {
+		t1 := int64(time.Since(c.base))
+		var ts unix.Timespec
+		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+			continue
+		}
+		t2 := int64(time.Since(c.base))
+		if t2-t1 < best {
+			best = t2 - t1
+			c.offset = ts.Nano() - (t1+t2)/2
+		}
+	}
+	return c
+}
+
+func (c monoClock) now() int64 { return int64(time.Since(c.base)) + c.offset }
+
+// spin is one step of a busy-poll loop: now and then let other goroutines
+// and threads run, as the C peers do.
+func spin(spins *int) {
+	*spins++
+	if *spins%256 == 0 {
+		runtime.Gosched()
+	}
+}
+
+// Stream implements peers.Transport. One producer is AEM's generator
+// source feeding a goaem poller (--batch is its burst); several are
+// goroutines posting to a Msg subscription of the poller's ring.
+func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
+	p, err := p.Normalized()
+	if err != nil {
+		return peers.Result{}, err
+	}
+	if p.Producers > 1 {
+		return t.fanIn(p)
+	}
+	size := peers.EventSize(p.Payload)
+	r, err := t.ring(slotOpts(size)...)
+	if err != nil {
+		return peers.Result{}, err
+	}
+	defer r.Close()
+
+	clock := newMonoClock()
+	samples := make([]int64, 0, p.MaxSamples)
+	batch := make([]goaem.Event, pollBatch)
+
+	var res peers.Result
+	start := time.Now()
+	deadline := start.Add(p.Duration)
+	// one context for every Wait of the run: a context per Wait would
+	// allocate per event in a rate-limited run
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	// class 1: the answers to goaem's own requests (the unsubscribe at
+	// the end) do not queue behind a full ring of generator events
+	sub, err := r.Subscribe(goaem.Generator{Rate: uint64(p.Rate), Count: p.Events,
+		Burst: uint32(p.Batch), PayloadLen: uint32(size)}, goaem.SubOptions{Class: 1})
+	if err != nil {
+		return res, fmt.Errorf("aem: subscribe generator: %w", err)
+	}
+	var expect uint64
+	var dropped uint64
+	var unsubscribed chan error
+	stopped, final := false, false
+	for spins := 0; !final; {
+		var n int
+		if p.Busy || stopped {
+			n, err = r.Poll(batch)
+		} else {
+			n, err = r.Wait(ctx, batch, 1)
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = nil
+			}
+		}
+		if err != nil {
+			return res, fmt.Errorf("aem: read events: %w", err)
+		}
+		for i := range batch[:n] {
+			ev := &batch[i]
+			seq, ts := ev.GenSeq()
+			if seq != expect || len(ev.Payload()) != size {
+				res.Errors++
+			}
+			expect = seq + 1
+			res.Events++
+			if p.SampleEvery > 0 && seq%uint64(p.SampleEvery) == 0 && len(samples) < cap(samples) {
+				samples = append(samples, clock.now()-int64(ts))
+			}
+			final = final || ev.Final()
+			ev.Release()
+		}
+		if unsubscribed != nil && !stopped {
+			// keep reading while the unsubscribe is under way: its answer
+			// comes through the rings too
+			select {
+			case err := <-unsubscribed:
+				if err != nil {
+					return res, err
+				}
+				stopped = true
+			default:
+			}
+		}
+		if n > 0 {
+			spins = 0
+			continue
+		}
+		if stopped {
+			break // unsubscribed and drained
+		}
+		if unsubscribed == nil && !time.Now().Before(deadline) {
+			// what was dropped before the stop is real; what the stop
+			// itself discards from the backlog is not the transport's
+			if dropped, err = ringDropped(r); err != nil {
+				return res, err
+			}
+			unsubscribed = make(chan error, 1)
+			go func() { unsubscribed <- sub.Unsubscribe() }()
+			continue
+		}
+		if p.Busy || unsubscribed != nil {
+			spin(&spins)
+		}
+	}
+	res.Elapsed = time.Since(start)
+	if final {
+		if dropped, err = ringDropped(r); err != nil {
+			return res, err
+		}
+	}
+	res.Dropped = dropped
+	res.Produced = res.Events + res.Dropped
+	res.Samples = samples
+	return res, nil
+}
+
+func ringDropped(r *goaem.Ring) (uint64, error) {
+	st, err := r.Stats()
+	if err != nil {
+		return 0, fmt.Errorf("aem: ring stats: %w", err)
+	}
+	return st.Dropped, nil
+}
+
+// fanIn: p.Producers goroutines post events to a Msg subscription of the
+// poller's ring (the event carries the producer and its sequence, as the
+// peers' do); one Post per event, each handed to the kernel side at once.
+func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
+	size := peers.EventSize(p.Payload)
+	r, err := t.ring(slotOpts(size)...)
+	if err != nil {
+		return peers.Result{}, err
+	}
+	defer r.Close()
+	if _, err := r.Subscribe(goaem.Msg{Channel: msgChannel}, goaem.SubOptions{}); err != nil {
+		return peers.Result{}, fmt.Errorf("aem: subscribe msg: %w", err)
+	}
+	addr := r.Addr(msgChannel)
+
+	var res peers.Result
+	var posted, producing atomic.Int64
+	var perr atomic.Pointer[error]
+	var wg sync.WaitGroup
+	startGate := make(chan struct{})
+	var start time.Time
+	producing.Store(int64(p.Producers))
+	for id := range p.Producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer producing.Add(-1)
+			buf := make([]byte, size)
+			quota := ^uint64(0)
+			if p.Events > 0 {
+				quota = p.Events / uint64(p.Producers)
+				if uint64(id) < p.Events%uint64(p.Producers) {
+					quota++
+				}
+			}
+			<-startGate
+			deadline := start.Add(p.Duration)
+			for k := uint64(0); k < quota; k++ {
+				if k%1024 == 0 && !time.Now().Before(deadline) {
+					break
+				}
+				putEvent(buf, uint64(id)<<48|k)
+				if err := r.Post(addr, buf, 0); err != nil {
+					perr.Store(&err)
+					return
+				}
+				posted.Add(1)
+			}
+		}()
+	}
+	batch := make([]goaem.Event, pollBatch)
+	var expect [peers.MaxProducers]uint64
+	start = time.Now()
+	close(startGate)
+	hard := start.Add(p.Duration + grace)
+	for spins := 0; ; {
+		n, err := r.Poll(batch)
+		if err != nil {
+			return res, fmt.Errorf("aem: poll: %w", err)
+		}
+		for i := range batch[:n] {
+			ev := &batch[i]
+			pl := ev.Payload()
+			seq := getSeq(pl)
+			id := seq >> 48
+			if len(pl) != size || id >= peers.MaxProducers || seq&(1<<48-1) != expect[id] || pl[len(pl)-1] != byte(seq) {
+				res.Errors++
+			}
+			if id < peers.MaxProducers {
+				expect[id] = seq&(1<<48-1) + 1
+			}
+			res.Events++
+			ev.Release()
+		}
+		if n > 0 {
+			spins = 0
+			continue
+		}
+		if producing.Load() == 0 {
+			dropped, err := ringDropped(r)
+			if err != nil {
+				return res, err
+			}
+			if res.Events+dropped >= uint64(posted.Load()) {
+				res.Dropped = dropped
+				break
+			}
+		}
+		if time.Now().After(hard) {
+			return res, fmt.Errorf("aem: fan-in: %d of %d posted events never arrived", uint64(posted.Load())-res.Events, posted.Load())
+		}
+		spin(&spins)
+	}
+	res.Elapsed = time.Since(start)
+	wg.Wait()
+	if e := perr.Load(); e != nil {
+		return res, fmt.Errorf("aem: post: %w", *e)
+	}
+	res.Produced = uint64(posted.Load())
+	return res, nil
+}
+
+// putEvent writes the peers' event layout: sequence, send time (unused
+// here), payload bytes equal to the sequence's low byte.
+func putEvent(buf []byte, seq uint64) {
+	for i := range 8 {
+		buf[i] = byte(seq >> (8 * i))
+	}
+	clear(buf[8:16])
+	for i := 16; i < len(buf); i++ {
+		buf[i] = byte(seq)
+	}
+}
+
+func getSeq(b []byte) uint64 {
+	if len(b) < 8 {
+		return ^uint64(0)
+	}
+	var s uint64
+	for i := range 8 {
+		s |= uint64(b[i]) << (8 * i)
+	}
+	return s
+}
+
+// Call implements peers.Transport: a caller ring calls a Msg subscription
+// on a server ring, whose handler changes the payload in place and writes
+// it back (AEM's call -> handler -> writeback -> caller resumes). Blocking:
+// the server reads with Run. Busy: the server spins on Poll; goaem's Call
+// parks the caller until the reply, as it has no busy-polling form.
+func (t *Transport) Call(p peers.Params) (peers.Result, error) {
+	p, err := p.Normalized()
+	if err != nil {
+		return peers.Result{}, err
+	}
+	size := peers.EventSize(p.Payload)
+	srv, err := t.ring(slotOpts(size)...)
+	if err != nil {
+		return peers.Result{}, err
+	}
+	defer srv.Close()
+	cli, err := t.ring(slotOpts(size)...)
+	if err != nil {
+		return peers.Result{}, err
+	}
+	defer cli.Close()
+
+	handle := func(ev *goaem.Event) error {
+		pl := ev.Payload()
+		for i := 16; i < len(pl); i++ {
+			pl[i]++
+		}
+		return ev.Writeback(pl)
+	}
+	if _, err := srv.Subscribe(goaem.Msg{Channel: msgChannel}, goaem.SubOptions{Handler: handle}); err != nil {
+		return peers.Result{}, fmt.Errorf("aem: subscribe msg: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	var stop atomic.Bool
+	if p.Busy {
+		go func() {
+			batch := make([]goaem.Event, pollBatch)
+			for spins := 0; !stop.Load(); {
+				n, err := srv.Poll(batch)
+				if err != nil {
+					served <- err
+					return
+				}
+				for i := range batch[:n] {
+					if err := handle(&batch[i]); err != nil {
+						served <- err
+						return
+					}
+				}
+				if n == 0 {
+					spin(&spins)
+				}
+			}
+			served <- nil
+		}()
+	} else {
+		go func() {
+			err := srv.Run(ctx, nil)
+			if errors.Is(err, context.Canceled) {
+				err = nil
+			}
+			served <- err
+		}()
+	}
+
+	addr := srv.Addr(msgChannel)
+	req := make([]byte, size)
+	samples := make([]int64, 0, p.MaxSamples)
+	var res peers.Result
+	start := time.Now()
+	deadline := start.Add(p.Duration)
+	cctx, ccancel := context.WithDeadline(context.Background(), deadline.Add(grace))
+	defer ccancel()
+	var n uint64
+	var cerr error
+	for p.Events == 0 || n < p.Events {
+		if n%64 == 0 && !time.Now().Before(deadline) {
+			break
+		}
+		putEvent(req, n)
+		sampled := p.SampleEvery > 0 && n%uint64(p.SampleEvery) == 0
+		var t0 time.Time
+		if sampled {
+			t0 = time.Now()
+		}
+		resp, err := cli.Call(cctx, addr, req)
+		if err != nil {
+			cerr = err
+			break
+		}
+		if sampled && len(samples) < cap(samples) {
+			samples = append(samples, int64(time.Since(t0)))
+		}
+		if getSeq(resp) != n || len(resp) != size || (size > 16 && resp[16] != byte(n+1)) {
+			res.Errors++
+		}
+		n++
+	}
+	res.Elapsed = time.Since(start)
+	stop.Store(true)
+	cancel()
+	if err := <-served; err != nil && cerr == nil {
+		cerr = fmt.Errorf("aem: server: %w", err)
+	}
+	res.Events, res.Produced, res.Samples = n, n, samples
+	if cerr != nil {
+		return res, fmt.Errorf("aem: call: %w", cerr)
+	}
+	return res, nil
+}
+
+// Timers implements peers.Transport: tp.Idle one-shot timers an hour or
+// more away and tp.Hot periodic ones, all subscriptions of one ring read
+// by a blocking poller; the CPU time is the whole process's, so it
+// includes the embedded backend's timer thread.
+func (t *Transport) Timers(tp peers.TimerParams) (peers.Result, error) {
+	if tp.Duration <= 0 || tp.Interval <= 0 || tp.Idle < 0 || tp.Hot <= 0 {
+		return peers.Result{}, fmt.Errorf("aem timers: duration %v, interval %v, hot %d, idle %d: bad parameters",
+			tp.Duration, tp.Interval, tp.Hot, tp.Idle)
+	}
+	r, err := t.ring()
+	if err != nil {
+		return peers.Result{}, err
+	}
+	defer r.Close()
+	if err := subscribeIdle(r, tp.Idle); err != nil {
+		return peers.Result{}, err
+	}
+	batch := make([]goaem.Event, pollBatch)
+	var res peers.Result
+	before, cpu0 := mallocs(), peers.CPUTime()
+	start := time.Now()
+	for range tp.Hot {
+		if _, err := r.Subscribe(goaem.Timer{First: tp.Interval, Interval: tp.Interval}, goaem.SubOptions{}); err != nil {
+			return res, fmt.Errorf("aem: hot timer: %w", err)
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(tp.Duration))
+	defer cancel()
+	for {
+		n, err := r.Wait(ctx, batch, 1)
+		for i := range batch[:n] {
+			batch[i].Release()
+		}
+		res.Events += uint64(n)
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			return res, fmt.Errorf("aem: wait: %w", err)
+		}
+	}
+	res.CPU, res.Elapsed = peers.CPUTime()-cpu0, time.Since(start)
+	res.Mallocs, res.MallocsSet = mallocs()-before, true
+	res.Produced = res.Events
+	return res, nil
+}
+
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+// Priority implements peers.Transport: urgent generator events in class 0
+// at p.Rate, and with flood a generator filling class 1 as fast as the
+// ring takes it; the poller drains class 0 first.
+func (t *Transport) Priority(p peers.Params, flood bool) (peers.Result, error) {
+	p, err := p.Normalized()
+	if err != nil {
+		return peers.Result{}, err
+	}
+	if p.Rate <= 0 {
+		return peers.Result{}, fmt.Errorf("aem priority: needs a rate for the urgent events")
+	}
+	if p.MaxSamples <= 0 {
+		p.MaxSamples = 1 << 20
+	}
+	size := peers.EventSize(p.Payload)
+	r, err := t.ring(slotOpts(size)...)
+	if err != nil {
+		return peers.Result{}, err
+	}
+	defer r.Close()
+	clock := newMonoClock()
+	samples := make([]int64, 0, p.MaxSamples)
+	batch := make([]goaem.Event, pollBatch)
+	var res peers.Result
+	start := time.Now()
+	deadline := start.Add(p.Duration)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if flood {
+		if _, err := r.Subscribe(goaem.Generator{Burst: 64, PayloadLen: uint32(size)}, goaem.SubOptions{Class: 1}); err != nil {
+			return res, fmt.Errorf("aem: subscribe flood: %w", err)
+		}
+	}
+	urgent, err := r.Subscribe(goaem.Generator{Rate: uint64(p.Rate), Count: p.Events, Burst: 1,
+		PayloadLen: uint32(size)}, goaem.SubOptions{Class: 0})
+	if err != nil {
+		return res, fmt.Errorf("aem: subscribe urgent: %w", err)
+	}
+	var expect uint64
+	for final := false; !final; {
+		n, err := r.Wait(ctx, batch, 1)
+		for i := range batch[:n] {
+			ev := &batch[i]
+			if ev.Class() == 0 {
+				seq, ts := ev.GenSeq()
+				if seq != expect {
+					res.Errors++
+				}
+				expect = seq + 1
+				res.Events++
+				if len(samples) < cap(samples) {
+					samples = append(samples, clock.now()-int64(ts))
+				}
+				final = final || ev.Final()
+			}
+			ev.Release()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			return res, fmt.Errorf("aem: wait: %w", err)
+		}
+	}
+	res.Elapsed = time.Since(start)
+	if !urgent.Ended() {
+		_ = urgent.Unsubscribe()
+	}
+	res.Produced, res.Samples = res.Events, samples
+	return res, nil
+}
+
+// Subscribe implements peers.Transport: n idle timers (an hour or more
+// away). BytesPer is the kernel side's memory per subscription: on the
+// embedded backend, the growth of the C heap, where the ring core keeps
+// its tables (unknown on the kernel backend: 0). GoBytesPer is goaem's own
+// bookkeeping of a subscription, on the Go heap.
+func (t *Transport) Subscribe(n int) (peers.SubResult, error) {
+	if n <= 0 {
+		return peers.SubResult{}, fmt.Errorf("aem subscriptions %d: must be positive", n)
+	}
+	r, err := t.ring()
+	if err != nil {
+		return peers.SubResult{}, err
+	}
+	defer r.Close()
+	heap0, c0 := goHeap(), int64(C.aemt_c_heap())
+	start := time.Now()
+	if err := subscribeIdle(r, n); err != nil {
+		return peers.SubResult{}, err
+	}
+	elapsed := time.Since(start)
+	c1 := int64(C.aemt_c_heap())
+	heap1 := goHeap()
+	res := peers.SubResult{Subscriptions: n, Elapsed: elapsed,
+		GoBytesPer: float64(heap1-heap0) / float64(n)}
+	if t.name == "embedded" {
+		res.BytesPer = float64(c1-c0) / float64(n)
+	}
+	return res, nil
+}
+
+// subscribeIdle makes n idle timer subscriptions. A subscription waits for
+// its answer from the kernel side; a few goroutines keep several in flight.
+func subscribeIdle(r *goaem.Ring, n int) error {
+	const workers = 8
+	var wg sync.WaitGroup
+	var first atomic.Pointer[error]
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n && first.Load() == nil; i += workers {
+				src := goaem.Timer{First: time.Hour + time.Duration(i)*time.Microsecond}
+				if _, err := r.Subscribe(src, goaem.SubOptions{Class: 1}); err != nil {
+					err = fmt.Errorf("aem: idle timer %d: %w", i, err)
+					first.CompareAndSwap(nil, &err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if e := first.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+func goHeap() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
 }

@@ -1,0 +1,97 @@
+package aemt_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aem-dev/aem/bench/aemt"
+	"github.com/aem-dev/aem/bench/peers"
+)
+
+func open(t *testing.T) peers.Transport {
+	t.Helper()
+	tr, err := aemt.Open("embedded")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+// AEM moves exactly N events, in order, losing none, whether they come
+// from the generator or from posting goroutines.
+func TestStreamMovesEveryEvent(t *testing.T) {
+	cases := []struct {
+		name      string
+		producers int
+		batch     int
+		payload   int
+		busy      bool
+	}{
+		{"generator/busy", 1, 64, peers.DefaultPayload, true},
+		{"generator/blocking", 1, 1, peers.DefaultPayload, false},
+		{"generator/slots", 1, 16, 200, true},
+		{"fanin3", 3, 1, peers.DefaultPayload, true},
+	}
+	const n = 20000
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := open(t).Stream(peers.Params{Events: n, Duration: 30 * time.Second, Batch: tc.batch,
+				Payload: tc.payload, Producers: tc.producers, Busy: tc.busy})
+			require.NoError(t, err)
+			assert.Equal(t, uint64(n), res.Events, "consumed")
+			assert.Zero(t, res.Dropped, "dropped")
+			assert.Zero(t, res.Errors, "out of order or corrupted")
+			assert.Zero(t, res.Lost(), "lost")
+		})
+	}
+}
+
+// A run bounded by time stops the generator and drains the ring.
+func TestStreamStopsAtDeadline(t *testing.T) {
+	res, err := open(t).Stream(peers.Params{Duration: 100 * time.Millisecond, Batch: 64,
+		Payload: peers.DefaultPayload, Busy: true})
+	require.NoError(t, err)
+	assert.Positive(t, res.Events)
+	assert.Zero(t, res.Errors)
+	assert.Less(t, res.Elapsed, 5*time.Second)
+}
+
+func TestCallRoundTrips(t *testing.T) {
+	for _, busy := range []bool{false, true} {
+		res, err := open(t).Call(peers.Params{Events: 300, Duration: 20 * time.Second,
+			Payload: peers.DefaultPayload, Busy: busy, SampleEvery: 10})
+		require.NoError(t, err)
+		assert.Equal(t, uint64(300), res.Events)
+		assert.Zero(t, res.Errors, "replies carry the handler's change")
+		assert.Len(t, res.Samples, 30)
+	}
+}
+
+func TestTimersPrioritySubscribe(t *testing.T) {
+	tr := open(t)
+	res, err := tr.Timers(peers.TimerParams{Hot: 100, Idle: 1000, Interval: time.Millisecond, Duration: 50 * time.Millisecond})
+	require.NoError(t, err)
+	assert.Positive(t, res.Events)
+	assert.Positive(t, res.CPU)
+
+	for _, flood := range []bool{false, true} {
+		res, err := tr.Priority(peers.Params{Events: 100, Duration: 10 * time.Second, Rate: 5000}, flood)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(100), res.Events)
+		assert.Zero(t, res.Errors)
+		assert.Len(t, res.Samples, 100)
+	}
+
+	sub, err := tr.Subscribe(10000)
+	require.NoError(t, err)
+	assert.Equal(t, 10000, sub.Subscriptions)
+}
+
+func TestOpenRejectsUnknownBackend(t *testing.T) {
+	_, err := aemt.Open("cloud")
+	require.Error(t, err)
+	assert.False(t, errors.Is(err, peers.ErrUnsupported))
+}
