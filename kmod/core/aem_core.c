@@ -398,7 +398,7 @@ static u32 cq_room(struct aem_ring *r, struct aem_cq_core *cq)
 }
 
 static struct aem_cqe *bl_append_locked(struct aem_ring *r, struct aem_cq_core *cq,
-					u32 sub, u16 gen)
+					u32 sub, u16 gen, void *buf)
 {
 	struct aem_bl_chunk *c = cq->bl_tail;
 
@@ -421,6 +421,7 @@ static struct aem_cqe *bl_append_locked(struct aem_ring *r, struct aem_cq_core *
 	}
 	c->sub[c->tail] = sub;
 	c->gen[c->tail] = gen;
+	c->buf[c->tail] = buf;
 	return &c->cqe[c->tail++];
 }
 
@@ -455,6 +456,19 @@ static bool flush_class_locked(struct aem_ring *r, struct aem_cq_core *cq)
 			}
 			if (!room)
 				goto out;
+			if (c->buf[i]) {
+				/* Its payload waited on the heap for a slot: FIFO stops until one is free. */
+				u32 slot = slot_get_locked(r);
+
+				if (slot == AEM_NIL)
+					goto out;
+				memcpy(__aem_slot_ptr(r, slot), c->buf[i], (u32)c->cqe[i].res);
+				r->bl_bytes -= (u32)c->cqe[i].res;
+				aem_free(c->buf[i]);
+				c->buf[i] = NULL;
+				c->cqe[i].slot = slot;
+				r->slot_token[slot - r->send_slots] = c->cqe[i].id;
+			}
 			e = &cq->cqes[tail & r->cq_mask];
 			*e = c->cqe[i];
 			tail++;
@@ -509,60 +523,66 @@ static void account_drop_locked(struct aem_ring *r, struct aem_cq_core *cq, stru
 /*
  * Post one CQE (event or result) into class ev->cls of @r; under cq_lock.
  * A payload longer than AEM_CQE_INLINE, or any payload with F_SLOT in
- * ev->flags, goes into a delivery slot.  Returns 0 (delivered or
- * backlogged) or -ENOSPC (dropped and counted).
+ * ev->flags, goes into a delivery slot.  When the CQ ring is full, or no
+ * slot is free, the event waits in the backlog (its payload in a slot or,
+ * failing that, on the heap).  Returns 0 (delivered or backlogged) or
+ * -ENOSPC (dropped and counted).
  */
 int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev *ev)
 {
 	struct aem_cq_core *cq = &r->cq[ev->cls];
 	u32 len = ev->len, flags = ev->flags & ~AEM_CQE_F_SLOT, slot = AEM_NIL, limit;
+	bool need_slot = len > AEM_CQE_INLINE || (ev->flags & AEM_CQE_F_SLOT);
 	struct aem_cqe *e, tmp;
-	u8 *data = tmp.data;
+	void *buf = NULL;
 
-	if (len > AEM_CQE_INLINE || (ev->flags & AEM_CQE_F_SLOT)) {
+	if (need_slot) {
 		if (len > r->slot_size) {
 			len = r->slot_size;
 			flags |= AEM_CQE_F_TRUNC;
 		}
-		slot = slot_get_locked(r);
-		if (slot == AEM_NIL)
-			goto drop;
 		flags |= AEM_CQE_F_SLOT;
-		r->slot_token[slot - r->send_slots] = ev->id;
-		fill_payload(ev, __aem_slot_ptr(r, slot), len);
-	} else if (len) {
-		fill_payload(ev, data, len);
+	} else {
+		if (len)
+			fill_payload(ev, tmp.data, len);
+		if (len < AEM_CQE_INLINE)
+			memset(tmp.data + len, 0, AEM_CQE_INLINE - len);
 	}
 	tmp.user_data = ev->user_data;
 	tmp.id = ev->id;
 	tmp.res = ev->res < 0 ? ev->res : (s32)len;
 	tmp.flags = flags;
-	tmp.slot = slot == AEM_NIL ? 0 : slot;
+	tmp.slot = 0;
 	tmp.source = ev->source;
 	tmp.prio = ev->cls;
 	tmp.resv = 0;
-	if (len < AEM_CQE_INLINE && !(flags & AEM_CQE_F_SLOT))
-		memset(tmp.data + len, 0, AEM_CQE_INLINE - len);
 
 	if (cq->bl_head)
 		flush_class_locked(r, cq);
 	if (!cq->bl_head && cq_room(r, cq)) {
-		e = &cq->cqes[cq->tail & r->cq_mask];
-		if (flags & AEM_CQE_F_SLOT) {
-			memcpy(e, &tmp, offsetof(struct aem_cqe, data));
-			r->slot_state[slot - r->send_slots] = AEM_SLOT_USER;
-		} else {
-			*e = tmp;
+		if (need_slot)
+			slot = slot_get_locked(r);
+		if (!need_slot || slot != AEM_NIL) {
+			e = &cq->cqes[cq->tail & r->cq_mask];
+			if (need_slot) {
+				fill_payload(ev, __aem_slot_ptr(r, slot), len);
+				tmp.slot = slot;
+				r->slot_token[slot - r->send_slots] = ev->id;
+				r->slot_state[slot - r->send_slots] = AEM_SLOT_USER;
+				memcpy(e, &tmp, offsetof(struct aem_cqe, data));
+			} else {
+				*e = tmp;
+			}
+			cq->tail++;
+			aem_store_release(cq->ktail, cq->tail);	/* pairs with aem_peek_batch()'s acquire */
+			r->delivered++;
+			if (s) {
+				s->delivered++;
+				if (flags & AEM_CQE_F_FINAL)
+					sub_end_locked(r, s);
+			}
+			return 0;
 		}
-		cq->tail++;
-		aem_store_release(cq->ktail, cq->tail);	/* pairs with aem_peek_batch()'s acquire */
-		r->delivered++;
-		if (s) {
-			s->delivered++;
-			if (flags & AEM_CQE_F_FINAL)
-				sub_end_locked(r, s);
-		}
-		return 0;
 	}
 	/*
 	 * Results answer SQEs the user submitted and are never dropped for
@@ -572,24 +592,45 @@ int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev
 	limit = r->backlog_limit;
 	if (ev->flags & AEM_CQE_F_RESULT)
 		limit = 2 * r->backlog_limit + r->sq_entries;
-	if (r->nr_backlog < limit) {
-		e = bl_append_locked(r, cq, s ? s->index : AEM_NIL, s ? s->gen : 0);
-		if (e) {
-			*e = tmp;
-			cq->backlog++;
-			r->nr_backlog++;
-			r->backlog++;
-			aem_write_once(*cq->kflags, AEM_CQ_F_OVERFLOW);
-			if (s) {
-				s->backlog++;
-				if ((flags & AEM_CQE_F_FINAL) && !(s->state & AEM_SUB_DYING))
-					s->state |= AEM_SUB_FINAL;
-			}
-			return 0;
+	if (r->nr_backlog >= limit)
+		goto drop;
+	if (need_slot) {
+		if (slot == AEM_NIL)
+			slot = slot_get_locked(r);
+		if (slot != AEM_NIL) {
+			fill_payload(ev, __aem_slot_ptr(r, slot), len);
+			tmp.slot = slot;
+			r->slot_token[slot - r->send_slots] = ev->id;
+		} else {
+			/* Slots come back only from the consumer: hold the bytes until one does. */
+			if (r->bl_bytes + len > AEM_BL_BYTES_MAX)
+				goto drop;
+			buf = aem_zalloc_atomic(len ? len : 1);
+			if (!buf)
+				goto drop;
+			fill_payload(ev, buf, len);
 		}
 	}
-	if (slot != AEM_NIL)
-		__aem_slot_put_locked(r, slot);
+	e = bl_append_locked(r, cq, s ? s->index : AEM_NIL, s ? s->gen : 0, buf);
+	if (!e) {
+		aem_free(buf);
+		if (slot != AEM_NIL)
+			__aem_slot_put_locked(r, slot);
+		goto drop;
+	}
+	*e = tmp;
+	if (buf)
+		r->bl_bytes += len;
+	cq->backlog++;
+	r->nr_backlog++;
+	r->backlog++;
+	aem_write_once(*cq->kflags, AEM_CQ_F_OVERFLOW);
+	if (s) {
+		s->backlog++;
+		if ((flags & AEM_CQE_F_FINAL) && !(s->state & AEM_SUB_DYING))
+			s->state |= AEM_SUB_FINAL;
+	}
+	return 0;
 drop:
 	account_drop_locked(r, cq, s);
 	if (s && (flags & AEM_CQE_F_FINAL))
@@ -652,22 +693,26 @@ int aem_core_post(struct aem_ring *r, struct aem_sub *s, const void *data, u32 l
 
 /*
  * The hot path: one lock round, one tail store and one wake check for the
- * batch; per event only the CQE header copy and the fill call (plus a
- * slot pop for payloads longer than AEM_CQE_INLINE).
+ * batch.  Inline payloads are filled run by run (at most two runs: the
+ * ring wraps once), so the per-event work is the header stores and what
+ * the source's fill loop does; a payload longer than AEM_CQE_INLINE takes
+ * a slot per event.
  */
-u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
-			      aem_fill_fn fill, void *arg, u32 flags)
+u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
+			    aem_fill_run_fn fill, void *arg, u32 flags)
 {
 	struct aem_cq_core *cq = &r->cq[s->prio];
 	bool big = len > AEM_CQE_INLINE, final = false, urgent = s->prio == 0;
 	u32 i, k, room, tail, slot, mask = r->cq_mask;
+	u64 id = aem_sub_id(r, s), user_data = s->user_data;
+	u64 word2, word3;
 	struct aem_cqe hdr, *e;
 	unsigned long f;
 
 	if (!n)
 		return 0;
-	hdr.user_data = s->user_data;
-	hdr.id = aem_sub_id(r, s);
+	hdr.user_data = user_data;
+	hdr.id = id;
 	hdr.flags = 0;
 	if (big) {
 		hdr.flags = AEM_CQE_F_SLOT;
@@ -682,6 +727,9 @@ u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 
 	hdr.prio = s->prio;
 	hdr.resv = 0;
 	memset(hdr.data, 0, sizeof(hdr.data));
+	/* The header's second half as two words: res|flags, slot|source|prio|resv. */
+	memcpy(&word2, (u8 *)&hdr + 16, 8);
+	memcpy(&word3, (u8 *)&hdr + 24, 8);
 
 	aem_spin_lock_irqsave(&r->cq_lock, f);
 	if (cq->bl_head)
@@ -689,22 +737,41 @@ u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 
 	room = cq->bl_head ? 0 : cq_room(r, cq);
 	k = n < room ? n : room;
 	tail = cq->tail;
-	for (i = 0; i < k; i++) {
-		e = &cq->cqes[(tail + i) & mask];
-		memcpy(e, &hdr, offsetof(struct aem_cqe, data));
-		if (!big) {
-			fill(arg, i, e->data, len);
-			continue;
+	if (!big) {
+		u32 done = 0;
+
+		while (done < k) {
+			u32 pos = (tail + done) & mask;
+			u32 run = k - done;
+			u64 *w;
+
+			if (run > r->cq_entries - pos)
+				run = r->cq_entries - pos;
+			e = &cq->cqes[pos];
+			for (i = 0; i < run; i++) {
+				w = (u64 *)&e[i];
+				w[0] = user_data;
+				w[1] = id;
+				w[2] = word2;
+				w[3] = word3;
+			}
+			fill(arg, done, run, e->data, sizeof(*e));
+			done += run;
 		}
-		slot = slot_get_locked(r);
-		if (slot == AEM_NIL)
-			break;
-		fill(arg, i, __aem_slot_ptr(r, slot), len);
-		e->slot = slot;
-		r->slot_state[slot - r->send_slots] = AEM_SLOT_USER;
-		r->slot_token[slot - r->send_slots] = hdr.id;
+	} else {
+		for (i = 0; i < k; i++) {
+			slot = slot_get_locked(r);
+			if (slot == AEM_NIL)
+				break;
+			e = &cq->cqes[(tail + i) & mask];
+			memcpy(e, &hdr, offsetof(struct aem_cqe, data));
+			fill(arg, i, 1, __aem_slot_ptr(r, slot), 0);
+			e->slot = slot;
+			r->slot_state[slot - r->send_slots] = AEM_SLOT_USER;
+			r->slot_token[slot - r->send_slots] = id;
+		}
+		k = i;
 	}
-	k = i;
 	if (k == n && (flags & AEM_POST_FINAL)) {
 		cq->cqes[(tail + k - 1) & mask].flags |= AEM_CQE_F_FINAL;
 		final = true;
@@ -735,7 +802,7 @@ u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 
 			}
 		}
 		if (r->nr_backlog < r->backlog_limit)
-			e = bl_append_locked(r, cq, s->index, s->gen);
+			e = bl_append_locked(r, cq, s->index, s->gen, NULL);
 		if (!e) {
 			if (big)
 				__aem_slot_put_locked(r, slot);
@@ -746,10 +813,10 @@ u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 
 		*e = hdr;
 		if (big) {
 			e->slot = slot;
-			r->slot_token[slot - r->send_slots] = hdr.id;
-			fill(arg, i, __aem_slot_ptr(r, slot), len);
+			r->slot_token[slot - r->send_slots] = id;
+			fill(arg, i, 1, __aem_slot_ptr(r, slot), 0);
 		} else {
-			fill(arg, i, e->data, len);
+			fill(arg, i, 1, e->data, 0);
 		}
 		cq->backlog++;
 		r->nr_backlog++;
@@ -769,6 +836,34 @@ u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 
 	if (k)
 		__aem_wake(r, urgent);
 	return n;
+}
+
+/* The per-event fill interface on top of runs. */
+struct fill_adapter {
+	aem_fill_fn	fill;
+	void		*arg;
+	u32		len;
+};
+
+static void fill_one_by_one(void *arg, u64 first, u32 count, u8 *dst, u32 stride)
+{
+	const struct fill_adapter *a = arg;
+	u32 i;
+
+	for (i = 0; i < count; i++)
+		a->fill(a->arg, first + i, dst + (size_t)i * stride, a->len);
+}
+
+u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
+			      aem_fill_fn fill, void *arg, u32 flags)
+{
+	struct fill_adapter a = {
+		.fill = fill,
+		.arg = arg,
+		.len = len > AEM_CQE_INLINE && len > r->slot_size ? r->slot_size : len,
+	};
+
+	return aem_core_post_batch_run(r, s, n, len, fill_one_by_one, &a, flags);
 }
 
 u32 aem_core_post_batch(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
@@ -819,8 +914,13 @@ static void discard_backlog_locked(struct aem_ring *r, struct aem_sub *s)
 				if (b->sub[i] != s->index || b->gen[i] != s->gen)
 					continue;
 				b->sub[i] = AEM_BL_DEAD;
-				if (b->cqe[i].flags & AEM_CQE_F_SLOT)
+				if (b->buf[i]) {
+					r->bl_bytes -= (u32)b->cqe[i].res;
+					aem_free(b->buf[i]);
+					b->buf[i] = NULL;
+				} else if (b->cqe[i].flags & AEM_CQE_F_SLOT) {
 					__aem_slot_put_locked(r, b->cqe[i].slot);
+				}
 				cq->backlog--;
 				r->nr_backlog--;
 				r->backlog--;
@@ -1081,6 +1181,18 @@ void __aem_slot_give_back(struct aem_ring *r, u32 slot)
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 }
 
+/* A refused writeback changes nothing: the slot it named is the user's again. */
+void __aem_slot_untake(struct aem_ring *r, u32 slot)
+{
+	unsigned long f;
+
+	if (slot == AEM_NIL)
+		return;
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	r->slot_state[slot - r->send_slots] = AEM_SLOT_USER;
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+}
+
 /* Sources see at most this many bytes of a writeback: their arguments, never bulk data. */
 #define AEM_SRC_WB_MAX	64
 
@@ -1119,11 +1231,14 @@ static int op_writeback(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reas
 		return ret;
 	len = sqe->len < AEM_SRC_WB_MAX ? sqe->len : AEM_SRC_WB_MAX;
 	memcpy(buf, data, len);
-	__aem_slot_give_back(r, took);
 	ret = ops->writeback(r, s, sqe, buf, len);
-	if (ret)
+	if (ret) {
+		__aem_slot_untake(r, took);
 		*reason = ret == -ENOENT ? AEM_REFUSE_ID : AEM_REFUSE_FIELD;
-	return ret;
+		return ret;
+	}
+	__aem_slot_give_back(r, took);
+	return 0;
 }
 
 static int op_set(struct aem_ring *r, const struct aem_sqe *sqe, u8 source, u32 *reason)
@@ -1421,6 +1536,8 @@ void aem_core_ring_destroy(struct aem_ring *r)
 			struct aem_bl_chunk *b = r->cq[c].bl_head;
 
 			r->cq[c].bl_head = b->next;
+			for (i = b->head; i < b->tail; i++)
+				aem_free(b->buf[i]);
 			aem_free(b);
 		}
 	}

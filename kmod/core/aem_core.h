@@ -246,6 +246,18 @@ bool aem_sub_active(struct aem_ring *r, struct aem_sub *s);
 /* The subscription at table index @idx of @r (sources link subs by index). */
 struct aem_sub *aem_sub_at(struct aem_ring *r, u32 idx);
 
+/*
+ * aem_core_post_batch_flags with the payload written run by run: @fill
+ * writes @count payloads of the batch's events @first.. (each @len bytes
+ * as passed to the post, cut to slot_size) at @dst, @dst + @stride, ...
+ * Inline payloads come in at most two runs (stride sizeof(struct
+ * aem_cqe)); backlogged or slot payloads one at a time (count 1).  The
+ * generator uses it: the per-event cost is a few stores.
+ */
+typedef void (*aem_fill_run_fn)(void *arg, u64 first, u32 count, u8 *dst, u32 stride);
+u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
+			    aem_fill_run_fn fill, void *arg, u32 flags);
+
 /* Per-ring private pointer of source @source (e.g. the timer wheel), NULL at first. */
 void **aem_ring_src_priv(struct aem_ring *r, u8 source);
 

@@ -45,7 +45,9 @@
 #define AEM_RB_SLOT_ARRAY	(AEM_RB_SLOT + AEM_RB_SIZE)
 
 /* Overflow backlog: per-class FIFO of chunks of whole CQEs. */
-#define AEM_BL_CHUNK		64
+#define AEM_BL_CHUNK		32
+/* Payload bytes backlog entries may hold on the heap while no delivery slot is free. */
+#define AEM_BL_BYTES_MAX	(16U << 20)
 #define AEM_BL_DEAD		0xfffffffeU	/* entry discarded by unsubscribe */
 
 struct aem_bl_chunk {
@@ -53,6 +55,7 @@ struct aem_bl_chunk {
 	u32			head, tail;	/* entries [head, tail) are queued */
 	u32			sub[AEM_BL_CHUNK];	/* table index, AEM_NIL, AEM_BL_DEAD */
 	u16			gen[AEM_BL_CHUNK];
+	void			*buf[AEM_BL_CHUNK];	/* payload waiting for a slot, or NULL */
 	struct aem_cqe		cqe[AEM_BL_CHUNK];
 };
 
@@ -106,6 +109,7 @@ struct aem_ring {
 	u8			*slot_state;	/* per delivery slot, AEM_SLOT_* */
 	u64			*slot_token;	/* per delivery slot: id of the event it carries */
 	u32			nr_backlog;	/* live backlog entries, all classes */
+	u32			bl_bytes;	/* payload bytes held in backlog bufs */
 	struct aem_bl_chunk	*bl_spare;
 	u64			delivered, backlog, dropped;	/* ring-wide (results included) */
 	u64			refused[AEM_REFUSE_NR];
@@ -154,6 +158,7 @@ void __aem_slot_put_locked(struct aem_ring *r, u32 slot);
 int __aem_sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool writeback,
 		      const void **data, u32 *took, u32 *reason);
 void __aem_slot_give_back(struct aem_ring *r, u32 slot);
+void __aem_slot_untake(struct aem_ring *r, u32 slot);
 static inline u8 *__aem_slot_ptr(struct aem_ring *r, u32 slot)
 {
 	return r->payload + (size_t)slot * r->slot_size;

@@ -494,7 +494,8 @@ int __aem_writeback_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *rea
 		ret = 0;
 		if (c->state == CALL_BLOCK) {
 			w = c->w;
-			memcpy(w->resp, data, sqe->len < w->resp_cap ? sqe->len : w->resp_cap);
+			if (sqe->len && w->resp_cap)
+				memcpy(w->resp, data, sqe->len < w->resp_cap ? sqe->len : w->resp_cap);
 			w->resp_len = sqe->len;
 			w->result = 0;
 			w->finished = true;
@@ -512,10 +513,13 @@ int __aem_writeback_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *rea
 	/* The handler's slot stays core-held until the reply is copied out of it. */
 	if (async)
 		call_result(caller_id, user_data, prio, sqe->target, 0, data, sqe->len);
-	__aem_slot_give_back(r, took);
-	if (ret)
+	if (ret) {
+		__aem_slot_untake(r, took);
 		*reason = AEM_REFUSE_ID;
-	return ret;
+		return ret;
+	}
+	__aem_slot_give_back(r, took);
+	return 0;
 }
 
 #define AEM_CALL_BATCH	32

@@ -331,6 +331,28 @@ AEMINLINE unsigned aem_peek_batch(const struct aem_ring *ring, unsigned cls,
 	return n;
 }
 
+/*
+ * The leanest way to reap: the index of the oldest ready CQE of class @cls
+ * in *head and how many are ready (one acquire load of the tail); read
+ * them with aem_cq_at(ring, cls, *head + i) for i < the count, then
+ * aem_cq_advance().  No per-event pointer array.
+ */
+AEMINLINE unsigned aem_cq_peek(const struct aem_ring *ring, unsigned cls, unsigned *head)
+{
+	const struct aem_cq *cq = &ring->cq[cls];
+
+	*head = *cq->khead;
+	return aem_load_acquire(cq->ktail) - *head;	/* pairs with the core's tail release */
+}
+
+AEMINLINE const struct aem_cqe *aem_cq_at(const struct aem_ring *ring, unsigned cls,
+					  unsigned idx)
+{
+	const struct aem_cq *cq = &ring->cq[cls];
+
+	return &cq->cqes[idx & cq->ring_mask];
+}
+
 /* Free @n CQEs of class @cls for reuse: one store-release for the batch. */
 AEMINLINE void aem_cq_advance(struct aem_ring *ring, unsigned cls, unsigned n)
 {
