@@ -213,7 +213,7 @@ func (r *Ring) unread(evs []Event) {
 		}
 	}
 	r.cmu.Unlock()
-	r.nudge()
+	r.wakeAll()
 }
 
 // route completes the goaem operation a result CQE answers.

@@ -502,3 +502,30 @@ func TestSubscribeRejects(t *testing.T) {
 		}
 	})
 }
+
+// Back-to-back calls on one ring, answered by Run in another goroutine,
+// exercise every hand-off between the goroutine leading on the fd and the
+// ones following it: a lost wake-up shows as a call that times out.
+func TestCallsBackToBack(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{Handler: func(ev *Event) error {
+			return ev.Writeback(ev.Payload())
+		}})
+		require.NoError(t, err)
+		runCtx, stop := context.WithCancel(testCtx(t))
+		done := make(chan error, 1)
+		go func() { done <- r.Run(runCtx, nil) }()
+		var msg [4]byte
+		for i := 0; i < 3000; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			binary.LittleEndian.PutUint32(msg[:], uint32(i))
+			resp, err := r.Call(ctx, r.Addr(1), msg[:])
+			cancel()
+			require.NoError(t, err, "call %d", i)
+			require.Equal(t, msg[:], resp)
+		}
+		stop()
+		assert.ErrorIs(t, <-done, context.Canceled)
+	})
+}

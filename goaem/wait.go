@@ -33,6 +33,7 @@ type hub struct {
 	rc      syscall.RawConn
 	leading atomic.Bool
 	gen     chan struct{} // closed when the leader wakes: followers look again
+	epoch   atomic.Uint64 // bumped with every wake-up of the followers
 	closed  bool
 }
 
@@ -79,6 +80,26 @@ func (r *Ring) closeHub() {
 	h.mu.Unlock()
 }
 
+// wakeAll makes every blocked goroutine look again: events were stashed or
+// put back by a goroutine that is not reading them, and those waiting for
+// events will not get a readiness edge for them (it may have been taken
+// already). The followers' channel is closed and the leader nudged.
+func (r *Ring) wakeAll() {
+	h := &r.hub
+	h.mu.Lock()
+	h.wakeFollowersLocked()
+	h.mu.Unlock()
+	r.nudge()
+}
+
+func (h *hub) wakeFollowersLocked() {
+	h.epoch.Add(1)
+	if h.gen != nil {
+		close(h.gen)
+		h.gen = nil
+	}
+}
+
 // nudge wakes the leader to look again: a result was routed, or events
 // were stashed or put back by someone else.
 func (r *Ring) nudge() {
@@ -96,6 +117,9 @@ func (r *Ring) nudge() {
 func (r *Ring) block(ctx context.Context, cond func() bool, extra <-chan struct{}) error {
 	h := &r.hub
 	for {
+		// A wake-up between the look and the sleep below must not be
+		// lost: it bumps the epoch, and a changed epoch means look again.
+		epoch := h.epoch.Load()
 		if cond() {
 			return nil
 		}
@@ -107,24 +131,27 @@ func (r *Ring) block(ctx context.Context, cond func() bool, extra <-chan struct{
 			h.mu.Unlock()
 			return ErrClosed
 		}
-		if h.gen == nil {
-			h.gen = make(chan struct{})
+		if h.epoch.Load() != epoch {
+			h.mu.Unlock()
+			continue
 		}
-		gen := h.gen
 		if !h.leading.Load() {
 			h.leading.Store(true)
 			h.mu.Unlock()
 			done, err := r.lead(ctx, cond)
 			h.mu.Lock()
 			h.leading.Store(false)
-			close(h.gen)
-			h.gen = nil
+			h.wakeFollowersLocked()
 			h.mu.Unlock()
 			if err != nil || done {
 				return err
 			}
 			continue
 		}
+		if h.gen == nil {
+			h.gen = make(chan struct{})
+		}
+		gen := h.gen
 		h.mu.Unlock()
 		select {
 		case <-gen:
@@ -254,7 +281,7 @@ func (r *Ring) progressOp(o *op) bool {
 	more := r.stashed > stashed
 	r.cmu.Unlock()
 	if more {
-		r.nudge() // a reader waiting on the fd must see what we kept for it
+		r.wakeAll() // readers waiting for events must see what we kept for them
 	}
 	return o.done.Load()
 }
