@@ -38,6 +38,7 @@ struct __aem_emb {
 	int		efd;
 	uint32_t	wseq;		/* futex word: bumped by every wake */
 	int		nwait;		/* threads in __aem_emb_wait */
+	int		wake_armed;	/* a waiter sleeps and nobody woke it yet */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -177,7 +178,14 @@ void aem_host_wake(struct aem_ring *r, void *host, bool urgent)
 	uint64_t one = 1;
 
 	(void)urgent;
-	if (__atomic_load_n(&e->nwait, __ATOMIC_SEQ_CST)) {
+	/*
+	 * One futex wake per sleep, not per post: a producer posting event
+	 * after event while the waiter is still waking up pays nothing more.
+	 * The waiter arms before its Dekker barrier, so a wake that finds it
+	 * unarmed happened before the waiter re-checked the tails.
+	 */
+	if (__atomic_load_n(&e->nwait, __ATOMIC_SEQ_CST) &&
+	    __atomic_exchange_n(&e->wake_armed, 0, __ATOMIC_SEQ_CST)) {
 		__atomic_add_fetch(&e->wseq, 1, __ATOMIC_SEQ_CST);
 		futex(&e->wseq, FUTEX_WAKE, INT_MAX, NULL);
 	}
@@ -320,6 +328,7 @@ int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns)
 			tsp = &ts;
 		}
 		seq = __atomic_load_n(&e->wseq, __ATOMIC_SEQ_CST);
+		__atomic_store_n(&e->wake_armed, 1, __ATOMIC_SEQ_CST);
 		__atomic_add_fetch(&e->nwait, 1, __ATOMIC_SEQ_CST);
 		aem_core_wait_begin(e->core);	/* Dekker: announce, mb, re-check */
 		if (aem_core_cq_ready(e->core, min))

@@ -21,16 +21,13 @@ static int kernel_enter(struct aem_ring *ring, unsigned to_submit, unsigned min_
 	e.min_complete = min_complete;
 	e.flags = flags;
 	e.timeout_ns = timeout_ns;
-	for (;;) {
-		if (ioctl(ring->fd, AEM_IOC_ENTER, &e) >= 0)
-			return (int)e.submitted;
-		if (errno == EINTR) {
-			/* Whatever was consumed stays consumed; retry only the wait. */
-			e.to_submit = 0;
-			continue;
-		}
-		return errno == ETIMEDOUT ? -ETIME : -errno;
-	}
+	/*
+	 * -EINTR and -ETIME end a wait as on the embedded backend; SQEs the
+	 * kernel consumed before stay consumed (the SQ head says how many).
+	 */
+	if (ioctl(ring->fd, AEM_IOC_ENTER, &e) >= 0)
+		return (int)e.submitted;
+	return errno == ETIMEDOUT ? -ETIME : -errno;
 }
 
 /* SQEs published but not yet consumed by the kernel side. */
