@@ -60,13 +60,17 @@ if [ $kernel -eq 1 ]; then
 	fi
 fi
 
+if [ -n "${TEST_FILTER:-}" ]; then
+	for prog in "$@"; do
+		shift
+		echo "${prog##*/}" | grep -Eq "$TEST_FILTER" && set -- "$@" "$prog"
+	done
+fi
+
 passed=0 failed=0 skipped=0 failures=
 echo "runner: backend ${AEM_BACKEND:-auto}$([ $kernel -eq 1 ] && echo ' (kernel)'), $# tests"
 for prog in "$@"; do
 	name=${prog##*/}
-	if [ -n "${TEST_FILTER:-}" ] && ! echo "$name" | grep -Eq "$TEST_FILTER"; then
-		continue
-	fi
 	limit=${TEST_TIMEOUT:-}
 	if [ -z "$limit" ]; then
 		case $name in
