@@ -337,7 +337,7 @@ static void reclaim_locked(struct aem_ring *r)
 		r->slot_state[d] = AEM_SLOT_FREE;
 		r->slot_free[r->nr_free++] = slot;
 	}
-	r->sr_head = head + n;
+	aem_write_once(r->sr_head, head + n);
 	aem_store_release(r->sr_khead, head + n);	/* pairs with aem_release_slot()'s acquire */
 }
 
@@ -878,6 +878,15 @@ void aem_core_flush_backlog(struct aem_ring *r)
 	unsigned long f;
 	u32 c;
 
+	/*
+	 * Called on every enter and wait: when nothing is backlogged and no
+	 * slot was released, do not touch the completion lock the producers
+	 * hammer.  Both reads are hints; a stale one only delays to the next
+	 * call (or the next post, which flushes too).
+	 */
+	if (!aem_read_once(r->nr_backlog) &&
+	    aem_load_acquire(r->sr_ktail) == aem_read_once(r->sr_head))
+		return;
 	aem_spin_lock_irqsave(&r->cq_lock, f);
 	reclaim_locked(r);
 	for (c = 0; c < r->nr_classes; c++) {
@@ -928,6 +937,8 @@ static void discard_backlog_locked(struct aem_ring *r, struct aem_sub *s)
 				account_drop_locked(r, cq, s);
 			}
 		}
+		if (!cq->backlog)
+			aem_write_once(*cq->kflags, 0);	/* only discarded entries are left */
 	}
 }
 
@@ -1331,6 +1342,9 @@ int aem_core_submit(struct aem_ring *r, u32 to_submit)
 	unsigned long f;
 
 	aem_core_flush_backlog(r);
+	/* Polling loops enter with nothing to submit: no mutex for them. */
+	if (!to_submit || aem_load_acquire(r->sq_ktail) == aem_read_once(r->sq_head))
+		return 0;
 	aem_mutex_lock(&r->submit_lock);
 	head = r->sq_head;
 	tail = aem_load_acquire(r->sq_ktail);	/* pairs with aem_sq_flush()'s release */
@@ -1349,7 +1363,7 @@ int aem_core_submit(struct aem_ring *r, u32 to_submit)
 		handle_sqe(r, &sqe);
 	}
 	if (to_submit) {
-		r->sq_head = head + to_submit;
+		aem_write_once(r->sq_head, head + to_submit);
 		aem_store_release(r->sq_khead, head + to_submit);	/* pairs with aem_get_sqe()'s acquire */
 		aem_write_once(r->sqes_done, r->sqes_done + to_submit);
 	}
