@@ -84,20 +84,17 @@ func (e *Event) CQE() abi.CQE { return e.cqe }
 // in place (its capacity is the slot size) and written back. It is valid
 // until the event is released or written back, and never after Close.
 func (e *Event) Payload() []byte {
-	n := e.cqe.Res
-	if n <= 0 {
+	if e.cqe.Flags&abi.CQEFSlot == 0 {
+		return e.cqe.Data[:min(uint32(e.cqe.Res), abi.CQEInline)]
+	}
+	return e.slotPayload()
+}
+
+func (e *Event) slotPayload() []byte {
+	if e.r == nil || e.cqe.Res <= 0 {
 		return nil
 	}
-	if e.cqe.Flags&abi.CQEFSlot != 0 {
-		if e.r == nil {
-			return nil
-		}
-		return e.r.payloadBytes(e.cqe.Slot, uint32(n))
-	}
-	if n > abi.CQEInline {
-		n = abi.CQEInline
-	}
-	return e.cqe.Data[:n:n]
+	return e.r.payloadBytes(e.cqe.Slot, uint32(e.cqe.Res))
 }
 
 // TimerExpirations decodes a timer event: the periods elapsed since the
@@ -175,6 +172,16 @@ func (e *Event) Reply(data []byte) error { return e.Writeback(data) }
 // return in batches) and ends its subscription's bookkeeping if it was the
 // final event. Releasing twice, or after Writeback, does nothing.
 func (e *Event) Release() {
+	// Small enough to inline: an inline event that is not its
+	// subscription's last has nothing to give back.
+	if e.cqe.Flags&(abi.CQEFSlot|abi.CQEFFinal) == 0 {
+		e.state |= stDone
+		return
+	}
+	e.release()
+}
+
+func (e *Event) release() {
 	r := e.r
 	if r == nil || e.state&(stDone|stMoved) != 0 {
 		return

@@ -131,7 +131,8 @@ type Ring struct {
 
 	subs subTable
 
-	hub hub
+	hub    hub
+	leader leader
 
 	spawnSem chan struct{}
 
@@ -163,6 +164,7 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 		scratch:  make([]Event, 64),
 	}
 	r.life.idle = make(chan struct{}, 1)
+	r.leader.readyFn = r.ready
 	if err := r.initViews(p, regions); err != nil {
 		return nil, err
 	}

@@ -478,7 +478,7 @@ func TestEventMisuse(t *testing.T) {
 		var zero Event
 		assert.Error(t, zero.Writeback(nil))
 		zero.Release()
-		assert.Nil(t, zero.Payload())
+		assert.Empty(t, zero.Payload())
 	})
 }
 

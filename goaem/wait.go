@@ -112,15 +112,21 @@ func (r *Ring) nudge() {
 	}
 }
 
-// block returns once cond reports done, ctx ends, extra is closed or the
-// ring closes.
-func (r *Ring) block(ctx context.Context, cond func() bool, extra <-chan struct{}) error {
+// looker is what a blocked goroutine waits for: look reports whether it
+// is there, after taking what is ready.
+type looker interface {
+	look() bool
+}
+
+// block returns once c.look reports done, ctx ends, extra is closed or the
+// ring closes. It allocates nothing unless ctx can be cancelled.
+func (r *Ring) block(ctx context.Context, c looker, extra <-chan struct{}) error {
 	h := &r.hub
 	for {
 		// A wake-up between the look and the sleep below must not be
 		// lost: it bumps the epoch, and a changed epoch means look again.
 		epoch := h.epoch.Load()
-		if cond() {
+		if c.look() {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -138,7 +144,7 @@ func (r *Ring) block(ctx context.Context, cond func() bool, extra <-chan struct{
 		if !h.leading.Load() {
 			h.leading.Store(true)
 			h.mu.Unlock()
-			done, err := r.lead(ctx, cond)
+			done, err := r.lead(ctx, c)
 			h.mu.Lock()
 			h.leading.Store(false)
 			h.wakeFollowersLocked()
@@ -164,11 +170,38 @@ func (r *Ring) block(ctx context.Context, cond func() bool, extra <-chan struct{
 	}
 }
 
-// lead waits on the ring fd until cond reports done or the fd becomes
-// readable (then the caller wakes the followers and looks again). Each look
-// first re-arms the fd, so an event published after the look wakes us
-// (Dekker: the arm's full barrier orders it before the re-check).
-func (r *Ring) lead(ctx context.Context, cond func() bool) (done bool, err error) {
+// leader is the state of the goroutine leading on the fd; only the leader
+// touches it (hub.leading hands it over under hub.mu).
+type leader struct {
+	c       looker
+	looks   int
+	done    bool
+	err     error
+	readyFn func(uintptr) bool // leader.ready, bound once
+}
+
+// ready runs for each look of the leader: at first, and after each
+// readiness of the fd. Each look first re-arms the fd, so an event
+// published after the look wakes us (Dekker: the arm's full barrier orders
+// it before the re-check).
+func (r *Ring) ready(uintptr) bool {
+	l := &r.leader
+	l.looks++
+	if r.isClosed() {
+		l.err = ErrClosed
+		return true
+	}
+	if err := r.be.arm(); err != nil {
+		l.err = fmt.Errorf("goaem: arm ring fd: %w", err)
+		return true
+	}
+	l.done = l.c.look()
+	return l.done || l.looks > 1
+}
+
+// lead waits on the ring fd until the look reports done or the fd becomes
+// readable (then the caller wakes the followers and looks again).
+func (r *Ring) lead(ctx context.Context, c looker) (done bool, err error) {
 	f, rc, err := r.hubFile()
 	if err != nil {
 		return false, err
@@ -181,29 +214,19 @@ func (r *Ring) lead(ctx context.Context, cond func() bool) (done bool, err error
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, r.nudge)
 	}
-	looks := 0
-	var lookErr error
-	rerr := rc.Read(func(uintptr) bool {
-		looks++
-		if r.isClosed() {
-			lookErr = ErrClosed
-			return true
-		}
-		if err := r.be.arm(); err != nil {
-			lookErr = fmt.Errorf("goaem: arm ring fd: %w", err)
-			return true
-		}
-		done = cond()
-		return done || looks > 1
-	})
+	l := &r.leader
+	l.c, l.looks, l.done, l.err = c, 0, false, nil
+	rerr := rc.Read(l.readyFn)
+	done, err = l.done, l.err
+	l.c, l.err = nil, nil
 	if stop != nil {
 		stop()
 	}
 	switch {
 	case r.isClosed():
 		return done, ErrClosed
-	case lookErr != nil:
-		return done, lookErr
+	case err != nil:
+		return done, err
 	case rerr == nil:
 		return done, nil
 	case errors.Is(rerr, os.ErrDeadlineExceeded):
@@ -252,22 +275,41 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return n, err
 	}
-	err := r.block(ctx, func() bool {
-		n += r.poll(batch[n:])
-		return n >= want
-	}, nil)
+	ew := eventsWaits.Get().(*eventsWait)
+	ew.r, ew.batch, ew.n, ew.want = r, batch, n, want
+	err := r.block(ctx, ew, nil)
+	n = ew.n
+	ew.r, ew.batch = nil, nil
+	eventsWaits.Put(ew)
 	return n, err
+}
+
+// eventsWait is a Wait that blocks: fill batch[n:] until n >= want.
+type eventsWait struct {
+	r       *Ring
+	batch   []Event
+	n, want int
+}
+
+// Pooled so that a Wait that sleeps allocates nothing.
+var eventsWaits = sync.Pool{New: func() any { return new(eventsWait) }}
+
+func (w *eventsWait) look() bool {
+	w.n += w.r.poll(w.batch[w.n:])
+	return w.n >= w.want
 }
 
 // await blocks until o completes. Results posted during submission (the
 // embedded backend answers subscribe at once) need no sleep.
 func (r *Ring) await(ctx context.Context, o *op) error {
-	err := r.block(ctx, func() bool { return r.progressOp(o) }, o.ch)
+	err := r.block(ctx, o, o.ch)
 	if err == nil && !o.done.Load() {
 		err = ErrClosed
 	}
 	return err
 }
+
+func (o *op) look() bool { return o.r.progressOp(o) }
 
 // progressOp reaps what is ready into the stash (routing results) and
 // reports whether o is done.
