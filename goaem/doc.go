@@ -1,0 +1,68 @@
+// Package goaem is the Go interface to AEM, the asynchronous event
+// mechanism: events move from the kernel side (the aem module, or libaem's
+// embedded backend running the same ring core in this process) to Go
+// through shared, mapped rings, and data goes back the same way.
+//
+// # Rings
+//
+// Open sets up a Ring: a submission ring (requests to the kernel side), one
+// completion ring per priority class (events and answers; class 0 is the
+// most urgent) and payload slots. libaem is compiled into the package
+// through cgo, so building needs only a C compiler; without cgo, Open
+// returns ErrNoCgo. WithBackend picks the kernel module or the embedded
+// backend (default: the module when /dev/aem exists).
+//
+// # Events
+//
+// Subscribe starts a Source feeding the ring: a Timer, a Generator, a Msg
+// channel (the target of Post and Call), process lifecycle (Proc) or
+// socket readiness (FD). Each event arrives as an Event in a batch the
+// caller owns:
+//
+//   - Poll reads what is ready and never blocks;
+//   - Wait blocks until at least min events are ready, through Go's
+//     netpoller on the ring's pollable fd, holding no OS thread while idle;
+//     ctx cancellation and deadlines end it, and so does Close (ErrClosed);
+//   - Run reads batches and runs each subscription's handler in its mode.
+//
+// All three drain class 0 first. Reading costs no allocation and at most
+// one cgo call per batch: by default (HotPathAtomic) the rings are read
+// directly through sync/atomic views of the mapped memory, the producer
+// index loaded and the consumer index stored once per batch per class;
+// HotPathCgo copies the batch out in one cgo call instead.
+//
+// An Event's Payload is the data itself, not a copy: inline bytes of the
+// completion entry, or a slot of shared memory that the handler may change
+// in place. Every event is released (Release), or written back
+// (Writeback), which hands the data back to its source: the reply of a
+// Call, a timer's new interval. Inside Run, writebacks and releases of a
+// batch reach the kernel side together.
+//
+// # Handler modes
+//
+//   - ModeInline runs the handler in Run's goroutine: for short handlers.
+//   - ModeSpawn runs each event's handler in its own goroutine, at most
+//     MaxInFlight at once; at the bound Run stops reading (back-pressure:
+//     the kernel side backlogs and counts, goaem drops nothing).
+//   - ModeClone runs a new process per event (Cloner): the payload on its
+//     stdin, its stdout written back; a command that fails, hangs past its
+//     timeout or writes too much is killed and reported.
+//
+// # Messages and calls
+//
+// Post sends bytes to a Msg subscription at an Addr (ring id and channel),
+// on this ring or another; Call does the same and waits for the handler's
+// writeback. Calls are answered through this ring's completion rings, so
+// someone must be reading them (Run, or Call itself when nobody does).
+//
+// # Counting
+//
+// Subscription.Stats reports produced, delivered, backlog and dropped; for
+// every subscription produced == delivered + backlog + dropped.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use. Several goroutines may Wait on
+// one ring; one of them waits on the fd and wakes the others. An Event
+// belongs to the goroutine that read it.
+package goaem
