@@ -111,7 +111,7 @@ static void *timer_main(void *arg)
 static void *gen_main(void *arg)
 {
 	struct driver *d = arg;
-	unsigned idle = 0;
+	unsigned idle = 0, naps = 0;
 
 	while (!drv_stopping(d)) {
 		uint32_t seq = __atomic_load_n(&d->kick, __ATOMIC_ACQUIRE);
@@ -119,17 +119,26 @@ static void *gen_main(void *arg)
 		uint64_t next = aem_gen_step(now);
 
 		if (next == AEM_GEN_IDLE) {
-			idle = 0;
+			idle = naps = 0;
 			futex(&d->kick, FUTEX_WAIT, seq, NULL);
 		} else if (next <= now) {
-			idle = 0;
+			idle = naps = 0;
 		} else if (next - now < 100000 && idle < GEN_YIELDS) {
 			idle++;
 			sched_yield();
 		} else {
-			if (next - now > GEN_MAX_NAP_NS)
-				next = now + GEN_MAX_NAP_NS;
-			sleep_until(next);
+			uint64_t nap = next - now;
+			struct timespec ts;
+
+			/* A short retry still finding no room after the yields: back off, doubling. */
+			if (nap < 100000) {
+				nap <<= naps < 6 ? naps++ : 6;
+				if (nap > GEN_MAX_NAP_NS)
+					nap = GEN_MAX_NAP_NS;
+			}
+			ts.tv_sec = (time_t)(nap / 1000000000ULL);
+			ts.tv_nsec = (long)(nap % 1000000000ULL);
+			futex(&d->kick, FUTEX_WAIT, seq, &ts);	/* a kick (new or changed generator) ends it */
 		}
 	}
 	return NULL;
