@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -98,7 +99,18 @@ func TestManyWaiters(t *testing.T) {
 	})
 }
 
+// needCommands skips a test when the system lacks a command it runs (the
+// VM's busybox may).
+func needCommands(t *testing.T, names ...string) {
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			t.Skipf("no %s in $PATH", n)
+		}
+	}
+}
+
 func TestCloneMode(t *testing.T) {
+	needCommands(t, "tr", "sh", "sleep", "yes")
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		var mu sync.Mutex
 		errs := map[uint64]error{}
@@ -156,6 +168,7 @@ func TestCloneMode(t *testing.T) {
 }
 
 func TestClonerRun(t *testing.T) {
+	needCommands(t, "cat", "sleep")
 	c := &Cloner{Path: "cat"}
 	out, err := c.Run(context.Background(), []byte("same"), 16)
 	require.NoError(t, err)
