@@ -1,6 +1,7 @@
 package goaem
 
 import (
+	"fmt"
 	"sync/atomic"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -41,25 +42,22 @@ func (r *Ring) pollLocked(batch []Event) int {
 	var flags, overflow uint32
 	submitted := false
 	if r.reaper != nil && r.stashed == 0 {
-		dirty := r.sqDirty.Load()
-		if dirty {
+		var err error
+		if r.sqDirty.Load() {
 			r.sqMu.Lock()
-			n, flags, overflow, _ = r.reaper.reap(batch, r.sq.tail, true)
 			r.sqDirty.Store(false)
+			n, flags, overflow, err = r.reaper.reap(batch, r.sq.tail, true)
 			r.sqMu.Unlock()
 			submitted = true
 		} else {
 			n, flags, overflow, _ = r.reaper.reap(batch, 0, false)
 		}
-		if flags|overflow != 0 {
-			for i := range batch[:n] {
-				batch[i].r = r
-			}
-		} else {
-			for i := range batch[:n] {
-				if batch[i].r != r {
-					batch[i].r = r
-				}
+		if err != nil {
+			r.setAsyncErr(fmt.Errorf("goaem: submit: %w", err))
+		}
+		for i := range batch[:n] {
+			if batch[i].r != r {
+				batch[i].r = r // a store only when the batch slice is new
 			}
 		}
 	} else {
@@ -71,7 +69,9 @@ func (r *Ring) pollLocked(batch []Event) int {
 	if !submitted && (overflow&abi.CQFOverflow != 0 || r.sqDirty.Load()) {
 		// The backlog flushes into the rings on submit; queued writebacks
 		// ride along. Still one crossing for the batch.
-		r.flush()
+		if err := r.flush(); err != nil {
+			r.setAsyncErr(err)
+		}
 	}
 	return n
 }

@@ -137,7 +137,7 @@ type Ring struct {
 	spawnSem chan struct{}
 
 	asyncErrs atomic.Uint64
-	lastAsync atomic.Value // error
+	lastAsync atomic.Pointer[error]
 
 	life      life
 	closedCh  chan struct{}

@@ -188,6 +188,8 @@ func (r *Ring) finishBatch(evs []Event) {
 		r.releaseSlots(slots[:k]...)
 	}
 	if r.sqDirty.Load() {
-		_ = r.flush()
+		if err := r.flush(); err != nil {
+			r.setAsyncErr(err)
+		}
 	}
 }

@@ -111,14 +111,22 @@ func (r *Ring) commitSlotsLocked() {
 }
 
 func (r *Ring) noteAsyncErr(ud uint64, res int32) {
+	r.setAsyncErr(fmt.Errorf("goaem: asynchronous %s: %w", opName(uint8(ud)), errno(res)))
+}
+
+func (r *Ring) setAsyncErr(err error) {
 	r.asyncErrs.Add(1)
-	r.lastAsync.Store(fmt.Errorf("goaem: asynchronous %s: %w", opName(uint8(ud)), errno(res)))
+	r.lastAsync.Store(&err)
 }
 
 // AsyncErrors reports how many fire-and-forget submissions (writebacks,
-// posts) the kernel side refused, and the last refusal.
+// posts, releases, batched submits) failed or were refused by the kernel
+// side, and the last such error.
 func (r *Ring) AsyncErrors() (uint64, error) {
-	err, _ := r.lastAsync.Load().(error)
+	var err error
+	if p := r.lastAsync.Load(); p != nil {
+		err = *p
+	}
 	return r.asyncErrs.Load(), err
 }
 
