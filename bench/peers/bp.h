@@ -33,7 +33,8 @@
 
 struct bp_params {
 	uint64_t max_events;	/* events over all producers, 0: unbounded */
-	uint64_t deadline_ns;	/* CLOCK_MONOTONIC time producers stop at */
+	uint64_t duration_ns;	/* producers stop this long after the start */
+	uint64_t deadline_ns;	/* set by the run: start + duration_ns */
 	uint64_t *samples;	/* latency samples in ns, filled by the consumer */
 	uint64_t max_samples;
 	double rate;		/* events/s over all producers, 0: flat out */

@@ -486,15 +486,16 @@ static void *bp_server_main(void *arg)
 	}
 }
 
-int bp_call_run(int kind, const struct bp_params *p, struct bp_result *r)
+int bp_call_run(int kind, const struct bp_params *params, struct bp_result *r)
 {
+	struct bp_params lp = *params, *p = &lp;
 	struct bp_call *k;
 	pthread_t server;
 	uint64_t n = 0, start, now, t0 = 0, seq;
 	int ret, i;
 
 	memset(r, 0, sizeof(*r));
-	if (kind <= 0 || kind > BP_CALL_SPSC || !p->deadline_ns)
+	if (kind <= 0 || kind > BP_CALL_SPSC || !p->duration_ns)
 		return -EINVAL;
 	if (p->sample_every && (!p->samples || !p->max_samples))
 		return -EINVAL;
@@ -521,6 +522,7 @@ int bp_call_run(int kind, const struct bp_params *p, struct bp_result *r)
 		goto err_teardown;
 
 	start = bp_now();
+	lp.deadline_ns = start + p->duration_ns;
 	while (!p->max_events || n < p->max_events) {
 		bool sampled = p->sample_every && n % p->sample_every == 0;
 

@@ -144,8 +144,10 @@ static const struct bp_stream_ops *bp_ops_of(int kind)
 	return NULL;
 }
 
-int bp_stream_run(int kind, const struct bp_params *p, struct bp_result *r)
+int bp_stream_run(int kind, const struct bp_params *params, struct bp_result *r)
 {
+	/* a copy: the deadline is set once every thread is ready */
+	struct bp_params lp = *params, *p = &lp;
 	const struct bp_stream_ops *ops = bp_ops_of(kind);
 	struct bp_thread threads[BP_MAX_PRODUCERS];
 	pthread_t tids[BP_MAX_PRODUCERS];
@@ -157,7 +159,7 @@ int bp_stream_run(int kind, const struct bp_params *p, struct bp_result *r)
 	memset(r, 0, sizeof(*r));
 	if (!ops)
 		return -EINVAL;
-	if (!p->producers || p->producers > BP_MAX_PRODUCERS || !p->deadline_ns)
+	if (!p->producers || p->producers > BP_MAX_PRODUCERS || !p->duration_ns)
 		return -EINVAL;
 	if (p->producers > ops->max_producers)
 		return -EOPNOTSUPP;
@@ -191,6 +193,7 @@ int bp_stream_run(int kind, const struct bp_params *p, struct bp_result *r)
 		sched_yield();
 	bp_cons_init(&c, p, r);
 	s->start = bp_now();
+	lp.deadline_ns = s->start + p->duration_ns;
 	atomic_store_explicit(&s->go, 1, memory_order_release);
 	ret = ops->consume(s, &c);
 	r->elapsed_ns = bp_now() - s->start;

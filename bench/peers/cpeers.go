@@ -8,12 +8,11 @@ package peers
 #include <stdlib.h>
 #include "bp.h"
 
-// One crossing per run: the deadline is taken on the C clock, the whole
-// measured loop runs, and the counts come back in *r.
-static int bp_go_run(int stream, int kind, struct bp_params *p,
-		     uint64_t duration_ns, struct bp_result *r)
+// One crossing per run: the whole measured loop runs, and the counts come
+// back in *r.
+static int bp_go_run(int stream, int kind, const struct bp_params *p,
+		     struct bp_result *r)
 {
-	p->deadline_ns = bp_now() + duration_ns;
 	return stream ? bp_stream_run(kind, p, r) : bp_call_run(kind, p, r);
 }
 */
@@ -95,6 +94,7 @@ func runC(stream int, kind C.int, par Params) (Result, error) {
 		producers:    C.uint32_t(par.Producers),
 		rate:         C.double(par.Rate),
 		sample_every: C.uint32_t(par.SampleEvery),
+		duration_ns:  C.uint64_t(par.Duration.Nanoseconds()),
 	}
 	if par.Busy {
 		cp.busy = 1
@@ -110,7 +110,7 @@ func runC(stream int, kind C.int, par Params) (Result, error) {
 		cp.max_samples = C.uint64_t(par.MaxSamples)
 	}
 	var cr C.struct_bp_result
-	ret := C.bp_go_run(C.int(stream), kind, &cp, C.uint64_t(par.Duration.Nanoseconds()), &cr)
+	ret := C.bp_go_run(C.int(stream), kind, &cp, &cr)
 	res := Result{
 		Events:   uint64(cr.events),
 		Produced: uint64(cr.produced),
