@@ -199,10 +199,12 @@ static void one_field_at_a_time(void)
 struct sent {
 	uint8_t opcode, flags;
 	bool answered;
+	int res;		/* of the first result */
 };
 
 struct tally {
 	struct sent *sent;
+	struct aem_sqe *sqes;	/* what was submitted, for the report of a bad answer */
 	unsigned n;
 	uint64_t results, errors, timeouts, documented, cleanup_errors, by_errno[160];
 };
@@ -223,8 +225,17 @@ static void account(struct tally *t, const struct aem_cqe *c)
 	if (c->user_data >= t->n)
 		t_fail("result for user_data %#llx, never submitted", (unsigned long long)c->user_data);
 	s = &t->sent[c->user_data];
-	t_assert(!s->answered, "two results for SQE %llu", (unsigned long long)c->user_data);
+	if (s->answered) {
+		const struct aem_sqe *q = &t->sqes[c->user_data];
+
+		t_fail("two results for SQE %llu (res %d, then %d id %#llx flags %#x): opcode %u flags %#x "
+		       "prio %u source %u len %u target %#llx slot %u arg %u",
+		       (unsigned long long)c->user_data, s->res, c->res, (unsigned long long)c->id,
+		       c->flags, q->opcode, q->flags, q->prio, q->source, q->len,
+		       (unsigned long long)q->target, q->slot, q->arg);
+	}
 	s->answered = true;
+	s->res = c->res;
 	t->results++;
 	if (s->opcode >= AEM_OP_LAST && c->res != -EINVAL)
 		t_fail("SQE %llu with opcode %u: res %d", (unsigned long long)c->user_data, s->opcode, c->res);
@@ -280,20 +291,22 @@ static bool silent_ok(const struct sent *s)
 
 static void garbage(uint64_t seed, unsigned n)
 {
-	struct tally t = { .sent = calloc(n, sizeof(struct sent)), .n = n };
+	struct tally t = { .sent = calloc(n, sizeof(struct sent)), .sqes = calloc(n, sizeof(struct aem_sqe)),
+			   .n = n };
 	unsigned i, missing = 0, calls = 0, silent = 0;
 	struct aem_ring_stats st;
 	struct aem_sqe *sqe, tmp;
 	uint64_t refused0, slot0, refused, end;
 	struct aem_cqe c;
 
-	t_assert(t.sent, "out of memory");
+	t_assert(t.sent && t.sqes, "out of memory");
 	st = t_stats(&r);
 	refused0 = t_refused_total(&st);
 	slot0 = st.refused[AEM_REFUSE_SLOT];
 	for (i = 0; i < n; i++) {
 		make_garbage(&tmp, &seed);
 		tmp.user_data = i;
+		t.sqes[i] = tmp;
 		t.sent[i].opcode = tmp.opcode;
 		t.sent[i].flags = tmp.flags;
 		sqe = aem_get_sqe(&r);
@@ -376,6 +389,7 @@ static void garbage(uint64_t seed, unsigned n)
 		 (unsigned long long)sqe_refused,
 		 (unsigned long long)(t.errors - t.timeouts + t.cleanup_errors),
 		 (unsigned long long)t.cleanup_errors);
+	free(t.sqes);
 	free(t.sent);
 }
 
