@@ -19,33 +19,58 @@ import (
 var benchBatches = []int{1, 16, 256}
 
 // BenchmarkDeliver: one op is one 32-byte event produced by the embedded
-// backend's generator thread and read, touched and released by Wait.
+// backend's generator thread and read, touched and released by Wait,
+// which sleeps on the netpoller whenever the ring is empty. The figure is
+// bounded by the slower side, usually the producer thread.
 func BenchmarkDeliver(b *testing.B) {
 	for _, hp := range []HotPath{HotPathAtomic, HotPathCgo} {
 		for _, size := range benchBatches {
 			b.Run(fmt.Sprintf("%s/batch=%d", hp, size), func(b *testing.B) {
-				benchDeliver(b, hp, size)
+				benchDeliver(b, hp, size, true)
 			})
 		}
 	}
 }
 
-func benchDeliver(b *testing.B, hp HotPath, size int) {
-	r, err := Open(WithBackend(BackendEmbedded), WithHotPath(hp), WithClasses(1), WithCQEntries(4096))
+// BenchmarkDeliverSpin is BenchmarkDeliver with a consumer that never
+// sleeps: it busy-polls with Poll, as the C delivery benchmark does. It
+// needs a core of its own beside the producer's.
+func BenchmarkDeliverSpin(b *testing.B) {
+	for _, size := range benchBatches {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			benchDeliver(b, HotPathAtomic, size, false)
+		})
+	}
+}
+
+func benchDeliver(b *testing.B, hp HotPath, size int, wait bool) {
+	r, err := Open(WithBackend(BackendEmbedded), WithHotPath(hp), WithClasses(1), WithCQEntries(16384))
 	require.NoError(b, err)
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	deadline := time.Now().Add(time.Minute)
 	batch := make([]Event, size)
 	b.ReportAllocs()
 	b.ResetTimer()
 	_, err = r.Subscribe(Generator{Count: uint64(b.N), PayloadLen: 32}, SubOptions{})
 	require.NoError(b, err)
 	var sum byte
-	for got := 0; got < b.N; {
-		n, err := r.Wait(ctx, batch, 1)
+	for got, idle := 0, 0; got < b.N; {
+		var n int
+		if wait {
+			n, err = r.Wait(ctx, batch, 1)
+		} else {
+			n, err = r.Poll(batch)
+		}
 		if err != nil {
 			b.Fatalf("after %d of %d events: %v", got, b.N, err)
+		}
+		if n == 0 {
+			if idle++; idle&0xffff == 0 && time.Now().After(deadline) {
+				b.Fatalf("after %d of %d events: nothing for too long", got, b.N)
+			}
+			continue
 		}
 		for i := 0; i < n; i++ {
 			sum += batch[i].Payload()[0]
@@ -56,6 +81,44 @@ func benchDeliver(b *testing.B, hp HotPath, size int) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	_ = sum
+}
+
+// BenchmarkDeliverHeap is goaem's consumer against the fastest producer
+// there is: a Go goroutine writing 32-byte events straight into a ring in
+// Go memory, one tail store per batch of up to 256, read by Wait. It shows
+// what the consumer side sustains when the producer is not the limit.
+func BenchmarkDeliverHeap(b *testing.B) {
+	for _, size := range benchBatches {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			r, k := newHeapRing(b, WithClasses(1), WithCQEntries(16384))
+			batch := make([]Event, size)
+			b.ReportAllocs()
+			b.ResetTimer()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				k.produceFast(0, b.N, 256)
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var sum byte
+			for got := 0; got < b.N; {
+				n, err := r.Wait(ctx, batch, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := 0; i < n; i++ {
+					sum += batch[i].Payload()[0]
+					batch[i].Release()
+				}
+				got += n
+			}
+			b.StopTimer()
+			<-done
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			_ = sum
+		})
+	}
 }
 
 // BenchmarkPoll isolates the consumer: the ring is filled once by the
