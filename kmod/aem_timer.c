@@ -20,26 +20,56 @@
 
 static struct hrtimer aem_tick;
 
+/*
+ * ticking: the hrtimer is queued, or its callback runs and will decide
+ * whether to go on.  kicked: something was armed since the running tick
+ * began.  Both under aem_tick_lock, so a kick can neither be lost (the
+ * callback sees kicked before it stops) nor start a timer that the callback
+ * is about to forward (it only starts when nothing ticks).
+ */
+static DEFINE_SPINLOCK(aem_tick_lock);
+static bool aem_ticking, aem_kicked;
+
 static enum hrtimer_restart aem_tick_fn(struct hrtimer *t)
 {
+	unsigned long flags;
+	bool more;
+
+	spin_lock_irqsave(&aem_tick_lock, flags);
+	aem_kicked = false;
+	spin_unlock_irqrestore(&aem_tick_lock, flags);
+
 	/* One hrtimer, so never two ticks at once: aem_timer_tick() needs that. */
-	if (!aem_timer_tick(ktime_get_ns()))
+	more = aem_timer_tick(ktime_get_ns());
+
+	spin_lock_irqsave(&aem_tick_lock, flags);
+	if (!more && !aem_kicked) {
+		aem_ticking = false;
+		spin_unlock_irqrestore(&aem_tick_lock, flags);
 		return HRTIMER_NORESTART;
+	}
+	spin_unlock_irqrestore(&aem_tick_lock, flags);
 	hrtimer_forward_now(t, ns_to_ktime(AEM_TIMER_TICK_NS));
 	return HRTIMER_RESTART;
 }
 
 /*
  * Called by the core when it arms a timer; any context, possibly under the
- * wheel's spinlock.  Starting a timer that is already queued would push its
- * expiry out, so only an idle timer is started.  If the tick is running
- * right now and about to return NORESTART, the hrtimer_start() below
- * re-queues it and the hrtimer core keeps that.
+ * wheel's spinlock.  If the callback has just decided to stop and not yet
+ * returned, hrtimer_start() queues the timer anyway and the hrtimer core
+ * keeps it queued after the callback returns.
  */
 static void aem_timer_kick(void)
 {
-	if (!hrtimer_is_queued(&aem_tick))
+	unsigned long flags;
+
+	spin_lock_irqsave(&aem_tick_lock, flags);
+	aem_kicked = true;
+	if (!aem_ticking) {
+		aem_ticking = true;
 		hrtimer_start(&aem_tick, ns_to_ktime(AEM_TIMER_TICK_NS), HRTIMER_MODE_REL_SOFT);
+	}
+	spin_unlock_irqrestore(&aem_tick_lock, flags);
 }
 
 static int __init aem_timer_init(void)
