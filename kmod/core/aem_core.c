@@ -586,12 +586,14 @@ int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev
 	}
 	/*
 	 * Results answer SQEs the user submitted and are never dropped for
-	 * the bound alone: they may use a second backlog's worth (plus one SQ
-	 * ring) beyond what event floods can fill.
+	 * the bound alone: submission stops consuming SQEs while the backlog
+	 * holds two bounds' worth (see aem_core_submit), so a result always
+	 * fits under AEM_RESULT_LIMIT; asynchronous call results are bounded
+	 * by the call table.
 	 */
 	limit = r->backlog_limit;
 	if (ev->flags & AEM_CQE_F_RESULT)
-		limit = 2 * r->backlog_limit + r->sq_entries;
+		limit = AEM_RESULT_LIMIT(r);
 	if (r->nr_backlog >= limit)
 		goto drop;
 	if (need_slot) {
@@ -1359,9 +1361,17 @@ int aem_core_submit(struct aem_ring *r, u32 to_submit)
 	if (to_submit > avail)
 		to_submit = avail;
 	for (i = 0; i < to_submit; i++) {
+		/*
+		 * Every SQE is answered: while the backlog is this full, leave
+		 * the rest in the SQ ring (the user reaps, then submits again)
+		 * rather than consume SQEs whose results could not be kept.
+		 */
+		if (unlikely(aem_read_once(r->nr_backlog) >= 2 * r->backlog_limit))
+			break;
 		sqe_copy(&sqe, &r->sqes[(head + i) & r->sq_mask]);
 		handle_sqe(r, &sqe);
 	}
+	to_submit = i;
 	if (to_submit) {
 		aem_write_once(r->sq_head, head + to_submit);
 		aem_store_release(r->sq_khead, head + to_submit);	/* pairs with aem_get_sqe()'s acquire */

@@ -90,8 +90,10 @@ u32 aem_ring_id(struct aem_ring *r);
  * Consume up to @to_submit SQEs (clamped to what the tail shows, and the
  * tail to one ring's worth beyond head).  Each SQE is copied once, then
  * validated; a refused SQE gets an error CQE (res = -errno, F_RESULT) and
- * a count in aem_ring_stats.refused.  Returns the number consumed.
- * Process context (may sleep: subscribe allocates).
+ * a count in aem_ring_stats.refused.  Every consumed SQE is answered: while
+ * the overflow backlog holds twice its bound, consumption stops and the
+ * remaining SQEs stay in the ring until the user reaps.  Returns the
+ * number consumed.  Process context (may sleep: subscribe allocates).
  */
 int aem_core_submit(struct aem_ring *r, u32 to_submit);
 

@@ -46,6 +46,14 @@
 
 /* Overflow backlog: per-class FIFO of chunks of whole CQEs. */
 #define AEM_BL_CHUNK		32
+/*
+ * Result CQEs may fill the backlog beyond the events' bound: a second
+ * bound's worth (submission stops there), one SQ ring (the batch in
+ * flight) and the call table (asynchronous call results).
+ */
+#define AEM_MAX_CALLS		(1U << 14)
+#define AEM_RESULT_LIMIT(r)	(2 * (r)->backlog_limit + (r)->sq_entries + AEM_MAX_CALLS)
+
 /* Payload bytes backlog entries may hold on the heap while no delivery slot is free. */
 #define AEM_BL_BYTES_MAX	(16U << 20)
 #define AEM_BL_DEAD		0xfffffffeU	/* entry discarded by unsubscribe */

@@ -274,8 +274,6 @@ int __aem_op_post(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
 /* ---------------------------------------------------------------------- */
 /* Pending calls                                                          */
 
-#define AEM_MAX_CALLS	(1U << 14)
-
 enum { CALL_FREE, CALL_ASYNC, CALL_BLOCK };
 
 /* The blocked caller's side, on its stack; written under calls_lock. */
