@@ -22,7 +22,7 @@ mode=${1:-fuzz}
 [[ $# -gt 0 ]] && shift
 FUZZTIME=${FUZZTIME:-30s}
 CC_FUZZ=${CC_FUZZ:-clang}
-FUZZ_CFLAGS=${FUZZ_CFLAGS:-}	# e.g. -DFZ_ALLOW_RESULT_DROP to look past a known finding
+FUZZ_CFLAGS=${FUZZ_CFLAGS:-}	# extra flags for the C harnesses
 out=build/fuzz
 
 go_targets=(FuzzSQEStream FuzzRingScribble FuzzWritebackCall FuzzDecode FuzzAembenchFlags)
@@ -108,7 +108,9 @@ fuzz)
 	for t in "${go_targets[@]}"; do
 		selected "$t" || continue
 		echo "== $t for $FUZZTIME"
-		go test ./fuzz -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" || fail=1
+		# Minimizing each new interesting input may take a minute by
+		# default: longer than a short run's whole budget.
+		go test ./fuzz -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 10s || fail=1
 	done
 	if build_c; then
 		budget=$(libfuzzer_budget)

@@ -211,9 +211,8 @@ def stream_seeds():
     return {k: bytes(v.b) for k, v in s.items()}
 
 
-def stream_crashers():
-    """Inputs that broke an invariant. They wait in fuzz/c/pending/NAME until
-    the fix lands, then move to corpus/ as regression inputs."""
+def stream_fixed():
+    """Inputs that broke an invariant and were fixed: regression inputs in corpus/."""
     s = {}
     # More results than CQ ring + backlog hold: valid NOPs consumed, their
     # results dropped, neither answered nor refused. 4-entry SQ, 2-entry CQ,
@@ -224,6 +223,28 @@ def stream_crashers():
             st.sqe(8, sqe(OP_NOP))
         st.submit()
     s["result-dropped-past-backlog"] = st.drain().flush().drain().flush().drain()
+    return {k: bytes(v.b) for k, v in s.items()}
+
+
+def stream_pending():
+    """Inputs that break an invariant on main. They wait in fuzz/c/pending/NAME
+    until the fix lands, then move to stream_fixed()."""
+    s = {}
+    # A result waits behind an event that waits for a slot the user holds:
+    # one delivery slot, held by a call's request; a second call's request
+    # waits in the backlog for it; the first call expires and the handler's
+    # writeback to it is refused, but that refusal (and the timeout) queue
+    # behind the slot-starved request. The handler keeps the slot until it
+    # learns whether the writeback took it: neither side moves.
+    s["result-behind-slot-starved-event"] = (
+        Stream(sq=3, cq=3, slots=0, send=2, backlog=15)
+        .subscribe(fuzz_source=False, channel=0).submit().drain()
+        .sqe(2 | 8, sqe(OP_CALL, target=0, length=4, arg=1, data=b"one!"))
+        .submit().drain()
+        .sqe(2 | 8, sqe(OP_CALL, target=0, length=4, arg=50, data=b"two!"))
+        .submit().tick(8)
+        .sqe(1 | 4 | 8, sqe(OP_WRITEBACK, flags=SQE_F_SLOT, target=1, length=4))
+        .submit().drain())
     return {k: bytes(v.b) for k, v in s.items()}
 
 
@@ -257,7 +278,8 @@ def scribble_seeds():
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     for name, seeds, where, prefix in (("sqe_stream", stream_seeds(), "corpus", "seed-"),
-                                       ("sqe_stream", stream_crashers(), "pending", "crash-"),
+                                       ("sqe_stream", stream_fixed(), "corpus", "crash-"),
+                                       ("sqe_stream", stream_pending(), "pending", "crash-"),
                                        ("ring_scribble", scribble_seeds(), "corpus", "seed-")):
         d = os.path.join(here, where, name)
         os.makedirs(d, exist_ok=True)
