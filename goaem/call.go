@@ -89,7 +89,7 @@ func (r *Ring) CallClass(ctx context.Context, addr Addr, req []byte, class int) 
 		}
 		timeoutMS = uint32(min(ms, math.MaxUint32))
 	}
-	o, err := r.doOp(ctx, func(sqe *abi.SQE) error {
+	o, err := r.doOp(ctx, nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpCall
 		sqe.Target = uint64(addr)
 		sqe.Prio = uint8(class)

@@ -306,3 +306,38 @@ func TestOptionsValidate(t *testing.T) {
 	assert.Equal(t, uint32(4), a.Channel())
 	assert.Equal(t, "3:4", a.String())
 }
+
+// Run is already reading when Subscribe is called: the first events'
+// handlers see the subscription with its id.
+func TestSubscribeWhileRunning(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		ctx := testCtx(t)
+		ids := make(chan uint64, 64)
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- r.Run(runCtx, func(ev *Event) error {
+				if s := ev.Subscription(); s != nil {
+					select {
+					case ids <- s.ID():
+					default:
+					}
+				}
+				return nil
+			})
+		}()
+		sub, err := r.Subscribe(Generator{Count: 32, PayloadLen: 8}, SubOptions{})
+		require.NoError(t, err)
+		for i := 0; i < 32; i++ {
+			select {
+			case id := <-ids:
+				require.Equal(t, sub.ID(), id)
+			case <-ctx.Done():
+				t.Fatal("events did not arrive")
+			}
+		}
+		stop()
+		assert.ErrorIs(t, <-done, context.Canceled)
+	})
+}

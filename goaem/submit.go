@@ -161,10 +161,14 @@ type op struct {
 	data  []byte
 	ch    chan struct{} // closed when done
 	r     *Ring
+	sub   *Subscription // SUBSCRIBE: gets its id as the answer is routed, before any of its events
 }
 
 func (o *op) complete(e *Event) {
 	o.res, o.id, o.flags = e.cqe.Res, e.cqe.ID, e.cqe.Flags
+	if o.sub != nil && o.res >= 0 {
+		o.sub.id.Store(o.id)
+	}
 	if e.cqe.Res > 0 {
 		o.data = append([]byte(nil), e.Payload()...)
 	}
@@ -193,12 +197,12 @@ func (r *Ring) failOps() {
 }
 
 // doOp fills an SQE with prep, submits it and waits for its result.
-func (r *Ring) doOp(ctx context.Context, prep func(*abi.SQE) error) (*op, error) {
+func (r *Ring) doOp(ctx context.Context, sub *Subscription, prep func(*abi.SQE) error) (*op, error) {
 	if !r.life.acquire() {
 		return nil, ErrClosed
 	}
 	defer r.life.release()
-	o := &op{ch: make(chan struct{}), r: r}
+	o := &op{ch: make(chan struct{}), r: r, sub: sub}
 	var ud uint64
 	r.sqMu.Lock()
 	sqe, err := r.getSQE()
@@ -239,10 +243,10 @@ func (r *Ring) doOp(ctx context.Context, prep func(*abi.SQE) error) (*op, error)
 
 // control runs a control op (subscribe, unsubscribe, timer and generator
 // set) bounded by the ring's op timeout.
-func (r *Ring) control(prep func(*abi.SQE) error) (*op, error) {
+func (r *Ring) control(sub *Subscription, prep func(*abi.SQE) error) (*op, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.opTimeout)
 	defer cancel()
-	o, err := r.doOp(ctx, prep)
+	o, err := r.doOp(ctx, sub, prep)
 	if err == context.DeadlineExceeded {
 		err = fmt.Errorf("goaem: no answer from the kernel side within %v: %w", r.cfg.opTimeout, err)
 	}

@@ -137,7 +137,7 @@ type SubOptions struct {
 // Subscription is one active source feeding this ring.
 type Subscription struct {
 	r       *Ring
-	id      uint64
+	id      atomic.Uint64 // set as the answer is routed: its events' handlers may run before Subscribe returns
 	handle  uint64
 	tag     uint64
 	class   int
@@ -178,7 +178,7 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	// The table entry exists before the SQE: the first event may arrive
 	// before the result that names the subscription.
 	s.handle = r.subs.add(s)
-	o, err := r.control(func(sqe *abi.SQE) error {
+	o, err := r.control(s, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpSubscribe
 		sqe.Prio = uint8(opts.Class)
 		if err := src.prep(sqe); err != nil {
@@ -195,12 +195,11 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 		r.subs.remove(s.handle)
 		return nil, fmt.Errorf("goaem: subscribe: %w", err)
 	}
-	s.id = o.id
 	return s, nil
 }
 
 // ID is the subscription id the kernel side gave it.
-func (s *Subscription) ID() uint64 { return s.id }
+func (s *Subscription) ID() uint64 { return s.id.Load() }
 
 // Tag is the tag given in SubOptions.
 func (s *Subscription) Tag() uint64 { return s.tag }
@@ -223,9 +222,9 @@ func (s *Subscription) Addr(channel uint32) Addr { return s.r.Addr(channel) }
 // stay there and are still delivered (Event.Subscription returns nil for
 // them); backlogged ones are dropped and counted.
 func (s *Subscription) Unsubscribe() error {
-	o, err := s.r.control(func(sqe *abi.SQE) error {
+	o, err := s.r.control(nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpUnsubscribe
-		sqe.Target = s.id
+		sqe.Target = s.id.Load()
 		return nil
 	})
 	if err == nil {
@@ -234,7 +233,7 @@ func (s *Subscription) Unsubscribe() error {
 	s.ended.Store(true)
 	s.r.subs.remove(s.handle)
 	if err != nil {
-		return fmt.Errorf("goaem: unsubscribe %#x: %w", s.id, err)
+		return fmt.Errorf("goaem: unsubscribe %#x: %w", s.ID(), err)
 	}
 	return nil
 }
@@ -242,20 +241,20 @@ func (s *Subscription) Unsubscribe() error {
 // ResetTimer re-arms a timer subscription.
 func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 	t := Timer{First: first, Interval: interval}
-	o, err := s.r.control(func(sqe *abi.SQE) error {
+	o, err := s.r.control(nil, func(sqe *abi.SQE) error {
 		if err := t.prep(sqe); err != nil {
 			return err
 		}
 		sqe.Source = 0
 		sqe.Opcode = abi.OpTimerSet
-		sqe.Target = s.id
+		sqe.Target = s.id.Load()
 		return nil
 	})
 	if err == nil {
 		err = errno(o.res)
 	}
 	if err != nil {
-		return fmt.Errorf("goaem: reset timer %#x: %w", s.id, err)
+		return fmt.Errorf("goaem: reset timer %#x: %w", s.ID(), err)
 	}
 	return nil
 }
@@ -263,9 +262,9 @@ func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 // SetGenerator changes a generator subscription's rate, count, burst and
 // payload size.
 func (s *Subscription) SetGenerator(g Generator) error {
-	o, err := s.r.control(func(sqe *abi.SQE) error {
+	o, err := s.r.control(nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpGenSet
-		sqe.Target = s.id
+		sqe.Target = s.id.Load()
 		g.fill(sqe.Gen())
 		return nil
 	})
@@ -273,7 +272,7 @@ func (s *Subscription) SetGenerator(g Generator) error {
 		err = errno(o.res)
 	}
 	if err != nil {
-		return fmt.Errorf("goaem: set generator %#x: %w", s.id, err)
+		return fmt.Errorf("goaem: set generator %#x: %w", s.ID(), err)
 	}
 	return nil
 }
@@ -293,9 +292,9 @@ func (s *Subscription) Stats() (Stats, error) {
 		return Stats{}, ErrClosed
 	}
 	defer s.r.life.release()
-	st := abi.SubStats{ID: s.id}
+	st := abi.SubStats{ID: s.id.Load()}
 	if err := s.r.be.subStats(&st); err != nil {
-		return Stats{}, fmt.Errorf("goaem: stats of %#x: %w", s.id, err)
+		return Stats{}, fmt.Errorf("goaem: stats of %#x: %w", s.ID(), err)
 	}
 	return Stats{Produced: st.Produced, Delivered: st.Delivered, Backlog: st.Backlog, Dropped: st.Dropped}, nil
 }
