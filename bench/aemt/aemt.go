@@ -300,7 +300,7 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 					break
 				}
 				putEvent(buf, uint64(id)<<48|k)
-				if err := r.Post(addr, buf, 0); err != nil {
+				if err := postWait(r, addr, buf, start.Add(p.Duration+grace)); err != nil {
 					perr.Store(&err)
 					return
 				}
@@ -358,6 +358,22 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 	}
 	res.Produced = uint64(posted.Load())
 	return res, nil
+}
+
+// postWait posts, waiting while the submission ring is full (the poller
+// drains it): back-pressure, not loss. It gives up at hard.
+func postWait(r *goaem.Ring, addr goaem.Addr, buf []byte, hard time.Time) error {
+	for spins := 0; ; {
+		err := r.Post(addr, buf, 0)
+		if !errors.Is(err, goaem.ErrBusy) {
+			return err
+		}
+		if time.Now().After(hard) {
+			return err
+		}
+		spin(&spins)
+		runtime.Gosched()
+	}
 }
 
 // putEvent writes the peers' event layout: sequence, send time (unused
