@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -107,23 +109,25 @@ func refusedTotal(st abi.RingStats) uint64 {
 
 // watchdog fails loudly when one input runs longer than d: the fuzzing
 // engine reports a crashed worker and keeps the input, where a silent hang
-// would only stall it. The goroutine dump names where it hangs.
-func watchdog(t *testing.T, d time.Duration) {
+// would only stall it. The goroutine dump names where Go waits; the C
+// threads' stacks (gdb, where installed) and the input go to a file in
+// the temporary directory, since a worker's own output may be lost.
+func watchdog(t *testing.T, d time.Duration, in []byte) {
 	t.Helper()
 	tm := time.AfterFunc(d, func() {
 		buf := make([]byte, 1<<20)
 		n := runtime.Stack(buf, true)
-		fmt.Fprintf(os.Stderr, "fuzz: %s still running after %v: hung\n%s\n", t.Name(), d, buf[:n])
-		pid := os.Getpid()
-		os.WriteFile(fmt.Sprintf("/tmp/fz-hang-%d.in", pid), []byte(fmt.Sprintf("%q\n%s", hangInput, buf[:n])), 0o644)
-		out, _ := exec.Command("gdb", "-p", fmt.Sprint(pid), "-batch", "-ex", "thread apply all bt").CombinedOutput()
-		os.WriteFile(fmt.Sprintf("/tmp/fz-hang-%d.gdb", pid), out, 0o644)
+		report := fmt.Sprintf("fuzz: %s still running after %v: hung\ninput: %q\n%s\n", t.Name(), d, in, buf[:n])
+		if gdb, err := exec.LookPath("gdb"); err == nil {
+			out, _ := exec.Command(gdb, "-p", strconv.Itoa(os.Getpid()), "-batch", "-ex", "thread apply all bt").CombinedOutput()
+			report += string(out)
+		}
+		fmt.Fprint(os.Stderr, report)
+		_ = os.WriteFile(filepath.Join(os.TempDir(), fmt.Sprintf("aem-fuzz-hang-%d.txt", os.Getpid())), []byte(report), 0o644)
 		panic(fmt.Sprintf("%s hung for %v", t.Name(), d))
 	})
 	t.Cleanup(func() { tm.Stop() })
 }
-
-var hangInput []byte
 
 // FZ_TRACE=1 logs every step of a target to stderr: for reading a crasher.
 var traceOn = os.Getenv("FZ_TRACE") != ""

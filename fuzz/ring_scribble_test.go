@@ -97,7 +97,7 @@ func FuzzRingScribble(f *testing.F) {
 	f.Add(seed(append([]byte{4, 0}, rawSQE(abi.SQE{Opcode: abi.OpPost, Target: 1, Len: 40})...), []byte{2, 1}, []byte{7, 1}))
 
 	f.Fuzz(func(t *testing.T, in []byte) {
-		watchdog(t, 10*time.Second)
+		watchdog(t, 10*time.Second, in)
 		pr := &prog{b: in}
 		bad := openRaw(t, pr.smallParams())
 		good := newGoodRing(t)

@@ -356,8 +356,7 @@ func FuzzSQEStream(f *testing.F) {
 }
 
 func sqeStream(t *testing.T, in []byte) {
-	watchdog(t, 10*time.Second)
-	hangInput = in
+	watchdog(t, 10*time.Second, in)
 	pr := &prog{b: in}
 	r := openRaw(t, pr.smallParams())
 	c := newStreamChecker(t, r)

@@ -323,7 +323,7 @@ func FuzzWritebackCall(f *testing.F) {
 	f.Add([]byte{1, 20, 3, 0, 2, 0, 5, 6, 0, 3, 2, 1, 0, 2, 0, 1, 200, 0})
 
 	f.Fuzz(func(t *testing.T, in []byte) {
-		watchdog(t, 20*time.Second)
+		watchdog(t, 20*time.Second, in)
 		pr := &prog{b: in}
 		cf := &callFuzz{t: t, wbs: map[uint64]wbRec{}, asyncs: map[uint64]int{}, cqes: make([]abi.CQE, 64)}
 		cf.srv = openRaw(t, abi.Params{SQEntries: 32, CQEntries: 32, NrClasses: 1, SlotSize: 128, SlotCount: 8, SendSlots: 2})
