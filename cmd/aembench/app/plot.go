@@ -69,7 +69,9 @@ func newPlot(title, x, y string) *plot.Plot {
 }
 
 func latencyPlot(rows []scenario.Row) (*plot.Plot, error) {
-	p := newPlot("latency (rate-limited stream)", "percentile: 1=p50 2=p99 3=p99.9 4=max", "ns")
+	p := newPlot("latency (rate-limited stream)", "percentile", "ns")
+	p.X.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 1, Label: "p50"}, {Value: 2, Label: "p99"},
+		{Value: 3, Label: "p99.9"}, {Value: 4, Label: "max"}})
 	i := 0
 	for _, r := range rows {
 		if scenario.Family(r.Scenario) != scenario.Latency || r.P50 == 0 {
