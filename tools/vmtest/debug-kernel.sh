@@ -52,7 +52,8 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 # write_canary DIR: a trivial external module that proves the tree builds
 # modules the kernel loads, and can be told to misbehave so the harness's
 # report detection is tested too: leak=1 leaks a kmalloc, oob=1 reads one
-# byte past a kmalloc, sleep=1 sleeps under a spinlock.
+# byte past a kmalloc, sleep=1 makes a GFP_KERNEL allocation under a spinlock,
+# abba=1 takes two mutexes in both orders (lockdep's circular-locking report).
 write_canary() {
 	mkdir -p "$1"
 	cat >"$1/Kbuild" <<-'EOF'
@@ -69,14 +70,17 @@ write_canary() {
 		#include <linux/module.h>
 		#include <linux/slab.h>
 		#include <linux/spinlock.h>
-		#include <linux/delay.h>
+		#include <linux/mutex.h>
 
-		static bool leak, oob, sleep;
+		static bool leak, oob, sleep, abba;
 		module_param(leak, bool, 0444);
 		module_param(oob, bool, 0444);
 		module_param(sleep, bool, 0444);
+		module_param(abba, bool, 0444);
 
 		static DEFINE_SPINLOCK(canary_lock);
+		static DEFINE_MUTEX(canary_a);
+		static DEFINE_MUTEX(canary_b);
 		static void *keep;
 		/* volatile: the compiler must not prove the index out of range. */
 		static volatile size_t canary_len = 24;
@@ -91,14 +95,29 @@ write_canary() {
 			if (oob)
 				pr_info("aem_canary: byte past the end %d\n", p[canary_len]);
 			if (sleep) {
+				void *q;
+
 				spin_lock(&canary_lock);
-				msleep(1);
+				q = kmalloc(8, GFP_KERNEL);	/* may sleep: atomic-sleep report */
 				spin_unlock(&canary_lock);
+				kfree(q);
+			}
+			if (abba) {
+				/* One thread is enough: lockdep judges the orders, not a deadlock. */
+				mutex_lock(&canary_a);
+				mutex_lock(&canary_b);
+				mutex_unlock(&canary_b);
+				mutex_unlock(&canary_a);
+				mutex_lock(&canary_b);
+				mutex_lock(&canary_a);
+				mutex_unlock(&canary_a);
+				mutex_unlock(&canary_b);
 			}
 			if (leak)
 				p = NULL;	/* drop the only reference */
 			keep = p;
-			pr_info("aem_canary: loaded leak=%d oob=%d sleep=%d\n", leak, oob, sleep);
+			pr_info("aem_canary: loaded leak=%d oob=%d sleep=%d abba=%d\n",
+				leak, oob, sleep, abba);
 			return 0;
 		}
 

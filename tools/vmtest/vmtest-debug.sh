@@ -21,10 +21,11 @@
 # Usage: tools/vmtest/vmtest-debug.sh [--self-test] [run.sh options...]
 #   run.sh options    passed through unchanged (--modparam, --pre, --post,
 #                     or, with VMTEST_RUNNER=run.sh, the suites themselves)
-#   --self-test       instead of the AEM modules, load a canary module three
+#   --self-test       instead of the AEM modules, load a canary module four
 #                     times: clean (must pass), leaking (kmemleak must fail
-#                     the run), out-of-bounds read plus sleep under a spinlock
-#                     (KASAN and the atomic-sleep check must fail the run)
+#                     the run), out-of-bounds read, allocation under a
+#                     spinlock and an AB-BA mutex order (KASAN, the
+#                     atomic-sleep check and lockdep must each be reported)
 #
 # Environment: as run.sh (EXTRA_APPEND, QEMU_MEM, TEST_TIMEOUT, LOG, ...),
 # with these defaults changed:
@@ -218,10 +219,14 @@ if [ "$self_test" = 1 ]; then
 	expect clean pass -- "${args[@]+"${args[@]}"}"
 	expect leak fail 'kmemleak: [0-9]+ unreferenced' 'unreferenced object 0x' -- \
 		--modparam 'aem_canary leak=1' "${args[@]+"${args[@]}"}"
-	expect bugs fail 'BUG: KASAN: slab-out-of-bounds' 'sleeping function called from invalid context' -- \
-		--modparam 'aem_canary oob=1 sleep=1' "${args[@]+"${args[@]}"}"
+	# Apart: a KASAN report taints the kernel, which turns lockdep off.
+	expect kasan fail 'BUG: KASAN: slab-out-of-bounds' -- \
+		--modparam 'aem_canary oob=1' "${args[@]+"${args[@]}"}"
+	expect locking fail 'sleeping function called from invalid context' \
+		'possible circular locking dependency' -- \
+		--modparam 'aem_canary sleep=1 abba=1' "${args[@]+"${args[@]}"}"
 	[ "$fail" -eq 0 ] || die "self-test FAILED"
-	note "self-test passed: clean runs pass, and kmemleak, KASAN and the atomic-sleep check fail a run"
+	note "self-test passed: clean runs pass, and kmemleak, KASAN, the atomic-sleep check and lockdep fail a run"
 	exit 0
 fi
 
