@@ -102,21 +102,23 @@ EOF
 
 # --- module sources --------------------------------------------------------
 
-# stage_kmod SRC: a copy of SRC's sources at $out/src/<name>, with the rest of
-# the repository linked beside it so relative includes still resolve.
+# stage_kmod SRC: a copy of SRC's sources at $stage/<name>, with the rest of
+# the repository linked beside it so relative includes still resolve. One
+# directory per run: two runs at once must not build in each other's copy.
+stage=$out/src.$$
 stage_kmod() {
 	local src=$1 name dst e
 	name=${src%/}
 	name=${name##*/}
-	rm -rf "$out/src"
-	mkdir -p "$out/src"
-	dst=$out/src/$name
+	rm -rf "$stage"
+	mkdir -p "$stage"
+	dst=$stage/$name
 	tar -C "$src" --exclude='*.o' --exclude='*.ko' --exclude='*.mod' --exclude='*.mod.c' \
 		--exclude='.*.cmd' --exclude='.*.d' --exclude=modules.order --exclude=Module.symvers \
 		--exclude='.tmp_versions' -cf - . | { mkdir -p "$dst" && tar -C "$dst" -xf -; }
 	if [ "$(cd "$src/.." && pwd)" = "$repo" ]; then
 		for e in "$repo"/*; do
-			[ "${e##*/}" = "$name" ] || [ "${e##*/}" = build ] || ln -s "$e" "$out/src/${e##*/}"
+			[ "${e##*/}" = "$name" ] || [ "${e##*/}" = build ] || ln -s "$e" "$stage/${e##*/}"
 		done
 	fi
 	echo "$dst"
@@ -232,6 +234,7 @@ fi
 
 # --- the real run ----------------------------------------------------------
 
+trap 'rm -rf "$stage"' EXIT
 if [ -z "${KMOD_DIR:-}" ]; then
 	KMOD_DIR=$(stage_kmod "$repo/kmod")
 else
