@@ -177,6 +177,7 @@ func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 	var expect uint64
 	var dropped uint64
 	var unsubscribed chan error
+	var polls int
 	stopped, final := false, false
 	for spins := 0; !final; {
 		var n int
@@ -217,14 +218,11 @@ func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 			default:
 			}
 		}
-		if n > 0 {
-			spins = 0
-			continue
-		}
-		if stopped {
-			break // unsubscribed and drained
-		}
-		if unsubscribed == nil && !time.Now().Before(deadline) {
+		// look at the clock now and then, also while events keep coming:
+		// a generator that stays ahead would otherwise never be stopped
+		polls++
+		check := polls%64 == 0 || (n == 0 && spins%16 == 0)
+		if unsubscribed == nil && check && !time.Now().Before(deadline) {
 			// what was dropped before the stop is real; what the stop
 			// itself discards from the backlog is not the transport's
 			if dropped, err = ringDropped(r); err != nil {
@@ -233,6 +231,13 @@ func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 			unsubscribed = make(chan error, 1)
 			go func() { unsubscribed <- sub.Unsubscribe() }()
 			continue
+		}
+		if n > 0 {
+			spins = 0
+			continue
+		}
+		if stopped {
+			break // unsubscribed and drained
 		}
 		if p.Busy || unsubscribed != nil {
 			spin(&spins)
