@@ -446,8 +446,7 @@ out_unlock:
  */
 static int aem_wait(struct aem_file *f, struct aem_ring *ring, u32 min, s64 timeout_ns)
 {
-	struct hrtimer_sleeper timer;
-	bool timed = timeout_ns > 0;
+	ktime_t expires = 0;
 	DEFINE_WAIT(wait);
 	unsigned long flags;
 	int ret = 0;
@@ -456,12 +455,9 @@ static int aem_wait(struct aem_file *f, struct aem_ring *ring, u32 min, s64 time
 		return 0;
 	if (timeout_ns == 0)
 		return -ETIME;
+	if (timeout_ns > 0)
+		expires = ktime_add_ns(ktime_get(), timeout_ns);
 
-	if (timed) {
-		hrtimer_init_sleeper_on_stack(&timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL);
-		hrtimer_set_expires_range_ns(&timer.timer, ns_to_ktime(timeout_ns), 0);
-		hrtimer_sleeper_start_expires(&timer, HRTIMER_MODE_REL);
-	}
 	spin_lock_irqsave(&f->boost_lock, flags);
 	if (!f->waiter)
 		f->waiter = current;
@@ -478,11 +474,15 @@ static int aem_wait(struct aem_file *f, struct aem_ring *ring, u32 min, s64 time
 			ret = -EINTR;
 			break;
 		}
-		if (timed && !timer.task) {
+		if (!expires) {
+			schedule();
+			continue;
+		}
+		/* The timer lives only while we sleep; slack as for any sleeper. */
+		if (!schedule_hrtimeout_range(&expires, current->timer_slack_ns, HRTIMER_MODE_ABS)) {
 			ret = -ETIME;
 			break;
 		}
-		schedule();
 	}
 	finish_wait(&f->wq, &wait);
 	aem_core_wait_end(ring);
@@ -491,10 +491,6 @@ static int aem_wait(struct aem_file *f, struct aem_ring *ring, u32 min, s64 time
 	if (f->waiter == current)
 		f->waiter = NULL;
 	spin_unlock_irqrestore(&f->boost_lock, flags);
-	if (timed) {
-		hrtimer_cancel(&timer.timer);
-		destroy_hrtimer_on_stack(&timer.timer);
-	}
 	return ret;
 }
 
