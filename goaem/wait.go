@@ -37,7 +37,7 @@ type hub struct {
 	closed  bool
 }
 
-// file returns the fd the leader waits on, made on first use.
+// hubFile returns the fd the leader waits on, made on first use.
 func (r *Ring) hubFile() (*os.File, syscall.RawConn, error) {
 	h := &r.hub
 	h.mu.Lock()
