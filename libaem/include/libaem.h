@@ -419,6 +419,9 @@ AEMINLINE int aem_ring_fd(const struct aem_ring *ring)
 /*
  * Rearm the pollable fd after draining (embedded: reads the eventfd
  * counter; kernel: no-op).  Call before re-checking the rings and polling.
+ * A ring fd takes exactly one poller: on the embedded backend a drain by
+ * one poller consumes the wake-up another poller (even through a dup) was
+ * waiting for.  Several goroutines or threads share one poller instead.
  */
 int aem_ring_fd_drain(struct aem_ring *ring);
 
