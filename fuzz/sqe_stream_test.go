@@ -284,6 +284,14 @@ func (c *streamChecker) subscribe(v uint8) {
 func (c *streamChecker) finish() {
 	deadline := time.Now().Add(500 * time.Millisecond)
 	for {
+		// Done with every event: give back each slot held (slots in limbo
+		// stay until their writeback's result says whose they are).
+		for s := range c.held {
+			if c.r.Release(s) == nil {
+				delete(c.held, s)
+			}
+		}
+		c.r.Commit()
 		c.submit()
 		c.reapAll()
 		if c.allAnswered() || time.Now().After(deadline) {
