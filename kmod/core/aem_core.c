@@ -12,6 +12,7 @@
 #include "aem_core_int.h"
 
 _Static_assert(sizeof(struct aem_sub) == 64, "struct aem_sub is the whole state of a timer: 64 bytes");
+_Static_assert(AEM_MAX_BACKLOG < (1U << 24), "aem_sub.backlog is 24 bits wide");
 _Static_assert(sizeof(struct aem_sqe) == 64, "SQE is one cache line");
 _Static_assert(sizeof(struct aem_cqe) == 64, "CQE is one cache line");
 _Static_assert(AEM_RB_SLOT_ARRAY % 64 == 0, "slot ring array starts on a cache line");
@@ -179,6 +180,7 @@ static void sub_free_locked(struct aem_ring *r, struct aem_sub *s)
 	s->user_data = 0;
 	s->delivered = 0;
 	s->dropped = 0;
+	s->produced = 0;
 	s->priv[0] = s->priv[1] = 0;
 	s->backlog = 0;
 	s->source = 0;
@@ -536,6 +538,10 @@ int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev
 	struct aem_cqe *e, tmp;
 	void *buf = NULL;
 
+	/* Entered the core: counted before the decision, apart from its outcome. */
+	r->produced++;
+	if (s)
+		s->produced++;
 	if (need_slot) {
 		if (len > r->slot_size) {
 			len = r->slot_size;
@@ -774,6 +780,9 @@ u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 le
 		}
 		k = i;
 	}
+	/* These k entered the core; each later one is counted as it enters, below. */
+	r->produced += k;
+	s->produced += k;
 	if (k == n && (flags & AEM_POST_FINAL)) {
 		cq->cqes[(tail + k - 1) & mask].flags |= AEM_CQE_F_FINAL;
 		final = true;
@@ -803,6 +812,8 @@ u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 le
 				break;
 			}
 		}
+		r->produced++;
+		s->produced++;
 		if (r->nr_backlog < r->backlog_limit)
 			e = bl_append_locked(r, cq, s->index, s->gen, NULL);
 		if (!e) {
@@ -1393,10 +1404,13 @@ int aem_core_sub_stats(struct aem_ring *r, struct aem_sub_stats *st)
 	aem_spin_lock_irqsave(&r->cq_lock, f);
 	s = sub_find(r, st->id, 0);
 	if (s) {
+		u64 sum = s->delivered + s->backlog + s->dropped;
+
 		st->delivered = s->delivered;
 		st->backlog = s->backlog;
 		st->dropped = s->dropped;
-		st->produced = s->delivered + s->backlog + s->dropped;
+		/* s->produced holds the count's low 32 bits: widen it around the outcome sum. */
+		st->produced = sum + (u64)(s64)(s32)(s->produced - (u32)sum);
 		ret = 0;
 	}
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
@@ -1416,7 +1430,7 @@ void aem_core_ring_stats(struct aem_ring *r, struct aem_ring_stats *st)
 	st->delivered = r->delivered;
 	st->backlog = r->backlog;
 	st->dropped = r->dropped;
-	st->produced = r->delivered + r->backlog + r->dropped;
+	st->produced = r->produced;
 	st->subscriptions = r->nr_subs;
 	st->slots_free = r->nr_free;
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);

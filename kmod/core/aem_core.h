@@ -29,9 +29,18 @@ struct aem_sub;
 /*
  * One subscription: 64 bytes, the whole kernel-side state of a timer.
  * Lives in a chunked table (no moves on growth), found by id in O(1).
- * produced is not stored: it is delivered + backlog + dropped by
- * construction, so the invariant cannot drift.  Counters and state change
- * only under the ring's completion lock.
+ * Counters and state change only under the ring's completion lock.
+ *
+ * produced is counted where an event enters the core, before the
+ * deliver / backlog / drop decision, apart from the three outcome
+ * counters, so that produced == delivered + backlog + dropped is a check
+ * that a lost event fails, not an identity.  The 64 bytes had no room for
+ * a fifth 64-bit word (priv and link are all the timer's), so produced
+ * keeps the low 32 bits of the count and statistics widen it against the
+ * outcome sum: any disagreement below 2^31 events shows in full.  The room
+ * came from backlog and state: a subscription never has more than
+ * backlog_limit <= AEM_MAX_BACKLOG (2^22) events backlogged, and state
+ * holds three bits, so the two share one word.
  */
 struct aem_sub {
 	u64	user_data;	/* tag echoed in every event */
@@ -40,11 +49,12 @@ struct aem_sub {
 	u64	priv[2];	/* source-private (timer: expiry, interval) */
 	u32	link[2];	/* source-private list links by table index */
 	u32	index;		/* own index in the table (constant) */
-	u32	backlog;	/* events in the overflow backlog */
+	u32	backlog : 24;	/* events in the overflow backlog (<= AEM_MAX_BACKLOG) */
+	u32	state : 8;	/* core-private AEM_SUB_* bits */
+	u32	produced;	/* events that entered the core, modulo 2^32 (see above) */
 	u16	gen;		/* generation of the id; bumped on free */
 	u8	source;		/* AEM_SRC_*, 0 when free */
 	u8	prio;		/* class its events go to */
-	u32	state;		/* core-private AEM_SUB_* bits */
 };
 
 /* Layout computed from validated parameters; filled by aem_core_layout(). */

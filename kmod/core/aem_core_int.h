@@ -119,7 +119,8 @@ struct aem_ring {
 	u32			nr_backlog;	/* live backlog entries, all classes */
 	u32			bl_bytes;	/* payload bytes held in backlog bufs */
 	struct aem_bl_chunk	*bl_spare;
-	u64			delivered, backlog, dropped;	/* ring-wide (results included) */
+	u64			produced;	/* ring-wide, results included; counted on entry */
+	u64			delivered, backlog, dropped;	/* ring-wide outcomes (results included) */
 	u64			refused[AEM_REFUSE_NR];
 	struct aem_sub		**sub_chunks;
 	u32			nr_sub_chunks;

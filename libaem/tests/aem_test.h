@@ -155,12 +155,38 @@ static inline int t_submit(struct aem_ring *r)
 	return ret;
 }
 
+/*
+ * The kernel side counts produced where an event enters it, apart from
+ * what became of it, so every read of the counters checks that no event
+ * was lost or counted twice.
+ */
+#define t_balanced(st, what) do {						\
+	if ((st)->delivered + (st)->backlog + (st)->dropped != (st)->produced)	\
+		t_fail("%s: delivered %llu + backlog %llu + dropped %llu != produced %llu", \
+		       (what), (unsigned long long)(st)->delivered,		\
+		       (unsigned long long)(st)->backlog,			\
+		       (unsigned long long)(st)->dropped,			\
+		       (unsigned long long)(st)->produced);			\
+} while (0)
+
+/* Ring statistics; the ring-wide counters must balance. */
 static inline struct aem_ring_stats t_stats(struct aem_ring *r)
 {
 	struct aem_ring_stats st;
 
 	t_ok(aem_ring_stats(r, &st));
+	t_balanced(&st, "ring");
 	return st;
+}
+
+/* Statistics of a live subscription; its counters must balance. */
+static inline struct aem_sub_stats t_sub_stats(struct aem_ring *r, uint64_t id)
+{
+	struct aem_sub_stats ss;
+
+	t_ok(aem_sub_stats(r, id, &ss));
+	t_balanced(&ss, "subscription");
+	return ss;
 }
 
 /* Return a delivery slot; commits and submits when the slot ring is full. */

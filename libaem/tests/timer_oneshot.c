@@ -61,7 +61,7 @@ int main(void)
 
 	t0 = t_now_ns();
 	id = sub_timer(&r, 20 * T_MS, 0x7001);
-	t_ok(aem_sub_stats(&r, id, &ss));
+	ss = t_sub_stats(&r, id);
 	t_eq(ss.produced, 0);
 	t_eq(t_stats(&r).subscriptions, 1);
 	expect_fire(&r, 0x7001, t0 + 20 * T_MS);

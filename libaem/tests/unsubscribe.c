@@ -38,7 +38,7 @@ int main(void)
 		sqe->flags |= AEM_SQE_F_SILENT;
 	}
 	t_submit(&r);
-	t_ok(aem_sub_stats(&r, id, &ss));
+	ss = t_sub_stats(&r, id);
 	t_eq(ss.produced, 3);
 	t_eq(ss.delivered, 3);
 
@@ -71,7 +71,7 @@ int main(void)
 	id2 = t_sub_msg(&r, 1, 0, 0x104);
 	t_assert(id2 != id, "freed id %#llx reused as is", (unsigned long long)id);
 	t_eq(unsubscribe(&r, id, 0x105), -ENOENT);
-	t_ok(aem_sub_stats(&r, id2, &ss));
+	t_sub_stats(&r, id2);
 	t_eq(unsubscribe(&r, id2, 0x106), 0);
 
 	/* Unsubscribe a flood with a full backlog: the backlog is counted as dropped. */
@@ -82,7 +82,7 @@ int main(void)
 	t_assert(c.res >= 0, "subscribe generator: %s", strerror(-c.res));
 	id = c.id;
 	for (i = 0; i < 500; i++) {
-		t_ok(aem_sub_stats(&r, id, &ss));
+		ss = t_sub_stats(&r, id);
 		if (ss.backlog > 0)
 			break;
 		usleep(10000);
@@ -105,10 +105,6 @@ int main(void)
 	t_eq(st.backlog, 0);
 	t_eq(st.subscriptions, 0);
 	t_assert(st.dropped > 0, "backlog of an unsubscribed flood not counted as dropped");
-	t_assert(st.delivered + st.backlog + st.dropped == st.produced,
-		 "ring: delivered %llu + backlog %llu + dropped %llu != produced %llu",
-		 (unsigned long long)st.delivered, (unsigned long long)st.backlog,
-		 (unsigned long long)st.dropped, (unsigned long long)st.produced);
 	while (t_next(&r, &c, 50))
 		t_eq(c.user_data, 0x200);
 
