@@ -457,11 +457,21 @@ int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
 	}
 	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, token);
 	if (ret) {
+		bool answered;
+
 		aem_spin_lock_irqsave(&calls_lock, f);
-		/* The handler cannot have answered: the event never reached it. */
-		if (calls[idx].gen == AEM_ID_GEN(token) && calls[idx].state == CALL_ASYNC)
+		/*
+		 * The handler cannot have answered: the event never reached it.
+		 * The expiry sweep can have, if the deadline passed while we
+		 * delivered: its -ETIMEDOUT is then this SQE's one result, and
+		 * refusing as well would answer the SQE twice.
+		 */
+		answered = calls[idx].gen != AEM_ID_GEN(token) || calls[idx].state != CALL_ASYNC;
+		if (!answered)
 			call_free_locked(idx);
 		aem_spin_unlock_irqrestore(&calls_lock, f);
+		if (answered)
+			return 0;
 		*reason = ret == -ENOENT ? AEM_REFUSE_ID : AEM_REFUSE_NOMEM;
 		return ret;
 	}
