@@ -431,7 +431,8 @@ int aem_ring_fd_drain(struct aem_ring *ring);
 /*
  * Blocking call to the AEM_SRC_MSG subscriber at @addr: returns the reply
  * length (which may exceed @resp_cap: the reply was truncated) or -errno
- * (-ETIMEDOUT, -ENOENT, -ECONNRESET, -EINTR).  @ring is any ring of the
+ * (-ETIMEDOUT, -ENOENT, -ECONNRESET, -EINTR, -ENOSPC when the target's
+ * backlog is full).  @ring is any ring of the
  * caller's (it selects the backend).
  */
 int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req_len,
