@@ -31,10 +31,15 @@ func (r *Ring) prepPayload(sqe *abi.SQE, data []byte) error {
 	return nil
 }
 
+// errPostBusy is Post's answer to a submission ring that stays full: a
+// poster that waits and retries allocates nothing.
+var errPostBusy = fmt.Errorf("goaem: post: %w", ErrBusy)
+
 // Post sends data as an event to the Msg subscription at addr, in class
 // class of the receiving ring, and returns once the kernel side has taken
 // it. A post to an address with no subscriber is refused asynchronously
-// and counted in AsyncErrors.
+// and counted in AsyncErrors. It allocates nothing; when the submission
+// ring stays full it returns an error matching ErrBusy.
 func (r *Ring) Post(addr Addr, data []byte, class int) error {
 	if class < 0 || class >= abi.MaxClasses {
 		return fmt.Errorf("goaem: post: class %d outside 0..%d", class, abi.MaxClasses-1)
@@ -44,18 +49,24 @@ func (r *Ring) Post(addr Addr, data []byte, class int) error {
 	}
 	defer r.life.release()
 	var perr error
-	err := r.queueSilent(true, func(sqe *abi.SQE) {
+	r.sqMu.Lock()
+	sqe, err := r.getSQE()
+	if err == nil {
 		sqe.Opcode = abi.OpPost
 		sqe.Target = uint64(addr)
 		sqe.Prio = uint8(class)
 		if perr = r.prepPayload(sqe, data); perr != nil {
-			*sqe = abi.SQE{Opcode: abi.OpNop}
+			*sqe = abi.SQE{Opcode: abi.OpNop} // the entry is taken: nobody hears of it
 		}
-	})
-	if perr != nil {
-		return fmt.Errorf("goaem: post to %v: %w", addr, perr)
+		err = r.silentLocked(sqe, true)
 	}
-	if err != nil {
+	r.sqMu.Unlock()
+	switch {
+	case perr != nil:
+		return fmt.Errorf("goaem: post to %v: %w", addr, perr)
+	case err == ErrBusy:
+		return errPostBusy
+	case err != nil:
 		return fmt.Errorf("goaem: post to %v: %w", addr, err)
 	}
 	return nil

@@ -147,7 +147,9 @@ func (e *Event) Writeback(data []byte) error {
 		// slot, and an inline event has none.
 		return fmt.Errorf("%w: writeback of %d bytes to an inline event (at most %d)", ErrTooLarge, n, abi.SQEInline)
 	}
-	err := r.queueSilent(e.state&stDefer == 0, func(sqe *abi.SQE) {
+	r.sqMu.Lock()
+	sqe, err := r.getSQE()
+	if err == nil {
 		sqe.Opcode = abi.OpWriteback
 		sqe.Target = e.cqe.ID
 		sqe.Len = uint32(n)
@@ -157,13 +159,21 @@ func (e *Event) Writeback(data []byte) error {
 		} else {
 			copy(sqe.Data[:], data)
 		}
-	})
+		err = r.silentLocked(sqe, e.state&stDefer == 0)
+	}
+	r.sqMu.Unlock()
+	if err == ErrBusy {
+		return errWritebackBusy
+	}
 	if err != nil {
 		return fmt.Errorf("goaem: writeback: %w", err)
 	}
 	e.finish()
 	return nil
 }
+
+// errWritebackBusy: see errPostBusy.
+var errWritebackBusy = fmt.Errorf("goaem: writeback: %w", ErrBusy)
 
 // Reply is Writeback, named for calls.
 func (e *Event) Reply(data []byte) error { return e.Writeback(data) }

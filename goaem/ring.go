@@ -136,8 +136,7 @@ type Ring struct {
 
 	spawnSem chan struct{}
 
-	asyncErrs atomic.Uint64
-	lastAsync atomic.Pointer[error]
+	async asyncState
 
 	life      life
 	closedCh  chan struct{}

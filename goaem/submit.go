@@ -110,24 +110,48 @@ func (r *Ring) commitSlotsLocked() {
 	}
 }
 
+// noteAsyncErr counts a refusal the kernel side reported for a
+// fire-and-forget SQE. It allocates nothing: a stream of refused posts (a
+// full backlog) must not turn into garbage; AsyncErrors builds the error.
 func (r *Ring) noteAsyncErr(ud uint64, res int32) {
-	r.setAsyncErr(fmt.Errorf("goaem: asynchronous %s: %w", opName(uint8(ud)), errno(res)))
+	n := r.async.count.Add(1)
+	r.async.refusal.Store(n<<24 | uint64(uint8(ud))<<16 | uint64(uint16(-res)))
 }
 
+// setAsyncErr counts a failure that is not a refusal (a submission that
+// failed): rare, so it may allocate.
 func (r *Ring) setAsyncErr(err error) {
-	r.asyncErrs.Add(1)
-	r.lastAsync.Store(&err)
+	n := r.async.count.Add(1)
+	r.async.other.Store(&asyncFailure{n: n, err: err})
+}
+
+// asyncState holds the count and the last failure of fire-and-forget
+// submissions.
+type asyncState struct {
+	count   atomic.Uint64
+	refusal atomic.Uint64 // the last refusal: n<<24 | opcode<<16 | errno
+	other   atomic.Pointer[asyncFailure]
+}
+
+type asyncFailure struct {
+	n   uint64 // count when it happened: the later of refusal and other is the last
+	err error
 }
 
 // AsyncErrors reports how many fire-and-forget submissions (writebacks,
 // posts, releases, batched submits) failed or were refused by the kernel
 // side, and the last such error.
 func (r *Ring) AsyncErrors() (uint64, error) {
+	count := r.async.count.Load()
+	ref := r.async.refusal.Load()
 	var err error
-	if p := r.lastAsync.Load(); p != nil {
-		err = *p
+	if ref != 0 {
+		err = fmt.Errorf("goaem: asynchronous %s: %w", opName(uint8(ref>>16)), syscall.Errno(uint16(ref)))
 	}
-	return r.asyncErrs.Load(), err
+	if o := r.async.other.Load(); o != nil && o.n > ref>>24 {
+		err = o.err
+	}
+	return count, err
 }
 
 func opName(op uint8) string {
@@ -253,23 +277,17 @@ func (r *Ring) control(sub *Subscription, prep func(*abi.SQE) error) (*op, error
 	return o, err
 }
 
-// queueSilent queues a fire-and-forget SQE; with now it is submitted at
-// once, else with the next batch. A refusal is counted (AsyncErrors).
-func (r *Ring) queueSilent(now bool, prep func(*abi.SQE)) error {
-	r.sqMu.Lock()
-	sqe, err := r.getSQE()
-	if err == nil {
-		prep(sqe)
-		sqe.Flags |= abi.SQEFSilent
-		sqe.UserData = tagOp | tagSilent | uint64(sqe.Opcode)
-		if now {
-			err = r.submitLocked()
-		} else {
-			r.sqDirty.Store(true)
-		}
+// silentLocked makes sqe fire-and-forget (no result unless refused; a
+// refusal is counted in AsyncErrors) and, with now, submits it at once;
+// else it goes with the next batch. Caller holds sqMu.
+func (r *Ring) silentLocked(sqe *abi.SQE, now bool) error {
+	sqe.Flags |= abi.SQEFSilent
+	sqe.UserData = tagOp | tagSilent | uint64(sqe.Opcode)
+	if now {
+		return r.submitLocked()
 	}
-	r.sqMu.Unlock()
-	return err
+	r.sqDirty.Store(true)
+	return nil
 }
 
 func durationNS(d time.Duration) uint64 {

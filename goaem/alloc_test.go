@@ -1,0 +1,94 @@
+//go:build cgo
+
+package goaem
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Allocations are behaviour: every path that moves events allocates
+// nothing per event. testing.AllocsPerRun counts the whole process, so a
+// server goroutine's allocations count too. The libaem backends only: the
+// heap kernel is a test double that allocates as it pleases.
+
+const allocRuns = 200
+
+func forEachLibaemBackend(t *testing.T, f func(t *testing.T, b testBackend)) {
+	for _, b := range testBackends {
+		if b.name == "heap" {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) { f(t, b) })
+	}
+}
+
+func TestNoAllocsPerEvent(t *testing.T) {
+	forEachLibaemBackend(t, func(t *testing.T, b testBackend) {
+		small := []byte("0123456789")                 // inline
+		large := make([]byte, 100)                    // a send slot, then a delivery slot
+		ctx, cancel := context.WithCancel(testCtx(t)) // Done non-nil, as in Run
+		defer cancel()
+
+		tests := []struct {
+			name string
+			// events posted before the runs: one per run
+			pre func(r *Ring, n int)
+			run func(t *testing.T, r *Ring, batch []Event)
+		}{
+			{"Post inline", nil, func(t *testing.T, r *Ring, batch []Event) {
+				require.NoError(t, r.Post(r.Addr(1), small, 0))
+			}},
+			{"Post slot", nil, func(t *testing.T, r *Ring, batch []Event) {
+				require.NoError(t, r.Post(r.Addr(1), large, 1))
+			}},
+			{"Poll and Release", postN(large), func(t *testing.T, r *Ring, batch []Event) {
+				n, err := r.Poll(batch[:1])
+				require.NoError(t, err)
+				require.Equal(t, 1, n)
+				batch[0].Release()
+			}},
+			{"Wait with events ready", postN(large), func(t *testing.T, r *Ring, batch []Event) {
+				n, err := r.Wait(ctx, batch[:1], 1)
+				require.NoError(t, err)
+				require.Equal(t, 1, n)
+				batch[0].Release()
+			}},
+			{"Writeback", postN(small), func(t *testing.T, r *Ring, batch []Event) {
+				// Refused by the msg source (not a call), counted: the
+				// refusal's path allocates nothing either.
+				n, err := r.Poll(batch[:1])
+				require.NoError(t, err)
+				require.Equal(t, 1, n)
+				require.NoError(t, batch[0].Writeback(batch[0].Payload()))
+			}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				r := b.open(t, WithCQEntries(1024), WithSlots(512))
+				_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{})
+				require.NoError(t, err)
+				if tt.pre != nil {
+					tt.pre(r, allocRuns+1)
+				}
+				batch := make([]Event, 4)
+				allocs := testing.AllocsPerRun(allocRuns, func() { tt.run(t, r, batch) })
+				assert.Zero(t, allocs, "allocations per event")
+			})
+		}
+	})
+}
+
+// postN posts n events of data to channel 1.
+func postN(data []byte) func(r *Ring, n int) {
+	return func(r *Ring, n int) {
+		for i := 0; i < n; i++ {
+			if err := r.Post(r.Addr(1), data, 0); err != nil {
+				panic(err)
+			}
+		}
+	}
+}
