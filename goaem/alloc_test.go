@@ -5,6 +5,7 @@ package goaem
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -91,4 +92,35 @@ func postN(data []byte) func(r *Ring, n int) {
 			}
 		}
 	}
+}
+
+// A Wait that sleeps until an event comes allocates nothing either: the
+// context's cancellation stays watched from one wait to the next.
+func TestWaitSleepsWithoutAllocs(t *testing.T) {
+	forEachLibaemBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(testCtx(t))
+		defer cancel()
+		kick := make(chan struct{})
+		posted := make(chan error, 1)
+		go func() {
+			for range kick {
+				time.Sleep(50 * time.Microsecond) // mostly, Wait is asleep by now
+				posted <- r.Post(r.Addr(1), []byte("x"), 0)
+			}
+		}()
+		defer close(kick)
+		batch := make([]Event, 4)
+		allocs := testing.AllocsPerRun(allocRuns, func() {
+			kick <- struct{}{}
+			n, err := r.Wait(ctx, batch, 1)
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			batch[0].Release()
+			require.NoError(t, <-posted)
+		})
+		assert.Zero(t, allocs, "allocations per event")
+	})
 }

@@ -131,8 +131,10 @@ type Ring struct {
 
 	subs subTable
 
-	hub    hub
-	leader leader
+	hub     hub
+	ewFree  atomic.Pointer[eventsWait] // recycled: a Wait that sleeps allocates nothing
+	leader  leader
+	nudgeFn func() // r.nudge, bound once
 
 	spawnSem chan struct{}
 
@@ -164,6 +166,7 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 	}
 	r.life.idle = make(chan struct{}, 1)
 	r.leader.readyFn = r.ready
+	r.nudgeFn = r.nudge
 	if err := r.initViews(p, regions); err != nil {
 		return nil, err
 	}

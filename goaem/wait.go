@@ -35,37 +35,75 @@ type hub struct {
 	gen     chan struct{} // closed when the leader wakes: followers look again
 	epoch   atomic.Uint64 // bumped with every wake-up of the followers
 	closed  bool
+
+	// The read deadline last set on f, and whether a nudge moved it since:
+	// a leader whose ctx has the same deadline need not set it again.
+	deadline time.Time
+	nudged   bool
+	// watched is the Done channel of the context whose cancellation
+	// nudges the leader; registering one (context.AfterFunc) allocates,
+	// so it stays registered for the next wait with the same context (Run
+	// and poll loops pass one context to every wait).
+	watched   <-chan struct{}
+	stopWatch func() bool
 }
 
-// hubFile returns the fd the leader waits on, made on first use.
-func (r *Ring) hubFile() (*os.File, syscall.RawConn, error) {
+// leadFile returns the fd the leader waits on (made on first use) with
+// its read deadline set to ctx's and ctx's cancellation watched.
+func (r *Ring) leadFile(ctx context.Context) (syscall.RawConn, error) {
 	h := &r.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, nil, ErrClosed
+		return nil, ErrClosed
 	}
-	if h.f != nil {
-		return h.f, h.rc, nil
+	if h.f == nil {
+		if err := r.openHubFileLocked(); err != nil {
+			return nil, err
+		}
 	}
+	deadline, _ := ctx.Deadline()
+	if h.nudged || !deadline.Equal(h.deadline) {
+		if err := h.f.SetReadDeadline(deadline); err != nil {
+			return nil, r.closedOr(err)
+		}
+		h.deadline, h.nudged = deadline, false
+	}
+	if done := ctx.Done(); done != nil && done != h.watched {
+		if h.stopWatch != nil {
+			h.stopWatch()
+		}
+		h.watched, h.stopWatch = done, context.AfterFunc(ctx, r.nudgeFn)
+	}
+	// A cancellation whose nudge came before the deadline was reset above
+	// would be lost: look at ctx once more, now that a later one would
+	// nudge the file.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return h.rc, nil
+}
+
+func (r *Ring) openHubFileLocked() error {
+	h := &r.hub
 	fd, err := unix.FcntlInt(uintptr(r.be.pollFD()), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("goaem: dup ring fd: %w", err)
+		return fmt.Errorf("goaem: dup ring fd: %w", err)
 	}
 	// The netpoller only takes non-blocking fds. The flag is shared with
 	// libaem's own fd, which it only ever reads without blocking.
 	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		return nil, nil, fmt.Errorf("goaem: ring fd non-blocking: %w", err)
+		return fmt.Errorf("goaem: ring fd non-blocking: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "aem-ring")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("goaem: ring fd: %w", err)
+		return fmt.Errorf("goaem: ring fd: %w", err)
 	}
 	h.f, h.rc = f, rc
-	return f, rc, nil
+	return nil
 }
 
 // closeHub wakes the leader (closing its file ends its wait) and keeps new
@@ -76,6 +114,10 @@ func (r *Ring) closeHub() {
 	h.closed = true
 	if h.f != nil {
 		h.f.Close()
+	}
+	if h.stopWatch != nil {
+		h.stopWatch()
+		h.watched, h.stopWatch = nil, nil
 	}
 	h.mu.Unlock()
 }
@@ -107,6 +149,7 @@ func (r *Ring) nudge() {
 		r.hub.mu.Lock()
 		if f := r.hub.f; f != nil && !r.hub.closed {
 			_ = f.SetReadDeadline(pastTime)
+			r.hub.nudged = true
 		}
 		r.hub.mu.Unlock()
 	}
@@ -202,26 +245,15 @@ func (r *Ring) ready(uintptr) bool {
 // lead waits on the ring fd until the look reports done or the fd becomes
 // readable (then the caller wakes the followers and looks again).
 func (r *Ring) lead(ctx context.Context, c looker) (done bool, err error) {
-	f, rc, err := r.hubFile()
+	rc, err := r.leadFile(ctx)
 	if err != nil {
 		return false, err
-	}
-	deadline, hasDeadline := ctx.Deadline()
-	if err := f.SetReadDeadline(deadline); err != nil {
-		return false, r.closedOr(err)
-	}
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, r.nudge)
 	}
 	l := &r.leader
 	l.c, l.looks, l.done, l.err = c, 0, false, nil
 	rerr := rc.Read(l.readyFn)
 	done, err = l.done, l.err
 	l.c, l.err = nil, nil
-	if stop != nil {
-		stop()
-	}
 	switch {
 	case r.isClosed():
 		return done, ErrClosed
@@ -233,7 +265,7 @@ func (r *Ring) lead(ctx context.Context, c looker) (done bool, err error) {
 		if cerr := ctx.Err(); cerr != nil {
 			return done, cerr
 		}
-		if hasDeadline && !time.Now().Before(deadline) {
+		if deadline, ok := ctx.Deadline(); ok && !time.Now().Before(deadline) {
 			return done, context.DeadlineExceeded
 		}
 		return done, nil // a nudge
@@ -275,12 +307,15 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return n, err
 	}
-	ew := eventsWaits.Get().(*eventsWait)
+	ew := r.ewFree.Swap(nil)
+	if ew == nil {
+		ew = new(eventsWait) // another Wait blocks already
+	}
 	ew.r, ew.batch, ew.n, ew.want = r, batch, n, want
 	err := r.block(ctx, ew, nil)
 	n = ew.n
 	ew.r, ew.batch = nil, nil
-	eventsWaits.Put(ew)
+	r.ewFree.Store(ew)
 	return n, err
 }
 
@@ -290,9 +325,6 @@ type eventsWait struct {
 	batch   []Event
 	n, want int
 }
-
-// Pooled so that a Wait that sleeps allocates nothing.
-var eventsWaits = sync.Pool{New: func() any { return new(eventsWait) }}
 
 func (w *eventsWait) look() bool {
 	w.n += w.r.poll(w.batch[w.n:])
