@@ -4,6 +4,7 @@ package goaem
 
 import (
 	"context"
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -122,5 +123,52 @@ func TestWaitSleepsWithoutAllocs(t *testing.T) {
 			require.NoError(t, <-posted)
 		})
 		assert.Zero(t, allocs, "allocations per event")
+	})
+}
+
+// A call round trip allocates nothing on either side: CallInto on the
+// caller, Run with an inline handler that writes back on the server (its
+// blocking waits included), or a server polling in a loop and a caller
+// busy-polling for the reply.
+func TestCallIntoNoAllocs(t *testing.T) {
+	forEachLibaemBackend(t, func(t *testing.T, b testBackend) {
+		for _, busy := range []bool{false, true} {
+			t.Run(map[bool]string{false: "blocking", true: "busy"}[busy], func(t *testing.T) {
+				srv, cli := b.open(t), b.open(t)
+				ctx := testCtx(t)
+				handle := func(ev *Event) error {
+					p := ev.Payload()
+					p[0]++
+					return ev.Writeback(p)
+				}
+				_, err := srv.Subscribe(Msg{Channel: 1}, SubOptions{Handler: handle})
+				require.NoError(t, err)
+				served := serve(t, ctx, srv, handle, busy)
+				defer served()
+
+				opts := CallOptions{Spin: -1}
+				if busy {
+					opts.Spin = time.Second
+				}
+				req := make([]byte, 64)
+				resp := make([]byte, 128)
+				var seq uint64
+				runs := allocRuns
+				if busy {
+					runs = 50 // two spinners on two shared cores: slow when the machine is busy
+				}
+				allocs := testing.AllocsPerRun(runs, func() {
+					seq++
+					binary.LittleEndian.PutUint64(req[8:], seq)
+					req[0] = 1
+					n, err := cli.CallWith(ctx, srv.Addr(1), req, resp, opts)
+					require.NoError(t, err)
+					require.Equal(t, len(req), n)
+					require.Equal(t, byte(2), resp[0])
+					require.Equal(t, seq, binary.LittleEndian.Uint64(resp[8:]))
+				})
+				assert.Zero(t, allocs, "allocations per call")
+			})
+		}
 	})
 }

@@ -5,6 +5,7 @@ package goaem
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -262,4 +263,62 @@ func BenchmarkTimers(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkCallInto: one op is a call round trip between two rings, as
+// aembench's call scenario makes it, with CallInto reusing one reply
+// buffer. blocking: the server is in Run and the caller parks; busy: the
+// server polls in a loop and the caller busy-polls for its reply (each
+// side wants a core of its own).
+func BenchmarkCallInto(b *testing.B) {
+	for _, busy := range []bool{false, true} {
+		b.Run(map[bool]string{false: "mode=blocking", true: "mode=busy"}[busy], func(b *testing.B) {
+			srv, err := Open(WithBackend(BackendEmbedded))
+			require.NoError(b, err)
+			defer srv.Close()
+			cli, err := Open(WithBackend(BackendEmbedded))
+			require.NoError(b, err)
+			defer cli.Close()
+			handle := func(ev *Event) error { return ev.Writeback(ev.Payload()) }
+			_, err = srv.Subscribe(Msg{Channel: 1}, SubOptions{Handler: handle})
+			require.NoError(b, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			opts := CallOptions{Spin: -1}
+			if busy {
+				opts.Spin = 10 * time.Millisecond
+				go func() {
+					batch := make([]Event, 64)
+					for spins := 0; ctx.Err() == nil; {
+						n, _ := srv.Poll(batch)
+						for i := range batch[:n] {
+							_ = handle(&batch[i])
+						}
+						if n == 0 {
+							if spins++; spins%256 == 0 {
+								runtime.Gosched()
+							}
+						}
+					}
+					done <- nil
+				}()
+			} else {
+				go func() { done <- srv.Run(ctx, nil) }()
+			}
+			req := make([]byte, 32)
+			resp := make([]byte, 64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := cli.CallWith(context.Background(), srv.Addr(1), req, resp, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			cancel()
+			<-done
+		})
+	}
 }

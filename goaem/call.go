@@ -3,6 +3,7 @@ package goaem
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"time"
 
@@ -73,45 +74,102 @@ func (r *Ring) Post(addr Addr, data []byte, class int) error {
 }
 
 // Call sends req to the Msg subscription at addr as a call event (class
-// 0) and waits for its handler's writeback, which it returns. The wait ends
-// at ctx's deadline (passed to the kernel side as the call's timeout;
-// without one the kernel side's default, 5s, applies), when ctx is
-// cancelled or the ring closes. Refusals come back as syscall.Errno:
+// 0) and waits for its handler's writeback, which it returns in a new
+// slice. The wait ends at ctx's deadline (passed to the kernel side as the
+// call's timeout; without one the kernel side's default, 5s, applies), when
+// ctx is cancelled or the ring closes. Refusals come back as syscall.Errno:
 // ENOENT (no such subscriber), ETIMEDOUT, ECONNRESET (the target ring
 // closed).
 //
 // The reply arrives in this ring's completion rings, so a goroutine must
 // be reading them (Run, Wait or Poll) or Call reads them itself, keeping
 // any events it finds for the next reader.
+//
+// Call allocates the reply; CallInto reuses the caller's buffer and
+// allocates nothing.
 func (r *Ring) Call(ctx context.Context, addr Addr, req []byte) ([]byte, error) {
 	return r.CallClass(ctx, addr, req, 0)
 }
 
 // CallClass is Call with the call event delivered in class class.
 func (r *Ring) CallClass(ctx context.Context, addr Addr, req []byte, class int) ([]byte, error) {
+	var resp []byte
+	_, err := r.call(ctx, addr, req, nil, &resp, CallOptions{Class: class})
+	return resp, err
+}
+
+// CallOptions tune one call (CallWith).
+type CallOptions struct {
+	// Class is the class the call event is delivered in at the receiver.
+	Class int
+	// Spin is how long the caller busy-polls for the reply before it
+	// parks: 0 takes the ring's WithCallSpin, a negative value parks at
+	// once. Spinning answers in the time the handler takes, with no
+	// wake-up, when the handler side polls too (Poll in a loop); it costs
+	// a core while it lasts.
+	Spin time.Duration
+}
+
+// CallInto is Call with the reply copied into resp: it allocates nothing.
+// It returns the reply's length; a reply longer than resp fills resp and
+// returns an error matching io.ErrShortBuffer. A reply is at most SlotSize
+// bytes (replies longer than 32 bytes arrive in one of this ring's slots).
+func (r *Ring) CallInto(ctx context.Context, addr Addr, req, resp []byte) (int, error) {
+	return r.call(ctx, addr, req, resp, nil, CallOptions{})
+}
+
+// CallWith is CallInto with options: the class, and busy-polling.
+func (r *Ring) CallWith(ctx context.Context, addr Addr, req, resp []byte, opts CallOptions) (int, error) {
+	return r.call(ctx, addr, req, resp, nil, opts)
+}
+
+// call makes one call; with alloc non-nil the reply goes to a new slice
+// there instead of resp.
+func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]byte, opts CallOptions) (int, error) {
+	class := opts.Class
 	if class < 0 || class >= abi.MaxClasses {
-		return nil, fmt.Errorf("goaem: call: class %d outside 0..%d", class, abi.MaxClasses-1)
+		return 0, fmt.Errorf("goaem: call: class %d outside 0..%d", class, abi.MaxClasses-1)
 	}
 	var timeoutMS uint32
 	if d, ok := ctx.Deadline(); ok {
 		ms := math.Ceil(float64(time.Until(d)) / float64(time.Millisecond))
 		if ms < 1 {
-			return nil, context.DeadlineExceeded
+			return 0, fmt.Errorf("goaem: call %v: %w", addr, context.DeadlineExceeded)
 		}
 		timeoutMS = uint32(min(ms, math.MaxUint32))
 	}
-	o, err := r.doOp(ctx, nil, func(sqe *abi.SQE) error {
+	spin := opts.Spin
+	if spin == 0 {
+		spin = r.cfg.callSpin
+	}
+	if !r.life.acquire() {
+		return 0, ErrClosed
+	}
+	defer r.life.release()
+	o := r.newOp(nil)
+	o.resp, o.alloc = resp, alloc != nil
+	ud, err := r.startOp(o, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpCall
 		sqe.Target = uint64(addr)
 		sqe.Prio = uint8(class)
 		sqe.Arg = timeoutMS
 		return r.prepPayload(sqe, req)
 	})
-	if err != nil {
-		return nil, fmt.Errorf("goaem: call %v: %w", addr, err)
+	if err == nil {
+		err = r.awaitOp(ctx, o, ud, spin)
 	}
-	if o.res < 0 {
-		return nil, fmt.Errorf("goaem: call %v: %w", addr, errno(o.res))
+	res, n := o.res, o.n
+	if alloc != nil {
+		*alloc = o.data
 	}
-	return o.data, nil
+	r.putOp(o)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("goaem: call %v: %w", addr, err)
+	case res < 0:
+		return 0, fmt.Errorf("goaem: call %v: %w", addr, errno(res))
+	case alloc == nil && n > len(resp):
+		return len(resp), fmt.Errorf("goaem: call %v: reply of %d bytes into %d: %w", addr, n, len(resp), io.ErrShortBuffer)
+	}
+	return n, nil
 }

@@ -180,7 +180,9 @@ func (k *heapKernel) postLocked(cls uint8, cqe abi.CQE, data []byte) bool {
 		return false
 	}
 	cqe.Prio = cls
-	cqe.Res = int32(len(data))
+	if cqe.Res >= 0 { // a negative one is an error result's, set by result
+		cqe.Res = int32(len(data))
+	}
 	if len(data) > abi.CQEInline || cqe.Flags&abi.CQEFSlot != 0 {
 		k.reclaimLocked()
 		if len(k.free) == 0 {
@@ -201,13 +203,12 @@ func (k *heapKernel) postLocked(cls uint8, cqe abi.CQE, data []byte) bool {
 
 func (k *heapKernel) result(cls uint8, userData uint64, res int32, id uint64, data []byte) {
 	cqe := abi.CQE{UserData: userData, ID: id, Flags: abi.CQEFResult}
+	if res < 0 {
+		cqe.Res, data = res, nil // written before the tail publishes it
+	}
 	for i := 0; ; i++ {
 		k.mu.Lock()
 		ok := k.postLocked(cls, cqe, data)
-		if ok && res < 0 {
-			o := k.p.CQOff[cls]
-			k.cqes[o.Array/64+(k.cqTail[cls]-1)&(k.p.CQEntries-1)].Res = res
-		}
 		k.mu.Unlock()
 		if ok || i == 1000 {
 			break

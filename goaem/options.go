@@ -62,6 +62,7 @@ type config struct {
 	maxInFlight int
 	runBatch    int
 	opTimeout   time.Duration
+	callSpin    time.Duration
 	errHandler  func(ev *Event, err error)
 }
 
@@ -119,6 +120,12 @@ func WithRunBatch(n int) Option { return func(c *config) { c.runBatch = n } }
 // control operations wait for the kernel side's answer. Default 10s.
 func WithOpTimeout(d time.Duration) Option { return func(c *config) { c.opTimeout = d } }
 
+// WithCallSpin makes calls from this ring busy-poll for their reply for up
+// to d before they park (CallOptions.Spin overrides it per call). Default
+// 0: a call parks at once. For handlers that answer in microseconds on a
+// server that polls in a loop; a spinning caller keeps a core busy.
+func WithCallSpin(d time.Duration) Option { return func(c *config) { c.callSpin = d } }
+
 // WithErrorHandler receives the errors of handlers run by Run (ModeSpawn
 // and ModeClone handlers report from their own goroutines, so f must be
 // safe for concurrent use). Without it, Run returns the first handler
@@ -139,6 +146,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("goaem: run batch %d must be >= 1", c.runBatch)
 	case c.opTimeout <= 0:
 		return fmt.Errorf("goaem: op timeout %v must be > 0", c.opTimeout)
+	case c.callSpin < 0:
+		return fmt.Errorf("goaem: call spin %v must be >= 0", c.callSpin)
 	}
 	return nil
 }

@@ -125,9 +125,10 @@ type Ring struct {
 	slotCount uint32
 	sendSlots uint32
 
-	opMu  sync.Mutex
-	ops   map[uint64]*op
-	opSeq atomic.Uint64
+	opMu   sync.Mutex
+	ops    map[uint64]*op
+	opFree []*op // recycled
+	opSeq  atomic.Uint64
 
 	subs subTable
 

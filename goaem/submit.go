@@ -3,6 +3,7 @@ package goaem
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -176,25 +177,68 @@ func opName(op uint8) string {
 	return fmt.Sprintf("op %d", op)
 }
 
-// op is one SQE whose result a goroutine waits for.
+// op is one SQE whose result a goroutine waits for. Ops are recycled
+// through the ring's free list, so a call allocates nothing.
 type op struct {
 	done  atomic.Bool
 	res   int32
 	id    uint64
-	flags uint32
+	resp  []byte // a call's buffer: the reply is copied into it
+	n     int    // a call's reply bytes (may exceed len(resp))
+	alloc bool   // Call: the reply goes to a new slice, data, instead
 	data  []byte
-	ch    chan struct{} // closed when done
-	r     *Ring
-	sub   *Subscription // SUBSCRIBE: gets its id as the answer is routed, before any of its events
+	// ch gets one token per completion, sent after done is set: a follower
+	// waiting for the result selects on it, and whoever recycles the op
+	// takes the token first.
+	ch  chan struct{}
+	r   *Ring
+	sub *Subscription // SUBSCRIBE: gets its id as the answer is routed, before any of its events
+}
+
+// maxFreeOps bounds the recycled ops a ring keeps.
+const maxFreeOps = 64
+
+// newOp takes a recycled op or makes one.
+func (r *Ring) newOp(sub *Subscription) *op {
+	r.opMu.Lock()
+	var o *op
+	if k := len(r.opFree); k != 0 {
+		o = r.opFree[k-1]
+		r.opFree = r.opFree[:k-1]
+	}
+	r.opMu.Unlock()
+	if o == nil {
+		o = &op{ch: make(chan struct{}, 1), r: r}
+	}
+	o.sub = sub
+	return o
+}
+
+// putOp recycles a completed op whose token was taken, or one that was
+// never registered.
+func (r *Ring) putOp(o *op) {
+	o.done.Store(false)
+	o.res, o.id, o.resp, o.n, o.alloc, o.data, o.sub = 0, 0, nil, 0, false, nil, nil
+	r.opMu.Lock()
+	if len(r.opFree) < maxFreeOps {
+		r.opFree = append(r.opFree, o)
+	}
+	r.opMu.Unlock()
 }
 
 func (o *op) complete(e *Event) {
-	o.res, o.id, o.flags = e.cqe.Res, e.cqe.ID, e.cqe.Flags
+	o.res, o.id = e.cqe.Res, e.cqe.ID
 	if o.sub != nil && o.res >= 0 {
 		o.sub.id.Store(o.id)
 	}
 	if e.cqe.Res > 0 {
-		o.data = append([]byte(nil), e.Payload()...)
+		p := e.Payload()
+		o.n = len(p)
+		if o.alloc {
+			o.data = append([]byte(nil), p...)
+		} else {
+			copy(o.resp, p)
+		}
 	}
 	if e.cqe.Flags&abi.CQEFSlot != 0 {
 		e.r.releaseSlots(e.cqe.Slot)
@@ -202,10 +246,13 @@ func (o *op) complete(e *Event) {
 	o.finish()
 }
 
+// finish publishes the result. The waiter may recycle o as soon as it has
+// the token, so o is not touched after sending it.
 func (o *op) finish() {
+	r := o.r
 	o.done.Store(true)
-	close(o.ch)
-	o.r.nudge() // the waiter may be the one leading on the fd
+	o.ch <- struct{}{} // never blocks: one token per completion
+	r.nudge()          // the waiter may be the one leading on the fd
 }
 
 // failOps completes every pending op with ErrClosed (Close, after the
@@ -220,13 +267,10 @@ func (r *Ring) failOps() {
 	r.opMu.Unlock()
 }
 
-// doOp fills an SQE with prep, submits it and waits for its result.
-func (r *Ring) doOp(ctx context.Context, sub *Subscription, prep func(*abi.SQE) error) (*op, error) {
-	if !r.life.acquire() {
-		return nil, ErrClosed
-	}
-	defer r.life.release()
-	o := &op{ch: make(chan struct{}), r: r, sub: sub}
+// startOp fills an SQE with prep, registers o under its user_data and
+// submits it; it returns the user_data, 0 when nothing was registered.
+// prep does not escape: a closure passed here stays on the caller's stack.
+func (r *Ring) startOp(o *op, prep func(*abi.SQE) error) (uint64, error) {
 	var ud uint64
 	r.sqMu.Lock()
 	sqe, err := r.getSQE()
@@ -251,30 +295,56 @@ func (r *Ring) doOp(ctx context.Context, sub *Subscription, prep func(*abi.SQE) 
 		}
 	}
 	r.sqMu.Unlock()
-	if err == nil {
-		err = r.await(ctx, o)
+	if err != nil && ud != 0 && !r.abandonOp(o, ud) {
+		return ud, nil // answered already: the error came after
 	}
-	if err != nil {
-		if ud != 0 {
-			r.opMu.Lock()
-			delete(r.ops, ud)
-			r.opMu.Unlock()
+	return ud, err
+}
+
+// abandonOp unregisters o after its waiter gave up. It reports false when
+// the answer is being routed at that moment: then it waits for it, and o
+// is complete after all.
+func (r *Ring) abandonOp(o *op, ud uint64) bool {
+	r.opMu.Lock()
+	pending := r.ops[ud] == o
+	if pending {
+		delete(r.ops, ud)
+	}
+	r.opMu.Unlock()
+	if !pending {
+		for !o.done.Load() {
+			runtime.Gosched() // complete is running: a few instructions more
 		}
-		return nil, err
 	}
-	return o, nil
+	return pending
+}
+
+// doOp fills an SQE with prep, submits it and waits for its result.
+func (r *Ring) doOp(ctx context.Context, sub *Subscription, prep func(*abi.SQE) error) (int32, error) {
+	if !r.life.acquire() {
+		return 0, ErrClosed
+	}
+	defer r.life.release()
+	o := r.newOp(sub)
+	ud, err := r.startOp(o, prep)
+	if err == nil {
+		err = r.awaitOp(ctx, o, ud, 0)
+	}
+	res := o.res
+	r.putOp(o)
+	return res, err
 }
 
 // control runs a control op (subscribe, unsubscribe, timer and generator
 // set) bounded by the ring's op timeout.
-func (r *Ring) control(sub *Subscription, prep func(*abi.SQE) error) (*op, error) {
+func (r *Ring) control(sub *Subscription, prep func(*abi.SQE) error) (int32, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.opTimeout)
 	defer cancel()
-	o, err := r.doOp(ctx, sub, prep)
+	res, err := r.doOp(ctx, sub, prep)
 	if err == context.DeadlineExceeded {
 		err = fmt.Errorf("goaem: no answer from the kernel side within %v: %w", r.cfg.opTimeout, err)
 	}
-	return o, err
+	return res, err
 }
 
 // silentLocked makes sqe fire-and-forget (no result unless refused; a

@@ -178,7 +178,7 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	// The table entry exists before the SQE: the first event may arrive
 	// before the result that names the subscription.
 	s.handle = r.subs.add(s)
-	o, err := r.control(s, func(sqe *abi.SQE) error {
+	res, err := r.control(s, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpSubscribe
 		sqe.Prio = uint8(opts.Class)
 		if err := src.prep(sqe); err != nil {
@@ -189,7 +189,7 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 		return nil
 	})
 	if err == nil {
-		err = errno(o.res)
+		err = errno(res)
 	}
 	if err != nil {
 		r.subs.remove(s.handle)
@@ -222,13 +222,13 @@ func (s *Subscription) Addr(channel uint32) Addr { return s.r.Addr(channel) }
 // stay there and are still delivered (Event.Subscription returns nil for
 // them); backlogged ones are dropped and counted.
 func (s *Subscription) Unsubscribe() error {
-	o, err := s.r.control(nil, func(sqe *abi.SQE) error {
+	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpUnsubscribe
 		sqe.Target = s.id.Load()
 		return nil
 	})
 	if err == nil {
-		err = errno(o.res)
+		err = errno(res)
 	}
 	s.ended.Store(true)
 	s.r.subs.remove(s.handle)
@@ -241,7 +241,7 @@ func (s *Subscription) Unsubscribe() error {
 // ResetTimer re-arms a timer subscription.
 func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 	t := Timer{First: first, Interval: interval}
-	o, err := s.r.control(nil, func(sqe *abi.SQE) error {
+	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
 		if err := t.prep(sqe); err != nil {
 			return err
 		}
@@ -251,7 +251,7 @@ func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 		return nil
 	})
 	if err == nil {
-		err = errno(o.res)
+		err = errno(res)
 	}
 	if err != nil {
 		return fmt.Errorf("goaem: reset timer %#x: %w", s.ID(), err)
@@ -262,14 +262,14 @@ func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 // SetGenerator changes a generator subscription's rate, count, burst and
 // payload size.
 func (s *Subscription) SetGenerator(g Generator) error {
-	o, err := s.r.control(nil, func(sqe *abi.SQE) error {
+	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpGenSet
 		sqe.Target = s.id.Load()
 		g.fill(sqe.Gen())
 		return nil
 	})
 	if err == nil {
-		err = errno(o.res)
+		err = errno(res)
 	}
 	if err != nil {
 		return fmt.Errorf("goaem: set generator %#x: %w", s.ID(), err)

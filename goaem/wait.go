@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/aem-dev/aem/goaem/abi"
 )
 
 // Waiting goes through Go's netpoller on one dup of the ring's pollable fd
@@ -161,24 +164,25 @@ type looker interface {
 	look() bool
 }
 
-// block returns once c.look reports done, ctx ends, extra is closed or the
-// ring closes. It allocates nothing unless ctx can be cancelled.
-func (r *Ring) block(ctx context.Context, c looker, extra <-chan struct{}) error {
+// block returns once c.look reports done, ctx ends or the ring closes; a
+// token on extra makes it look again at once, and took says it was taken.
+// It allocates nothing but a follower's wake-up channel.
+func (r *Ring) block(ctx context.Context, c looker, extra <-chan struct{}) (took bool, err error) {
 	h := &r.hub
 	for {
 		// A wake-up between the look and the sleep below must not be
 		// lost: it bumps the epoch, and a changed epoch means look again.
 		epoch := h.epoch.Load()
 		if c.look() {
-			return nil
+			return took, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return err
+			return took, err
 		}
 		h.mu.Lock()
 		if h.closed {
 			h.mu.Unlock()
-			return ErrClosed
+			return took, ErrClosed
 		}
 		if h.epoch.Load() != epoch {
 			h.mu.Unlock()
@@ -193,7 +197,7 @@ func (r *Ring) block(ctx context.Context, c looker, extra <-chan struct{}) error
 			h.wakeFollowersLocked()
 			h.mu.Unlock()
 			if err != nil || done {
-				return err
+				return took, err
 			}
 			continue
 		}
@@ -205,10 +209,11 @@ func (r *Ring) block(ctx context.Context, c looker, extra <-chan struct{}) error
 		select {
 		case <-gen:
 		case <-extra:
+			took, extra = true, nil // one token: never wait for another
 		case <-ctx.Done():
-			return ctx.Err()
+			return took, ctx.Err()
 		case <-r.closedCh:
-			return ErrClosed
+			return took, ErrClosed
 		}
 	}
 }
@@ -312,7 +317,7 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int) (int, error) {
 		ew = new(eventsWait) // another Wait blocks already
 	}
 	ew.r, ew.batch, ew.n, ew.want = r, batch, n, want
-	err := r.block(ctx, ew, nil)
+	_, err := r.block(ctx, ew, nil)
 	n = ew.n
 	ew.r, ew.batch = nil, nil
 	r.ewFree.Store(ew)
@@ -331,14 +336,58 @@ func (w *eventsWait) look() bool {
 	return w.n >= w.want
 }
 
-// await blocks until o completes. Results posted during submission (the
-// embedded backend answers subscribe at once) need no sleep.
-func (r *Ring) await(ctx context.Context, o *op) error {
-	err := r.block(ctx, o, o.ch)
-	if err == nil && !o.done.Load() {
-		err = ErrClosed
+// awaitOp waits for o's result, busy-polling for up to spin first. When
+// it returns, o is complete and its token taken, or o was unregistered
+// unanswered (and the error says why): either way it can be recycled.
+func (r *Ring) awaitOp(ctx context.Context, o *op, ud uint64, spin time.Duration) error {
+	if spin > 0 {
+		r.spinOp(o, spin)
 	}
-	return err
+	took, err := false, error(nil)
+	if !o.done.Load() {
+		took, err = r.block(ctx, o, o.ch)
+	}
+	if err != nil && r.abandonOp(o, ud) {
+		return err
+	}
+	if !took {
+		<-o.ch // sent right after done: at most a moment away
+	}
+	return nil
+}
+
+// spinOp busy-polls for o's result for up to d, reading this ring's
+// completions (routing results, keeping events for the reader) whenever
+// there are any.
+func (r *Ring) spinOp(o *op, d time.Duration) {
+	start := time.Now()
+	for i := 1; !o.done.Load(); i++ {
+		if r.cqPending() {
+			r.progressOp(o)
+			continue
+		}
+		if i%64 == 0 {
+			if time.Since(start) >= d {
+				return
+			}
+			if i%256 == 0 {
+				runtime.Gosched() // let the goroutines of this P run, as the C peers yield
+			}
+		}
+	}
+}
+
+// cqPending reports whether a completion ring has entries or a backlog to
+// flush: cheap enough for a spin loop.
+func (r *Ring) cqPending() bool {
+	for c := 0; c < r.classes; c++ {
+		cq := &r.cq[c]
+		if atomic.LoadUint32(cq.ktail) != atomic.LoadUint32(cq.khead) ||
+			atomic.LoadUint32(cq.kflags)&abi.CQFOverflow != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *op) look() bool { return o.r.progressOp(o) }
