@@ -40,6 +40,8 @@ const (
 	msgChannel = 1
 	// grace bounds the drain after a run's deadline.
 	grace = 10 * time.Second
+	// busySpin bounds a busy caller's spin for one reply.
+	busySpin = 100 * time.Millisecond
 )
 
 // Transport is AEM through goaem on one backend.
@@ -418,8 +420,9 @@ func getSeq(b []byte) uint64 {
 // Call implements peers.Transport: a caller ring calls a Msg subscription
 // on a server ring, whose handler changes the payload in place and writes
 // it back (AEM's call -> handler -> writeback -> caller resumes). Blocking:
-// the server reads with Run. Busy: the server spins on Poll; goaem's Call
-// parks the caller until the reply, as it has no busy-polling form.
+// the server reads with Run and the caller parks. Busy: the server spins on
+// Poll and the caller busy-polls for its reply (CallOptions.Spin). Each
+// call reuses one reply buffer (CallInto): nothing is allocated per call.
 func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 	p, err := p.Normalized()
 	if err != nil {
@@ -484,6 +487,12 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 
 	addr := srv.Addr(msgChannel)
 	req := make([]byte, size)
+	resp := make([]byte, cli.SlotSize()) // the longest reply the ring carries
+	opts := goaem.CallOptions{Spin: -1}
+	if p.Busy {
+		// long enough that a caller parks only when the server stalls
+		opts.Spin = busySpin
+	}
 	samples := make([]int64, 0, p.MaxSamples)
 	var res peers.Result
 	start := time.Now()
@@ -502,7 +511,7 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 		if sampled {
 			t0 = time.Now()
 		}
-		resp, err := cli.Call(cctx, addr, req)
+		m, err := cli.CallWith(cctx, addr, req, resp, opts)
 		if err != nil {
 			cerr = err
 			break
@@ -510,7 +519,7 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 		if sampled && len(samples) < cap(samples) {
 			samples = append(samples, int64(time.Since(t0)))
 		}
-		if getSeq(resp) != n || len(resp) != size || (size > 16 && resp[16] != byte(n+1)) {
+		if m != size || getSeq(resp[:m]) != n || (size > 16 && resp[16] != byte(n+1)) {
 			res.Errors++
 		}
 		n++
