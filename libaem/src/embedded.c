@@ -29,6 +29,7 @@
 
 #include "../../kmod/core/aem_core.h"
 #include "../../kmod/core/aem_sources.h"
+#include "emb_sources.h"
 #include "aem_int.h"
 
 struct __aem_emb {
@@ -214,6 +215,10 @@ static void host_init(void)
 		host_init_err = aem_core_register_source(&aem_timer_source_ops);
 	if (!host_init_err)
 		host_init_err = aem_core_register_source(&aem_gen_source_ops);
+	if (!host_init_err)
+		host_init_err = aem_core_register_source(&__aem_fd_source_ops);
+	if (!host_init_err)
+		host_init_err = aem_core_register_source(&__aem_proc_source_ops);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -304,6 +309,8 @@ void __aem_emb_destroy(struct __aem_emb *e)
 	if (--host_rings == 0) {
 		drv_stop(&timer_drv);
 		drv_stop(&gen_drv);
+		__aem_fd_source_stop();
+		__aem_proc_source_stop();
 	}
 	pthread_mutex_unlock(&host_mu);
 }

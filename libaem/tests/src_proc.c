@@ -2,8 +2,13 @@
 /*
  * AEM_SRC_PROC: with a subscription for this process and its children, a
  * child that forks, execs and exits produces FORK, EXEC and EXIT events
- * with the right pids, file name and wait status.  Skips (77) when the
- * backend has no process source (-EOPNOTSUPP) or no privilege (-EPERM).
+ * with the right pids, file name, comm and wait status.  Skips (77) when
+ * the backend has no process source (-EOPNOTSUPP) or no privilege (-EPERM).
+ *
+ * The child execs cat on a pipe and lives until the exec event has been
+ * seen: the embedded backend reads the file name and comm from /proc when
+ * it handles the event, which a program that exits at once (true) can
+ * outrun.
  */
 #include <sys/wait.h>
 #include "aem_test.h"
@@ -19,7 +24,8 @@ int main(void)
 	struct aem_ring r;
 	unsigned len, n;
 	pid_t child;
-	int status;
+	int status = 0, pfd[2];
+	bool reaped = false;
 	void *d;
 
 	p.slot_size = 128;	/* an aem_proc_event fits a slot */
@@ -35,18 +41,36 @@ int main(void)
 		t_skip("process source needs privilege here (%s)", strerror(-c.res));
 	t_assert(c.res >= 0, "subscribe proc: %s", strerror(-c.res));
 
-	if (access("/bin/true", X_OK) == 0)
-		prog = "/bin/true";
+	if (access("/bin/cat", X_OK) == 0)
+		prog = "/bin/cat";
+	t_assert(pipe(pfd) == 0, "pipe: %s", strerror(errno));
 	child = fork();
 	t_assert(child >= 0, "fork: %s", strerror(errno));
 	if (child == 0) {
-		if (prog)
-			execl(prog, "true", (char *)NULL);
+		/* cat reads the pipe until the parent closes it, then exits 0. */
+		if (prog && dup2(pfd[0], 0) == 0) {
+			close(pfd[0]);
+			close(pfd[1]);
+			execl(prog, "cat", (char *)NULL);
+		}
 		_exit(3);
 	}
-	t_assert(waitpid(child, &status, 0) == child, "waitpid");
+	close(pfd[0]);
+	if (!prog) {
+		close(pfd[1]);
+		pfd[1] = -1;
+	}
 
 	for (n = 0; n < 1000 && !exit_seen; n++) {
+		/* Let the child go once its exec is seen (or no exec is coming). */
+		if (pfd[1] >= 0 && exec_seen) {
+			close(pfd[1]);
+			pfd[1] = -1;
+		}
+		if (pfd[1] < 0 && !reaped) {
+			t_assert(waitpid(child, &status, 0) == child, "waitpid");
+			reaped = true;
+		}
 		t_assert(t_next(&r, &c, 5000), "missing events: fork %d exec %d exit %d", fork_seen,
 			 exec_seen, exit_seen);
 		t_eq(c.user_data, 0x9);
@@ -66,12 +90,16 @@ int main(void)
 			break;
 		case AEM_PROC_EXEC:
 			t_assert(fork_seen, "exec before fork");
-			if (prog)
-				t_assert(strstr(ev.filename, "true"), "exec of '%.64s'", ev.filename);
+			if (prog) {
+				t_assert(strstr(ev.filename, "cat"), "exec of '%.64s'", ev.filename);
+				t_assert(!strncmp(ev.comm, "cat", sizeof(ev.comm)), "exec comm '%.16s'",
+					 ev.comm);
+			}
 			exec_seen = true;
 			break;
 		case AEM_PROC_EXIT:
 			t_assert(fork_seen, "exit before fork");
+			t_assert(reaped, "exit before the child was let go");
 			t_eq(ev.exit_code, status);
 			exit_seen = true;
 			break;
@@ -79,6 +107,10 @@ int main(void)
 			t_fail("event what=%#x", ev.what);
 		}
 	}
+	if (pfd[1] >= 0)
+		close(pfd[1]);
+	if (!reaped)
+		waitpid(child, &status, 0);
 	t_assert(fork_seen && exit_seen, "fork %d exit %d", fork_seen, exit_seen);
 	t_eq(exec_seen, prog != NULL);
 	aem_teardown(&r);
