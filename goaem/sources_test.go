@@ -15,8 +15,10 @@ import (
 	"github.com/aem-dev/aem/goaem/abi"
 )
 
-// The socket and process sources exist in the module only; elsewhere
-// subscribing says so with EOPNOTSUPP.
+// The socket and process sources exist in the module and the embedded
+// backend (the process source where the connector answers: privileged, in
+// the initial namespaces); elsewhere subscribing says so with EOPNOTSUPP
+// (EPERM without the privilege).
 func TestFDSource(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r := b.open(t)
