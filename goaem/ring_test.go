@@ -526,8 +526,15 @@ func TestCallsBackToBack(t *testing.T) {
 		require.NoError(t, err)
 		runCtx, stop := context.WithCancel(context.Background())
 		defer stop()
+		// Calls are made under served, which ends when Run returns: a call
+		// in flight then ends at once instead of at its timeout.
+		served, runReturned := context.WithCancel(context.Background())
+		defer runReturned()
 		done := make(chan error, 1)
-		go func() { done <- r.Run(runCtx, nil) }()
+		go func() {
+			done <- r.Run(runCtx, nil)
+			runReturned()
+		}()
 		runStopped := func(i int) {
 			select {
 			case err := <-done:
@@ -541,7 +548,7 @@ func TestCallsBackToBack(t *testing.T) {
 		i := 0
 		for ; i < 3000 && time.Now().Before(end); i++ {
 			runStopped(i)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(served, 5*time.Second)
 			binary.LittleEndian.PutUint32(msg[:], uint32(i))
 			resp, err := r.Call(ctx, r.Addr(1), msg[:])
 			cancel()
