@@ -84,6 +84,9 @@ func (e *Event) CQE() abi.CQE { return e.cqe }
 // in place (its capacity is the slot size) and written back. It is valid
 // until the event is released or written back, and never after Close.
 func (e *Event) Payload() []byte {
+	if e.cqe.Res <= 0 { // an error result carries no payload
+		return nil
+	}
 	if e.cqe.Flags&abi.CQEFSlot == 0 {
 		return e.cqe.Data[:min(uint32(e.cqe.Res), abi.CQEInline)]
 	}
