@@ -958,6 +958,40 @@ static void discard_backlog_locked(struct aem_ring *r, struct aem_sub *s)
 /* ---------------------------------------------------------------------- */
 /* Waiting                                                                */
 
+bool aem_core_want_room(struct aem_ring *r, struct aem_sub *s, u32 len)
+{
+	struct aem_cq_core *cq = &r->cq[s->prio];
+	unsigned long f;
+	bool room;
+
+	aem_atomic_set(&r->room_wanted, 1);
+	aem_smp_mb();	/* pairs with room_kick()'s caller's barrier */
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	room = !cq->bl_head && cq_room(r, cq);
+	if (room && len > AEM_CQE_INLINE) {
+		if (!r->nr_free)
+			reclaim_locked(r);
+		room = r->nr_free > 0;
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	return room;
+}
+
+/*
+ * Dekker, consumer half of a producer waiting for room: the user stored
+ * its CQ head (or slot ring tail) before entering, the caller issued a
+ * full barrier since; now the flag loads.  Either the producer's re-check
+ * in aem_core_want_room() sees the room, or this sees the flag.  Every
+ * clear is followed by a kick, so a flag set again meanwhile is never lost.
+ */
+static void room_kick(struct aem_ring *r)
+{
+	if (aem_atomic_read(&r->room_wanted)) {
+		aem_atomic_set(&r->room_wanted, 0);
+		aem_host_gen_kick();
+	}
+}
+
 bool aem_core_cq_ready(struct aem_ring *r, u32 min)
 {
 	u32 c, total = 0;
@@ -980,7 +1014,8 @@ bool aem_core_cq_ready(struct aem_ring *r, u32 min)
 void aem_core_wait_begin(struct aem_ring *r)
 {
 	aem_atomic_inc(&r->waiters);
-	aem_smp_mb();	/* pairs with __aem_wake() */
+	aem_smp_mb();	/* pairs with __aem_wake() and aem_core_want_room() */
+	room_kick(r);
 }
 
 void aem_core_wait_end(struct aem_ring *r)
@@ -991,7 +1026,8 @@ void aem_core_wait_end(struct aem_ring *r)
 void aem_core_poll_arm(struct aem_ring *r)
 {
 	aem_atomic_set(&r->poll_armed, 1);
-	aem_smp_mb();	/* pairs with __aem_wake() */
+	aem_smp_mb();	/* pairs with __aem_wake() and aem_core_want_room() */
+	room_kick(r);
 }
 
 bool aem_core_poll_take(struct aem_ring *r)
@@ -1354,6 +1390,8 @@ int aem_core_submit(struct aem_ring *r, u32 to_submit)
 	u32 head, tail, avail, i;
 	unsigned long f;
 
+	aem_smp_mb();	/* the user's CQ head and slot releases, then the flag: pairs with aem_core_want_room() */
+	room_kick(r);
 	aem_core_flush_backlog(r);
 	/* Polling loops enter with nothing to submit: no mutex for them. */
 	if (!to_submit || aem_load_acquire(r->sq_ktail) == aem_read_once(r->sq_head))

@@ -270,6 +270,17 @@ typedef void (*aem_fill_run_fn)(void *arg, u64 first, u32 count, u8 *dst, u32 st
 u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
 			    aem_fill_run_fn fill, void *arg, u32 flags);
 
+/*
+ * A source that holds back rather than backlog (the generator at rate 0)
+ * found the CQ ring of @s's class full, or, for @len > AEM_CQE_INLINE, no
+ * delivery slot free.  Announces it (full barrier), then looks again:
+ * true means there is room now, go on; false means the host's driver may
+ * sleep until aem_host_gen_kick(), which the consumer's next enter, wait
+ * or poll arming on @r calls once (a timed fallback is the source's: a
+ * consumer that only busy-polls never enters).
+ */
+bool aem_core_want_room(struct aem_ring *r, struct aem_sub *s, u32 len);
+
 /* Per-ring private pointer of source @source (e.g. the timer wheel), NULL at first. */
 void **aem_ring_src_priv(struct aem_ring *r, u8 source);
 

@@ -107,6 +107,8 @@ struct aem_ring {
 	/* waiters: lock-free, Dekker with the tails */
 	aem_atomic_t		waiters;
 	aem_atomic_t		poll_armed;
+	/* a generator waits for CQ room: Dekker with the user's CQ head (and slot ring tail) */
+	aem_atomic_t		room_wanted;
 
 	/* everything below: under cq_lock */
 	aem_spinlock_t		cq_lock;

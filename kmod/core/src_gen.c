@@ -6,13 +6,25 @@
  * ring takes them; nothing is backlogged or dropped then), count (0:
  * unbounded), burst (events per step, >= 1), payload_len (<= slot_size).
  * Every payload starts with struct aem_gen_event (seq 0, 1, 2, ... and the
- * time of the step); the rest is zero.  Each step is one
- * aem_core_post_batch (one lock round and one tail store): payloads of up
- * to AEM_CQE_INLINE bytes inline, longer ones in a delivery slot each.
- * aem_core_post_batch_run lets the fill loop run over whole runs of CQEs.  The event with
+ * time of the step); the rest is zero.  Each burst is one
+ * aem_core_post_batch_run (one lock round and one tail store): payloads of
+ * up to AEM_CQE_INLINE bytes inline, longer ones in a delivery slot each;
+ * the fill loop runs over whole runs of CQEs.  The event with
  * seq == count - 1 carries AEM_CQE_F_FINAL and ends the subscription.
  * AEM_OP_GEN_SET replaces rate/burst/payload_len and sets count to "this
  * many more events from now" (0: unbounded).
+ *
+ * At a rate, a step posts the bursts that are due (at most one).  At rate
+ * 0 a step fills all the room the CQ ring has, burst after burst (a burst
+ * of at least GEN_FLOOD_BURST events there: a post costs a lock round, a
+ * barrier and the consumer's head line, far more than an event, and a
+ * rate-0 burst only sets how often the tail is published), with the one
+ * timestamp of the step, and stops when the ring is full: it asks the
+ * core to kick the driver when the consumer makes room
+ * (aem_core_want_room: the consumer's next enter, wait or poll arming does
+ * it, once) and returns a fallback time for consumers that only ever
+ * busy-poll.  So a blocked generator costs no CPU and no clock reads, and
+ * the consumer's wake of it is one futex wake per full ring, not a poll.
  *
  * Host-driver contract:
  *  - call aem_sources_init() once, then register aem_gen_source_ops;
@@ -31,7 +43,18 @@
 #define NSEC_PER_SEC		1000000000ULL
 #define GEN_MAX_RATE		10000000000ULL	/* keeps the due-count arithmetic in 64 bits */
 #define GEN_MAX_BURST		65536
-#define GEN_BACKOFF_NS		20000ULL	/* rate 0 and the ring is full: look again soon */
+/*
+ * Rate 0, the ring full and no room since: look again after this long
+ * even without a kick (a consumer that only busy-polls never enters),
+ * doubling while steps keep finding no room, up to 20 us << 5 = 640 us
+ * (an abandoned ring that nobody enters costs next to nothing).
+ */
+#define GEN_ROOM_WAIT_NS	20000ULL
+#define GEN_ROOM_WAIT_STEPS	6
+/* Rate 0: the smallest burst, then events and bursts per step (bounding the time under gen_mutex). */
+#define GEN_FLOOD_BURST		256U
+#define GEN_STEP_EVENTS		65536U
+#define GEN_STEP_BURSTS		1024U
 
 struct aem_gen {
 	struct aem_gen		*next, *prev;
@@ -44,6 +67,7 @@ struct aem_gen {
 	u64			base_ns;
 	u32			burst;
 	u32			len;
+	u32			idle;		/* rate 0: steps in a row that found no room */
 };
 
 static aem_mutex_t gen_mutex;
@@ -131,24 +155,16 @@ static void gen_unlink(struct aem_gen *g)
 		g->next->prev = g->prev;
 }
 
-/* One step of @g; returns when it wants the next one. Under gen_mutex. */
-static u64 gen_produce(struct aem_gen *g, u64 now)
+/*
+ * Post @n events of @g, the last one ending it when @final.  Returns the
+ * events posted; *ended says @g is gone (freed: do not touch it).
+ */
+static u32 gen_post(struct aem_gen *g, u32 n, bool final, u64 now, u32 flags, bool *ended)
 {
 	struct gen_fill fill = { .seq = g->seq, .now = now, .len = g->len };
 	struct aem_sub *s = g->s;
-	u64 due = gen_due(g, now);
-	bool final = false;
-	u32 n, done;
+	u32 done;
 
-	if (due > g->burst)
-		due = g->burst;
-	if (g->limit && g->seq + due >= g->limit) {
-		due = g->limit - g->seq;
-		final = true;
-	}
-	n = (u32)due;
-	if (!n)
-		return g->rate ? gen_next_ns(g) : now;
 	/*
 	 * A final batch may end @s inside the post: drop our hold first (a
 	 * new subscription may reuse the entry at once), restore it if the
@@ -159,20 +175,82 @@ static u64 gen_produce(struct aem_gen *g, u64 now)
 	if (fill.len > aem_ring_slot_size(g->r))
 		fill.len = aem_ring_slot_size(g->r);
 	done = aem_core_post_batch_run(g->r, s, n, g->len, gen_fill, &fill,
-					 (g->rate ? 0 : AEM_POST_FIT) | (final ? AEM_POST_FINAL : 0));
+				       flags | (final ? AEM_POST_FINAL : 0));
 	g->seq += done;
-	if (final && done == n) {
+	*ended = final && done == n;
+	if (*ended) {
 		gen_unlink(g);
 		aem_free(g);
-		return AEM_GEN_IDLE;
-	}
-	if (final)
+	} else if (final) {
 		s->priv[0] = (u64)(uintptr_t)g;
-	if (!done)	/* ring full (rate 0) or out of slots: look again soon */
-		return now + GEN_BACKOFF_NS;
-	if (done < n)	/* partly full: the consumer is draining, keep going */
-		return now;
+	}
+	return done;
+}
+
+/* Events of the next burst of at most @due (<= 2^32 - 1); *final when they end @g. */
+static u32 gen_burst(const struct aem_gen *g, u64 due, bool *final)
+{
+	*final = g->limit && g->seq + due >= g->limit;
+	if (*final)
+		due = g->limit - g->seq;
+	return (u32)due;
+}
+
+/*
+ * Rate 0: fill the CQ ring's room, burst after burst, all with the step's
+ * timestamp.  Returns now after progress (the host steps again at once,
+ * with a fresh timestamp: the ring may have room again), a fallback time
+ * when the ring stayed full (the consumer's kick ends the wait early).
+ */
+static u64 gen_flood(struct aem_gen *g, u64 now)
+{
+	u32 burst = g->burst > GEN_FLOOD_BURST ? g->burst : GEN_FLOOD_BURST;
+	u32 made = 0, i;
+	bool final, ended;
+
+	for (i = 0; i < GEN_STEP_BURSTS && made < GEN_STEP_EVENTS; i++) {
+		u32 n = gen_burst(g, burst, &final);
+		u32 done = gen_post(g, n, final, now, AEM_POST_FIT, &ended);
+
+		if (ended)
+			return AEM_GEN_IDLE;
+		made += done;
+		/*
+		 * Short: the ring is full, or out of delivery slots.  Ask to be
+		 * kicked when the consumer makes room; it may have made some
+		 * already, then go on.
+		 */
+		if (done < n && !aem_core_want_room(g->r, g->s, g->len)) {
+			if (made)
+				break;
+			if (g->idle < GEN_ROOM_WAIT_STEPS)
+				g->idle++;
+			return now + (GEN_ROOM_WAIT_NS << (g->idle - 1));
+		}
+	}
+	g->idle = 0;
+	return now;
+}
+
+/* One step of @g; returns when it wants the next one. Under gen_mutex. */
+static u64 gen_produce(struct aem_gen *g, u64 now)
+{
+	bool final, ended;
+	u32 n, done;
+	u64 due;
+
 	if (!g->rate)
+		return gen_flood(g, now);
+	due = gen_due(g, now);
+	n = gen_burst(g, due < g->burst ? due : g->burst, &final);
+	if (!n)
+		return gen_next_ns(g);
+	done = gen_post(g, n, final, now, 0, &ended);
+	if (ended)
+		return AEM_GEN_IDLE;
+	if (!done)	/* out of slots: look again soon */
+		return now + GEN_ROOM_WAIT_NS;
+	if (done < n)	/* partly: the consumer is returning slots, keep going */
 		return now;
 	return done == g->burst ? now : gen_next_ns(g);
 }

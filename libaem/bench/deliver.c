@@ -1,16 +1,26 @@
 // SPDX-License-Identifier: MIT
 /*
  * aem-bench-deliver: generator -> consumer delivery on the embedded
- * backend, 32-byte payloads, consumed in batches by a busy-polling
- * consumer; beside it, in the same run, a plain C single-producer /
+ * backend, 32-byte payloads, consumed in batches by
+ *  - "spin": a consumer that busy-polls the CQ ring and never enters;
+ *  - "wait": a consumer that blocks in aem_wait() whenever the ring is
+ *    empty (the realistic mode: the generator thread, which sleeps while
+ *    the ring is full, and the consumer wake each other);
+ * beside them, in the same run, a plain C single-producer /
  * single-consumer ring of 32-byte events (the ceiling of any shared ring
- * on this machine).  Prints events/s for both and the ratio.
+ * on this machine).  Prints events/s for each and the ratios to the ring.
  *
  *   aem-bench-deliver [-n events] [-b burst] [-q cq_entries] [-r rounds (<= 64)]
+ *                     [-m spin|wait|both] [-w work]
+ *
+ * -w gives every consumer, the plain ring's too, a handler of that many
+ * dependent multiply-adds per event: a consumer slower than the producer
+ * lets the ring fill, which is when the producer's sleep and wake-up count.
  *
  * Every loop is bounded by a deadline as well as the event count.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -25,6 +35,8 @@
 #define PAYLOAD		32
 #define DEADLINE_NS	(20ULL * 1000000000ULL)	/* per measurement */
 #define PEEK_MAX	1024
+#define WAIT_NS		(100ULL * 1000000ULL)	/* one aem_wait; the deadline bounds the whole */
+#define FLOOD_BURST	256	/* kmod/core/src_gen.c: a rate-0 generator's smallest burst */
 
 static uint64_t now_ns(void)
 {
@@ -32,6 +44,19 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static unsigned work;	/* -w: handler work per event */
+static volatile uint64_t work_sink;	/* keeps the handlers' work */
+
+/* The handler: a chain the compiler cannot drop or vectorise away. */
+static inline uint64_t handle(uint64_t acc, uint64_t seq)
+{
+	unsigned i;
+
+	for (i = 0; i < work; i++)
+		acc = acc * 0x9e3779b97f4a7c15ULL + seq;
+	return acc;
 }
 
 static inline void cpu_relax(void)
@@ -42,7 +67,7 @@ static inline void cpu_relax(void)
 }
 
 /* ---------------------------------------------------------------------- */
-/* AEM: generator (rate 0, burst b) -> busy-polling consumer               */
+/* AEM: generator (rate 0, burst b) -> consumer spinning or waiting       */
 
 struct result {
 	uint64_t	events;
@@ -50,10 +75,11 @@ struct result {
 	bool		ok;
 };
 
-static struct result run_aem(uint64_t n, unsigned burst, unsigned cq_entries)
+__attribute__((noinline))	/* its own line in a profile */
+static struct result run_aem(uint64_t n, unsigned burst, unsigned cq_entries, bool block)
 {
 	struct result res = { 0, 0, false };
-	uint64_t expect = 0, t0, t1 = 0, deadline, checksum = 0;
+	uint64_t expect = 0, t0, t1 = 0, deadline, checksum = 0, acc = 0;
 	struct aem_params p;
 	struct aem_ring ring;
 	struct aem_sqe *sqe;
@@ -81,6 +107,12 @@ static struct result run_aem(uint64_t n, unsigned burst, unsigned cq_entries)
 		unsigned i, head, k = aem_cq_peek(&ring, 0, &head);
 
 		if (!k) {
+			if (block) {
+				ret = aem_wait(&ring, 1, WAIT_NS);
+				if ((ret < 0 && ret != -ETIME && ret != -EINTR) || now_ns() > deadline)
+					break;
+				continue;
+			}
 			cpu_relax();
 			if (!(++checksum & 0xffff) && now_ns() > deadline)
 				break;
@@ -102,11 +134,13 @@ static struct result run_aem(uint64_t n, unsigned burst, unsigned cq_entries)
 				fprintf(stderr, "aem: seq %" PRIu64 ", expected %" PRIu64 "\n", seq, expect);
 				goto out;
 			}
+			acc = handle(acc, seq);
 			expect++;
 		}
 		aem_cq_advance(&ring, 0, k);
 	}
 	t1 = now_ns();
+	work_sink += acc;
 	res.events = expect;
 	res.ns = t1 - t0;
 	res.ok = final && expect == n;
@@ -135,19 +169,23 @@ struct spsc {
 static void *spsc_producer(void *arg)
 {
 	struct spsc *q = arg;
-	uint32_t tail = 0, entries = q->mask + 1;
-	uint64_t seq = 0, spins = 0;
+	uint32_t tail = 0, entries = q->mask + 1, stamped = 0;
+	uint64_t seq = 0, spins = 0, now = now_ns();
 
 	while (seq < q->n) {
 		uint32_t head = atomic_load_explicit(&q->head, memory_order_acquire);
 		uint32_t room = entries - (tail - head), k, i;
-		uint64_t now = now_ns();
 
 		if (!room) {
 			cpu_relax();
-			if (!(++spins & 0xffff) && now > q->deadline)
+			if (!(++spins & 0xffff) && now_ns() > q->deadline)
 				break;
 			continue;
+		}
+		/* One timestamp per ring's worth, as the generator's one per step. */
+		if (stamped >= entries) {
+			now = now_ns();
+			stamped = 0;
 		}
 		k = room < q->burst ? room : q->burst;
 		if (k > q->n - seq)
@@ -161,23 +199,26 @@ static void *spsc_producer(void *arg)
 		}
 		tail += k;
 		seq += k;
+		stamped += k;
 		atomic_store_explicit(&q->tail, tail, memory_order_release);
 	}
 	return NULL;
 }
 
+__attribute__((noinline))
 static struct result run_spsc(uint64_t n, unsigned burst, unsigned entries)
 {
 	struct result res = { 0, 0, false };
 	struct spsc q;
 	pthread_t thr;
-	uint64_t t0, expect = 0, spins = 0;
+	uint64_t t0, expect = 0, spins = 0, acc = 0;
 	uint32_t head = 0;
 
 	memset(&q, 0, sizeof(q));
 	q.mask = entries - 1;
 	q.n = n;
-	q.burst = burst;
+	/* Published like the generator at rate 0: at least FLOOD_BURST events a tail store. */
+	q.burst = burst > FLOOD_BURST ? burst : FLOOD_BURST;
 	if (posix_memalign((void **)&q.ev, 64, sizeof(struct ev32) * entries))
 		return res;
 	memset(q.ev, 0, sizeof(struct ev32) * entries);
@@ -207,12 +248,14 @@ static struct result run_spsc(uint64_t n, unsigned burst, unsigned entries)
 					e->seq, expect);
 				goto out;
 			}
+			acc = handle(acc, e->seq);
 			expect++;
 		}
 		head += k;
 		atomic_store_explicit(&q.head, head, memory_order_release);
 	}
 	res.ok = expect == n;
+	work_sink += acc;
 out:
 	res.ns = now_ns() - t0;
 	res.events = expect;
@@ -233,50 +276,91 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* One figure across the rounds. */
+struct series {
+	const char	*name;
+	bool		on;
+	double		best;
+	double		ratios[64];	/* to the plain ring of the same round */
+};
+
+static void series_add(struct series *x, unsigned round, const struct result *r, double ring)
+{
+	double v = rate(r);
+
+	x->ratios[round] = ring ? v / ring : 0;
+	if (v > x->best)
+		x->best = v;
+	printf("   aem %-4s %8.2f M events/s  ratio %.2f%s", x->name, v / 1e6, x->ratios[round],
+	       r->ok ? "" : " (incomplete)");
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t n = 20000000;
-	unsigned burst = 256, cq = 16384, rounds = 3, i;
-	double best_aem = 0, best_spsc = 0, ratios[64];
+	unsigned burst = 256, cq = 16384, rounds = 3, i, m;
+	struct series modes[2] = { { .name = "spin", .on = true }, { .name = "wait", .on = true } };
+	double best_spsc = 0;
+	const char *mode = "both";
 	int opt, fail = 0;
 
-	while ((opt = getopt(argc, argv, "n:b:q:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:b:q:r:m:w:")) != -1) {
 		switch (opt) {
 		case 'n': n = strtoull(optarg, NULL, 0); break;
 		case 'b': burst = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'q': cq = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'r': rounds = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'm': mode = optarg; break;
+		case 'w': work = (unsigned)strtoul(optarg, NULL, 0); break;
 		default:
-			fprintf(stderr, "usage: %s [-n events] [-b burst] [-q cq_entries] [-r rounds]\n",
-				argv[0]);
+			fprintf(stderr, "usage: %s [-n events] [-b burst] [-q cq_entries] [-r rounds] "
+				"[-m spin|wait|both] [-w work]\n", argv[0]);
 			return 2;
 		}
 	}
+	if (!strcmp(mode, "spin"))
+		modes[1].on = false;
+	else if (!strcmp(mode, "wait"))
+		modes[0].on = false;
+	else if (strcmp(mode, "both"))
+		n = 0;
 	if (!n || !burst || cq < 2 || (cq & (cq - 1)) || !rounds || rounds > 64) {
-		fprintf(stderr, "bad arguments (cq_entries must be a power of two)\n");
+		fprintf(stderr, "bad arguments (cq_entries must be a power of two; -m spin, wait or both)\n");
 		return 2;
 	}
-	printf("events %" PRIu64 ", payload %d bytes, burst %u, ring %u entries, %u rounds\n",
-	       n, PAYLOAD, burst, cq, rounds);
+	printf("events %" PRIu64 ", payload %d bytes, burst %u, ring %u entries, %u rounds, consumer %s, "
+	       "work %u\n", n, PAYLOAD, burst, cq, rounds, mode, work);
 	for (i = 0; i < rounds; i++) {
-		struct result a = run_aem(n, burst, cq);
-		struct result s = run_spsc(n, burst, cq);
+		struct result a[2], s;
 
-		if (!a.ok || !s.ok)
-			fail = 1;
-		printf("round %u: aem %8.2f M events/s   spsc %8.2f M events/s   ratio %.2f%s\n",
-		       i + 1, rate(&a) / 1e6, rate(&s) / 1e6, rate(&s) ? rate(&a) / rate(&s) : 0,
-		       a.ok && s.ok ? "" : "  (incomplete)");
-		ratios[i] = rate(&s) ? rate(&a) / rate(&s) : 0;
-		if (rate(&a) > best_aem)
-			best_aem = rate(&a);
+		for (m = 0; m < 2; m++)
+			if (modes[m].on)
+				a[m] = run_aem(n, burst, cq, m == 1);
+		s = run_spsc(n, burst, cq);
+		fail |= !s.ok;
+		printf("round %u: spsc %8.2f M events/s%s", i + 1, rate(&s) / 1e6, s.ok ? "" : " (incomplete)");
+		for (m = 0; m < 2; m++) {
+			if (!modes[m].on)
+				continue;
+			fail |= !a[m].ok;
+			series_add(&modes[m], i, &a[m], rate(&s));
+		}
+		printf("\n");
 		if (rate(&s) > best_spsc)
 			best_spsc = rate(&s);
 	}
 	/* Rounds run back to back on a noisy machine: the median ratio is the figure to quote. */
-	qsort(ratios, rounds, sizeof(ratios[0]), cmp_double);
-	printf("best:    aem %8.2f M events/s   spsc %8.2f M events/s   ratio %.2f\n",
-	       best_aem / 1e6, best_spsc / 1e6, best_spsc ? best_aem / best_spsc : 0);
-	printf("median ratio of rounds: %.2f\n", ratios[rounds / 2]);
+	printf("best:    spsc %8.2f M events/s", best_spsc / 1e6);
+	for (m = 0; m < 2; m++)
+		if (modes[m].on)
+			printf("   aem %-4s %8.2f M events/s", modes[m].name, modes[m].best / 1e6);
+	printf("\nmedian ratio to spsc of rounds:");
+	for (m = 0; m < 2; m++) {
+		if (!modes[m].on)
+			continue;
+		qsort(modes[m].ratios, rounds, sizeof(modes[m].ratios[0]), cmp_double);
+		printf("   %s %.2f", modes[m].name, modes[m].ratios[rounds / 2]);
+	}
+	printf("\n");
 	return fail;
 }

@@ -17,12 +17,12 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,10 +89,15 @@ static void *timer_main(void *arg)
 {
 	struct driver *d = arg;
 
-	while (!drv_stopping(d)) {
+	for (;;) {
+		/* kick before stop: drv_stop sets stop, then bumps kick; read the other way
+		 * round, a stop landing between the two reads would be slept through. */
 		uint32_t seq = __atomic_load_n(&d->kick, __ATOMIC_ACQUIRE);
-		uint64_t now = now_ns();
+		uint64_t now;
 
+		if (drv_stopping(d))
+			break;
+		now = now_ns();
 		if (aem_timer_tick(now))
 			sleep_until(((now >> AEM_TIMER_TICK_SHIFT) + 1) << AEM_TIMER_TICK_SHIFT);
 		else
@@ -102,45 +107,42 @@ static void *timer_main(void *arg)
 }
 
 /*
- * A rate-0 generator facing a full ring asks to be called again in a few
- * microseconds: yield for a while (the consumer is usually draining on the
- * other core), then sleep, so an abandoned ring does not cost a core.
+ * The generator's step returns when it wants the next one: at once after
+ * progress, a generator's next due time at a rate, or, for a rate-0
+ * generator facing a full ring, a fallback: it has asked the core to kick
+ * us when the consumer makes room (its next enter, wait or poll arming),
+ * so we sleep on the kick word until then.  No yield loop: a sleeping
+ * generator wakes once per kick.
  */
-#define GEN_YIELDS	256
-#define GEN_MAX_NAP_NS	1000000ULL
+#define GEN_TIMER_SLACK_NS	1000UL	/* a 20 us fallback must not become 70 us */
 
 static void *gen_main(void *arg)
 {
 	struct driver *d = arg;
-	unsigned idle = 0, naps = 0;
 
-	while (!drv_stopping(d)) {
+	prctl(PR_SET_TIMERSLACK, GEN_TIMER_SLACK_NS, 0, 0, 0);
+	for (;;) {
+		/* Before the step: a kick after this (room, a new generator) ends the sleep below.
+		 * kick before stop, as in timer_main. */
 		uint32_t seq = __atomic_load_n(&d->kick, __ATOMIC_ACQUIRE);
-		uint64_t now = now_ns();
-		uint64_t next = aem_gen_step(now);
+		uint64_t now, next, nap;
+		struct timespec ts;
+
+		if (drv_stopping(d))
+			break;
+		now = now_ns();
+		next = aem_gen_step(now);
 
 		if (next == AEM_GEN_IDLE) {
-			idle = naps = 0;
 			futex(&d->kick, FUTEX_WAIT, seq, NULL);
-		} else if (next <= now) {
-			idle = naps = 0;
-		} else if (next - now < 100000 && idle < GEN_YIELDS) {
-			idle++;
-			sched_yield();
-		} else {
-			uint64_t nap = next - now;
-			struct timespec ts;
-
-			/* A short retry still finding no room after the yields: back off, doubling. */
-			if (nap < 100000) {
-				nap <<= naps < 6 ? naps++ : 6;
-				if (nap > GEN_MAX_NAP_NS)
-					nap = GEN_MAX_NAP_NS;
-			}
-			ts.tv_sec = (time_t)(nap / 1000000000ULL);
-			ts.tv_nsec = (long)(nap % 1000000000ULL);
-			futex(&d->kick, FUTEX_WAIT, seq, &ts);	/* a kick (new or changed generator) ends it */
+			continue;
 		}
+		if (next <= now)
+			continue;
+		nap = next - now;
+		ts.tv_sec = (time_t)(nap / 1000000000ULL);
+		ts.tv_nsec = (long)(nap % 1000000000ULL);
+		futex(&d->kick, FUTEX_WAIT, seq, &ts);
 	}
 	return NULL;
 }
