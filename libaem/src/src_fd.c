@@ -54,7 +54,7 @@ struct fd_watch {
 	int		fd;		/* as the subscriber named it, echoed */
 	int		dupfd;		/* ours, registered with epoll */
 	u32		events;		/* AEM_FD_* wanted */
-	u32		serial;		/* bumped on free: a stale epoll key misses */
+	u32		serial;		/* bumped at start and free: a stale epoll key misses */
 	u32		next_free;
 	bool		listening;	/* EPOLLIN means accept, not read */
 	bool		started;	/* the SUBSCRIBE result is out: events may follow */
@@ -279,8 +279,10 @@ err:
 /*
  * The SUBSCRIBE result is out: events may flow.  Re-arming makes epoll
  * poll the socket again and queue it if a wanted condition is true now,
- * which reports the state at start, as the module's start does; anything
- * the thread saw before is covered by that look.
+ * which reports the state at start, as the module's start does.  It
+ * re-arms under a new key: what the thread took from epoll before (the
+ * same state, already covered by this look) misses, so the state is
+ * reported once, not twice.
  */
 static void fd_start(struct aem_ring *r, struct aem_sub *s)
 {
@@ -293,6 +295,7 @@ static void fd_start(struct aem_ring *r, struct aem_sub *s)
 	pthread_mutex_lock(&fd_mu);
 	w = &fd_tab[s->priv[0] - 1];
 	w->started = true;
+	w->serial++;
 	ee.events = fd_epoll_mask(w->events);
 	ee.data.u64 = fd_key((u32)(s->priv[0] - 1), w->serial);
 	if (epoll_ctl(fd_epfd, EPOLL_CTL_MOD, w->dupfd, &ee) < 0)
