@@ -6,13 +6,16 @@
  * module's, within what user space can observe:
  *
  *  - struct aem_proc_args: -EINVAL for an empty or unknown mask or a
- *    non-zero reserved field, -ESRCH for a pid filter naming no process.
- *    The connector multicasts every process on the system, so it needs
- *    CAP_NET_ADMIN whatever the filter: without it subscribe fails with
- *    -EPERM.  The connector serves only the initial pid and user
- *    namespaces and ignores a listener elsewhere: subscribe finds out
- *    (no acknowledgement of its LISTEN within PROC_ACK_MS) and fails with
- *    -EOPNOTSUPP, and every later subscribe at once;
+ *    non-zero reserved field, -ESRCH for a pid filter naming no process;
+ *  - privilege, the module's rule: every process (pid 0) takes
+ *    CAP_NET_ADMIN, a filter on a process whose real uid is not our
+ *    effective uid too; else -EPERM.  Kernels before 6.6 let only
+ *    CAP_NET_ADMIN join the connector at all, so there even a process's
+ *    own children take it (the bind fails: -EPERM).  The connector serves
+ *    only the initial pid and user namespaces and ignores a listener
+ *    elsewhere: subscribe finds out (no acknowledgement of its LISTEN
+ *    within PROC_ACK_MS) and fails with -EOPNOTSUPP, and every later
+ *    subscribe at once;
  *  - a fork of a new thread is not a new process: not reported.  A
  *    process's exit is reported when its thread-group leader exits (the
  *    module waits for the last thread; they differ only for a leader that
@@ -34,8 +37,7 @@
  *    arrive between subscribe and start wait in the watch.
  *
  * Events lost to a full socket buffer (ENOBUFS: a fork storm outran the
- * reader) cannot be told apart per subscription; they are counted in
- * proc_overruns and warned about.
+ * reader) cannot be told apart per subscription: the reader warns.
  *
  * One reader thread, started by the first subscription and joined by
  * __aem_proc_source_stop() when the last embedded ring goes.  It posts
@@ -50,6 +52,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <linux/capability.h>
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
 #include <linux/netlink.h>
@@ -85,7 +88,6 @@ static pthread_t proc_thr;
 static bool proc_running;
 static int proc_deaf;		/* -EOPNOTSUPP once the connector ignored us */
 static u32 proc_cookie;
-static u64 proc_overruns;	/* reader: receive buffer overflows (events lost) */
 
 /* ---------------------------------------------------------------------- */
 /* Pid sets                                                               */
@@ -235,6 +237,39 @@ static int proc_scan(struct proc_watch *w)
 out:
 	closedir(d);
 	free(all);
+	return ret;
+}
+
+static bool proc_net_admin(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return false;
+	return d[CAP_TO_INDEX(CAP_NET_ADMIN)].effective & CAP_TO_MASK(CAP_NET_ADMIN);
+}
+
+/* Real uid of @pid (the module's task_uid()), from /proc/<pid>/status. */
+static int proc_uid(s32 pid, uid_t *uid)
+{
+	char path[32], line[128];
+	unsigned long v;
+	int ret = -ESRCH;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -ESRCH;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Uid: %lu", &v) == 1) {
+			*uid = (uid_t)v;
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
 	return ret;
 }
 
@@ -396,7 +431,6 @@ static void *proc_main(void *arg)
 			if (n == -EAGAIN || n == -EINTR)
 				break;
 			if (n == -ENOBUFS) {
-				proc_overruns++;
 				aem_warn("proc source: receive buffer overflowed; process events lost");
 				continue;
 			}
@@ -550,8 +584,19 @@ static int proc_subscribe(struct aem_ring *r, struct aem_sub *s, const struct ae
 
 	if (!a->events || (a->events & ~AEM_PROC_ALL) || a->resv[0] || a->resv[1] || a->resv[2])
 		return -EINVAL;
-	if (a->pid && (a->pid > INT32_MAX || (kill((pid_t)a->pid, 0) < 0 && errno == ESRCH)))
-		return -ESRCH;
+	if (!a->pid) {
+		/* Every process on the system: as privileged as the module asks. */
+		if (!proc_net_admin())
+			return -EPERM;
+	} else {
+		uid_t uid;
+
+		if (a->pid > INT32_MAX || proc_uid((s32)a->pid, &uid))
+			return -ESRCH;
+		/* Someone else's processes take the same privilege. */
+		if (uid != geteuid() && !proc_net_admin())
+			return -EPERM;
+	}
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;

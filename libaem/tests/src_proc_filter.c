@@ -5,11 +5,45 @@
  * and nothing of a sibling B that is not A's descendant nor of A's own
  * fork, which came before the subscription.  After the UNSUBSCRIBE result
  * nothing more comes.  An empty or unknown mask and a reserved field are
- * -EINVAL, a pid naming no process -ESRCH.  Skips (77) when the backend
- * has no process source (-EOPNOTSUPP) or no privilege (-EPERM).
+ * -EINVAL, a pid naming no process -ESRCH.  Every process (pid 0) and
+ * another user's process take CAP_NET_ADMIN (-EPERM).  Skips (77) when
+ * the backend has no process source (-EOPNOTSUPP) or no privilege for our
+ * own child (-EPERM: the connector before Linux 6.6).
  */
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <linux/capability.h>
 #include "aem_test.h"
+
+static bool net_admin(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return false;
+	return d[CAP_TO_INDEX(CAP_NET_ADMIN)].effective & CAP_TO_MASK(CAP_NET_ADMIN);
+}
+
+/* Privileged subscriptions succeed with CAP_NET_ADMIN (or, for one process, its uid), else -EPERM. */
+static void check_privilege(struct aem_ring *r, unsigned pid, bool allowed, uint64_t tag)
+{
+	struct aem_sqe *sqe = t_sqe(r);
+	struct aem_cqe c;
+
+	aem_prep_subscribe_proc(sqe, AEM_PROC_EXIT, (int)pid, 0, tag);
+	t_submit(r);
+	c = t_result(r, tag, 5000);
+	if (!allowed) {
+		t_eq(c.res, -EPERM);
+		return;
+	}
+	t_assert(c.res >= 0, "subscribe proc pid %u: %s", pid, strerror(-c.res));
+	sqe = t_sqe(r);
+	aem_prep_unsubscribe(sqe, c.id);
+	sqe->user_data = tag + 1;
+	t_eq(t_do(r, tag + 1), 0);	/* events of the subscription on the way are dropped */
+}
 
 static int sub_proc(struct aem_ring *r, unsigned events, unsigned pid, uint64_t resv0,
 		    uint64_t tag, uint64_t *id)
@@ -146,6 +180,10 @@ int main(void)
 		_exit(0);
 	t_assert(waitpid(c2, NULL, 0) == c2, "waitpid");
 	t_expect_quiet(&r, 200, "process event after unsubscribe");
+
+	/* Last: a subscription to every process may see a lot before it goes. */
+	check_privilege(&r, 0, net_admin(), 0xf0);
+	check_privilege(&r, 1, net_admin() || geteuid() == 0, 0xf2);	/* init: root's */
 
 	close(ack[0]);
 	aem_teardown(&r);
