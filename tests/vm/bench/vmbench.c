@@ -8,14 +8,23 @@
  *   post      POST SQEs to our own channel in batches of 256, reaped in batches
  *   call      AEM_IOC_CALL round trips (caller process -> handler -> writeback)
  *   futex     futex ping-pong between two threads: the wake-up floor for "call"
- * Output: one "name value unit" line per figure.
+ *   uring_nop io_uring NOPs, submitted and reaped in batches of 256: the
+ *             cheapest completion the same kernel delivers through a ring
+ *   uring_msg io_uring MSG_RING, one ring sending batches of 256 to another
+ *             (sender's CQEs skipped), the receiver reaping its mapped CQ
+ * Output: one "name value unit" line per figure, then "ratio" lines: AEM's
+ * figure over each peer's from this same run.
  */
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/syscall.h>
+#include <liburing.h>
 #include "vmt.h"
 
 static double secs = 1.0;
+
+/* Figures of this run, for the ratio lines; 0 when a benchmark was skipped. */
+static double gen_rate, post_rate, call_us, futex_us, nop_rate, msg_rate;
 
 static double now_s(void)
 {
@@ -70,7 +79,8 @@ static void bench_gen(void)
 			vr_enter(&r, 0, 1, 100 * (int64_t)T_MS);
 		t = now_s();
 	} while (t - t0 < secs);
-	printf("gen %.0f events/s\n", (double)events / (t - t0));
+	gen_rate = (double)events / (t - t0);
+	printf("gen %.0f events/s\n", gen_rate);
 	vr_close(&r);
 }
 
@@ -104,7 +114,8 @@ static void bench_post(void)
 		t = now_s();
 	} while (t - t0 < secs);
 	events += reap_all(&r, &sum);
-	printf("post %.0f events/s\n", (double)events / (t - t0));
+	post_rate = (double)events / (t - t0);
+	printf("post %.0f events/s\n", post_rate);
 	vr_close(&r);
 }
 
@@ -176,7 +187,8 @@ static void bench_call(void)
 	waitpid(pid, &status, 0);
 	stop_handler = 1;
 	pthread_join(th, NULL);
-	printf("call %.1f us/round-trip\n", 1e6 / rate);
+	call_us = 1e6 / rate;
+	printf("call %.1f us/round-trip\n", call_us);
 	vr_close(&callee);
 }
 
@@ -215,7 +227,112 @@ static void bench_futex(void)
 	__atomic_store_n(&fword, 1, __ATOMIC_RELEASE);
 	syscall(SYS_futex, &fword, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	pthread_join(th, NULL);
-	printf("futex %.1f us/round-trip\n", (t - t0) * 1e6 / (double)n);
+	futex_us = (t - t0) * 1e6 / (double)n;
+	printf("futex %.1f us/round-trip\n", futex_us);
+}
+
+#define URING_BATCH 256
+
+/* Count and consume every CQE of @ring; a negative res is a failed op. */
+static unsigned uring_reap(struct io_uring *ring, unsigned *errors)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(ring, head, cqe) {
+		if (cqe->res < 0)
+			(*errors)++;
+		n++;
+	}
+	io_uring_cq_advance(ring, n);
+	return n;
+}
+
+static void bench_uring_nop(void)
+{
+	struct io_uring ring;
+	uint64_t events = 0;
+	unsigned errors = 0;
+	double t0, t;
+	int i, ret;
+
+	ret = io_uring_queue_init(URING_BATCH, &ring, 0);
+	if (ret < 0) {
+		printf("uring_nop skipped (io_uring_queue_init: %d)\n", ret);
+		return;
+	}
+	t0 = now_s();
+	do {
+		for (i = 0; i < URING_BATCH; i++)
+			io_uring_prep_nop(io_uring_get_sqe(&ring));
+		ret = io_uring_submit_and_wait(&ring, URING_BATCH);
+		t_assert(ret == URING_BATCH, "nop submit");
+		events += uring_reap(&ring, &errors);
+		t = now_s();
+	} while (t - t0 < secs);
+	t_assert(errors == 0, "nop errors");
+	nop_rate = (double)events / (t - t0);
+	printf("uring_nop %.0f events/s\n", nop_rate);
+	io_uring_queue_exit(&ring);
+}
+
+static void bench_uring_msg(void)
+{
+	struct io_uring_params rp = { .flags = IORING_SETUP_CQSIZE, .cq_entries = 4096 };
+	struct io_uring tx, rx;
+	uint64_t events = 0, want = 0;
+	unsigned errors = 0;
+	double t0, t;
+	int i, ret;
+
+	ret = io_uring_queue_init(URING_BATCH, &tx, 0);
+	if (ret < 0) {
+		printf("uring_msg skipped (io_uring_queue_init: %d)\n", ret);
+		return;
+	}
+	ret = io_uring_queue_init_params(URING_BATCH, &rx, &rp);
+	if (ret < 0) {
+		printf("uring_msg skipped (receiver ring: %d)\n", ret);
+		goto err_tx;
+	}
+	t0 = now_s();
+	do {
+		for (i = 0; i < URING_BATCH; i++) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&tx);
+
+			io_uring_prep_msg_ring(sqe, rx.ring_fd, 32, want + i, 0);
+			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		}
+		ret = io_uring_submit(&tx);
+		t_assert(ret == URING_BATCH, "msg_ring submit");
+		want += URING_BATCH;
+		/* MSG_RING completes inline; a failed send shows on tx's CQ. */
+		uring_reap(&tx, &errors);
+		if (errors) {
+			printf("uring_msg skipped (MSG_RING failed)\n");
+			goto err_rx;
+		}
+		while (events < want) {
+			unsigned n = uring_reap(&rx, &errors);
+
+			if (!n && io_uring_wait_cqe_nr(&rx, &(struct io_uring_cqe *){ 0 }, 1) < 0)
+				break;
+			events += n;
+		}
+		t = now_s();
+	} while (t - t0 < secs);
+	msg_rate = (double)events / (t - t0);
+	printf("uring_msg %.0f events/s\n", msg_rate);
+err_rx:
+	io_uring_queue_exit(&rx);
+err_tx:
+	io_uring_queue_exit(&tx);
+}
+
+static void ratio(const char *what, double aem, double peer, const char *reading)
+{
+	if (aem > 0 && peer > 0)
+		printf("ratio %s %.2f (%s)\n", what, aem / peer, reading);
 }
 
 int main(int argc, char **argv)
@@ -226,5 +343,11 @@ int main(int argc, char **argv)
 	bench_post();
 	bench_call();
 	bench_futex();
+	bench_uring_nop();
+	bench_uring_msg();
+	ratio("gen/uring_nop", gen_rate, nop_rate, "events/s, above 1: AEM faster");
+	ratio("gen/uring_msg", gen_rate, msg_rate, "events/s, above 1: AEM faster");
+	ratio("post/uring_msg", post_rate, msg_rate, "events/s, above 1: AEM faster");
+	ratio("call/futex", call_us, futex_us, "us per round trip, above 1: AEM slower");
 	return 0;
 }
