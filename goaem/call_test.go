@@ -176,3 +176,45 @@ func TestCallGiveUpRacesReply(t *testing.T) {
 		assert.Equal(t, "last", string(resp[:n]))
 	})
 }
+
+// Close while the leader routes results (calls answered under Run on the
+// same ring) neither hangs nor loses a caller: every call returns.
+func TestCloseWhileRouting(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		for i := 0; i < 40; i++ {
+			r := b.open(t)
+			_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{Handler: func(ev *Event) error {
+				return ev.Writeback(ev.Payload())
+			}})
+			require.NoError(t, err)
+			ctx := testCtx(t)
+			ran := make(chan error, 1)
+			go func() { ran <- r.Run(ctx, nil) }()
+			called := make(chan error, 2)
+			for k := 0; k < 2; k++ {
+				go func() {
+					resp := make([]byte, 8)
+					for {
+						if _, err := r.CallInto(ctx, r.Addr(1), []byte("ping"), resp); err != nil {
+							called <- err
+							return
+						}
+					}
+				}()
+			}
+			time.Sleep(time.Duration(i%7) * 100 * time.Microsecond)
+			closed := make(chan error, 1)
+			go func() { closed <- r.Close() }()
+			select {
+			case err := <-closed:
+				require.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: Close hung", i)
+			}
+			for k := 0; k < 2; k++ {
+				assert.ErrorIs(t, <-called, ErrClosed, "round %d", i)
+			}
+			assert.ErrorIs(t, <-ran, ErrClosed, "round %d", i)
+		}
+	})
+}

@@ -110,19 +110,23 @@ func (r *Ring) openHubFileLocked() error {
 }
 
 // closeHub wakes the leader (closing its file ends its wait) and keeps new
-// waiters out; followers see closedCh.
+// waiters out; followers see closedCh. The file is closed after hub.mu is
+// released: Close waits for the leader's read to return, and the leader's
+// look may be routing a result, which nudges, which takes hub.mu.
 func (r *Ring) closeHub() {
 	h := &r.hub
 	h.mu.Lock()
 	h.closed = true
-	if h.f != nil {
-		h.f.Close()
-	}
+	f := h.f
+	h.f = nil // nudges leave it alone from now on
 	if h.stopWatch != nil {
 		h.stopWatch()
 		h.watched, h.stopWatch = nil, nil
 	}
 	h.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
 }
 
 // wakeAll makes every blocked goroutine look again: events were stashed or
