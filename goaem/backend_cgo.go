@@ -72,6 +72,18 @@ static struct goaem_reap_res goaem_reap(struct aem_ring *ring, uintptr_t dst, si
 	return res;
 }
 
+int goaem_emb_arm(void *priv);	// libaem_embedded.c
+
+// Re-arm the ring fd before the last look and the sleep.  The embedded
+// backend's eventfd need not be read (see goaem_emb_arm); the module's fd
+// needs nothing, which aem_ring_fd_drain() does for it.
+static int goaem_arm(struct aem_ring *ring)
+{
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		return goaem_emb_arm(ring->priv);
+	return aem_ring_fd_drain(ring);
+}
+
 static int goaem_ring_fd(struct aem_ring *ring) { return aem_ring_fd(ring); }
 static void *goaem_region(struct aem_ring *ring, int i) { return ring->region[i]; }
 static size_t goaem_region_size(struct aem_ring *ring, int i) { return ring->region_size[i]; }
@@ -144,7 +156,7 @@ func (b *cBackend) name() string { return C.GoString(C.aem_backend_name(b.ring))
 func (b *cBackend) pollFD() int { return int(C.goaem_ring_fd(b.ring)) }
 
 func (b *cBackend) arm() error {
-	if ret := C.aem_ring_fd_drain(b.ring); ret < 0 {
+	if ret := C.goaem_arm(b.ring); ret < 0 {
 		return syscall.Errno(-ret)
 	}
 	return nil
