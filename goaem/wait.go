@@ -233,9 +233,9 @@ type leader struct {
 }
 
 // ready runs for each look of the leader: at first, and after each
-// readiness of the fd. Each look first re-arms the fd, so an event
-// published after the look wakes us (Dekker: the arm's full barrier orders
-// it before the re-check).
+// readiness of the fd. The first look re-arms the fd before it, so an
+// event published after the look wakes us (Dekker: the arm's full barrier
+// orders it before the re-check).
 func (r *Ring) ready(uintptr) bool {
 	l := &r.leader
 	l.looks++
@@ -243,9 +243,13 @@ func (r *Ring) ready(uintptr) bool {
 		l.err = ErrClosed
 		return true
 	}
-	if err := r.be.arm(); err != nil {
-		l.err = fmt.Errorf("goaem: arm ring fd: %w", err)
-		return true
+	// After a readiness the leader returns whatever the look finds, and
+	// the next sleep arms again before its last look: no arm needed here.
+	if l.looks == 1 {
+		if err := r.be.arm(); err != nil {
+			l.err = fmt.Errorf("goaem: arm ring fd: %w", err)
+			return true
+		}
 	}
 	l.done = l.c.look()
 	return l.done || l.looks > 1
