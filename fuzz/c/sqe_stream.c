@@ -493,16 +493,6 @@ static void final_checks(void)
 		if (!st.backlog && ring.sq_local_tail == aem_load_acquire(ring.sq_head))
 			break;
 	}
-#ifdef FZ_KNOWN_RESULT_STALL
-	/*
-	 * Reported (fuzz/c/pending/sqe_stream/crash-result-behind-slot-starved-event):
-	 * results wait behind events that wait for slots the user keeps until
-	 * those results arrive.  Build with this to look past it.
-	 */
-	for (i = 0; i < FZ_MAX_SLOTS; i++)
-		if (ring.slot_state[i] == FZ_SLOT_LIMBO && st.backlog)
-			return;
-#endif
 	FZ_CHECK(st.backlog == 0, "backlog still holds %llu events with every CQ ring empty",
 		 (unsigned long long)st.backlog);
 	for (i = 0; i < ring.p.nr_classes; i++)

@@ -441,6 +441,41 @@ static void bl_chunk_done(struct aem_ring *r, struct aem_cq_core *cq)
 }
 
 /* Move backlog entries of one class into its CQ ring while there is room. */
+/*
+ * The head of @cq's backlog waits for a free delivery slot.  Results that
+ * need no slot (sub == AEM_NIL, no heap payload) may pass it: they belong to
+ * no subscription, so per-subscription order holds, and one of them may be
+ * what tells the application that it still holds a slot (a refused slot
+ * writeback) -- held back, nothing would ever move again.  Each passed entry
+ * is written at *tail and marked AEM_BL_DEAD, which the head skips.
+ */
+static void pass_slot_starved_locked(struct aem_ring *r, struct aem_cq_core *cq,
+				     u32 *tail, u32 *room)
+{
+	struct aem_bl_chunk *c;
+	u32 i;
+
+	for (c = cq->bl_head; c && *room; c = c->next) {
+		for (i = c->head; i < c->tail && *room; i++) {
+			struct aem_cqe *e;
+
+			if (c->sub[i] != AEM_NIL || c->buf[i])
+				continue;
+			e = &cq->cqes[*tail & r->cq_mask];
+			*e = c->cqe[i];
+			(*tail)++;
+			(*room)--;
+			c->sub[i] = AEM_BL_DEAD;
+			if (e->flags & AEM_CQE_F_SLOT)
+				r->slot_state[e->slot - r->send_slots] = AEM_SLOT_USER;
+			cq->backlog--;
+			r->nr_backlog--;
+			r->backlog--;
+			r->delivered++;
+		}
+	}
+}
+
 static bool flush_class_locked(struct aem_ring *r, struct aem_cq_core *cq)
 {
 	u32 room = cq_room(r, cq);
@@ -462,8 +497,10 @@ static bool flush_class_locked(struct aem_ring *r, struct aem_cq_core *cq)
 				/* Its payload waited on the heap for a slot: FIFO stops until one is free. */
 				u32 slot = slot_get_locked(r);
 
-				if (slot == AEM_NIL)
+				if (slot == AEM_NIL) {
+					pass_slot_starved_locked(r, cq, &tail, &room);
 					goto out;
+				}
 				memcpy(__aem_slot_ptr(r, slot), c->buf[i], (u32)c->cqe[i].res);
 				r->bl_bytes -= (u32)c->cqe[i].res;
 				aem_free(c->buf[i]);

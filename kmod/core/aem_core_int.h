@@ -56,7 +56,7 @@
 
 /* Payload bytes backlog entries may hold on the heap while no delivery slot is free. */
 #define AEM_BL_BYTES_MAX	(16U << 20)
-#define AEM_BL_DEAD		0xfffffffeU	/* entry discarded by unsubscribe */
+#define AEM_BL_DEAD		0xfffffffeU	/* entry discarded by unsubscribe, or a result that passed a slot-starved head */
 
 struct aem_bl_chunk {
 	struct aem_bl_chunk	*next;
