@@ -691,8 +691,9 @@ void __aem_wake(struct aem_ring *r, bool urgent)
 		aem_host_wake(r, r->host, urgent);
 }
 
-int aem_core_post_fill(struct aem_ring *r, struct aem_sub *s, u32 len, u32 cqe_flags,
-		       u64 id, aem_fill_fn fill, void *arg)
+/* One event for @s, its payload copied from @data or written by @fill. */
+static int post_one(struct aem_ring *r, struct aem_sub *s, u32 len, u32 cqe_flags, u64 id,
+		    const void *data, aem_fill_fn fill, void *arg)
 {
 	struct aem_ev ev = {
 		.user_data = s->user_data,
@@ -701,6 +702,7 @@ int aem_core_post_fill(struct aem_ring *r, struct aem_sub *s, u32 len, u32 cqe_f
 		.source = s->source,
 		.cls = s->prio,
 		.len = len,
+		.data = data,
 		.fill = fill,
 		.arg = arg,
 	};
@@ -714,26 +716,16 @@ int aem_core_post_fill(struct aem_ring *r, struct aem_sub *s, u32 len, u32 cqe_f
 	return ret;
 }
 
+int aem_core_post_fill(struct aem_ring *r, struct aem_sub *s, u32 len, u32 cqe_flags,
+		       u64 id, aem_fill_fn fill, void *arg)
+{
+	return post_one(r, s, len, cqe_flags, id, NULL, fill, arg);
+}
+
 int aem_core_post(struct aem_ring *r, struct aem_sub *s, const void *data, u32 len,
 		  u32 cqe_flags, u64 id)
 {
-	struct aem_ev ev = {
-		.user_data = s->user_data,
-		.id = id ? id : aem_sub_id(r, s),
-		.flags = cqe_flags & (AEM_CQE_F_CALL | AEM_CQE_F_FINAL | AEM_CQE_F_TRUNC),
-		.source = s->source,
-		.cls = s->prio,
-		.len = len,
-		.data = data,
-	};
-	unsigned long f;
-	int ret;
-
-	aem_spin_lock_irqsave(&r->cq_lock, f);
-	ret = __aem_post_locked(r, s, &ev);
-	aem_spin_unlock_irqrestore(&r->cq_lock, f);
-	__aem_wake(r, ev.cls == 0);
-	return ret;
+	return post_one(r, s, len, cqe_flags, id, data, NULL, NULL);
 }
 
 /*
