@@ -308,7 +308,10 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 				}
 				putEvent(buf, uint64(id)<<48|k)
 				if err := postWait(r, addr, buf, start.Add(p.Duration+grace)); err != nil {
-					perr.Store(&err)
+					// a copy: an err whose address is taken lives on
+					// the heap, one allocation per post
+					failed := err
+					perr.Store(&failed)
 					return
 				}
 				posted.Add(1)
