@@ -6,7 +6,8 @@
  * VM (TCG) is far slower than the host and only ratios carry over:
  *   gen       generator -> one consumer, 32-byte inline events, batched reaping
  *   post      POST SQEs to our own channel in batches of 256, reaped in batches
- *   call      AEM_IOC_CALL round trips (caller process -> handler -> writeback)
+ *   call      AEM_IOC_CALL round trips (caller process -> handler -> writeback);
+ *             call_detail: how many took over 50 ms, and the worst
  *   futex     futex ping-pong between two threads: the wake-up floor for "call"
  *   uring_nop io_uring NOPs, submitted and reaped in batches of 256: the
  *             cheapest completion the same kernel delivers through a ring
