@@ -53,7 +53,17 @@
 // Post sends bytes to a Msg subscription at an Addr (ring id and channel),
 // on this ring or another; Call does the same and waits for the handler's
 // writeback. Calls are answered through this ring's completion rings, so
-// someone must be reading them (Run, or Call itself when nobody does).
+// someone must be reading them (Run, or the caller itself when nobody
+// does). CallInto copies the reply into the caller's buffer; CallWith adds
+// options, among them busy-polling: the caller spins on its ring for the
+// reply for a bounded time before it parks (WithCallSpin sets a ring's
+// default), which pays when the handler side polls in a loop too.
+//
+// # Allocations
+//
+// Moving events allocates nothing: Poll, Wait (also when it sleeps), Run
+// with inline handlers, Post, Writeback and CallInto; the tests assert it.
+// Call allocates its reply, ModeSpawn a goroutine per event.
 //
 // # Counting
 //

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"runtime"
 	"time"
 
 	"github.com/aem-dev/aem/goaem"
@@ -76,6 +77,57 @@ func ExampleRing_Call() {
 	}
 	fmt.Println(string(reply))
 	// Output: SHOUT
+}
+
+// A server that polls in a loop and a caller that busy-polls for its
+// reply: neither side sleeps, and the caller's reply buffer is reused, so
+// a call allocates nothing.
+func ExampleRing_CallWith() {
+	server, err := goaem.Open(goaem.WithBackend(goaem.BackendEmbedded))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer server.Close()
+	client, err := goaem.Open(goaem.WithBackend(goaem.BackendEmbedded))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := server.Subscribe(goaem.Msg{Channel: 1}, goaem.SubOptions{}); err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	go func() { // the server: Poll in a loop, answer each call in place
+		batch := make([]goaem.Event, 64)
+		for ctx.Err() == nil {
+			n, err := server.Poll(batch)
+			if err != nil {
+				return
+			}
+			for i := range batch[:n] {
+				p := batch[i].Payload()
+				p[0]++
+				_ = batch[i].Writeback(p)
+			}
+			if n == 0 {
+				runtime.Gosched()
+			}
+		}
+	}()
+
+	resp := make([]byte, client.SlotSize())
+	req := []byte{0}
+	for i := 0; i < 3; i++ {
+		n, err := client.CallWith(ctx, server.Addr(1), req, resp, goaem.CallOptions{Spin: time.Millisecond})
+		if err != nil {
+			log.Fatal(err)
+		}
+		req[0] = resp[:n][0]
+	}
+	fmt.Println(req[0])
+	// Output: 3
 }
 
 // One-shot and periodic timers.
