@@ -1285,13 +1285,24 @@ void __aem_slot_untake(struct aem_ring *r, u32 slot)
 /* Sources see at most this many bytes of a writeback: their arguments, never bulk data. */
 #define AEM_SRC_WB_MAX	64
 
+/* __aem_sub_lookup() for callers that do not hold cq_lock. */
+static struct aem_sub *sub_lookup(struct aem_ring *r, u64 id)
+{
+	struct aem_sub *s;
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	s = __aem_sub_lookup(r, id);
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	return s;
+}
+
 static int op_writeback(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
 {
 	const struct aem_source_ops *ops;
 	u8 buf[AEM_SRC_WB_MAX];
 	const void *data;
 	struct aem_sub *s;
-	unsigned long f;
 	u32 took, len;
 	int ret;
 
@@ -1303,9 +1314,7 @@ static int op_writeback(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reas
 		*reason = AEM_REFUSE_ID;
 		return -ENOENT;
 	}
-	aem_spin_lock_irqsave(&r->cq_lock, f);
-	s = __aem_sub_lookup(r, sqe->target);
-	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	s = sub_lookup(r, sqe->target);
 	if (!s) {
 		*reason = AEM_REFUSE_ID;
 		return -ENOENT;
@@ -1334,14 +1343,11 @@ static int op_set(struct aem_ring *r, const struct aem_sqe *sqe, u8 source, u32 
 {
 	const struct aem_source_ops *ops;
 	struct aem_sub *s;
-	unsigned long f;
 	int ret = check_plain(r, sqe, reason);
 
 	if (ret)
 		return ret;
-	aem_spin_lock_irqsave(&r->cq_lock, f);
-	s = __aem_sub_lookup(r, sqe->target);
-	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	s = sub_lookup(r, sqe->target);
 	if (!s) {
 		*reason = AEM_REFUSE_ID;
 		return -ENOENT;
