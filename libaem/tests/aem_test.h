@@ -21,6 +21,15 @@
 #include <unistd.h>
 #include "libaem.h"
 
+/*
+ * Line-buffered stdout even into a file or pipe: a test killed by its
+ * runner's time limit has still said what it printed (its seed, above all).
+ */
+__attribute__((constructor)) static void t_line_buffered(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
 #define T_EXIT_PASS	0
 #define T_EXIT_FAIL	1
 #define T_EXIT_SKIP	77

@@ -32,6 +32,12 @@
 #include <unistd.h>
 #include "aem.h"
 
+/* Line-buffered stdout into the harness's file: a killed test has said what it printed. */
+__attribute__((constructor)) static void t_line_buffered(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
 #define T_PASS	0
 #define T_FAIL	1
 #define T_SKIP	77

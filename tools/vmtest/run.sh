@@ -46,8 +46,11 @@
 #                 loaded in modules.order order
 #   EXTRA_APPEND  extra kernel command line
 #   TIMEOUT       hard limit for the whole VM run in seconds (default 900)
-#   TEST_TIMEOUT  limit for each test program inside the VM (default 300)
-#   GO_TEST_ARGS  arguments for Go test binaries (default: -test.v -test.count=1)
+#   TEST_TIMEOUT  limit for each test program inside the VM (default 300); a
+#                 program still running then has every task's kernel stack
+#                 printed and is killed
+#   GO_TEST_ARGS  arguments for Go test binaries (default: -test.v -test.count=1
+#                 -test.timeout=TEST_TIMEOUT-30s)
 #   QEMU_MEM, QEMU_SMP  guest memory and CPUs (default 2G, 2)
 #   LOG           console log path (default: <repo>/build/vmtest/console.log)
 #   VMTEST_IGNORE extended regex of kernel-log lines never treated as reports
@@ -100,7 +103,9 @@ done
 KMOD_DIR=${KMOD_DIR:-$repo/kmod}
 TIMEOUT=${TIMEOUT:-900}
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
-GO_TEST_ARGS=${GO_TEST_ARGS:--test.v -test.count=1}
+# Go's own deadline fires before the watchdog's KILL, so a hung Go test
+# prints its goroutines and the names of the tests still running.
+GO_TEST_ARGS=${GO_TEST_ARGS:--test.v -test.count=1 -test.timeout=$((TEST_TIMEOUT > 60 ? TEST_TIMEOUT - 30 : TEST_TIMEOUT))s}
 QEMU_MEM=${QEMU_MEM:-2G}
 QEMU_SMP=${QEMU_SMP:-2}
 LOG=${LOG:-$repo/build/vmtest/console.log}
@@ -330,8 +335,8 @@ tr -d '\r' <"$LOG" >"$LOG.tmp" && mv "$LOG.tmp" "$LOG"
 if [ "${VERBOSE:-0}" = 1 ]; then
 	cat "$LOG"
 fi
-fail=0
-bad() { echo "vmtest: FAIL: $*" >&2; fail=1; }
+fail=0 reasons=()
+bad() { echo "vmtest: FAIL: $*" >&2; fail=1; reasons+=("$*"); }
 
 if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
 	bad "VM did not power off within ${TIMEOUT}s"
@@ -389,9 +394,15 @@ summary=$(grep '^VMTEST SUMMARY' "$LOG" | tail -n 1 || true)
 note "${summary:-no summary} (${elapsed}s, log $LOG)"
 if [ "$fail" -ne 0 ]; then
 	if [ "${VERBOSE:-0}" != 1 ]; then
-		note "last 60 lines of the console:"
-		tail -n 60 "$LOG" | sed 's/^/vmtest:   /' >&2
+		note "last 40 lines of the console:"
+		tail -n 40 "$LOG" | sed 's/^/vmtest:   /' >&2
 	fi
+	# What failed goes last: a CI log is often read from its tail.
+	note "what failed:"
+	grep -E '^--- .*(killed after|still running after)|^--- task |^---   |^--- FAIL|^panic: test timed out|^running tests:|^\s+Test[A-Za-z0-9_/]+ \(|^VMTEST TEST .* rc=[^07]' "$LOG" |
+		head -n 200 | sed 's/^/vmtest:   | /' >&2 || true
+	for r in "${reasons[@]}"; do note "FAIL: $r"; done
+	note "${summary:-no summary} (${elapsed}s, log $LOG)"
 	exit 1
 fi
 note "PASS"
