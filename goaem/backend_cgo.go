@@ -72,17 +72,10 @@ static struct goaem_reap_res goaem_reap(struct aem_ring *ring, uintptr_t dst, si
 	return res;
 }
 
-int goaem_emb_arm(void *priv);	// libaem_embedded.c
-
-// Re-arm the ring fd before the last look and the sleep.  The embedded
-// backend's eventfd need not be read (see goaem_emb_arm); the module's fd
-// needs nothing, which aem_ring_fd_drain() does for it.
-static int goaem_arm(struct aem_ring *ring)
-{
-	if (ring->backend == AEM_BACKEND_EMBEDDED)
-		return goaem_emb_arm(ring->priv);
-	return aem_ring_fd_drain(ring);
-}
+// Re-arm the ring fd before the last look and the sleep, without reading
+// the embedded backend's eventfd: the netpoller is edge-triggered (see
+// aem_ring_fd_arm).
+static int goaem_arm(struct aem_ring *ring) { return aem_ring_fd_arm(ring); }
 
 static int goaem_ring_fd(struct aem_ring *ring) { return aem_ring_fd(ring); }
 static void *goaem_region(struct aem_ring *ring, int i) { return ring->region[i]; }

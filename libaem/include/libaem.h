@@ -425,6 +425,15 @@ AEMINLINE int aem_ring_fd(const struct aem_ring *ring)
  */
 int aem_ring_fd_drain(struct aem_ring *ring);
 
+/*
+ * aem_ring_fd_drain() without the read, for a poller that is
+ * edge-triggered (epoll with EPOLLET, Go's netpoller): there every wake-up
+ * is a new edge whether or not the embedded backend's eventfd counter was
+ * read, so the read is a system call per sleep that buys nothing.  A
+ * level-triggered poller must drain instead, or it spins on a readable fd.
+ */
+int aem_ring_fd_arm(struct aem_ring *ring);
+
 /* ---------------------------------------------------------------------- */
 /* Calls, statistics                                                      */
 

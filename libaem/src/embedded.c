@@ -360,11 +360,11 @@ int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns)
 	}
 }
 
-int __aem_emb_drain(struct __aem_emb *e)
+int __aem_emb_drain(struct __aem_emb *e, bool read_counter)
 {
 	uint64_t v;
 
-	if (read(e->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+	if (read_counter && read(e->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return -errno;
 	aem_core_poll_arm(e->core);	/* then the caller re-checks the rings and polls */
 	return 0;

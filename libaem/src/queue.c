@@ -76,8 +76,15 @@ int aem_wait(struct aem_ring *ring, unsigned min, int64_t timeout_ns)
 int aem_ring_fd_drain(struct aem_ring *ring)
 {
 	if (ring->backend == AEM_BACKEND_EMBEDDED)
-		return __aem_emb_drain(ring->priv);
+		return __aem_emb_drain(ring->priv, true);
 	return 0;
+}
+
+int aem_ring_fd_arm(struct aem_ring *ring)
+{
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		return __aem_emb_drain(ring->priv, false);
+	return 0;	/* the module re-arms in every poll() */
 }
 
 int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req_len,
