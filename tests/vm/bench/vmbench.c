@@ -8,7 +8,9 @@
  *   post      POST SQEs to our own channel in batches of 256, reaped in batches
  *   call      AEM_IOC_CALL round trips (caller process -> handler -> writeback);
  *             call_detail: how many took over 50 ms, and the worst
- *   futex     futex ping-pong between two threads: the wake-up floor for "call"
+ *   futex     futex ping-pong between two threads
+ *   futex_proc futex ping-pong between two processes over a shared word: the
+ *             wake-up floor for "call", whose caller is another process
  *   uring_nop io_uring NOPs, submitted and reaped in batches of 256: the
  *             cheapest completion the same kernel delivers through a ring
  *   uring_msg io_uring MSG_RING, one ring sending batches of 256 to another
@@ -25,7 +27,7 @@
 static double secs = 1.0;
 
 /* Figures of this run, for the ratio lines; 0 when a benchmark was skipped. */
-static double gen_rate, post_rate, call_us, futex_us, nop_rate, msg_rate;
+static double gen_rate, post_rate, call_us, futex_us, futex_proc_us, nop_rate, msg_rate;
 
 static double now_s(void)
 {
@@ -183,8 +185,10 @@ static void bench_call(void)
 		a.timeout_ms = 5000;
 		prev = t0;
 		do {
-			if (ioctl(fd, AEM_IOC_CALL, &a) < 0)
+			if (ioctl(fd, AEM_IOC_CALL, &a) < 0) {
+				fprintf(stderr, "call %llu: %s\n", (unsigned long long)n, strerror(errno));
 				_exit(2);
+			}
 			n++;
 			t = now_s();
 			/* A mean in milliseconds could be a few lost wake-ups (the
@@ -202,6 +206,7 @@ static void bench_call(void)
 		t_assert(write(pfd[1], &rate, sizeof(rate)) == sizeof(rate), "write");
 		_exit(0);
 	}
+	close(pfd[1]);	/* a caller that dies makes the read below return 0 */
 	t_assert(read(pfd[0], &rate, sizeof(rate)) == sizeof(rate), "caller failed");
 	waitpid(pid, &status, 0);
 	stop_handler = 1;
@@ -248,6 +253,50 @@ static void bench_futex(void)
 	pthread_join(th, NULL);
 	futex_us = (t - t0) * 1e6 / (double)n;
 	printf("futex %.1f us/round-trip\n", futex_us);
+}
+
+/*
+ * The same ping-pong between two processes over a shared word: the floor
+ * for "call", whose caller is another process (each round trip switches
+ * address spaces twice, which threads do not).
+ */
+static void bench_futex_proc(void)
+{
+	uint32_t *w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint64_t n = 0;
+	double t0, t;
+	pid_t pid;
+
+	t_assert(w != MAP_FAILED, "mmap");
+	pid = fork();
+	t_assert(pid >= 0, "fork");
+	if (pid == 0) {
+		for (;;) {
+			uint32_t v;
+
+			while ((v = __atomic_load_n(w, __ATOMIC_ACQUIRE)) == 0)
+				syscall(SYS_futex, w, FUTEX_WAIT, 0, NULL, NULL, 0);
+			if (v == 2)
+				_exit(0);
+			__atomic_store_n(w, 0, __ATOMIC_RELEASE);
+			syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);
+		}
+	}
+	t0 = now_s();
+	do {
+		__atomic_store_n(w, 1, __ATOMIC_RELEASE);
+		syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);
+		while (__atomic_load_n(w, __ATOMIC_ACQUIRE) != 0)
+			syscall(SYS_futex, w, FUTEX_WAIT, 1, NULL, NULL, 0);
+		n++;
+		t = now_s();
+	} while (t - t0 < secs);
+	__atomic_store_n(w, 2, __ATOMIC_RELEASE);
+	syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);
+	waitpid(pid, NULL, 0);
+	munmap(w, 4096);
+	futex_proc_us = (t - t0) * 1e6 / (double)n;
+	printf("futex_proc %.1f us/round-trip\n", futex_proc_us);
 }
 
 #define URING_BATCH 256
@@ -362,11 +411,13 @@ int main(int argc, char **argv)
 	bench_post();
 	bench_call();
 	bench_futex();
+	bench_futex_proc();
 	bench_uring_nop();
 	bench_uring_msg();
 	ratio("gen/uring_nop", gen_rate, nop_rate, "events/s, above 1: AEM faster");
 	ratio("gen/uring_msg", gen_rate, msg_rate, "events/s, above 1: AEM faster");
 	ratio("post/uring_msg", post_rate, msg_rate, "events/s, above 1: AEM faster");
 	ratio("call/futex", call_us, futex_us, "us per round trip, above 1: AEM slower");
+	ratio("call/futex_proc", call_us, futex_proc_us, "us per round trip, above 1: AEM slower");
 	return 0;
 }
