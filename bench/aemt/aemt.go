@@ -151,32 +151,20 @@ func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 	if p.Producers > 1 {
 		return t.fanIn(p)
 	}
-	size := peers.EventSize(p.Payload)
-	r, err := t.ring(slotOpts(size)...)
+	g, err := t.newGenRun(p)
 	if err != nil {
 		return peers.Result{}, err
 	}
-	defer r.Close()
-
-	clock := newMonoClock()
-	samples := make([]int64, 0, p.MaxSamples)
-	batch := make([]goaem.Event, pollBatch)
-
+	defer g.close()
+	r, batch := g.r, g.batch
 	var res peers.Result
-	start := time.Now()
-	deadline := start.Add(p.Duration)
-	// one context for every Wait of the run: a context per Wait would
-	// allocate per event in a rate-limited run
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
 	// class 1: the answers to goaem's own requests (the unsubscribe at
 	// the end) do not queue behind a full ring of generator events
 	sub, err := r.Subscribe(goaem.Generator{Rate: uint64(p.Rate), Count: p.Events,
-		Burst: uint32(p.Batch), PayloadLen: uint32(size)}, goaem.SubOptions{Class: 1})
+		Burst: uint32(p.Batch), PayloadLen: uint32(g.size)}, goaem.SubOptions{Class: 1})
 	if err != nil {
 		return res, fmt.Errorf("aem: subscribe generator: %w", err)
 	}
-	var expect uint64
 	var dropped uint64
 	var unsubscribed chan error
 	var polls int
@@ -186,7 +174,7 @@ func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 		if p.Busy || stopped {
 			n, err = r.Poll(batch)
 		} else {
-			n, err = r.Wait(ctx, batch, 1)
+			n, err = r.Wait(g.ctx, batch, 1)
 			if errors.Is(err, context.DeadlineExceeded) {
 				err = nil
 			}
@@ -196,15 +184,7 @@ func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 		}
 		for i := range batch[:n] {
 			ev := &batch[i]
-			seq, ts := ev.GenSeq()
-			if seq != expect || len(ev.Payload()) != size {
-				res.Errors++
-			}
-			expect = seq + 1
-			res.Events++
-			if p.SampleEvery > 0 && seq%uint64(p.SampleEvery) == 0 && len(samples) < cap(samples) {
-				samples = append(samples, clock.now()-int64(ts))
-			}
+			g.count(ev, &res, p.SampleEvery)
 			final = final || ev.Final()
 			ev.Release()
 		}
@@ -224,7 +204,7 @@ func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 		// a generator that stays ahead would otherwise never be stopped
 		polls++
 		check := polls%64 == 0 || (n == 0 && spins%16 == 0)
-		if unsubscribed == nil && check && !time.Now().Before(deadline) {
+		if unsubscribed == nil && check && !time.Now().Before(g.deadline) {
 			// what was dropped before the stop is real; what the stop
 			// itself discards from the backlog is not the transport's
 			if dropped, err = ringDropped(r); err != nil {
@@ -245,7 +225,7 @@ func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 			spin(&spins)
 		}
 	}
-	res.Elapsed = time.Since(start)
+	res.Elapsed = time.Since(g.start)
 	if final {
 		if dropped, err = ringDropped(r); err != nil {
 			return res, err
@@ -253,8 +233,58 @@ func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 	}
 	res.Dropped = dropped
 	res.Produced = res.Events + res.Dropped
-	res.Samples = samples
+	res.Samples = g.samples
 	return res, nil
+}
+
+// genRun is what the generator scenarios share: a ring sized for the
+// payload, the clock and buffers for latency samples, and one context for
+// every Wait of the run (a context per Wait would allocate per event in a
+// rate-limited run).
+type genRun struct {
+	r               *goaem.Ring
+	size            int
+	clock           monoClock
+	samples         []int64
+	batch           []goaem.Event
+	expect          uint64 // the next generator sequence number
+	start, deadline time.Time
+	ctx             context.Context
+	cancel          context.CancelFunc
+}
+
+func (t *Transport) newGenRun(p peers.Params) (*genRun, error) {
+	size := peers.EventSize(p.Payload)
+	r, err := t.ring(slotOpts(size)...)
+	if err != nil {
+		return nil, err
+	}
+	g := &genRun{r: r, size: size, clock: newMonoClock(),
+		samples: make([]int64, 0, p.MaxSamples), batch: make([]goaem.Event, pollBatch)}
+	g.start = time.Now()
+	g.deadline = g.start.Add(p.Duration)
+	g.ctx, g.cancel = context.WithDeadline(context.Background(), g.deadline)
+	return g, nil
+}
+
+func (g *genRun) close() {
+	g.cancel()
+	g.r.Close()
+}
+
+// count checks a generator event's sequence number and size, counts it in
+// res, and keeps its latency as a sample when its sequence number is a
+// multiple of sampleEvery (> 0) and there is room.
+func (g *genRun) count(ev *goaem.Event, res *peers.Result, sampleEvery int) {
+	seq, ts := ev.GenSeq()
+	if seq != g.expect || len(ev.Payload()) != g.size {
+		res.Errors++
+	}
+	g.expect = seq + 1
+	res.Events++
+	if sampleEvery > 0 && seq%uint64(sampleEvery) == 0 && len(g.samples) < cap(g.samples) {
+		g.samples = append(g.samples, g.clock.now()-int64(ts))
+	}
 }
 
 func ringDropped(r *goaem.Ring) (uint64, error) {
@@ -607,45 +637,29 @@ func (t *Transport) Priority(p peers.Params, flood bool) (peers.Result, error) {
 	if p.MaxSamples <= 0 {
 		p.MaxSamples = 1 << 20
 	}
-	size := peers.EventSize(p.Payload)
-	r, err := t.ring(slotOpts(size)...)
+	g, err := t.newGenRun(p)
 	if err != nil {
 		return peers.Result{}, err
 	}
-	defer r.Close()
-	clock := newMonoClock()
-	samples := make([]int64, 0, p.MaxSamples)
-	batch := make([]goaem.Event, pollBatch)
+	defer g.close()
+	r, batch := g.r, g.batch
 	var res peers.Result
-	start := time.Now()
-	deadline := start.Add(p.Duration)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
 	if flood {
-		if _, err := r.Subscribe(goaem.Generator{Burst: 64, PayloadLen: uint32(size)}, goaem.SubOptions{Class: 1}); err != nil {
+		if _, err := r.Subscribe(goaem.Generator{Burst: 64, PayloadLen: uint32(g.size)}, goaem.SubOptions{Class: 1}); err != nil {
 			return res, fmt.Errorf("aem: subscribe flood: %w", err)
 		}
 	}
 	urgent, err := r.Subscribe(goaem.Generator{Rate: uint64(p.Rate), Count: p.Events, Burst: 1,
-		PayloadLen: uint32(size)}, goaem.SubOptions{Class: 0})
+		PayloadLen: uint32(g.size)}, goaem.SubOptions{Class: 0})
 	if err != nil {
 		return res, fmt.Errorf("aem: subscribe urgent: %w", err)
 	}
-	var expect uint64
 	for final := false; !final; {
-		n, err := r.Wait(ctx, batch, 1)
+		n, err := r.Wait(g.ctx, batch, 1)
 		for i := range batch[:n] {
 			ev := &batch[i]
 			if ev.Class() == 0 {
-				seq, ts := ev.GenSeq()
-				if seq != expect {
-					res.Errors++
-				}
-				expect = seq + 1
-				res.Events++
-				if len(samples) < cap(samples) {
-					samples = append(samples, clock.now()-int64(ts))
-				}
+				g.count(ev, &res, 1)
 				final = final || ev.Final()
 			}
 			ev.Release()
@@ -657,11 +671,11 @@ func (t *Transport) Priority(p peers.Params, flood bool) (peers.Result, error) {
 			return res, fmt.Errorf("aem: wait: %w", err)
 		}
 	}
-	res.Elapsed = time.Since(start)
+	res.Elapsed = time.Since(g.start)
 	if !urgent.Ended() {
 		_ = urgent.Unsubscribe()
 	}
-	res.Produced, res.Samples = res.Events, samples
+	res.Produced, res.Samples = res.Events, g.samples
 	return res, nil
 }
 
