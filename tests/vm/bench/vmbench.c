@@ -17,12 +17,18 @@
  *             (sender's CQEs skipped), the receiver reaping its mapped CQ
  * Output: one "name value unit" line per figure, then "ratio" lines: AEM's
  * figure over each peer's from this same run.
+ * VMBENCH_PIN=1 puts the process on CPU 0 from the call benchmark on (its
+ * handler thread and caller too, and the futex peers after it): the cost of
+ * wake-ups that cross vCPUs, against none.
  */
+#define _GNU_SOURCE
 #include <linux/futex.h>
 #include <pthread.h>
+
 #include <sys/syscall.h>
 #include <liburing.h>
 #include "vmt.h"
+#include <sched.h>
 
 static double secs = 1.0;
 
@@ -170,6 +176,14 @@ static void bench_call(void)
 	t_eq(vr_result(&callee, 1, NULL), 0);
 	t_assert(pipe(pfd) == 0, "pipe");
 	pthread_create(&th, NULL, handler, NULL);
+	if (getenv("VMBENCH_PIN")) {	/* the handler and the caller (forked below) on CPU 0 */
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(0, &set);
+		t_assert(sched_setaffinity(0, sizeof(set), &set) == 0, "sched_setaffinity");
+		t_assert(pthread_setaffinity_np(th, sizeof(set), &set) == 0, "pthread_setaffinity_np");
+	}
 	pid = fork();
 	if (pid == 0) {
 		struct aem_call_args a = { 0 };
