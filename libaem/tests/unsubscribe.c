@@ -3,7 +3,9 @@
  * UNSUBSCRIBE: result 0; events already in the CQ ring stay readable; the
  * channel stops taking posts; the id dies (-ENOENT for every later use,
  * stats included) and a new subscription never answers to it; backlog
- * entries of an unsubscribed flood are discarded and counted as dropped.
+ * entries of an unsubscribed flood are discarded and counted as dropped;
+ * an unsubscribe submitted while a rate-0 flood refills the ring as fast as
+ * it is read stops it.
  */
 #include "aem_test.h"
 
@@ -107,6 +109,39 @@ int main(void)
 	t_assert(st.dropped > 0, "backlog of an unsubscribed flood not counted as dropped");
 	while (t_next(&r, &c, 50))
 		t_eq(c.user_data, 0x200);
+
+	/*
+	 * A rate-0 flood without end refills the ring as fast as we read it:
+	 * an unsubscribe submitted in the middle of the reading stops it, and
+	 * nothing comes after its result.
+	 */
+	sqe = t_sqe(&r);
+	aem_prep_subscribe_gen(sqe, 0, 0, 1, 16, 0, 0x300);
+	t_submit(&r);
+	c = t_result(&r, 0x300, 5000);
+	t_assert(c.res >= 0, "subscribe rate-0 generator: %s", strerror(-c.res));
+	id = c.id;
+	for (i = 0; i < 1000; i++) {
+		t_assert(t_next(&r, &c, 5000), "rate-0 flood: event %llu missing", (unsigned long long)i);
+		t_eq(c.user_data, 0x300);
+	}
+	sqe = t_sqe(&r);
+	aem_prep_unsubscribe(sqe, id);
+	aem_sqe_set_data(sqe, 0x301);
+	t_submit(&r);
+	for (i = 0; i < 1000000; i++) {
+		t_assert(t_next(&r, &c, 5000), "no unsubscribe result while the flood ran");
+		if (c.flags & AEM_CQE_F_RESULT)
+			break;
+		t_eq(c.user_data, 0x300);
+	}
+	t_eq(c.user_data, 0x301);
+	t_eq(c.res, 0);
+	while (t_next(&r, &c, 50))
+		t_assert(c.user_data == 0x300 && (c.flags & AEM_CQE_F_FINAL),
+			 "after the unsubscribe result: user_data %#llx flags %#x",
+			 (unsigned long long)c.user_data, c.flags);
+	t_eq(t_stats(&r).subscriptions, 0);
 
 	aem_teardown(&r);
 	return T_EXIT_PASS;
