@@ -440,7 +440,27 @@ static void bl_chunk_done(struct aem_ring *r, struct aem_cq_core *cq)
 		aem_free(c);
 }
 
-/* Move backlog entries of one class into its CQ ring while there is room. */
+/*
+ * Write backlog entry @cqe at *tail of @cq's ring (room checked by the
+ * caller) and account it delivered; returns the ring entry.
+ */
+static struct aem_cqe *bl_emit_locked(struct aem_ring *r, struct aem_cq_core *cq,
+				      const struct aem_cqe *cqe, u32 *tail, u32 *room)
+{
+	struct aem_cqe *e = &cq->cqes[*tail & r->cq_mask];
+
+	*e = *cqe;
+	(*tail)++;
+	(*room)--;
+	if (e->flags & AEM_CQE_F_SLOT)
+		r->slot_state[e->slot - r->send_slots] = AEM_SLOT_USER;
+	cq->backlog--;
+	r->nr_backlog--;
+	r->backlog--;
+	r->delivered++;
+	return e;
+}
+
 /*
  * The head of @cq's backlog waits for a free delivery slot.  Results that
  * need no slot (sub == AEM_NIL, no heap payload) may pass it: they belong to
@@ -457,25 +477,15 @@ static void pass_slot_starved_locked(struct aem_ring *r, struct aem_cq_core *cq,
 
 	for (c = cq->bl_head; c && *room; c = c->next) {
 		for (i = c->head; i < c->tail && *room; i++) {
-			struct aem_cqe *e;
-
 			if (c->sub[i] != AEM_NIL || c->buf[i])
 				continue;
-			e = &cq->cqes[*tail & r->cq_mask];
-			*e = c->cqe[i];
-			(*tail)++;
-			(*room)--;
+			bl_emit_locked(r, cq, &c->cqe[i], tail, room);
 			c->sub[i] = AEM_BL_DEAD;
-			if (e->flags & AEM_CQE_F_SLOT)
-				r->slot_state[e->slot - r->send_slots] = AEM_SLOT_USER;
-			cq->backlog--;
-			r->nr_backlog--;
-			r->backlog--;
-			r->delivered++;
 		}
 	}
 }
 
+/* Move backlog entries of one class into its CQ ring while there is room. */
 static bool flush_class_locked(struct aem_ring *r, struct aem_cq_core *cq)
 {
 	u32 room = cq_room(r, cq);
@@ -508,17 +518,8 @@ static bool flush_class_locked(struct aem_ring *r, struct aem_cq_core *cq)
 				c->cqe[i].slot = slot;
 				r->slot_token[slot - r->send_slots] = c->cqe[i].id;
 			}
-			e = &cq->cqes[tail & r->cq_mask];
-			*e = c->cqe[i];
-			tail++;
-			room--;
+			e = bl_emit_locked(r, cq, &c->cqe[i], &tail, &room);
 			c->head++;
-			if (e->flags & AEM_CQE_F_SLOT)
-				r->slot_state[e->slot - r->send_slots] = AEM_SLOT_USER;
-			cq->backlog--;
-			r->nr_backlog--;
-			r->backlog--;
-			r->delivered++;
 			if (sidx != AEM_NIL) {
 				struct aem_sub *s = __aem_sub_at(r, sidx);
 
