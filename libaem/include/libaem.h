@@ -450,6 +450,86 @@ int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req
 int aem_sub_stats(struct aem_ring *ring, uint64_t sub_id, struct aem_sub_stats *st);
 int aem_ring_stats(struct aem_ring *ring, struct aem_ring_stats *st);
 
+/* ---------------------------------------------------------------------- */
+/* Process handlers                                                       */
+
+/*
+ * Run an event's handler in a child process, with its payload shared in
+ * place: the child is forked, so it inherits the MAP_SHARED payload region
+ * and changes the event's slot where it lies; the parent then writes the
+ * result back (a call's reply) or releases the slot.
+ *
+ * @fn gets the event's bytes, their length and the room it may fill (the
+ * slot size; AEM_CQE_INLINE for an inline event, which the child gets in
+ * a small shared copy) and returns the length to write back, or -errno.
+ * It runs in a child forked from a process that may have other threads
+ * (the embedded backend has some): it should keep to async-signal-safe
+ * work, and it must not use the ring.
+ *
+ * At most max_procs handlers run at once; aem_proc_start() returns
+ * -EBUSY at the bound (reap, then start again).  A child past timeout_ms
+ * is killed and its event reported -ETIMEDOUT; a child that dies or exits
+ * before answering is reported -ECHILD with its wait status.  Either way
+ * the event's slot goes back to the ring and the ring is unharmed; a
+ * failed call gets no reply (the writeback carries no error), so its
+ * caller times out.  With AEM_PROC_POOL the children are forked once, at
+ * create, and each serves event after event over its socket (one that
+ * dies is replaced at the next start); otherwise a child is forked per
+ * event.  Not thread-safe: one thread drives the ring and its handlers.
+ *
+ *	aem_proc_create(&ring, fn, NULL, &(struct aem_proc_opts){ .max_procs = 4 }, &ph);
+ *	for each event cqe (not a result):
+ *		while (aem_proc_start(ph, cqe) == -EBUSY)
+ *			aem_proc_reap(ph, done, 16, -1);
+ *	aem_cq_advance(...);
+ *	n = aem_proc_reap(ph, done, 16, 0);	(writebacks submitted here)
+ */
+typedef int (*aem_proc_fn)(void *data, unsigned len, unsigned cap, void *arg);
+
+#define AEM_PROC_POOL			(1U << 0)	/* keep max_procs children and reuse them */
+#define AEM_PROC_WRITEBACK_ALWAYS	(1U << 1)	/* write back non-call events too */
+#define AEM_PROC_MAX_PROCS		256
+
+struct aem_proc_opts {
+	unsigned	max_procs;	/* handlers at once (pool size); 0: 4, at most AEM_PROC_MAX_PROCS */
+	unsigned	timeout_ms;	/* per event; past it the child is killed; 0: 10000 */
+	unsigned	flags;		/* AEM_PROC_* */
+	unsigned	resv;		/* must be 0 */
+};
+
+/* One finished handler. */
+struct aem_proc_done {
+	uint64_t	user_data;	/* the event's (its subscription's tag) */
+	uint64_t	token;		/* the event's id */
+	int		res;		/* >= 0: bytes the handler returned; -ETIMEDOUT, -ECHILD or the handler's -errno */
+	int		status;		/* wait status of a child that was killed or died; else 0 */
+};
+
+struct aem_proc;
+
+/* @opts may be NULL for defaults.  -EINVAL for unknown flags or a bound over the limit. */
+int aem_proc_create(struct aem_ring *ring, aem_proc_fn fn, void *arg,
+		    const struct aem_proc_opts *opts, struct aem_proc **out);
+/* Hand event @cqe to a child; the caller may advance past the CQE at once. */
+int aem_proc_start(struct aem_proc *ph, const struct aem_cqe *cqe);
+/*
+ * Collect up to @max finished handlers into @done, write their results
+ * back and submit; waits up to @timeout_ms (-1: until one finishes; 0:
+ * not at all).  Returns how many, 0 when none is running.
+ */
+int aem_proc_reap(struct aem_proc *ph, struct aem_proc_done *done, unsigned max, int timeout_ms);
+/* Handlers running now. */
+unsigned aem_proc_running(const struct aem_proc *ph);
+/* Kill the children (events still running have their slots released) and free @ph. */
+void aem_proc_destroy(struct aem_proc *ph);
+
+/*
+ * A new close-on-exec fd through which another process can map the
+ * ring's PAYLOAD region (mmap MAP_SHARED at *@offset, region_size bytes):
+ * for handlers in processes that were not forked from this one.
+ */
+int aem_payload_fd(struct aem_ring *ring, uint64_t *offset);
+
 #ifdef __cplusplus
 }
 #endif

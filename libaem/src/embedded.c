@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -36,6 +37,8 @@ struct __aem_emb {
 	struct aem_ring	*core;
 	void		*map;		/* the core's mapping of the whole memfd */
 	size_t		map_len;
+	int		payload_fd;	/* the memfd, kept for aem_payload_fd() */
+	uint64_t	payload_off;	/* the PAYLOAD region's offset in it */
 	int		efd;
 	uint32_t	wseq;		/* futex word: bumped by every wake */
 	int		nwait;		/* threads in __aem_emb_wait */
@@ -246,6 +249,7 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 	if (!e)
 		return -ENOMEM;
 	e->efd = -1;
+	e->payload_fd = -1;
 	for (i = 0; i < AEM_NR_REGIONS; i++) {
 		off[i] = total;
 		total += l.region_size[i];
@@ -273,6 +277,12 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 		ret = -errno;
 		goto err;
 	}
+	e->payload_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);	/* setup.c closes fd once mapped */
+	if (e->payload_fd < 0) {
+		ret = -errno;
+		goto err;
+	}
+	e->payload_off = off[AEM_REGION_PAYLOAD];
 	pthread_mutex_lock(&host_mu);
 	host_rings++;
 	pthread_mutex_unlock(&host_mu);
@@ -293,6 +303,8 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 err:
 	if (e->efd >= 0)
 		close(e->efd);
+	if (e->payload_fd >= 0)
+		close(e->payload_fd);
 	if (e->map)
 		munmap(e->map, e->map_len);
 	if (fd >= 0)
@@ -306,6 +318,7 @@ void __aem_emb_destroy(struct __aem_emb *e)
 	aem_core_ring_destroy(e->core);
 	munmap(e->map, e->map_len);
 	close(e->efd);
+	close(e->payload_fd);
 	free(e);
 	pthread_mutex_lock(&host_mu);
 	if (--host_rings == 0) {
@@ -381,6 +394,16 @@ int __aem_emb_call(struct aem_call_args *a, const void *req, void *resp)
 int __aem_emb_sub_stats(struct __aem_emb *e, struct aem_sub_stats *st)
 {
 	return aem_core_sub_stats(e->core, st);
+}
+
+int __aem_emb_payload_fd(struct __aem_emb *e, uint64_t *off)
+{
+	int fd = fcntl(e->payload_fd, F_DUPFD_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	*off = e->payload_off;
+	return fd;
 }
 
 int __aem_emb_ring_stats(struct __aem_emb *e, struct aem_ring_stats *st)
