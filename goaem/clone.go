@@ -23,7 +23,9 @@ var (
 // its stdin; what it writes to stdout is written back when the event is a
 // call (or always, with WritebackAlways). A command that exits non-zero,
 // outlives Timeout or writes more than MaxOutput bytes is killed and
-// reported to the error handler; a call then gets no reply.
+// reported to the error handler; a call then gets no reply. To run the
+// program's own handler in another process, with the payload shared
+// rather than piped, use a ProcessHandler.
 type Cloner struct {
 	Path            string        // the program; found in $PATH when it has no slash
 	Args            []string      // arguments after the program name

@@ -48,6 +48,35 @@
 //     stdin, its stdout written back; a command that fails, hangs past its
 //     timeout or writes too much is killed and reported.
 //
+// # Process handlers
+//
+// A ProcessHandler runs the program's own code in other processes: a
+// ProcessHandlerFunc registered by name (RegisterProcessHandler, from an
+// init function) runs in a process re-executed from the program, which
+// main turns into a handler process by calling ServeProcessHandler first
+// thing. The child maps the ring's payload region shared and changes the
+// event's slot in place; the parent writes the result back (a call's
+// reply). Its Handle is a ModeSpawn handler; at most MaxProcs run at
+// once, each within Timeout (killed past it); a crash or exit is the
+// event's error (ErrProcessDied, ErrProcessTimeout) and leaves the ring
+// whole. With Pool, the processes start once and serve event after event.
+//
+//	func init() {
+//		goaem.RegisterProcessHandler("reverse", func(d []byte) (int, error) {
+//			slices.Reverse(d)
+//			return len(d), nil
+//		})
+//	}
+//
+//	func main() {
+//		goaem.ServeProcessHandler() // a handler process serves here and exits
+//		ring, _ := goaem.Open()
+//		ph, _ := ring.NewProcessHandler(goaem.ProcessOptions{Handler: "reverse", MaxProcs: 4, Pool: true})
+//		defer ph.Close()
+//		ring.Subscribe(goaem.Msg{Channel: 1}, goaem.SubOptions{Mode: goaem.ModeSpawn, Handler: ph.Handle, MaxInFlight: 4})
+//		...
+//	}
+//
 // # Messages and calls
 //
 // Post sends bytes to a Msg subscription at an Addr (ring id and channel),

@@ -423,9 +423,9 @@ func (p *ProcessHandler) Handle(ev *Event) error {
 	var req procReq
 	var data []byte
 	if ev.cqe.Flags&abi.CQEFSlot != 0 {
-		data = ev.slotPayload()
-		if data == nil && ev.cqe.Res > 0 {
-			return p.errorf("event names slot %d outside the ring", ev.cqe.Slot)
+		data = p.r.payloadBytes(ev.cqe.Slot, uint32(max(ev.cqe.Res, 0)))
+		if data == nil {
+			return p.errorf("event names slot %d (%d bytes) outside the ring", ev.cqe.Slot, ev.cqe.Res)
 		}
 		req = procReq{off: uint64(ev.cqe.Slot) * uint64(p.r.slotSize), len: uint32(len(data)), cap: p.r.slotSize}
 	} else {
