@@ -209,10 +209,13 @@ type ProcessOptions struct {
 	// MaxProcs bounds the handler processes running at once (and is the
 	// pool's size). 0: 4.
 	MaxProcs int
-	// Timeout bounds one event, from taking a process (starting it, when
-	// it is started per event) to its answer; past it the process is
-	// killed. 0: 10s.
+	// Timeout bounds the handler's work on one event, from the request to
+	// the answer; past it the process is killed. 0: 10s.
 	Timeout time.Duration
+	// StartTimeout bounds starting a process, until it is ready to serve
+	// (a program's start may take long on a loaded or emulated machine).
+	// 0: 10s.
+	StartTimeout time.Duration
 	// Pool keeps MaxProcs processes, started by NewProcessHandler, each
 	// serving event after event; one that dies is replaced at its next
 	// event. Without Pool every event gets a new process.
@@ -264,15 +267,18 @@ func (r *Ring) NewProcessHandler(opts ProcessOptions) (*ProcessHandler, error) {
 	if lookupProcessHandler(opts.Handler) == nil {
 		return nil, fmt.Errorf("goaem: process handler %q is not registered (RegisterProcessHandler)", opts.Handler)
 	}
-	if opts.MaxProcs < 0 || opts.Timeout < 0 {
-		return nil, fmt.Errorf("goaem: process handler %q: MaxProcs %d and Timeout %v must be >= 0",
-			opts.Handler, opts.MaxProcs, opts.Timeout)
+	if opts.MaxProcs < 0 || opts.Timeout < 0 || opts.StartTimeout < 0 {
+		return nil, fmt.Errorf("goaem: process handler %q: MaxProcs %d, Timeout %v and StartTimeout %v must be >= 0",
+			opts.Handler, opts.MaxProcs, opts.Timeout, opts.StartTimeout)
 	}
 	if opts.MaxProcs == 0 {
 		opts.MaxProcs = 4
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 10 * time.Second
 	}
 	p := &ProcessHandler{
 		r:       r,
@@ -294,7 +300,7 @@ func (r *Ring) NewProcessHandler(opts ProcessOptions) (*ProcessHandler, error) {
 	}
 	if opts.Pool {
 		for i := range p.procs {
-			if p.procs[i], err = p.start(time.Now().Add(opts.Timeout)); err != nil {
+			if p.procs[i], err = p.start(); err != nil {
 				p.Close()
 				return nil, err
 			}
@@ -320,7 +326,7 @@ func (p *ProcessHandler) mapScratch() error {
 }
 
 // start runs a new handler process and waits for its hello.
-func (p *ProcessHandler) start(deadline time.Time) (*handlerProc, error) {
+func (p *ProcessHandler) start() (*handlerProc, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, p.errorf("socketpair: %w", err)
@@ -351,10 +357,10 @@ func (p *ProcessHandler) start(deadline time.Time) (*handlerProc, error) {
 		close(hp.exited)
 	}()
 	var hello [len(procHello)]byte
-	conn.SetReadDeadline(deadline)
+	conn.SetReadDeadline(time.Now().Add(p.opts.StartTimeout))
 	n, err := conn.Read(hello[:])
 	if err != nil || string(hello[:n]) != procHello {
-		return nil, hp.fail(p, err, "before its hello (does main call goaem.ServeProcessHandler first?)")
+		return nil, hp.fail(p, err, p.opts.StartTimeout, "before its hello (does main call goaem.ServeProcessHandler first?)")
 	}
 	return hp, nil
 }
@@ -365,11 +371,11 @@ func (p *ProcessHandler) errorf(format string, a ...any) error {
 
 // fail ends hp after a failed exchange and says why: timed out (killed)
 // or died (its exit status).
-func (hp *handlerProc) fail(p *ProcessHandler, err error, when string) error {
+func (hp *handlerProc) fail(p *ProcessHandler, err error, limit time.Duration, when string) error {
 	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
 	hp.kill()
 	if timedOut {
-		return p.errorf("%w after %v %s: killed", ErrProcessTimeout, p.opts.Timeout, when)
+		return p.errorf("%w after %v %s: killed", ErrProcessTimeout, limit, when)
 	}
 	status := "exit status 0"
 	if hp.waitErr != nil {
@@ -418,7 +424,6 @@ func (p *ProcessHandler) Handle(ev *Event) error {
 		return ErrClosed
 	}
 	defer func() { p.free <- i }()
-	deadline := time.Now().Add(p.opts.Timeout)
 
 	var req procReq
 	var data []byte
@@ -438,19 +443,19 @@ func (p *ProcessHandler) Handle(ev *Event) error {
 	hp := p.procs[i]
 	if hp == nil {
 		var err error
-		if hp, err = p.start(deadline); err != nil {
+		if hp, err = p.start(); err != nil {
 			return err
 		}
 		if p.opts.Pool {
 			p.procs[i] = hp
 		}
 	}
-	n, err := p.exchange(hp, req, deadline)
+	n, err := p.exchange(hp, req, time.Now().Add(p.opts.Timeout))
 	if err != nil && p.opts.Pool && hp.ended() {
 		p.procs[i] = nil // replaced at the next event
 	}
 	if !p.opts.Pool {
-		hp.stop(deadline)
+		hp.stop(time.Now().Add(p.opts.Timeout))
 	}
 	if err != nil {
 		return err
@@ -469,17 +474,17 @@ func (p *ProcessHandler) exchange(hp *handlerProc, req procReq, deadline time.Ti
 	req.encode(b[:])
 	hp.conn.SetDeadline(deadline)
 	if _, err := hp.conn.Write(b[:]); err != nil {
-		return 0, hp.fail(p, err, "before the request")
+		return 0, hp.fail(p, err, p.opts.Timeout, "before the request")
 	}
 	n, err := hp.conn.Read(rep[:])
 	if err == nil && n == 0 {
 		err = io.EOF
 	}
 	if err != nil {
-		return 0, hp.fail(p, err, "before answering")
+		return 0, hp.fail(p, err, p.opts.Timeout, "before answering")
 	}
 	if n < 4 {
-		return 0, hp.fail(p, io.ErrUnexpectedEOF, "with a short answer")
+		return 0, hp.fail(p, io.ErrUnexpectedEOF, p.opts.Timeout, "with a short answer")
 	}
 	res := int32(binary.LittleEndian.Uint32(rep[:4]))
 	if res < 0 {

@@ -172,7 +172,7 @@ func TestProcessHandlerFailures(t *testing.T) {
 							assert.ErrorIs(t, herr, tc.want)
 						}
 						assert.Contains(t, herr.Error(), tc.msg)
-					case <-time.After(5 * time.Second):
+					case <-time.After(20 * time.Second): // a start under emulation may take seconds
 						t.Fatalf("no error reported for %q", tc.req)
 					}
 				}
