@@ -441,6 +441,10 @@ func (p *ProcessHandler) Handle(ev *Event) error {
 	}
 
 	hp := p.procs[i]
+	if hp != nil && hp.ended() {
+		hp.conn.Close() // died between events (killed from outside): replaced, not blamed on this one
+		hp = nil
+	}
 	if hp == nil {
 		var err error
 		if hp, err = p.start(); err != nil {

@@ -233,3 +233,19 @@ func TestProcessHandlerRefusals(t *testing.T) {
 	assert.Error(t, err)
 	assert.Panics(t, func() { RegisterProcessHandler(testProcHandler, func([]byte) (int, error) { return 0, nil }) })
 }
+
+// A pooled process killed between events is replaced before the next one,
+// which it does not fail.
+func TestProcessHandlerPoolReplacesDead(t *testing.T) {
+	procBackends(t, func(t *testing.T, b testBackend) {
+		r, _, errs := procServer(t, b, ProcessOptions{Handler: testProcHandler, MaxProcs: 1, Pool: true})
+		pid := callReversed(t, r, "rfirst")
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+		require.Eventually(t, func() bool { // reaped by the handler's waiter
+			_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+			return os.IsNotExist(err)
+		}, 10*time.Second, 10*time.Millisecond)
+		assert.NotEqual(t, pid, callReversed(t, r, "rsecond"))
+		assert.Empty(t, errs)
+	})
+}
