@@ -181,8 +181,19 @@ func (Unsupported) Priority(Params, bool) (Result, error) { return Result{}, Err
 func (Unsupported) Subscribe(int) (SubResult, error)      { return SubResult{}, ErrUnsupported }
 func (Unsupported) Close() error                          { return nil }
 
+// Missing names the peers this build left out, each with the reason.
+func Missing() map[string]string {
+	if uringMissing == "" {
+		return nil
+	}
+	return map[string]string{NameURingMsgRing: uringMissing, NameURingNop: uringMissing}
+}
+
 // New returns the peer called name.
 func New(name string) (Transport, error) {
+	if why, ok := Missing()[name]; ok {
+		return nil, fmt.Errorf("peer %s: %s", name, why)
+	}
 	switch name {
 	case NameChan:
 		return &Chan{}, nil

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,10 +31,16 @@ type Options struct {
 	JSON    bool
 	GoBench bool
 	Plot    string // file to write a chart to (.svg or .png)
+	// LeftOut maps the peers that --transport all leaves out, because
+	// this build lacks them, to the reason.
+	LeftOut map[string]string
 }
 
 // ErrHelp is returned by ParseArgs for -h and --help.
 var ErrHelp = flag.ErrHelp
+
+// ErrVersion is returned by ParseArgs for --version.
+var ErrVersion = errors.New("version requested")
 
 // Usage is the help text.
 func Usage(w io.Writer) {
@@ -51,12 +58,13 @@ usage: aembench [flags]
                       latency uses 1 unless given)
   --payload N         payload bytes after the 16-byte header (default 16: 32-byte events)
   --rate R            events/s for latency, urgent events/s for priority (default 10000)
-  --max-subscriptions N  largest subscriptions and timers size, 1000..10000000 (default 1000000)
+  --max-subscriptions N  largest subscriptions and timers size, 1000..10000000 (default %d)
   --json              one JSON object per result
   --gobench           Go benchmark lines, for benchstat
   --plot FILE         write latency percentiles and throughput against batch
                       size as SVG or PNG (by extension)
-`, strings.Join(scenario.Names(), ", "), strings.Join(peers.Names(), ", "))
+  --version           print aembench's version and exit
+`, strings.Join(scenario.Names(), ", "), strings.Join(peers.Names(), ", "), scenario.DefaultMaxSubscriptions)
 }
 
 // ParseArgs turns command-line arguments (without the program name) into
@@ -81,6 +89,7 @@ func ParseArgs(args []string) (Options, error) {
 	fs.BoolVar(&opts.JSON, "json", false, "")
 	fs.BoolVar(&opts.GoBench, "gobench", false, "")
 	fs.StringVar(&opts.Plot, "plot", "", "")
+	version := fs.Bool("version", false, "")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -90,6 +99,9 @@ func ParseArgs(args []string) (Options, error) {
 	}
 	if fs.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *version {
+		return opts, ErrVersion
 	}
 
 	switch opts.Backend {
@@ -130,6 +142,14 @@ func ParseArgs(args []string) (Options, error) {
 	}
 	if opts.Transports, err = parseList("--transport", transports, scenario.AllTransports()); err != nil {
 		return opts, err
+	}
+	if transports == "all" {
+		missing := peers.Missing()
+		opts.Transports = slices.DeleteFunc(opts.Transports, func(name string) bool {
+			_, ok := missing[name]
+			return ok
+		})
+		opts.LeftOut = missing
 	}
 	if batches != "" {
 		opts.Batches, err = parseBatches(batches)
