@@ -151,6 +151,12 @@ func rowSummary(r scenario.Row) string {
 		return label + ": FAILED: " + r.Err
 	}
 	v, unit := scenario.Headline(r)
+	switch unit {
+	case "p99 ns":
+		return fmt.Sprintf("%s: p99 %s", label, ns(int64(v)))
+	case "ns/call":
+		return fmt.Sprintf("%s: %s/call", label, ns(int64(v)))
+	}
 	return fmt.Sprintf("%s: %s %s", label, si(v), unit)
 }
 
