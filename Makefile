@@ -51,6 +51,7 @@ run:
 
 # Fast suites first, so a broken build fails in seconds, not after a VM boot.
 test: test-c test-c-san test-go test-fuzz-seeds vmtest vmtest-debug
+	AEM_README_CHECK_IN="make test" scripts/readme-check.sh
 	@echo "*** make test: all suites passed"
 
 test-c: libaem
