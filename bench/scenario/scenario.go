@@ -120,18 +120,26 @@ type Row struct {
 
 // MarshalJSON writes null, not 0, for the figures a row did not measure:
 // latencies (every measured one is at least 1 ns) and memory per
-// subscription.
+// subscription. The fields keep Row's order.
 func (r Row) MarshalJSON() ([]byte, error) {
-	type plain Row // without this method
 	return json.Marshal(struct {
-		plain
+		Scenario             string   `json:"scenario"`
+		Backend              string   `json:"backend"`
+		Transport            string   `json:"transport"`
+		Events               uint64   `json:"events"`
+		Seconds              float64  `json:"seconds"`
+		EventsPerSec         float64  `json:"events_per_sec"`
 		P50                  *int64   `json:"p50_ns"`
 		P99                  *int64   `json:"p99_ns"`
 		P999                 *int64   `json:"p999_ns"`
 		Max                  *int64   `json:"max_ns"`
+		Dropped              uint64   `json:"dropped"`
+		AllocsPerEvent       float64  `json:"allocs_per_event"`
 		BytesPerSubscription *float64 `json:"bytes_per_subscription"`
-	}{plain(r), measured(r.P50), measured(r.P99), measured(r.P999), measured(r.Max),
-		measured(r.BytesPerSubscription)})
+		Err                  string   `json:"error,omitempty"`
+	}{r.Scenario, r.Backend, r.Transport, r.Events, r.Seconds, r.EventsPerSec,
+		measured(r.P50), measured(r.P99), measured(r.P999), measured(r.Max),
+		r.Dropped, r.AllocsPerEvent, measured(r.BytesPerSubscription), r.Err})
 }
 
 // measured is v, or nil for 0, the value of a figure not measured.
