@@ -11,6 +11,7 @@ package peers
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -187,6 +188,15 @@ func Missing() map[string]string {
 		return nil
 	}
 	return map[string]string{NameURingMsgRing: uringMissing, NameURingNop: uringMissing}
+}
+
+// Built lists the peers of Names that this build has (without Missing).
+func Built() []string {
+	missing := Missing()
+	return slices.DeleteFunc(Names(), func(name string) bool {
+		_, ok := missing[name]
+		return ok
+	})
 }
 
 // New returns the peer called name.

@@ -2,7 +2,6 @@ package peers_test
 
 import (
 	"errors"
-	"slices"
 	"testing"
 	"time"
 
@@ -27,7 +26,7 @@ func TestStreamMovesEveryEvent(t *testing.T) {
 		{"fanin3", 32, peers.DefaultPayload, 3},
 	}
 	const n = 20000
-	for _, name := range builtPeers() {
+	for _, name := range peers.Built() {
 		for _, tc := range cases {
 			t.Run(name+"/"+tc.name, func(t *testing.T) {
 				tr, err := peers.New(name)
@@ -54,7 +53,7 @@ func TestStreamMovesEveryEvent(t *testing.T) {
 
 // A paced, sampled stream records one latency per stamped event.
 func TestStreamSamplesLatency(t *testing.T) {
-	for _, name := range builtPeers() {
+	for _, name := range peers.Built() {
 		t.Run(name, func(t *testing.T) {
 			tr, err := peers.New(name)
 			require.NoError(t, err)
@@ -78,7 +77,7 @@ func TestStreamSamplesLatency(t *testing.T) {
 
 // Round trips come back changed by the handler, as many as were asked for.
 func TestCallRoundTrips(t *testing.T) {
-	for _, name := range builtPeers() {
+	for _, name := range peers.Built() {
 		for _, busy := range []bool{false, true} {
 			t.Run(name+map[bool]string{false: "/blocking", true: "/busy"}[busy], func(t *testing.T) {
 				tr, err := peers.New(name)
@@ -97,15 +96,6 @@ func TestCallRoundTrips(t *testing.T) {
 			})
 		}
 	}
-}
-
-// builtPeers is every peer this build has (-tags noliburing leaves the
-// io_uring ones out).
-func builtPeers() []string {
-	return slices.DeleteFunc(peers.Names(), func(name string) bool {
-		_, missing := peers.Missing()[name]
-		return missing
-	})
 }
 
 // A peer left out of the build says why instead of failing later.

@@ -73,7 +73,7 @@ func Default() Config {
 		Payload:          peers.DefaultPayload,
 		Rate:             10000,
 		Scenarios:        Names(),
-		Transports:       AllTransports(),
+		Transports:       BuiltTransports(),
 		MaxSubscriptions: DefaultMaxSubscriptions,
 	}
 }
@@ -88,6 +88,12 @@ const DefaultMaxSubscriptions = 100_000
 // AllTransports is AEM and every peer.
 func AllTransports() []string {
 	return append([]string{peers.NameAEM}, peers.Names()...)
+}
+
+// BuiltTransports is AllTransports without the peers this build left out
+// (peers.Missing).
+func BuiltTransports() []string {
+	return append([]string{peers.NameAEM}, peers.Built()...)
 }
 
 // Row is one result line. Its JSON form has exactly the documented fields.

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,9 +30,6 @@ type Options struct {
 	JSON    bool
 	GoBench bool
 	Plot    string // file to write a chart to (.svg or .png)
-	// LeftOut maps the peers that --transport all leaves out, because
-	// this build lacks them, to the reason.
-	LeftOut map[string]string
 }
 
 // ErrHelp is returned by ParseArgs for -h and --help.
@@ -144,12 +140,7 @@ func ParseArgs(args []string) (Options, error) {
 		return opts, err
 	}
 	if transports == "all" {
-		missing := peers.Missing()
-		opts.Transports = slices.DeleteFunc(opts.Transports, func(name string) bool {
-			_, ok := missing[name]
-			return ok
-		})
-		opts.LeftOut = missing
+		opts.Transports = scenario.BuiltTransports()
 	}
 	if batches != "" {
 		opts.Batches, err = parseBatches(batches)
