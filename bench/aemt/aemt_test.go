@@ -95,6 +95,16 @@ func TestTimersPrioritySubscribe(t *testing.T) {
 	assert.Equal(t, 10000, sub.Subscriptions)
 }
 
+// Hot timers that fire faster than they are armed fill the completion
+// ring while the later ones are still being subscribed: the run reads them
+// meanwhile, so every subscription gets its answer.
+func TestTimersArmedWhileFiring(t *testing.T) {
+	tr := open(t)
+	res, err := tr.Timers(peers.TimerParams{Hot: 4000, Interval: 20 * time.Microsecond, Duration: 300 * time.Millisecond})
+	require.NoError(t, err)
+	assert.Greater(t, res.Events, uint64(16384), "more firings than the ring and goaem's stash hold")
+}
+
 func TestOpenRejectsUnknownBackend(t *testing.T) {
 	_, err := aemt.Open("cloud")
 	require.Error(t, err)

@@ -11,7 +11,6 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
-#include <liburing.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,6 +20,10 @@
 #include <unistd.h>
 
 #include "bp.h"
+
+#ifdef BP_HAVE_URING
+#include <liburing.h>
+#endif
 
 #define BP_STOP		UINT64_MAX
 /* callers look at the clock once per this many round trips */
@@ -47,8 +50,10 @@ struct bp_call {
 	_Alignas(BP_CACHELINE) _Atomic uint32_t turn;
 	_Alignas(BP_CACHELINE) uint8_t *slot;
 	int fds[4];
+#ifdef BP_HAVE_URING
 	struct io_uring a, b;		/* caller's and server's rings */
 	bool a_ok, b_ok;
+#endif
 	struct bp_ring ring_req, ring_rep;
 	uint64_t req_head, rep_head;	/* private to server / caller */
 	uint64_t req_tail, rep_tail;
@@ -277,6 +282,7 @@ static int bp_unix_send(struct bp_call *k)
 	return bp_dgram(k->fds[1], k->sreq, k->esize, true);
 }
 
+#ifdef BP_HAVE_URING
 /*
  * ---- io_uring: each side owns a ring and MSG_RINGs the other ----
  * A CQE carries the sequence (user_data) and a 32-bit value (res) that the
@@ -388,6 +394,8 @@ static void bp_uring_call_teardown(struct bp_call *k)
 		io_uring_queue_exit(&k->b);
 }
 
+#endif /* BP_HAVE_URING */
+
 /* ---- spsc: a request ring and a reply ring, both spun on ---- */
 
 static int bp_spsc_call_setup(struct bp_call *k)
@@ -452,9 +460,11 @@ static const struct bp_call_ops bp_call_kinds[] = {
 			      bp_efd_send, bp_fds_close },
 	[BP_CALL_UNIX] = { bp_unix_call_setup, bp_unix_call, bp_unix_recv,
 			   bp_unix_send, bp_fds_close },
+#ifdef BP_HAVE_URING
 	[BP_CALL_URING] = { bp_uring_call_setup, bp_uring_call,
 			    bp_uring_serve_recv, bp_uring_serve_send,
 			    bp_uring_call_teardown },
+#endif
 	[BP_CALL_SPSC] = { bp_spsc_call_setup, bp_spsc_call, bp_spsc_recv,
 			   bp_spsc_send, bp_spsc_call_teardown },
 };
@@ -499,6 +509,8 @@ int bp_call_run(int kind, const struct bp_params *params, struct bp_result *r)
 		return -EINVAL;
 	if (p->sample_every && (!p->samples || !p->max_samples))
 		return -EINVAL;
+	if (!bp_call_kinds[kind].setup)
+		return -ENOSYS;	/* left out of this build (no liburing) */
 	k = calloc(1, sizeof(*k));
 	if (!k)
 		return -ENOMEM;
@@ -567,8 +579,10 @@ int bp_call_run(int kind, const struct bp_params *params, struct bp_result *r)
 		(void)bp_full_io(k->fds[1], k->req, k->esize, true);
 	} else if (kind == BP_CALL_UNIX) {
 		(void)bp_dgram(k->fds[0], k->req, k->esize, true);
+#ifdef BP_HAVE_URING
 	} else if (kind == BP_CALL_URING) {
 		(void)bp_uring_send(&k->a, k->b.ring_fd, BP_STOP, 0);
+#endif
 	} else {
 		bp_ring_put(&k->ring_req, &k->req_tail, k->req);
 	}

@@ -136,10 +136,12 @@ static const struct bp_stream_ops *bp_ops_of(int kind)
 		return &bp_pipe_ops;
 	case BP_UNIX_DGRAM:
 		return &bp_unix_ops;
+#ifdef BP_HAVE_URING
 	case BP_URING_MSG:
 		return &bp_uring_msg_ops;
 	case BP_URING_NOP:
 		return &bp_uring_nop_ops;
+#endif
 	}
 	return NULL;
 }
@@ -158,7 +160,7 @@ int bp_stream_run(int kind, const struct bp_params *params, struct bp_result *r)
 
 	memset(r, 0, sizeof(*r));
 	if (!ops)
-		return -EINVAL;
+		return kind == BP_URING_MSG || kind == BP_URING_NOP ? -ENOSYS : -EINVAL;
 	if (!p->producers || p->producers > BP_MAX_PRODUCERS || !p->duration_ns)
 		return -EINVAL;
 	if (p->producers > ops->max_producers)

@@ -46,7 +46,9 @@ extern const struct bp_stream_ops bp_spsc_ops;
 extern const struct bp_stream_ops bp_eventfd_ops;
 extern const struct bp_stream_ops bp_pipe_ops;
 extern const struct bp_stream_ops bp_unix_ops;
+#ifdef BP_HAVE_URING
 extern const struct bp_stream_ops bp_uring_msg_ops;
 extern const struct bp_stream_ops bp_uring_nop_ops;
+#endif
 
 #endif

@@ -17,6 +17,8 @@
  * Producers keep what is in flight below the consumer's CQ size, so no
  * completion overflows.
  */
+/* built only with liburing: see uring.go */
+#ifdef BP_HAVE_URING
 #include <liburing.h>
 #include <stdlib.h>
 
@@ -317,3 +319,4 @@ const struct bp_stream_ops bp_uring_nop_ops = {
 	.consume = bp_uring_consume,
 	.teardown = bp_uring_teardown,
 };
+#endif /* BP_HAVE_URING */

@@ -4,7 +4,7 @@ package peers
 
 /*
 #cgo CFLAGS: -O2 -Wall -std=gnu11
-#cgo LDFLAGS: -luring -lpthread
+#cgo LDFLAGS: -lpthread
 #include <stdlib.h>
 #include "bp.h"
 

@@ -11,6 +11,7 @@ package peers
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -181,8 +182,28 @@ func (Unsupported) Priority(Params, bool) (Result, error) { return Result{}, Err
 func (Unsupported) Subscribe(int) (SubResult, error)      { return SubResult{}, ErrUnsupported }
 func (Unsupported) Close() error                          { return nil }
 
+// Missing names the peers this build left out, each with the reason.
+func Missing() map[string]string {
+	if uringMissing == "" {
+		return nil
+	}
+	return map[string]string{NameURingMsgRing: uringMissing, NameURingNop: uringMissing}
+}
+
+// Built lists the peers of Names that this build has (without Missing).
+func Built() []string {
+	missing := Missing()
+	return slices.DeleteFunc(Names(), func(name string) bool {
+		_, ok := missing[name]
+		return ok
+	})
+}
+
 // New returns the peer called name.
 func New(name string) (Transport, error) {
+	if why, ok := Missing()[name]; ok {
+		return nil, fmt.Errorf("peer %s: %s", name, why)
+	}
 	switch name {
 	case NameChan:
 		return &Chan{}, nil

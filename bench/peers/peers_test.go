@@ -26,7 +26,7 @@ func TestStreamMovesEveryEvent(t *testing.T) {
 		{"fanin3", 32, peers.DefaultPayload, 3},
 	}
 	const n = 20000
-	for _, name := range peers.Names() {
+	for _, name := range peers.Built() {
 		for _, tc := range cases {
 			t.Run(name+"/"+tc.name, func(t *testing.T) {
 				tr, err := peers.New(name)
@@ -53,7 +53,7 @@ func TestStreamMovesEveryEvent(t *testing.T) {
 
 // A paced, sampled stream records one latency per stamped event.
 func TestStreamSamplesLatency(t *testing.T) {
-	for _, name := range peers.Names() {
+	for _, name := range peers.Built() {
 		t.Run(name, func(t *testing.T) {
 			tr, err := peers.New(name)
 			require.NoError(t, err)
@@ -77,7 +77,7 @@ func TestStreamSamplesLatency(t *testing.T) {
 
 // Round trips come back changed by the handler, as many as were asked for.
 func TestCallRoundTrips(t *testing.T) {
-	for _, name := range peers.Names() {
+	for _, name := range peers.Built() {
 		for _, busy := range []bool{false, true} {
 			t.Run(name+map[bool]string{false: "/blocking", true: "/busy"}[busy], func(t *testing.T) {
 				tr, err := peers.New(name)
@@ -95,6 +95,15 @@ func TestCallRoundTrips(t *testing.T) {
 				assert.Len(t, res.Samples, 50)
 			})
 		}
+	}
+}
+
+// A peer left out of the build says why instead of failing later.
+func TestNewMissing(t *testing.T) {
+	for name, why := range peers.Missing() {
+		_, err := peers.New(name)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), why)
 	}
 }
 

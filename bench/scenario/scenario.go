@@ -5,6 +5,7 @@
 package scenario
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -72,14 +73,28 @@ func Default() Config {
 		Payload:          peers.DefaultPayload,
 		Rate:             10000,
 		Scenarios:        Names(),
-		Transports:       AllTransports(),
-		MaxSubscriptions: 1_000_000,
+		Transports:       BuiltTransports(),
+		MaxSubscriptions: DefaultMaxSubscriptions,
 	}
 }
+
+// DefaultMaxSubscriptions bounds the default timers and subscriptions
+// sweeps, so that the default run stays brief on a loaded machine: AEM
+// subscribes one timer per request, 0.2–0.6 M/s on a loaded 2-core
+// machine, so 100 k takes well under a second per step where 1 M takes
+// 2–5 s, each of them far from goaem's 10 s answer timeout. Larger sizes,
+// up to the design's 10 M, are asked for with --max-subscriptions.
+const DefaultMaxSubscriptions = 100_000
 
 // AllTransports is AEM and every peer.
 func AllTransports() []string {
 	return append([]string{peers.NameAEM}, peers.Names()...)
+}
+
+// BuiltTransports is AllTransports without the peers this build left out
+// (peers.Missing).
+func BuiltTransports() []string {
+	return append([]string{peers.NameAEM}, peers.Built()...)
 }
 
 // Row is one result line. Its JSON form has exactly the documented fields.
@@ -102,9 +117,44 @@ type Row struct {
 	// subscription (goaem); shown in the table, not in JSON.
 	GoBytesPerSubscription float64 `json:"-"`
 
+	// Err is why the step failed: the row then carries no figures.
+	Err string `json:"error,omitempty"`
+
 	Family  string `json:"-"` // scenario name
 	Variant string `json:"-"` // e.g. batch=64
 	Param   int    `json:"-"` // the variant's number (batch, active timers, ...)
+}
+
+// MarshalJSON writes null, not 0, for the figures a row did not measure:
+// latencies (every measured one is at least 1 ns) and memory per
+// subscription. The fields keep Row's order.
+func (r Row) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Scenario             string   `json:"scenario"`
+		Backend              string   `json:"backend"`
+		Transport            string   `json:"transport"`
+		Events               uint64   `json:"events"`
+		Seconds              float64  `json:"seconds"`
+		EventsPerSec         float64  `json:"events_per_sec"`
+		P50                  *int64   `json:"p50_ns"`
+		P99                  *int64   `json:"p99_ns"`
+		P999                 *int64   `json:"p999_ns"`
+		Max                  *int64   `json:"max_ns"`
+		Dropped              uint64   `json:"dropped"`
+		AllocsPerEvent       float64  `json:"allocs_per_event"`
+		BytesPerSubscription *float64 `json:"bytes_per_subscription"`
+		Err                  string   `json:"error,omitempty"`
+	}{r.Scenario, r.Backend, r.Transport, r.Events, r.Seconds, r.EventsPerSec,
+		measured(r.P50), measured(r.P99), measured(r.P999), measured(r.Max),
+		r.Dropped, r.AllocsPerEvent, measured(r.BytesPerSubscription), r.Err})
+}
+
+// measured is v, or nil for 0, the value of a figure not measured.
+func measured[T int64 | float64](v T) *T {
+	if v == 0 {
+		return nil
+	}
+	return &v
 }
 
 // Family of a scenario string such as "throughput/batch=64".

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -78,4 +79,18 @@ func TestRunStepSkipsAndFails(t *testing.T) {
 	_, err = RunStep(Step{Family: Call, Variant: "mode=blocking", Transport: "nope", run: steps[0].run}, cfg, Open)
 	var oerr *OpenError
 	assert.ErrorAs(t, err, &oerr)
+}
+
+// Row's JSON form is its fields' own (names, order) with null in place of
+// an unmeasured 0: a measured row encodes exactly as the plain struct does.
+func TestRowJSONMatchesItsFields(t *testing.T) {
+	type plain Row // without MarshalJSON
+	r := Row{Scenario: "latency/rate=1", Backend: BackendEmbedded, Transport: "aem", Events: 1, Seconds: 2,
+		EventsPerSec: 3, P50: 4, P99: 5, P999: 6, Max: 7, Dropped: 8, AllocsPerEvent: 9,
+		BytesPerSubscription: 10, Err: "e"}
+	got, err := json.Marshal(r)
+	require.NoError(t, err)
+	want, err := json.Marshal(plain(r))
+	require.NoError(t, err)
+	assert.Equal(t, string(want), string(got))
 }

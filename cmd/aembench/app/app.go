@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -16,6 +17,8 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/sys/unix"
 
+	"github.com/aem-dev/aem"
+	"github.com/aem-dev/aem/bench/peers"
 	"github.com/aem-dev/aem/bench/scenario"
 )
 
@@ -30,11 +33,14 @@ const (
 // exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	opts, err := ParseArgs(args)
-	if errors.Is(err, ErrHelp) {
+	switch {
+	case errors.Is(err, ErrHelp):
 		Usage(stdout)
 		return ExitOK
-	}
-	if err != nil {
+	case errors.Is(err, ErrVersion):
+		fmt.Fprintf(stdout, "aembench %s\n", aem.Version)
+		return ExitOK
+	case err != nil:
 		fmt.Fprintf(stderr, "aembench: %v\nrun 'aembench -h' for usage\n", err)
 		return ExitUsage
 	}
@@ -42,10 +48,22 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 // Run measures what opts asks for, opening transports with open, and
-// prints the results.
+// prints the results. A step that fails is reported at once and keeps its
+// row, with the reason, in the table.
 func Run(opts Options, open scenario.Opener, stdout, stderr io.Writer) int {
 	steps := scenario.Plan(opts.Config)
-	prog := newProgress(stdout, len(steps), !opts.JSON && !opts.GoBench && isTerminal(stdout))
+	table := !opts.JSON && !opts.GoBench
+	tty := isTerminal(stdout)
+	prog := newProgress(stdout, len(steps), table && tty)
+	// Without a terminal, a line per finished step shows the run is alive.
+	var lines io.Writer
+	if table && !tty {
+		lines = stderr
+	}
+	if missing := peers.Missing(); len(missing) > 0 && slices.Equal(opts.Transports, scenario.BuiltTransports()) {
+		// "all" in a build without some peers: say once what is not there
+		fmt.Fprintf(stderr, "aembench: left out: %s\n", leftOut(missing))
+	}
 
 	var rows []scenario.Row
 	var skipped []scenario.Step
@@ -55,7 +73,7 @@ func Run(opts Options, open scenario.Opener, stdout, stderr io.Writer) int {
 	if opts.GoBench {
 		writeGoBenchHeader(stdout)
 	}
-	for _, st := range steps {
+	for i, st := range steps {
 		if unopened[st.Transport] {
 			prog.done()
 			continue
@@ -69,16 +87,20 @@ func Run(opts Options, open scenario.Opener, stdout, stderr io.Writer) int {
 			skipped = append(skipped, st)
 			continue
 		case errors.As(err, &oerr):
-			// say it once; its other steps would only repeat it
+			// one row says it; the transport's other steps would repeat it
 			unopened[st.Transport] = true
-			fmt.Fprintf(stderr, "aembench: %v (skipping %s)\n", err, st.Transport)
-			failed = true
-			continue
+			err = fmt.Errorf("%w (its other steps not run)", err)
+			fallthrough
 		case err != nil:
-			prog.pause()
-			fmt.Fprintf(stderr, "aembench: %v\n", err)
 			failed = true
-			continue
+			row = scenario.Row{Scenario: st.Family + "/" + st.Variant, Transport: st.Transport,
+				Family: st.Family, Variant: st.Variant, Param: st.Param, Err: err.Error()}
+			if lines == nil {
+				fmt.Fprintf(stderr, "aembench: %s: FAILED: %v\n", st.Label(), err)
+			}
+		}
+		if lines != nil {
+			fmt.Fprintf(lines, "aembench: %d/%d %s\n", i+1, len(steps), rowSummary(row))
 		}
 		rows = append(rows, row)
 		// stream the machine-readable formats as results come
@@ -90,20 +112,59 @@ func Run(opts Options, open scenario.Opener, stdout, stderr io.Writer) int {
 		}
 	}
 	prog.finish()
-	if !opts.JSON && !opts.GoBench {
+	if table {
 		writeTable(stdout, rows)
 		writeSkipped(stdout, steps, skipped)
 	}
 	if opts.Plot != "" {
-		if err := writePlot(opts.Plot, rows); err != nil {
+		if err := writePlot(opts.Plot, measuredRows(rows)); err != nil {
 			fmt.Fprintf(stderr, "aembench: plot: %v\n", err)
 			failed = true
+		} else {
+			fmt.Fprintf(stderr, "aembench: wrote the chart to %s\n", opts.Plot)
 		}
 	}
 	if failed {
 		return ExitFail
 	}
 	return ExitOK
+}
+
+// leftOut lists left-out transports, grouped by reason, on one line.
+func leftOut(m map[string]string) string {
+	byWhy := map[string][]string{}
+	for name, why := range m {
+		byWhy[why] = append(byWhy[why], name)
+	}
+	var parts []string
+	for why, names := range byWhy {
+		slices.Sort(names)
+		parts = append(parts, strings.Join(names, ", ")+": "+why)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "; ")
+}
+
+// rowSummary is a finished row in a few words: its headline figure, or why
+// it failed.
+func rowSummary(r scenario.Row) string {
+	label := r.Scenario + " " + r.Transport
+	if r.Err != "" {
+		return label + ": FAILED: " + r.Err
+	}
+	v, unit := scenario.Headline(r)
+	switch unit {
+	case "p99 ns":
+		return fmt.Sprintf("%s: p99 %s", label, ns(int64(v)))
+	case "ns/call":
+		return fmt.Sprintf("%s: %s/call", label, ns(int64(v)))
+	}
+	return fmt.Sprintf("%s: %s %s", label, si(v), unit)
+}
+
+// measuredRows drops the failed rows.
+func measuredRows(rows []scenario.Row) []scenario.Row {
+	return slices.DeleteFunc(slices.Clone(rows), func(r scenario.Row) bool { return r.Err != "" })
 }
 
 func isTerminal(w io.Writer) bool {
@@ -133,11 +194,13 @@ func newProgress(w io.Writer, total int, on bool) *progress {
 	pr.bar = pr.p.AddBar(int64(total),
 		mpb.BarRemoveOnComplete(),
 		mpb.PrependDecorators(decor.Name("aembench "), decor.CountersNoUnit("%d/%d ")),
-		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
-			pr.mu.Lock()
-			defer pr.mu.Unlock()
-			return " " + pr.label
-		})),
+		mpb.AppendDecorators(
+			decor.Name(" ETA "), decor.AverageETA(decor.ET_STYLE_MMSS),
+			decor.Any(func(decor.Statistics) string {
+				pr.mu.Lock()
+				defer pr.mu.Unlock()
+				return " " + pr.label
+			})),
 	)
 	return pr
 }
@@ -153,10 +216,6 @@ func (pr *progress) done() {
 		pr.bar.Increment()
 	}
 }
-
-// pause is a hook for printing a warning under the bar; mpb keeps the bar
-// at the bottom by itself, so nothing is needed.
-func (pr *progress) pause() {}
 
 func (pr *progress) finish() {
 	if pr.p == nil {
@@ -176,8 +235,11 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 		return
 	}
 	aem := map[string]scenario.Row{}
+	var failures []string
 	for _, r := range rows {
-		if r.Transport == "aem" {
+		if r.Err != "" {
+			failures = append(failures, r.Scenario+" "+r.Transport+": "+r.Err)
+		} else if r.Transport == "aem" {
 			aem[r.Scenario] = r
 		}
 	}
@@ -189,6 +251,10 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
 		}
 		last = r.Scenario
+		if r.Err != "" {
+			fmt.Fprintf(tw, "%s\t%s\t-\tFAILED\t\t\t\t\t\t\t\t\t\t\t\t\t\n", r.Scenario, r.Transport)
+			continue
+		}
 		ratio := ""
 		_, unit := scenario.Headline(r)
 		if a, ok := aem[r.Scenario]; ok && r.Transport != "aem" {
@@ -202,6 +268,9 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 			bytesPer(r.BytesPerSubscription), bytesPer(r.GoBytesPerSubscription), ratio, unit)
 	}
 	_ = tw.Flush()
+	if len(failures) > 0 {
+		fmt.Fprintf(w, "\nFAILED:\n  %s\n", strings.Join(failures, "\n  "))
+	}
 	fmt.Fprintln(w, "\npeer/aem: the peer's figure divided by AEM's, in the unit of the last column (events/s: higher is faster;")
 	fmt.Fprintln(w, "ns/call, p99 ns, B/sub: lower is better). timers: seconds is CPU time, events/s firings per CPU-second.")
 	fmt.Fprintln(w, "B/sub: AEM's kernel-side state (C heap on the embedded backend); +Go B/sub: goaem's Go-side bookkeeping.")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/aem-dev/aem"
 	"github.com/aem-dev/aem/bench/peers"
 	"github.com/aem-dev/aem/bench/scenario"
 )
@@ -26,11 +28,11 @@ func TestParseArgs(t *testing.T) {
 	}{
 		{"defaults", nil, func(t *testing.T, o Options) {
 			assert.Equal(t, scenario.Names(), o.Scenarios)
-			assert.Equal(t, scenario.AllTransports(), o.Transports)
+			assert.Equal(t, scenario.BuiltTransports(), o.Transports, "every transport this build has")
 			assert.Equal(t, scenario.BackendAuto, o.Backend)
 			assert.Equal(t, []int{64}, o.Batches)
 			assert.False(t, o.BatchSet)
-			assert.Equal(t, 1_000_000, o.MaxSubscriptions)
+			assert.Equal(t, 100_000, o.MaxSubscriptions, "bounded to finish on a loaded machine")
 		}},
 		{"double and single dash", []string{"--duration", "2s", "-warmup=0s"}, func(t *testing.T, o Options) {
 			assert.Equal(t, 2*time.Second, o.Duration)
@@ -115,6 +117,76 @@ func TestMainExitCodes(t *testing.T) {
 	errb.Reset()
 	assert.Equal(t, ExitOK, Main([]string{"-h"}, &out, &errb))
 	assert.Contains(t, out.String(), "--transport")
+
+	out.Reset()
+	assert.Equal(t, ExitOK, Main([]string{"--version"}, &out, &errb))
+	assert.Equal(t, "aembench "+aem.Version+"\n", out.String())
+}
+
+// A step that fails keeps its row, with the reason, in the table and in
+// JSON; without a terminal every finished step prints a line at once.
+func TestFailedStepShowsInTableAndJSON(t *testing.T) {
+	o := quick(t, "--scenario", "throughput", "--transport", "aem,chan")
+	open := func(name, backend string) (peers.Transport, error) {
+		if name == peers.NameAEM {
+			return failingAEM{}, nil
+		}
+		return scenario.Open(name, backend)
+	}
+	var out, errb bytes.Buffer
+	require.Equal(t, ExitFail, Run(o, open, &out, &errb))
+	assert.Regexp(t, `throughput/batch=64\s+aem\s+-\s+FAILED`, out.String())
+	assert.Contains(t, out.String(), "FAILED:\n  throughput/batch=64 aem: throughput/batch=64 aem: no answer")
+	assert.Regexp(t, `(?m)^aembench: 1/2 throughput/batch=64 aem: FAILED: .*no answer$`, errb.String())
+	assert.Regexp(t, `(?m)^aembench: 2/2 throughput/batch=64 chan: .* events/s$`, errb.String())
+
+	o.JSON = true
+	out.Reset()
+	require.Equal(t, ExitFail, Run(o, open, &out, &errb))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 2)
+	var failed map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &failed))
+	assert.Contains(t, failed["error"], "no answer")
+	assert.Nil(t, failed["p99_ns"], "a latency not measured is null")
+}
+
+// --transport all in a build without some peers says once which and why.
+func TestLeftOutNote(t *testing.T) {
+	o := quick(t, "--scenario", "subscriptions", "--transport", "all")
+	var out, errb bytes.Buffer
+	Run(o, func(name, backend string) (peers.Transport, error) { return &peers.Chan{}, nil }, &out, &errb)
+	if len(peers.Missing()) == 0 {
+		assert.NotContains(t, errb.String(), "left out")
+		return
+	}
+	assert.Contains(t, errb.String(), "aembench: left out: "+peers.NameURingMsgRing)
+}
+
+type failingAEM struct{ fakeAEM }
+
+func (failingAEM) Stream(peers.Params) (peers.Result, error) {
+	return peers.Result{}, errors.New("no answer")
+}
+
+// Latencies and memory a row did not measure are null in JSON, not 0.
+func TestJSONNullForUnmeasured(t *testing.T) {
+	b, err := json.Marshal(scenario.Row{Scenario: "throughput/batch=1", Events: 5, P99: 0})
+	require.NoError(t, err)
+	var obj map[string]any
+	require.NoError(t, json.Unmarshal(b, &obj))
+	for _, k := range []string{"p50_ns", "p99_ns", "p999_ns", "max_ns", "bytes_per_subscription"} {
+		v, ok := obj[k]
+		assert.True(t, ok, "%s present", k)
+		assert.Nil(t, v, "%s is null", k)
+	}
+	assert.NotContains(t, obj, "error")
+
+	b, err = json.Marshal(scenario.Row{P50: 7, BytesPerSubscription: 64})
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &obj))
+	assert.EqualValues(t, 7, obj["p50_ns"])
+	assert.EqualValues(t, 64, obj["bytes_per_subscription"])
 }
 
 // quick is a configuration small enough for a test.
@@ -176,6 +248,7 @@ func TestTableGoBenchAndPlot(t *testing.T) {
 	b, err := os.ReadFile(svg)
 	require.NoError(t, err)
 	assert.Contains(t, string(b), "<svg")
+	assert.Contains(t, errb.String(), "aembench: wrote the chart to "+svg+"\n")
 
 	o = quick(t, "--scenario", "throughput", "--gobench")
 	out.Reset()

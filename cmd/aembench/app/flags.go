@@ -35,6 +35,9 @@ type Options struct {
 // ErrHelp is returned by ParseArgs for -h and --help.
 var ErrHelp = flag.ErrHelp
 
+// ErrVersion is returned by ParseArgs for --version.
+var ErrVersion = errors.New("version requested")
+
 // Usage is the help text.
 func Usage(w io.Writer) {
 	fmt.Fprintf(w, `aembench: load-test AEM against its peers.
@@ -51,12 +54,13 @@ usage: aembench [flags]
                       latency uses 1 unless given)
   --payload N         payload bytes after the 16-byte header (default 16: 32-byte events)
   --rate R            events/s for latency, urgent events/s for priority (default 10000)
-  --max-subscriptions N  largest subscriptions and timers size, 1000..10000000 (default 1000000)
+  --max-subscriptions N  largest subscriptions and timers size, 1000..10000000 (default %d)
   --json              one JSON object per result
   --gobench           Go benchmark lines, for benchstat
   --plot FILE         write latency percentiles and throughput against batch
                       size as SVG or PNG (by extension)
-`, strings.Join(scenario.Names(), ", "), strings.Join(peers.Names(), ", "))
+  --version           print aembench's version and exit
+`, strings.Join(scenario.Names(), ", "), strings.Join(peers.Names(), ", "), scenario.DefaultMaxSubscriptions)
 }
 
 // ParseArgs turns command-line arguments (without the program name) into
@@ -81,6 +85,7 @@ func ParseArgs(args []string) (Options, error) {
 	fs.BoolVar(&opts.JSON, "json", false, "")
 	fs.BoolVar(&opts.GoBench, "gobench", false, "")
 	fs.StringVar(&opts.Plot, "plot", "", "")
+	version := fs.Bool("version", false, "")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -90,6 +95,9 @@ func ParseArgs(args []string) (Options, error) {
 	}
 	if fs.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *version {
+		return opts, ErrVersion
 	}
 
 	switch opts.Backend {
@@ -130,6 +138,9 @@ func ParseArgs(args []string) (Options, error) {
 	}
 	if opts.Transports, err = parseList("--transport", transports, scenario.AllTransports()); err != nil {
 		return opts, err
+	}
+	if transports == "all" {
+		opts.Transports = scenario.BuiltTransports()
 	}
 	if batches != "" {
 		opts.Batches, err = parseBatches(batches)

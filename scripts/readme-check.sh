@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# readme-check.sh: follow README.md literally on a fresh clone of the current
+# commit, as a new user would:
+#   1. the commands of the README's first block (`make run`; `make test`
+#      unless this is already running inside make test, or
+#      READMECHECK_MAKE_TEST=0),
+#   2. the Go example saved as main.go in a new module, with the lines of the
+#      README's "new module" block,
+#   3. the C example saved as app.c, built and run with the README's lines.
+# The code and commands are taken from the README itself, so the check fails
+# when the README stops working. Uncommitted changes are not in the clone.
+#
+#   scripts/readme-check.sh [COMMIT]     (default HEAD)
+#
+# Environment: READMECHECK_KEEP=1 keeps the temporary directory;
+# AEM_README_CHECK_IN names an enclosing command (make test sets it).
+set -euo pipefail
+
+top=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+commit=$(git -C "$top" rev-parse --verify "${1:-HEAD}^{commit}")
+work=$(mktemp -d /tmp/aem-readme-check.XXXXXX)
+if [ "${READMECHECK_KEEP:-0}" = 1 ]; then
+	echo "readme-check: keeping $work"
+else
+	trap 'rm -rf "$work"' EXIT
+fi
+
+say() { printf 'readme-check: %s\n' "$*"; }
+fail() { say "FAILED: $*"; exit 1; }
+
+# block SECTION LANG N: the N-th (from 1) fenced block of language LANG in
+# the README's section SECTION ("" is the part before the first section).
+block() {
+	awk -v section="$1" -v lang="$2" -v want="$3" '
+		/^## / { cur = substr($0, 4); next }
+		!fenced && /^```/ {
+			fenced = 1
+			if (cur == section && substr($0, 4) == lang) { n++; take = (n == want) }
+			next
+		}
+		fenced && /^```$/ { fenced = 0; take = 0; next }
+		take { print }
+	' "$AEM/README.md"
+}
+
+# run_lines TEXT: run a block's commands in one shell, echoing each first.
+run_lines() {
+	bash -euo pipefail -c "set -x; $1"
+}
+
+say "cloning $commit into $work/aem"
+git clone --quiet --no-checkout "$top" "$work/aem"
+git -C "$work/aem" checkout --quiet --detach "$commit"
+export AEM=$work/aem
+
+# ---- 1. the two commands ----
+first=$(block "" sh 1)
+[ -n "$first" ] || fail "no command block at the top of README.md"
+while IFS= read -r line; do
+	cmd=${line%%#*}
+	cmd=$(echo "$cmd" | sed 's/[[:space:]]*$//')
+	[ -n "$cmd" ] || continue
+	case "$cmd" in
+	"make test")
+		if [ -n "${AEM_README_CHECK_IN:-}" ]; then
+			say "make test: not run again: the enclosing run ($AEM_README_CHECK_IN) is that command"
+			continue
+		fi
+		if [ "${READMECHECK_MAKE_TEST:-1}" = 0 ]; then
+			say "make test: left out (READMECHECK_MAKE_TEST=0)"
+			continue
+		fi
+		;;
+	esac
+	say "step: $cmd (in the clone)"
+	(cd "$AEM" && run_lines "$cmd") || fail "$cmd"
+done <<<"$first"
+
+# ---- 2. the Go example in a new module ----
+program=$(block Go go 1)
+steps=$(block Go sh 1)
+[ -n "$program" ] && [ -n "$steps" ] || fail "the Go example or its commands are missing from README.md"
+grep -q 'save the program above as main.go' <<<"$steps" ||
+	fail "the Go commands no longer say where to save the program"
+mkdir -p "$work/go"
+say "step: the Go example in a new module"
+# the README's comment line is where the user saves the program
+script=$(awk -v prog="$work/program.go" '
+	/save the program above as main.go/ { print "cp " prog " main.go"; next }
+	{ print }' <<<"$steps")
+printf '%s\n' "$program" >"$work/program.go"
+out=$(cd "$work/go" && run_lines "$script" 2>&1) || { echo "$out"; fail "the Go example"; }
+echo "$out"
+grep -q 'stressed -> desserts' <<<"$out" || fail "the Go example did not print its replies"
+
+# ---- 3. the C example with the README's build line ----
+program=$(block C c 1)
+build=$(block C sh 1)
+[ -n "$program" ] && [ -n "$build" ] || fail "the C example or its build line is missing from README.md"
+mkdir -p "$work/c"
+printf '%s\n' "$program" >"$work/c/app.c"
+say "step: the C example, built and run with the README's lines"
+out=$(cd "$work/c" && run_lines "$build" 2>&1) || { echo "$out"; fail "the C example"; }
+echo "$out"
+grep -q "^libaem $(cat "$AEM/VERSION") " <<<"$out" || fail "the C example did not report libaem's version"
+
+say "passed: README.md works as written at $commit"
