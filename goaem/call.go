@@ -2,9 +2,11 @@ package goaem
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"syscall"
 	"time"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -43,7 +45,7 @@ var errPostBusy = fmt.Errorf("goaem: post: %w", ErrBusy)
 // ring stays full it returns an error matching ErrBusy.
 func (r *Ring) Post(addr Addr, data []byte, class int) error {
 	if class < 0 || class >= abi.MaxClasses {
-		return fmt.Errorf("goaem: post: class %d outside 0..%d", class, abi.MaxClasses-1)
+		return invalid("goaem: post: class %d outside 0..%d", class, abi.MaxClasses-1)
 	}
 	if !r.life.acquire() {
 		return ErrClosed
@@ -65,7 +67,7 @@ func (r *Ring) Post(addr Addr, data []byte, class int) error {
 	switch {
 	case perr != nil:
 		return fmt.Errorf("goaem: post to %v: %w", addr, perr)
-	case err == ErrBusy:
+	case errors.Is(err, ErrBusy):
 		return errPostBusy
 	case err != nil:
 		return fmt.Errorf("goaem: post to %v: %w", addr, err)
@@ -77,8 +79,10 @@ func (r *Ring) Post(addr Addr, data []byte, class int) error {
 // 0) and waits for its handler's writeback, which it returns in a new
 // slice. The wait ends at ctx's deadline (passed to the kernel side as the
 // call's timeout; without one the kernel side's default, 5s, applies), when
-// ctx is cancelled or the ring closes. Refusals come back as syscall.Errno:
-// ENOENT (no such subscriber), ETIMEDOUT, ECONNRESET (the target ring
+// ctx is cancelled or the ring closes. An expired or cancelled ctx gives an
+// error matching context.DeadlineExceeded or context.Canceled, whichever
+// side noticed first. Refusals come back as syscall.Errno: ENOENT (no such
+// subscriber), ETIMEDOUT (the default timeout), ECONNRESET (the target ring
 // closed).
 //
 // The reply arrives in this ring's completion rings, so a goroutine must
@@ -128,8 +132,10 @@ func (r *Ring) CallWith(ctx context.Context, addr Addr, req, resp []byte, opts C
 func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]byte, opts CallOptions) (int, error) {
 	class := opts.Class
 	if class < 0 || class >= abi.MaxClasses {
-		return 0, fmt.Errorf("goaem: call: class %d outside 0..%d", class, abi.MaxClasses-1)
+		return 0, invalid("goaem: call: class %d outside 0..%d", class, abi.MaxClasses-1)
 	}
+	// The kernel side times the call out at ctx's deadline (rounded up to
+	// a millisecond), so its ETIMEDOUT is that deadline passing.
 	var timeoutMS uint32
 	if d, ok := ctx.Deadline(); ok {
 		ms := math.Ceil(float64(time.Until(d)) / float64(time.Millisecond))
@@ -166,6 +172,8 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("goaem: call %v: %w", addr, err)
+	case res == -int32(syscall.ETIMEDOUT) && timeoutMS != 0 && timeoutMS != math.MaxUint32:
+		return 0, fmt.Errorf("goaem: call %v: %w (%w)", addr, context.DeadlineExceeded, syscall.ETIMEDOUT)
 	case res < 0:
 		return 0, fmt.Errorf("goaem: call %v: %w", addr, errno(res))
 	case alloc == nil && n > len(resp):

@@ -2,6 +2,7 @@ package goaem
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -34,8 +35,8 @@ const (
 // allocates nothing. A slot payload stays in the ring's shared memory until
 // the event is released.
 type Event struct {
-	cqe   abi.CQE // first: the cgo reaper writes it in place
-	state uint32  // second: likewise
+	cqe   abi.CQE
+	state uint32
 	r     *Ring
 }
 
@@ -123,7 +124,7 @@ func (e *Event) GenSeq() (seq, nowNS uint64) { return e.TimerExpirations() }
 func (e *Event) Writeback(data []byte) error {
 	r := e.r
 	if r == nil {
-		return fmt.Errorf("goaem: writeback: zero Event")
+		return invalid("goaem: writeback: zero Event")
 	}
 	if e.state&(stDone|stMoved) != 0 {
 		return ErrReleased
@@ -137,7 +138,7 @@ func (e *Event) Writeback(data []byte) error {
 	if slot {
 		buf := r.payloadBytes(e.cqe.Slot, 0)
 		if buf == nil {
-			return fmt.Errorf("goaem: writeback: event names slot %d outside the ring", e.cqe.Slot)
+			return invalid("goaem: writeback: event names slot %d outside the ring", e.cqe.Slot)
 		}
 		if n > cap(buf) {
 			return fmt.Errorf("%w: writeback of %d bytes, slot holds %d", ErrTooLarge, n, cap(buf))
@@ -165,7 +166,7 @@ func (e *Event) Writeback(data []byte) error {
 		err = r.silentLocked(sqe, e.state&stDefer == 0)
 	}
 	r.sqMu.Unlock()
-	if err == ErrBusy {
+	if errors.Is(err, ErrBusy) {
 		return errWritebackBusy
 	}
 	if err != nil {

@@ -153,7 +153,6 @@ func newHeapRing(t testing.TB, opts ...Option) (*Ring, *heapKernel) {
 		o(&cfg)
 	}
 	require.NoError(t, cfg.validate())
-	cfg.hotPath = HotPathAtomic // the cgo reader needs a libaem ring
 	k := newHeapKernel(t, cfg.params)
 	r, err := newRing(cfg, k, &k.p, k.regions)
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package goaem
 
 import (
-	"fmt"
 	"sync/atomic"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -38,35 +37,11 @@ func (r *Ring) poll(batch []Event) int {
 // refused writebacks) are routed to their waiters and squeezed out, so the
 // caller sees events only.
 func (r *Ring) pollLocked(batch []Event) int {
-	var n int
-	var flags, overflow uint32
-	submitted := false
-	if r.reaper != nil && r.stashed == 0 {
-		var err error
-		if r.sqDirty.Load() {
-			r.sqMu.Lock()
-			r.sqDirty.Store(false)
-			n, flags, overflow, err = r.reaper.reap(batch, r.sq.tail, true)
-			r.sqMu.Unlock()
-			submitted = true
-		} else {
-			n, flags, overflow, _ = r.reaper.reap(batch, 0, false)
-		}
-		if err != nil {
-			r.setAsyncErr(fmt.Errorf("goaem: submit: %w", err))
-		}
-		for i := range batch[:n] {
-			if batch[i].r != r {
-				batch[i].r = r // a store only when the batch slice is new
-			}
-		}
-	} else {
-		n, flags, overflow = r.reapGo(batch)
-	}
+	n, flags, overflow := r.reapGo(batch)
 	if flags&abi.CQEFResult != 0 {
 		n = r.routeResults(batch[:n])
 	}
-	if !submitted && (overflow&abi.CQFOverflow != 0 || r.sqDirty.Load()) {
+	if overflow&abi.CQFOverflow != 0 || r.sqDirty.Load() {
 		// The backlog flushes into the rings on submit; queued writebacks
 		// ride along. Still one crossing for the batch.
 		if err := r.flush(); err != nil {
@@ -76,7 +51,7 @@ func (r *Ring) pollLocked(batch []Event) int {
 	return n
 }
 
-// reapGo is the HotPathAtomic reader: per class, one acquire load of the
+// reapGo reads the mapped rings through sync/atomic: per class, one acquire load of the
 // producer index and one release store of the consumer index for the whole
 // batch. Stashed events of a class come before that class's ring entries.
 func (r *Ring) reapGo(dst []Event) (n int, flags, overflow uint32) {

@@ -29,12 +29,6 @@ type backend interface {
 	close() error
 }
 
-// cgoReaper is implemented by the cgo backend: the HotPathCgo variant of
-// reading a batch, with an optional submit folded into the same crossing.
-type cgoReaper interface {
-	reap(dst []Event, submitTail uint32, submit bool) (n int, flags, overflow uint32, err error)
-}
-
 // cqView is the Go view of one class's completion ring. k* point into the
 // RINGS region.
 type cqView struct {
@@ -99,7 +93,6 @@ func (l *life) release() {
 type Ring struct {
 	cfg     config
 	be      backend
-	reaper  cgoReaper // nil unless HotPathCgo
 	params  abi.Params
 	ringID  uint32
 	classes int
@@ -147,10 +140,6 @@ type Ring struct {
 	closeErr  error
 }
 
-// Event must start with the CQE and the state word: the cgo reaper writes
-// them in place.
-var _ = [1]struct{}{}[unsafe.Offsetof(Event{}.state)-unsafe.Sizeof(abi.CQE{})]
-
 // newRing builds the Go views over the regions the backend mapped. p holds
 // the setup answer (offsets, sizes).
 func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) (*Ring, error) {
@@ -170,9 +159,6 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 	r.nudgeFn = r.nudge
 	if err := r.initViews(p, regions); err != nil {
 		return nil, err
-	}
-	if rp, ok := be.(cgoReaper); ok && cfg.hotPath == HotPathCgo {
-		r.reaper = rp
 	}
 	return r, nil
 }
@@ -274,14 +260,6 @@ func (r *Ring) SlotSize() int { return int(r.slotSize) }
 
 // Backend names the backend serving the ring ("kernel" or "embedded").
 func (r *Ring) Backend() string { return r.be.name() }
-
-// HotPath is the variant Poll uses to read the rings.
-func (r *Ring) HotPath() HotPath {
-	if r.reaper != nil {
-		return HotPathCgo
-	}
-	return HotPathAtomic
-}
 
 // Addr is this ring's address for channel: the target of Post and Call
 // that reaches a Msg subscription of the channel.

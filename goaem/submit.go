@@ -2,6 +2,7 @@ package goaem
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -341,7 +342,7 @@ func (r *Ring) control(sub *Subscription, prep func(*abi.SQE) error) (int32, err
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.opTimeout)
 	defer cancel()
 	res, err := r.doOp(ctx, sub, prep)
-	if err == context.DeadlineExceeded {
+	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("goaem: no answer from the kernel side within %v: %w", r.cfg.opTimeout, err)
 	}
 	return res, err

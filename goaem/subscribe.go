@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -25,7 +26,7 @@ type Timer struct {
 
 func (t Timer) prep(sqe *abi.SQE) error {
 	if t.First <= 0 || t.Interval < 0 {
-		return fmt.Errorf("goaem: timer first %v must be > 0 and interval %v >= 0", t.First, t.Interval)
+		return invalid("goaem: timer first %v must be > 0 and interval %v >= 0", t.First, t.Interval)
 	}
 	sqe.Source = abi.SrcTimer
 	a := sqe.Timer()
@@ -154,19 +155,19 @@ type Subscription struct {
 // WithOpTimeout).
 func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	if src == nil {
-		return nil, fmt.Errorf("goaem: subscribe: nil source")
+		return nil, invalid("goaem: subscribe: nil source")
 	}
 	if opts.Class < 0 || opts.Class >= r.classes {
-		return nil, fmt.Errorf("goaem: subscribe: class %d outside 0..%d", opts.Class, r.classes-1)
+		return nil, invalid("goaem: subscribe: class %d outside 0..%d", opts.Class, r.classes-1)
 	}
 	if opts.Mode > ModeClone {
-		return nil, fmt.Errorf("goaem: subscribe: unknown handler mode %d", opts.Mode)
+		return nil, invalid("goaem: subscribe: unknown handler mode %d", opts.Mode)
 	}
 	if opts.Mode == ModeClone && opts.Clone == nil {
-		return nil, fmt.Errorf("goaem: subscribe: ModeClone needs SubOptions.Clone")
+		return nil, invalid("goaem: subscribe: ModeClone needs SubOptions.Clone")
 	}
 	if opts.MaxInFlight < 0 {
-		return nil, fmt.Errorf("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
+		return nil, invalid("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
 	}
 	s := &Subscription{
 		r: r, tag: opts.Tag, class: opts.Class, mode: opts.Mode,
@@ -220,17 +221,22 @@ func (s *Subscription) Addr(channel uint32) Addr { return s.r.Addr(channel) }
 
 // Unsubscribe stops the source. Events already in the completion ring
 // stay there and are still delivered (Event.Subscription returns nil for
-// them); backlogged ones are dropped and counted.
+// them); backlogged ones are dropped and counted. Unsubscribing a
+// subscription that has ended (unsubscribed before, or its source posted
+// its final event) does nothing and returns nil.
 func (s *Subscription) Unsubscribe() error {
+	if s.ended.Swap(true) {
+		return nil
+	}
 	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpUnsubscribe
 		sqe.Target = s.id.Load()
 		return nil
 	})
-	if err == nil {
+	if err == nil && res != -int32(syscall.ENOENT) {
+		// ENOENT: the source ended by itself; its final event is on its way.
 		err = errno(res)
 	}
-	s.ended.Store(true)
 	s.r.subs.remove(s.handle)
 	if err != nil {
 		return fmt.Errorf("goaem: unsubscribe %#x: %w", s.ID(), err)

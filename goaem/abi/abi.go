@@ -29,6 +29,9 @@ const (
 	DefaultCallMS = 5000
 )
 
+// DevicePath is the kernel module's device (AEM_DEVICE_PATH).
+const DevicePath = "/dev/aem"
+
 // Setup flags (Params.Flags) and features (Params.Features).
 const (
 	SetupBoost    = 1 << 0

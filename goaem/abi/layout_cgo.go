@@ -108,6 +108,7 @@ static const struct goaem_fact goaem_facts[] = {
 	{ "AEM_ADDR(0x12345678,0x9abcdef0)", AEM_ADDR(0x12345678, 0x9abcdef0) },
 };
 
+static const char *goaem_device_path(void) { return AEM_DEVICE_PATH; }
 static unsigned goaem_nfacts(void) { return sizeof(goaem_facts) / sizeof(goaem_facts[0]); }
 static struct goaem_fact goaem_fact(unsigned i) { return goaem_facts[i]; }
 */
@@ -125,3 +126,6 @@ func CFacts() map[string]uint64 {
 	}
 	return m
 }
+
+// CDevicePath is the header's AEM_DEVICE_PATH. Only tests need it.
+func CDevicePath() string { return C.GoString(C.goaem_device_path()) }
