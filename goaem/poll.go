@@ -33,14 +33,12 @@ func (r *Ring) poll(batch []Event) int {
 	return n
 }
 
-// pollLocked reads one batch. Results of goaem's own SQEs (subscribe, call,
-// refused writebacks) are routed to their waiters and squeezed out, so the
-// caller sees events only.
+// pollLocked reads one batch of events, then routes the results of goaem's
+// own SQEs (subscribe, call, refused writebacks) from the result ring to
+// their waiters before the caller sees the batch.
 func (r *Ring) pollLocked(batch []Event) int {
-	n, flags, overflow := r.reapGo(batch)
-	if flags&abi.CQEFResult != 0 {
-		n = r.routeResults(batch[:n])
-	}
+	n, overflow := r.reapGo(batch)
+	overflow |= r.reapResults()
 	if overflow&abi.CQFOverflow != 0 || r.sqDirty.Load() {
 		// The backlog flushes into the rings on submit; queued writebacks
 		// ride along. Still one crossing for the batch.
@@ -54,7 +52,7 @@ func (r *Ring) pollLocked(batch []Event) int {
 // reapGo reads the mapped rings through sync/atomic: per class, one acquire load of the
 // producer index and one release store of the consumer index for the whole
 // batch. Stashed events of a class come before that class's ring entries.
-func (r *Ring) reapGo(dst []Event) (n int, flags, overflow uint32) {
+func (r *Ring) reapGo(dst []Event) (n int, overflow uint32) {
 	for c := 0; c < r.classes && n < len(dst); c++ {
 		if r.stashed != 0 && len(r.stash[c]) != 0 {
 			n += r.unstash(c, dst[n:])
@@ -83,12 +81,11 @@ func (r *Ring) reapGo(dst []Event) (n int, flags, overflow uint32) {
 			if e.r != r {
 				e.r = r
 			}
-			flags |= e.cqe.Flags
 		}
 		atomic.StoreUint32(cq.khead, head+avail) // frees the entries: pairs with the producer's head acquire
 		n += int(avail)
 	}
-	return n, flags, overflow
+	return n, overflow
 }
 
 func (r *Ring) unstash(c int, dst []Event) int {
@@ -106,28 +103,33 @@ func (r *Ring) unstash(c int, dst []Event) int {
 	return k
 }
 
-// routeResults hands result CQEs to their waiters and compacts the events
-// that remain, keeping their order.
-func (r *Ring) routeResults(evs []Event) int {
-	n := 0
-	for i := range evs {
-		if evs[i].cqe.Flags&abi.CQEFResult != 0 {
-			r.route(&evs[i])
-			continue
-		}
-		if n != i {
-			evs[n] = evs[i]
-		}
-		n++
+// reapResults routes every ready result to its waiter: one acquire load of
+// the result ring's producer index, one release store of its consumer
+// index. It returns the ring's flags (overflow: results wait in the
+// backlog). Under cmu.
+func (r *Ring) reapResults() uint32 {
+	rq := &r.res
+	head := atomic.LoadUint32(rq.khead)
+	avail := min(atomic.LoadUint32(rq.ktail)-head, rq.entries) // pairs with the producer's store-release
+	e := &r.scratch[0]
+	for i := uint32(0); i < avail; i++ {
+		e.cqe = rq.cqes[(head+i)&rq.mask]
+		e.state, e.r = 0, r
+		r.route(e)
 	}
-	return n
+	if avail != 0 {
+		atomic.StoreUint32(rq.khead, head+avail) // frees the entries: pairs with the producer's head acquire
+	}
+	return atomic.LoadUint32(rq.kflags)
 }
 
-// reapToStash empties the rings into the stash, routing results on the
-// way: a goroutine waiting for its result makes progress even when nobody
-// polls. The stash holds at most one ring's worth per class; past that the
-// result waits for the reader.
+// reapToStash routes the ready results and empties the event rings into
+// the stash: a goroutine waiting for its result makes progress even when
+// nobody polls. The stash holds at most one ring's worth per class.
 func (r *Ring) reapToStash() {
+	if r.reapResults()&abi.CQFOverflow != 0 {
+		r.flush()
+	}
 	for c := 0; c < r.classes; c++ {
 		cq := &r.cq[c]
 		for {
@@ -148,12 +150,7 @@ func (r *Ring) reapToStash() {
 			}
 			atomic.StoreUint32(cq.khead, head+uint32(k))
 			for i := 0; i < k; i++ {
-				e := &r.scratch[i]
-				if e.cqe.Flags&abi.CQEFResult != 0 {
-					r.route(e)
-					continue
-				}
-				r.stash[c] = append(r.stash[c], e.cqe)
+				r.stash[c] = append(r.stash[c], r.scratch[i].cqe)
 				r.stashed++
 			}
 		}

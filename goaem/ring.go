@@ -85,7 +85,7 @@ func (l *life) release() {
 }
 
 // Ring is one AEM ring: a submission ring, a completion ring per priority
-// class and the payload slots, mapped into this process.
+// class, the result ring and the payload slots, mapped into this process.
 //
 // Poll, Wait and Run read the completion rings; any number of goroutines
 // may call them, but events come out once, so the usual program has one
@@ -101,6 +101,7 @@ type Ring struct {
 
 	cmu     sync.Mutex // completion side: heads, stash
 	cq      [abi.MaxClasses]cqView
+	res     cqView                    // results of this ring's SQEs, apart from the events
 	stash   [abi.MaxClasses][]abi.CQE // reaped while nobody polled, oldest first
 	stashed int
 	scratch []Event // reapToStash's buffer
@@ -218,6 +219,21 @@ func (r *Ring) initViews(p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) e
 			entries: p.CQEntries,
 			cqes:    unsafe.Slice((*abi.CQE)(unsafe.Add(regions[abi.RegionCQEs], o.Array)), p.CQEntries),
 		}
+	}
+
+	ro := p.ResOff
+	rn := atomic.LoadUint32(word(ro.RingEntries))
+	entries("result ring", rn, unsafe.Sizeof(abi.CQE{}), abi.RegionCQEs, ro.Array)
+	if err != nil {
+		return err
+	}
+	r.res = cqView{
+		khead:   word(ro.Head),
+		ktail:   word(ro.Tail),
+		kflags:  word(ro.Flags),
+		mask:    rn - 1,
+		entries: rn,
+		cqes:    unsafe.Slice((*abi.CQE)(unsafe.Add(regions[abi.RegionCQEs], ro.Array)), rn),
 	}
 
 	so := p.SlotOff

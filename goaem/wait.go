@@ -385,17 +385,19 @@ func (r *Ring) spinOp(o *op, d time.Duration) {
 	}
 }
 
-// cqPending reports whether a completion ring has entries or a backlog to
-// flush: cheap enough for a spin loop.
+// cqPending reports whether a completion ring (an event ring or the result
+// ring) has entries or a backlog to flush: cheap enough for a spin loop.
 func (r *Ring) cqPending() bool {
+	pending := func(cq *cqView) bool {
+		return atomic.LoadUint32(cq.ktail) != atomic.LoadUint32(cq.khead) ||
+			atomic.LoadUint32(cq.kflags)&abi.CQFOverflow != 0
+	}
 	for c := 0; c < r.classes; c++ {
-		cq := &r.cq[c]
-		if atomic.LoadUint32(cq.ktail) != atomic.LoadUint32(cq.khead) ||
-			atomic.LoadUint32(cq.kflags)&abi.CQFOverflow != 0 {
+		if pending(&r.cq[c]) {
 			return true
 		}
 	}
-	return false
+	return pending(&r.res)
 }
 
 func (o *op) look() bool { return o.r.progressOp(o) }

@@ -29,7 +29,8 @@ static const struct goaem_fact goaem_facts[] = {
 	F(aem_params, send_slots), F(aem_params, backlog_limit), F(aem_params, flags),
 	F(aem_params, features), F(aem_params, api_version), F(aem_params, ring_id),
 	F(aem_params, resv), F(aem_params, sq_off), F(aem_params, cq_off),
-	F(aem_params, slot_off), F(aem_params, region_size), F(aem_params, resv2),
+	F(aem_params, slot_off), F(aem_params, res_off), F(aem_params, region_size),
+	F(aem_params, resv2),
 
 	S(aem_timer_args), F(aem_timer_args, first_ns), F(aem_timer_args, interval_ns),
 	F(aem_timer_args, resv),
