@@ -12,23 +12,23 @@ import (
 	"github.com/aem-dev/aem/goaem/abi"
 )
 
-// prepPayload puts data in sqe: inline up to 32 bytes, else in a send slot.
-// The kernel side copies a send slot during the submission that follows,
-// which the caller makes before releasing sqMu, so slots rotate freely.
-// Caller holds sqMu.
-func (r *Ring) prepPayload(sqe *abi.SQE, data []byte) error {
+// fill puts data in sqe: inline up to 32 bytes, else in a send slot. The
+// kernel side copies a send slot during the submission that follows, which
+// the caller makes before releasing sqMu, so slots rotate freely. Under
+// sqMu.
+func (p *payloadArea) fill(sqe *abi.SQE, data []byte) error {
 	n := len(data)
 	sqe.Len = uint32(n)
 	if n <= abi.SQEInline {
 		copy(sqe.Data[:], data)
 		return nil
 	}
-	if r.sendSlots == 0 || n > int(r.slotSize) {
-		return fmt.Errorf("%w: %d bytes (inline %d, slot %d, %d send slots)", ErrTooLarge, n, abi.SQEInline, r.slotSize, r.sendSlots)
+	if p.sendSlots == 0 || n > int(p.slotSize) {
+		return fmt.Errorf("%w: %d bytes (inline %d, slot %d, %d send slots)", ErrTooLarge, n, abi.SQEInline, p.slotSize, p.sendSlots)
 	}
-	slot := r.nextSend % r.sendSlots
-	r.nextSend++
-	copy(r.payloadBytes(slot, uint32(n)), data)
+	slot := p.nextSend % p.sendSlots
+	p.nextSend++
+	copy(p.slot(slot, uint32(n)), data)
 	sqe.Flags |= abi.SQEFSlot
 	sqe.Slot = slot
 	return nil
@@ -58,12 +58,14 @@ func (r *Ring) Post(addr Addr, data []byte, class int) error {
 		sqe.Opcode = abi.OpPost
 		sqe.Target = uint64(addr)
 		sqe.Prio = uint8(class)
-		if perr = r.prepPayload(sqe, data); perr != nil {
+		if perr = r.pay.fill(sqe, data); perr != nil {
 			*sqe = abi.SQE{Opcode: abi.OpNop} // the entry is taken: nobody hears of it
 		}
-		err = r.silentLocked(sqe, true)
+		silentLocked(sqe)
+		err = r.submitUnlock(true)
+	} else {
+		r.sqMu.Unlock()
 	}
-	r.sqMu.Unlock()
 	switch {
 	case perr != nil:
 		return fmt.Errorf("goaem: post to %v: %w", addr, perr)
@@ -85,9 +87,8 @@ func (r *Ring) Post(addr Addr, data []byte, class int) error {
 // subscriber), ETIMEDOUT (the default timeout), ECONNRESET (the target ring
 // closed).
 //
-// The reply arrives in this ring's completion rings, so a goroutine must
-// be reading them (Run, Wait or Poll) or Call reads them itself, keeping
-// any events it finds for the next reader.
+// The reply arrives on this ring's result ring, which Call reads itself:
+// nobody needs to be reading the ring's events.
 //
 // Call allocates the reply; CallInto reuses the caller's buffer and
 // allocates nothing.
@@ -154,12 +155,12 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 	defer r.life.release()
 	o := r.newOp(nil)
 	o.resp, o.alloc = resp, alloc != nil
-	ud, err := r.startOp(o, func(sqe *abi.SQE) error {
+	ud, err := r.startOp(o, 0, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpCall
 		sqe.Target = uint64(addr)
 		sqe.Prio = uint8(class)
 		sqe.Arg = timeoutMS
-		return r.prepPayload(sqe, req)
+		return r.pay.fill(sqe, req)
 	})
 	if err == nil {
 		err = r.awaitOp(ctx, o, ud, spin)

@@ -177,8 +177,8 @@ func TestCallGiveUpRacesReply(t *testing.T) {
 	})
 }
 
-// Close while the leader routes results (calls answered under Run on the
-// same ring) neither hangs nor loses a caller: every call returns.
+// Close while results are routed (calls answered under Run on the same
+// ring) neither hangs nor loses a caller: every call returns.
 func TestCloseWhileRouting(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		for i := 0; i < 40; i++ {

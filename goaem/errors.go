@@ -39,6 +39,10 @@ var (
 	ErrTooLarge error = &sentinel{"goaem: payload too large", syscall.EINVAL}
 	// ErrBusy is returned when the submission ring stays full.
 	ErrBusy = errors.New("goaem: submission ring full")
+	// ErrConcurrentRead is returned by Poll while another goroutine reads
+	// the ring's events (Wait or Run): events are read by one goroutine at
+	// a time.
+	ErrConcurrentRead = errors.New("goaem: another goroutine is reading this ring's events")
 	// ErrNoHandler is reported by Run for an event that has no handler:
 	// its subscription set none and Run was given nil.
 	ErrNoHandler = errors.New("goaem: event has no handler")

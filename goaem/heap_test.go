@@ -3,7 +3,6 @@ package goaem
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -254,11 +253,12 @@ func (k *heapKernel) reclaimLocked() {
 func (k *heapKernel) name() string { return "heap" }
 func (k *heapKernel) pollFD() int  { return k.efd }
 
+// arm announces a sleeper without reading the eventfd, as libaem's
+// aem_ring_fd_arm: the netpoller is edge-triggered, and a ring has two
+// sleepers, the reader and the result pump, whose wake-ups a read of the
+// counter by either could take from the other (epoll re-polls a file
+// before it reports it).
 func (k *heapKernel) arm() error {
-	var buf [8]byte
-	if _, err := unix.Read(k.efd, buf[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
-		return err
-	}
 	k.armed.Store(1)
 	return nil
 }

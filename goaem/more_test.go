@@ -50,9 +50,8 @@ func TestHeapProducerConsumerRace(t *testing.T) {
 	wg.Wait()
 }
 
-// Several goroutines wait on one ring at once: one leads on the fd, the
-// others follow; every event is read exactly once and nobody sleeps
-// through one.
+// Several goroutines wait on one ring at once: they read one at a time,
+// every event is read exactly once and nobody sleeps through one.
 func TestManyWaiters(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r := b.open(t, WithCQEntries(1024))

@@ -138,7 +138,7 @@ type SubOptions struct {
 // Subscription is one active source feeding this ring.
 type Subscription struct {
 	r       *Ring
-	id      atomic.Uint64 // set as the answer is routed: its events' handlers may run before Subscribe returns
+	id      atomic.Uint64 // set by the answer, or by its first event if that comes first
 	handle  uint64
 	tag     uint64
 	class   int
@@ -179,14 +179,15 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	// The table entry exists before the SQE: the first event may arrive
 	// before the result that names the subscription.
 	s.handle = r.subs.add(s)
-	res, err := r.control(s, func(sqe *abi.SQE) error {
+	// SUBSCRIBE's user_data is the subscription's tag, which its answer
+	// echoes: the op is found by it.
+	res, err := r.control(s.handle, s, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpSubscribe
 		sqe.Prio = uint8(opts.Class)
 		if err := src.prep(sqe); err != nil {
 			return err
 		}
 		s.source = sqe.Source
-		sqe.UserData = s.handle
 		return nil
 	})
 	if err == nil {
@@ -199,7 +200,10 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	return s, nil
 }
 
-// ID is the subscription id the kernel side gave it.
+// ID is the subscription id the kernel side gave it. A handler may see the
+// subscription's events before Subscribe has returned; ID is set from then
+// on (from Event.Subscription, which learns it from an event that is not a
+// call's, or from the answer).
 func (s *Subscription) ID() uint64 { return s.id.Load() }
 
 // Tag is the tag given in SubOptions.
@@ -228,7 +232,7 @@ func (s *Subscription) Unsubscribe() error {
 	if s.ended.Swap(true) {
 		return nil
 	}
-	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
+	res, err := s.r.control(0, nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpUnsubscribe
 		sqe.Target = s.id.Load()
 		return nil
@@ -247,7 +251,7 @@ func (s *Subscription) Unsubscribe() error {
 // ResetTimer re-arms a timer subscription.
 func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 	t := Timer{First: first, Interval: interval}
-	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
+	res, err := s.r.control(0, nil, func(sqe *abi.SQE) error {
 		if err := t.prep(sqe); err != nil {
 			return err
 		}
@@ -268,7 +272,7 @@ func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 // SetGenerator changes a generator subscription's rate, count, burst and
 // payload size.
 func (s *Subscription) SetGenerator(g Generator) error {
-	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
+	res, err := s.r.control(0, nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpGenSet
 		sqe.Target = s.id.Load()
 		g.fill(sqe.Gen())
