@@ -11,8 +11,10 @@ import (
 // role (Poll, Wait, Run): it reads the class rings, and in Wait sleeps on
 // its own dup of the ring fd.
 type reader struct {
-	role chan struct{} // holds a token while a goroutine reads
-	pf   *pollFile
+	role    atomic.Bool   // held by the goroutine that reads
+	waiters atomic.Int32  // goroutines waiting for the role
+	freed   chan struct{} // a token when the role is given back to waiters
+	pf      *pollFile
 	// taken counts, per class, the entries the last reap read and has not
 	// handed back yet (commit): Run hands back only what it dispatched, so
 	// the rest stay in the rings for the next reader.
@@ -26,22 +28,35 @@ type reader struct {
 
 // takeReader waits for the reader role until ctx ends or the ring closes.
 func (r *Ring) takeReader(ctx context.Context) error {
-	select {
-	case r.rd.role <- struct{}{}:
+	rd := &r.rd
+	if rd.role.CompareAndSwap(false, true) {
 		return nil
-	default:
 	}
-	select {
-	case r.rd.role <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-r.closedCh:
-		return ErrClosed
+	rd.waiters.Add(1)
+	defer rd.waiters.Add(-1)
+	// Announced, then tried again: a giver that did not see us has given
+	// the role back before this try (Dekker, as with the rings).
+	for !rd.role.CompareAndSwap(false, true) {
+		select {
+		case <-rd.freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.closedCh:
+			return ErrClosed
+		}
 	}
+	return nil
 }
 
-func (r *Ring) giveReader() { <-r.rd.role }
+func (r *Ring) giveReader() {
+	r.rd.role.Store(false)
+	if r.rd.waiters.Load() != 0 {
+		select {
+		case r.rd.freed <- struct{}{}:
+		default: // a token is there already
+		}
+	}
+}
 
 // Poll fills batch with ready events, most urgent class first, and returns
 // how many; it never blocks. Submissions queued since the last call
@@ -56,14 +71,13 @@ func (r *Ring) Poll(batch []Event) (int, error) {
 	if !r.life.acquire() {
 		return 0, ErrClosed
 	}
-	defer r.life.release()
-	select {
-	case r.rd.role <- struct{}{}:
-	default:
+	if !r.rd.role.CompareAndSwap(false, true) {
+		r.life.release()
 		return 0, ErrConcurrentRead
 	}
 	n := r.read(batch, false)
 	r.giveReader()
+	r.life.release()
 	return n, nil
 }
 
@@ -125,10 +139,7 @@ func (r *Ring) lookEvents() bool {
 // entries back at once. Queued submissions go to the kernel side, which
 // also flushes its backlog into the rings: one crossing, only when needed.
 func (r *Ring) read(batch []Event, keep bool) int {
-	n, overflow := r.reap(batch)
-	if !keep {
-		r.commit(n)
-	}
+	n, overflow := r.reap(batch, keep)
 	if overflow&abi.CQFOverflow != 0 || r.sqDirty.Load() {
 		if err := r.flush(); err != nil {
 			r.async.fail(err)
@@ -138,8 +149,9 @@ func (r *Ring) read(batch []Event, keep bool) int {
 }
 
 // reap copies ready events into dst, class 0 first: per class one acquire
-// load of the producer index for the whole batch.
-func (r *Ring) reap(dst []Event) (n int, overflow uint32) {
+// load of the producer index for the whole batch and, unless keep, one
+// release store of the consumer index.
+func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 	for c := 0; c < r.classes && n < len(dst); c++ {
 		cq := &r.cq[c]
 		head := atomic.LoadUint32(cq.khead)
@@ -159,14 +171,19 @@ func (r *Ring) reap(dst []Event) (n int, overflow uint32) {
 				e.r = r // a store only when the batch slice is new
 			}
 		}
-		r.rd.taken[c] = avail
+		if keep {
+			r.rd.taken[c] = avail
+		} else {
+			atomic.StoreUint32(cq.khead, head+avail) // frees the entries: pairs with the producer's head acquire
+		}
 		n += int(avail)
 	}
 	return n, overflow
 }
 
-// commit hands the first k events of the last reap back to the kernel
-// side, one release store per class; the rest stay for the next read.
+// commit hands the first k events of the last reap with keep back to the
+// kernel side, one release store per class; the rest stay for the next
+// read.
 func (r *Ring) commit(k int) {
 	for c := 0; c < r.classes; c++ {
 		t := r.rd.taken[c]

@@ -18,8 +18,11 @@ import (
 // whoever waits for an answer reads that ring alone and never the events:
 // the submitter right after its submit (a control op's answer is there by
 // then), a busy-polling caller while it spins, and, while a call waits for
-// a reply that comes later, the pump goroutine, which sleeps on its own dup
-// of the ring fd. Each routes what it reads to the ops waiting for it.
+// a reply that comes later, the one goroutine that holds the pump role and
+// sleeps on pf, a dup of the ring fd of its own: the first caller to wait,
+// for as long as its own reply takes (no hand-off on the way), then the
+// pump goroutine while other ops wait. Each routes what it reads to the
+// ops waiting for it.
 type results struct {
 	mu   sync.Mutex // the result ring's consumer side, ops and free
 	ring cqView
@@ -28,8 +31,9 @@ type results struct {
 	seq  atomic.Uint64
 
 	pf      *pollFile
-	pumping atomic.Bool
-	pumpF   func() // r.pump, bound once: starting it allocates nothing
+	pumping atomic.Bool // the pump role: one goroutine sleeps on pf
+	sleeper *op         // with the role, a caller waiting for its own answer
+	pumpF   func()      // r.pump, bound once: starting it allocates nothing
 }
 
 // user_data of goaem's own SQEs. Subscription tags (the user_data of
@@ -104,18 +108,32 @@ func (r *Ring) abandonOp(o *op, ud uint64) bool {
 }
 
 // awaitOp waits for o's answer: it reads the result ring itself first,
-// busy-polls it for up to spin, then sleeps until the pump routes the
-// answer, ctx ends or the ring closes. When it returns nil, o is complete
-// and its token taken; otherwise o was unregistered unanswered.
+// busy-polls it for up to spin, then sleeps on the ring fd when nobody
+// does, else until the pump routes the answer, ctx ends or the ring closes.
+// When it returns nil, o is complete and its token taken; otherwise o was
+// unregistered unanswered.
 func (r *Ring) awaitOp(ctx context.Context, o *op, ud uint64, spin time.Duration) error {
 	r.drainResults()
 	if spin > 0 && !o.done.Load() {
 		r.spinOp(o, spin)
 	}
-	if !o.done.Load() {
-		r.startPump()
-	}
 	var err error
+	if !o.done.Load() && r.res.pumping.CompareAndSwap(false, true) {
+		r.res.sleeper = o
+		for err == nil && !o.done.Load() {
+			_, err = r.res.pf.wait(ctx)
+		}
+		r.res.sleeper = nil
+		abandoned := err != nil && r.abandonOp(o, ud)
+		if r.releasePump() {
+			go r.res.pumpF() // others still wait
+		}
+		if abandoned {
+			return err
+		}
+		<-o.ch
+		return nil
+	}
 	select {
 	case <-o.ch:
 		return nil
@@ -234,16 +252,20 @@ func (r *Ring) complete(o *op, cqe *abi.CQE) {
 	o.ch <- struct{}{} // never blocks: one token per completion
 }
 
-// startPump starts the pump unless it runs.
-func (r *Ring) startPump() {
-	if r.res.pumping.CompareAndSwap(false, true) {
-		go r.res.pumpF()
-	}
+// releasePump gives the pump role back and reports whether it took it
+// again because ops still wait (one may have begun to wait after the last
+// look, seen the role held and not taken it).
+func (r *Ring) releasePump() bool {
+	r.res.pumping.Store(false)
+	r.res.mu.Lock()
+	pending := len(r.res.ops)
+	r.res.mu.Unlock()
+	return pending != 0 && !r.isClosed() && r.res.pumping.CompareAndSwap(false, true)
 }
 
-// pump routes results while ops wait for them: it sleeps on the ring fd
-// and drains the result ring at each wake-up. It ends when no op waits, so
-// that it keeps no forgotten ring alive.
+// pump routes results while ops wait for them, holding the pump role: it
+// sleeps on the ring fd and drains the result ring at each wake-up. It
+// ends when no op waits, so that it keeps no forgotten ring alive.
 func (r *Ring) pump() {
 	for {
 		if r.life.acquire() {
@@ -261,20 +283,21 @@ func (r *Ring) pump() {
 			}
 			r.life.release()
 		}
-		r.res.pumping.Store(false)
-		// An op that began to wait after the last look saw the pump
-		// running and did not start it: look once more.
-		r.res.mu.Lock()
-		pending := len(r.res.ops)
-		r.res.mu.Unlock()
-		if r.isClosed() || pending == 0 || !r.res.pumping.CompareAndSwap(false, true) {
+		if !r.releasePump() {
 			return
 		}
 	}
 }
 
-// lookResults is the pump's look: done when no op waits any more.
-func (r *Ring) lookResults() bool { return r.drainResults() == 0 }
+// lookResults is the look of the pump role's holder: done when its own
+// answer came (a caller) or no op waits any more (the pump).
+func (r *Ring) lookResults() bool {
+	pending := r.drainResults()
+	if o := r.res.sleeper; o != nil {
+		return o.done.Load()
+	}
+	return pending == 0
+}
 
 // doOp fills an SQE with prep, submits it under ud (0: a fresh op tag)
 // and waits for its answer; it returns the result. prep does not escape:

@@ -154,7 +154,7 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 	}
 	// Each sleeper has a dup of the ring fd of its own (see wait.go).
 	var err error
-	r.rd.role = make(chan struct{}, 1)
+	r.rd.freed = make(chan struct{}, 1)
 	if r.rd.pf, err = openPollFile(be.pollFD(), be.arm, r.lookEvents); err != nil {
 		return nil, err
 	}
