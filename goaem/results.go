@@ -54,8 +54,12 @@ type op struct {
 	alloc bool   // Call: the reply goes to a new slice, data, instead
 	data  []byte
 	// ch gets one token per completion: the waiter selects on it.
-	ch  chan struct{}
-	sub *Subscription // SUBSCRIBE: gets its id as the answer is routed
+	ch chan struct{}
+	// sleeping: the waiter sleeps on the result fd itself. Whoever routes
+	// its answer nudges it: the module's fd reports readiness only while
+	// an entry waits, and the answer may have been read by then.
+	sleeping atomic.Bool
+	sub      *Subscription // SUBSCRIBE: gets its id as the answer is routed
 }
 
 // maxFreeOps bounds the recycled ops a ring keeps.
@@ -120,9 +124,11 @@ func (r *Ring) awaitOp(ctx context.Context, o *op, ud uint64, spin time.Duration
 	var err error
 	if !o.done.Load() && r.res.pumping.CompareAndSwap(false, true) {
 		r.res.sleeper = o
+		o.sleeping.Store(true) // then the look: Dekker with complete
 		for err == nil && !o.done.Load() {
 			_, err = r.res.pf.wait(ctx)
 		}
+		o.sleeping.Store(false)
 		r.res.sleeper = nil
 		abandoned := err != nil && r.abandonOp(o, ud)
 		if r.releasePump() {
@@ -249,6 +255,9 @@ func (r *Ring) complete(o *op, cqe *abi.CQE) {
 		r.releaseSlots(cqe.Slot)
 	}
 	o.done.Store(true)
+	if o.sleeping.Load() {
+		r.res.pf.nudge()
+	}
 	o.ch <- struct{}{} // never blocks: one token per completion
 }
 
