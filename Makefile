@@ -18,6 +18,15 @@ FUZZTIME ?= 30s
 BENCHCOUNT ?= 10
 export FUZZTIME
 
+# goaem compiles the C it includes from kmod/ and libaem/, which Go's build
+# cache does not track; CGO_CFLAGS is part of its cache key, so a hash of
+# those files there makes every Go build below see a change to them.
+AEM_C_HASH := $(shell find kmod/core kmod/uapi libaem/src libaem/include -type f \
+	-print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)
+CGO_CFLAGS ?= -O2 -g
+CGO_CFLAGS += -DAEM_C_SOURCES=$(AEM_C_HASH)
+export CGO_CFLAGS
+
 # run a script whose exit status 77 means "skipped": report it, do not fail
 define skippable
 	@rc=0; $(1) || rc=$$?; \

@@ -46,10 +46,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		watchdog(t, 10*time.Second, in)
 		pr := &prog{b: in}
-		hot := goaem.HotPathAtomic
-		if pr.u8()&1 != 0 {
-			hot = goaem.HotPathCgo
-		}
+		pr.u8() // unused; the committed corpus has a byte here
 		p := abi.Params{
 			SQEntries: 16,
 			CQEntries: 1 << (1 + pr.u8()%4),
@@ -59,7 +56,7 @@ func FuzzDecode(f *testing.F) {
 			SendSlots: uint32(pr.u8()) % 3,
 		}
 		batchLen := 1 + int(pr.u8())%32
-		ring, err := goaem.Open(goaem.WithBackend(goaem.BackendEmbedded), goaem.WithHotPath(hot),
+		ring, err := goaem.Open(goaem.WithBackend(goaem.BackendEmbedded),
 			goaem.WithSQEntries(p.SQEntries), goaem.WithCQEntries(p.CQEntries), goaem.WithClasses(int(p.NrClasses)),
 			goaem.WithSlotSize(p.SlotSize), goaem.WithSlots(p.SlotCount), goaem.WithSendSlots(p.SendSlots))
 		require.NoError(t, err)

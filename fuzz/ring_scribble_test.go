@@ -46,7 +46,7 @@ func (g *goodRing) step(n int) {
 	}
 	_, err := g.r.Submit()
 	require.NoError(g.t, err)
-	for cls := 0; cls < 2; cls++ {
+	for _, cls := range g.r.CQs() {
 		k := g.r.Reap(cls, g.cqes)
 		for i := range g.cqes[:k] {
 			cqe := &g.cqes[i]
@@ -115,12 +115,14 @@ func FuzzRingScribble(f *testing.F) {
 			case 0: // a ring field
 				pick := pr.u8()
 				o := p.SQOff
-				switch c := int(pick>>3) % (int(p.NrClasses) + 2); c {
+				switch c := int(pick>>3) % (int(p.NrClasses) + 3); c {
 				case 0:
 				case 1:
 					o = p.SlotOff
+				case 2:
+					o = p.ResOff
 				default:
-					o = p.CQOff[c-2]
+					o = p.CQOff[c-3]
 				}
 				offs := [...]uint32{o.Head, o.Tail, o.RingMask, o.RingEntries, o.Flags, o.Dropped}
 				off := offs[int(pick&7)%len(offs)]
@@ -153,7 +155,8 @@ func FuzzRingScribble(f *testing.F) {
 				require.Equal(t, uint64(k), after.SQEs-before.SQEs, "hostile ring: sqes counter against submit")
 			case 3: // read whatever the tail claims; libaem clamps nothing here
 				cqes := make([]abi.CQE, 64)
-				bad.Reap(int(pr.u8())%int(p.NrClasses), cqes)
+				cqs := bad.CQs()
+				bad.Reap(cqs[int(pr.u8())%len(cqs)], cqes)
 			case 4: // raw bytes into an SQE slot of the ring
 				idx := pr.u8()
 				sqe := pr.sqe()

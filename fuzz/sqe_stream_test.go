@@ -192,8 +192,8 @@ func (c *streamChecker) reap(cls int, max int) int {
 	if max > len(c.cqes) {
 		max = len(c.cqes)
 	}
-	ready := c.r.Ready(cls)
-	require.LessOrEqual(c.t, ready, c.r.Params.CQEntries, "class %d: %d CQEs published in a ring of %d", cls, ready, c.r.Params.CQEntries)
+	ready, entries := c.r.Ready(cls), c.r.Entries(cls)
+	require.LessOrEqual(c.t, ready, entries, "CQ %d: %d CQEs published in a ring of %d", cls, ready, entries)
 	n := c.r.Reap(cls, c.cqes[:max])
 	for i := range c.cqes[:n] {
 		cqe := &c.cqes[i]
@@ -201,7 +201,11 @@ func (c *streamChecker) reap(cls int, max int) int {
 			cqe.Res, cqe.Flags, cqe.Slot, cqe.Source)
 		require.Zero(c.t, cqe.Flags&^uint32(abi.CQEFResult|abi.CQEFSlot|abi.CQEFCall|abi.CQEFFinal|abi.CQEFTrunc),
 			"CQE with unknown flags %#x", cqe.Flags)
-		require.Equal(c.t, uint8(cls), cqe.Prio, "CQE of class %d in ring %d", cqe.Prio, cls)
+		require.Equal(c.t, cls == rawring.ResultRing, cqe.Flags&abi.CQEFResult != 0,
+			"CQE with flags %#x in CQ %d: results go to the result ring alone", cqe.Flags, cls)
+		if cls != rawring.ResultRing {
+			require.Equal(c.t, uint8(cls), cqe.Prio, "CQE of class %d in ring %d", cqe.Prio, cls)
+		}
 		if cqe.Flags&abi.CQEFSlot != 0 {
 			c.takeSlot(cqe)
 		}
@@ -223,7 +227,7 @@ func (c *streamChecker) reap(cls int, max int) int {
 
 func (c *streamChecker) reapAll() int {
 	n := 0
-	for cls := 0; cls < int(c.r.Params.NrClasses); cls++ {
+	for _, cls := range c.r.CQs() {
 		n += c.reap(cls, 256)
 	}
 	return n
@@ -382,7 +386,8 @@ func sqeStream(t *testing.T, in []byte) {
 		case 2:
 			c.submit()
 		case 3:
-			c.reap(int(pr.u8())%int(r.Params.NrClasses), 1+int(pr.u8())%64)
+			cqs := r.CQs()
+			c.reap(cqs[int(pr.u8())%len(cqs)], 1+int(pr.u8())%64)
 		case 4:
 			c.release(pr.u8())
 		case 5:

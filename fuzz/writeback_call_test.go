@@ -135,7 +135,7 @@ func (cf *callFuzz) asyncCall(reqLen int, timeoutMS uint32, channel uint32) {
 
 // reapClient reads the asynchronous calls' results.
 func (cf *callFuzz) reapClient() {
-	for cls := 0; cls < int(cf.cli.Params.NrClasses); cls++ {
+	for _, cls := range cf.cli.CQs() {
 		k := cf.cli.Reap(cls, cf.cqes)
 		for i := range cf.cqes[:k] {
 			cqe := &cf.cqes[i]
@@ -169,7 +169,7 @@ func (cf *callFuzz) reapClient() {
 
 // reapServer takes call events into held, and writeback results.
 func (cf *callFuzz) reapServer() {
-	for cls := 0; cls < int(cf.srv.Params.NrClasses); cls++ {
+	for _, cls := range cf.srv.CQs() {
 		k := cf.srv.Reap(cls, cf.cqes)
 		for i := range cf.cqes[:k] {
 			cqe := cf.cqes[i]

@@ -24,12 +24,10 @@ var benchBatches = []int{1, 16, 256}
 // which sleeps on the netpoller whenever the ring is empty. The figure is
 // bounded by the slower side, usually the producer thread.
 func BenchmarkDeliver(b *testing.B) {
-	for _, hp := range []HotPath{HotPathAtomic, HotPathCgo} {
-		for _, size := range benchBatches {
-			b.Run(fmt.Sprintf("%s/batch=%d", hp, size), func(b *testing.B) {
-				benchDeliver(b, hp, size, true)
-			})
-		}
+	for _, size := range benchBatches {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			benchDeliver(b, size, true)
+		})
 	}
 }
 
@@ -39,13 +37,13 @@ func BenchmarkDeliver(b *testing.B) {
 func BenchmarkDeliverSpin(b *testing.B) {
 	for _, size := range benchBatches {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			benchDeliver(b, HotPathAtomic, size, false)
+			benchDeliver(b, size, false)
 		})
 	}
 }
 
-func benchDeliver(b *testing.B, hp HotPath, size int, wait bool) {
-	r, err := Open(WithBackend(BackendEmbedded), WithHotPath(hp), WithClasses(1), WithCQEntries(16384))
+func benchDeliver(b *testing.B, size int, wait bool) {
+	r, err := Open(WithBackend(BackendEmbedded), WithClasses(1), WithCQEntries(16384))
 	require.NoError(b, err)
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -125,21 +123,18 @@ func BenchmarkDeliverHeap(b *testing.B) {
 // BenchmarkPoll isolates the consumer: the ring is filled once by the
 // generator, then its producer index is moved forward by hand a ring's
 // worth at a time, so each op is one event read, touched and released by
-// Poll, with nothing else running. It compares the two hot paths on equal
-// terms.
+// Poll, with nothing else running.
 func BenchmarkPoll(b *testing.B) {
-	for _, hp := range []HotPath{HotPathAtomic, HotPathCgo} {
-		for _, size := range benchBatches {
-			b.Run(fmt.Sprintf("%s/batch=%d", hp, size), func(b *testing.B) {
-				benchPoll(b, hp, size)
-			})
-		}
+	for _, size := range benchBatches {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			benchPoll(b, size)
+		})
 	}
 }
 
-func benchPoll(b *testing.B, hp HotPath, size int) {
+func benchPoll(b *testing.B, size int) {
 	const entries = 4096
-	r, err := Open(WithBackend(BackendEmbedded), WithHotPath(hp), WithClasses(1), WithCQEntries(entries))
+	r, err := Open(WithBackend(BackendEmbedded), WithClasses(1), WithCQEntries(entries))
 	require.NoError(b, err)
 	defer r.Close()
 	// Fill the ring with real events, then stop the source.

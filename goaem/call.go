@@ -2,31 +2,33 @@ package goaem
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"syscall"
 	"time"
 
 	"github.com/aem-dev/aem/goaem/abi"
 )
 
-// prepPayload puts data in sqe: inline up to 32 bytes, else in a send slot.
-// The kernel side copies a send slot during the submission that follows,
-// which the caller makes before releasing sqMu, so slots rotate freely.
-// Caller holds sqMu.
-func (r *Ring) prepPayload(sqe *abi.SQE, data []byte) error {
+// fill puts data in sqe: inline up to 32 bytes, else in a send slot. The
+// kernel side copies a send slot during the submission that follows, which
+// the caller makes before releasing sqMu, so slots rotate freely. Under
+// sqMu.
+func (p *payloadArea) fill(sqe *abi.SQE, data []byte) error {
 	n := len(data)
 	sqe.Len = uint32(n)
 	if n <= abi.SQEInline {
 		copy(sqe.Data[:], data)
 		return nil
 	}
-	if r.sendSlots == 0 || n > int(r.slotSize) {
-		return fmt.Errorf("%w: %d bytes (inline %d, slot %d, %d send slots)", ErrTooLarge, n, abi.SQEInline, r.slotSize, r.sendSlots)
+	if p.sendSlots == 0 || n > int(p.slotSize) {
+		return fmt.Errorf("%w: %d bytes (inline %d, slot %d, %d send slots)", ErrTooLarge, n, abi.SQEInline, p.slotSize, p.sendSlots)
 	}
-	slot := r.nextSend % r.sendSlots
-	r.nextSend++
-	copy(r.payloadBytes(slot, uint32(n)), data)
+	slot := p.nextSend % p.sendSlots
+	p.nextSend++
+	copy(p.slot(slot, uint32(n)), data)
 	sqe.Flags |= abi.SQEFSlot
 	sqe.Slot = slot
 	return nil
@@ -43,7 +45,7 @@ var errPostBusy = fmt.Errorf("goaem: post: %w", ErrBusy)
 // ring stays full it returns an error matching ErrBusy.
 func (r *Ring) Post(addr Addr, data []byte, class int) error {
 	if class < 0 || class >= abi.MaxClasses {
-		return fmt.Errorf("goaem: post: class %d outside 0..%d", class, abi.MaxClasses-1)
+		return invalid("goaem: post: class %d outside 0..%d", class, abi.MaxClasses-1)
 	}
 	if !r.life.acquire() {
 		return ErrClosed
@@ -56,16 +58,18 @@ func (r *Ring) Post(addr Addr, data []byte, class int) error {
 		sqe.Opcode = abi.OpPost
 		sqe.Target = uint64(addr)
 		sqe.Prio = uint8(class)
-		if perr = r.prepPayload(sqe, data); perr != nil {
+		if perr = r.pay.fill(sqe, data); perr != nil {
 			*sqe = abi.SQE{Opcode: abi.OpNop} // the entry is taken: nobody hears of it
 		}
-		err = r.silentLocked(sqe, true)
+		silentLocked(sqe)
+		err = r.submitUnlock(true)
+	} else {
+		r.sqMu.Unlock()
 	}
-	r.sqMu.Unlock()
 	switch {
 	case perr != nil:
 		return fmt.Errorf("goaem: post to %v: %w", addr, perr)
-	case err == ErrBusy:
+	case errors.Is(err, ErrBusy):
 		return errPostBusy
 	case err != nil:
 		return fmt.Errorf("goaem: post to %v: %w", addr, err)
@@ -77,13 +81,14 @@ func (r *Ring) Post(addr Addr, data []byte, class int) error {
 // 0) and waits for its handler's writeback, which it returns in a new
 // slice. The wait ends at ctx's deadline (passed to the kernel side as the
 // call's timeout; without one the kernel side's default, 5s, applies), when
-// ctx is cancelled or the ring closes. Refusals come back as syscall.Errno:
-// ENOENT (no such subscriber), ETIMEDOUT, ECONNRESET (the target ring
+// ctx is cancelled or the ring closes. An expired or cancelled ctx gives an
+// error matching context.DeadlineExceeded or context.Canceled, whichever
+// side noticed first. Refusals come back as syscall.Errno: ENOENT (no such
+// subscriber), ETIMEDOUT (the default timeout), ECONNRESET (the target ring
 // closed).
 //
-// The reply arrives in this ring's completion rings, so a goroutine must
-// be reading them (Run, Wait or Poll) or Call reads them itself, keeping
-// any events it finds for the next reader.
+// The reply arrives on this ring's result ring, which Call reads itself:
+// nobody needs to be reading the ring's events.
 //
 // Call allocates the reply; CallInto reuses the caller's buffer and
 // allocates nothing.
@@ -128,8 +133,10 @@ func (r *Ring) CallWith(ctx context.Context, addr Addr, req, resp []byte, opts C
 func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]byte, opts CallOptions) (int, error) {
 	class := opts.Class
 	if class < 0 || class >= abi.MaxClasses {
-		return 0, fmt.Errorf("goaem: call: class %d outside 0..%d", class, abi.MaxClasses-1)
+		return 0, invalid("goaem: call: class %d outside 0..%d", class, abi.MaxClasses-1)
 	}
+	// The kernel side times the call out at ctx's deadline (rounded up to
+	// a millisecond), so its ETIMEDOUT is that deadline passing.
 	var timeoutMS uint32
 	if d, ok := ctx.Deadline(); ok {
 		ms := math.Ceil(float64(time.Until(d)) / float64(time.Millisecond))
@@ -148,12 +155,12 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 	defer r.life.release()
 	o := r.newOp(nil)
 	o.resp, o.alloc = resp, alloc != nil
-	ud, err := r.startOp(o, func(sqe *abi.SQE) error {
+	ud, err := r.startOp(o, 0, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpCall
 		sqe.Target = uint64(addr)
 		sqe.Prio = uint8(class)
 		sqe.Arg = timeoutMS
-		return r.prepPayload(sqe, req)
+		return r.pay.fill(sqe, req)
 	})
 	if err == nil {
 		err = r.awaitOp(ctx, o, ud, spin)
@@ -166,6 +173,8 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("goaem: call %v: %w", addr, err)
+	case res == -int32(syscall.ETIMEDOUT) && timeoutMS != 0 && timeoutMS != math.MaxUint32:
+		return 0, fmt.Errorf("goaem: call %v: %w (%w)", addr, context.DeadlineExceeded, syscall.ETIMEDOUT)
 	case res < 0:
 		return 0, fmt.Errorf("goaem: call %v: %w", addr, errno(res))
 	case alloc == nil && n > len(resp):

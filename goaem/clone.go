@@ -41,7 +41,7 @@ func (c *Cloner) handle(ctx context.Context, ev *Event) error {
 	limit := c.MaxOutput
 	if limit <= 0 {
 		limit = 32
-		if p := ev.r.payloadBytes(ev.cqe.Slot, 0); p != nil && ev.cqe.Flags&abi.CQEFSlot != 0 {
+		if p := ev.r.pay.slot(ev.cqe.Slot, 0); p != nil && ev.cqe.Flags&abi.CQEFSlot != 0 {
 			limit = cap(p)
 		}
 	}

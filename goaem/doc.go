@@ -6,11 +6,13 @@
 // # Rings
 //
 // Open sets up a Ring: a submission ring (requests to the kernel side), one
-// completion ring per priority class (events and answers; class 0 is the
-// most urgent) and payload slots. libaem is compiled into the package
+// completion ring per priority class (events; class 0 is the most urgent),
+// a result ring (the answers to this ring's requests) and payload slots. libaem is compiled into the package
 // through cgo, so building needs only a C compiler; without cgo, Open
 // returns ErrNoCgo. WithBackend picks the kernel module or the embedded
-// backend (default: the module when /dev/aem exists).
+// backend (default: AEM_BACKEND=kernel|embedded, else the module when
+// /dev/aem exists). Without the module, asking for it fails with
+// ErrNoDevice.
 //
 // # Events
 //
@@ -25,11 +27,12 @@
 //     ctx cancellation and deadlines end it, and so does Close (ErrClosed);
 //   - Run reads batches and runs each subscription's handler in its mode.
 //
-// All three drain class 0 first. Reading costs no allocation and at most
-// one cgo call per batch: by default (HotPathAtomic) the rings are read
-// directly through sync/atomic views of the mapped memory, the producer
-// index loaded and the consumer index stored once per batch per class;
-// HotPathCgo copies the batch out in one cgo call instead.
+// All three drain class 0 first. Reading costs no allocation and no cgo
+// call: the rings are read directly through sync/atomic views of the mapped
+// memory, the producer index loaded and the consumer index stored once per
+// batch per class; a batch makes one cgo call only when it has submissions
+// to hand over or a backlog to flush. (A cgo reader that copied each batch
+// out in one call measured slower and is gone, with the HotPath option.)
 //
 // An Event's Payload is the data itself, not a copy: inline bytes of the
 // completion entry, or a slot of shared memory that the handler may change
@@ -81,12 +84,14 @@
 //
 // Post sends bytes to a Msg subscription at an Addr (ring id and channel),
 // on this ring or another; Call does the same and waits for the handler's
-// writeback. Calls are answered through this ring's completion rings, so
-// someone must be reading them (Run, or the caller itself when nobody
-// does). CallInto copies the reply into the caller's buffer; CallWith adds
-// options, among them busy-polling: the caller spins on its ring for the
-// reply for a bounded time before it parks (WithCallSpin sets a ring's
-// default), which pays when the handler side polls in a loop too.
+// writeback. The reply comes on the caller's result ring, apart from the
+// events, so nobody needs to be reading the caller's events. CallInto
+// copies the reply into the caller's buffer; CallWith adds options, among
+// them busy-polling: the caller spins on its result ring for a bounded
+// time before it parks (WithCallSpin sets a ring's default), which pays
+// when the handler side polls in a loop too. A call whose context expires
+// or is cancelled returns an error matching context.DeadlineExceeded or
+// context.Canceled.
 //
 // # Allocations
 //
@@ -101,7 +106,19 @@
 //
 // # Concurrency
 //
-// Every method is safe for concurrent use. Several goroutines may Wait on
-// one ring; one of them waits on the fd and wakes the others. An Event
+// Every method is safe for concurrent use. Events are read by one
+// goroutine at a time: Wait and Run wait for a reader that is already
+// there, and Poll, which never blocks, returns ErrConcurrentRead. A Run
+// that stops leaves the events it had not dispatched in the rings for the
+// next reader. Subscribe, Call and the other requests read their answers
+// from the result ring themselves and never touch the events. An Event
 // belongs to the goroutine that read it.
+//
+// # Errors
+//
+// Compare errors with errors.Is. Validation on the Go side gives errors
+// that match syscall.EINVAL (as the kernel side's refusal of the same input
+// would) and say what was wrong; the kernel side's refusals are
+// syscall.Errno values wrapped with the operation; ErrClosed matches
+// os.ErrClosed and ErrNoDevice os.ErrNotExist.
 package goaem

@@ -2,6 +2,7 @@ package goaem
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -25,7 +26,7 @@ func (a Addr) String() string { return fmt.Sprintf("%d:%d", a.Ring(), a.Channel(
 const (
 	stDone    uint32 = 1 << 0 // released or written back
 	stDefer   uint32 = 1 << 1 // Run inline: submission waits for the batch's end
-	stMoved   uint32 = 1 << 2 // handed to a spawned goroutine or put back: this copy is inert
+	stMoved   uint32 = 1 << 2 // handed to a spawned goroutine: this copy is inert
 	stRelease uint32 = 1 << 3 // released while deferred: Run returns the slot with the batch
 )
 
@@ -34,8 +35,8 @@ const (
 // allocates nothing. A slot payload stays in the ring's shared memory until
 // the event is released.
 type Event struct {
-	cqe   abi.CQE // first: the cgo reaper writes it in place
-	state uint32  // second: likewise
+	cqe   abi.CQE
+	state uint32
 	r     *Ring
 }
 
@@ -54,7 +55,14 @@ func (e *Event) Subscription() *Subscription {
 	if e.r == nil {
 		return nil
 	}
-	return e.r.subs.get(e.cqe.UserData)
+	s := e.r.subs.get(e.cqe.UserData)
+	// The answer naming the subscription travels on the result ring and may
+	// come after its first events; an event's token is its id, except a
+	// call's.
+	if s != nil && e.cqe.Flags&abi.CQEFCall == 0 && s.id.Load() == 0 {
+		s.id.CompareAndSwap(0, e.cqe.ID)
+	}
+	return s
 }
 
 // Source is the event's source (abi.SrcTimer, ...).
@@ -84,20 +92,24 @@ func (e *Event) CQE() abi.CQE { return e.cqe }
 // in place (its capacity is the slot size) and written back. It is valid
 // until the event is released or written back, and never after Close.
 func (e *Event) Payload() []byte {
-	if e.cqe.Res <= 0 { // an error result carries no payload
-		return nil
+	if e.r == nil {
+		return payloadOf(&e.cqe, nil)
 	}
-	if e.cqe.Flags&abi.CQEFSlot == 0 {
-		return e.cqe.Data[:min(uint32(e.cqe.Res), abi.CQEInline)]
-	}
-	return e.slotPayload()
+	return payloadOf(&e.cqe, &e.r.pay)
 }
 
-func (e *Event) slotPayload() []byte {
-	if e.r == nil || e.cqe.Res <= 0 {
+// payloadOf is a CQE's data: its inline bytes, or its slot in pay.
+func payloadOf(c *abi.CQE, pay *payloadArea) []byte {
+	if c.Res <= 0 { // an error result carries no payload
 		return nil
 	}
-	return e.r.payloadBytes(e.cqe.Slot, uint32(e.cqe.Res))
+	if c.Flags&abi.CQEFSlot == 0 {
+		return c.Data[:min(uint32(c.Res), abi.CQEInline)]
+	}
+	if pay == nil {
+		return nil
+	}
+	return pay.slot(c.Slot, uint32(c.Res))
 }
 
 // TimerExpirations decodes a timer event: the periods elapsed since the
@@ -123,7 +135,7 @@ func (e *Event) GenSeq() (seq, nowNS uint64) { return e.TimerExpirations() }
 func (e *Event) Writeback(data []byte) error {
 	r := e.r
 	if r == nil {
-		return fmt.Errorf("goaem: writeback: zero Event")
+		return invalid("goaem: writeback: zero Event")
 	}
 	if e.state&(stDone|stMoved) != 0 {
 		return ErrReleased
@@ -135,9 +147,9 @@ func (e *Event) Writeback(data []byte) error {
 	n := len(data)
 	slot := e.cqe.Flags&abi.CQEFSlot != 0
 	if slot {
-		buf := r.payloadBytes(e.cqe.Slot, 0)
+		buf := r.pay.slot(e.cqe.Slot, 0)
 		if buf == nil {
-			return fmt.Errorf("goaem: writeback: event names slot %d outside the ring", e.cqe.Slot)
+			return invalid("goaem: writeback: event names slot %d outside the ring", e.cqe.Slot)
 		}
 		if n > cap(buf) {
 			return fmt.Errorf("%w: writeback of %d bytes, slot holds %d", ErrTooLarge, n, cap(buf))
@@ -162,10 +174,12 @@ func (e *Event) Writeback(data []byte) error {
 		} else {
 			copy(sqe.Data[:], data)
 		}
-		err = r.silentLocked(sqe, e.state&stDefer == 0)
+		silentLocked(sqe)
+		err = r.submitUnlock(e.state&stDefer == 0)
+	} else {
+		r.sqMu.Unlock()
 	}
-	r.sqMu.Unlock()
-	if err == ErrBusy {
+	if errors.Is(err, ErrBusy) {
 		return errWritebackBusy
 	}
 	if err != nil {

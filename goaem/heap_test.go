@@ -3,7 +3,6 @@ package goaem
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -37,7 +36,7 @@ type heapKernel struct {
 
 	mu       sync.Mutex
 	sqHead   uint32
-	cqTail   [abi.MaxClasses]uint32
+	cqTail   [abi.MaxClasses + 1]uint32 // the class rings, then the result ring at resRing
 	srHead   uint32
 	free     []uint32
 	subs     map[uint64]*heapSub
@@ -64,6 +63,9 @@ type heapCall struct {
 	userData uint64
 	prio     uint8
 }
+
+// resRing indexes the result ring among heapKernel's completion rings.
+const resRing = abi.MaxClasses
 
 const (
 	hbSize  = 192 // one ring's index block, as the C core lays it out
@@ -99,19 +101,21 @@ func newHeapKernel(t testing.TB, p abi.Params) *heapKernel {
 	for c := uint32(0); c < p.NrClasses; c++ {
 		set(&p.CQOff[c], hbSize*(1+c), c*p.CQEntries*64)
 	}
-	slotBase := uint32(hbSize * (1 + abi.MaxClasses))
+	resEntries := 2 * p.SQEntries
+	set(&p.ResOff, hbSize*(1+abi.MaxClasses), p.NrClasses*p.CQEntries*64)
+	slotBase := uint32(hbSize * (2 + abi.MaxClasses))
 	set(&p.SlotOff, slotBase, slotBase+hbSize)
 	p.RegionSize = [abi.NrRegions]uint64{
 		uint64(slotBase+hbSize) + 4*uint64(slotRing),
 		uint64(p.SQEntries) * 64,
-		uint64(p.NrClasses) * uint64(p.CQEntries) * 64,
+		(uint64(p.NrClasses)*uint64(p.CQEntries) + uint64(resEntries)) * 64,
 		uint64(p.SlotSize) * uint64(p.SlotCount+p.SendSlots),
 	}
 	k := &heapKernel{
 		p:        p,
 		rings:    make([]uint64, (p.RegionSize[0]+7)/8),
 		sqes:     make([]abi.SQE, p.SQEntries),
-		cqes:     make([]abi.CQE, p.NrClasses*p.CQEntries),
+		cqes:     make([]abi.CQE, p.NrClasses*p.CQEntries+resEntries),
 		payload:  make([]uint64, p.RegionSize[3]/8),
 		subs:     map[uint64]*heapSub{},
 		calls:    map[uint64]heapCall{},
@@ -127,6 +131,7 @@ func newHeapKernel(t testing.TB, p abi.Params) *heapKernel {
 	for c := uint32(0); c < p.NrClasses; c++ {
 		*k.word(p.CQOff[c].RingMask), *k.word(p.CQOff[c].RingEntries) = p.CQEntries-1, p.CQEntries
 	}
+	*k.word(p.ResOff.RingMask), *k.word(p.ResOff.RingEntries) = resEntries-1, resEntries
 	*k.word(p.SlotOff.RingMask), *k.word(p.SlotOff.RingEntries) = slotRing-1, slotRing
 	for s := p.SendSlots; s < p.SendSlots+p.SlotCount; s++ {
 		k.free = append(k.free, s)
@@ -153,7 +158,6 @@ func newHeapRing(t testing.TB, opts ...Option) (*Ring, *heapKernel) {
 		o(&cfg)
 	}
 	require.NoError(t, cfg.validate())
-	cfg.hotPath = HotPathAtomic // the cgo reader needs a libaem ring
 	k := newHeapKernel(t, cfg.params)
 	r, err := newRing(cfg, k, &k.p, k.regions)
 	require.NoError(t, err)
@@ -161,8 +165,9 @@ func newHeapRing(t testing.TB, opts ...Option) (*Ring, *heapKernel) {
 	return r, k
 }
 
-// post writes one event (or result) into class cls; false when the ring is
-// full or out of slots. Any goroutine.
+// post writes one event into class cls (or a result into the result ring
+// when cls is resRing); false when the ring is full or out of slots. Any
+// goroutine.
 func (k *heapKernel) post(cls uint8, cqe abi.CQE, data []byte) bool {
 	k.mu.Lock()
 	ok := k.postLocked(cls, cqe, data)
@@ -174,12 +179,16 @@ func (k *heapKernel) post(cls uint8, cqe abi.CQE, data []byte) bool {
 }
 
 func (k *heapKernel) postLocked(cls uint8, cqe abi.CQE, data []byte) bool {
-	o := k.p.CQOff[cls]
+	o := k.p.ResOff
+	if cls != resRing {
+		o = k.p.CQOff[cls]
+		cqe.Prio = cls
+	}
+	entries := *k.word(o.RingEntries)
 	head := atomic.LoadUint32(k.word(o.Head))
-	if k.cqTail[cls]-head >= k.p.CQEntries {
+	if k.cqTail[cls]-head >= entries {
 		return false
 	}
-	cqe.Prio = cls
 	if cqe.Res >= 0 { // a negative one is an error result's, set by result
 		cqe.Res = int32(len(data))
 	}
@@ -195,20 +204,20 @@ func (k *heapKernel) postLocked(cls uint8, cqe abi.CQE, data []byte) bool {
 	} else {
 		copy(cqe.Data[:], data)
 	}
-	k.cqes[o.Array/64+k.cqTail[cls]&(k.p.CQEntries-1)] = cqe
+	k.cqes[o.Array/64+k.cqTail[cls]&(entries-1)] = cqe
 	k.cqTail[cls]++
 	atomic.StoreUint32(k.word(o.Tail), k.cqTail[cls]) // publishes the CQE: pairs with the reader's load
 	return true
 }
 
 func (k *heapKernel) result(cls uint8, userData uint64, res int32, id uint64, data []byte) {
-	cqe := abi.CQE{UserData: userData, ID: id, Flags: abi.CQEFResult}
+	cqe := abi.CQE{UserData: userData, ID: id, Flags: abi.CQEFResult, Prio: cls}
 	if res < 0 {
 		cqe.Res, data = res, nil // written before the tail publishes it
 	}
 	for i := 0; ; i++ {
 		k.mu.Lock()
-		ok := k.postLocked(cls, cqe, data)
+		ok := k.postLocked(resRing, cqe, data)
 		k.mu.Unlock()
 		if ok || i == 1000 {
 			break
@@ -244,11 +253,12 @@ func (k *heapKernel) reclaimLocked() {
 func (k *heapKernel) name() string { return "heap" }
 func (k *heapKernel) pollFD() int  { return k.efd }
 
+// arm announces a sleeper without reading the eventfd, as libaem's
+// aem_ring_fd_arm: the netpoller is edge-triggered, and a ring has two
+// sleepers, the reader and the result pump, whose wake-ups a read of the
+// counter by either could take from the other (epoll re-polls a file
+// before it reports it).
 func (k *heapKernel) arm() error {
-	var buf [8]byte
-	if _, err := unix.Read(k.efd, buf[:]); err != nil && !errors.Is(err, unix.EAGAIN) {
-		return err
-	}
 	k.armed.Store(1)
 	return nil
 }

@@ -2,6 +2,7 @@ package goaem
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -32,24 +33,27 @@ func (b Backend) String() string {
 	return fmt.Sprintf("Backend(%d)", int(b))
 }
 
-// HotPath selects how Poll reads the completion rings.
-type HotPath int
-
-const (
-	// HotPathAtomic reads the mapped rings directly through sync/atomic:
-	// one load of each producer index and one store of each consumer index
-	// per batch, no cgo call unless submissions are pending. The default: it
-	// measured faster (see the package benchmarks).
-	HotPathAtomic HotPath = iota
-	// HotPathCgo copies each batch out of the rings in a single cgo call.
-	HotPathCgo
-)
-
-func (h HotPath) String() string {
-	if h == HotPathCgo {
-		return "cgo"
+// chooseBackend resolves BackendAuto in libaem's order (AEM_BACKEND, then
+// whether the device exists), so that Open asks libaem for one backend and
+// its errors can name the backend and why it was chosen.
+func (c *config) chooseBackend() (b Backend, why string, err error) {
+	if c.backend != BackendAuto {
+		return c.backend, "by WithBackend", nil
 	}
-	return "atomic"
+	switch env := os.Getenv("AEM_BACKEND"); env {
+	case "kernel":
+		return BackendKernel, "by AEM_BACKEND=kernel", nil
+	case "embedded":
+		return BackendEmbedded, "by AEM_BACKEND=embedded", nil
+	case "":
+	default:
+		return 0, "", invalid("goaem: open: AEM_BACKEND=%q: want kernel, embedded, or unset for the module when %s exists",
+			env, abi.DevicePath)
+	}
+	if _, err := os.Stat(abi.DevicePath); err == nil {
+		return BackendKernel, "because " + abi.DevicePath + " exists", nil
+	}
+	return BackendEmbedded, "because " + abi.DevicePath + " does not exist", nil
 }
 
 // Option configures Open.
@@ -58,7 +62,6 @@ type Option func(*config)
 type config struct {
 	params      abi.Params
 	backend     Backend
-	hotPath     HotPath
 	maxInFlight int
 	runBatch    int
 	opTimeout   time.Duration
@@ -103,9 +106,6 @@ func WithBacklogLimit(n uint32) Option { return func(c *config) { c.params.Backl
 // events are pending (needs CAP_SYS_NICE).
 func WithBoost() Option { return func(c *config) { c.params.Flags |= abi.SetupBoost } }
 
-// WithHotPath selects how Poll reads the rings; see HotPath.
-func WithHotPath(h HotPath) Option { return func(c *config) { c.hotPath = h } }
-
 // WithMaxInFlight bounds the handlers that Run keeps running at once for
 // subscriptions in ModeSpawn or ModeClone that set no bound of their own.
 // When the bound is reached Run stops reading the rings until a handler
@@ -137,17 +137,15 @@ func WithErrorHandler(f func(ev *Event, err error)) Option {
 func (c *config) validate() error {
 	switch {
 	case c.backend < BackendAuto || c.backend > BackendEmbedded:
-		return fmt.Errorf("goaem: unknown backend %d", int(c.backend))
-	case c.hotPath != HotPathAtomic && c.hotPath != HotPathCgo:
-		return fmt.Errorf("goaem: unknown hot path %d", int(c.hotPath))
+		return invalid("goaem: unknown backend %d", int(c.backend))
 	case c.maxInFlight < 1:
-		return fmt.Errorf("goaem: max in flight %d must be >= 1", c.maxInFlight)
+		return invalid("goaem: max in flight %d must be >= 1", c.maxInFlight)
 	case c.runBatch < 1:
-		return fmt.Errorf("goaem: run batch %d must be >= 1", c.runBatch)
+		return invalid("goaem: run batch %d must be >= 1", c.runBatch)
 	case c.opTimeout <= 0:
-		return fmt.Errorf("goaem: op timeout %v must be > 0", c.opTimeout)
+		return invalid("goaem: op timeout %v must be > 0", c.opTimeout)
 	case c.callSpin < 0:
-		return fmt.Errorf("goaem: call spin %v must be >= 0", c.callSpin)
+		return invalid("goaem: call spin %v must be >= 0", c.callSpin)
 	}
 	return nil
 }

@@ -29,12 +29,6 @@ type backend interface {
 	close() error
 }
 
-// cgoReaper is implemented by the cgo backend: the HotPathCgo variant of
-// reading a batch, with an optional submit folded into the same crossing.
-type cgoReaper interface {
-	reap(dst []Event, submitTail uint32, submit bool) (n int, flags, overflow uint32, err error)
-}
-
 // cqView is the Go view of one class's completion ring. k* point into the
 // RINGS region.
 type cqView struct {
@@ -64,6 +58,25 @@ type slotView struct {
 	tail    uint32 // local, published once per batch of releases
 }
 
+// payloadArea is the PAYLOAD region: send slots first, then delivery slots.
+type payloadArea struct {
+	bytes     []byte
+	slotSize  uint32
+	slotCount uint32
+	sendSlots uint32
+	nextSend  uint32 // the send slot the next post or call fills; under sqMu
+}
+
+// slot is slot's bytes, length n, capacity the slot size; nil when the
+// kernel side named a slot or length outside the region.
+func (p *payloadArea) slot(slot, n uint32) []byte {
+	if slot >= p.slotCount+p.sendSlots || n > p.slotSize {
+		return nil
+	}
+	off := uint64(slot) * uint64(p.slotSize)
+	return p.bytes[off : off+uint64(n) : off+uint64(p.slotSize)]
+}
+
 // life counts operations that touch the mapped rings, so Close unmaps only
 // after the last of them has left.
 type life struct {
@@ -91,55 +104,32 @@ func (l *life) release() {
 }
 
 // Ring is one AEM ring: a submission ring, a completion ring per priority
-// class and the payload slots, mapped into this process.
+// class, the result ring and the payload slots, mapped into this process.
 //
-// Poll, Wait and Run read the completion rings; any number of goroutines
-// may call them, but events come out once, so the usual program has one
-// reader per ring. Every other method is safe for concurrent use.
+// Events are read by one goroutine at a time (Poll, Wait or Run; see
+// reader.go); the answers to this ring's own requests come on the result
+// ring, read by the side that waits for them (results.go). Every method is
+// safe for concurrent use.
 type Ring struct {
 	cfg     config
 	be      backend
-	reaper  cgoReaper // nil unless HotPathCgo
-	params  abi.Params
 	ringID  uint32
 	classes int
 
-	// Lock order: cmu -> sqMu -> relMu; opMu, subs.mu and hub.mu are leaves.
+	cq [abi.MaxClasses]cqView // events: read by the reader alone
+	rd reader
 
-	cmu     sync.Mutex // completion side: heads, stash
-	cq      [abi.MaxClasses]cqView
-	stash   [abi.MaxClasses][]abi.CQE // reaped while nobody polled, oldest first
-	stashed int
-	scratch []Event // reapToStash's buffer
+	// The submission side: the SQ, the slot return ring and the send slots.
+	sqMu    sync.Mutex
+	sq      sqView
+	slots   slotView
+	sqDirty atomic.Bool // SQEs queued but not submitted
+	pay     payloadArea
 
-	sqMu     sync.Mutex
-	sq       sqView
-	sqDirty  atomic.Bool // SQEs queued but not submitted
-	nextSend uint32
-
-	relMu sync.Mutex
-	slots slotView
-
-	payload   []byte
-	slotSize  uint32
-	slotCount uint32
-	sendSlots uint32
-
-	opMu   sync.Mutex
-	ops    map[uint64]*op
-	opFree []*op // recycled
-	opSeq  atomic.Uint64
-
-	subs subTable
-
-	hub     hub
-	ewFree  atomic.Pointer[eventsWait] // recycled: a Wait that sleeps allocates nothing
-	leader  leader
-	nudgeFn func() // r.nudge, bound once
-
+	res      results
+	subs     subTable
 	spawnSem chan struct{}
-
-	async asyncState
+	async    asyncState
 
 	life      life
 	closedCh  chan struct{}
@@ -147,32 +137,32 @@ type Ring struct {
 	closeErr  error
 }
 
-// Event must start with the CQE and the state word: the cgo reaper writes
-// them in place.
-var _ = [1]struct{}{}[unsafe.Offsetof(Event{}.state)-unsafe.Sizeof(abi.CQE{})]
-
 // newRing builds the Go views over the regions the backend mapped. p holds
 // the setup answer (offsets, sizes).
 func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) (*Ring, error) {
 	r := &Ring{
 		cfg:      cfg,
 		be:       be,
-		params:   *p,
 		ringID:   p.RingID,
 		classes:  int(p.NrClasses),
-		ops:      make(map[uint64]*op),
 		closedCh: make(chan struct{}),
 		spawnSem: make(chan struct{}, cfg.maxInFlight),
-		scratch:  make([]Event, 64),
 	}
 	r.life.idle = make(chan struct{}, 1)
-	r.leader.readyFn = r.ready
-	r.nudgeFn = r.nudge
 	if err := r.initViews(p, regions); err != nil {
 		return nil, err
 	}
-	if rp, ok := be.(cgoReaper); ok && cfg.hotPath == HotPathCgo {
-		r.reaper = rp
+	// Each sleeper has a dup of the ring fd of its own (see wait.go).
+	var err error
+	r.rd.freed = make(chan struct{}, 1)
+	if r.rd.pf, err = openPollFile(be.pollFD(), be.arm, r.lookEvents); err != nil {
+		return nil, err
+	}
+	r.res.ops = make(map[uint64]*op)
+	r.res.pumpF = r.pump
+	if r.res.pf, err = openPollFile(be.pollFD(), be.arm, r.lookResults); err != nil {
+		r.rd.pf.close()
+		return nil, err
 	}
 	return r, nil
 }
@@ -234,6 +224,21 @@ func (r *Ring) initViews(p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) e
 		}
 	}
 
+	ro := p.ResOff
+	rn := atomic.LoadUint32(word(ro.RingEntries))
+	entries("result ring", rn, unsafe.Sizeof(abi.CQE{}), abi.RegionCQEs, ro.Array)
+	if err != nil {
+		return err
+	}
+	r.res.ring = cqView{
+		khead:   word(ro.Head),
+		ktail:   word(ro.Tail),
+		kflags:  word(ro.Flags),
+		mask:    rn - 1,
+		entries: rn,
+		cqes:    unsafe.Slice((*abi.CQE)(unsafe.Add(regions[abi.RegionCQEs], ro.Array)), rn),
+	}
+
 	so := p.SlotOff
 	n := atomic.LoadUint32(word(so.RingEntries))
 	if err != nil {
@@ -252,12 +257,16 @@ func (r *Ring) initViews(p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) e
 	}
 	r.slots.tail = atomic.LoadUint32(r.slots.ktail)
 
-	r.slotSize, r.slotCount, r.sendSlots = p.SlotSize, p.SlotCount, p.SendSlots
 	if uint64(p.SlotSize)*uint64(p.SlotCount+p.SendSlots) > size[abi.RegionPayload] {
 		return fmt.Errorf("goaem: %d slots of %d bytes do not fit the payload region (%d bytes)",
 			p.SlotCount+p.SendSlots, p.SlotSize, size[abi.RegionPayload])
 	}
-	r.payload = unsafe.Slice((*byte)(regions[abi.RegionPayload]), size[abi.RegionPayload])
+	r.pay = payloadArea{
+		bytes:     unsafe.Slice((*byte)(regions[abi.RegionPayload]), size[abi.RegionPayload]),
+		slotSize:  p.SlotSize,
+		slotCount: p.SlotCount,
+		sendSlots: p.SendSlots,
+	}
 	return err
 }
 
@@ -270,18 +279,10 @@ func (r *Ring) Classes() int { return r.classes }
 
 // SlotSize is the bytes of one payload slot: the most a slot event carries
 // and the most a writeback to it may return.
-func (r *Ring) SlotSize() int { return int(r.slotSize) }
+func (r *Ring) SlotSize() int { return int(r.pay.slotSize) }
 
 // Backend names the backend serving the ring ("kernel" or "embedded").
 func (r *Ring) Backend() string { return r.be.name() }
-
-// HotPath is the variant Poll uses to read the rings.
-func (r *Ring) HotPath() HotPath {
-	if r.reaper != nil {
-		return HotPathCgo
-	}
-	return HotPathAtomic
-}
 
 // Addr is this ring's address for channel: the target of Post and Call
 // that reaches a Msg subscription of the channel.
@@ -294,30 +295,22 @@ func (r *Ring) Addr(channel uint32) Addr { return MakeAddr(r.ringID, channel) }
 func (r *Ring) Close() error {
 	r.closeOnce.Do(func() {
 		r.life.closed.Store(true)
-		close(r.closedCh)
-		r.closeHub()
+		close(r.closedCh) // wakes callers and goroutines waiting for the reader role
+		r.rd.pf.close()   // wakes the reader in Wait
+		r.res.pf.close()  // and the result pump
 		for r.life.refs.Load() != 0 {
 			<-r.life.idle
 		}
+		r.rd.pf.unwatch()
+		r.res.pf.unwatch()
 		r.closeErr = r.be.close()
 		r.subs.clear()
-		r.failOps()
 	})
 	return r.closeErr
 }
 
 // isClosed reports whether Close has begun.
 func (r *Ring) isClosed() bool { return r.life.closed.Load() }
-
-// payloadBytes is slot's bytes, length n, capacity the slot size; nil when
-// the kernel side named a slot or length outside the payload region.
-func (r *Ring) payloadBytes(slot, n uint32) []byte {
-	if slot >= r.slotCount+r.sendSlots || n > r.slotSize {
-		return nil
-	}
-	off := uint64(slot) * uint64(r.slotSize)
-	return r.payload[off : off+uint64(n) : off+uint64(r.slotSize)]
-}
 
 // setCleanup makes a forgotten ring release its kernel side when it becomes
 // unreachable; Close is the way to do it.

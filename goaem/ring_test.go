@@ -507,8 +507,8 @@ func TestSubscribeRejects(t *testing.T) {
 }
 
 // Back-to-back calls on one ring, answered by Run in another goroutine,
-// exercise every hand-off between the goroutine leading on the fd and the
-// ones following it: a lost wake-up shows as a call that times out.
+// exercise the two sleepers on the ring fd, the reader and the result
+// pump: a lost wake-up shows as a call that times out.
 //
 // Run serves until the calls end, however long they take. Under testCtx it
 // stopped at its 20 s deadline on a slow machine (a TCG guest under KASAN
@@ -564,7 +564,7 @@ func TestCallsBackToBack(t *testing.T) {
 	})
 }
 
-// The context a leader watched stays watched after the wait; cancelling it
+// The context a sleeping reader watched stays watched after the wait; cancelling it
 // later, or waiting with another one, still ends each wait as it should.
 func TestWaitContextReused(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
@@ -602,5 +602,39 @@ func TestWaitContextReused(t *testing.T) {
 		// A cancelled context that was watched before ends a wait at once.
 		_, err = r.Wait(parent, batch, 1)
 		assert.ErrorIs(t, err, context.Canceled)
+	})
+}
+
+// Events are read by one goroutine at a time: Poll refuses while Wait
+// reads, a second Wait waits for the first, and a call made meanwhile is
+// answered without any reader of the caller's events.
+func TestOneReaderAtATime(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		ctx := testCtx(t)
+		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{})
+		require.NoError(t, err)
+		first := make(chan error, 1)
+		go func() {
+			batch := make([]Event, 1)
+			n, err := r.Wait(ctx, batch, 1)
+			if n == 1 {
+				batch[0].Release()
+			}
+			first <- err
+		}()
+		require.Eventually(t, func() bool {
+			_, err := r.Poll(make([]Event, 1))
+			return errors.Is(err, ErrConcurrentRead)
+		}, 5*time.Second, time.Millisecond, "Poll while Wait reads")
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		_, err = r.Wait(wctx, make([]Event, 1), 1)
+		cancel()
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "a second Wait waits for the first")
+		require.NoError(t, r.Post(r.Addr(1), []byte("x"), 0))
+		require.NoError(t, <-first)
+		n, err := r.Poll(make([]Event, 1))
+		assert.NoError(t, err, "Poll once the reader left")
+		assert.Zero(t, n)
 	})
 }

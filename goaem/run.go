@@ -22,10 +22,11 @@ func (e *HandlerError) Error() string {
 func (e *HandlerError) Unwrap() error { return e.Err }
 
 type runState struct {
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	err    error
-	cancel context.CancelCauseFunc // stops Run at the first error when there is no error handler
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	err        error
+	cancel     context.CancelCauseFunc // stops Run at the first error when there is no error handler
+	errHandler func(ev *Event, err error)
 }
 
 func (rs *runState) fail(err error) {
@@ -48,14 +49,19 @@ func (rs *runState) failed() error {
 // ends, the ring closes or, without WithErrorHandler, a handler fails.
 // Writebacks and releases of inline handlers go to the kernel side once per
 // batch. Before returning, Run waits for the spawned handlers it started;
-// events it read but had not dispatched are put back for the next reader.
-// It returns ctx.Err(), ErrClosed or the handler's *HandlerError.
+// events it read but had not dispatched stay in the rings for the next
+// reader. Run holds the ring's reader role (see Wait) while it runs. It
+// returns ctx.Err(), ErrClosed or the handler's *HandlerError.
 func (r *Ring) Run(ctx context.Context, h Handler) error {
 	if !r.life.acquire() {
 		return ErrClosed
 	}
 	defer r.life.release()
-	rs := &runState{}
+	if err := r.takeReader(ctx); err != nil {
+		return err
+	}
+	defer r.giveReader()
+	rs := &runState{errHandler: r.cfg.errHandler}
 	defer rs.wg.Wait()
 	// Cancelled first on the way out, so clones still running are stopped
 	// before Run waits for them.
@@ -67,10 +73,13 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 		if err := rs.failed(); err != nil {
 			return err
 		}
-		n, err := r.wait(ctx, batch, 1)
+		n, err := r.wait(ctx, batch, 1, true)
 		for i := 0; i < n; i++ {
-			if derr := r.dispatch(ctx, rs, &batch[i], h); derr != nil {
-				r.unread(batch[i:n])
+			if handled, derr := r.dispatch(ctx, rs, &batch[i], h); derr != nil {
+				if handled {
+					i++
+				}
+				r.commit(i) // the rest stay in the rings
 				r.finishBatch(batch[:i])
 				if ferr := rs.failed(); ferr != nil {
 					return ferr
@@ -78,6 +87,7 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 				return derr
 			}
 		}
+		r.commit(n)
 		r.finishBatch(batch[:n])
 		if err != nil {
 			if ferr := rs.failed(); ferr != nil {
@@ -91,10 +101,11 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-// dispatch runs one event's handler. It returns an error only when Run
-// must stop: ctx ended or the ring closed while waiting for room under a
-// spawn bound, or an inline handler failed without an error handler.
-func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler) error {
+// dispatch runs one event's handler; handled says the event was taken. It
+// returns an error only when Run must stop: ctx ended or the ring closed
+// while waiting for room under a spawn bound (the event is not taken), or
+// an inline handler failed without an error handler.
+func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler) (handled bool, err error) {
 	s := r.subs.get(ev.cqe.UserData)
 	mode, handler := ModeInline, h
 	var sem chan struct{}
@@ -112,16 +123,16 @@ func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler)
 	}
 	if handler == nil && mode != ModeClone {
 		ev.Release()
-		return r.report(rs, ev, &HandlerError{Tag: tag, Mode: mode, Err: ErrNoHandler})
+		return true, rs.report(ev, &HandlerError{Tag: tag, Mode: mode, Err: ErrNoHandler})
 	}
 	if mode == ModeInline {
 		ev.state |= stDefer
 		err := handler(ev)
 		ev.Release()
 		if err != nil {
-			return r.report(rs, ev, &HandlerError{Tag: tag, Mode: mode, Err: err})
+			return true, rs.report(ev, &HandlerError{Tag: tag, Mode: mode, Err: err})
 		}
-		return nil
+		return true, nil
 	}
 
 	// Back-pressure: with the bound reached, Run reads no further until a
@@ -129,9 +140,9 @@ func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler)
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-r.closedCh:
-		return ErrClosed
+		return false, ErrClosed
 	}
 	own := new(Event)
 	*own = *ev
@@ -149,18 +160,18 @@ func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler)
 		}
 		own.Release()
 		if err != nil {
-			if rerr := r.report(rs, own, &HandlerError{Tag: tag, Mode: mode, Err: err}); rerr != nil {
+			if rerr := rs.report(own, &HandlerError{Tag: tag, Mode: mode, Err: err}); rerr != nil {
 				rs.fail(rerr)
 			}
 		}
 	}()
-	return nil
+	return true, nil
 }
 
 // report hands a handler error to the error handler, or returns it to stop Run.
-func (r *Ring) report(rs *runState, ev *Event, err error) error {
-	if r.cfg.errHandler != nil {
-		r.cfg.errHandler(ev, err)
+func (rs *runState) report(ev *Event, err error) error {
+	if rs.errHandler != nil {
+		rs.errHandler(ev, err)
 		return nil
 	}
 	rs.fail(err)
@@ -189,7 +200,7 @@ func (r *Ring) finishBatch(evs []Event) {
 	}
 	if r.sqDirty.Load() {
 		if err := r.flush(); err != nil {
-			r.setAsyncErr(err)
+			r.async.fail(err)
 		}
 	}
 }

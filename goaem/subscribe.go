@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -25,7 +26,7 @@ type Timer struct {
 
 func (t Timer) prep(sqe *abi.SQE) error {
 	if t.First <= 0 || t.Interval < 0 {
-		return fmt.Errorf("goaem: timer first %v must be > 0 and interval %v >= 0", t.First, t.Interval)
+		return invalid("goaem: timer first %v must be > 0 and interval %v >= 0", t.First, t.Interval)
 	}
 	sqe.Source = abi.SrcTimer
 	a := sqe.Timer()
@@ -137,7 +138,7 @@ type SubOptions struct {
 // Subscription is one active source feeding this ring.
 type Subscription struct {
 	r       *Ring
-	id      atomic.Uint64 // set as the answer is routed: its events' handlers may run before Subscribe returns
+	id      atomic.Uint64 // set by the answer, or by its first event if that comes first
 	handle  uint64
 	tag     uint64
 	class   int
@@ -154,19 +155,19 @@ type Subscription struct {
 // WithOpTimeout).
 func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	if src == nil {
-		return nil, fmt.Errorf("goaem: subscribe: nil source")
+		return nil, invalid("goaem: subscribe: nil source")
 	}
 	if opts.Class < 0 || opts.Class >= r.classes {
-		return nil, fmt.Errorf("goaem: subscribe: class %d outside 0..%d", opts.Class, r.classes-1)
+		return nil, invalid("goaem: subscribe: class %d outside 0..%d", opts.Class, r.classes-1)
 	}
 	if opts.Mode > ModeClone {
-		return nil, fmt.Errorf("goaem: subscribe: unknown handler mode %d", opts.Mode)
+		return nil, invalid("goaem: subscribe: unknown handler mode %d", opts.Mode)
 	}
 	if opts.Mode == ModeClone && opts.Clone == nil {
-		return nil, fmt.Errorf("goaem: subscribe: ModeClone needs SubOptions.Clone")
+		return nil, invalid("goaem: subscribe: ModeClone needs SubOptions.Clone")
 	}
 	if opts.MaxInFlight < 0 {
-		return nil, fmt.Errorf("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
+		return nil, invalid("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
 	}
 	s := &Subscription{
 		r: r, tag: opts.Tag, class: opts.Class, mode: opts.Mode,
@@ -178,14 +179,15 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	// The table entry exists before the SQE: the first event may arrive
 	// before the result that names the subscription.
 	s.handle = r.subs.add(s)
-	res, err := r.control(s, func(sqe *abi.SQE) error {
+	// SUBSCRIBE's user_data is the subscription's tag, which its answer
+	// echoes: the op is found by it.
+	res, err := r.control(s.handle, s, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpSubscribe
 		sqe.Prio = uint8(opts.Class)
 		if err := src.prep(sqe); err != nil {
 			return err
 		}
 		s.source = sqe.Source
-		sqe.UserData = s.handle
 		return nil
 	})
 	if err == nil {
@@ -198,7 +200,10 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	return s, nil
 }
 
-// ID is the subscription id the kernel side gave it.
+// ID is the subscription id the kernel side gave it. A handler may see the
+// subscription's events before Subscribe has returned; ID is set from then
+// on (from Event.Subscription, which learns it from an event that is not a
+// call's, or from the answer).
 func (s *Subscription) ID() uint64 { return s.id.Load() }
 
 // Tag is the tag given in SubOptions.
@@ -220,17 +225,22 @@ func (s *Subscription) Addr(channel uint32) Addr { return s.r.Addr(channel) }
 
 // Unsubscribe stops the source. Events already in the completion ring
 // stay there and are still delivered (Event.Subscription returns nil for
-// them); backlogged ones are dropped and counted.
+// them); backlogged ones are dropped and counted. Unsubscribing a
+// subscription that has ended (unsubscribed before, or its source posted
+// its final event) does nothing and returns nil.
 func (s *Subscription) Unsubscribe() error {
-	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
+	if s.ended.Swap(true) {
+		return nil
+	}
+	res, err := s.r.control(0, nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpUnsubscribe
 		sqe.Target = s.id.Load()
 		return nil
 	})
-	if err == nil {
+	if err == nil && res != -int32(syscall.ENOENT) {
+		// ENOENT: the source ended by itself; its final event is on its way.
 		err = errno(res)
 	}
-	s.ended.Store(true)
 	s.r.subs.remove(s.handle)
 	if err != nil {
 		return fmt.Errorf("goaem: unsubscribe %#x: %w", s.ID(), err)
@@ -241,7 +251,7 @@ func (s *Subscription) Unsubscribe() error {
 // ResetTimer re-arms a timer subscription.
 func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 	t := Timer{First: first, Interval: interval}
-	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
+	res, err := s.r.control(0, nil, func(sqe *abi.SQE) error {
 		if err := t.prep(sqe); err != nil {
 			return err
 		}
@@ -262,7 +272,7 @@ func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 // SetGenerator changes a generator subscription's rate, count, burst and
 // payload size.
 func (s *Subscription) SetGenerator(g Generator) error {
-	res, err := s.r.control(nil, func(sqe *abi.SQE) error {
+	res, err := s.r.control(0, nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpGenSet
 		sqe.Target = s.id.Load()
 		g.fill(sqe.Gen())

@@ -414,7 +414,7 @@ static long aem_setup(struct aem_file *f, void __user *arg)
 		vaddr[i] = f->region[i].vaddr;
 	}
 	f->boost = !!(p.flags & AEM_SETUP_BOOST);
-	f->cq_capacity = p.cq_entries * p.nr_classes;
+	f->cq_capacity = p.cq_entries * p.nr_classes + l.res_entries;	/* the class rings and the result ring */
 	f->cq0_head = f->region[AEM_REGION_RINGS].vaddr + p.cq_off[0].head;
 	f->cq0_tail = f->region[AEM_REGION_RINGS].vaddr + p.cq_off[0].tail;
 

@@ -272,16 +272,18 @@ struct fz_ring {
 	/* views into RINGS, computed from the published offsets */
 	u32			*sq_head, *sq_tail, *sq_flags, *sq_dropped;
 	struct aem_sqe		*sqes;
-	u32			*cq_head[AEM_MAX_CLASSES], *cq_tail[AEM_MAX_CLASSES];
-	u32			*cq_flags[AEM_MAX_CLASSES], *cq_dropped[AEM_MAX_CLASSES];
-	const struct aem_cqe	*cqes[AEM_MAX_CLASSES];
+	/* completion rings: the classes [0, nr_classes), then the result ring at [nr_classes] */
+	u32			*cq_head[AEM_MAX_CLASSES + 1], *cq_tail[AEM_MAX_CLASSES + 1];
+	u32			*cq_flags[AEM_MAX_CLASSES + 1], *cq_dropped[AEM_MAX_CLASSES + 1];
+	const struct aem_cqe	*cqes[AEM_MAX_CLASSES + 1];
+	u32			cq_entries[AEM_MAX_CLASSES + 1];
 	u32			*sr_head, *sr_tail, *sr_array;
 	u32			sr_entries;
 	uint8_t			*payload;
 
 	/* our side */
 	u32			sq_local_tail;
-	u32			cq_local_head[AEM_MAX_CLASSES];
+	u32			cq_local_head[AEM_MAX_CLASSES + 1];
 	u32			sr_local_tail;
 	u8			slot_state[FZ_MAX_SLOTS];
 	u64			consumed;	/* sum of aem_core_submit() returns */
@@ -354,12 +356,18 @@ static int fz_ring_init(struct fz_ring *fr, const struct aem_params *p)
 	fr->sq_flags = fz_at(rings, fr->p.sq_off.flags);
 	fr->sq_dropped = fz_at(rings, fr->p.sq_off.dropped);
 	fr->sqes = fz_at(fr->regions[AEM_REGION_SQES], fr->p.sq_off.array);
-	for (c = 0; c < fr->p.nr_classes; c++) {
-		fr->cq_head[c] = fz_at(rings, fr->p.cq_off[c].head);
-		fr->cq_tail[c] = fz_at(rings, fr->p.cq_off[c].tail);
-		fr->cq_flags[c] = fz_at(rings, fr->p.cq_off[c].flags);
-		fr->cq_dropped[c] = fz_at(rings, fr->p.cq_off[c].dropped);
-		fr->cqes[c] = fz_at(fr->regions[AEM_REGION_CQES], fr->p.cq_off[c].array);
+	for (c = 0; c <= fr->p.nr_classes; c++) {
+		const struct aem_ring_offsets *o = c < fr->p.nr_classes ? &fr->p.cq_off[c] : &fr->p.res_off;
+
+		fr->cq_head[c] = fz_at(rings, o->head);
+		fr->cq_tail[c] = fz_at(rings, o->tail);
+		fr->cq_flags[c] = fz_at(rings, o->flags);
+		fr->cq_dropped[c] = fz_at(rings, o->dropped);
+		fr->cqes[c] = fz_at(fr->regions[AEM_REGION_CQES], o->array);
+		fr->cq_entries[c] = *(u32 *)fz_at(rings, o->ring_entries);
+		FZ_CHECK(fr->cq_entries[c] && !(fr->cq_entries[c] & (fr->cq_entries[c] - 1)) &&
+			 *(u32 *)fz_at(rings, o->ring_mask) == fr->cq_entries[c] - 1,
+			 "CQ %u: %u entries, mask %u", c, fr->cq_entries[c], *(u32 *)fz_at(rings, o->ring_mask));
 	}
 	fr->sr_head = fz_at(rings, fr->p.slot_off.head);
 	fr->sr_tail = fz_at(rings, fr->p.slot_off.tail);
@@ -373,6 +381,8 @@ static int fz_ring_init(struct fz_ring *fr, const struct aem_params *p)
 	for (c = 0; c < fr->p.nr_classes; c++)
 		FZ_CHECK(fr->p.cq_off[c].array + (u64)fr->p.cq_entries * sizeof(struct aem_cqe) <=
 				 fr->l.region_size[AEM_REGION_CQES], "CQ %u array beyond the CQES region", c);
+	FZ_CHECK(fr->p.res_off.array + (u64)fr->cq_entries[fr->p.nr_classes] * sizeof(struct aem_cqe) <=
+			 fr->l.region_size[AEM_REGION_CQES], "result ring array beyond the CQES region");
 	FZ_CHECK(fr->p.slot_off.array + (u64)fr->sr_entries * 4 <= fr->l.region_size[AEM_REGION_RINGS],
 		 "slot ring array beyond the RINGS region");
 	FZ_CHECK((u64)(fr->p.slot_count + fr->p.send_slots) * fr->p.slot_size <=

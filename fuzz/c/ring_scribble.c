@@ -77,17 +77,19 @@ static void good_drain(void)
 {
 	unsigned c;
 
-	for (c = 0; c < good.p.nr_classes; c++) {
+	for (c = 0; c <= good.p.nr_classes; c++) {	/* the class rings, then the result ring */
 		u32 tail = aem_load_acquire(good.cq_tail[c]);
 		u32 head = good.cq_local_head[c];
 		u32 n = tail - head, i;
 
-		FZ_CHECK(n <= good.p.cq_entries, "good ring class %u: %u CQEs in a ring of %u", c, n,
-			 good.p.cq_entries);
+		FZ_CHECK(n <= good.cq_entries[c], "good ring CQ %u: %u CQEs in a ring of %u", c, n,
+			 good.cq_entries[c]);
 		for (i = 0; i < n; i++) {
-			const struct aem_cqe *cqe = &good.cqes[c][(head + i) & (good.p.cq_entries - 1)];
+			const struct aem_cqe *cqe = &good.cqes[c][(head + i) & (good.cq_entries[c] - 1)];
 			const u8 *data = cqe->data;
 
+			FZ_CHECK(!(cqe->flags & AEM_CQE_F_RESULT) == (c < good.p.nr_classes),
+				 "good ring CQ %u carries a CQE with flags %x", c, cqe->flags);
 			if (cqe->flags & AEM_CQE_F_RESULT) {
 				FZ_CHECK(cqe->user_data == (GOOD_NOP_MAGIC | good_nops_answered),
 					 "good ring: result %llx, expected NOP %llu",
@@ -140,8 +142,8 @@ static void good_drain(void)
 }
 
 /*
- * One well-behaved batch: post no more than the CQ ring holds, submit a NOP
- * (its result takes one entry too), drain, check.
+ * One well-behaved batch: post less than the CQ ring holds, submit a NOP
+ * (its result comes in the result ring), drain, check.
  */
 static void good_step(u8 v)
 {
@@ -187,14 +189,16 @@ static void good_step(u8 v)
 static u32 field_offset(u8 pick)
 {
 	const struct aem_ring_offsets *o;
-	unsigned c = (pick >> 3) % (bad.p.nr_classes + 2);
+	unsigned c = (pick >> 3) % (bad.p.nr_classes + 3);
 
 	if (c == 0)
 		o = &bad.p.sq_off;
 	else if (c == 1)
 		o = &bad.p.slot_off;
+	else if (c == 2)
+		o = &bad.p.res_off;
 	else
-		o = &bad.p.cq_off[c - 2];
+		o = &bad.p.cq_off[c - 3];
 	switch (pick & 7) {
 	case 0: return o->head;
 	case 1: return o->tail;
@@ -286,7 +290,7 @@ static void bad_submit(u32 to_submit)
 /* The hostile user reads what it likes and sets its CQ head to anything. */
 static void bad_drain(struct fz_in *in)
 {
-	unsigned c = fz_u8(in) % bad.p.nr_classes;
+	unsigned c = fz_u8(in) % (bad.p.nr_classes + 1);	/* a class ring or the result ring */
 	u32 tail = aem_load_acquire(bad.cq_tail[c]);
 	u32 mode = fz_u8(in), head;
 
@@ -296,9 +300,9 @@ static void bad_drain(struct fz_in *in)
 	default: head = fz_u32(in); break;
 	}
 	/* Touch every CQE the tail claims, as a careless reader would. */
-	for (u32 i = aem_read_once(*bad.cq_head[c]), k = 0; i != tail && k < bad.p.cq_entries; i++, k++)
-		(void)aem_read_once(bad.cqes[c][i & (bad.p.cq_entries - 1)].res);
-	FZ_TRACE("bad drain class %u: tail %u, head %u -> %u\n", c, tail, aem_read_once(*bad.cq_head[c]), head);
+	for (u32 i = aem_read_once(*bad.cq_head[c]), k = 0; i != tail && k < bad.cq_entries[c]; i++, k++)
+		(void)aem_read_once(bad.cqes[c][i & (bad.cq_entries[c] - 1)].res);
+	FZ_TRACE("bad drain CQ %u: tail %u, head %u -> %u\n", c, tail, aem_read_once(*bad.cq_head[c]), head);
 	aem_store_release(bad.cq_head[c], head);
 }
 

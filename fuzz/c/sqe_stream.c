@@ -186,21 +186,24 @@ static void drain(unsigned cls, u32 max)
 {
 	u32 tail, head, n, i;
 
-	if (cls >= ring.p.nr_classes)
+	if (cls > ring.p.nr_classes)	/* the class rings, then the result ring */
 		return;
 	tail = aem_load_acquire(ring.cq_tail[cls]);
 	head = ring.cq_local_head[cls];
 	n = tail - head;
-	FZ_CHECK(n <= ring.p.cq_entries, "class %u: %u CQEs published in a ring of %u", cls, n,
-		 ring.p.cq_entries);
+	FZ_CHECK(n <= ring.cq_entries[cls], "CQ %u: %u CQEs published in a ring of %u", cls, n,
+		 ring.cq_entries[cls]);
 	if (n > max)
 		n = max;
 	for (i = 0; i < n; i++) {
-		const struct aem_cqe *cqe = &ring.cqes[cls][(head + i) & (ring.p.cq_entries - 1)];
+		const struct aem_cqe *cqe = &ring.cqes[cls][(head + i) & (ring.cq_entries[cls] - 1)];
 
 		FZ_CHECK(!(cqe->flags & ~(AEM_CQE_F_RESULT | AEM_CQE_F_SLOT | AEM_CQE_F_CALL |
 					  AEM_CQE_F_FINAL | AEM_CQE_F_TRUNC)),
 			 "CQE with unknown flags %x", cqe->flags);
+		FZ_CHECK(!(cqe->flags & AEM_CQE_F_RESULT) == (cls < ring.p.nr_classes),
+			 "CQ %u (%u classes) carries a CQE with flags %x", cls, ring.p.nr_classes,
+			 cqe->flags);
 		FZ_TRACE("  cqe class %u: ud %llx id %llx res %d flags %x slot %u src %u\n", cls,
 			 (unsigned long long)cqe->user_data, (unsigned long long)cqe->id, cqe->res,
 			 cqe->flags, cqe->slot, cqe->source);
@@ -222,8 +225,8 @@ static void drain_all(void)
 {
 	unsigned c;
 
-	for (c = 0; c < ring.p.nr_classes; c++)
-		drain(c, ring.p.cq_entries);
+	for (c = 0; c <= ring.p.nr_classes; c++)
+		drain(c, ring.cq_entries[c]);
 }
 
 /*
@@ -430,16 +433,16 @@ static void check_cq_ready(u32 min)
 	u32 total = 0, c;
 	bool urgent = false, got;
 
-	for (c = 0; c < ring.p.nr_classes; c++) {
+	for (c = 0; c <= ring.p.nr_classes; c++) {	/* the class rings, then the result ring */
 		u32 n = aem_load_acquire(ring.cq_tail[c]) - ring.cq_local_head[c];
 
 		total += n;
-		if (c == 0 && n)
+		if ((c == 0 || c == ring.p.nr_classes) && n)
 			urgent = true;
 	}
 	got = aem_core_cq_ready(ring.r, min);
 	/* A wait for zero CQEs waits for one: it is never trivially ready. */
-	FZ_CHECK(got == (urgent || total >= (min ? min : 1)), "cq_ready(%u) = %d with %u ready (%s class 0)", min,
+	FZ_CHECK(got == (urgent || total >= (min ? min : 1)), "cq_ready(%u) = %d with %u ready (%s class 0 or results)", min,
 		 got, total, urgent ? "some in" : "none in");
 }
 
@@ -495,9 +498,9 @@ static void final_checks(void)
 	}
 	FZ_CHECK(st.backlog == 0, "backlog still holds %llu events with every CQ ring empty",
 		 (unsigned long long)st.backlog);
-	for (i = 0; i < ring.p.nr_classes; i++)
+	for (i = 0; i <= ring.p.nr_classes; i++)
 		FZ_CHECK(!(aem_read_once(*ring.cq_flags[i]) & AEM_CQ_F_OVERFLOW),
-			 "class %u still flagged OVERFLOW with an empty backlog", i);
+			 "CQ %u still flagged OVERFLOW with an empty backlog", i);
 
 	/*
 	 * Every consumed SQE is answered, or refused and counted: a refusal's
@@ -592,7 +595,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3: {
 			u8 cls = fz_u8(&in), max = fz_u8(&in);
 
-			drain(cls % AEM_MAX_CLASSES, 1 + max % 64);
+			drain(cls % (AEM_MAX_CLASSES + 1), 1 + max % 64);
 			break;
 		}
 		case 4: {

@@ -13,7 +13,7 @@ import "unsafe"
 
 // Version and limits.
 const (
-	APIVersion = 1
+	APIVersion = 2
 
 	MaxClasses    = 4
 	MaxSQEntries  = 1 << 16
@@ -28,6 +28,9 @@ const (
 	NrRegions     = 4
 	DefaultCallMS = 5000
 )
+
+// DevicePath is the kernel module's device (AEM_DEVICE_PATH).
+const DevicePath = "/dev/aem"
 
 // Setup flags (Params.Flags) and features (Params.Features).
 const (
@@ -159,6 +162,7 @@ type Params struct {
 	SQOff        RingOffsets             `aem:"sq_off"`
 	CQOff        [MaxClasses]RingOffsets `aem:"cq_off"`
 	SlotOff      RingOffsets             `aem:"slot_off"`
+	ResOff       RingOffsets             `aem:"res_off"`
 	RegionSize   [NrRegions]uint64       `aem:"region_size"`
 	Resv2        [4]uint64               `aem:"resv2"`
 }

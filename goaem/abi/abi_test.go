@@ -81,6 +81,7 @@ func TestLayoutMatchesHeader(t *testing.T) {
 func isStructFact(name string) bool { return len(name) > 4 && name[:4] == "aem_" }
 
 func TestConstantsMatchHeader(t *testing.T) {
+	assert.Equal(t, abi.CDevicePath(), abi.DevicePath, "AEM_DEVICE_PATH")
 	c := abi.CFacts()
 	consts := map[string]uint64{
 		"AEM_API_VERSION": abi.APIVersion, "AEM_MAX_CLASSES": abi.MaxClasses,

@@ -29,7 +29,8 @@ static const struct goaem_fact goaem_facts[] = {
 	F(aem_params, send_slots), F(aem_params, backlog_limit), F(aem_params, flags),
 	F(aem_params, features), F(aem_params, api_version), F(aem_params, ring_id),
 	F(aem_params, resv), F(aem_params, sq_off), F(aem_params, cq_off),
-	F(aem_params, slot_off), F(aem_params, region_size), F(aem_params, resv2),
+	F(aem_params, slot_off), F(aem_params, res_off), F(aem_params, region_size),
+	F(aem_params, resv2),
 
 	S(aem_timer_args), F(aem_timer_args, first_ns), F(aem_timer_args, interval_ns),
 	F(aem_timer_args, resv),
@@ -108,6 +109,7 @@ static const struct goaem_fact goaem_facts[] = {
 	{ "AEM_ADDR(0x12345678,0x9abcdef0)", AEM_ADDR(0x12345678, 0x9abcdef0) },
 };
 
+static const char *goaem_device_path(void) { return AEM_DEVICE_PATH; }
 static unsigned goaem_nfacts(void) { return sizeof(goaem_facts) / sizeof(goaem_facts[0]); }
 static struct goaem_fact goaem_fact(unsigned i) { return goaem_facts[i]; }
 */
@@ -125,3 +127,6 @@ func CFacts() map[string]uint64 {
 	}
 	return m
 }
+
+// CDevicePath is the header's AEM_DEVICE_PATH. Only tests need it.
+func CDevicePath() string { return C.GoString(C.goaem_device_path()) }

@@ -94,6 +94,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	memset(l, 0, sizeof(*l));
 	l->sq_entries = sq;
 	l->cq_entries = cq;
+	l->res_entries = 2 * sq;
 	l->nr_classes = nc;
 	l->slot_size = ss;
 	l->slot_count = sc;
@@ -103,7 +104,9 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	l->region_size[AEM_REGION_RINGS] =
 		round_page(AEM_RB_SLOT_ARRAY + 4ULL * l->slot_ring_entries);
 	l->region_size[AEM_REGION_SQES] = round_page((u64)sq * sizeof(struct aem_sqe));
-	l->region_size[AEM_REGION_CQES] = round_page((u64)cq * nc * sizeof(struct aem_cqe));
+	/* The class rings, then the result ring. */
+	l->region_size[AEM_REGION_CQES] =
+		round_page(((u64)cq * nc + l->res_entries) * sizeof(struct aem_cqe));
 	l->region_size[AEM_REGION_PAYLOAD] = round_page(((u64)sc + send) * ss);
 
 	p->sq_entries = sq;
@@ -124,6 +127,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 			memset(&p->cq_off[c], 0, sizeof(p->cq_off[c]));
 	}
 	set_offsets(&p->slot_off, AEM_RB_SLOT, AEM_RB_SLOT_ARRAY);
+	set_offsets(&p->res_off, AEM_RB_RES, nc * cq * (u32)sizeof(struct aem_cqe));
 	for (i = 0; i < AEM_NR_REGIONS; i++)
 		p->region_size[i] = l->region_size[i];
 	return 0;
@@ -391,12 +395,12 @@ static u32 cq_room(struct aem_ring *r, struct aem_cq_core *cq)
 	u32 head = aem_load_acquire(cq->khead);	/* pairs with aem_cq_advance()'s release */
 	u32 used = cq->tail - head;
 
-	if (unlikely(used > r->cq_entries || (s32)(head - cq->head_seen) < 0)) {
+	if (unlikely(used > cq->entries || (s32)(head - cq->head_seen) < 0)) {
 		r->refused[AEM_REFUSE_INDEX]++;
 		return 0;
 	}
 	cq->head_seen = head;
-	return r->cq_entries - used;
+	return cq->entries - used;
 }
 
 static struct aem_cqe *bl_append_locked(struct aem_ring *r, struct aem_cq_core *cq,
@@ -447,7 +451,7 @@ static void bl_chunk_done(struct aem_ring *r, struct aem_cq_core *cq)
 static struct aem_cqe *bl_emit_locked(struct aem_ring *r, struct aem_cq_core *cq,
 				      const struct aem_cqe *cqe, u32 *tail, u32 *room)
 {
-	struct aem_cqe *e = &cq->cqes[*tail & r->cq_mask];
+	struct aem_cqe *e = &cq->cqes[*tail & cq->mask];
 
 	*e = *cqe;
 	(*tail)++;
@@ -561,7 +565,8 @@ static void account_drop_locked(struct aem_ring *r, struct aem_cq_core *cq, stru
 }
 
 /*
- * Post one CQE (event or result) into class ev->cls of @r; under cq_lock.
+ * Post one CQE into @r: an event into class ev->cls, a result (F_RESULT)
+ * into the result ring; under cq_lock.
  * A payload longer than AEM_CQE_INLINE, or any payload with F_SLOT in
  * ev->flags, goes into a delivery slot.  When the CQ ring is full, or no
  * slot is free, the event waits in the backlog (its payload in a slot or,
@@ -570,7 +575,7 @@ static void account_drop_locked(struct aem_ring *r, struct aem_cq_core *cq, stru
  */
 int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev *ev)
 {
-	struct aem_cq_core *cq = &r->cq[ev->cls];
+	struct aem_cq_core *cq = (ev->flags & AEM_CQE_F_RESULT) ? __aem_res_cq(r) : &r->cq[ev->cls];
 	u32 len = ev->len, flags = ev->flags & ~AEM_CQE_F_SLOT, slot = AEM_NIL, limit;
 	bool need_slot = len > AEM_CQE_INLINE || (ev->flags & AEM_CQE_F_SLOT);
 	struct aem_cqe *e, tmp;
@@ -607,7 +612,7 @@ int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev
 		if (need_slot)
 			slot = slot_get_locked(r);
 		if (!need_slot || slot != AEM_NIL) {
-			e = &cq->cqes[cq->tail & r->cq_mask];
+			e = &cq->cqes[cq->tail & cq->mask];
 			if (need_slot) {
 				fill_payload(ev, __aem_slot_ptr(r, slot), len);
 				tmp.slot = slot;
@@ -932,7 +937,7 @@ void aem_core_flush_backlog(struct aem_ring *r)
 		return;
 	aem_spin_lock_irqsave(&r->cq_lock, f);
 	reclaim_locked(r);
-	for (c = 0; c < r->nr_classes; c++) {
+	for (c = 0; c <= r->nr_classes; c++) {	/* the class rings and the result ring */
 		if (r->cq[c].bl_head && flush_class_locked(r, &r->cq[c])) {
 			moved = true;
 			urgent |= c == 0;
@@ -1026,14 +1031,15 @@ bool aem_core_cq_ready(struct aem_ring *r, u32 min)
 {
 	u32 c, total = 0;
 
-	for (c = 0; c < r->nr_classes; c++) {
+	for (c = 0; c <= r->nr_classes; c++) {	/* the class rings and the result ring */
 		struct aem_cq_core *cq = &r->cq[c];
 		/* Both indices live in shared memory: the tail is ours (release), the head the user's. */
 		u32 n = aem_load_acquire(cq->ktail) - aem_load_acquire(cq->khead);
 
-		if (n > r->cq_entries)
+		if (n > cq->entries)
 			n = 0;
-		if (c == 0 && n)
+		/* An urgent event or any result (what the waiter asked for) ends a wait at once. */
+		if ((c == 0 || c == r->nr_classes) && n)
 			return true;
 		total += n;
 	}
@@ -1551,17 +1557,21 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->sq_kdropped = (u32 *)(rings + AEM_RB_SQ + AEM_RB_DROPPED);
 	*(u32 *)(rings + AEM_RB_SQ + AEM_RB_MASK) = r->sq_mask;
 	*(u32 *)(rings + AEM_RB_SQ + AEM_RB_ENTRIES) = r->sq_entries;
-	for (c = 0; c < r->nr_classes; c++) {
-		u8 *b = rings + AEM_RB_CQ(c);
+	for (c = 0; c <= r->nr_classes; c++) {
+		/* The class rings, then the result ring: its CQEs follow theirs. */
+		u8 *b = rings + (c < r->nr_classes ? AEM_RB_CQ(c) : AEM_RB_RES);
 		struct aem_cq_core *cq = &r->cq[c];
+
+		cq->entries = c < r->nr_classes ? r->cq_entries : l->res_entries;
+		cq->mask = cq->entries - 1;
 
 		cq->khead = (u32 *)(b + AEM_RB_HEAD);
 		cq->ktail = (u32 *)(b + AEM_RB_TAIL);
 		cq->kflags = (u32 *)(b + AEM_RB_FLAGS);
 		cq->kdropped = (u32 *)(b + AEM_RB_DROPPED);
 		cq->cqes = (struct aem_cqe *)regions[AEM_REGION_CQES] + (size_t)c * r->cq_entries;
-		*(u32 *)(b + AEM_RB_MASK) = r->cq_mask;
-		*(u32 *)(b + AEM_RB_ENTRIES) = r->cq_entries;
+		*(u32 *)(b + AEM_RB_MASK) = cq->mask;
+		*(u32 *)(b + AEM_RB_ENTRIES) = cq->entries;
 	}
 	r->sr_khead = (u32 *)(rings + AEM_RB_SLOT + AEM_RB_HEAD);
 	r->sr_ktail = (u32 *)(rings + AEM_RB_SLOT + AEM_RB_TAIL);
@@ -1643,7 +1653,7 @@ void aem_core_ring_destroy(struct aem_ring *r)
 	}
 	aem_mutex_unlock(&r->submit_lock);
 
-	for (c = 0; c < r->nr_classes; c++) {
+	for (c = 0; c <= r->nr_classes; c++) {
 		while (r->cq[c].bl_head) {
 			struct aem_bl_chunk *b = r->cq[c].bl_head;
 

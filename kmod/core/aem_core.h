@@ -61,6 +61,7 @@ struct aem_sub {
 struct aem_layout {
 	u64	region_size[AEM_NR_REGIONS];
 	u32	sq_entries, cq_entries, nr_classes;
+	u32	res_entries;	/* result ring: twice the SQ ring, so a full batch's results fit twice */
 	u32	slot_size, slot_count, send_slots, slot_ring_entries;
 	u32	backlog_limit;
 };

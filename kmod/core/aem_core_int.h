@@ -41,15 +41,16 @@
 #define AEM_RB_DROPPED		140
 #define AEM_RB_SQ		0
 #define AEM_RB_CQ(c)		(AEM_RB_SIZE * (1 + (c)))
-#define AEM_RB_SLOT		AEM_RB_CQ(AEM_MAX_CLASSES)
+#define AEM_RB_RES		AEM_RB_CQ(AEM_MAX_CLASSES)
+#define AEM_RB_SLOT		(AEM_RB_RES + AEM_RB_SIZE)
 #define AEM_RB_SLOT_ARRAY	(AEM_RB_SLOT + AEM_RB_SIZE)
 
 /* Overflow backlog: per-class FIFO of chunks of whole CQEs. */
 #define AEM_BL_CHUNK		32
 /*
- * Result CQEs may fill the backlog beyond the events' bound: a second
- * bound's worth (submission stops there), one SQ ring (the batch in
- * flight) and the call table (asynchronous call results).
+ * Result CQEs (the result ring's backlog) may fill the backlog beyond the
+ * events' bound: a second bound's worth (submission stops there), one SQ
+ * ring (the batch in flight) and the call table (asynchronous call results).
  */
 #define AEM_MAX_CALLS		(1U << 14)
 #define AEM_RESULT_LIMIT(r)	(2 * (r)->backlog_limit + (r)->sq_entries + AEM_MAX_CALLS)
@@ -73,6 +74,7 @@ struct aem_cq_core {
 	u32			*kflags;
 	u32			*kdropped;
 	struct aem_cqe		*cqes;
+	u32			entries, mask;	/* class rings: cq_entries; the result ring: res_entries */
 	u32			tail;		/* the truth; ktail is its published copy */
 	u32			head_seen;	/* last sane user head */
 	u32			dropped;
@@ -112,7 +114,8 @@ struct aem_ring {
 
 	/* everything below: under cq_lock */
 	aem_spinlock_t		cq_lock;
-	struct aem_cq_core	cq[AEM_MAX_CLASSES];
+	/* class rings [0, nr_classes), then the result ring at [nr_classes] */
+	struct aem_cq_core	cq[AEM_MAX_CLASSES + 1];
 	u32			sr_head;
 	u32			nr_free;	/* slot free stack depth */
 	u32			*slot_free;	/* absolute slot indices */
@@ -138,6 +141,12 @@ static inline struct aem_sub *__aem_sub_at(struct aem_ring *r, u32 idx)
 	return &r->sub_chunks[idx >> AEM_SUB_CHUNK_SHIFT][idx & (AEM_SUB_CHUNK - 1)];
 }
 
+/* The completion ring that carries results (answers to SQEs), apart from events. */
+static inline struct aem_cq_core *__aem_res_cq(struct aem_ring *r)
+{
+	return &r->cq[r->nr_classes];
+}
+
 static inline u64 __aem_make_id(u32 idx, u32 gen, u32 kind)
 {
 	return (u64)idx | ((u64)(gen & 0xffffff) << 32) | ((u64)kind << 56);
@@ -153,7 +162,7 @@ struct aem_ev {
 	s32		res;		/* < 0 for an error result; else computed from len */
 	u32		flags;		/* AEM_CQE_F_* */
 	u8		source;
-	u8		cls;
+	u8		cls;		/* event: its class ring; result (F_RESULT): the SQE's class, informational */
 	u32		len;		/* payload bytes */
 	aem_fill_fn	fill;		/* writes the payload; NULL: none */
 	void		*arg;

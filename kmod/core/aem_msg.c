@@ -384,7 +384,7 @@ static struct aem_call *call_find_locked(u64 token, u32 *idx)
 	return c;
 }
 
-/* A result CQE into the caller ring of an async call (reply or error). */
+/* A result CQE into the caller ring's result ring for an async call (reply or error). */
 static void call_result(u32 caller_id, u64 user_data, u8 prio, u64 token, s32 res,
 			const void *data, u32 len)
 {

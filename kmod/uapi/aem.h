@@ -23,7 +23,7 @@
 #include <sys/ioctl.h>
 #endif
 
-#define AEM_API_VERSION		1
+#define AEM_API_VERSION		2
 #define AEM_DEVICE_PATH		"/dev/aem"
 
 /* ---------------------------------------------------------------------- */
@@ -87,6 +87,7 @@ struct aem_params {
 	struct aem_ring_offsets sq_off;			/* out */
 	struct aem_ring_offsets cq_off[AEM_MAX_CLASSES];	/* out; unused classes zeroed */
 	struct aem_ring_offsets slot_off;		/* out: slot return ring */
+	struct aem_ring_offsets res_off;		/* out: result ring (2 * sq_entries CQEs) */
 	__u64	region_size[4];	/* out: bytes of each region, indexed by AEM_REGION_* */
 	__u64	resv2[4];	/* must be zero */
 };
@@ -94,7 +95,7 @@ struct aem_params {
 /* mmap regions: offset passed to mmap() is AEM_OFF_<REGION> */
 #define AEM_REGION_RINGS	0	/* indices and flags; slot return ring; read-write */
 #define AEM_REGION_SQES		1	/* struct aem_sqe[sq_entries]; read-write */
-#define AEM_REGION_CQES		2	/* struct aem_cqe[cq_entries] per class; READ-ONLY */
+#define AEM_REGION_CQES		2	/* struct aem_cqe[cq_entries] per class, then the result ring's; READ-ONLY */
 #define AEM_REGION_PAYLOAD	3	/* slots: send slots first, then delivery slots; read-write */
 #define AEM_NR_REGIONS		4
 
@@ -106,8 +107,8 @@ struct aem_params {
 /* SQ ring flags (kernel-written) */
 #define AEM_SQ_F_REFUSED	(1U << 0)	/* at least one SQE was refused since setup */
 
-/* CQ ring flags (kernel-written) */
-#define AEM_CQ_F_OVERFLOW	(1U << 0)	/* events wait in the backlog; enter flushes */
+/* CQ ring flags (kernel-written; class rings and the result ring) */
+#define AEM_CQ_F_OVERFLOW	(1U << 0)	/* entries wait in the backlog; enter flushes */
 
 /* ---------------------------------------------------------------------- */
 /* Submission queue entry: 64 bytes, one cache line                        */
@@ -214,8 +215,14 @@ struct aem_sqe {
 /* ---------------------------------------------------------------------- */
 /* Completion queue entry: 64 bytes, one cache line                       */
 
+/*
+ * Events arrive in the completion ring of their class; results (the answer
+ * to an SQE: subscribe, unsubscribe, set, refusal, post, call reply) arrive
+ * in the result ring alone, so a reader of results never has to skip events.
+ */
+
 /* aem_cqe.flags */
-#define AEM_CQE_F_RESULT	(1U << 0)	/* answers an SQE: user_data is the SQE's */
+#define AEM_CQE_F_RESULT	(1U << 0)	/* answers an SQE: user_data is the SQE's; only in the result ring */
 #define AEM_CQE_F_SLOT		(1U << 1)	/* payload in slot aem_cqe.slot (res bytes); release or write back */
 #define AEM_CQE_F_CALL		(1U << 2)	/* a call: the caller waits for a writeback to id */
 #define AEM_CQE_F_FINAL		(1U << 3)	/* last event of its subscription; the id is dead */
@@ -228,7 +235,7 @@ struct aem_cqe {
 	__u32	flags;		/* AEM_CQE_F_* */
 	__u32	slot;		/* payload slot when AEM_CQE_F_SLOT */
 	__u8	source;		/* enum aem_source of the event */
-	__u8	prio;		/* class it was delivered in */
+	__u8	prio;		/* event: class it was delivered in; result: the SQE's class */
 	__u16	resv;
 	__u8	data[AEM_CQE_INLINE];	/* inline payload when !AEM_CQE_F_SLOT */
 };
@@ -276,12 +283,12 @@ struct aem_fd_event {
 /* ioctls on the ring fd                                                  */
 
 /* AEM_IOC_ENTER flags */
-#define AEM_ENTER_GETEVENTS	(1U << 0)	/* wait for min_complete CQEs */
+#define AEM_ENTER_GETEVENTS	(1U << 0)	/* wait for min_complete CQEs (results count; any result or class-0 event ends the wait) */
 #define AEM_ENTER_FLAGS_ALL	(AEM_ENTER_GETEVENTS)
 
 struct aem_enter {
 	__u32	to_submit;	/* SQEs to consume */
-	__u32	min_complete;	/* with GETEVENTS: CQEs (all classes) to wait for */
+	__u32	min_complete;	/* with GETEVENTS: CQEs (all classes and results) to wait for */
 	__u32	flags;		/* AEM_ENTER_* */
 	__u32	submitted;	/* out: SQEs consumed (refused ones included) */
 	__s64	timeout_ns;	/* < 0: no timeout; 0: do not sleep */

@@ -58,7 +58,7 @@ struct aem_sq {
 	unsigned	sqe_tail;	/* local: next SQE to hand out */
 };
 
-/* User-space view of one completion ring (one per priority class). */
+/* User-space view of one completion ring (one per priority class, and the result ring). */
 struct aem_cq {
 	unsigned		*khead;		/* written by us: store-release frees CQEs */
 	unsigned		*ktail;		/* written by the kernel side */
@@ -81,7 +81,8 @@ struct aem_slot_ring {
 
 struct aem_ring {
 	struct aem_sq		sq;
-	struct aem_cq		cq[AEM_MAX_CLASSES];
+	struct aem_cq		cq[AEM_MAX_CLASSES];	/* events, by class */
+	struct aem_cq		res;			/* results: the answers to SQEs */
 	struct aem_slot_ring	slots;
 	unsigned		nr_classes;
 	unsigned		features;	/* AEM_FEAT_* */
@@ -298,18 +299,36 @@ AEMINLINE void aem_prep_gen_set(struct aem_sqe *sqe, uint64_t sub_id, uint64_t r
 
 /* Publish and hand the SQEs to the kernel side; returns SQEs consumed. */
 int aem_submit(struct aem_ring *ring);
-/* Submit, then wait until @wait_nr CQEs (all classes) are ready or @timeout_ns passes (-1: forever). */
+/* Submit, then wait as aem_wait() for @wait_nr CQEs, or until @timeout_ns passes (-1: forever). */
 int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns);
 
 /* ---------------------------------------------------------------------- */
 /* Completion                                                             */
 
+/*
+ * Events arrive in the class rings (aem_cq_*, aem_peek_batch), results of
+ * SQEs in the result ring (aem_result_*).  Read the result ring before the
+ * class rings: a subscription's id then arrives before any of its events.
+ * The __aem_cqv_* helpers work on either view.
+ */
+AEMINLINE unsigned __aem_cqv_peek(const struct aem_cq *cq, unsigned *head)
+{
+	*head = *cq->khead;
+	return aem_load_acquire(cq->ktail) - *head;	/* pairs with the core's tail release */
+}
+
+AEMINLINE void __aem_cqv_advance(struct aem_cq *cq, unsigned n)
+{
+	if (n)
+		aem_store_release(cq->khead, *cq->khead + n);	/* pairs with the core's head acquire */
+}
+
 /* CQEs ready in class @cls. One acquire load of the tail. */
 AEMINLINE unsigned aem_cq_ready(const struct aem_ring *ring, unsigned cls)
 {
-	const struct aem_cq *cq = &ring->cq[cls];
+	unsigned head;
 
-	return aem_load_acquire(cq->ktail) - *cq->khead;	/* pairs with the core's tail release */
+	return __aem_cqv_peek(&ring->cq[cls], &head);
 }
 
 /*
@@ -320,9 +339,8 @@ AEMINLINE unsigned aem_peek_batch(const struct aem_ring *ring, unsigned cls,
 				      const struct aem_cqe **cqes, unsigned max)
 {
 	const struct aem_cq *cq = &ring->cq[cls];
-	unsigned head = *cq->khead;
-	unsigned n = aem_load_acquire(cq->ktail) - head;	/* pairs with the core's tail release */
-	unsigned i;
+	unsigned head, i;
+	unsigned n = __aem_cqv_peek(cq, &head);
 
 	if (n > max)
 		n = max;
@@ -339,10 +357,7 @@ AEMINLINE unsigned aem_peek_batch(const struct aem_ring *ring, unsigned cls,
  */
 AEMINLINE unsigned aem_cq_peek(const struct aem_ring *ring, unsigned cls, unsigned *head)
 {
-	const struct aem_cq *cq = &ring->cq[cls];
-
-	*head = *cq->khead;
-	return aem_load_acquire(cq->ktail) - *head;	/* pairs with the core's tail release */
+	return __aem_cqv_peek(&ring->cq[cls], head);
 }
 
 AEMINLINE const struct aem_cqe *aem_cq_at(const struct aem_ring *ring, unsigned cls,
@@ -356,10 +371,27 @@ AEMINLINE const struct aem_cqe *aem_cq_at(const struct aem_ring *ring, unsigned 
 /* Free @n CQEs of class @cls for reuse: one store-release for the batch. */
 AEMINLINE void aem_cq_advance(struct aem_ring *ring, unsigned cls, unsigned n)
 {
-	struct aem_cq *cq = &ring->cq[cls];
+	__aem_cqv_advance(&ring->cq[cls], n);
+}
 
-	if (n)
-		aem_store_release(cq->khead, *cq->khead + n);	/* pairs with the core's head acquire */
+/*
+ * The result ring, read as aem_cq_peek / aem_cq_at / aem_cq_advance read a
+ * class ring: *head gets the index of the oldest ready result, the return
+ * value how many are ready.
+ */
+AEMINLINE unsigned aem_result_peek(const struct aem_ring *ring, unsigned *head)
+{
+	return __aem_cqv_peek(&ring->res, head);
+}
+
+AEMINLINE const struct aem_cqe *aem_result_at(const struct aem_ring *ring, unsigned idx)
+{
+	return &ring->res.cqes[idx & ring->res.ring_mask];
+}
+
+AEMINLINE void aem_result_advance(struct aem_ring *ring, unsigned n)
+{
+	__aem_cqv_advance(&ring->res, n);
 }
 
 /* Payload of @cqe: inline bytes or its slot. *len gets the byte count. */
@@ -407,7 +439,10 @@ AEMINLINE void aem_release_commit(struct aem_ring *ring)
 	aem_store_release(ring->slots.ktail, ring->slots.local_tail);	/* pairs with the core's slot-ring acquire */
 }
 
-/* Wait until @min CQEs (all classes) or an urgent one are ready; -ETIME on timeout, -EINTR. */
+/*
+ * Wait until @min CQEs (all classes and results) are ready, or a class-0
+ * event or any result is; -ETIME on timeout, -EINTR.
+ */
 int aem_wait(struct aem_ring *ring, unsigned min, int64_t timeout_ns);
 
 /* The fd to poll/epoll for readability when CQEs are ready. */

@@ -103,6 +103,17 @@ static unsigned *rings_u32(struct aem_ring *ring, uint32_t off)
 	return (unsigned *)((char *)ring->region[AEM_REGION_RINGS] + off);
 }
 
+static void init_cq_view(struct aem_ring *ring, struct aem_cq *cq, const struct aem_ring_offsets *o)
+{
+	cq->khead = rings_u32(ring, o->head);
+	cq->ktail = rings_u32(ring, o->tail);
+	cq->kflags = rings_u32(ring, o->flags);
+	cq->kdropped = rings_u32(ring, o->dropped);
+	cq->ring_mask = *rings_u32(ring, o->ring_mask);
+	cq->ring_entries = *rings_u32(ring, o->ring_entries);
+	cq->cqes = (const struct aem_cqe *)((char *)ring->region[AEM_REGION_CQES] + o->array);
+}
+
 static void init_view(struct aem_ring *ring, const struct aem_params *p)
 {
 	unsigned c;
@@ -116,18 +127,9 @@ static void init_view(struct aem_ring *ring, const struct aem_params *p)
 	ring->sq.sqes = (struct aem_sqe *)((char *)ring->region[AEM_REGION_SQES] + p->sq_off.array);
 	ring->sq.sqe_head = ring->sq.sqe_tail = *ring->sq.ktail;
 
-	for (c = 0; c < p->nr_classes; c++) {
-		const struct aem_ring_offsets *o = &p->cq_off[c];
-		struct aem_cq *cq = &ring->cq[c];
-
-		cq->khead = rings_u32(ring, o->head);
-		cq->ktail = rings_u32(ring, o->tail);
-		cq->kflags = rings_u32(ring, o->flags);
-		cq->kdropped = rings_u32(ring, o->dropped);
-		cq->ring_mask = *rings_u32(ring, o->ring_mask);
-		cq->ring_entries = *rings_u32(ring, o->ring_entries);
-		cq->cqes = (const struct aem_cqe *)((char *)ring->region[AEM_REGION_CQES] + o->array);
-	}
+	for (c = 0; c < p->nr_classes; c++)
+		init_cq_view(ring, &ring->cq[c], &p->cq_off[c]);
+	init_cq_view(ring, &ring->res, &p->res_off);
 
 	ring->slots.khead = rings_u32(ring, p->slot_off.head);
 	ring->slots.ktail = rings_u32(ring, p->slot_off.tail);

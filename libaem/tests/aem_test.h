@@ -214,7 +214,7 @@ static inline void t_release(struct aem_ring *r, unsigned slot)
 }
 
 /*
- * Next CQE, class 0 first, copied to @out; false when none came within
+ * Next CQE, results first, then events class 0 first, copied to @out; false when none came within
  * @timeout_ms.  Between looks it enters the kernel side (flushing the
  * backlog, reclaiming released slots) and waits.
  */
@@ -226,6 +226,13 @@ static inline bool t_next(struct aem_ring *r, struct aem_cqe *out, unsigned time
 	int ret;
 
 	for (;;) {
+		unsigned head;
+
+		if (aem_result_peek(r, &head)) {
+			*out = *aem_result_at(r, head);
+			aem_result_advance(r, 1);
+			return true;
+		}
 		for (cls = 0; cls < r->nr_classes; cls++) {
 			if (aem_peek_batch(r, cls, &c, 1)) {
 				*out = *c;

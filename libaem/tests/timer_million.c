@@ -44,33 +44,40 @@ static long mem_available_kib(void)
 static void reap(struct aem_ring *r, uint64_t *ids, uint8_t *seen, unsigned n, unsigned *results,
 		 unsigned *fired)
 {
-	const struct aem_cqe *batch[256];
-	unsigned got, i;
+	unsigned head, got, i;
 
-	while ((got = aem_peek_batch(r, 0, batch, 256))) {
+	while ((got = aem_result_peek(r, &head))) {
 		for (i = 0; i < got; i++) {
-			const struct aem_cqe *c = batch[i];
+			const struct aem_cqe *c = aem_result_at(r, head + i);
 			uint64_t tag = c->user_data;
 
 			if (tag < 1 || tag > n)
-				t_fail("CQE with unknown tag %#llx res %d flags %#x",
+				t_fail("result with unknown tag %#llx res %d flags %#x",
 				       (unsigned long long)tag, c->res, c->flags);
-			if (c->flags & AEM_CQE_F_RESULT) {
-				if (c->res < 0)
-					t_fail("timer %llu refused: %s", (unsigned long long)tag,
-					       strerror(-c->res));
-				t_assert(!ids[tag - 1], "two results for timer %llu", (unsigned long long)tag);
-				ids[tag - 1] = c->id;
-				(*results)++;
-			} else {
-				t_assert(c->source == AEM_SRC_TIMER && (c->flags & AEM_CQE_F_FINAL),
-					 "timer %llu event flags %#x source %u", (unsigned long long)tag,
-					 c->flags, c->source);
-				t_assert(!seen[tag - 1], "timer %llu fired twice", (unsigned long long)tag);
-				t_assert(!(c->flags & AEM_CQE_F_SLOT), "timer event in a slot");
-				seen[tag - 1] = 1;
-				(*fired)++;
-			}
+			if (c->res < 0)
+				t_fail("timer %llu refused: %s", (unsigned long long)tag,
+				       strerror(-c->res));
+			t_assert(!ids[tag - 1], "two results for timer %llu", (unsigned long long)tag);
+			ids[tag - 1] = c->id;
+			(*results)++;
+		}
+		aem_result_advance(r, got);
+	}
+	while ((got = aem_cq_peek(r, 0, &head))) {
+		for (i = 0; i < got; i++) {
+			const struct aem_cqe *c = aem_cq_at(r, 0, head + i);
+			uint64_t tag = c->user_data;
+
+			if (tag < 1 || tag > n)
+				t_fail("event with unknown tag %#llx res %d flags %#x",
+				       (unsigned long long)tag, c->res, c->flags);
+			t_assert(c->source == AEM_SRC_TIMER && (c->flags & AEM_CQE_F_FINAL),
+				 "timer %llu event flags %#x source %u", (unsigned long long)tag,
+				 c->flags, c->source);
+			t_assert(!seen[tag - 1], "timer %llu fired twice", (unsigned long long)tag);
+			t_assert(!(c->flags & AEM_CQE_F_SLOT), "timer event in a slot");
+			seen[tag - 1] = 1;
+			(*fired)++;
 		}
 		aem_cq_advance(r, 0, got);
 	}

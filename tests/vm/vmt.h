@@ -208,26 +208,33 @@ static inline int vr_enter(struct vring *r, uint32_t n, uint32_t min, int64_t ti
 	return (int)e.submitted;
 }
 
-/* Pop one CQE of @cls into @out; false when the class is empty. */
-static inline bool vr_reap(struct vring *r, unsigned cls, struct aem_cqe *out)
+/* Pop one CQE of the completion ring at @o into @out; false when it is empty. */
+static inline bool vr_reap_ring(struct vring *r, const struct aem_ring_offsets *o, struct aem_cqe *out)
 {
-	const struct aem_ring_offsets *o = &r->p.cq_off[cls];
 	uint32_t head = *vr_u32(r, o->head);
 	uint32_t tail = __atomic_load_n(vr_u32(r, o->tail), __ATOMIC_ACQUIRE);
 	const struct aem_cqe *cqes = (const struct aem_cqe *)((char *)r->region[AEM_REGION_CQES] + o->array);
 
 	if (head == tail)
 		return false;
-	*out = cqes[head & (r->p.cq_entries - 1)];
+	*out = cqes[head & *vr_u32(r, o->ring_mask)];
 	__atomic_store_n(vr_u32(r, o->head), head + 1, __ATOMIC_RELEASE);
 	return true;
 }
 
-/* Pop the next CQE from the most urgent non-empty class. */
+/* Pop one CQE of class @cls into @out; false when the class is empty. */
+static inline bool vr_reap(struct vring *r, unsigned cls, struct aem_cqe *out)
+{
+	return vr_reap_ring(r, &r->p.cq_off[cls], out);
+}
+
+/* Pop the next result, else the next CQE from the most urgent non-empty class. */
 static inline bool vr_reap_any(struct vring *r, struct aem_cqe *out)
 {
 	unsigned c;
 
+	if (vr_reap_ring(r, &r->p.res_off, out))
+		return true;
 	for (c = 0; c < r->p.nr_classes; c++)
 		if (vr_reap(r, c, out))
 			return true;

@@ -55,27 +55,38 @@ static int rr_push(struct aem_ring *r, const void *raw)
 	return 0;
 }
 
-// Copy up to @max CQEs of class @cls out and free them: one crossing.
+// Class @cls's completion ring, the result ring for AEM_MAX_CLASSES, else NULL.
+static struct aem_cq *rr_cq(struct aem_ring *r, unsigned cls)
+{
+	if (cls == AEM_MAX_CLASSES)
+		return &r->res;
+	return cls < r->nr_classes ? &r->cq[cls] : NULL;
+}
+
+// Copy up to @max CQEs of ring @cls (rr_cq) out and free them: one crossing.
 static unsigned rr_reap(struct aem_ring *r, unsigned cls, struct aem_cqe *out, unsigned max)
 {
-	const struct aem_cqe *cqes[256];
-	unsigned n, i;
+	struct aem_cq *cq = rr_cq(r, cls);
+	unsigned n, i, head;
 
-	if (cls >= r->nr_classes)
+	if (!cq)
 		return 0;
-	if (max > 256)
-		max = 256;
-	n = aem_peek_batch(r, cls, cqes, max);
+	n = __aem_cqv_peek(cq, &head);
+	if (n > max)
+		n = max;
 	for (i = 0; i < n; i++)
-		out[i] = *cqes[i];
-	aem_cq_advance(r, cls, n);
+		out[i] = cq->cqes[(head + i) & cq->ring_mask];
+	__aem_cqv_advance(cq, n);
 	return n;
 }
 
-// CQEs the tail claims in class @cls, as libaem computes it (unclamped).
+// CQEs the tail claims in ring @cls (rr_cq), as libaem computes it (unclamped).
 static unsigned rr_ready(struct aem_ring *r, unsigned cls)
 {
-	return cls < r->nr_classes ? aem_cq_ready(r, cls) : 0;
+	struct aem_cq *cq = rr_cq(r, cls);
+	unsigned head;
+
+	return cq ? __aem_cqv_peek(cq, &head) : 0;
 }
 
 static int rr_release(struct aem_ring *r, unsigned slot)
@@ -124,6 +135,9 @@ import (
 	_ "github.com/aem-dev/aem/goaem" // links libaem and the ring core
 	"github.com/aem-dev/aem/goaem/abi"
 )
+
+// ResultRing names the result ring where Ready and Reap take a class.
+const ResultRing = abi.MaxClasses
 
 // Ring is one embedded ring opened through libaem, seen as raw memory.
 type Ring struct {
@@ -186,7 +200,7 @@ func (r *Ring) Submit() (int, error) {
 // read from shared memory, unclamped.
 func (r *Ring) Ready(cls int) uint32 { return uint32(C.rr_ready(r.c, C.uint(cls))) }
 
-// Reap copies up to len(dst) (at most 256) CQEs of class cls and frees them.
+// Reap copies up to len(dst) CQEs of class cls (or the ResultRing) and frees them.
 func (r *Ring) Reap(cls int, dst []abi.CQE) int {
 	if len(dst) == 0 {
 		return 0
@@ -225,6 +239,24 @@ func (r *Ring) SubStats(id uint64) (abi.SubStats, error) {
 		return st, syscall.Errno(-ret)
 	}
 	return st, nil
+}
+
+// CQs lists what Ready and Reap take: the ResultRing, then the classes,
+// most urgent first (the order a reader drains them in).
+func (r *Ring) CQs() []int {
+	cqs := []int{ResultRing}
+	for c := 0; c < int(r.Params.NrClasses); c++ {
+		cqs = append(cqs, c)
+	}
+	return cqs
+}
+
+// Entries is the size of completion ring cls (a class or the ResultRing), as published.
+func (r *Ring) Entries(cls int) uint32 {
+	if cls == ResultRing {
+		return r.Word(r.Params.ResOff.RingEntries)
+	}
+	return r.Word(r.Params.CQOff[cls].RingEntries)
 }
 
 // Word reads the u32 at byte offset off of the RINGS region.
