@@ -748,17 +748,8 @@ static void aem_device_release(struct device *dev)
 /* AEM_SOURCE_API_VERSION in aem_source_ops and by modversions.            */
 
 EXPORT_SYMBOL_GPL(aem_core_register_source);
-EXPORT_SYMBOL_GPL(aem_core_unregister_source);
 EXPORT_SYMBOL_GPL(aem_core_post);
-EXPORT_SYMBOL_GPL(aem_core_post_batch);
 EXPORT_SYMBOL_GPL(aem_sub_id);
-EXPORT_SYMBOL_GPL(aem_ring_host);
-EXPORT_SYMBOL_GPL(aem_ring_id);
-EXPORT_SYMBOL_GPL(aem_core_post_fill);
-EXPORT_SYMBOL_GPL(aem_core_post_batch_flags);
-EXPORT_SYMBOL_GPL(aem_ring_src_priv);
-EXPORT_SYMBOL_GPL(aem_core_expire_calls);
-EXPORT_SYMBOL_GPL(aem_core_calls_pending);
 EXPORT_SYMBOL_GPL(aem_timer_source_ops);
 EXPORT_SYMBOL_GPL(aem_timer_tick);
 EXPORT_SYMBOL_GPL(aem_gen_source_ops);

@@ -392,7 +392,7 @@ static int fz_ring_init(struct fz_ring *fr, const struct aem_params *p)
 
 /*
  * Events stop at backlog_limit; results (answers to SQEs) may take a second
- * backlog's worth plus one SQ ring on top (aem_core.c, __aem_post_locked).
+ * backlog's worth plus one SQ ring on top (post.c, __aem_post_locked).
  */
 #define FZ_BACKLOG_BOUND(p)	(2 * (p)->backlog_limit + (p)->sq_entries)
 
@@ -486,12 +486,15 @@ struct fz_batch_arg {
 	u32		len;
 };
 
-static void fz_batch_fill(void *arg, u64 i, u8 *dst, u32 len)
+static void fz_batch_fill(void *arg, u64 first, u32 count, u8 *dst, u32 stride)
 {
 	struct fz_batch_arg *a = arg;
+	u32 i;
 
-	FZ_CHECK(len == a->len, "post_batch fill asked for %u bytes, not %u", len, a->len);
-	fz_make_payload(dst, a->fs->index, a->first_seq + i, len);
+	FZ_CHECK(count == 1 || stride >= AEM_CQE_INLINE, "post_batch fill: %u payloads %u bytes apart",
+		 count, stride);
+	for (i = 0; i < count; i++)
+		fz_make_payload(dst + (size_t)i * stride, a->fs->index, a->first_seq + first + i, a->len);
 }
 
 static void fz_post_batch(struct fz_sub *fs, unsigned n, u32 len)
@@ -503,7 +506,7 @@ static void fz_post_batch(struct fz_sub *fs, unsigned n, u32 len)
 		return;
 	if (len > AEM_CQE_INLINE)
 		len = a.len = AEM_CQE_INLINE;
-	got = aem_core_post_batch(fs->ring, fs->s, n, len, fz_batch_fill, &a);
+	got = aem_core_post_batch_run(fs->ring, fs->s, n, len, fz_batch_fill, &a, 0);
 	FZ_CHECK(got <= n, "post_batch produced %u of %u", got, n);
 	fs->next_seq += got;
 	fs->posted += got;

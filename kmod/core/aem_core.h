@@ -93,9 +93,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
  */
 void aem_core_ring_destroy(struct aem_ring *r);
 
-void *aem_ring_host(struct aem_ring *r);
 u32 aem_ring_slot_size(struct aem_ring *r);
-u32 aem_ring_id(struct aem_ring *r);
 
 /*
  * Consume up to @to_submit SQEs (clamped to what the tail shows, and the
@@ -198,55 +196,21 @@ int aem_core_register_source(const struct aem_source_ops *ops);
 void aem_core_unregister_source(const struct aem_source_ops *ops);
 
 /*
- * Post one event for @s: inline if @len <= AEM_CQE_INLINE and the source
- * does not ask for a slot, else in a delivery slot.  When the CQ ring is
- * full it goes to the backlog; past the backlog bound it is dropped and
- * counted.  Any context (takes the ring's completion spinlock, never
- * sleeps).  Returns 0 (delivered or backlogged) or -ENOSPC (dropped).
+ * Post one event for @s: inline if @len <= AEM_CQE_INLINE, else in a
+ * delivery slot.  When the CQ ring is full, or no slot is free, it goes to
+ * the backlog (its payload in a slot or, failing that, on the heap); past
+ * the backlog bound it is dropped and counted.  @cqe_flags: AEM_CQE_F_CALL,
+ * AEM_CQE_F_TRUNC, AEM_CQE_F_FINAL (the source's last event); @id: the
+ * event's token, 0 for the subscription's id.  Any context (takes the
+ * ring's completion spinlock, never sleeps).  Returns 0 (delivered or
+ * backlogged) or -ENOSPC (dropped).
  */
 int aem_core_post(struct aem_ring *r, struct aem_sub *s, const void *data, u32 len,
 		  u32 cqe_flags, u64 id);
 
-/*
- * Post up to @n events for @s in one reservation: @fill writes the payload
- * of event i (@len bytes) into @dst, the CQE's inline bytes when @len <=
- * AEM_CQE_INLINE, else a delivery slot per event.  One lock round and one
- * tail store for the batch.  Events that do not fit go to the backlog or
- * are dropped, as for aem_core_post.  Returns events produced.
- */
-typedef void (*aem_fill_fn)(void *arg, u64 i, u8 *dst, u32 len);
-u32 aem_core_post_batch(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
-			aem_fill_fn fill, void *arg);
-
 /* Subscription id (AEM_ID_KIND_SUB) of @s in @r. */
 u64 aem_sub_id(struct aem_ring *r, struct aem_sub *s);
 
-/*
- * Post one event whose payload @fill writes in place: into the CQE when
- * @len <= AEM_CQE_INLINE, else into a delivery slot (dst holds @len bytes).
- * Otherwise as aem_core_post.
- */
-int aem_core_post_fill(struct aem_ring *r, struct aem_sub *s, u32 len, u32 cqe_flags,
-		       u64 id, aem_fill_fn fill, void *arg);
-
-/*
- * aem_core_post_batch with AEM_POST_FIT: post only what the CQ ring has
- * room for now (nothing goes to the backlog, nothing is dropped); returns
- * the events posted.  A source that can hold back (the generator at rate
- * 0) uses it so the backlog is never its buffer.
- */
-#define AEM_POST_FIT	(1U << 0)
-/*
- * AEM_POST_FINAL: the batch's last event carries AEM_CQE_F_FINAL and ends
- * the subscription, but only if the whole batch was produced (return ==
- * n); a source clears its own hold on @s before such a post.  A payload
- * longer than AEM_CQE_INLINE that finds no free delivery slot ends the
- * batch early in every mode (slots return only from the consumer: the
- * source retries later rather than dropping).
- */
-#define AEM_POST_FINAL	(1U << 1)
-u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
-			      aem_fill_fn fill, void *arg, u32 flags);
 
 /*
  * Whether @s is still a live subscription (not ended by its final event,
@@ -260,13 +224,27 @@ bool aem_sub_active(struct aem_ring *r, struct aem_sub *s);
 struct aem_sub *aem_sub_at(struct aem_ring *r, u32 idx);
 
 /*
- * aem_core_post_batch_flags with the payload written run by run: @fill
- * writes @count payloads of the batch's events @first.. (each @len bytes
- * as passed to the post, cut to slot_size) at @dst, @dst + @stride, ...
- * Inline payloads come in at most two runs (stride sizeof(struct
- * aem_cqe)); backlogged or slot payloads one at a time (count 1).  The
- * generator uses it: the per-event cost is a few stores.
+ * Post up to @n events for @s in one reservation, their payloads written
+ * run by run: @fill writes @count payloads of the batch's events @first..
+ * (each @len bytes as passed to the post, cut to slot_size) at @dst,
+ * @dst + @stride, ...  Inline payloads (@len <= AEM_CQE_INLINE) come in at
+ * most two runs (stride sizeof(struct aem_cqe)); backlogged or slot
+ * payloads one at a time (count 1).  One lock round and one tail store for
+ * the batch; the per-event cost is a few stores.  Events the ring has no
+ * room for go to the backlog or are dropped, as for aem_core_post, but a
+ * payload longer than AEM_CQE_INLINE that finds no free delivery slot ends
+ * the batch early (slots return only from the consumer: the source retries
+ * later rather than dropping).  Returns the events produced.
+ *
+ * AEM_POST_FIT: post only what the CQ ring has room for now (nothing goes
+ * to the backlog, nothing is dropped).  A source that can hold back (the
+ * generator at rate 0) uses it so the backlog is never its buffer.
+ * AEM_POST_FINAL: the batch's last event carries AEM_CQE_F_FINAL and ends
+ * the subscription, but only if the whole batch was produced (return ==
+ * n); a source clears its own hold on @s before such a post.
  */
+#define AEM_POST_FIT	(1U << 0)
+#define AEM_POST_FINAL	(1U << 1)
 typedef void (*aem_fill_run_fn)(void *arg, u64 first, u32 count, u8 *dst, u32 stride);
 u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
 			    aem_fill_run_fn fill, void *arg, u32 flags);
