@@ -79,7 +79,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
  * bytes (kernel: vmalloc_user pages; user: memfd mappings the core writes
  * through).  Registers the ring in the global ring table and returns its
  * id through *ring_id.  @host is the host's private pointer (its wait
- * queue, eventfd, file ...), retrievable with aem_ring_host().
+ * queue, eventfd, file ...), handed back to aem_host_wake().
  */
 int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 			 void *regions[AEM_NR_REGIONS], void *host,

@@ -39,19 +39,36 @@
 #define AEM_SLOT_CORE		1	/* holds a backlogged event */
 #define AEM_SLOT_USER		2	/* delivered: the user owns it */
 
-/* Offsets inside the RINGS region: one 192-byte block per ring. */
-#define AEM_RB_SIZE		192
-#define AEM_RB_HEAD		0
-#define AEM_RB_TAIL		64
-#define AEM_RB_MASK		128
-#define AEM_RB_ENTRIES		132
-#define AEM_RB_FLAGS		136
-#define AEM_RB_DROPPED		140
-#define AEM_RB_SQ		0
-#define AEM_RB_CQ(c)		(AEM_RB_SIZE * (1 + (c)))
-#define AEM_RB_RES		AEM_RB_CQ(AEM_MAX_CLASSES)
-#define AEM_RB_SLOT		(AEM_RB_RES + AEM_RB_SIZE)
-#define AEM_RB_SLOT_ARRAY	(AEM_RB_SLOT + AEM_RB_SIZE)
+/*
+ * The RINGS region as the core lays it out (io_uring's struct io_rings):
+ * user space never sees the struct, only the offset of every field that
+ * setup publishes (aem_params.*_off, taken with offsetof).  Each ring has
+ * a block of three cache lines, so its two indices, written by different
+ * sides, never share a line with each other or with the read-mostly
+ * words.  layout.c pins every field's offset at build time: the offsets
+ * are ABI once published.
+ */
+#define AEM_CACHELINE		64
+
+struct aem_ring_block {
+	u32	head;		/* consumer: SQ the core, CQ and slot ring the user */
+	u8	head_pad[AEM_CACHELINE - 4];
+	u32	tail;		/* producer: SQ and slot ring the user, CQ the core */
+	u8	tail_pad[AEM_CACHELINE - 4];
+	u32	ring_mask;	/* written once at create; the core keeps its own copy */
+	u32	ring_entries;	/* written once at create */
+	u32	flags;		/* core: AEM_SQ_F_* / AEM_CQ_F_* */
+	u32	dropped;	/* core: refused SQEs / dropped CQEs */
+	u8	info_pad[AEM_CACHELINE - 16];
+};
+
+struct aem_rings {
+	struct aem_ring_block	sq;
+	struct aem_ring_block	cq[AEM_MAX_CLASSES];
+	struct aem_ring_block	res;		/* the result ring */
+	struct aem_ring_block	slot;		/* the slot return ring */
+	u32			slot_array[];	/* user: released delivery slots */
+};
 
 /* Overflow backlog: per-class FIFO of chunks of whole CQEs. */
 #define AEM_BL_CHUNK		32
@@ -77,7 +94,7 @@ struct aem_bl_chunk {
 };
 
 struct aem_cq_core {
-	u32			*khead;		/* user-written */
+	u32			*khead;		/* in its struct aem_ring_block: user-written */
 	u32			*ktail;
 	u32			*kflags;
 	u32			*kdropped;

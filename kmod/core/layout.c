@@ -5,11 +5,48 @@
  */
 #include "aem_core_int.h"
 
-_Static_assert(sizeof(struct aem_sub) == 64, "struct aem_sub is the whole state of a timer: 64 bytes");
-_Static_assert(AEM_MAX_BACKLOG < (1U << 24), "aem_sub.backlog is 24 bits wide");
-_Static_assert(sizeof(struct aem_sqe) == 64, "SQE is one cache line");
-_Static_assert(sizeof(struct aem_cqe) == 64, "CQE is one cache line");
-_Static_assert(AEM_RB_SLOT_ARRAY % 64 == 0, "slot ring array starts on a cache line");
+aem_static_assert(sizeof(struct aem_sub) == 64, "struct aem_sub is the whole state of a timer: 64 bytes");
+aem_static_assert(AEM_MAX_BACKLOG < (1U << 24), "aem_sub.backlog is 24 bits wide");
+
+/* Every field of shared memory, where user space has been told it is. */
+#define AEM_PIN(type, field, off) \
+	aem_static_assert(offsetof(type, field) == (off), #type "." #field " is ABI: it may not move")
+
+AEM_PIN(struct aem_ring_block, head, 0);
+AEM_PIN(struct aem_ring_block, tail, 64);
+AEM_PIN(struct aem_ring_block, ring_mask, 128);
+AEM_PIN(struct aem_ring_block, ring_entries, 132);
+AEM_PIN(struct aem_ring_block, flags, 136);
+AEM_PIN(struct aem_ring_block, dropped, 140);
+aem_static_assert(sizeof(struct aem_ring_block) == 192, "a ring block is three cache lines");
+AEM_PIN(struct aem_rings, sq, 0);
+AEM_PIN(struct aem_rings, cq, 192);
+AEM_PIN(struct aem_rings, res, 192 * (1 + AEM_MAX_CLASSES));
+AEM_PIN(struct aem_rings, slot, 192 * (2 + AEM_MAX_CLASSES));
+AEM_PIN(struct aem_rings, slot_array, 192 * (3 + AEM_MAX_CLASSES));
+
+AEM_PIN(struct aem_sqe, opcode, 0);
+AEM_PIN(struct aem_sqe, flags, 1);
+AEM_PIN(struct aem_sqe, prio, 2);
+AEM_PIN(struct aem_sqe, source, 3);
+AEM_PIN(struct aem_sqe, len, 4);
+AEM_PIN(struct aem_sqe, user_data, 8);
+AEM_PIN(struct aem_sqe, target, 16);
+AEM_PIN(struct aem_sqe, slot, 24);
+AEM_PIN(struct aem_sqe, arg, 28);
+AEM_PIN(struct aem_sqe, data, 32);
+aem_static_assert(sizeof(struct aem_sqe) == 64, "an SQE is one cache line");
+
+AEM_PIN(struct aem_cqe, user_data, 0);
+AEM_PIN(struct aem_cqe, id, 8);
+AEM_PIN(struct aem_cqe, res, 16);
+AEM_PIN(struct aem_cqe, flags, 20);
+AEM_PIN(struct aem_cqe, slot, 24);
+AEM_PIN(struct aem_cqe, source, 28);
+AEM_PIN(struct aem_cqe, prio, 29);
+AEM_PIN(struct aem_cqe, resv, 30);
+AEM_PIN(struct aem_cqe, data, 32);
+aem_static_assert(sizeof(struct aem_cqe) == 64, "a CQE is one cache line");
 
 static u32 roundup_pow2(u32 v)
 {
@@ -27,14 +64,15 @@ static u64 round_page(u64 v)
 	return (v + AEM_PAGE_SIZE - 1) & ~((u64)AEM_PAGE_SIZE - 1);
 }
 
-static void set_offsets(struct aem_ring_offsets *o, u32 base, u32 array)
+/* Publish the fields of the ring block at @block of struct aem_rings. */
+static void set_offsets(struct aem_ring_offsets *o, size_t block, u32 array)
 {
-	o->head = base + AEM_RB_HEAD;
-	o->tail = base + AEM_RB_TAIL;
-	o->ring_mask = base + AEM_RB_MASK;
-	o->ring_entries = base + AEM_RB_ENTRIES;
-	o->flags = base + AEM_RB_FLAGS;
-	o->dropped = base + AEM_RB_DROPPED;
+	o->head = (u32)(block + offsetof(struct aem_ring_block, head));
+	o->tail = (u32)(block + offsetof(struct aem_ring_block, tail));
+	o->ring_mask = (u32)(block + offsetof(struct aem_ring_block, ring_mask));
+	o->ring_entries = (u32)(block + offsetof(struct aem_ring_block, ring_entries));
+	o->flags = (u32)(block + offsetof(struct aem_ring_block, flags));
+	o->dropped = (u32)(block + offsetof(struct aem_ring_block, dropped));
 	o->array = array;
 	o->resv = 0;
 }
@@ -88,7 +126,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	l->slot_ring_entries = roundup_pow2(sc);
 	l->backlog_limit = (u32)bl;
 	l->region_size[AEM_REGION_RINGS] =
-		round_page(AEM_RB_SLOT_ARRAY + 4ULL * l->slot_ring_entries);
+		round_page(sizeof(struct aem_rings) + 4ULL * l->slot_ring_entries);
 	l->region_size[AEM_REGION_SQES] = round_page((u64)sq * sizeof(struct aem_sqe));
 	/* The class rings, then the result ring. */
 	l->region_size[AEM_REGION_CQES] =
@@ -104,16 +142,17 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	p->features = AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL |
 		      host_features;
 	p->api_version = AEM_API_VERSION;
-	set_offsets(&p->sq_off, AEM_RB_SQ, 0);
+	set_offsets(&p->sq_off, offsetof(struct aem_rings, sq), 0);
 	for (c = 0; c < AEM_MAX_CLASSES; c++) {
 		if (c < nc)
-			set_offsets(&p->cq_off[c], AEM_RB_CQ(c),
+			set_offsets(&p->cq_off[c], offsetof(struct aem_rings, cq[c]),
 				    c * cq * (u32)sizeof(struct aem_cqe));
 		else
 			memset(&p->cq_off[c], 0, sizeof(p->cq_off[c]));
 	}
-	set_offsets(&p->slot_off, AEM_RB_SLOT, AEM_RB_SLOT_ARRAY);
-	set_offsets(&p->res_off, AEM_RB_RES, nc * cq * (u32)sizeof(struct aem_cqe));
+	set_offsets(&p->slot_off, offsetof(struct aem_rings, slot),
+		    offsetof(struct aem_rings, slot_array));
+	set_offsets(&p->res_off, offsetof(struct aem_rings, res), nc * cq * (u32)sizeof(struct aem_cqe));
 	for (i = 0; i < AEM_NR_REGIONS; i++)
 		p->region_size[i] = l->region_size[i];
 	return 0;

@@ -22,7 +22,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 			 void *regions[AEM_NR_REGIONS], void *host,
 			 struct aem_ring **out, u32 *ring_id)
 {
-	u8 *rings = regions[AEM_REGION_RINGS];
+	struct aem_rings *rings = regions[AEM_REGION_RINGS];
 	struct aem_ring *r;
 	u32 c, i;
 	int ret = -ENOMEM;
@@ -48,33 +48,33 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->payload = regions[AEM_REGION_PAYLOAD];
 	r->sqes = regions[AEM_REGION_SQES];
 
-	r->sq_khead = (u32 *)(rings + AEM_RB_SQ + AEM_RB_HEAD);
-	r->sq_ktail = (u32 *)(rings + AEM_RB_SQ + AEM_RB_TAIL);
-	r->sq_kflags = (u32 *)(rings + AEM_RB_SQ + AEM_RB_FLAGS);
-	r->sq_kdropped = (u32 *)(rings + AEM_RB_SQ + AEM_RB_DROPPED);
-	*(u32 *)(rings + AEM_RB_SQ + AEM_RB_MASK) = r->sq_mask;
-	*(u32 *)(rings + AEM_RB_SQ + AEM_RB_ENTRIES) = r->sq_entries;
+	r->sq_khead = &rings->sq.head;
+	r->sq_ktail = &rings->sq.tail;
+	r->sq_kflags = &rings->sq.flags;
+	r->sq_kdropped = &rings->sq.dropped;
+	rings->sq.ring_mask = r->sq_mask;
+	rings->sq.ring_entries = r->sq_entries;
 	for (c = 0; c <= r->nr_classes; c++) {
 		/* The class rings, then the result ring: its CQEs follow theirs. */
-		u8 *b = rings + (c < r->nr_classes ? AEM_RB_CQ(c) : AEM_RB_RES);
+		struct aem_ring_block *b = c < r->nr_classes ? &rings->cq[c] : &rings->res;
 		struct aem_cq_core *cq = &r->cq[c];
 
 		cq->entries = c < r->nr_classes ? r->cq_entries : l->res_entries;
 		cq->mask = cq->entries - 1;
 
-		cq->khead = (u32 *)(b + AEM_RB_HEAD);
-		cq->ktail = (u32 *)(b + AEM_RB_TAIL);
-		cq->kflags = (u32 *)(b + AEM_RB_FLAGS);
-		cq->kdropped = (u32 *)(b + AEM_RB_DROPPED);
+		cq->khead = &b->head;
+		cq->ktail = &b->tail;
+		cq->kflags = &b->flags;
+		cq->kdropped = &b->dropped;
 		cq->cqes = (struct aem_cqe *)regions[AEM_REGION_CQES] + (size_t)c * r->cq_entries;
-		*(u32 *)(b + AEM_RB_MASK) = cq->mask;
-		*(u32 *)(b + AEM_RB_ENTRIES) = cq->entries;
+		b->ring_mask = cq->mask;
+		b->ring_entries = cq->entries;
 	}
-	r->sr_khead = (u32 *)(rings + AEM_RB_SLOT + AEM_RB_HEAD);
-	r->sr_ktail = (u32 *)(rings + AEM_RB_SLOT + AEM_RB_TAIL);
-	r->sr_array = (u32 *)(rings + AEM_RB_SLOT_ARRAY);
-	*(u32 *)(rings + AEM_RB_SLOT + AEM_RB_MASK) = r->sr_mask;
-	*(u32 *)(rings + AEM_RB_SLOT + AEM_RB_ENTRIES) = r->sr_entries;
+	r->sr_khead = &rings->slot.head;
+	r->sr_ktail = &rings->slot.tail;
+	r->sr_array = rings->slot_array;
+	rings->slot.ring_mask = r->sr_mask;
+	rings->slot.ring_entries = r->sr_entries;
 
 	r->slot_free = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u32));
 	r->slot_state = aem_kvzalloc((size_t)r->slot_count + 1);
