@@ -23,7 +23,7 @@
 
 #define AEM_SOURCE_API_VERSION	1
 
-struct aem_ring;
+struct aem_ctx;
 struct aem_sub;
 
 /*
@@ -83,7 +83,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
  */
 int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 			 void *regions[AEM_NR_REGIONS], void *host,
-			 struct aem_ring **out, u32 *ring_id);
+			 struct aem_ctx **out, u32 *ring_id);
 
 /*
  * Tear down: unregisters the ring (new posts and calls to it fail with
@@ -91,9 +91,9 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
  * calls into it with -ECONNRESET, frees the backlog.  May sleep.  The host
  * frees the regions afterwards.
  */
-void aem_core_ring_destroy(struct aem_ring *r);
+void aem_core_ring_destroy(struct aem_ctx *r);
 
-u32 aem_ring_slot_size(struct aem_ring *r);
+u32 aem_ctx_slot_size(struct aem_ctx *r);
 
 /*
  * Consume up to @to_submit SQEs (clamped to what the tail shows, and the
@@ -104,20 +104,20 @@ u32 aem_ring_slot_size(struct aem_ring *r);
  * remaining SQEs stay in the ring until the user reaps.  Returns the
  * number consumed.  Process context (may sleep: subscribe allocates).
  */
-int aem_core_submit(struct aem_ring *r, u32 to_submit);
+int aem_core_submit(struct aem_ctx *r, u32 to_submit);
 
 /* Consume the slot return ring: user-held delivery slots back to the core. */
-void aem_core_reclaim_slots(struct aem_ring *r);
+void aem_core_reclaim_slots(struct aem_ctx *r);
 
 /* Move backlog entries into CQ rings while there is room. */
-void aem_core_flush_backlog(struct aem_ring *r);
+void aem_core_flush_backlog(struct aem_ctx *r);
 
 /*
  * Wait condition: at least @min CQEs across classes, or any in class 0
  * (urgent events end a wait at once).  Lock-free; pairs with the producer's
  * store-release of a CQ tail.
  */
-bool aem_core_cq_ready(struct aem_ring *r, u32 min);
+bool aem_core_cq_ready(struct aem_ctx *r, u32 min);
 
 /*
  * Host waiting.  A waiter calls aem_core_wait_begin() (announces itself;
@@ -127,11 +127,11 @@ bool aem_core_cq_ready(struct aem_ring *r, u32 min);
  * store-tail/mb/load-waiters vs store-waiters/mb/load-tail pair (Dekker) is
  * what makes wake-ups impossible to lose.
  */
-void aem_core_wait_begin(struct aem_ring *r);
-void aem_core_wait_end(struct aem_ring *r);
+void aem_core_wait_begin(struct aem_ctx *r);
+void aem_core_wait_end(struct aem_ctx *r);
 
-int aem_core_sub_stats(struct aem_ring *r, struct aem_sub_stats *st);
-void aem_core_ring_stats(struct aem_ring *r, struct aem_ring_stats *st);
+int aem_core_sub_stats(struct aem_ctx *r, struct aem_sub_stats *st);
+void aem_core_ring_stats(struct aem_ctx *r, struct aem_ring_stats *st);
 
 /*
  * Blocking call: deliver @req to the AEM_SRC_MSG subscription at
@@ -148,7 +148,7 @@ int aem_core_call(struct aem_call_args *a, const void *req, void *resp);
 /* Host hooks: implemented by each host (kernel module; libaem embedded).  */
 
 /* Wake waiters of @r (kernel: wake_up; user: futex wake + eventfd write). */
-void aem_host_wake(struct aem_ring *r, void *host, bool urgent);
+void aem_host_wake(struct aem_ctx *r, void *host, bool urgent);
 
 /* ---------------------------------------------------------------------- */
 /* Sources                                                                */
@@ -163,15 +163,15 @@ struct aem_source_ops {
 	 * checked for opcode/flags/prio; the source validates its own union
 	 * member and returns -EINVAL for anything it does not accept.
 	 */
-	int	(*subscribe)(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe);
+	int	(*subscribe)(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe);
 	/* Stop producing for @s; after return the source never touches @s. May sleep. */
-	void	(*unsubscribe)(struct aem_ring *r, struct aem_sub *s);
+	void	(*unsubscribe)(struct aem_ctx *r, struct aem_sub *s);
 	/*
 	 * AEM_OP_WRITEBACK to a subscription token (not a call), or
 	 * AEM_OP_TIMER_SET / AEM_OP_GEN_SET: reinterpret @data (a private copy).
 	 * NULL: the source takes no writeback (-EOPNOTSUPP).
 	 */
-	int	(*writeback)(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe,
+	int	(*writeback)(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe,
 			     const void *data, u32 len);
 	/*
 	 * Optional: begin producing for @s.  Called after the SUBSCRIBE result
@@ -179,7 +179,7 @@ struct aem_source_ops {
 	 * that names its id.  Any lock the source takes here nests outside the
 	 * completion lock.
 	 */
-	void	(*start)(struct aem_ring *r, struct aem_sub *s);
+	void	(*start)(struct aem_ctx *r, struct aem_sub *s);
 	/*
 	 * Optional: @r is going away; free per-ring source state.  Every sub
 	 * of the source in @r has been unsubscribed.  It is also the fence for
@@ -187,7 +187,7 @@ struct aem_source_ops {
 	 * call): after it returns, no producer of the source may still be
 	 * inside a post to @r.  May sleep.
 	 */
-	void	(*ring_release)(struct aem_ring *r);
+	void	(*ring_release)(struct aem_ctx *r);
 };
 
 /* Register a source; -EEXIST if its id is taken, -EINVAL on version mismatch. */
@@ -205,11 +205,11 @@ void aem_core_unregister_source(const struct aem_source_ops *ops);
  * ring's completion spinlock, never sleeps).  Returns 0 (delivered or
  * backlogged) or -ENOSPC (dropped).
  */
-int aem_core_post(struct aem_ring *r, struct aem_sub *s, const void *data, u32 len,
+int aem_core_post(struct aem_ctx *r, struct aem_sub *s, const void *data, u32 len,
 		  u32 cqe_flags, u64 id);
 
 /* Subscription id (AEM_ID_KIND_SUB) of @s in @r. */
-u64 aem_sub_id(struct aem_ring *r, struct aem_sub *s);
+u64 aem_sub_id(struct aem_ctx *r, struct aem_sub *s);
 
 
 /*
@@ -218,10 +218,10 @@ u64 aem_sub_id(struct aem_ring *r, struct aem_sub *s);
  * producer by the source's lock, checks it before touching @s: the
  * producer may have posted the final event just before.
  */
-bool aem_sub_active(struct aem_ring *r, struct aem_sub *s);
+bool aem_sub_active(struct aem_ctx *r, struct aem_sub *s);
 
 /* The subscription at table index @idx of @r (sources link subs by index). */
-struct aem_sub *aem_sub_at(struct aem_ring *r, u32 idx);
+struct aem_sub *aem_sub_at(struct aem_ctx *r, u32 idx);
 
 /*
  * Post up to @n events for @s in one reservation, their payloads written
@@ -246,7 +246,7 @@ struct aem_sub *aem_sub_at(struct aem_ring *r, u32 idx);
 #define AEM_POST_FIT	(1U << 0)
 #define AEM_POST_FINAL	(1U << 1)
 typedef void (*aem_fill_run_fn)(void *arg, u64 first, u32 count, u8 *dst, u32 stride);
-u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
+u32 aem_core_post_batch_run(struct aem_ctx *r, struct aem_sub *s, u32 n, u32 len,
 			    aem_fill_run_fn fill, void *arg, u32 flags);
 
 /*
@@ -258,10 +258,10 @@ u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 le
  * or poll arming on @r calls once (a timed fallback is the source's: a
  * consumer that only busy-polls never enters).
  */
-bool aem_core_want_room(struct aem_ring *r, struct aem_sub *s, u32 len);
+bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len);
 
 /* Per-ring private pointer of source @source (e.g. the timer wheel), NULL at first. */
-void **aem_ring_src_priv(struct aem_ring *r, u8 source);
+void **aem_ctx_src_priv(struct aem_ctx *r, u8 source);
 
 /* ---------------------------------------------------------------------- */
 /* Host life cycle and drivers                                            */
@@ -284,8 +284,8 @@ void aem_core_exit(void);
  * signals its pollable object only then (one eventfd write per sleep,
  * not per batch).
  */
-void aem_core_poll_arm(struct aem_ring *r);
-bool aem_core_poll_take(struct aem_ring *r);
+void aem_core_poll_arm(struct aem_ctx *r);
+bool aem_core_poll_take(struct aem_ctx *r);
 
 /*
  * Asynchronous calls (AEM_OP_CALL) time out by the clock: the host's

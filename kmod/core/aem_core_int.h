@@ -107,7 +107,7 @@ struct aem_cq_core {
 	struct aem_bl_chunk	*bl_head, *bl_tail;
 };
 
-struct aem_ring {
+struct aem_ctx {
 	/* immutable after create */
 	u32			id;
 	u32			nr_classes;
@@ -161,13 +161,13 @@ struct aem_ring {
 	void			*src_priv[AEM_SRC_LAST];
 };
 
-static inline struct aem_sub *__aem_sub_at(struct aem_ring *r, u32 idx)
+static inline struct aem_sub *__aem_sub_at(struct aem_ctx *r, u32 idx)
 {
 	return &r->sub_chunks[idx >> AEM_SUB_CHUNK_SHIFT][idx & (AEM_SUB_CHUNK - 1)];
 }
 
 /* The completion ring that carries results (answers to SQEs), apart from events. */
-static inline struct aem_cq_core *__aem_res_cq(struct aem_ring *r)
+static inline struct aem_cq_core *__aem_res_cq(struct aem_ctx *r)
 {
 	return &r->cq[r->nr_classes];
 }
@@ -191,35 +191,35 @@ void __aem_source_forget(const struct aem_source_ops *ops);
 
 /* ring_table.c */
 void __aem_rings_init(void);
-int __aem_ring_register(struct aem_ring *r);
-void __aem_ring_unregister(struct aem_ring *r);
-struct aem_ring *__aem_ring_get(u32 id);
-void __aem_ring_put(struct aem_ring *r);
-struct aem_ring *__aem_ring_iter(u32 *pos);
+int __aem_ring_register(struct aem_ctx *r);
+void __aem_ring_unregister(struct aem_ctx *r);
+struct aem_ctx *__aem_ring_get(u32 id);
+void __aem_ring_put(struct aem_ctx *r);
+struct aem_ctx *__aem_ring_iter(u32 *pos);
 
 /* sub.c */
-struct aem_sub *__aem_sub_alloc(struct aem_ring *r, u8 source);
-void __aem_sub_free_locked(struct aem_ring *r, struct aem_sub *s);
-void __aem_sub_end_locked(struct aem_ring *r, struct aem_sub *s);
-struct aem_sub *__aem_sub_find(struct aem_ring *r, u64 id, u32 bad_state);
-struct aem_sub *__aem_sub_lookup_locked(struct aem_ring *r, u64 id);
-struct aem_sub *__aem_sub_lookup(struct aem_ring *r, u64 id);
+struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source);
+void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s);
+void __aem_sub_end_locked(struct aem_ctx *r, struct aem_sub *s);
+struct aem_sub *__aem_sub_find(struct aem_ctx *r, u64 id, u32 bad_state);
+struct aem_sub *__aem_sub_lookup_locked(struct aem_ctx *r, u64 id);
+struct aem_sub *__aem_sub_lookup(struct aem_ctx *r, u64 id);
 
 /* slot.c */
-void __aem_slot_reclaim_locked(struct aem_ring *r);
-u32 __aem_slot_get_locked(struct aem_ring *r);
-void __aem_slot_put_locked(struct aem_ring *r, u32 slot);
-int __aem_slot_take_user(struct aem_ring *r, u32 slot, u64 token);
-void __aem_slot_give_back(struct aem_ring *r, u32 slot);
-void __aem_slot_untake(struct aem_ring *r, u32 slot);
-static inline u8 *__aem_slot_ptr(struct aem_ring *r, u32 slot)
+void __aem_slot_reclaim_locked(struct aem_ctx *r);
+u32 __aem_slot_get_locked(struct aem_ctx *r);
+void __aem_slot_put_locked(struct aem_ctx *r, u32 slot);
+int __aem_slot_take_user(struct aem_ctx *r, u32 slot, u64 token);
+void __aem_slot_give_back(struct aem_ctx *r, u32 slot);
+void __aem_slot_untake(struct aem_ctx *r, u32 slot);
+static inline u8 *__aem_slot_ptr(struct aem_ctx *r, u32 slot)
 {
 	return r->payload + (size_t)slot * r->slot_size;
 }
 
 /* wait.c */
-void __aem_wake(struct aem_ring *r, bool urgent);
-void __aem_room_kick(struct aem_ring *r);
+void __aem_wake(struct aem_ctx *r, bool urgent);
+void __aem_room_kick(struct aem_ctx *r);
 
 /* post.c: one request to the one posting path */
 #define AEM_POST_HOLD	(1U << 2)	/* no free slot: keep the payload on the heap in the backlog */
@@ -246,12 +246,12 @@ struct aem_posted {
 	bool		wake;		/* a CQ tail moved: wake after unlocking */
 };
 
-void __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_post *p,
+void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		       struct aem_posted *out);
-void __aem_post_result(struct aem_ring *r, const struct aem_post *p);
-void __aem_sqe_result(struct aem_ring *r, const struct aem_sqe *sqe, s32 res, u64 id);
-void __aem_discard_backlog_locked(struct aem_ring *r, struct aem_sub *s);
-void __aem_backlog_free(struct aem_ring *r);
+void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);
+void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64 id);
+void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s);
+void __aem_backlog_free(struct aem_ctx *r);
 
 /* opdef.c: the opcode table; sqe.c: the checks it declares */
 #define AEM_OPF_SOURCE	(1U << 0)	/* fields an opcode reads; the others must be zero */
@@ -265,7 +265,7 @@ void __aem_backlog_free(struct aem_ring *r);
  * A handler: 0 or -errno with *reason (AEM_REFUSE_*) set; *answered when it
  * posted the SQE's result itself (or will: a call's reply).
  */
-typedef int (*aem_op_fn)(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason,
+typedef int (*aem_op_fn)(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason,
 			 bool *answered);
 
 struct aem_op_def {
@@ -276,30 +276,30 @@ struct aem_op_def {
 };
 
 const struct aem_op_def *__aem_op_def(u8 opcode);
-int __aem_sqe_check(struct aem_ring *r, const struct aem_op_def *def,
+int __aem_sqe_check(struct aem_ctx *r, const struct aem_op_def *def,
 		    const struct aem_sqe *sqe, u32 *reason);
-int __aem_sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool writeback,
+int __aem_sqe_payload(struct aem_ctx *r, const struct aem_sqe *sqe, bool writeback,
 		      const void **data, u32 *took, u32 *reason);
 
 /* A field check that fails refuses the SQE: AEM_REFUSE_FIELD, -EINVAL. */
 #define NEED(cond)	do { if (!(cond)) { *reason = AEM_REFUSE_FIELD; return -EINVAL; } } while (0)
 
 /* op_sub.c */
-int __aem_op_nop(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
-int __aem_op_subscribe(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
-int __aem_op_unsubscribe(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
-int __aem_op_writeback(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
-int __aem_op_timer_set(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
-int __aem_op_gen_set(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
-void __aem_sub_unsubscribe(struct aem_ring *r, struct aem_sub *s, bool final_event);
+int __aem_op_nop(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_timer_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_gen_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event);
 
 /* msg.c */
 extern const struct aem_source_ops __aem_msg_source_ops;
 void __aem_calls_init(void);
-void __aem_calls_ring_gone(struct aem_ring *r);
+void __aem_calls_ring_gone(struct aem_ctx *r);
 void __aem_calls_exit(void);
-int __aem_op_post(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
-int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
-int __aem_writeback_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason);
+int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason);
 
 #endif /* AEM_CORE_INT_H */

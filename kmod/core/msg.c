@@ -24,7 +24,7 @@ static u32 msg_hash(u32 channel)
 }
 
 /* Under the ring's cq_lock. */
-static struct aem_sub *msg_find_locked(struct aem_ring *r, u32 channel)
+static struct aem_sub *msg_find_locked(struct aem_ctx *r, u32 channel)
 {
 	u32 idx;
 
@@ -41,7 +41,7 @@ static struct aem_sub *msg_find_locked(struct aem_ring *r, u32 channel)
 	return NULL;
 }
 
-static int msg_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+static int msg_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
 	u32 *buckets = NULL, i;
 	unsigned long f;
@@ -71,7 +71,7 @@ static int msg_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem
 	return ret;
 }
 
-static void msg_start(struct aem_ring *r, struct aem_sub *s)
+static void msg_start(struct aem_ctx *r, struct aem_sub *s)
 {
 	u32 h = msg_hash((u32)s->priv[0]);
 	unsigned long f;
@@ -82,7 +82,7 @@ static void msg_start(struct aem_ring *r, struct aem_sub *s)
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 }
 
-static void msg_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+static void msg_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
 	u32 *pp, h = msg_hash((u32)s->priv[0]);
 	unsigned long f;
@@ -97,7 +97,7 @@ static void msg_unsubscribe(struct aem_ring *r, struct aem_sub *s)
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 }
 
-static void msg_ring_release(struct aem_ring *r)
+static void msg_ring_release(struct aem_ctx *r)
 {
 	aem_free(r->msg_buckets);
 	r->msg_buckets = NULL;
@@ -120,7 +120,7 @@ const struct aem_source_ops __aem_msg_source_ops = {
  */
 static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id)
 {
-	struct aem_ring *t = __aem_ring_get(AEM_ADDR_RING(addr));
+	struct aem_ctx *t = __aem_ring_get(AEM_ADDR_RING(addr));
 	struct aem_posted out = { .wake = false };
 	struct aem_post p;
 	struct aem_sub *s;
@@ -153,7 +153,7 @@ static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id
 	return ret;
 }
 
-int __aem_op_post(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	const void *data;
 	u32 took;
@@ -288,7 +288,7 @@ static struct aem_call *call_find_locked(u64 token, u32 *idx)
 static void call_result(u32 caller_id, u64 user_data, u8 prio, u64 token, s32 res,
 			const void *data, u32 len)
 {
-	struct aem_ring *r = __aem_ring_get(caller_id);
+	struct aem_ctx *r = __aem_ring_get(caller_id);
 	struct aem_post p;
 
 	if (!r)
@@ -309,10 +309,10 @@ static void call_result(u32 caller_id, u64 user_data, u8 prio, u64 token, s32 re
 }
 
 /* The reply, or the error that replaces it, is this SQE's result (*answered). */
-int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	u32 took, idx, timeout_ms = sqe->arg ? sqe->arg : AEM_CALL_DEFAULT_TIMEOUT_MS;
-	struct aem_ring *t;
+	struct aem_ctx *t;
 	struct aem_call *c;
 	const void *data;
 	unsigned long f;
@@ -377,7 +377,7 @@ int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bo
 	return 0;
 }
 
-int __aem_writeback_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
+int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason)
 {
 	struct aem_call_wait *w;
 	struct aem_call *c;
@@ -438,7 +438,7 @@ struct call_out {
 };
 
 /* Collect-then-post: results are posted without calls_lock held. */
-static void calls_sweep(u64 now_ns, struct aem_ring *gone, s32 res)
+static void calls_sweep(u64 now_ns, struct aem_ctx *gone, s32 res)
 {
 	struct call_out out[AEM_CALL_BATCH];
 	unsigned long f;
@@ -484,7 +484,7 @@ static void calls_sweep(u64 now_ns, struct aem_ring *gone, s32 res)
 	} while (n == AEM_CALL_BATCH);
 }
 
-void __aem_calls_ring_gone(struct aem_ring *r)
+void __aem_calls_ring_gone(struct aem_ctx *r)
 {
 	calls_sweep(0, r, -ECONNRESET);
 }
@@ -504,7 +504,7 @@ int aem_core_call(struct aem_call_args *a, const void *req, void *resp)
 {
 	u32 timeout_ms = a->timeout_ms ? a->timeout_ms : AEM_CALL_DEFAULT_TIMEOUT_MS;
 	struct aem_call_wait w;
-	struct aem_ring *t;
+	struct aem_ctx *t;
 	struct aem_call *c;
 	unsigned long f;
 	u64 token;

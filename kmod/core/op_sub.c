@@ -10,7 +10,7 @@
 /* Sources see at most this many bytes of a writeback: their arguments, never bulk data. */
 #define AEM_SRC_WB_MAX	64
 
-int __aem_op_nop(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+int __aem_op_nop(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	(void)r;
 	(void)sqe;
@@ -19,7 +19,7 @@ int __aem_op_nop(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, boo
 	return 0;
 }
 
-int __aem_op_subscribe(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	const struct aem_source_ops *ops;
 	struct aem_sub *s;
@@ -63,7 +63,7 @@ int __aem_op_subscribe(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reaso
  * backlog entries are discarded (counted dropped), optionally a final
  * event says so, and the entry is freed.
  */
-void __aem_sub_unsubscribe(struct aem_ring *r, struct aem_sub *s, bool final_event)
+void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event)
 {
 	const struct aem_source_ops *ops = __aem_source_ops(s->source);
 	struct aem_posted out = { .wake = false };
@@ -94,7 +94,7 @@ void __aem_sub_unsubscribe(struct aem_ring *r, struct aem_sub *s, bool final_eve
 		__aem_wake(r, false);
 }
 
-int __aem_op_unsubscribe(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	struct aem_sub *s;
 	unsigned long f;
@@ -113,7 +113,7 @@ int __aem_op_unsubscribe(struct aem_ring *r, const struct aem_sqe *sqe, u32 *rea
 	return 0;
 }
 
-int __aem_op_writeback(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	const struct aem_source_ops *ops;
 	u8 buf[AEM_SRC_WB_MAX];
@@ -155,7 +155,7 @@ int __aem_op_writeback(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reaso
 }
 
 /* TIMER_SET / GEN_SET: the source of @source re-reads its arguments. */
-static int op_set(struct aem_ring *r, const struct aem_sqe *sqe, u8 source, u32 *reason)
+static int op_set(struct aem_ctx *r, const struct aem_sqe *sqe, u8 source, u32 *reason)
 {
 	const struct aem_source_ops *ops;
 	struct aem_sub *s;
@@ -174,13 +174,13 @@ static int op_set(struct aem_ring *r, const struct aem_sqe *sqe, u8 source, u32 
 	return ret;
 }
 
-int __aem_op_timer_set(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+int __aem_op_timer_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	(void)answered;
 	return op_set(r, sqe, AEM_SRC_TIMER, reason);
 }
 
-int __aem_op_gen_set(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+int __aem_op_gen_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	(void)answered;
 	return op_set(r, sqe, AEM_SRC_GEN, reason);

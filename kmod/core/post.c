@@ -14,7 +14,7 @@
  * more than the ring holds, or that moved backwards, reads as "full" so
  * we never write over unread CQEs; the backlog takes the events.
  */
-static u32 cq_room(struct aem_ring *r, struct aem_cq_core *cq)
+static u32 cq_room(struct aem_ctx *r, struct aem_cq_core *cq)
 {
 	u32 head = aem_load_acquire(cq->khead);	/* pairs with aem_cq_advance()'s release */
 	u32 used = cq->tail - head;
@@ -27,7 +27,7 @@ static u32 cq_room(struct aem_ring *r, struct aem_cq_core *cq)
 	return cq->entries - used;
 }
 
-static struct aem_cqe *bl_append_locked(struct aem_ring *r, struct aem_cq_core *cq,
+static struct aem_cqe *bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq,
 					u32 sub, u16 gen, void *buf)
 {
 	struct aem_bl_chunk *c = cq->bl_tail;
@@ -55,7 +55,7 @@ static struct aem_cqe *bl_append_locked(struct aem_ring *r, struct aem_cq_core *
 	return &c->cqe[c->tail++];
 }
 
-static void bl_chunk_done(struct aem_ring *r, struct aem_cq_core *cq)
+static void bl_chunk_done(struct aem_ctx *r, struct aem_cq_core *cq)
 {
 	struct aem_bl_chunk *c = cq->bl_head;
 
@@ -72,7 +72,7 @@ static void bl_chunk_done(struct aem_ring *r, struct aem_cq_core *cq)
  * Write backlog entry @cqe at *tail of @cq's ring (room checked by the
  * caller) and account it delivered; returns the ring entry.
  */
-static struct aem_cqe *bl_emit_locked(struct aem_ring *r, struct aem_cq_core *cq,
+static struct aem_cqe *bl_emit_locked(struct aem_ctx *r, struct aem_cq_core *cq,
 				      const struct aem_cqe *cqe, u32 *tail, u32 *room)
 {
 	struct aem_cqe *e = &cq->cqes[*tail & cq->mask];
@@ -97,7 +97,7 @@ static struct aem_cqe *bl_emit_locked(struct aem_ring *r, struct aem_cq_core *cq
  * writeback) -- held back, nothing would ever move again.  Each passed entry
  * is written at *tail and marked AEM_BL_DEAD, which the head skips.
  */
-static void pass_slot_starved_locked(struct aem_ring *r, struct aem_cq_core *cq,
+static void pass_slot_starved_locked(struct aem_ctx *r, struct aem_cq_core *cq,
 				     u32 *tail, u32 *room)
 {
 	struct aem_bl_chunk *c;
@@ -114,7 +114,7 @@ static void pass_slot_starved_locked(struct aem_ring *r, struct aem_cq_core *cq,
 }
 
 /* Move backlog entries of one class into its CQ ring while there is room. */
-static bool flush_class_locked(struct aem_ring *r, struct aem_cq_core *cq)
+static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 {
 	u32 room = cq_room(r, cq);
 	u32 tail = cq->tail;
@@ -184,7 +184,7 @@ static void fill_run(const struct aem_post *p, u64 first, u32 count, u8 *dst, u3
 		memcpy(dst + (size_t)i * stride, p->data, len);
 }
 
-static void account_drop_locked(struct aem_ring *r, struct aem_cq_core *cq, struct aem_sub *s)
+static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
 {
 	r->dropped++;
 	cq->dropped++;
@@ -203,7 +203,7 @@ static void account_drop_locked(struct aem_ring *r, struct aem_cq_core *cq, stru
  * AEM_POST_HOLD keeps the bytes on the heap in the backlog until one is
  * free.  The caller wakes after unlocking when out->wake says a tail moved.
  */
-void __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_post *p,
+void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		       struct aem_posted *out)
 {
 	bool result = p->flags & AEM_CQE_F_RESULT, final_mode = p->mode & AEM_POST_FINAL;
@@ -372,7 +372,7 @@ void __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_p
 }
 
 /* Lock, post, unlock, wake: for posters that hold no completion lock. */
-static void post(struct aem_ring *r, struct aem_sub *s, const struct aem_post *p,
+static void post(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		 struct aem_posted *out)
 {
 	unsigned long f;
@@ -385,7 +385,7 @@ static void post(struct aem_ring *r, struct aem_sub *s, const struct aem_post *p
 }
 
 /* A result (p->flags has AEM_CQE_F_RESULT) into the result ring of @r. */
-void __aem_post_result(struct aem_ring *r, const struct aem_post *p)
+void __aem_post_result(struct aem_ctx *r, const struct aem_post *p)
 {
 	struct aem_posted out;
 
@@ -393,7 +393,7 @@ void __aem_post_result(struct aem_ring *r, const struct aem_post *p)
 }
 
 /* The result of @sqe: @res, and @id (a new subscription's) in the CQE's id. */
-void __aem_sqe_result(struct aem_ring *r, const struct aem_sqe *sqe, s32 res, u64 id)
+void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64 id)
 {
 	struct aem_post p = {
 		.user_data = sqe->user_data,
@@ -407,7 +407,7 @@ void __aem_sqe_result(struct aem_ring *r, const struct aem_sqe *sqe, s32 res, u6
 	__aem_post_result(r, &p);
 }
 
-int aem_core_post(struct aem_ring *r, struct aem_sub *s, const void *data, u32 len,
+int aem_core_post(struct aem_ctx *r, struct aem_sub *s, const void *data, u32 len,
 		  u32 cqe_flags, u64 id)
 {
 	struct aem_post p = {
@@ -427,7 +427,7 @@ int aem_core_post(struct aem_ring *r, struct aem_sub *s, const void *data, u32 l
 	return out.dropped ? -ENOSPC : 0;
 }
 
-u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
+u32 aem_core_post_batch_run(struct aem_ctx *r, struct aem_sub *s, u32 n, u32 len,
 			    aem_fill_run_fn fill, void *arg, u32 flags)
 {
 	struct aem_post p = {
@@ -447,7 +447,7 @@ u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 le
 	return out.produced;
 }
 
-void aem_core_flush_backlog(struct aem_ring *r)
+void aem_core_flush_backlog(struct aem_ctx *r)
 {
 	bool moved = false, urgent = false;
 	unsigned long f;
@@ -476,7 +476,7 @@ void aem_core_flush_backlog(struct aem_ring *r)
 }
 
 /* Unsubscribe: its backlog entries are discarded and counted dropped. Under cq_lock. */
-void __aem_discard_backlog_locked(struct aem_ring *r, struct aem_sub *s)
+void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s)
 {
 	u32 c, i;
 
@@ -508,7 +508,7 @@ void __aem_discard_backlog_locked(struct aem_ring *r, struct aem_sub *s)
 	}
 }
 
-bool aem_core_want_room(struct aem_ring *r, struct aem_sub *s, u32 len)
+bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len)
 {
 	struct aem_cq_core *cq = &r->cq[s->prio];
 	unsigned long f;
@@ -528,7 +528,7 @@ bool aem_core_want_room(struct aem_ring *r, struct aem_sub *s, u32 len)
 }
 
 /* Ring teardown: the backlog's chunks and the payloads they hold. */
-void __aem_backlog_free(struct aem_ring *r)
+void __aem_backlog_free(struct aem_ctx *r)
 {
 	u32 c, i;
 

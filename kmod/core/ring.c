@@ -8,22 +8,22 @@
 
 static bool aem_core_inited;
 
-u32 aem_ring_slot_size(struct aem_ring *r)
+u32 aem_ctx_slot_size(struct aem_ctx *r)
 {
 	return r->slot_size;
 }
 
-void **aem_ring_src_priv(struct aem_ring *r, u8 source)
+void **aem_ctx_src_priv(struct aem_ctx *r, u8 source)
 {
 	return &r->src_priv[source < AEM_SRC_LAST ? source : 0];
 }
 
 int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 			 void *regions[AEM_NR_REGIONS], void *host,
-			 struct aem_ring **out, u32 *ring_id)
+			 struct aem_ctx **out, u32 *ring_id)
 {
 	struct aem_rings *rings = regions[AEM_REGION_RINGS];
-	struct aem_ring *r;
+	struct aem_ctx *r;
 	u32 c, i;
 	int ret = -ENOMEM;
 
@@ -107,7 +107,7 @@ err:
 	return ret;
 }
 
-void aem_core_ring_destroy(struct aem_ring *r)
+void aem_core_ring_destroy(struct aem_ctx *r)
 {
 	unsigned long f;
 	u32 c, i, n;
@@ -167,7 +167,7 @@ void aem_core_ring_destroy(struct aem_ring *r)
 
 void aem_core_unregister_source(const struct aem_source_ops *ops)
 {
-	struct aem_ring *r;
+	struct aem_ctx *r;
 	unsigned long f;
 	u32 pos = 0, c, i;
 

@@ -12,7 +12,7 @@
 #define AEM_RING_GEN_MASK	0xfffffU
 
 static aem_spinlock_t ring_lock;
-static struct aem_ring *rings[AEM_MAX_RINGS];
+static struct aem_ctx *rings[AEM_MAX_RINGS];
 static u32 ring_gen[AEM_MAX_RINGS];
 static u32 ring_hint;
 
@@ -21,7 +21,7 @@ void __aem_rings_init(void)
 	aem_spin_init(&ring_lock);
 }
 
-int __aem_ring_register(struct aem_ring *r)
+int __aem_ring_register(struct aem_ctx *r)
 {
 	unsigned long f;
 	u32 i, idx, gen;
@@ -48,9 +48,9 @@ int __aem_ring_register(struct aem_ring *r)
 	return 0;
 }
 
-struct aem_ring *__aem_ring_get(u32 id)
+struct aem_ctx *__aem_ring_get(u32 id)
 {
-	struct aem_ring *r;
+	struct aem_ctx *r;
 	unsigned long f;
 
 	aem_spin_lock_irqsave(&ring_lock, f);
@@ -63,15 +63,15 @@ struct aem_ring *__aem_ring_get(u32 id)
 	return r;
 }
 
-void __aem_ring_put(struct aem_ring *r)
+void __aem_ring_put(struct aem_ctx *r)
 {
 	if (aem_atomic_dec_return(&r->refs) == 0)
 		aem_complete(&r->unref);
 }
 
-struct aem_ring *__aem_ring_iter(u32 *pos)
+struct aem_ctx *__aem_ring_iter(u32 *pos)
 {
-	struct aem_ring *r = NULL;
+	struct aem_ctx *r = NULL;
 	unsigned long f;
 
 	aem_spin_lock_irqsave(&ring_lock, f);
@@ -87,7 +87,7 @@ struct aem_ring *__aem_ring_iter(u32 *pos)
 }
 
 /* After return nobody can find @r and nobody still holds it from a lookup. */
-void __aem_ring_unregister(struct aem_ring *r)
+void __aem_ring_unregister(struct aem_ctx *r)
 {
 	unsigned long f;
 

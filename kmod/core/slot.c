@@ -7,7 +7,7 @@
 #include "aem_core_int.h"
 
 /* Consume the slot return ring. Under cq_lock. */
-void __aem_slot_reclaim_locked(struct aem_ring *r)
+void __aem_slot_reclaim_locked(struct aem_ctx *r)
 {
 	u32 tail = aem_load_acquire(r->sr_ktail);	/* pairs with aem_release_commit() */
 	u32 head = r->sr_head;
@@ -37,7 +37,7 @@ void __aem_slot_reclaim_locked(struct aem_ring *r)
 	aem_store_release(r->sr_khead, head + n);	/* pairs with aem_release_slot()'s acquire */
 }
 
-u32 __aem_slot_get_locked(struct aem_ring *r)
+u32 __aem_slot_get_locked(struct aem_ctx *r)
 {
 	u32 slot;
 
@@ -50,7 +50,7 @@ u32 __aem_slot_get_locked(struct aem_ring *r)
 	return slot;
 }
 
-void __aem_slot_put_locked(struct aem_ring *r, u32 slot)
+void __aem_slot_put_locked(struct aem_ctx *r, u32 slot)
 {
 	r->slot_state[slot - r->send_slots] = AEM_SLOT_FREE;
 	r->slot_free[r->nr_free++] = slot;
@@ -62,7 +62,7 @@ void __aem_slot_put_locked(struct aem_ring *r, u32 slot)
  * (so a concurrent release of it is a double release), the caller copies
  * from it and puts it back.  Under cq_lock.
  */
-int __aem_slot_take_user(struct aem_ring *r, u32 slot, u64 token)
+int __aem_slot_take_user(struct aem_ctx *r, u32 slot, u64 token)
 {
 	u32 d = slot - r->send_slots;
 
@@ -72,7 +72,7 @@ int __aem_slot_take_user(struct aem_ring *r, u32 slot, u64 token)
 	return 0;
 }
 
-void __aem_slot_give_back(struct aem_ring *r, u32 slot)
+void __aem_slot_give_back(struct aem_ctx *r, u32 slot)
 {
 	unsigned long f;
 
@@ -84,7 +84,7 @@ void __aem_slot_give_back(struct aem_ring *r, u32 slot)
 }
 
 /* A refused writeback changes nothing: the slot it named is the user's again. */
-void __aem_slot_untake(struct aem_ring *r, u32 slot)
+void __aem_slot_untake(struct aem_ctx *r, u32 slot)
 {
 	unsigned long f;
 
@@ -95,7 +95,7 @@ void __aem_slot_untake(struct aem_ring *r, u32 slot)
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 }
 
-void aem_core_reclaim_slots(struct aem_ring *r)
+void aem_core_reclaim_slots(struct aem_ctx *r)
 {
 	unsigned long f;
 

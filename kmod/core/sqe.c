@@ -22,7 +22,7 @@ static bool all_zero(const void *p, u32 n)
  * What the table says of @def: the SQE flags it takes, a class below
  * nr_classes, and zero in every field it does not use.
  */
-int __aem_sqe_check(struct aem_ring *r, const struct aem_op_def *def,
+int __aem_sqe_check(struct aem_ctx *r, const struct aem_op_def *def,
 		    const struct aem_sqe *sqe, u32 *reason)
 {
 	NEED(!(sqe->flags & ~def->sqe_flags));
@@ -41,7 +41,7 @@ int __aem_sqe_check(struct aem_ring *r, const struct aem_op_def *def,
  * call take send slots; a writeback only the delivery slot its event came
  * in, which the core takes back (*took).
  */
-int __aem_sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool writeback,
+int __aem_sqe_payload(struct aem_ctx *r, const struct aem_sqe *sqe, bool writeback,
 		       const void **data, u32 *took, u32 *reason)
 {
 	unsigned long f;

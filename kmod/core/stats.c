@@ -6,7 +6,7 @@
  */
 #include "aem_core_int.h"
 
-int aem_core_sub_stats(struct aem_ring *r, struct aem_sub_stats *st)
+int aem_core_sub_stats(struct aem_ctx *r, struct aem_sub_stats *st)
 {
 	struct aem_sub *s;
 	unsigned long f;
@@ -29,7 +29,7 @@ int aem_core_sub_stats(struct aem_ring *r, struct aem_sub_stats *st)
 	return ret;
 }
 
-void aem_core_ring_stats(struct aem_ring *r, struct aem_ring_stats *st)
+void aem_core_ring_stats(struct aem_ctx *r, struct aem_ring_stats *st)
 {
 	unsigned long f;
 	u32 i;

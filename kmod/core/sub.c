@@ -7,7 +7,7 @@
  */
 #include "aem_core_int.h"
 
-void __aem_sub_free_locked(struct aem_ring *r, struct aem_sub *s)
+void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s)
 {
 	u16 gen = (u16)(s->gen + 1);
 
@@ -28,7 +28,7 @@ void __aem_sub_free_locked(struct aem_ring *r, struct aem_sub *s)
 }
 
 /* A subscription's last event left: free it, unless an unsubscribe owns that. */
-void __aem_sub_end_locked(struct aem_ring *r, struct aem_sub *s)
+void __aem_sub_end_locked(struct aem_ctx *r, struct aem_sub *s)
 {
 	const struct aem_source_ops *ops;
 
@@ -41,7 +41,7 @@ void __aem_sub_end_locked(struct aem_ring *r, struct aem_sub *s)
 }
 
 /* Under submit_lock (chunks only grow there). */
-struct aem_sub *__aem_sub_alloc(struct aem_ring *r, u8 source)
+struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source)
 {
 	struct aem_sub *s = NULL, *chunk;
 	unsigned long f;
@@ -77,7 +77,7 @@ struct aem_sub *__aem_sub_alloc(struct aem_ring *r, u8 source)
 	return s;
 }
 
-struct aem_sub *__aem_sub_find(struct aem_ring *r, u64 id, u32 bad_state)
+struct aem_sub *__aem_sub_find(struct aem_ctx *r, u64 id, u32 bad_state)
 {
 	u32 idx = AEM_ID_INDEX(id);
 	struct aem_sub *s;
@@ -91,23 +91,23 @@ struct aem_sub *__aem_sub_find(struct aem_ring *r, u64 id, u32 bad_state)
 }
 
 /* A live subscription that may still take writebacks and unsubscribes. Under cq_lock. */
-struct aem_sub *__aem_sub_lookup_locked(struct aem_ring *r, u64 id)
+struct aem_sub *__aem_sub_lookup_locked(struct aem_ctx *r, u64 id)
 {
 	return __aem_sub_find(r, id, AEM_SUB_DYING | AEM_SUB_FINAL);
 }
 
-struct aem_sub *aem_sub_at(struct aem_ring *r, u32 idx)
+struct aem_sub *aem_sub_at(struct aem_ctx *r, u32 idx)
 {
 	return __aem_sub_at(r, idx);
 }
 
-u64 aem_sub_id(struct aem_ring *r, struct aem_sub *s)
+u64 aem_sub_id(struct aem_ctx *r, struct aem_sub *s)
 {
 	(void)r;
 	return __aem_make_id(s->index, s->gen, AEM_ID_KIND_SUB);
 }
 
-bool aem_sub_active(struct aem_ring *r, struct aem_sub *s)
+bool aem_sub_active(struct aem_ctx *r, struct aem_sub *s)
 {
 	unsigned long f;
 	bool ok;
@@ -119,7 +119,7 @@ bool aem_sub_active(struct aem_ring *r, struct aem_sub *s)
 }
 
 /* __aem_sub_lookup_locked() for callers that do not hold cq_lock. */
-struct aem_sub *__aem_sub_lookup(struct aem_ring *r, u64 id)
+struct aem_sub *__aem_sub_lookup(struct aem_ctx *r, u64 id)
 {
 	struct aem_sub *s;
 	unsigned long f;

@@ -6,7 +6,7 @@
  */
 #include "aem_core_int.h"
 
-static void refuse(struct aem_ring *r, const struct aem_sqe *sqe, u32 reason, int err)
+static void refuse(struct aem_ctx *r, const struct aem_sqe *sqe, u32 reason, int err)
 {
 	unsigned long f;
 
@@ -19,7 +19,7 @@ static void refuse(struct aem_ring *r, const struct aem_sqe *sqe, u32 reason, in
 	__aem_sqe_result(r, sqe, err, 0);
 }
 
-static void handle_sqe(struct aem_ring *r, const struct aem_sqe *sqe)
+static void handle_sqe(struct aem_ctx *r, const struct aem_sqe *sqe)
 {
 	const struct aem_op_def *def = __aem_op_def(sqe->opcode);
 	u32 reason = AEM_REFUSE_FIELD;
@@ -51,7 +51,7 @@ static void sqe_copy(struct aem_sqe *dst, const struct aem_sqe *src)
 		d[i] = aem_read_once(s[i]);
 }
 
-int aem_core_submit(struct aem_ring *r, u32 to_submit)
+int aem_core_submit(struct aem_ctx *r, u32 to_submit)
 {
 	struct aem_sqe sqe;
 	u32 head, tail, avail, i;

@@ -9,7 +9,7 @@
 #include "aem_core_int.h"
 
 /* Dekker, producer half: the tail store (release) happened before; now the waiters load. */
-void __aem_wake(struct aem_ring *r, bool urgent)
+void __aem_wake(struct aem_ctx *r, bool urgent)
 {
 	aem_smp_mb();	/* pairs with aem_core_wait_begin() / aem_core_poll_arm() */
 	if (aem_atomic_read(&r->waiters) || aem_atomic_read(&r->poll_armed))
@@ -23,7 +23,7 @@ void __aem_wake(struct aem_ring *r, bool urgent)
  * in aem_core_want_room() sees the room, or this sees the flag.  Every
  * clear is followed by a kick, so a flag set again meanwhile is never lost.
  */
-void __aem_room_kick(struct aem_ring *r)
+void __aem_room_kick(struct aem_ctx *r)
 {
 	if (aem_atomic_read(&r->room_wanted)) {
 		aem_atomic_set(&r->room_wanted, 0);
@@ -31,7 +31,7 @@ void __aem_room_kick(struct aem_ring *r)
 	}
 }
 
-bool aem_core_cq_ready(struct aem_ring *r, u32 min)
+bool aem_core_cq_ready(struct aem_ctx *r, u32 min)
 {
 	u32 c, total = 0;
 
@@ -51,26 +51,26 @@ bool aem_core_cq_ready(struct aem_ring *r, u32 min)
 }
 
 /* Dekker, waiter half: announce, full barrier, then the caller re-reads the tails. */
-void aem_core_wait_begin(struct aem_ring *r)
+void aem_core_wait_begin(struct aem_ctx *r)
 {
 	aem_atomic_inc(&r->waiters);
 	aem_smp_mb();	/* pairs with __aem_wake() and aem_core_want_room() */
 	__aem_room_kick(r);
 }
 
-void aem_core_wait_end(struct aem_ring *r)
+void aem_core_wait_end(struct aem_ctx *r)
 {
 	aem_atomic_dec_return(&r->waiters);
 }
 
-void aem_core_poll_arm(struct aem_ring *r)
+void aem_core_poll_arm(struct aem_ctx *r)
 {
 	aem_atomic_set(&r->poll_armed, 1);
 	aem_smp_mb();	/* pairs with __aem_wake() and aem_core_want_room() */
 	__aem_room_kick(r);
 }
 
-bool aem_core_poll_take(struct aem_ring *r)
+bool aem_core_poll_take(struct aem_ctx *r)
 {
 	if (!aem_atomic_read(&r->poll_armed))
 		return false;

@@ -33,7 +33,7 @@
 #include "aem_int.h"
 
 struct __aem_emb {
-	struct aem_ring	*core;
+	struct aem_ctx	*core;
 	void		*map;		/* the core's mapping of the whole memfd */
 	size_t		map_len;
 	int		efd;
@@ -184,7 +184,7 @@ void aem_host_gen_kick(void)
 	drv_kick(&gen_drv, gen_main);
 }
 
-void aem_host_wake(struct aem_ring *r, void *host, bool urgent)
+void aem_host_wake(struct aem_ctx *r, void *host, bool urgent)
 {
 	struct __aem_emb *e = host;
 	uint64_t one = 1;
