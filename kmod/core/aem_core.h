@@ -304,13 +304,6 @@ bool aem_core_calls_pending(void);
 void aem_host_timer_kick(void);
 void aem_host_gen_kick(void);
 
-/* Defaults the core applies to zero setup fields (libaem applies the same). */
-#define AEM_CORE_DEFAULT_SQ_ENTRIES	1024
-#define AEM_CORE_DEFAULT_CQ_ENTRIES	4096
-#define AEM_CORE_DEFAULT_CLASSES	2
-#define AEM_CORE_DEFAULT_SLOT_SIZE	256
-#define AEM_CORE_DEFAULT_SLOTS		1024
-
 /*
  * A source ends its own subscription (one-shot timer fired, generator count
  * reached) by posting its last event with AEM_CQE_F_FINAL: the core frees

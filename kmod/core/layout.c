@@ -79,11 +79,11 @@ static void set_offsets(struct aem_ring_offsets *o, size_t block, u32 array)
 
 int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *l)
 {
-	u32 sq = p->sq_entries ? p->sq_entries : AEM_CORE_DEFAULT_SQ_ENTRIES;
-	u32 cq = p->cq_entries ? p->cq_entries : AEM_CORE_DEFAULT_CQ_ENTRIES;
-	u32 nc = p->nr_classes ? p->nr_classes : AEM_CORE_DEFAULT_CLASSES;
-	u32 ss = p->slot_size ? p->slot_size : AEM_CORE_DEFAULT_SLOT_SIZE;
-	u32 sc = p->slot_count ? p->slot_count : AEM_CORE_DEFAULT_SLOTS;
+	u32 sq = p->sq_entries ? p->sq_entries : AEM_DEFAULT_SQ_ENTRIES;
+	u32 cq = p->cq_entries ? p->cq_entries : AEM_DEFAULT_CQ_ENTRIES;
+	u32 nc = p->nr_classes ? p->nr_classes : AEM_DEFAULT_CLASSES;
+	u32 ss = p->slot_size ? p->slot_size : AEM_DEFAULT_SLOT_SIZE;
+	u32 sc = p->slot_count ? p->slot_count : AEM_DEFAULT_SLOTS;
 	u32 send = p->send_slots;
 	u64 bl = p->backlog_limit;
 	u32 i, c;

@@ -19,18 +19,9 @@ static const uint64_t kernel_off[AEM_NR_REGIONS] = {
 	AEM_OFF_RINGS, AEM_OFF_SQES, AEM_OFF_CQES, AEM_OFF_PAYLOAD,
 };
 
+/* The other zero fields take the kernel side's defaults there. */
 static void apply_defaults(struct aem_params *p)
 {
-	if (!p->sq_entries)
-		p->sq_entries = AEM_DEFAULT_SQ_ENTRIES;
-	if (!p->cq_entries)
-		p->cq_entries = AEM_DEFAULT_CQ_ENTRIES;
-	if (!p->nr_classes)
-		p->nr_classes = AEM_DEFAULT_CLASSES;
-	if (!p->slot_size)
-		p->slot_size = AEM_DEFAULT_SLOT_SIZE;
-	if (!p->slot_count)
-		p->slot_count = AEM_DEFAULT_SLOTS;
 	if (!p->send_slots)
 		p->send_slots = AEM_DEFAULT_SEND_SLOTS;
 }
