@@ -2,8 +2,8 @@
 /*
  * The host-neutral ring core: the kernel side of the AEM protocol, written
  * once and compiled into the kernel module and into libaem's embedded
- * backend.  It consumes SQEs, posts CQEs into per-class completion rings,
- * keeps the overflow backlog, the subscription table, the pending-call
+ * backend.  It consumes SQEs, posts events into per-class completion rings
+ * and the answers to SQEs into the result ring, keeps the overflow backlog, the subscription table, the pending-call
  * table and every counter, and decides when to wake a waiter.
  *
  * Everything the core needs from its host (locks, allocation, barriers,
@@ -98,7 +98,7 @@ u32 aem_ctx_slot_size(struct aem_ctx *r);
 /*
  * Consume up to @to_submit SQEs (clamped to what the tail shows, and the
  * tail to one ring's worth beyond head).  Each SQE is copied once, then
- * validated; a refused SQE gets an error CQE (res = -errno, F_RESULT) and
+ * validated; a refused SQE gets an error result (res = -errno) and
  * a count in aem_ring_stats.refused.  Every consumed SQE is answered: while
  * the overflow backlog holds twice its bound, consumption stops and the
  * remaining SQEs stay in the ring until the user reaps.  Returns the
@@ -113,9 +113,10 @@ void aem_core_reclaim_slots(struct aem_ctx *r);
 void aem_core_flush_backlog(struct aem_ctx *r);
 
 /*
- * Wait condition: at least @min CQEs across classes, or any in class 0
- * (urgent events end a wait at once).  Lock-free; pairs with the producer's
- * store-release of a CQ tail.
+ * Wait condition: at least @min CQEs across the class rings and the result
+ * ring, or any in class 0 or in the result ring (urgent events and results
+ * end a wait at once).  Lock-free; pairs with the producer's store-release
+ * of a CQ tail.
  */
 bool aem_core_cq_ready(struct aem_ctx *r, u32 min);
 
