@@ -343,7 +343,7 @@ func (p *ProcessHandler) start() (*handlerProc, error) {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{os.Args[0]}
 	cmd.Env = append(os.Environ(), procEnvName+"="+p.opts.Handler,
-		fmt.Sprintf("%s=%d:%d:%d", procEnvMap, p.payloadOff, len(p.r.payload), len(p.scratch)))
+		fmt.Sprintf("%s=%d:%d:%d", procEnvMap, p.payloadOff, len(p.r.pay.bytes), len(p.scratch)))
 	cmd.ExtraFiles = []*os.File{childF, p.payload, p.scratchF} // fds 3, 4, 5
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -428,11 +428,11 @@ func (p *ProcessHandler) Handle(ev *Event) error {
 	var req procReq
 	var data []byte
 	if ev.cqe.Flags&abi.CQEFSlot != 0 {
-		data = p.r.payloadBytes(ev.cqe.Slot, uint32(max(ev.cqe.Res, 0)))
+		data = p.r.pay.slot(ev.cqe.Slot, uint32(max(ev.cqe.Res, 0)))
 		if data == nil {
 			return p.errorf("event names slot %d (%d bytes) outside the ring", ev.cqe.Slot, ev.cqe.Res)
 		}
-		req = procReq{off: uint64(ev.cqe.Slot) * uint64(p.r.slotSize), len: uint32(len(data)), cap: p.r.slotSize}
+		req = procReq{off: uint64(ev.cqe.Slot) * uint64(p.r.pay.slotSize), len: uint32(len(data)), cap: p.r.pay.slotSize}
 	} else {
 		off := i * abi.CQEInline
 		n := copy(p.scratch[off:off+abi.CQEInline], ev.Payload())

@@ -192,7 +192,7 @@ func TestProcessHandlerFailures(t *testing.T) {
 					require.NoError(t, r.Flush())
 					st, err := r.Stats()
 					require.NoError(t, err)
-					return st.SlotsFree == uint64(r.slotCount)
+					return st.SlotsFree == uint64(r.pay.slotCount)
 				}, 5*time.Second, 10*time.Millisecond, "every slot back with the ring")
 			})
 		}

@@ -24,7 +24,7 @@
 #include "aem_kmod.h"
 
 struct aem_fd_sub {
-	struct aem_ring		*ring;
+	struct aem_ctx		*ring;
 	struct aem_sub		*sub;
 	struct file		*file;
 	wait_queue_head_t	*wqh;		/* the socket's, NULL until hooked */
@@ -91,7 +91,7 @@ static void aem_fd_queue(struct file *file, wait_queue_head_t *wqh, poll_table *
 	add_wait_queue(wqh, &fs->wait);
 }
 
-static int aem_fd_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+static int aem_fd_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
 	const struct aem_fd_args *a = &sqe->fd;
 	struct aem_fd_sub *fs;
@@ -138,7 +138,7 @@ err:
 }
 
 /* The subscription is live and its id is out: report what is true already. */
-static void aem_fd_start(struct aem_ring *r, struct aem_sub *s)
+static void aem_fd_start(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct aem_fd_sub *fs = (struct aem_fd_sub *)(uintptr_t)s->priv[0];
 	u32 ev = aem_fd_translate(fs, vfs_poll(fs->file, NULL));
@@ -147,7 +147,7 @@ static void aem_fd_start(struct aem_ring *r, struct aem_sub *s)
 		aem_fd_post(fs, ev);
 }
 
-static void aem_fd_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+static void aem_fd_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct aem_fd_sub *fs = (struct aem_fd_sub *)(uintptr_t)s->priv[0];
 

@@ -66,7 +66,7 @@ struct aem_region {
 
 struct aem_file {
 	struct mutex		lock;		/* setup; the core's SQ has one consumer */
-	struct aem_ring		*ring;		/* set once under lock, published with release */
+	struct aem_ctx		*ring;		/* set once under lock, published with release */
 	wait_queue_head_t	wq;
 	struct aem_region	region[AEM_NR_REGIONS];
 	struct user_struct	*user;		/* charged for locked pages */
@@ -90,7 +90,7 @@ struct aem_file {
  */
 static DECLARE_RWSEM(aem_teardown_rwsem);
 
-static void aem_ring_destroy(struct aem_ring *ring)
+static void aem_ring_destroy(struct aem_ctx *ring)
 {
 	down_read(&aem_teardown_rwsem);
 	aem_core_ring_destroy(ring);
@@ -105,9 +105,9 @@ void aem_host_unregister_source(const struct aem_source_ops *ops)
 }
 EXPORT_SYMBOL_GPL(aem_host_unregister_source);
 
-static struct aem_ring *aem_file_ring(struct aem_file *f)
+static struct aem_ctx *aem_file_ring(struct aem_file *f)
 {
-	/* Pairs with the store-release in aem_setup(): regions are visible. */
+	/* Pairs with the store-release in aem_ioc_setup(): regions are visible. */
 	return smp_load_acquire(&f->ring);
 }
 
@@ -242,7 +242,7 @@ static void aem_boost_waiter(struct aem_file *f)
 	spin_unlock_irqrestore(&f->boost_lock, flags);
 }
 
-void aem_host_wake(struct aem_ring *r, void *host, bool urgent)
+void aem_host_wake(struct aem_ctx *r, void *host, bool urgent)
 {
 	struct aem_file *f = host;
 
@@ -356,7 +356,7 @@ static void aem_free_regions(struct aem_file *f)
 static int aem_release(struct inode *inode, struct file *file)
 {
 	struct aem_file *f = file->private_data;
-	struct aem_ring *ring = f->ring;
+	struct aem_ctx *ring = f->ring;
 
 	/* No ioctl, poll or mmap can run now: the file has no users left. */
 	if (ring) {
@@ -371,12 +371,12 @@ static int aem_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
-static long aem_setup(struct aem_file *f, void __user *arg)
+static long aem_ioc_setup(struct aem_file *f, void __user *arg)
 {
 	void *vaddr[AEM_NR_REGIONS];
 	struct aem_params p;
 	struct aem_layout l;
-	struct aem_ring *ring;
+	struct aem_ctx *ring;
 	unsigned long pages = 0;
 	u64 bytes = 0;
 	u32 ring_id;
@@ -444,7 +444,7 @@ out_unlock:
  * passes, or a signal arrives.  The core's wait_begin/wait_end bracket the
  * sleep so that producers know to wake us (see aem_core.h).
  */
-static int aem_wait(struct aem_file *f, struct aem_ring *ring, u32 min, s64 timeout_ns)
+static int aem_wait(struct aem_file *f, struct aem_ctx *ring, u32 min, s64 timeout_ns)
 {
 	ktime_t expires = 0;
 	DEFINE_WAIT(wait);
@@ -496,7 +496,7 @@ static int aem_wait(struct aem_file *f, struct aem_ring *ring, u32 min, s64 time
 
 static long aem_enter(struct aem_file *f, void __user *arg)
 {
-	struct aem_ring *ring = aem_file_ring(f);
+	struct aem_ctx *ring = aem_file_ring(f);
 	struct aem_enter e;
 	int ret = 0, n;
 
@@ -532,7 +532,7 @@ static long aem_enter(struct aem_file *f, void __user *arg)
 	return ret;
 }
 
-static long aem_ioc_sub_stats(struct aem_ring *ring, void __user *arg)
+static long aem_ioc_sub_stats(struct aem_ctx *ring, void __user *arg)
 {
 	struct aem_sub_stats st;
 	int ret;
@@ -545,7 +545,7 @@ static long aem_ioc_sub_stats(struct aem_ring *ring, void __user *arg)
 	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
 }
 
-static long aem_ioc_ring_stats(struct aem_ring *ring, void __user *arg)
+static long aem_ioc_ring_stats(struct aem_ctx *ring, void __user *arg)
 {
 	struct aem_ring_stats st;
 
@@ -598,11 +598,11 @@ static long aem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct aem_file *f = file->private_data;
 	void __user *uarg = (void __user *)arg;
-	struct aem_ring *ring;
+	struct aem_ctx *ring;
 
 	switch (cmd) {
 	case AEM_IOC_SETUP:
-		return aem_setup(f, uarg);
+		return aem_ioc_setup(f, uarg);
 	case AEM_IOC_ENTER:
 		return aem_enter(f, uarg);
 	case AEM_IOC_CALL:
@@ -623,7 +623,7 @@ static long aem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 static __poll_t aem_poll(struct file *file, poll_table *pt)
 {
 	struct aem_file *f = file->private_data;
-	struct aem_ring *ring = aem_file_ring(f);
+	struct aem_ctx *ring = aem_file_ring(f);
 
 	poll_wait(file, &f->wq, pt);
 	if (!ring)
@@ -748,17 +748,8 @@ static void aem_device_release(struct device *dev)
 /* AEM_SOURCE_API_VERSION in aem_source_ops and by modversions.            */
 
 EXPORT_SYMBOL_GPL(aem_core_register_source);
-EXPORT_SYMBOL_GPL(aem_core_unregister_source);
 EXPORT_SYMBOL_GPL(aem_core_post);
-EXPORT_SYMBOL_GPL(aem_core_post_batch);
 EXPORT_SYMBOL_GPL(aem_sub_id);
-EXPORT_SYMBOL_GPL(aem_ring_host);
-EXPORT_SYMBOL_GPL(aem_ring_id);
-EXPORT_SYMBOL_GPL(aem_core_post_fill);
-EXPORT_SYMBOL_GPL(aem_core_post_batch_flags);
-EXPORT_SYMBOL_GPL(aem_ring_src_priv);
-EXPORT_SYMBOL_GPL(aem_core_expire_calls);
-EXPORT_SYMBOL_GPL(aem_core_calls_pending);
 EXPORT_SYMBOL_GPL(aem_timer_source_ops);
 EXPORT_SYMBOL_GPL(aem_timer_tick);
 EXPORT_SYMBOL_GPL(aem_gen_source_ops);

@@ -31,7 +31,7 @@
 
 struct aem_proc_sub {
 	struct list_head	node;		/* on aem_proc_subs, RCU */
-	struct aem_ring		*ring;
+	struct aem_ctx		*ring;
 	struct aem_sub		*sub;
 	struct pid_namespace	*ns;		/* pids are reported as the subscriber sees them */
 	struct pid		*filter;	/* NULL: every process */
@@ -131,7 +131,7 @@ static void aem_proc_find_tp(struct tracepoint *tp, void *priv)
 			aem_proc_tps[i].tp = tp;
 }
 
-static int aem_proc_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+static int aem_proc_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
 	const struct aem_proc_args *a = &sqe->proc;
 	struct aem_proc_sub *ps;
@@ -182,7 +182,7 @@ err:
 	return ret;
 }
 
-static void aem_proc_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+static void aem_proc_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct aem_proc_sub *ps = (struct aem_proc_sub *)(uintptr_t)s->priv[0];
 	unsigned long flags;

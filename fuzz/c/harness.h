@@ -2,7 +2,7 @@
 /*
  * Shared pieces of the libFuzzer harnesses for the ring core: an input
  * reader, a host for the core (regions on anonymous memory, a wake hook
- * that only counts), a user-space view of a ring built from the offsets
+ * that only counts), libaem's view of a ring built from the offsets
  * setup publishes, and a "fuzz source" whose events the harness posts
  * itself so that every produced event is known.
  *
@@ -21,6 +21,9 @@
 #include <string.h>
 
 #include "aem_core.h"
+/* libaem's view of a ring, as applications have it; its barriers are the core's. */
+#include "../../libaem/include/libaem.h"
+#include "../../libaem/src/view.c"
 
 /* ---------------------------------------------------------------------- */
 /* Failing                                                                */
@@ -108,7 +111,7 @@ static inline uint32_t fz_u32(struct fz_in *in)
 
 static unsigned long fz_wakes, fz_kicks;
 
-void aem_host_wake(struct aem_ring *r, void *host, bool urgent)
+void aem_host_wake(struct aem_ctx *r, void *host, bool urgent)
 {
 	(void)r;
 	(void)host;
@@ -133,7 +136,7 @@ void aem_host_gen_kick(void)
 #define FZ_MAX_SUBS	16
 
 struct fz_sub {
-	struct aem_ring	*ring;
+	struct aem_ctx	*ring;
 	struct aem_sub	*s;
 	uint64_t	id;
 	uint32_t	index;		/* our index: stamped into every payload */
@@ -149,7 +152,7 @@ static struct fz_sub fz_subs[FZ_MAX_SUBS];
 static unsigned fz_nsubs;
 static int fz_source_id = -1;	/* AEM_SRC_* the fuzz source registered as */
 
-static int fz_src_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+static int fz_src_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
 	struct fz_sub *fs;
 
@@ -168,7 +171,7 @@ static int fz_src_subscribe(struct aem_ring *r, struct aem_sub *s, const struct 
 	return 0;
 }
 
-static void fz_src_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+static void fz_src_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
 	unsigned i;
 
@@ -178,7 +181,7 @@ static void fz_src_unsubscribe(struct aem_ring *r, struct aem_sub *s)
 			fz_subs[i].live = false;
 }
 
-static int fz_src_writeback(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe,
+static int fz_src_writeback(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe,
 			    const void *data, u32 len)
 {
 	unsigned i;
@@ -266,22 +269,13 @@ struct fz_ring {
 	struct aem_layout	l;
 	void			*regions[AEM_NR_REGIONS];
 	size_t			map_len[AEM_NR_REGIONS];
-	struct aem_ring		*r;
+	struct aem_ctx		*r;
 	u32			id;
 
-	/* views into RINGS, computed from the published offsets */
-	u32			*sq_head, *sq_tail, *sq_flags, *sq_dropped;
-	struct aem_sqe		*sqes;
-	/* completion rings: the classes [0, nr_classes), then the result ring at [nr_classes] */
-	u32			*cq_head[AEM_MAX_CLASSES + 1], *cq_tail[AEM_MAX_CLASSES + 1];
-	u32			*cq_flags[AEM_MAX_CLASSES + 1], *cq_dropped[AEM_MAX_CLASSES + 1];
-	const struct aem_cqe	*cqes[AEM_MAX_CLASSES + 1];
-	u32			cq_entries[AEM_MAX_CLASSES + 1];
-	u32			*sr_head, *sr_tail, *sr_array;
-	u32			sr_entries;
-	uint8_t			*payload;
+	/* libaem's view, from the published offsets (completion ring c: fz_cq()) */
+	struct aem_ring		view;
 
-	/* our side */
+	/* our side; CQ c: the classes [0, nr_classes), then the result ring */
 	u32			sq_local_tail;
 	u32			cq_local_head[AEM_MAX_CLASSES + 1];
 	u32			sr_local_tail;
@@ -294,6 +288,12 @@ struct fz_ring {
 static inline void *fz_at(void *base, u32 off)
 {
 	return (uint8_t *)base + off;
+}
+
+/* Completion ring @c: class c below nr_classes, the result ring at nr_classes. */
+static inline struct aem_cq *fz_cq(struct fz_ring *fr, unsigned c)
+{
+	return c < fr->p.nr_classes ? &fr->view.cq[c] : &fr->view.res;
 }
 
 static void fz_ring_free(struct fz_ring *fr)
@@ -349,41 +349,24 @@ static int fz_ring_init(struct fz_ring *fr, const struct aem_params *p)
 		return ret;
 	}
 
-	void *rings = fr->regions[AEM_REGION_RINGS];
-
-	fr->sq_head = fz_at(rings, fr->p.sq_off.head);
-	fr->sq_tail = fz_at(rings, fr->p.sq_off.tail);
-	fr->sq_flags = fz_at(rings, fr->p.sq_off.flags);
-	fr->sq_dropped = fz_at(rings, fr->p.sq_off.dropped);
-	fr->sqes = fz_at(fr->regions[AEM_REGION_SQES], fr->p.sq_off.array);
+	for (i = 0; i < AEM_NR_REGIONS; i++) {
+		fr->view.region[i] = fr->regions[i];
+		fr->view.region_size[i] = fr->l.region_size[i];
+	}
+	__aem_init_view(&fr->view, &fr->p);
 	for (c = 0; c <= fr->p.nr_classes; c++) {
 		const struct aem_ring_offsets *o = c < fr->p.nr_classes ? &fr->p.cq_off[c] : &fr->p.res_off;
+		u32 entries = fz_cq(fr, c)->ring_entries;
 
-		fr->cq_head[c] = fz_at(rings, o->head);
-		fr->cq_tail[c] = fz_at(rings, o->tail);
-		fr->cq_flags[c] = fz_at(rings, o->flags);
-		fr->cq_dropped[c] = fz_at(rings, o->dropped);
-		fr->cqes[c] = fz_at(fr->regions[AEM_REGION_CQES], o->array);
-		fr->cq_entries[c] = *(u32 *)fz_at(rings, o->ring_entries);
-		FZ_CHECK(fr->cq_entries[c] && !(fr->cq_entries[c] & (fr->cq_entries[c] - 1)) &&
-			 *(u32 *)fz_at(rings, o->ring_mask) == fr->cq_entries[c] - 1,
-			 "CQ %u: %u entries, mask %u", c, fr->cq_entries[c], *(u32 *)fz_at(rings, o->ring_mask));
+		FZ_CHECK(entries && !(entries & (entries - 1)) && fz_cq(fr, c)->ring_mask == entries - 1,
+			 "CQ %u: %u entries, mask %u", c, entries, fz_cq(fr, c)->ring_mask);
+		FZ_CHECK(o->array + (u64)entries * sizeof(struct aem_cqe) <= fr->l.region_size[AEM_REGION_CQES],
+			 "CQ %u array beyond the CQES region", c);
 	}
-	fr->sr_head = fz_at(rings, fr->p.slot_off.head);
-	fr->sr_tail = fz_at(rings, fr->p.slot_off.tail);
-	fr->sr_array = fz_at(rings, fr->p.slot_off.array);
-	fr->sr_entries = fr->l.slot_ring_entries;
-	fr->payload = fr->regions[AEM_REGION_PAYLOAD];
-
 	/* The published offsets must stay inside the regions they name. */
 	FZ_CHECK(fr->p.sq_off.array + (u64)fr->p.sq_entries * sizeof(struct aem_sqe) <=
 			 fr->l.region_size[AEM_REGION_SQES], "SQ array beyond the SQES region");
-	for (c = 0; c < fr->p.nr_classes; c++)
-		FZ_CHECK(fr->p.cq_off[c].array + (u64)fr->p.cq_entries * sizeof(struct aem_cqe) <=
-				 fr->l.region_size[AEM_REGION_CQES], "CQ %u array beyond the CQES region", c);
-	FZ_CHECK(fr->p.res_off.array + (u64)fr->cq_entries[fr->p.nr_classes] * sizeof(struct aem_cqe) <=
-			 fr->l.region_size[AEM_REGION_CQES], "result ring array beyond the CQES region");
-	FZ_CHECK(fr->p.slot_off.array + (u64)fr->sr_entries * 4 <= fr->l.region_size[AEM_REGION_RINGS],
+	FZ_CHECK(fr->p.slot_off.array + (u64)fr->view.slots.ring_entries * 4 <= fr->l.region_size[AEM_REGION_RINGS],
 		 "slot ring array beyond the RINGS region");
 	FZ_CHECK((u64)(fr->p.slot_count + fr->p.send_slots) * fr->p.slot_size <=
 			 fr->l.region_size[AEM_REGION_PAYLOAD], "slots beyond the PAYLOAD region");
@@ -392,7 +375,7 @@ static int fz_ring_init(struct fz_ring *fr, const struct aem_params *p)
 
 /*
  * Events stop at backlog_limit; results (answers to SQEs) may take a second
- * backlog's worth plus one SQ ring on top (aem_core.c, __aem_post_locked).
+ * backlog's worth plus one SQ ring on top (post.c, __aem_post_locked).
  */
 #define FZ_BACKLOG_BOUND(p)	(2 * (p)->backlog_limit + (p)->sq_entries)
 
@@ -486,12 +469,15 @@ struct fz_batch_arg {
 	u32		len;
 };
 
-static void fz_batch_fill(void *arg, u64 i, u8 *dst, u32 len)
+static void fz_batch_fill(void *arg, u64 first, u32 count, u8 *dst, u32 stride)
 {
 	struct fz_batch_arg *a = arg;
+	u32 i;
 
-	FZ_CHECK(len == a->len, "post_batch fill asked for %u bytes, not %u", len, a->len);
-	fz_make_payload(dst, a->fs->index, a->first_seq + i, len);
+	FZ_CHECK(count == 1 || stride >= AEM_CQE_INLINE, "post_batch fill: %u payloads %u bytes apart",
+		 count, stride);
+	for (i = 0; i < count; i++)
+		fz_make_payload(dst + (size_t)i * stride, a->fs->index, a->first_seq + first + i, a->len);
 }
 
 static void fz_post_batch(struct fz_sub *fs, unsigned n, u32 len)
@@ -503,7 +489,7 @@ static void fz_post_batch(struct fz_sub *fs, unsigned n, u32 len)
 		return;
 	if (len > AEM_CQE_INLINE)
 		len = a.len = AEM_CQE_INLINE;
-	got = aem_core_post_batch(fs->ring, fs->s, n, len, fz_batch_fill, &a);
+	got = aem_core_post_batch_run(fs->ring, fs->s, n, len, fz_batch_fill, &a, 0);
 	FZ_CHECK(got <= n, "post_batch produced %u of %u", got, n);
 	fs->next_seq += got;
 	fs->posted += got;

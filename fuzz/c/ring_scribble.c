@@ -38,14 +38,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* Submit one well-formed SQE to @fr and consume it; returns the result of submit. */
 static int submit_one(struct fz_ring *fr, const struct aem_sqe *sqe)
 {
-	u32 head = aem_load_acquire(fr->sq_head);
+	u32 head = aem_load_acquire(fr->view.sq.khead);
 	int ret;
 
 	if (fr->sq_local_tail - head >= fr->p.sq_entries)
 		return -EBUSY;
-	fr->sqes[fr->sq_local_tail & (fr->p.sq_entries - 1)] = *sqe;
+	fr->view.sq.sqes[fr->sq_local_tail & (fr->p.sq_entries - 1)] = *sqe;
 	fr->sq_local_tail++;
-	aem_store_release(fr->sq_tail, fr->sq_local_tail);
+	aem_store_release(fr->view.sq.ktail, fr->sq_local_tail);
 	ret = aem_core_submit(fr->r, 1);
 	if (ret > 0)
 		fr->consumed += ret;
@@ -78,14 +78,14 @@ static void good_drain(void)
 	unsigned c;
 
 	for (c = 0; c <= good.p.nr_classes; c++) {	/* the class rings, then the result ring */
-		u32 tail = aem_load_acquire(good.cq_tail[c]);
+		u32 tail = aem_load_acquire(fz_cq(&good, c)->ktail);
 		u32 head = good.cq_local_head[c];
 		u32 n = tail - head, i;
 
-		FZ_CHECK(n <= good.cq_entries[c], "good ring CQ %u: %u CQEs in a ring of %u", c, n,
-			 good.cq_entries[c]);
+		FZ_CHECK(n <= fz_cq(&good, c)->ring_entries, "good ring CQ %u: %u CQEs in a ring of %u", c, n,
+			 fz_cq(&good, c)->ring_entries);
 		for (i = 0; i < n; i++) {
-			const struct aem_cqe *cqe = &good.cqes[c][(head + i) & (good.cq_entries[c] - 1)];
+			const struct aem_cqe *cqe = &fz_cq(&good, c)->cqes[(head + i) & (fz_cq(&good, c)->ring_entries - 1)];
 			const u8 *data = cqe->data;
 
 			FZ_CHECK(!(cqe->flags & AEM_CQE_F_RESULT) == (c < good.p.nr_classes),
@@ -111,7 +111,7 @@ static void good_drain(void)
 				FZ_CHECK((u32)cqe->res <= good.p.slot_size, "good ring: slot event of %d bytes",
 					 cqe->res);
 				good.slot_state[cqe->slot] = FZ_SLOT_HELD;
-				data = good.payload + (size_t)cqe->slot * good.p.slot_size;
+				data = good.view.payload + (size_t)cqe->slot * good.p.slot_size;
 			}
 			good_sub->seen++;
 			/* In order and nothing skipped: the good ring never overflows its bound. */
@@ -123,22 +123,22 @@ static void good_drain(void)
 			fz_check_event_payload(good_sub, data, (u32)cqe->res, false);
 		}
 		good.cq_local_head[c] = tail;
-		aem_store_release(good.cq_head[c], tail);
+		aem_store_release(fz_cq(&good, c)->khead, tail);
 	}
 
 	/* Give every held slot back. */
 	for (u32 s = 0; s < FZ_MAX_SLOTS; s++) {
-		u32 sr_head = aem_load_acquire(good.sr_head);
+		u32 sr_head = aem_load_acquire(good.view.slots.khead);
 
 		if (good.slot_state[s] != FZ_SLOT_HELD)
 			continue;
-		if (good.sr_local_tail - sr_head >= good.sr_entries)
+		if (good.sr_local_tail - sr_head >= good.view.slots.ring_entries)
 			break;
-		good.sr_array[good.sr_local_tail & (good.sr_entries - 1)] = s;
+		good.view.slots.array[good.sr_local_tail & (good.view.slots.ring_entries - 1)] = s;
 		good.sr_local_tail++;
 		good.slot_state[s] = FZ_SLOT_KERNEL;
 	}
-	aem_store_release(good.sr_tail, good.sr_local_tail);
+	aem_store_release(good.view.slots.ktail, good.sr_local_tail);
 }
 
 /*
@@ -239,7 +239,7 @@ static void scribble(struct fz_in *in)
 		break;
 	default:
 		/* A slot-ring entry. */
-		off = bad.p.slot_off.array + 4 * (fz_u8(in) % (bad.sr_entries ? bad.sr_entries : 1));
+		off = bad.p.slot_off.array + 4 * (fz_u8(in) % (bad.view.slots.ring_entries ? bad.view.slots.ring_entries : 1));
 		break;
 	}
 	if (off + 4 > bad.l.region_size[AEM_REGION_RINGS])
@@ -265,7 +265,7 @@ static void scribble_sqe(struct fz_in *in)
 	}
 	if (bad_sub && (sqe.flags & 0x80))
 		sqe.target = bad_sub->id;
-	memcpy(&bad.sqes[idx], &sqe, sizeof(sqe));
+	memcpy(&bad.view.sq.sqes[idx], &sqe, sizeof(sqe));
 }
 
 static void bad_submit(u32 to_submit)
@@ -291,19 +291,19 @@ static void bad_submit(u32 to_submit)
 static void bad_drain(struct fz_in *in)
 {
 	unsigned c = fz_u8(in) % (bad.p.nr_classes + 1);	/* a class ring or the result ring */
-	u32 tail = aem_load_acquire(bad.cq_tail[c]);
+	u32 tail = aem_load_acquire(fz_cq(&bad, c)->ktail);
 	u32 mode = fz_u8(in), head;
 
 	switch (mode % 3) {
 	case 0: head = tail; break;				/* consumed everything */
-	case 1: head = aem_read_once(*bad.cq_head[c]) + (mode >> 2); break;	/* maybe too far */
+	case 1: head = aem_read_once(*fz_cq(&bad, c)->khead) + (mode >> 2); break;	/* maybe too far */
 	default: head = fz_u32(in); break;
 	}
 	/* Touch every CQE the tail claims, as a careless reader would. */
-	for (u32 i = aem_read_once(*bad.cq_head[c]), k = 0; i != tail && k < bad.cq_entries[c]; i++, k++)
-		(void)aem_read_once(bad.cqes[c][i & (bad.cq_entries[c] - 1)].res);
-	FZ_TRACE("bad drain CQ %u: tail %u, head %u -> %u\n", c, tail, aem_read_once(*bad.cq_head[c]), head);
-	aem_store_release(bad.cq_head[c], head);
+	for (u32 i = aem_read_once(*fz_cq(&bad, c)->khead), k = 0; i != tail && k < fz_cq(&bad, c)->ring_entries; i++, k++)
+		(void)aem_read_once(fz_cq(&bad, c)->cqes[i & (fz_cq(&bad, c)->ring_entries - 1)].res);
+	FZ_TRACE("bad drain CQ %u: tail %u, head %u -> %u\n", c, tail, aem_read_once(*fz_cq(&bad, c)->khead), head);
+	aem_store_release(fz_cq(&bad, c)->khead, head);
 }
 
 static void check_bad(void)

@@ -158,7 +158,7 @@ static void on_event(const struct aem_cqe *cqe, unsigned cls)
 
 	FZ_CHECK(cqe->res >= 0, "event CQE with res %d", cqe->res);
 	if (cqe->flags & AEM_CQE_F_SLOT) {
-		data = ring.payload + (size_t)cqe->slot * ring.p.slot_size;
+		data = ring.view.payload + (size_t)cqe->slot * ring.p.slot_size;
 		len = (u32)cqe->res;
 	} else {
 		FZ_CHECK(cqe->res <= AEM_CQE_INLINE, "inline event with %d bytes", cqe->res);
@@ -188,15 +188,15 @@ static void drain(unsigned cls, u32 max)
 
 	if (cls > ring.p.nr_classes)	/* the class rings, then the result ring */
 		return;
-	tail = aem_load_acquire(ring.cq_tail[cls]);
+	tail = aem_load_acquire(fz_cq(&ring, cls)->ktail);
 	head = ring.cq_local_head[cls];
 	n = tail - head;
-	FZ_CHECK(n <= ring.cq_entries[cls], "CQ %u: %u CQEs published in a ring of %u", cls, n,
-		 ring.cq_entries[cls]);
+	FZ_CHECK(n <= fz_cq(&ring, cls)->ring_entries, "CQ %u: %u CQEs published in a ring of %u", cls, n,
+		 fz_cq(&ring, cls)->ring_entries);
 	if (n > max)
 		n = max;
 	for (i = 0; i < n; i++) {
-		const struct aem_cqe *cqe = &ring.cqes[cls][(head + i) & (ring.cq_entries[cls] - 1)];
+		const struct aem_cqe *cqe = &fz_cq(&ring, cls)->cqes[(head + i) & (fz_cq(&ring, cls)->ring_entries - 1)];
 
 		FZ_CHECK(!(cqe->flags & ~(AEM_CQE_F_RESULT | AEM_CQE_F_SLOT | AEM_CQE_F_CALL |
 					  AEM_CQE_F_FINAL | AEM_CQE_F_TRUNC)),
@@ -218,7 +218,7 @@ static void drain(unsigned cls, u32 max)
 		}
 	}
 	ring.cq_local_head[cls] = head + n;
-	aem_store_release(ring.cq_head[cls], head + n);
+	aem_store_release(fz_cq(&ring, cls)->khead, head + n);
 }
 
 static void drain_all(void)
@@ -226,7 +226,7 @@ static void drain_all(void)
 	unsigned c;
 
 	for (c = 0; c <= ring.p.nr_classes; c++)
-		drain(c, ring.cq_entries[c]);
+		drain(c, fz_cq(&ring, c)->ring_entries);
 }
 
 /*
@@ -239,7 +239,7 @@ static void write_sqe(struct fz_in *in)
 {
 	struct aem_sqe sqe;
 	u8 ctl = fz_u8(in);
-	u32 head = aem_load_acquire(ring.sq_head);
+	u32 head = aem_load_acquire(ring.view.sq.khead);
 	struct fz_sqe_rec *rec;
 	bool found;
 
@@ -309,14 +309,14 @@ static void write_sqe(struct fz_in *in)
 		rec->limbo = true;
 	}
 	pos_rec[ring.sq_local_tail & (ring.p.sq_entries - 1)] = nrecs++;
-	memcpy(&ring.sqes[ring.sq_local_tail & (ring.p.sq_entries - 1)], &sqe, sizeof(sqe));
+	memcpy(&ring.view.sq.sqes[ring.sq_local_tail & (ring.p.sq_entries - 1)], &sqe, sizeof(sqe));
 	ring.sq_local_tail++;
-	aem_store_release(ring.sq_tail, ring.sq_local_tail);
+	aem_store_release(ring.view.sq.ktail, ring.sq_local_tail);
 }
 
 static void submit(u32 to_submit)
 {
-	u32 old_head = aem_load_acquire(ring.sq_head), new_head, i;
+	u32 old_head = aem_load_acquire(ring.view.sq.khead), new_head, i;
 	u32 published = ring.sq_local_tail - old_head;
 	int ret;
 
@@ -325,7 +325,7 @@ static void submit(u32 to_submit)
 	FZ_CHECK(ret >= 0, "aem_core_submit(%u): %d", to_submit, ret);
 	FZ_CHECK((u32)ret <= to_submit && (u32)ret <= published,
 		 "submit consumed %d SQEs, asked %u, %u published", ret, to_submit, published);
-	new_head = aem_load_acquire(ring.sq_head);
+	new_head = aem_load_acquire(ring.view.sq.khead);
 	FZ_CHECK(new_head - old_head == (u32)ret, "SQ head moved by %u, submit returned %d",
 		 new_head - old_head, ret);
 	ring.consumed += (u32)ret;
@@ -336,13 +336,13 @@ static void submit(u32 to_submit)
 static void release_slots(struct fz_in *in, bool bad)
 {
 	u32 n = 1 + fz_u8(in) % 8, i;
-	u32 head = aem_load_acquire(ring.sr_head);
+	u32 head = aem_load_acquire(ring.view.slots.khead);
 
 	for (i = 0; i < n; i++) {
 		u32 slot;
 		bool found;
 
-		if (ring.sr_local_tail - head >= ring.sr_entries)
+		if (ring.sr_local_tail - head >= ring.view.slots.ring_entries)
 			break;
 		if (bad) {
 			/* Only releases that are wrong whenever the core reads them. */
@@ -361,10 +361,10 @@ static void release_slots(struct fz_in *in, bool bad)
 				break;
 			ring.slot_state[slot] = FZ_SLOT_KERNEL;
 		}
-		ring.sr_array[ring.sr_local_tail & (ring.sr_entries - 1)] = slot;
+		ring.view.slots.array[ring.sr_local_tail & (ring.view.slots.ring_entries - 1)] = slot;
 		ring.sr_local_tail++;
 	}
-	aem_store_release(ring.sr_tail, ring.sr_local_tail);
+	aem_store_release(ring.view.slots.ktail, ring.sr_local_tail);
 }
 
 static struct fz_sub *pick_sub(u8 v)
@@ -384,11 +384,11 @@ static struct fz_sub *pick_sub(u8 v)
 static void subscribe_helper(u8 v)
 {
 	struct aem_sqe *sqe;
-	u32 head = aem_load_acquire(ring.sq_head);
+	u32 head = aem_load_acquire(ring.view.sq.khead);
 
 	if (nrecs == FZ_MAX_SQES || ring.sq_local_tail - head >= ring.p.sq_entries)
 		return;
-	sqe = &ring.sqes[ring.sq_local_tail & (ring.p.sq_entries - 1)];
+	sqe = &ring.view.sq.sqes[ring.sq_local_tail & (ring.p.sq_entries - 1)];
 	memset(sqe, 0, sizeof(*sqe));
 	sqe->opcode = AEM_OP_SUBSCRIBE;
 	sqe->prio = (v >> 2) % ring.p.nr_classes;
@@ -425,7 +425,7 @@ static void subscribe_helper(u8 v)
 	recs[nrecs].opcode = AEM_OP_SUBSCRIBE;
 	pos_rec[ring.sq_local_tail & (ring.p.sq_entries - 1)] = nrecs++;
 	ring.sq_local_tail++;
-	aem_store_release(ring.sq_tail, ring.sq_local_tail);
+	aem_store_release(ring.view.sq.ktail, ring.sq_local_tail);
 }
 
 static void check_cq_ready(u32 min)
@@ -434,7 +434,7 @@ static void check_cq_ready(u32 min)
 	bool urgent = false, got;
 
 	for (c = 0; c <= ring.p.nr_classes; c++) {	/* the class rings, then the result ring */
-		u32 n = aem_load_acquire(ring.cq_tail[c]) - ring.cq_local_head[c];
+		u32 n = aem_load_acquire(fz_cq(&ring, c)->ktail) - ring.cq_local_head[c];
 
 		total += n;
 		if ((c == 0 || c == ring.p.nr_classes) && n)
@@ -459,18 +459,18 @@ static void reset(void)
 
 static void release_all_held(void)
 {
-	u32 head = aem_load_acquire(ring.sr_head), s;
+	u32 head = aem_load_acquire(ring.view.slots.khead), s;
 
 	for (s = 0; s < FZ_MAX_SLOTS; s++) {
 		if (ring.slot_state[s] != FZ_SLOT_HELD)
 			continue;
-		if (ring.sr_local_tail - head >= ring.sr_entries)
+		if (ring.sr_local_tail - head >= ring.view.slots.ring_entries)
 			break;
-		ring.sr_array[ring.sr_local_tail & (ring.sr_entries - 1)] = s;
+		ring.view.slots.array[ring.sr_local_tail & (ring.view.slots.ring_entries - 1)] = s;
 		ring.sr_local_tail++;
 		ring.slot_state[s] = FZ_SLOT_KERNEL;
 	}
-	aem_store_release(ring.sr_tail, ring.sr_local_tail);
+	aem_store_release(ring.view.slots.ktail, ring.sr_local_tail);
 }
 
 static void final_checks(void)
@@ -486,20 +486,20 @@ static void final_checks(void)
 		 * are still ours, as an application would have to.
 		 */
 		release_all_held();
-		submit(ring.sq_local_tail - aem_load_acquire(ring.sq_head));
+		submit(ring.sq_local_tail - aem_load_acquire(ring.view.sq.khead));
 		aem_core_reclaim_slots(ring.r);
 		aem_core_flush_backlog(ring.r);
 		drain_all();
 		fz_check_accounting(&ring);
 		memset(&st, 0, sizeof(st));
 		aem_core_ring_stats(ring.r, &st);
-		if (!st.backlog && ring.sq_local_tail == aem_load_acquire(ring.sq_head))
+		if (!st.backlog && ring.sq_local_tail == aem_load_acquire(ring.view.sq.khead))
 			break;
 	}
 	FZ_CHECK(st.backlog == 0, "backlog still holds %llu events with every CQ ring empty",
 		 (unsigned long long)st.backlog);
 	for (i = 0; i <= ring.p.nr_classes; i++)
-		FZ_CHECK(!(aem_read_once(*ring.cq_flags[i]) & AEM_CQ_F_OVERFLOW),
+		FZ_CHECK(!(aem_read_once(*fz_cq(&ring, i)->kflags) & AEM_CQ_F_OVERFLOW),
 			 "CQ %u still flagged OVERFLOW with an empty backlog", i);
 
 	/*
@@ -556,8 +556,8 @@ static void final_checks(void)
 			(unsigned long long)st.produced, (unsigned long long)st.delivered,
 			(unsigned long long)st.dropped, (unsigned long long)bad_releases);
 	/* The SQ ring's dropped word counts refused SQEs, not slot releases. */
-	FZ_CHECK(aem_read_once(*ring.sq_dropped) == (u32)(fz_refused_total(&st) - bad_releases),
-		 "SQ dropped %u, %llu SQEs refused", aem_read_once(*ring.sq_dropped),
+	FZ_CHECK(aem_read_once(*ring.view.sq.kdropped) == (u32)(fz_refused_total(&st) - bad_releases),
+		 "SQ dropped %u, %llu SQEs refused", aem_read_once(*ring.view.sq.kdropped),
 		 (unsigned long long)(fz_refused_total(&st) - bad_releases));
 }
 

@@ -338,7 +338,7 @@ const (
 	iocWrite     = 1
 	iocRead      = 2
 
-	IocMagic = 0xAE
+	IocMagic = 0xBE // AEM_IOC_MAGIC
 )
 
 func ioc(dir, nr, size uintptr) uintptr {

@@ -2,8 +2,8 @@
 /*
  * The host-neutral ring core: the kernel side of the AEM protocol, written
  * once and compiled into the kernel module and into libaem's embedded
- * backend.  It consumes SQEs, posts CQEs into per-class completion rings,
- * keeps the overflow backlog, the subscription table, the pending-call
+ * backend.  It consumes SQEs, posts events into per-class completion rings
+ * and the answers to SQEs into the result ring, keeps the overflow backlog, the subscription table, the pending-call
  * table and every counter, and decides when to wake a waiter.
  *
  * Everything the core needs from its host (locks, allocation, barriers,
@@ -23,7 +23,7 @@
 
 #define AEM_SOURCE_API_VERSION	1
 
-struct aem_ring;
+struct aem_ctx;
 struct aem_sub;
 
 /*
@@ -79,11 +79,11 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
  * bytes (kernel: vmalloc_user pages; user: memfd mappings the core writes
  * through).  Registers the ring in the global ring table and returns its
  * id through *ring_id.  @host is the host's private pointer (its wait
- * queue, eventfd, file ...), retrievable with aem_ring_host().
+ * queue, eventfd, file ...), handed back to aem_host_wake().
  */
 int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 			 void *regions[AEM_NR_REGIONS], void *host,
-			 struct aem_ring **out, u32 *ring_id);
+			 struct aem_ctx **out, u32 *ring_id);
 
 /*
  * Tear down: unregisters the ring (new posts and calls to it fail with
@@ -91,35 +91,34 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
  * calls into it with -ECONNRESET, frees the backlog.  May sleep.  The host
  * frees the regions afterwards.
  */
-void aem_core_ring_destroy(struct aem_ring *r);
+void aem_core_ring_destroy(struct aem_ctx *r);
 
-void *aem_ring_host(struct aem_ring *r);
-u32 aem_ring_slot_size(struct aem_ring *r);
-u32 aem_ring_id(struct aem_ring *r);
+u32 aem_ctx_slot_size(struct aem_ctx *r);
 
 /*
  * Consume up to @to_submit SQEs (clamped to what the tail shows, and the
  * tail to one ring's worth beyond head).  Each SQE is copied once, then
- * validated; a refused SQE gets an error CQE (res = -errno, F_RESULT) and
+ * validated; a refused SQE gets an error result (res = -errno) and
  * a count in aem_ring_stats.refused.  Every consumed SQE is answered: while
  * the overflow backlog holds twice its bound, consumption stops and the
  * remaining SQEs stay in the ring until the user reaps.  Returns the
  * number consumed.  Process context (may sleep: subscribe allocates).
  */
-int aem_core_submit(struct aem_ring *r, u32 to_submit);
+int aem_core_submit(struct aem_ctx *r, u32 to_submit);
 
 /* Consume the slot return ring: user-held delivery slots back to the core. */
-void aem_core_reclaim_slots(struct aem_ring *r);
+void aem_core_reclaim_slots(struct aem_ctx *r);
 
 /* Move backlog entries into CQ rings while there is room. */
-void aem_core_flush_backlog(struct aem_ring *r);
+void aem_core_flush_backlog(struct aem_ctx *r);
 
 /*
- * Wait condition: at least @min CQEs across classes, or any in class 0
- * (urgent events end a wait at once).  Lock-free; pairs with the producer's
- * store-release of a CQ tail.
+ * Wait condition: at least @min CQEs across the class rings and the result
+ * ring, or any in class 0 or in the result ring (urgent events and results
+ * end a wait at once).  Lock-free; pairs with the producer's store-release
+ * of a CQ tail.
  */
-bool aem_core_cq_ready(struct aem_ring *r, u32 min);
+bool aem_core_cq_ready(struct aem_ctx *r, u32 min);
 
 /*
  * Host waiting.  A waiter calls aem_core_wait_begin() (announces itself;
@@ -129,11 +128,11 @@ bool aem_core_cq_ready(struct aem_ring *r, u32 min);
  * store-tail/mb/load-waiters vs store-waiters/mb/load-tail pair (Dekker) is
  * what makes wake-ups impossible to lose.
  */
-void aem_core_wait_begin(struct aem_ring *r);
-void aem_core_wait_end(struct aem_ring *r);
+void aem_core_wait_begin(struct aem_ctx *r);
+void aem_core_wait_end(struct aem_ctx *r);
 
-int aem_core_sub_stats(struct aem_ring *r, struct aem_sub_stats *st);
-void aem_core_ring_stats(struct aem_ring *r, struct aem_ring_stats *st);
+int aem_core_sub_stats(struct aem_ctx *r, struct aem_sub_stats *st);
+void aem_core_ring_stats(struct aem_ctx *r, struct aem_ring_stats *st);
 
 /*
  * Blocking call: deliver @req to the AEM_SRC_MSG subscription at
@@ -150,7 +149,7 @@ int aem_core_call(struct aem_call_args *a, const void *req, void *resp);
 /* Host hooks: implemented by each host (kernel module; libaem embedded).  */
 
 /* Wake waiters of @r (kernel: wake_up; user: futex wake + eventfd write). */
-void aem_host_wake(struct aem_ring *r, void *host, bool urgent);
+void aem_host_wake(struct aem_ctx *r, void *host, bool urgent);
 
 /* ---------------------------------------------------------------------- */
 /* Sources                                                                */
@@ -165,15 +164,15 @@ struct aem_source_ops {
 	 * checked for opcode/flags/prio; the source validates its own union
 	 * member and returns -EINVAL for anything it does not accept.
 	 */
-	int	(*subscribe)(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe);
+	int	(*subscribe)(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe);
 	/* Stop producing for @s; after return the source never touches @s. May sleep. */
-	void	(*unsubscribe)(struct aem_ring *r, struct aem_sub *s);
+	void	(*unsubscribe)(struct aem_ctx *r, struct aem_sub *s);
 	/*
 	 * AEM_OP_WRITEBACK to a subscription token (not a call), or
 	 * AEM_OP_TIMER_SET / AEM_OP_GEN_SET: reinterpret @data (a private copy).
 	 * NULL: the source takes no writeback (-EOPNOTSUPP).
 	 */
-	int	(*writeback)(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe,
+	int	(*writeback)(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe,
 			     const void *data, u32 len);
 	/*
 	 * Optional: begin producing for @s.  Called after the SUBSCRIBE result
@@ -181,7 +180,7 @@ struct aem_source_ops {
 	 * that names its id.  Any lock the source takes here nests outside the
 	 * completion lock.
 	 */
-	void	(*start)(struct aem_ring *r, struct aem_sub *s);
+	void	(*start)(struct aem_ctx *r, struct aem_sub *s);
 	/*
 	 * Optional: @r is going away; free per-ring source state.  Every sub
 	 * of the source in @r has been unsubscribed.  It is also the fence for
@@ -189,7 +188,7 @@ struct aem_source_ops {
 	 * call): after it returns, no producer of the source may still be
 	 * inside a post to @r.  May sleep.
 	 */
-	void	(*ring_release)(struct aem_ring *r);
+	void	(*ring_release)(struct aem_ctx *r);
 };
 
 /* Register a source; -EEXIST if its id is taken, -EINVAL on version mismatch. */
@@ -198,55 +197,21 @@ int aem_core_register_source(const struct aem_source_ops *ops);
 void aem_core_unregister_source(const struct aem_source_ops *ops);
 
 /*
- * Post one event for @s: inline if @len <= AEM_CQE_INLINE and the source
- * does not ask for a slot, else in a delivery slot.  When the CQ ring is
- * full it goes to the backlog; past the backlog bound it is dropped and
- * counted.  Any context (takes the ring's completion spinlock, never
- * sleeps).  Returns 0 (delivered or backlogged) or -ENOSPC (dropped).
+ * Post one event for @s: inline if @len <= AEM_CQE_INLINE, else in a
+ * delivery slot.  When the CQ ring is full, or no slot is free, it goes to
+ * the backlog (its payload in a slot or, failing that, on the heap); past
+ * the backlog bound it is dropped and counted.  @cqe_flags: AEM_CQE_F_CALL,
+ * AEM_CQE_F_TRUNC, AEM_CQE_F_FINAL (the source's last event); @id: the
+ * event's token, 0 for the subscription's id.  Any context (takes the
+ * ring's completion spinlock, never sleeps).  Returns 0 (delivered or
+ * backlogged) or -ENOSPC (dropped).
  */
-int aem_core_post(struct aem_ring *r, struct aem_sub *s, const void *data, u32 len,
+int aem_core_post(struct aem_ctx *r, struct aem_sub *s, const void *data, u32 len,
 		  u32 cqe_flags, u64 id);
 
-/*
- * Post up to @n events for @s in one reservation: @fill writes the payload
- * of event i (@len bytes) into @dst, the CQE's inline bytes when @len <=
- * AEM_CQE_INLINE, else a delivery slot per event.  One lock round and one
- * tail store for the batch.  Events that do not fit go to the backlog or
- * are dropped, as for aem_core_post.  Returns events produced.
- */
-typedef void (*aem_fill_fn)(void *arg, u64 i, u8 *dst, u32 len);
-u32 aem_core_post_batch(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
-			aem_fill_fn fill, void *arg);
-
 /* Subscription id (AEM_ID_KIND_SUB) of @s in @r. */
-u64 aem_sub_id(struct aem_ring *r, struct aem_sub *s);
+u64 aem_sub_id(struct aem_ctx *r, struct aem_sub *s);
 
-/*
- * Post one event whose payload @fill writes in place: into the CQE when
- * @len <= AEM_CQE_INLINE, else into a delivery slot (dst holds @len bytes).
- * Otherwise as aem_core_post.
- */
-int aem_core_post_fill(struct aem_ring *r, struct aem_sub *s, u32 len, u32 cqe_flags,
-		       u64 id, aem_fill_fn fill, void *arg);
-
-/*
- * aem_core_post_batch with AEM_POST_FIT: post only what the CQ ring has
- * room for now (nothing goes to the backlog, nothing is dropped); returns
- * the events posted.  A source that can hold back (the generator at rate
- * 0) uses it so the backlog is never its buffer.
- */
-#define AEM_POST_FIT	(1U << 0)
-/*
- * AEM_POST_FINAL: the batch's last event carries AEM_CQE_F_FINAL and ends
- * the subscription, but only if the whole batch was produced (return ==
- * n); a source clears its own hold on @s before such a post.  A payload
- * longer than AEM_CQE_INLINE that finds no free delivery slot ends the
- * batch early in every mode (slots return only from the consumer: the
- * source retries later rather than dropping).
- */
-#define AEM_POST_FINAL	(1U << 1)
-u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
-			      aem_fill_fn fill, void *arg, u32 flags);
 
 /*
  * Whether @s is still a live subscription (not ended by its final event,
@@ -254,21 +219,35 @@ u32 aem_core_post_batch_flags(struct aem_ring *r, struct aem_sub *s, u32 n, u32 
  * producer by the source's lock, checks it before touching @s: the
  * producer may have posted the final event just before.
  */
-bool aem_sub_active(struct aem_ring *r, struct aem_sub *s);
+bool aem_sub_active(struct aem_ctx *r, struct aem_sub *s);
 
 /* The subscription at table index @idx of @r (sources link subs by index). */
-struct aem_sub *aem_sub_at(struct aem_ring *r, u32 idx);
+struct aem_sub *aem_sub_at(struct aem_ctx *r, u32 idx);
 
 /*
- * aem_core_post_batch_flags with the payload written run by run: @fill
- * writes @count payloads of the batch's events @first.. (each @len bytes
- * as passed to the post, cut to slot_size) at @dst, @dst + @stride, ...
- * Inline payloads come in at most two runs (stride sizeof(struct
- * aem_cqe)); backlogged or slot payloads one at a time (count 1).  The
- * generator uses it: the per-event cost is a few stores.
+ * Post up to @n events for @s in one reservation, their payloads written
+ * run by run: @fill writes @count payloads of the batch's events @first..
+ * (each @len bytes as passed to the post, cut to slot_size) at @dst,
+ * @dst + @stride, ...  Inline payloads (@len <= AEM_CQE_INLINE) come in at
+ * most two runs (stride sizeof(struct aem_cqe)); backlogged or slot
+ * payloads one at a time (count 1).  One lock round and one tail store for
+ * the batch; the per-event cost is a few stores.  Events the ring has no
+ * room for go to the backlog or are dropped, as for aem_core_post, but a
+ * payload longer than AEM_CQE_INLINE that finds no free delivery slot ends
+ * the batch early (slots return only from the consumer: the source retries
+ * later rather than dropping).  Returns the events produced.
+ *
+ * AEM_POST_FIT: post only what the CQ ring has room for now (nothing goes
+ * to the backlog, nothing is dropped).  A source that can hold back (the
+ * generator at rate 0) uses it so the backlog is never its buffer.
+ * AEM_POST_FINAL: the batch's last event carries AEM_CQE_F_FINAL and ends
+ * the subscription, but only if the whole batch was produced (return ==
+ * n); a source clears its own hold on @s before such a post.
  */
+#define AEM_POST_FIT	(1U << 0)
+#define AEM_POST_FINAL	(1U << 1)
 typedef void (*aem_fill_run_fn)(void *arg, u64 first, u32 count, u8 *dst, u32 stride);
-u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 len,
+u32 aem_core_post_batch_run(struct aem_ctx *r, struct aem_sub *s, u32 n, u32 len,
 			    aem_fill_run_fn fill, void *arg, u32 flags);
 
 /*
@@ -280,10 +259,10 @@ u32 aem_core_post_batch_run(struct aem_ring *r, struct aem_sub *s, u32 n, u32 le
  * or poll arming on @r calls once (a timed fallback is the source's: a
  * consumer that only busy-polls never enters).
  */
-bool aem_core_want_room(struct aem_ring *r, struct aem_sub *s, u32 len);
+bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len);
 
 /* Per-ring private pointer of source @source (e.g. the timer wheel), NULL at first. */
-void **aem_ring_src_priv(struct aem_ring *r, u8 source);
+void **aem_ctx_src_priv(struct aem_ctx *r, u8 source);
 
 /* ---------------------------------------------------------------------- */
 /* Host life cycle and drivers                                            */
@@ -306,8 +285,8 @@ void aem_core_exit(void);
  * signals its pollable object only then (one eventfd write per sleep,
  * not per batch).
  */
-void aem_core_poll_arm(struct aem_ring *r);
-bool aem_core_poll_take(struct aem_ring *r);
+void aem_core_poll_arm(struct aem_ctx *r);
+bool aem_core_poll_take(struct aem_ctx *r);
 
 /*
  * Asynchronous calls (AEM_OP_CALL) time out by the clock: the host's
@@ -325,13 +304,6 @@ bool aem_core_calls_pending(void);
  */
 void aem_host_timer_kick(void);
 void aem_host_gen_kick(void);
-
-/* Defaults the core applies to zero setup fields (libaem applies the same). */
-#define AEM_CORE_DEFAULT_SQ_ENTRIES	1024
-#define AEM_CORE_DEFAULT_CQ_ENTRIES	4096
-#define AEM_CORE_DEFAULT_CLASSES	2
-#define AEM_CORE_DEFAULT_SLOT_SIZE	256
-#define AEM_CORE_DEFAULT_SLOTS		1024
 
 /*
  * A source ends its own subscription (one-shot timer fired, generator count

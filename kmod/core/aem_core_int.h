@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 OR MIT */
 /*
- * Private to the kmod/core .c files: the ring structure and helpers shared by
- * aem_core.c (rings, submission, posting, backlog, slots, subscriptions)
- * and aem_msg.c (ring table, post/call, pending calls).
+ * Private to the kmod/core .c files: the ring structure and what each file
+ * offers the others (docs/ARCHITECTURE.md maps the files to concerns).
+ * Calls go down these layers, never up, so no two files call each other:
+ *   ring.c (life cycles), submit.c (submission), stats.c
+ *   opdef.c (the opcode table)
+ *   op_sub.c (the subscription opcodes)
+ *   msg.c (post, call and the message source)
+ *   sqe.c (SQE checks and payloads)
+ *   post.c (completion rings and backlog)
+ *   slot.c, sub.c, wait.c
+ *   source.c, ring_table.c
  *
  * Lock order (outer to inner):
  *   source locks (timer wheels list, wheel, generator mutex)
@@ -31,19 +39,36 @@
 #define AEM_SLOT_CORE		1	/* holds a backlogged event */
 #define AEM_SLOT_USER		2	/* delivered: the user owns it */
 
-/* Offsets inside the RINGS region: one 192-byte block per ring. */
-#define AEM_RB_SIZE		192
-#define AEM_RB_HEAD		0
-#define AEM_RB_TAIL		64
-#define AEM_RB_MASK		128
-#define AEM_RB_ENTRIES		132
-#define AEM_RB_FLAGS		136
-#define AEM_RB_DROPPED		140
-#define AEM_RB_SQ		0
-#define AEM_RB_CQ(c)		(AEM_RB_SIZE * (1 + (c)))
-#define AEM_RB_RES		AEM_RB_CQ(AEM_MAX_CLASSES)
-#define AEM_RB_SLOT		(AEM_RB_RES + AEM_RB_SIZE)
-#define AEM_RB_SLOT_ARRAY	(AEM_RB_SLOT + AEM_RB_SIZE)
+/*
+ * The RINGS region as the core lays it out (io_uring's struct io_rings):
+ * user space never sees the struct, only the offset of every field that
+ * setup publishes (aem_params.*_off, taken with offsetof).  Each ring has
+ * a block of three cache lines, so its two indices, written by different
+ * sides, never share a line with each other or with the read-mostly
+ * words.  layout.c pins every field's offset at build time: the offsets
+ * are ABI once published.
+ */
+#define AEM_CACHELINE		64
+
+struct aem_ring_block {
+	u32	head;		/* consumer: SQ the core, CQ and slot ring the user */
+	u8	head_pad[AEM_CACHELINE - 4];
+	u32	tail;		/* producer: SQ and slot ring the user, CQ the core */
+	u8	tail_pad[AEM_CACHELINE - 4];
+	u32	ring_mask;	/* written once at create; the core keeps its own copy */
+	u32	ring_entries;	/* written once at create */
+	u32	flags;		/* core: AEM_SQ_F_* / AEM_CQ_F_* */
+	u32	dropped;	/* core: refused SQEs / dropped CQEs */
+	u8	info_pad[AEM_CACHELINE - 16];
+};
+
+struct aem_rings {
+	struct aem_ring_block	sq;
+	struct aem_ring_block	cq[AEM_MAX_CLASSES];
+	struct aem_ring_block	res;		/* the result ring */
+	struct aem_ring_block	slot;		/* the slot return ring */
+	u32			slot_array[];	/* user: released delivery slots */
+};
 
 /* Overflow backlog: per-class FIFO of chunks of whole CQEs. */
 #define AEM_BL_CHUNK		32
@@ -69,7 +94,7 @@ struct aem_bl_chunk {
 };
 
 struct aem_cq_core {
-	u32			*khead;		/* user-written */
+	u32			*khead;		/* in its struct aem_ring_block: user-written */
 	u32			*ktail;
 	u32			*kflags;
 	u32			*kdropped;
@@ -82,7 +107,7 @@ struct aem_cq_core {
 	struct aem_bl_chunk	*bl_head, *bl_tail;
 };
 
-struct aem_ring {
+struct aem_ctx {
 	/* immutable after create */
 	u32			id;
 	u32			nr_classes;
@@ -136,13 +161,13 @@ struct aem_ring {
 	void			*src_priv[AEM_SRC_LAST];
 };
 
-static inline struct aem_sub *__aem_sub_at(struct aem_ring *r, u32 idx)
+static inline struct aem_sub *__aem_sub_at(struct aem_ctx *r, u32 idx)
 {
 	return &r->sub_chunks[idx >> AEM_SUB_CHUNK_SHIFT][idx & (AEM_SUB_CHUNK - 1)];
 }
 
 /* The completion ring that carries results (answers to SQEs), apart from events. */
-static inline struct aem_cq_core *__aem_res_cq(struct aem_ring *r)
+static inline struct aem_cq_core *__aem_res_cq(struct aem_ctx *r)
 {
 	return &r->cq[r->nr_classes];
 }
@@ -155,47 +180,126 @@ static inline u64 __aem_make_id(u32 idx, u32 gen, u32 kind)
 #define AEM_ID_INDEX(id)	((u32)(id))
 #define AEM_ID_GEN(id)		((u32)((id) >> 32) & 0xffffff)
 
-/* aem_core.c, used by aem_msg.c; callers hold r->cq_lock where named _locked */
-struct aem_ev {
-	u64		user_data;
-	u64		id;
-	s32		res;		/* < 0 for an error result; else computed from len */
-	u32		flags;		/* AEM_CQE_F_* */
-	u8		source;
-	u8		cls;		/* event: its class ring; result (F_RESULT): the SQE's class, informational */
-	u32		len;		/* payload bytes */
-	aem_fill_fn	fill;		/* writes the payload; NULL: none */
-	void		*arg;
-	const void	*data;		/* with fill == NULL and len: bytes to copy */
-};
+/* Callers hold r->cq_lock where a name ends in _locked. */
 
-int __aem_post_locked(struct aem_ring *r, struct aem_sub *s, const struct aem_ev *ev);
-void __aem_wake(struct aem_ring *r, bool urgent);
-void __aem_refuse_locked(struct aem_ring *r, u32 reason);
-struct aem_sub *__aem_sub_lookup(struct aem_ring *r, u64 id);
-int __aem_slot_take_user(struct aem_ring *r, u32 slot, u64 token);
-void __aem_slot_put_locked(struct aem_ring *r, u32 slot);
-int __aem_sqe_payload(struct aem_ring *r, const struct aem_sqe *sqe, bool writeback,
-		      const void **data, u32 *took, u32 *reason);
-void __aem_slot_give_back(struct aem_ring *r, u32 slot);
-void __aem_slot_untake(struct aem_ring *r, u32 slot);
-static inline u8 *__aem_slot_ptr(struct aem_ring *r, u32 slot)
+/* source.c */
+void __aem_sources_init(void);
+const struct aem_source_ops *__aem_source_get(u8 src);
+const struct aem_source_ops *__aem_source_ops(u8 src);
+bool __aem_source_close(const struct aem_source_ops *ops);
+void __aem_source_forget(const struct aem_source_ops *ops);
+
+/* ring_table.c */
+void __aem_rings_init(void);
+int __aem_ring_register(struct aem_ctx *r);
+void __aem_ring_unregister(struct aem_ctx *r);
+struct aem_ctx *__aem_ring_get(u32 id);
+void __aem_ring_put(struct aem_ctx *r);
+struct aem_ctx *__aem_ring_iter(u32 *pos);
+
+/* sub.c */
+struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source);
+void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s);
+void __aem_sub_end_locked(struct aem_ctx *r, struct aem_sub *s);
+struct aem_sub *__aem_sub_find(struct aem_ctx *r, u64 id, u32 bad_state);
+struct aem_sub *__aem_sub_lookup_locked(struct aem_ctx *r, u64 id);
+struct aem_sub *__aem_sub_lookup(struct aem_ctx *r, u64 id);
+
+/* slot.c */
+void __aem_slot_reclaim_locked(struct aem_ctx *r);
+u32 __aem_slot_get_locked(struct aem_ctx *r);
+void __aem_slot_put_locked(struct aem_ctx *r, u32 slot);
+int __aem_slot_take_user(struct aem_ctx *r, u32 slot, u64 token);
+void __aem_slot_give_back(struct aem_ctx *r, u32 slot);
+void __aem_slot_untake(struct aem_ctx *r, u32 slot);
+static inline u8 *__aem_slot_ptr(struct aem_ctx *r, u32 slot)
 {
 	return r->payload + (size_t)slot * r->slot_size;
 }
 
-/* aem_msg.c */
+/* wait.c */
+void __aem_wake(struct aem_ctx *r, bool urgent);
+void __aem_room_kick(struct aem_ctx *r);
+
+/* post.c: one request to the one posting path */
+#define AEM_POST_HOLD	(1U << 2)	/* no free slot: keep the payload on the heap in the backlog */
+
+struct aem_post {
+	u64		user_data;
+	u64		id;
+	s32		res;		/* < 0: an error result (no payload); else computed from len */
+	u32		flags;		/* AEM_CQE_F_*: RESULT selects the result ring; SLOT forces a slot */
+	u8		source;
+	u8		cls;		/* event: its class ring; result: the SQE's class, informational */
+	u32		len;		/* payload bytes of each event */
+	u32		n;		/* events */
+	u32		mode;		/* AEM_POST_FIT, AEM_POST_FINAL, AEM_POST_HOLD */
+	aem_fill_run_fn	fill;		/* writes the payloads; NULL: copy @data (n == 1) */
+	void		*arg;
+	const void	*data;
+};
+
+/* What became of a request. */
+struct aem_posted {
+	u32		produced;	/* events that entered the core (fewer than n: FIT, or no slot) */
+	u32		dropped;	/* of those, dropped past the backlog bound */
+	bool		wake;		/* a CQ tail moved: wake after unlocking */
+};
+
+void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
+		       struct aem_posted *out);
+void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);
+void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64 id);
+void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s);
+void __aem_backlog_free(struct aem_ctx *r);
+
+/* opdef.c: the opcode table; sqe.c: the checks it declares */
+#define AEM_OPF_SOURCE	(1U << 0)	/* fields an opcode reads; the others must be zero */
+#define AEM_OPF_LEN	(1U << 1)
+#define AEM_OPF_TARGET	(1U << 2)
+#define AEM_OPF_SLOT	(1U << 3)
+#define AEM_OPF_ARG	(1U << 4)
+#define AEM_OPF_ARGS	(1U << 5)	/* the union: inline payload or source arguments */
+
+/*
+ * A handler: 0 or -errno with *reason (AEM_REFUSE_*) set; *answered when it
+ * posted the SQE's result itself (or will: a call's reply).
+ */
+typedef int (*aem_op_fn)(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason,
+			 bool *answered);
+
+struct aem_op_def {
+	const char	*name;
+	aem_op_fn	issue;
+	u8		sqe_flags;	/* AEM_SQE_F_* it accepts */
+	u8		uses;		/* AEM_OPF_* */
+};
+
+const struct aem_op_def *__aem_op_def(u8 opcode);
+int __aem_sqe_check(struct aem_ctx *r, const struct aem_op_def *def,
+		    const struct aem_sqe *sqe, u32 *reason);
+int __aem_sqe_payload(struct aem_ctx *r, const struct aem_sqe *sqe, bool writeback,
+		      const void **data, u32 *took, u32 *reason);
+
+/* A field check that fails refuses the SQE: AEM_REFUSE_FIELD, -EINVAL. */
+#define NEED(cond)	do { if (!(cond)) { *reason = AEM_REFUSE_FIELD; return -EINVAL; } } while (0)
+
+/* op_sub.c */
+int __aem_op_nop(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_timer_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_gen_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event);
+
+/* msg.c */
 extern const struct aem_source_ops __aem_msg_source_ops;
-int __aem_rings_init(void);
-int __aem_ring_register(struct aem_ring *r);
-void __aem_ring_unregister(struct aem_ring *r);
-struct aem_ring *__aem_ring_get(u32 id);
-void __aem_ring_put(struct aem_ring *r);
-struct aem_ring *__aem_ring_iter(u32 *pos);
-void __aem_calls_ring_gone(struct aem_ring *r);
+void __aem_calls_init(void);
+void __aem_calls_ring_gone(struct aem_ctx *r);
 void __aem_calls_exit(void);
-int __aem_op_post(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason);
-int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason);
-int __aem_writeback_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason);
+int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason);
 
 #endif /* AEM_CORE_INT_H */

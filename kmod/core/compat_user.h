@@ -42,15 +42,8 @@ typedef int64_t s64;
 
 /* ---- once, barriers ------------------------------------------------------ */
 
-#define aem_read_once(x)						\
-	__atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define aem_write_once(x, v)						\
-	__atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
-#define aem_load_acquire(p)						\
-	__atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define aem_store_release(p, v)						\
-	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define aem_smp_mb()	__atomic_thread_fence(__ATOMIC_SEQ_CST)
+/* libaem's barriers, the same ones its view of the rings uses: one definition. */
+#include "../../libaem/include/libaem_barrier.h"
 
 #define aem_static_assert(e, msg)	_Static_assert(e, msg)
 

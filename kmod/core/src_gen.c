@@ -58,7 +58,7 @@
 
 struct aem_gen {
 	struct aem_gen		*next, *prev;
-	struct aem_ring		*r;
+	struct aem_ctx		*r;
 	struct aem_sub		*s;
 	u64			rate;
 	u64			limit;		/* seq at which it ends; 0: never */
@@ -172,8 +172,8 @@ static u32 gen_post(struct aem_gen *g, u32 n, bool final, u64 now, u32 flags, bo
 	 */
 	if (final)
 		s->priv[0] = 0;
-	if (fill.len > aem_ring_slot_size(g->r))
-		fill.len = aem_ring_slot_size(g->r);
+	if (fill.len > aem_ctx_slot_size(g->r))
+		fill.len = aem_ctx_slot_size(g->r);
 	done = aem_core_post_batch_run(g->r, s, n, g->len, gen_fill, &fill,
 				       flags | (final ? AEM_POST_FINAL : 0));
 	g->seq += done;
@@ -273,14 +273,14 @@ u64 aem_gen_step(u64 now_ns)
 	return soonest;
 }
 
-static int gen_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+static int gen_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
 	struct aem_gen *g;
 	int ret = check_args(&sqe->gen);
 
 	if (ret)
 		return ret;
-	if (sqe->gen.payload_len > aem_ring_slot_size(r))
+	if (sqe->gen.payload_len > aem_ctx_slot_size(r))
 		return -EINVAL;
 	g = aem_zalloc(sizeof(*g));
 	if (!g)
@@ -295,7 +295,7 @@ static int gen_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem
 	return 0;
 }
 
-static void gen_start(struct aem_ring *r, struct aem_sub *s)
+static void gen_start(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct aem_gen *g = (struct aem_gen *)(uintptr_t)s->priv[0];
 
@@ -310,7 +310,7 @@ static void gen_start(struct aem_ring *r, struct aem_sub *s)
 	aem_host_gen_kick();
 }
 
-static void gen_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+static void gen_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct aem_gen *g;
 
@@ -325,7 +325,7 @@ static void gen_unsubscribe(struct aem_ring *r, struct aem_sub *s)
 	aem_mutex_unlock(&gen_mutex);
 }
 
-static int gen_writeback(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe,
+static int gen_writeback(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe,
 			 const void *data, u32 len)
 {
 	struct aem_gen_args a;
@@ -336,7 +336,7 @@ static int gen_writeback(struct aem_ring *r, struct aem_sub *s, const struct aem
 	if (len < sizeof(a))
 		return -EINVAL;
 	memcpy(&a, data, sizeof(a));
-	if (check_args(&a) || a.payload_len > aem_ring_slot_size(r))
+	if (check_args(&a) || a.payload_len > aem_ctx_slot_size(r))
 		return -EINVAL;
 	aem_mutex_lock(&gen_mutex);
 	g = (struct aem_gen *)(uintptr_t)s->priv[0];
@@ -360,7 +360,7 @@ static int gen_writeback(struct aem_ring *r, struct aem_sub *s, const struct aem
  * that just posted a generator's final event may still be inside the post
  * (waking @r).  Steps run under gen_mutex, so taking it is the fence.
  */
-static void gen_ring_release(struct aem_ring *r)
+static void gen_ring_release(struct aem_ctx *r)
 {
 	(void)r;
 	aem_mutex_lock(&gen_mutex);

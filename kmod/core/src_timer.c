@@ -52,7 +52,7 @@
 
 struct aem_wheel {
 	struct aem_wheel	*next, *prev;	/* wheels_lock */
-	struct aem_ring		*r;
+	struct aem_ctx		*r;
 	aem_spinlock_t		lock;
 	u64			cur;		/* next tick to process */
 	u64			armed;		/* timers linked in this wheel */
@@ -259,9 +259,9 @@ static int parse_args(const void *data, u32 len, u64 *first, u64 *ival)
 	return 0;
 }
 
-static int timer_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+static int timer_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
-	void **priv = aem_ring_src_priv(r, AEM_SRC_TIMER);
+	void **priv = aem_ctx_src_priv(r, AEM_SRC_TIMER);
 	struct aem_wheel *w;
 	unsigned long g;
 	u32 i;
@@ -293,9 +293,9 @@ static int timer_subscribe(struct aem_ring *r, struct aem_sub *s, const struct a
 	return 0;
 }
 
-static void timer_start(struct aem_ring *r, struct aem_sub *s)
+static void timer_start(struct aem_ctx *r, struct aem_sub *s)
 {
-	struct aem_wheel *w = *aem_ring_src_priv(r, AEM_SRC_TIMER);
+	struct aem_wheel *w = *aem_ctx_src_priv(r, AEM_SRC_TIMER);
 	unsigned long f;
 	bool kick;
 
@@ -306,9 +306,9 @@ static void timer_start(struct aem_ring *r, struct aem_sub *s)
 		aem_host_timer_kick();
 }
 
-static void timer_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+static void timer_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
-	struct aem_wheel *w = *aem_ring_src_priv(r, AEM_SRC_TIMER);
+	struct aem_wheel *w = *aem_ctx_src_priv(r, AEM_SRC_TIMER);
 	unsigned long f;
 
 	aem_spin_lock_irqsave(&w->lock, f);
@@ -316,10 +316,10 @@ static void timer_unsubscribe(struct aem_ring *r, struct aem_sub *s)
 	aem_spin_unlock_irqrestore(&w->lock, f);
 }
 
-static int timer_writeback(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe,
+static int timer_writeback(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe,
 			   const void *data, u32 len)
 {
-	struct aem_wheel *w = *aem_ring_src_priv(r, AEM_SRC_TIMER);
+	struct aem_wheel *w = *aem_ctx_src_priv(r, AEM_SRC_TIMER);
 	u64 first, ival;
 	unsigned long f;
 	bool kick = false;
@@ -346,9 +346,9 @@ static int timer_writeback(struct aem_ring *r, struct aem_sub *s, const struct a
 	return 0;
 }
 
-static void timer_ring_release(struct aem_ring *r)
+static void timer_ring_release(struct aem_ctx *r)
 {
-	void **priv = aem_ring_src_priv(r, AEM_SRC_TIMER);
+	void **priv = aem_ctx_src_priv(r, AEM_SRC_TIMER);
 	struct aem_wheel *w = *priv;
 	unsigned long g;
 

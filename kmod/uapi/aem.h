@@ -40,6 +40,13 @@
 #define AEM_SQE_INLINE		32	/* payload bytes carried in an SQE */
 #define AEM_MAX_SUBS		(1U << 24)	/* subscriptions per ring */
 
+/* What setup takes for a zero field of struct aem_params. */
+#define AEM_DEFAULT_SQ_ENTRIES	1024
+#define AEM_DEFAULT_CQ_ENTRIES	4096
+#define AEM_DEFAULT_CLASSES	2
+#define AEM_DEFAULT_SLOT_SIZE	256
+#define AEM_DEFAULT_SLOTS	1024
+
 /* ---------------------------------------------------------------------- */
 /* Setup                                                                  */
 
@@ -340,7 +347,11 @@ struct aem_call_args {
 	__u64	resv[2];	/* must be zero */
 };
 
-#define AEM_IOC_MAGIC		0xAE
+/*
+ * 0xBE: free in the kernel's list of ioctl numbers
+ * (Documentation/userspace-api/ioctl/ioctl-number.rst); 0xAE is KVM's.
+ */
+#define AEM_IOC_MAGIC		0xBE
 #define AEM_IOC_SETUP		_IOWR(AEM_IOC_MAGIC, 0x01, struct aem_params)
 #define AEM_IOC_ENTER		_IOWR(AEM_IOC_MAGIC, 0x02, struct aem_enter)
 #define AEM_IOC_SUB_STATS	_IOWR(AEM_IOC_MAGIC, 0x03, struct aem_sub_stats)

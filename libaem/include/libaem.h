@@ -106,12 +106,11 @@ int aem_setup(struct aem_params *p, struct aem_ring *ring);
 void aem_teardown(struct aem_ring *ring);
 const char *aem_backend_name(const struct aem_ring *ring);
 
-/* Defaults applied by aem_setup() to zero fields. */
-#define AEM_DEFAULT_SQ_ENTRIES	1024
-#define AEM_DEFAULT_CQ_ENTRIES	4096
-#define AEM_DEFAULT_CLASSES	2
-#define AEM_DEFAULT_SLOT_SIZE	256
-#define AEM_DEFAULT_SLOTS	1024
+/*
+ * Zero sizes take the kernel side's defaults (AEM_DEFAULT_* in aem.h);
+ * send slots, which the kernel side leaves at zero, aem_setup() sets to
+ * this many.
+ */
 #define AEM_DEFAULT_SEND_SLOTS	64
 
 /* ---------------------------------------------------------------------- */

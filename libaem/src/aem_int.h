@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libaem internals shared by setup.c, queue.c and embedded.c.
+ * libaem internals shared by setup.c, view.c, queue.c and embedded.c.
  *
- * embedded.c is the only file that sees the ring core; the core's
- * struct aem_ring (kernel side) and libaem's struct aem_ring (user view)
- * share a name, so the embedded backend is reached through the opaque
- * struct __aem_emb below and no file includes both headers.
+ * embedded.c is the only file that sees the ring core (struct aem_ctx);
+ * the others reach the embedded backend through the opaque struct
+ * __aem_emb below.
  */
 #ifndef LIBAEM_INT_H
 #define LIBAEM_INT_H
@@ -15,6 +14,9 @@
 #include "aem.h"
 
 struct __aem_emb;
+struct aem_ring;
+
+void __aem_init_view(struct aem_ring *ring, const struct aem_params *p);
 
 /*
  * Create an embedded ring for validated-by-the-core @p: a memfd holding

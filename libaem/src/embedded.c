@@ -34,7 +34,7 @@
 #include "aem_int.h"
 
 struct __aem_emb {
-	struct aem_ring	*core;
+	struct aem_ctx	*core;
 	void		*map;		/* the core's mapping of the whole memfd */
 	size_t		map_len;
 	int		payload_fd;	/* the memfd, kept for aem_payload_fd() */
@@ -60,19 +60,6 @@ static pthread_once_t host_once = PTHREAD_ONCE_INIT;
 static int host_init_err;
 static int host_rings;
 static struct driver timer_drv, gen_drv;
-
-static long futex(uint32_t *w, int op, uint32_t val, const struct timespec *ts)
-{
-	return syscall(SYS_futex, w, op | FUTEX_PRIVATE_FLAG, val, ts, NULL, 0);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static void sleep_until(uint64_t t)
 {
@@ -100,11 +87,11 @@ static void *timer_main(void *arg)
 
 		if (drv_stopping(d))
 			break;
-		now = now_ns();
+		now = aem_now_ns();
 		if (aem_timer_tick(now))
 			sleep_until(((now >> AEM_TIMER_TICK_SHIFT) + 1) << AEM_TIMER_TICK_SHIFT);
 		else
-			futex(&d->kick, FUTEX_WAIT, seq, NULL);	/* a kick bumps seq first */
+			__aem_futex(&d->kick, FUTEX_WAIT, seq, NULL);	/* a kick bumps seq first */
 	}
 	return NULL;
 }
@@ -133,11 +120,11 @@ static void *gen_main(void *arg)
 
 		if (drv_stopping(d))
 			break;
-		now = now_ns();
+		now = aem_now_ns();
 		next = aem_gen_step(now);
 
 		if (next == AEM_GEN_IDLE) {
-			futex(&d->kick, FUTEX_WAIT, seq, NULL);
+			__aem_futex(&d->kick, FUTEX_WAIT, seq, NULL);
 			continue;
 		}
 		if (next <= now)
@@ -145,7 +132,7 @@ static void *gen_main(void *arg)
 		nap = next - now;
 		ts.tv_sec = (time_t)(nap / 1000000000ULL);
 		ts.tv_nsec = (long)(nap % 1000000000ULL);
-		futex(&d->kick, FUTEX_WAIT, seq, &ts);
+		__aem_futex(&d->kick, FUTEX_WAIT, seq, &ts);
 	}
 	return NULL;
 }
@@ -162,7 +149,7 @@ static void drv_kick(struct driver *d, void *(*fn)(void *))
 		pthread_mutex_unlock(&host_mu);
 	}
 	__atomic_add_fetch(&d->kick, 1, __ATOMIC_RELEASE);
-	futex(&d->kick, FUTEX_WAKE, INT_MAX, NULL);
+	__aem_futex(&d->kick, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 /* Under host_mu.  The drivers never take host_mu, so joining here cannot deadlock. */
@@ -172,7 +159,7 @@ static void drv_stop(struct driver *d)
 		return;
 	__atomic_store_n(&d->stop, true, __ATOMIC_RELEASE);
 	__atomic_add_fetch(&d->kick, 1, __ATOMIC_RELEASE);
-	futex(&d->kick, FUTEX_WAKE, INT_MAX, NULL);
+	__aem_futex(&d->kick, FUTEX_WAKE, INT_MAX, NULL);
 	pthread_join(d->thr, NULL);
 	__atomic_store_n(&d->running, false, __ATOMIC_RELEASE);
 }
@@ -187,7 +174,7 @@ void aem_host_gen_kick(void)
 	drv_kick(&gen_drv, gen_main);
 }
 
-void aem_host_wake(struct aem_ring *r, void *host, bool urgent)
+void aem_host_wake(struct aem_ctx *r, void *host, bool urgent)
 {
 	struct __aem_emb *e = host;
 	uint64_t one = 1;
@@ -202,7 +189,7 @@ void aem_host_wake(struct aem_ring *r, void *host, bool urgent)
 	if (__atomic_load_n(&e->nwait, __ATOMIC_SEQ_CST) &&
 	    __atomic_exchange_n(&e->wake_armed, 0, __ATOMIC_SEQ_CST)) {
 		__atomic_add_fetch(&e->wseq, 1, __ATOMIC_SEQ_CST);
-		futex(&e->wseq, FUTEX_WAKE, INT_MAX, NULL);
+		__aem_futex(&e->wseq, FUTEX_WAKE, INT_MAX, NULL);
 	}
 	if (aem_core_poll_take(r)) {
 		ssize_t n = write(e->efd, &one, sizeof(one));
@@ -337,7 +324,7 @@ int __aem_emb_submit(struct __aem_emb *e, unsigned to_submit)
 
 int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns)
 {
-	uint64_t deadline = timeout_ns > 0 ? now_ns() + (uint64_t)timeout_ns : 0;
+	uint64_t deadline = timeout_ns > 0 ? aem_now_ns() + (uint64_t)timeout_ns : 0;
 	int ret = 0;
 
 	for (;;) {
@@ -350,7 +337,7 @@ int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns)
 		if (timeout_ns == 0)
 			return -ETIME;
 		if (timeout_ns > 0) {
-			uint64_t now = now_ns();
+			uint64_t now = aem_now_ns();
 
 			if (now >= deadline)
 				return -ETIME;
@@ -364,7 +351,7 @@ int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns)
 		aem_core_wait_begin(e->core);	/* Dekker: announce, mb, re-check */
 		if (aem_core_cq_ready(e->core, min))
 			ret = 1;
-		else if (futex(&e->wseq, FUTEX_WAIT, seq, tsp) < 0 && errno == EINTR)
+		else if (__aem_futex(&e->wseq, FUTEX_WAIT, seq, tsp) < 0 && errno == EINTR)
 			ret = -EINTR;	/* as the module's wait: a signal ends it */
 		aem_core_wait_end(e->core);
 		__atomic_sub_fetch(&e->nwait, 1, __ATOMIC_SEQ_CST);

@@ -19,18 +19,9 @@ static const uint64_t kernel_off[AEM_NR_REGIONS] = {
 	AEM_OFF_RINGS, AEM_OFF_SQES, AEM_OFF_CQES, AEM_OFF_PAYLOAD,
 };
 
+/* The other zero fields take the kernel side's defaults there. */
 static void apply_defaults(struct aem_params *p)
 {
-	if (!p->sq_entries)
-		p->sq_entries = AEM_DEFAULT_SQ_ENTRIES;
-	if (!p->cq_entries)
-		p->cq_entries = AEM_DEFAULT_CQ_ENTRIES;
-	if (!p->nr_classes)
-		p->nr_classes = AEM_DEFAULT_CLASSES;
-	if (!p->slot_size)
-		p->slot_size = AEM_DEFAULT_SLOT_SIZE;
-	if (!p->slot_count)
-		p->slot_count = AEM_DEFAULT_SLOTS;
 	if (!p->send_slots)
 		p->send_slots = AEM_DEFAULT_SEND_SLOTS;
 }
@@ -98,55 +89,6 @@ static int map_regions(struct aem_ring *ring, const struct aem_params *p, int fd
 	return 0;
 }
 
-static unsigned *rings_u32(struct aem_ring *ring, uint32_t off)
-{
-	return (unsigned *)((char *)ring->region[AEM_REGION_RINGS] + off);
-}
-
-static void init_cq_view(struct aem_ring *ring, struct aem_cq *cq, const struct aem_ring_offsets *o)
-{
-	cq->khead = rings_u32(ring, o->head);
-	cq->ktail = rings_u32(ring, o->tail);
-	cq->kflags = rings_u32(ring, o->flags);
-	cq->kdropped = rings_u32(ring, o->dropped);
-	cq->ring_mask = *rings_u32(ring, o->ring_mask);
-	cq->ring_entries = *rings_u32(ring, o->ring_entries);
-	cq->cqes = (const struct aem_cqe *)((char *)ring->region[AEM_REGION_CQES] + o->array);
-}
-
-static void init_view(struct aem_ring *ring, const struct aem_params *p)
-{
-	unsigned c;
-
-	ring->sq.khead = rings_u32(ring, p->sq_off.head);
-	ring->sq.ktail = rings_u32(ring, p->sq_off.tail);
-	ring->sq.kflags = rings_u32(ring, p->sq_off.flags);
-	ring->sq.kdropped = rings_u32(ring, p->sq_off.dropped);
-	ring->sq.ring_mask = *rings_u32(ring, p->sq_off.ring_mask);
-	ring->sq.ring_entries = *rings_u32(ring, p->sq_off.ring_entries);
-	ring->sq.sqes = (struct aem_sqe *)((char *)ring->region[AEM_REGION_SQES] + p->sq_off.array);
-	ring->sq.sqe_head = ring->sq.sqe_tail = *ring->sq.ktail;
-
-	for (c = 0; c < p->nr_classes; c++)
-		init_cq_view(ring, &ring->cq[c], &p->cq_off[c]);
-	init_cq_view(ring, &ring->res, &p->res_off);
-
-	ring->slots.khead = rings_u32(ring, p->slot_off.head);
-	ring->slots.ktail = rings_u32(ring, p->slot_off.tail);
-	ring->slots.ring_mask = *rings_u32(ring, p->slot_off.ring_mask);
-	ring->slots.ring_entries = *rings_u32(ring, p->slot_off.ring_entries);
-	ring->slots.array = (uint32_t *)rings_u32(ring, p->slot_off.array);
-	ring->slots.local_tail = *ring->slots.ktail;
-
-	ring->nr_classes = p->nr_classes;
-	ring->features = p->features;
-	ring->ring_id = p->ring_id;
-	ring->payload = ring->region[AEM_REGION_PAYLOAD];
-	ring->slot_size = p->slot_size;
-	ring->slot_count = p->slot_count;
-	ring->send_slots = p->send_slots;
-}
-
 static int setup_kernel(struct aem_params *p, struct aem_ring *ring)
 {
 	int fd, ret;
@@ -163,7 +105,7 @@ static int setup_kernel(struct aem_params *p, struct aem_ring *ring)
 		goto err;
 	ring->fd = fd;
 	ring->backend = AEM_BACKEND_KERNEL;
-	init_view(ring, p);
+	__aem_init_view(ring, p);
 	return 0;
 err:
 	close(fd);
@@ -188,7 +130,7 @@ static int setup_embedded(struct aem_params *p, struct aem_ring *ring)
 	ring->fd = efd;
 	ring->backend = AEM_BACKEND_EMBEDDED;
 	ring->priv = e;
-	init_view(ring, p);
+	__aem_init_view(ring, p);
 	return 0;
 }
 

@@ -48,7 +48,7 @@
 #define FD_TAB_MIN	64
 
 struct fd_watch {
-	struct aem_ring	*r;		/* NULL: a free entry */
+	struct aem_ctx	*r;		/* NULL: a free entry */
 	struct aem_sub	*s;
 	u64		id;		/* subscription id, the events' token */
 	int		fd;		/* as the subscriber named it, echoed */
@@ -215,7 +215,7 @@ static void fd_release_locked(u32 idx)
 	fd_live--;
 }
 
-static int fd_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+static int fd_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
 	const struct aem_fd_args *a = &sqe->fd;
 	socklen_t sl = sizeof(int);
@@ -284,7 +284,7 @@ err:
  * same state, already covered by this look) misses, so the state is
  * reported once, not twice.
  */
-static void fd_start(struct aem_ring *r, struct aem_sub *s)
+static void fd_start(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct epoll_event ee;
 	struct fd_watch *w;
@@ -303,7 +303,7 @@ static void fd_start(struct aem_ring *r, struct aem_sub *s)
 	pthread_mutex_unlock(&fd_mu);
 }
 
-static void fd_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+static void fd_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct fd_watch *w;
 	u32 idx;

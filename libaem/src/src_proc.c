@@ -67,7 +67,7 @@
 
 struct proc_watch {
 	struct proc_watch	*next;
-	struct aem_ring		*r;
+	struct aem_ctx		*r;
 	struct aem_sub		*s;
 	u64			id;
 	u64			since_ns;	/* events before the subscription are not its business */
@@ -576,7 +576,7 @@ err:
 /* ---------------------------------------------------------------------- */
 /* Source ops                                                             */
 
-static int proc_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+static int proc_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
 	const struct aem_proc_args *a = &sqe->proc;
 	struct proc_watch *w;
@@ -633,7 +633,7 @@ err:
 }
 
 /* The SUBSCRIBE result is out: what came meanwhile goes first, in order. */
-static void proc_start(struct aem_ring *r, struct aem_sub *s)
+static void proc_start(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct proc_watch *w = (struct proc_watch *)(uintptr_t)s->priv[0];
 	u32 i;
@@ -648,7 +648,7 @@ static void proc_start(struct aem_ring *r, struct aem_sub *s)
 	pthread_mutex_unlock(&proc_mu);
 }
 
-static void proc_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+static void proc_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct proc_watch *w = (struct proc_watch *)(uintptr_t)s->priv[0], **pp;
 

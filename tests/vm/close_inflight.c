@@ -6,7 +6,7 @@
  * ECONNRESET, and nothing is left behind (the harness checks the kernel
  * log; kmemleak runs check the rest).
  */
-#include "vmt.h"
+#include "aem_test.h"
 
 #define RINGS		20
 #define TIMERS		500
@@ -124,5 +124,5 @@ int main(void)
 		t_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 			 "round %d: blocked caller did not get ECONNRESET (status 0x%x)", n, status);
 	}
-	return T_PASS;
+	return T_EXIT_PASS;
 }

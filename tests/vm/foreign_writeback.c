@@ -6,7 +6,7 @@
  * them or re-arms them on its own ring gets -ENOENT, and the owner's call
  * is still answered by the owner alone.
  */
-#include "vmt.h"
+#include "aem_test.h"
 
 struct tokens {
 	uint32_t ring_id;
@@ -121,5 +121,5 @@ int main(void)
 	/* A second writeback of the same token is stale now. */
 	t_eq(submit_one(&owner, AEM_OP_WRITEBACK, tk.call_token, 3), -ENOENT);
 	vr_close(&owner);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

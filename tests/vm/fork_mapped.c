@@ -5,7 +5,7 @@
  * see too), it can scribble on it, and it can exit or be killed with it
  * mapped; the parent's ring survives all of it and closes cleanly.
  */
-#include "vmt.h"
+#include "aem_test.h"
 
 static struct vring r;
 
@@ -93,5 +93,5 @@ int main(void)
 	t_assert(waitpid(pid, &status, 0) == pid, "waitpid");
 	t_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		 "child using the ring after the parent closed: status 0x%x", status);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

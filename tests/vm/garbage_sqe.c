@@ -5,7 +5,7 @@
  * each refusal is answered (an error CQE) and counted, and the ring keeps
  * working.  Closing the ring ends whatever the garbage subscribed to.
  */
-#include "vmt.h"
+#include "aem_test.h"
 
 #define ROUNDS	200
 
@@ -88,5 +88,5 @@ int main(void)
 	t_assert(errors > 0, "no error CQE for garbage");
 	vr_nop_ok(&r);
 	vr_close(&r);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

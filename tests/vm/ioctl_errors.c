@@ -4,7 +4,7 @@
  * before setup, a second setup, unknown flags and reserved fields, bad user
  * pointers, a zero timeout, a signal while waiting.
  */
-#include "vmt.h"
+#include "aem_test.h"
 
 static void on_alarm(int sig)
 {
@@ -30,7 +30,7 @@ int main(void)
 	fd = vr_open();
 	t_assert(fd >= 0, "open: %s", strerror(-fd));
 
-	t_eq(ioctl_errno(fd, _IO(0xAE, 0x7f), NULL), ENOTTY);
+	t_eq(ioctl_errno(fd, _IO(AEM_IOC_MAGIC, 0x7f), NULL), ENOTTY);
 	memset(&e, 0, sizeof(e));
 	t_eq(ioctl_errno(fd, AEM_IOC_ENTER, &e), EBADFD);
 	t_eq(ioctl_errno(fd, AEM_IOC_RING_STATS, &st), EBADFD);
@@ -109,5 +109,5 @@ int main(void)
 
 	vr_nop_ok(&r);
 	vr_close(&r);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

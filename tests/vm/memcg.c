@@ -7,7 +7,7 @@
  * not apply), so only the cgroup limits.
  */
 #include <sys/stat.h>
-#include "vmt.h"
+#include "aem_test.h"
 
 #define CG	"/sys/fs/cgroup/aem-memcg-test"
 
@@ -81,5 +81,5 @@ int main(void)
 	status = t_child(in_cgroup, NULL);
 	rmdir(CG);
 	t_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child in the cgroup: status 0x%x", status);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

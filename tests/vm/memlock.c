@@ -7,7 +7,7 @@
  */
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include "vmt.h"
+#include "aem_test.h"
 
 #define NOBODY	65534
 
@@ -84,5 +84,5 @@ int main(void)
 		vr_setup_or_die(&r, &small);
 		vr_close(&r);
 	}
-	return T_PASS;
+	return T_EXIT_PASS;
 }

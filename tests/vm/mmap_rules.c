@@ -5,7 +5,7 @@
  * whole regions, a mapping cannot outgrow its region (not at mmap, not by
  * mremap), and mappings made before close keep working pages afterwards.
  */
-#include "vmt.h"
+#include "aem_test.h"
 
 static void *map(struct vring *r, int region, size_t len, int prot, int flags, uint64_t extra)
 {
@@ -87,5 +87,5 @@ int main(void)
 	memset(r.region[AEM_REGION_SQES], 0xa5, r.size[AEM_REGION_SQES]);
 	munmap(m, r.size[AEM_REGION_RINGS]);
 	vr_close(&r);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

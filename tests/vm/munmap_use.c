@@ -4,7 +4,7 @@
  * the kernel side keeps running on its own pages (enter, posts), and a
  * fresh mapping shows what happened meanwhile.
  */
-#include "vmt.h"
+#include "aem_test.h"
 
 static void touch_unmapped(void *addr)
 {
@@ -81,5 +81,5 @@ int main(void)
 	}
 	vr_nop_ok(&r);
 	vr_close(&r);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

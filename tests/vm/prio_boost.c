@@ -9,7 +9,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include "vmt.h"
+#include "aem_test.h"
 
 static int my_nice(void)
 {
@@ -98,5 +98,5 @@ int main(void)
 		chmod(AEM_DEVICE_PATH, st.st_mode & 07777);
 		t_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "unprivileged BOOST: status 0x%x", status);
 	}
-	return T_PASS;
+	return T_EXIT_PASS;
 }

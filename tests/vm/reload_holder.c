@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include "vmt.h"
+#include "aem_test.h"
 
 static int sv[2] = { -1, -1 };
 
@@ -148,5 +148,5 @@ int main(int argc, char **argv)
 	}
 	t_eq(c.user_data, 0x502);
 	vr_close(&r);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

@@ -5,7 +5,7 @@
  * must clamp or ignore, count the refusal, never write outside its
  * regions, and carry on once the values are sane again.
  */
-#include "vmt.h"
+#include "aem_test.h"
 
 int main(void)
 {
@@ -119,5 +119,5 @@ int main(void)
 	vr_setup_or_die(&r, &p);
 	vr_nop_ok(&r);
 	vr_close(&r);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

@@ -5,7 +5,7 @@
  * Kills take effect promptly (waits are interruptible, calls killable) and
  * the kernel cleans up after every one.
  */
-#include "vmt.h"
+#include "aem_test.h"
 
 #define ROUNDS	24
 
@@ -133,5 +133,5 @@ int main(void)
 			 "caller into a killed ring: status 0x%x", status);
 	}
 	vr_close(&callee);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

@@ -7,7 +7,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
-#include "vmt.h"
+#include "aem_test.h"
 
 static bool is_fd_event(const struct aem_cqe *c, void *arg)
 {
@@ -93,5 +93,5 @@ int main(void)
 	vr_close(&r);
 	close(sfd);
 	close(lfd);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

@@ -6,7 +6,7 @@
  * refused.
  */
 #include <pthread.h>
-#include "vmt.h"
+#include "aem_test.h"
 
 static bool is_proc_event(const struct aem_cqe *c, void *arg)
 {
@@ -133,5 +133,5 @@ int main(void)
 	t_eq(ev.exit_code, status);
 	t_assert(WIFSIGNALED(ev.exit_code) && WTERMSIG(ev.exit_code) == SIGKILL, "exit code 0x%x", ev.exit_code);
 	vr_close(&r);
-	return T_PASS;
+	return T_EXIT_PASS;
 }

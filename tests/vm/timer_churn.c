@@ -6,7 +6,7 @@
  * leave one waiting for ever) and none fires early.
  */
 #include <pthread.h>
-#include "vmt.h"
+#include "aem_test.h"
 
 #define THREADS	3
 #define ROUNDS	300
@@ -64,5 +64,5 @@ int main(void)
 		t_assert(pthread_create(&th[i], NULL, churn, (void *)i) == 0, "pthread_create");
 	for (i = 0; i < THREADS; i++)
 		pthread_join(th[i], NULL);
-	return failed ? T_FAIL : T_PASS;
+	return failed ? T_EXIT_FAIL : T_EXIT_PASS;
 }

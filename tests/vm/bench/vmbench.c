@@ -27,7 +27,7 @@
 
 #include <sys/syscall.h>
 #include <liburing.h>
-#include "vmt.h"
+#include "aem_test.h"
 #include <sched.h>
 
 static double secs = 1.0;

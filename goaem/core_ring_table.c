@@ -1,4 +1,4 @@
 //go:build cgo
 
 // The ring core, compiled into libaem's embedded backend.
-#include "../kmod/core/aem_msg.c"
+#include "../kmod/core/ring_table.c"

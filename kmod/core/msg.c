@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * Rings talking to rings: the global ring table (ring id -> ring,
- * refcounted), the built-in AEM_SRC_MSG source (one subscription per
- * channel), POST, the asynchronous CALL SQE, the blocking aem_core_call()
- * and the pending-call table that routes a writeback to its caller.
+ * Rings talking to rings (found through ring_table.c): the built-in
+ * AEM_SRC_MSG source (one subscription per channel), POST, the
+ * asynchronous CALL SQE, the blocking aem_core_call() and the pending-call
+ * table that routes a writeback to its caller.
  *
  * A call token is index | generation << 32 | AEM_ID_KIND_CALL << 56 into
  * the pending-call table.  An entry is freed (generation bumped) the
@@ -12,106 +12,6 @@
  * caller's buffer.
  */
 #include "aem_core_int.h"
-
-/* ---------------------------------------------------------------------- */
-/* Ring table                                                             */
-
-#define AEM_RING_BITS	12
-#define AEM_MAX_RINGS	(1U << AEM_RING_BITS)
-#define AEM_RING_GEN_MASK	0xfffffU
-
-static aem_spinlock_t ring_lock;
-static struct aem_ring *rings[AEM_MAX_RINGS];
-static u32 ring_gen[AEM_MAX_RINGS];
-static u32 ring_hint;
-
-static void calls_init_locks(void);
-
-int __aem_rings_init(void)
-{
-	aem_spin_init(&ring_lock);
-	calls_init_locks();
-	return 0;
-}
-
-int __aem_ring_register(struct aem_ring *r)
-{
-	unsigned long f;
-	u32 i, idx, gen;
-
-	aem_spin_lock_irqsave(&ring_lock, f);
-	for (i = 0; i < AEM_MAX_RINGS; i++) {
-		idx = (ring_hint + i) & (AEM_MAX_RINGS - 1);
-		if (!rings[idx])
-			break;
-	}
-	if (i == AEM_MAX_RINGS) {
-		aem_spin_unlock_irqrestore(&ring_lock, f);
-		return -ENOSPC;
-	}
-	gen = (ring_gen[idx] + 1) & AEM_RING_GEN_MASK;
-	if (!gen)
-		gen = 1;
-	ring_gen[idx] = gen;
-	/* Id never 0 (gen >= 1); a reused index gets a new id. */
-	r->id = (gen << AEM_RING_BITS) | idx;
-	rings[idx] = r;
-	ring_hint = idx + 1;
-	aem_spin_unlock_irqrestore(&ring_lock, f);
-	return 0;
-}
-
-struct aem_ring *__aem_ring_get(u32 id)
-{
-	struct aem_ring *r;
-	unsigned long f;
-
-	aem_spin_lock_irqsave(&ring_lock, f);
-	r = rings[id & (AEM_MAX_RINGS - 1)];
-	if (r && r->id == id)
-		aem_atomic_inc(&r->refs);
-	else
-		r = NULL;
-	aem_spin_unlock_irqrestore(&ring_lock, f);
-	return r;
-}
-
-void __aem_ring_put(struct aem_ring *r)
-{
-	if (aem_atomic_dec_return(&r->refs) == 0)
-		aem_complete(&r->unref);
-}
-
-struct aem_ring *__aem_ring_iter(u32 *pos)
-{
-	struct aem_ring *r = NULL;
-	unsigned long f;
-
-	aem_spin_lock_irqsave(&ring_lock, f);
-	for (; *pos < AEM_MAX_RINGS; (*pos)++) {
-		if (rings[*pos]) {
-			r = rings[(*pos)++];
-			aem_atomic_inc(&r->refs);
-			break;
-		}
-	}
-	aem_spin_unlock_irqrestore(&ring_lock, f);
-	return r;
-}
-
-/* After return nobody can find @r and nobody still holds it from a lookup. */
-void __aem_ring_unregister(struct aem_ring *r)
-{
-	unsigned long f;
-
-	aem_spin_lock_irqsave(&ring_lock, f);
-	if (rings[r->id & (AEM_MAX_RINGS - 1)] == r)
-		rings[r->id & (AEM_MAX_RINGS - 1)] = NULL;
-	aem_spin_unlock_irqrestore(&ring_lock, f);
-	__aem_ring_put(r);
-	while (aem_wait_completion_timeout(&r->unref, 1000))
-		;
-}
 
 /* ---------------------------------------------------------------------- */
 /* The message source: channel -> subscription, chained through link[0]    */
@@ -124,7 +24,7 @@ static u32 msg_hash(u32 channel)
 }
 
 /* Under the ring's cq_lock. */
-static struct aem_sub *msg_find_locked(struct aem_ring *r, u32 channel)
+static struct aem_sub *msg_find_locked(struct aem_ctx *r, u32 channel)
 {
 	u32 idx;
 
@@ -141,7 +41,7 @@ static struct aem_sub *msg_find_locked(struct aem_ring *r, u32 channel)
 	return NULL;
 }
 
-static int msg_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem_sqe *sqe)
+static int msg_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
 	u32 *buckets = NULL, i;
 	unsigned long f;
@@ -171,7 +71,7 @@ static int msg_subscribe(struct aem_ring *r, struct aem_sub *s, const struct aem
 	return ret;
 }
 
-static void msg_start(struct aem_ring *r, struct aem_sub *s)
+static void msg_start(struct aem_ctx *r, struct aem_sub *s)
 {
 	u32 h = msg_hash((u32)s->priv[0]);
 	unsigned long f;
@@ -182,7 +82,7 @@ static void msg_start(struct aem_ring *r, struct aem_sub *s)
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 }
 
-static void msg_unsubscribe(struct aem_ring *r, struct aem_sub *s)
+static void msg_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
 	u32 *pp, h = msg_hash((u32)s->priv[0]);
 	unsigned long f;
@@ -197,7 +97,7 @@ static void msg_unsubscribe(struct aem_ring *r, struct aem_sub *s)
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 }
 
-static void msg_ring_release(struct aem_ring *r)
+static void msg_ring_release(struct aem_ctx *r)
 {
 	aem_free(r->msg_buckets);
 	r->msg_buckets = NULL;
@@ -220,46 +120,46 @@ const struct aem_source_ops __aem_msg_source_ops = {
  */
 static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id)
 {
-	struct aem_ring *t = __aem_ring_get(AEM_ADDR_RING(addr));
+	struct aem_ctx *t = __aem_ring_get(AEM_ADDR_RING(addr));
+	struct aem_posted out = { .wake = false };
+	struct aem_post p;
 	struct aem_sub *s;
-	struct aem_ev ev;
 	unsigned long f;
 	int ret = -ENOENT;
 
 	if (!t)
 		return -ENOENT;
-	memset(&ev, 0, sizeof(ev));
-	ev.cls = prio < t->nr_classes ? prio : (u8)(t->nr_classes - 1);
+	memset(&p, 0, sizeof(p));
+	p.cls = prio < t->nr_classes ? prio : (u8)(t->nr_classes - 1);
 	aem_spin_lock_irqsave(&t->cq_lock, f);
 	s = t->closing ? NULL : msg_find_locked(t, AEM_ADDR_CHANNEL(addr));
 	if (s) {
-		ev.user_data = s->user_data;
-		ev.id = call_id ? call_id : aem_sub_id(t, s);
+		p.user_data = s->user_data;
+		p.id = call_id ? call_id : aem_sub_id(t, s);
 		/* A call's request sits in a slot, so the handler can edit it in place. */
-		ev.flags = call_id ? AEM_CQE_F_CALL | AEM_CQE_F_SLOT : 0;
-		ev.source = AEM_SRC_MSG;
-		ev.len = len;
-		ev.data = data;
-		ret = __aem_post_locked(t, s, &ev);
+		p.flags = call_id ? AEM_CQE_F_CALL | AEM_CQE_F_SLOT : 0;
+		p.source = AEM_SRC_MSG;
+		p.len = len;
+		p.n = 1;
+		p.mode = AEM_POST_HOLD;
+		p.data = data;
+		__aem_post_locked(t, s, &p, &out);
+		ret = out.dropped ? -ENOSPC : 0;
 	}
 	aem_spin_unlock_irqrestore(&t->cq_lock, f);
-	if (s)
-		__aem_wake(t, ev.cls == 0);
+	if (out.wake)
+		__aem_wake(t, p.cls == 0);
 	__aem_ring_put(t);
 	return ret;
 }
 
-int __aem_op_post(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
+int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	const void *data;
 	u32 took;
 	int ret;
 
-	if ((sqe->flags & ~AEM_SQE_FLAGS_ALL) || sqe->prio >= r->nr_classes || sqe->source ||
-	    sqe->arg) {
-		*reason = AEM_REFUSE_FIELD;
-		return -EINVAL;
-	}
+	(void)answered;
 	ret = __aem_sqe_payload(r, sqe, false, &data, &took, reason);
 	if (ret)
 		return ret;
@@ -388,42 +288,37 @@ static struct aem_call *call_find_locked(u64 token, u32 *idx)
 static void call_result(u32 caller_id, u64 user_data, u8 prio, u64 token, s32 res,
 			const void *data, u32 len)
 {
-	struct aem_ring *r = __aem_ring_get(caller_id);
-	struct aem_ev ev;
-	unsigned long f;
+	struct aem_ctx *r = __aem_ring_get(caller_id);
+	struct aem_post p;
 
 	if (!r)
 		return;
-	memset(&ev, 0, sizeof(ev));
-	ev.user_data = user_data;
-	ev.id = token;
-	ev.res = res;
-	ev.flags = AEM_CQE_F_RESULT;
-	ev.source = AEM_SRC_MSG;
-	ev.cls = prio < r->nr_classes ? prio : 0;
-	ev.len = res < 0 ? 0 : len;
-	ev.data = data;
-	aem_spin_lock_irqsave(&r->cq_lock, f);
-	__aem_post_locked(r, NULL, &ev);
-	aem_spin_unlock_irqrestore(&r->cq_lock, f);
-	__aem_wake(r, ev.cls == 0);
+	memset(&p, 0, sizeof(p));
+	p.user_data = user_data;
+	p.id = token;
+	p.res = res;
+	p.flags = AEM_CQE_F_RESULT;
+	p.source = AEM_SRC_MSG;
+	p.cls = prio < r->nr_classes ? prio : 0;
+	p.len = res < 0 ? 0 : len;
+	p.n = 1;
+	p.mode = AEM_POST_HOLD;
+	p.data = data;
+	__aem_post_result(r, &p);
 	__aem_ring_put(r);
 }
 
-int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
+/* The reply, or the error that replaces it, is this SQE's result (*answered). */
+int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	u32 took, idx, timeout_ms = sqe->arg ? sqe->arg : AEM_CALL_DEFAULT_TIMEOUT_MS;
-	struct aem_ring *t;
+	struct aem_ctx *t;
 	struct aem_call *c;
 	const void *data;
 	unsigned long f;
 	u64 token;
 	int ret;
 
-	if ((sqe->flags & ~AEM_SQE_FLAGS_ALL) || sqe->prio >= r->nr_classes || sqe->source) {
-		*reason = AEM_REFUSE_FIELD;
-		return -EINVAL;
-	}
 	ret = __aem_sqe_payload(r, sqe, false, &data, &took, reason);
 	if (ret)
 		return ret;
@@ -457,7 +352,7 @@ int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
 	}
 	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, token);
 	if (ret) {
-		bool answered;
+		bool swept;
 
 		aem_spin_lock_irqsave(&calls_lock, f);
 		/*
@@ -466,20 +361,23 @@ int __aem_op_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
 		 * delivered: its -ETIMEDOUT is then this SQE's one result, and
 		 * refusing as well would answer the SQE twice.
 		 */
-		answered = calls[idx].gen != AEM_ID_GEN(token) || calls[idx].state != CALL_ASYNC;
-		if (!answered)
+		swept = calls[idx].gen != AEM_ID_GEN(token) || calls[idx].state != CALL_ASYNC;
+		if (!swept)
 			call_free_locked(idx);
 		aem_spin_unlock_irqrestore(&calls_lock, f);
-		if (answered)
+		if (swept) {
+			*answered = true;
 			return 0;
+		}
 		*reason = ret == -ENOENT ? AEM_REFUSE_ID : AEM_REFUSE_NOMEM;
 		return ret;
 	}
 	aem_host_timer_kick();	/* the expiry driver must tick while the call is pending */
+	*answered = true;
 	return 0;
 }
 
-int __aem_writeback_call(struct aem_ring *r, const struct aem_sqe *sqe, u32 *reason)
+int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason)
 {
 	struct aem_call_wait *w;
 	struct aem_call *c;
@@ -540,7 +438,7 @@ struct call_out {
 };
 
 /* Collect-then-post: results are posted without calls_lock held. */
-static void calls_sweep(u64 now_ns, struct aem_ring *gone, s32 res)
+static void calls_sweep(u64 now_ns, struct aem_ctx *gone, s32 res)
 {
 	struct call_out out[AEM_CALL_BATCH];
 	unsigned long f;
@@ -586,7 +484,7 @@ static void calls_sweep(u64 now_ns, struct aem_ring *gone, s32 res)
 	} while (n == AEM_CALL_BATCH);
 }
 
-void __aem_calls_ring_gone(struct aem_ring *r)
+void __aem_calls_ring_gone(struct aem_ctx *r)
 {
 	calls_sweep(0, r, -ECONNRESET);
 }
@@ -606,7 +504,7 @@ int aem_core_call(struct aem_call_args *a, const void *req, void *resp)
 {
 	u32 timeout_ms = a->timeout_ms ? a->timeout_ms : AEM_CALL_DEFAULT_TIMEOUT_MS;
 	struct aem_call_wait w;
-	struct aem_ring *t;
+	struct aem_ctx *t;
 	struct aem_call *c;
 	unsigned long f;
 	u64 token;
@@ -669,7 +567,7 @@ void __aem_calls_exit(void)
 	calls_async = 0;
 }
 
-static void calls_init_locks(void)
+void __aem_calls_init(void)
 {
 	if (!calls_lock_ready) {
 		aem_spin_init(&calls_lock);

@@ -1,4 +1,4 @@
 //go:build cgo
 
 // The ring core, compiled into libaem's embedded backend.
-#include "../kmod/core/aem_core.c"
+#include "../kmod/core/wait.c"

@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * Layout: validate the setup parameters, round the sizes, and publish
+ * where every ring field and region lies.  Pure: allocates nothing.
+ */
+#include "aem_core_int.h"
+
+aem_static_assert(sizeof(struct aem_sub) == 64, "struct aem_sub is the whole state of a timer: 64 bytes");
+aem_static_assert(AEM_MAX_BACKLOG < (1U << 24), "aem_sub.backlog is 24 bits wide");
+
+/* Every field of shared memory, where user space has been told it is. */
+#define AEM_PIN(type, field, off) \
+	aem_static_assert(offsetof(type, field) == (off), #type "." #field " is ABI: it may not move")
+
+AEM_PIN(struct aem_ring_block, head, 0);
+AEM_PIN(struct aem_ring_block, tail, 64);
+AEM_PIN(struct aem_ring_block, ring_mask, 128);
+AEM_PIN(struct aem_ring_block, ring_entries, 132);
+AEM_PIN(struct aem_ring_block, flags, 136);
+AEM_PIN(struct aem_ring_block, dropped, 140);
+aem_static_assert(sizeof(struct aem_ring_block) == 192, "a ring block is three cache lines");
+AEM_PIN(struct aem_rings, sq, 0);
+AEM_PIN(struct aem_rings, cq, 192);
+AEM_PIN(struct aem_rings, res, 192 * (1 + AEM_MAX_CLASSES));
+AEM_PIN(struct aem_rings, slot, 192 * (2 + AEM_MAX_CLASSES));
+AEM_PIN(struct aem_rings, slot_array, 192 * (3 + AEM_MAX_CLASSES));
+
+AEM_PIN(struct aem_sqe, opcode, 0);
+AEM_PIN(struct aem_sqe, flags, 1);
+AEM_PIN(struct aem_sqe, prio, 2);
+AEM_PIN(struct aem_sqe, source, 3);
+AEM_PIN(struct aem_sqe, len, 4);
+AEM_PIN(struct aem_sqe, user_data, 8);
+AEM_PIN(struct aem_sqe, target, 16);
+AEM_PIN(struct aem_sqe, slot, 24);
+AEM_PIN(struct aem_sqe, arg, 28);
+AEM_PIN(struct aem_sqe, data, 32);
+aem_static_assert(sizeof(struct aem_sqe) == 64, "an SQE is one cache line");
+
+AEM_PIN(struct aem_cqe, user_data, 0);
+AEM_PIN(struct aem_cqe, id, 8);
+AEM_PIN(struct aem_cqe, res, 16);
+AEM_PIN(struct aem_cqe, flags, 20);
+AEM_PIN(struct aem_cqe, slot, 24);
+AEM_PIN(struct aem_cqe, source, 28);
+AEM_PIN(struct aem_cqe, prio, 29);
+AEM_PIN(struct aem_cqe, resv, 30);
+AEM_PIN(struct aem_cqe, data, 32);
+aem_static_assert(sizeof(struct aem_cqe) == 64, "a CQE is one cache line");
+
+static u32 roundup_pow2(u32 v)
+{
+	v--;
+	v |= v >> 1;
+	v |= v >> 2;
+	v |= v >> 4;
+	v |= v >> 8;
+	v |= v >> 16;
+	return v + 1;
+}
+
+static u64 round_page(u64 v)
+{
+	return (v + AEM_PAGE_SIZE - 1) & ~((u64)AEM_PAGE_SIZE - 1);
+}
+
+/* Publish the fields of the ring block at @block of struct aem_rings. */
+static void set_offsets(struct aem_ring_offsets *o, size_t block, u32 array)
+{
+	o->head = (u32)(block + offsetof(struct aem_ring_block, head));
+	o->tail = (u32)(block + offsetof(struct aem_ring_block, tail));
+	o->ring_mask = (u32)(block + offsetof(struct aem_ring_block, ring_mask));
+	o->ring_entries = (u32)(block + offsetof(struct aem_ring_block, ring_entries));
+	o->flags = (u32)(block + offsetof(struct aem_ring_block, flags));
+	o->dropped = (u32)(block + offsetof(struct aem_ring_block, dropped));
+	o->array = array;
+	o->resv = 0;
+}
+
+int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *l)
+{
+	u32 sq = p->sq_entries ? p->sq_entries : AEM_DEFAULT_SQ_ENTRIES;
+	u32 cq = p->cq_entries ? p->cq_entries : AEM_DEFAULT_CQ_ENTRIES;
+	u32 nc = p->nr_classes ? p->nr_classes : AEM_DEFAULT_CLASSES;
+	u32 ss = p->slot_size ? p->slot_size : AEM_DEFAULT_SLOT_SIZE;
+	u32 sc = p->slot_count ? p->slot_count : AEM_DEFAULT_SLOTS;
+	u32 send = p->send_slots;
+	u64 bl = p->backlog_limit;
+	u32 i, c;
+
+	if (p->flags & ~AEM_SETUP_FLAGS_ALL)
+		return -EINVAL;
+	for (i = 0; i < sizeof(p->resv) / sizeof(p->resv[0]); i++)
+		if (p->resv[i])
+			return -EINVAL;
+	for (i = 0; i < sizeof(p->resv2) / sizeof(p->resv2[0]); i++)
+		if (p->resv2[i])
+			return -EINVAL;
+	if (sq > AEM_MAX_SQ_ENTRIES || cq > AEM_MAX_CQ_ENTRIES || nc > AEM_MAX_CLASSES)
+		return -EINVAL;
+	if (ss < AEM_MIN_SLOT_SIZE || ss > AEM_MAX_SLOT_SIZE)
+		return -EINVAL;
+	if ((u64)sc + send > AEM_MAX_SLOTS || bl > AEM_MAX_BACKLOG)
+		return -EINVAL;
+
+	sq = roundup_pow2(sq);
+	cq = roundup_pow2(cq);
+	ss = roundup_pow2(ss);
+	if (!bl) {
+		/* Default: two rings' worth of every class, so a burst survives one slow poll. */
+		bl = 2ULL * cq * nc;
+		if (bl < 1024)
+			bl = 1024;
+		if (bl > AEM_MAX_BACKLOG)
+			bl = AEM_MAX_BACKLOG;
+	}
+
+	memset(l, 0, sizeof(*l));
+	l->sq_entries = sq;
+	l->cq_entries = cq;
+	l->res_entries = 2 * sq;
+	l->nr_classes = nc;
+	l->slot_size = ss;
+	l->slot_count = sc;
+	l->send_slots = send;
+	l->slot_ring_entries = roundup_pow2(sc);
+	l->backlog_limit = (u32)bl;
+	l->region_size[AEM_REGION_RINGS] =
+		round_page(sizeof(struct aem_rings) + 4ULL * l->slot_ring_entries);
+	l->region_size[AEM_REGION_SQES] = round_page((u64)sq * sizeof(struct aem_sqe));
+	/* The class rings, then the result ring. */
+	l->region_size[AEM_REGION_CQES] =
+		round_page(((u64)cq * nc + l->res_entries) * sizeof(struct aem_cqe));
+	l->region_size[AEM_REGION_PAYLOAD] = round_page(((u64)sc + send) * ss);
+
+	p->sq_entries = sq;
+	p->cq_entries = cq;
+	p->nr_classes = nc;
+	p->slot_size = ss;
+	p->slot_count = sc;
+	p->backlog_limit = (u32)bl;
+	p->features = AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL |
+		      host_features;
+	p->api_version = AEM_API_VERSION;
+	set_offsets(&p->sq_off, offsetof(struct aem_rings, sq), 0);
+	for (c = 0; c < AEM_MAX_CLASSES; c++) {
+		if (c < nc)
+			set_offsets(&p->cq_off[c], offsetof(struct aem_rings, cq[c]),
+				    c * cq * (u32)sizeof(struct aem_cqe));
+		else
+			memset(&p->cq_off[c], 0, sizeof(p->cq_off[c]));
+	}
+	set_offsets(&p->slot_off, offsetof(struct aem_rings, slot),
+		    offsetof(struct aem_rings, slot_array));
+	set_offsets(&p->res_off, offsetof(struct aem_rings, res), nc * cq * (u32)sizeof(struct aem_cqe));
+	for (i = 0; i < AEM_NR_REGIONS; i++)
+		p->region_size[i] = l->region_size[i];
+	return 0;
+}

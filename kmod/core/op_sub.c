@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * The opcodes on subscriptions: NOP, SUBSCRIBE, UNSUBSCRIBE, WRITEBACK
+ * (to a subscription's token; a call's token goes to msg.c), TIMER_SET and
+ * GEN_SET.  The opcode table (opdef.c) has checked the fields they do not
+ * use; each checks its own.
+ */
+#include "aem_core_int.h"
+
+/* Sources see at most this many bytes of a writeback: their arguments, never bulk data. */
+#define AEM_SRC_WB_MAX	64
+
+int __aem_op_nop(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+{
+	(void)r;
+	(void)sqe;
+	(void)reason;
+	(void)answered;
+	return 0;
+}
+
+int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+{
+	const struct aem_source_ops *ops;
+	struct aem_sub *s;
+	unsigned long f;
+	int ret;
+
+	NEED(sqe->source && sqe->source < AEM_SRC_LAST);
+	ops = __aem_source_get(sqe->source);
+	if (!ops) {
+		*reason = AEM_REFUSE_FIELD;
+		return -EOPNOTSUPP;
+	}
+	s = __aem_sub_alloc(r, sqe->source);
+	if (!s) {
+		aem_module_put(ops->owner);
+		*reason = AEM_REFUSE_NOMEM;
+		return -ENOMEM;
+	}
+	s->user_data = sqe->user_data;
+	s->prio = sqe->prio;
+	ret = ops->subscribe(r, s, sqe);
+	if (ret) {
+		aem_spin_lock_irqsave(&r->cq_lock, f);
+		__aem_sub_free_locked(r, s);
+		aem_spin_unlock_irqrestore(&r->cq_lock, f);
+		aem_module_put(ops->owner);
+		*reason = ret == -ENOMEM || ret == -ENOSPC ? AEM_REFUSE_NOMEM : AEM_REFUSE_FIELD;
+		return ret;
+	}
+	/* The result names the id before any event of the subscription can. */
+	if (!(sqe->flags & AEM_SQE_F_SILENT))
+		__aem_sqe_result(r, sqe, 0, aem_sub_id(r, s));
+	*answered = true;
+	if (ops->start)
+		ops->start(r, s);
+	return 0;
+}
+
+/*
+ * End @s, which its caller marked AEM_SUB_DYING: the source stops, its
+ * backlog entries are discarded (counted dropped), optionally a final
+ * event says so, and the entry is freed.
+ */
+void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event)
+{
+	const struct aem_source_ops *ops = __aem_source_ops(s->source);
+	struct aem_posted out = { .wake = false };
+	unsigned long f;
+
+	/* DYING is set: the source's own final post will not free @s under us. */
+	if (ops)
+		ops->unsubscribe(r, s);
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	__aem_discard_backlog_locked(r, s);
+	if (final_event) {
+		struct aem_post p = {
+			.user_data = s->user_data,
+			.id = aem_sub_id(r, s),
+			.source = s->source,
+			.cls = s->prio,
+			.n = 1,
+			.mode = AEM_POST_FINAL | AEM_POST_HOLD,
+		};
+
+		__aem_post_locked(r, s, &p, &out);
+	}
+	__aem_sub_free_locked(r, s);
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	if (ops)
+		aem_module_put(ops->owner);
+	if (out.wake)
+		__aem_wake(r, false);
+}
+
+int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+{
+	struct aem_sub *s;
+	unsigned long f;
+
+	(void)answered;
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	s = __aem_sub_lookup_locked(r, sqe->target);
+	if (s)
+		s->state |= AEM_SUB_DYING;
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	if (!s) {
+		*reason = AEM_REFUSE_ID;
+		return -ENOENT;
+	}
+	__aem_sub_unsubscribe(r, s, false);
+	return 0;
+}
+
+int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+{
+	const struct aem_source_ops *ops;
+	u8 buf[AEM_SRC_WB_MAX];
+	const void *data;
+	struct aem_sub *s;
+	u32 took, len;
+	int ret;
+
+	(void)answered;
+	if (AEM_ID_KIND(sqe->target) == AEM_ID_KIND_CALL)
+		return __aem_writeback_call(r, sqe, reason);
+	if (AEM_ID_KIND(sqe->target) != AEM_ID_KIND_SUB) {
+		*reason = AEM_REFUSE_ID;
+		return -ENOENT;
+	}
+	s = __aem_sub_lookup(r, sqe->target);
+	if (!s) {
+		*reason = AEM_REFUSE_ID;
+		return -ENOENT;
+	}
+	ops = __aem_source_ops(s->source);
+	if (!ops || !ops->writeback) {
+		*reason = AEM_REFUSE_FIELD;
+		return -EOPNOTSUPP;
+	}
+	ret = __aem_sqe_payload(r, sqe, true, &data, &took, reason);
+	if (ret)
+		return ret;
+	len = sqe->len < AEM_SRC_WB_MAX ? sqe->len : AEM_SRC_WB_MAX;
+	memcpy(buf, data, len);
+	ret = ops->writeback(r, s, sqe, buf, len);
+	if (ret) {
+		__aem_slot_untake(r, took);
+		*reason = ret == -ENOENT ? AEM_REFUSE_ID : AEM_REFUSE_FIELD;
+		return ret;
+	}
+	__aem_slot_give_back(r, took);
+	return 0;
+}
+
+/* TIMER_SET / GEN_SET: the source of @source re-reads its arguments. */
+static int op_set(struct aem_ctx *r, const struct aem_sqe *sqe, u8 source, u32 *reason)
+{
+	const struct aem_source_ops *ops;
+	struct aem_sub *s;
+	int ret;
+
+	s = __aem_sub_lookup(r, sqe->target);
+	if (!s) {
+		*reason = AEM_REFUSE_ID;
+		return -ENOENT;
+	}
+	ops = __aem_source_ops(s->source);
+	NEED(s->source == source && ops && ops->writeback);
+	ret = ops->writeback(r, s, sqe, sqe->data, sizeof(sqe->data));
+	if (ret)
+		*reason = ret == -ENOENT ? AEM_REFUSE_ID : AEM_REFUSE_FIELD;
+	return ret;
+}
+
+int __aem_op_timer_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+{
+	(void)answered;
+	return op_set(r, sqe, AEM_SRC_TIMER, reason);
+}
+
+int __aem_op_gen_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+{
+	(void)answered;
+	return op_set(r, sqe, AEM_SRC_GEN, reason);
+}

@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * Posting into the completion rings and the overflow backlog.  One path,
+ * __aem_post_locked(), takes every CQE in: a source's single event or
+ * batch, a message, a result.  It fills the ring while there is room,
+ * queues the rest in the ring's backlog (FIFO per ring) within its bound,
+ * and drops and counts past that bound.  The backlog flushes into the ring
+ * on every post, enter and wait.
+ */
+#include "aem_core_int.h"
+
+/*
+ * Free entries of a CQ ring.  The head is user-written: one that claims
+ * more than the ring holds, or that moved backwards, reads as "full" so
+ * we never write over unread CQEs; the backlog takes the events.
+ */
+static u32 cq_room(struct aem_ctx *r, struct aem_cq_core *cq)
+{
+	u32 head = aem_load_acquire(cq->khead);	/* pairs with aem_cq_advance()'s release */
+	u32 used = cq->tail - head;
+
+	if (unlikely(used > cq->entries || (s32)(head - cq->head_seen) < 0)) {
+		r->refused[AEM_REFUSE_INDEX]++;
+		return 0;
+	}
+	cq->head_seen = head;
+	return cq->entries - used;
+}
+
+static struct aem_cqe *bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq,
+					u32 sub, u16 gen, void *buf)
+{
+	struct aem_bl_chunk *c = cq->bl_tail;
+
+	if (!c || c->tail == AEM_BL_CHUNK) {
+		if (r->bl_spare) {
+			c = r->bl_spare;
+			r->bl_spare = NULL;
+		} else {
+			c = aem_zalloc_atomic(sizeof(*c));
+			if (!c)
+				return NULL;
+		}
+		c->next = NULL;
+		c->head = c->tail = 0;
+		if (cq->bl_tail)
+			cq->bl_tail->next = c;
+		else
+			cq->bl_head = c;
+		cq->bl_tail = c;
+	}
+	c->sub[c->tail] = sub;
+	c->gen[c->tail] = gen;
+	c->buf[c->tail] = buf;
+	return &c->cqe[c->tail++];
+}
+
+static void bl_chunk_done(struct aem_ctx *r, struct aem_cq_core *cq)
+{
+	struct aem_bl_chunk *c = cq->bl_head;
+
+	cq->bl_head = c->next;
+	if (!cq->bl_head)
+		cq->bl_tail = NULL;
+	if (!r->bl_spare)
+		r->bl_spare = c;
+	else
+		aem_free(c);
+}
+
+/*
+ * Write backlog entry @cqe at *tail of @cq's ring (room checked by the
+ * caller) and account it delivered; returns the ring entry.
+ */
+static struct aem_cqe *bl_emit_locked(struct aem_ctx *r, struct aem_cq_core *cq,
+				      const struct aem_cqe *cqe, u32 *tail, u32 *room)
+{
+	struct aem_cqe *e = &cq->cqes[*tail & cq->mask];
+
+	*e = *cqe;
+	(*tail)++;
+	(*room)--;
+	if (e->flags & AEM_CQE_F_SLOT)
+		r->slot_state[e->slot - r->send_slots] = AEM_SLOT_USER;
+	cq->backlog--;
+	r->nr_backlog--;
+	r->backlog--;
+	r->delivered++;
+	return e;
+}
+
+/*
+ * The head of @cq's backlog waits for a free delivery slot.  Results that
+ * need no slot (sub == AEM_NIL, no heap payload) may pass it: they belong to
+ * no subscription, so per-subscription order holds, and one of them may be
+ * what tells the application that it still holds a slot (a refused slot
+ * writeback) -- held back, nothing would ever move again.  Each passed entry
+ * is written at *tail and marked AEM_BL_DEAD, which the head skips.
+ */
+static void pass_slot_starved_locked(struct aem_ctx *r, struct aem_cq_core *cq,
+				     u32 *tail, u32 *room)
+{
+	struct aem_bl_chunk *c;
+	u32 i;
+
+	for (c = cq->bl_head; c && *room; c = c->next) {
+		for (i = c->head; i < c->tail && *room; i++) {
+			if (c->sub[i] != AEM_NIL || c->buf[i])
+				continue;
+			bl_emit_locked(r, cq, &c->cqe[i], tail, room);
+			c->sub[i] = AEM_BL_DEAD;
+		}
+	}
+}
+
+/* Move backlog entries of one class into its CQ ring while there is room. */
+static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
+{
+	u32 room = cq_room(r, cq);
+	u32 tail = cq->tail;
+	struct aem_bl_chunk *c;
+
+	while ((c = cq->bl_head)) {
+		while (c->head < c->tail) {
+			u32 i = c->head, sidx = c->sub[i];
+			struct aem_cqe *e;
+
+			if (sidx == AEM_BL_DEAD) {
+				c->head++;
+				continue;
+			}
+			if (!room)
+				goto out;
+			if (c->buf[i]) {
+				/* Its payload waited on the heap for a slot: FIFO stops until one is free. */
+				u32 slot = __aem_slot_get_locked(r);
+
+				if (slot == AEM_NIL) {
+					pass_slot_starved_locked(r, cq, &tail, &room);
+					goto out;
+				}
+				memcpy(__aem_slot_ptr(r, slot), c->buf[i], (u32)c->cqe[i].res);
+				r->bl_bytes -= (u32)c->cqe[i].res;
+				aem_free(c->buf[i]);
+				c->buf[i] = NULL;
+				c->cqe[i].slot = slot;
+				r->slot_token[slot - r->send_slots] = c->cqe[i].id;
+			}
+			e = bl_emit_locked(r, cq, &c->cqe[i], &tail, &room);
+			c->head++;
+			if (sidx != AEM_NIL) {
+				struct aem_sub *s = __aem_sub_at(r, sidx);
+
+				if (s->gen == c->gen[i] && (s->state & AEM_SUB_LIVE)) {
+					s->backlog--;
+					s->delivered++;
+					if (e->flags & AEM_CQE_F_FINAL)
+						__aem_sub_end_locked(r, s);
+				}
+			}
+		}
+		bl_chunk_done(r, cq);
+	}
+	aem_write_once(*cq->kflags, 0);
+out:
+	if (tail != cq->tail) {
+		cq->tail = tail;
+		aem_store_release(cq->ktail, tail);	/* pairs with aem_peek_batch()'s acquire */
+		return true;
+	}
+	return false;
+}
+
+/* Payloads of events @first.. of @p, @count of them @stride bytes apart. */
+static void fill_run(const struct aem_post *p, u64 first, u32 count, u8 *dst, u32 stride, u32 len)
+{
+	u32 i;
+
+	if (p->fill) {
+		p->fill(p->arg, first, count, dst, stride);
+		return;
+	}
+	for (i = 0; i < count && len; i++)
+		memcpy(dst + (size_t)i * stride, p->data, len);
+}
+
+static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
+{
+	r->dropped++;
+	cq->dropped++;
+	aem_write_once(*cq->kdropped, cq->dropped);
+	if (s)
+		s->dropped++;
+}
+
+/*
+ * The one posting path; under cq_lock.  @s is NULL for a result.  Events
+ * are produced in order: those the ring has room for (and, for payloads
+ * beyond AEM_CQE_INLINE, a free delivery slot) are written in place with
+ * one tail store; the rest go to the backlog or are dropped past its
+ * bound.  A payload that finds no free slot ends the batch there (the
+ * source retries later: slots return only from the consumer), unless
+ * AEM_POST_HOLD keeps the bytes on the heap in the backlog until one is
+ * free.  The caller wakes after unlocking when out->wake says a tail moved.
+ */
+void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
+		       struct aem_posted *out)
+{
+	bool result = p->flags & AEM_CQE_F_RESULT, final_mode = p->mode & AEM_POST_FINAL;
+	struct aem_cq_core *cq = result ? __aem_res_cq(r) : &r->cq[p->cls];
+	bool need_slot = p->len > AEM_CQE_INLINE || (p->flags & AEM_CQE_F_SLOT), final = false;
+	u32 n = p->n, len = p->len, mask = cq->mask, room, tail, k, i, slot, limit;
+	struct aem_cqe hdr, *e;
+	u64 word2, word3;
+
+	out->produced = out->dropped = 0;
+	out->wake = false;
+	if (!n)
+		return;
+	hdr.user_data = p->user_data;
+	hdr.id = p->id;
+	hdr.flags = p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL);
+	if (need_slot) {
+		hdr.flags |= AEM_CQE_F_SLOT;
+		if (len > r->slot_size) {
+			len = r->slot_size;
+			hdr.flags |= AEM_CQE_F_TRUNC;
+		}
+	}
+	hdr.res = p->res < 0 ? p->res : (s32)len;
+	hdr.slot = 0;
+	hdr.source = p->source;
+	hdr.prio = p->cls;
+	hdr.resv = 0;
+	memset(hdr.data, 0, sizeof(hdr.data));
+	/* The header's second half as two words: res|flags, slot|source|prio|resv. */
+	memcpy(&word2, (u8 *)&hdr + 16, 8);
+	memcpy(&word3, (u8 *)&hdr + 24, 8);
+
+	if (cq->bl_head)
+		out->wake = flush_class_locked(r, cq);
+	room = cq->bl_head ? 0 : cq_room(r, cq);
+	k = n < room ? n : room;
+	tail = cq->tail;
+	if (!need_slot) {
+		/* Run by run (the ring wraps at most once): the per-event work is four stores. */
+		u32 done = 0;
+
+		while (done < k) {
+			u32 pos = (tail + done) & mask, run = k - done;
+
+			if (run > cq->entries - pos)
+				run = cq->entries - pos;
+			e = &cq->cqes[pos];
+			for (i = 0; i < run; i++) {
+				u64 *w = (u64 *)&e[i];
+
+				w[0] = hdr.user_data;
+				w[1] = hdr.id;
+				w[2] = word2;
+				w[3] = word3;
+				if (len < AEM_CQE_INLINE)
+					memset(e[i].data + len, 0, AEM_CQE_INLINE - len);
+			}
+			fill_run(p, done, run, e->data, sizeof(*e), len);
+			done += run;
+		}
+	} else {
+		for (i = 0; i < k; i++) {
+			slot = __aem_slot_get_locked(r);
+			if (slot == AEM_NIL)
+				break;
+			e = &cq->cqes[(tail + i) & mask];
+			memcpy(e, &hdr, offsetof(struct aem_cqe, data));
+			e->slot = slot;
+			fill_run(p, i, 1, __aem_slot_ptr(r, slot), 0, len);
+			r->slot_state[slot - r->send_slots] = AEM_SLOT_USER;
+			r->slot_token[slot - r->send_slots] = p->id;
+		}
+		k = i;
+	}
+	/* These k entered the core; each later one is counted as it enters, below. */
+	r->produced += k;
+	if (s)
+		s->produced += k;
+	if (k) {
+		if (k == n && final_mode) {
+			cq->cqes[(tail + k - 1) & mask].flags |= AEM_CQE_F_FINAL;
+			final = true;
+		}
+		cq->tail = tail + k;
+		aem_store_release(cq->ktail, tail + k);	/* pairs with aem_peek_batch()'s acquire */
+		r->delivered += k;
+		if (s)
+			s->delivered += k;
+		out->wake = true;
+	}
+	/*
+	 * FIT: only what the ring takes now.  Otherwise the rest goes to the
+	 * backlog or is dropped; a payload with no free slot ends the batch.
+	 */
+	if ((p->mode & AEM_POST_FIT) ||
+	    (need_slot && k < room && k < n && !(p->mode & AEM_POST_HOLD)))
+		n = k;
+	/*
+	 * Results answer SQEs the user submitted and are never dropped for
+	 * the events' bound alone: submission stops consuming SQEs while the
+	 * backlog holds two bounds' worth (see aem_core_submit), so a result
+	 * always fits under AEM_RESULT_LIMIT; asynchronous call results are
+	 * bounded by the call table.
+	 */
+	limit = result ? AEM_RESULT_LIMIT(r) : r->backlog_limit;
+	for (i = k; i < n; i++) {
+		bool last = final_mode && i == n - 1;
+		void *buf = NULL;
+
+		slot = AEM_NIL;
+		if (need_slot) {
+			slot = __aem_slot_get_locked(r);
+			if (slot == AEM_NIL && !(p->mode & AEM_POST_HOLD)) {
+				n = i;
+				break;
+			}
+		}
+		r->produced++;
+		if (s)
+			s->produced++;
+		e = NULL;
+		if (r->nr_backlog < limit) {
+			/* Slots come back only from the consumer: hold the bytes until one does. */
+			if (need_slot && slot == AEM_NIL && r->bl_bytes + len <= AEM_BL_BYTES_MAX)
+				buf = aem_zalloc_atomic(len ? len : 1);
+			if (!need_slot || slot != AEM_NIL || buf)
+				e = bl_append_locked(r, cq, s ? s->index : AEM_NIL, s ? s->gen : 0, buf);
+		}
+		if (!e) {
+			aem_free(buf);
+			if (slot != AEM_NIL)
+				__aem_slot_put_locked(r, slot);
+			account_drop_locked(r, cq, s);
+			out->dropped++;
+			final |= last;
+			continue;
+		}
+		*e = hdr;
+		if (slot != AEM_NIL) {
+			e->slot = slot;
+			r->slot_token[slot - r->send_slots] = p->id;
+			fill_run(p, i, 1, __aem_slot_ptr(r, slot), 0, len);
+		} else if (buf) {
+			fill_run(p, i, 1, buf, 0, len);
+			r->bl_bytes += len;
+		} else {
+			fill_run(p, i, 1, e->data, 0, len);
+		}
+		cq->backlog++;
+		r->nr_backlog++;
+		r->backlog++;
+		aem_write_once(*cq->kflags, AEM_CQ_F_OVERFLOW);
+		if (s)
+			s->backlog++;
+		if (last) {
+			e->flags |= AEM_CQE_F_FINAL;
+			if (s && !(s->state & AEM_SUB_DYING))
+				s->state |= AEM_SUB_FINAL;
+		}
+	}
+	out->produced = n;
+	/* A delivered or dropped final event ends the subscription now. */
+	if (final && s)
+		__aem_sub_end_locked(r, s);
+}
+
+/* Lock, post, unlock, wake: for posters that hold no completion lock. */
+static void post(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
+		 struct aem_posted *out)
+{
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	__aem_post_locked(r, s, p, out);
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	if (out->wake)
+		__aem_wake(r, p->cls == 0);
+}
+
+/* A result (p->flags has AEM_CQE_F_RESULT) into the result ring of @r. */
+void __aem_post_result(struct aem_ctx *r, const struct aem_post *p)
+{
+	struct aem_posted out;
+
+	post(r, NULL, p, &out);
+}
+
+/* The result of @sqe: @res, and @id (a new subscription's) in the CQE's id. */
+void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64 id)
+{
+	struct aem_post p = {
+		.user_data = sqe->user_data,
+		.id = id,
+		.res = res,
+		.flags = AEM_CQE_F_RESULT,
+		.cls = sqe->prio < r->nr_classes ? sqe->prio : 0,
+		.n = 1,
+	};
+
+	__aem_post_result(r, &p);
+}
+
+int aem_core_post(struct aem_ctx *r, struct aem_sub *s, const void *data, u32 len,
+		  u32 cqe_flags, u64 id)
+{
+	struct aem_post p = {
+		.user_data = s->user_data,
+		.id = id ? id : aem_sub_id(r, s),
+		.flags = cqe_flags & (AEM_CQE_F_CALL | AEM_CQE_F_TRUNC),
+		.source = s->source,
+		.cls = s->prio,
+		.len = len,
+		.n = 1,
+		.mode = AEM_POST_HOLD | ((cqe_flags & AEM_CQE_F_FINAL) ? AEM_POST_FINAL : 0),
+		.data = data,
+	};
+	struct aem_posted out;
+
+	post(r, s, &p, &out);
+	return out.dropped ? -ENOSPC : 0;
+}
+
+u32 aem_core_post_batch_run(struct aem_ctx *r, struct aem_sub *s, u32 n, u32 len,
+			    aem_fill_run_fn fill, void *arg, u32 flags)
+{
+	struct aem_post p = {
+		.user_data = s->user_data,
+		.id = aem_sub_id(r, s),
+		.source = s->source,
+		.cls = s->prio,
+		.len = len,
+		.n = n,
+		.mode = flags & (AEM_POST_FIT | AEM_POST_FINAL),
+		.fill = fill,
+		.arg = arg,
+	};
+	struct aem_posted out;
+
+	post(r, s, &p, &out);
+	return out.produced;
+}
+
+void aem_core_flush_backlog(struct aem_ctx *r)
+{
+	bool moved = false, urgent = false;
+	unsigned long f;
+	u32 c;
+
+	/*
+	 * Called on every enter and wait: when nothing is backlogged and no
+	 * slot was released, do not touch the completion lock the producers
+	 * hammer.  Both reads are hints; a stale one only delays to the next
+	 * call (or the next post, which flushes too).
+	 */
+	if (!aem_read_once(r->nr_backlog) &&
+	    aem_load_acquire(r->sr_ktail) == aem_read_once(r->sr_head))
+		return;
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	__aem_slot_reclaim_locked(r);
+	for (c = 0; c <= r->nr_classes; c++) {	/* the class rings and the result ring */
+		if (r->cq[c].bl_head && flush_class_locked(r, &r->cq[c])) {
+			moved = true;
+			urgent |= c == 0;
+		}
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	if (moved)
+		__aem_wake(r, urgent);
+}
+
+/* Unsubscribe: its backlog entries are discarded and counted dropped. Under cq_lock. */
+void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s)
+{
+	u32 c, i;
+
+	for (c = 0; c < r->nr_classes && s->backlog; c++) {
+		struct aem_cq_core *cq = &r->cq[c];
+		struct aem_bl_chunk *b;
+
+		for (b = cq->bl_head; b && s->backlog; b = b->next) {
+			for (i = b->head; i < b->tail; i++) {
+				if (b->sub[i] != s->index || b->gen[i] != s->gen)
+					continue;
+				b->sub[i] = AEM_BL_DEAD;
+				if (b->buf[i]) {
+					r->bl_bytes -= (u32)b->cqe[i].res;
+					aem_free(b->buf[i]);
+					b->buf[i] = NULL;
+				} else if (b->cqe[i].flags & AEM_CQE_F_SLOT) {
+					__aem_slot_put_locked(r, b->cqe[i].slot);
+				}
+				cq->backlog--;
+				r->nr_backlog--;
+				r->backlog--;
+				s->backlog--;
+				account_drop_locked(r, cq, s);
+			}
+		}
+		if (!cq->backlog)
+			aem_write_once(*cq->kflags, 0);	/* only discarded entries are left */
+	}
+}
+
+bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len)
+{
+	struct aem_cq_core *cq = &r->cq[s->prio];
+	unsigned long f;
+	bool room;
+
+	aem_atomic_set(&r->room_wanted, 1);
+	aem_smp_mb();	/* pairs with room_kick()'s caller's barrier */
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	room = !cq->bl_head && cq_room(r, cq);
+	if (room && len > AEM_CQE_INLINE) {
+		if (!r->nr_free)
+			__aem_slot_reclaim_locked(r);
+		room = r->nr_free > 0;
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	return room;
+}
+
+/* Ring teardown: the backlog's chunks and the payloads they hold. */
+void __aem_backlog_free(struct aem_ctx *r)
+{
+	u32 c, i;
+
+	for (c = 0; c <= r->nr_classes; c++) {
+		while (r->cq[c].bl_head) {
+			struct aem_bl_chunk *b = r->cq[c].bl_head;
+
+			r->cq[c].bl_head = b->next;
+			for (i = b->head; i < b->tail; i++)
+				aem_free(b->buf[i]);
+			aem_free(b);
+		}
+	}
+	aem_free(r->bl_spare);
+	r->bl_spare = NULL;
+}
