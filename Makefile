@@ -4,8 +4,12 @@
 #   make test          every suite (installs Debian packages it needs when root)
 #   make libaem        the C library: build/libaem.{a,so.1,pc}
 #   make kmod          the kernel modules (KDIR= selects the kernel tree)
-#   make vmtest        the C and Go suites against /dev/aem in a TCG VM
-#   make vmtest-debug  the same under a KASAN + lockdep + kmemleak kernel
+#   make deb           build/aem-dkms_<VERSION>_all.deb, the DKMS package
+#   make vmtest        the C and Go suites against /dev/aem in a TCG VM, on
+#                      each kernel line (KERNELS=6.1,6.12,7.2 by default)
+#   make vmtest-deb    the package installed with apt and loaded, per line
+#   make vmtest-debug  the suites under a KASAN + lockdep + kmemleak kernel
+#                      of the newest line (DEBUG_LINE= picks another)
 #   make bench         Go benchmarks, -count=10, for benchstat
 #   make fuzz          every fuzz target for FUZZTIME (default 30s)
 #
@@ -15,7 +19,7 @@
 GO	?= go
 FUZZTIME ?= 30s
 BENCHCOUNT ?= 10
-export FUZZTIME
+export FUZZTIME KERNELS DEBUG_LINE
 
 # run a script whose exit status 77 means "skipped": report it, do not fail
 define skippable
@@ -29,7 +33,7 @@ define skippable
 endef
 
 .PHONY: all deps libaem kmod run test test-c test-c-san test-go test-fuzz-seeds \
-	vmtest vmtest-debug bench bench-c fuzz clean
+	vmtest vmtest-deb vmtest-debug deb bench bench-c fuzz clean
 
 all: libaem
 
@@ -46,7 +50,7 @@ run: libaem
 	$(GO) run ./cmd/aembench
 
 # Fast suites first, so a broken build fails in seconds, not after a VM boot.
-test: test-c test-c-san test-go test-fuzz-seeds vmtest vmtest-debug
+test: test-c test-c-san test-go test-fuzz-seeds vmtest vmtest-deb vmtest-debug
 	@echo "*** make test: all suites passed"
 
 test-c: libaem
@@ -67,8 +71,15 @@ vmtest:
 	@tools/deps.sh vm
 	$(call skippable,tools/vmtest/vmtest.sh,vmtest)
 
+vmtest-deb:
+	@tools/deps.sh vm
+	$(call skippable,tools/vmtest/deb-test.sh,vmtest-deb)
+
+deb:
+	@tools/deb/build.sh
+
 vmtest-debug:
-	@tools/deps.sh vm vmdebug
+	@tools/deps.sh vm
 	$(call skippable,tools/vmtest/vmtest-debug.sh,vmtest-debug)
 
 bench: libaem

@@ -815,6 +815,5 @@ static void __exit aem_exit(void)
 module_init(aem_init);
 module_exit(aem_exit);
 MODULE_LICENSE("GPL");
-MODULE_VERSION(AEM_VERSION);
 MODULE_DESCRIPTION("AEM: asynchronous events through shared rings (/dev/aem)");
-MODULE_VERSION("1");
+MODULE_VERSION(AEM_VERSION);
