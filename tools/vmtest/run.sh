@@ -161,9 +161,12 @@ if [ -z "${KDIR:-}" ]; then
 	KDIR=$(newest /usr/src/linux-headers-*-cloud-amd64)
 	KDIR=${KDIR%/}
 fi
+# With AEM_LINE, KDIR is a path in the chroot: its headers, or a tree under
+# the repository or /var/cache/aem, which the chroot sees at the same path.
 kroot=''
 [ -z "${AEM_LINE:-}" ] || kroot=$("$here/chroot.sh" "$AEM_LINE")
-[ -n "$KDIR" ] && [ -e "$kroot$KDIR/Makefile" ] || die "no kernel build tree (KDIR=$KDIR${kroot:+ in $kroot})"
+[ -n "$KDIR" ] && { [ -e "$kroot$KDIR/Makefile" ] || [ -e "$KDIR/Makefile" ]; } ||
+	die "no kernel build tree (KDIR=$KDIR${kroot:+ in $kroot})"
 if [ -z "${KERNEL:-}" ]; then
 	rel=${KDIR##*/linux-headers-}
 	if [ -e "/boot/vmlinuz-$rel" ]; then
