@@ -184,13 +184,20 @@ if [ "$release" != "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" ]; the
 fi
 tarball=$chroot_root/usr/src/$srcpkg.tar.xz
 
-# expected_build: what a cold build took here (see the header), for the
-# progress lines.
+# expected_build: for the progress lines, what the last finished build of
+# the same source took in this cache, else the figure measured for the
+# line (the header).
 expected_build() {
-	case $line in
-	6.1) echo "17 min" ;;
-	*) echo "25 min" ;;
-	esac
+	local last
+	last=$(grep -l "^source: $srcpkg " "$cache_root"/*/DONE 2>/dev/null | xargs -r ls -t | head -n 1)
+	if [ -n "$last" ]; then
+		sed -n 's/^built: .*, build \([0-9]*\)s.*/\1/p' "$last" | awk '{ printf "%d min (last build here)", ($1 + 59) / 60 }'
+	else
+		case $line in
+		6.1) echo "17 min (measured; see the header)" ;;
+		*) echo "? (no earlier build of $srcpkg here; 6.1's took 17 min)" ;;
+		esac
+	fi
 }
 
 # inside CMD...: run CMD with the build tools of the line's release. The

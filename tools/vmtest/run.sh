@@ -46,7 +46,7 @@
 #                 (tools/vmtest/chroot.sh; KDIR is then a path inside it);
 #                 unset: with the host's make and gcc
 #   HEARTBEAT     seconds between progress lines while the VM runs (60)
-#   VMTEST_EXPECT the expected VM time for those lines (default "1 min")
+#   VMTEST_EXPECT the expected VM time for those lines (default "1.5 min")
 #   KMOD_DIR      module source directory (default: <repo>/kmod); modules are
 #                 loaded in modules.order order
 #   EXTRA_APPEND  extra kernel command line
@@ -343,7 +343,7 @@ mkdir -p "$(dirname "$LOG")"
 : >"$LOG"
 append="console=ttyS0,115200 rdinit=/init panic=-1 printk.time=1 loglevel=5 $EXTRA_APPEND"
 start=$(date +%s)
-heartbeat_start vmtest "VM on ${vermagic:-$KERNEL}" "${VMTEST_EXPECT:-1 min}" "$LOG" '^--- [^ ]+: |^VMTEST (INSMOD|SUITE|RELOAD)'
+heartbeat_start vmtest "VM on ${vermagic:-$KERNEL}" "${VMTEST_EXPECT:-1.5 min}" "$LOG" '^--- [^ ]+: |^VMTEST (INSMOD|SUITE|RELOAD)'
 set +e
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
 	-accel tcg -cpu max -m "$QEMU_MEM" -smp "$QEMU_SMP" \
