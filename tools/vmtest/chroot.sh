@@ -31,6 +31,8 @@
 # packages and the functions that make it; DONE is written last, holding
 # the versions installed. A chroot is never updated in place: a release
 # moves on by a new key (edit the table or the packages) or by deleting it.
+# Chroots of old keys stay until deleted (about 1 GB each): remove
+# /var/cache/aem/chroot/<release>-<key> when nothing runs in it.
 #
 # Exit status: 0 ok; 1 failure; 2 usage; 77 not root (a chroot needs root).
 set -euo pipefail
