@@ -53,12 +53,15 @@ cat >"$root/DEBIAN/postinst" <<-SH
 	set -e
 	if [ "\$1" = configure ]; then
 		dkms add -m $name -v $version >/dev/null 2>&1 || dkms status -m $name -v $version | grep -q .
+		built=0
 		for k in /lib/modules/*/build; do
 			[ -e "\$k/Makefile" ] || continue
 			k=\${k%/build}
 			k=\${k##*/}
+			built=1
 			dkms install -m $name -v $version -k "\$k" || echo "aem-dkms: the modules did not build for \$k (see /var/lib/dkms/$name/$version/build/make.log)" >&2
 		done
+		[ "\$built" = 1 ] || echo "aem-dkms: no kernel headers installed, so nothing was built; install linux-headers-\$(uname -r) and DKMS builds the modules" >&2
 	fi
 SH
 cat >"$root/DEBIAN/prerm" <<-SH
