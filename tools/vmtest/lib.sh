@@ -14,6 +14,8 @@ heartbeat_start() {
 	t0=$(date +%s)
 	heartbeat_stop
 	(
+		# A progress line must never end the loop: no errexit in here.
+		set +e +o pipefail
 		trap 'kill "$sp" 2>/dev/null; exit 0' TERM
 		while :; do
 			sleep "${HEARTBEAT:-60}" &
