@@ -40,8 +40,8 @@
 #                 so the stock `make vmtest` objects are left alone
 #   AEM_DEBUG_KERNEL_CACHE, JOBS   see debug-kernel.sh
 #   DEBUG_LINE    the kernel line (default: the newest in tools/vmtest/lines)
-#   VMTEST_EXPECT the VM time the progress lines expect (default "5 min",
-#                 what a 6.1 run took)
+#   VMTEST_EXPECT the VM time the progress lines expect (default "9 min",
+#                 what a 7.2 run took)
 #   VMTEST_RUNNER vmtest.sh or run.sh (default vmtest.sh when it exists);
 #                 VMTEST_SUITES etc. reach vmtest.sh unchanged
 #
@@ -81,7 +81,7 @@ export KERNEL KDIR AEM_LINE
 note "debug kernel ready in $(($(date +%s) - t0))s: $KERNEL"
 
 export TIMEOUT=${TIMEOUT:-2700}
-export VMTEST_EXPECT=${VMTEST_EXPECT:-5 min}
+export VMTEST_EXPECT=${VMTEST_EXPECT:-9 min}
 export TEST_TIMEOUT=${TEST_TIMEOUT:-900}
 export QEMU_MEM=${QEMU_MEM:-2G}
 export EXTRA_APPEND=${EXTRA_APPEND:-}
