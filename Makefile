@@ -5,8 +5,12 @@
 #   make test          every suite (installs Debian packages it needs when root)
 #   make libaem        the C library: build/libaem.{a,so.1,pc}
 #   make kmod          the kernel modules (KDIR= selects the kernel tree)
-#   make vmtest        the C and Go suites against /dev/aem in a TCG VM
-#   make vmtest-debug  the same under a KASAN + lockdep + kmemleak kernel
+#   make deb           build/aem-dkms_<VERSION>_all.deb, the DKMS package
+#   make vmtest        the C and Go suites against /dev/aem in a TCG VM, on
+#                      each kernel line (KERNELS=6.1,6.12,7.2 by default)
+#   make vmtest-deb    the package installed with apt and loaded, per line
+#   make vmtest-debug  the suites under a KASAN + lockdep + kmemleak kernel
+#                      of the newest line (DEBUG_LINE= picks another)
 #   make bench         Go benchmarks, -count=10, for benchstat
 #   make fuzz          every fuzz target for FUZZTIME (default 30s)
 #
@@ -16,7 +20,7 @@
 GO	?= go
 FUZZTIME ?= 30s
 BENCHCOUNT ?= 10
-export FUZZTIME
+export FUZZTIME KERNELS DEBUG_LINE
 
 # goaem compiles the C it includes from kmod/ and libaem/, which Go's build
 # cache does not track; CGO_CFLAGS is part of its cache key, so a hash of
@@ -39,7 +43,7 @@ define skippable
 endef
 
 .PHONY: all deps libaem kmod run test test-c test-c-san test-go test-fuzz-seeds \
-	vmtest vmtest-debug bench bench-c fuzz clean
+	vmtest vmtest-deb vmtest-debug deb bench bench-c fuzz clean
 
 all: libaem
 
@@ -59,7 +63,7 @@ run:
 	set -x; $(GO) run -tags "$$tags" ./cmd/aembench
 
 # Fast suites first, so a broken build fails in seconds, not after a VM boot.
-test: test-c test-c-san test-go test-fuzz-seeds vmtest vmtest-debug
+test: test-c test-c-san test-go test-fuzz-seeds vmtest vmtest-deb vmtest-debug
 	AEM_README_CHECK_IN="make test" scripts/readme-check.sh
 	@echo "*** make test: all suites passed"
 
@@ -81,8 +85,15 @@ vmtest:
 	@tools/deps.sh vm
 	$(call skippable,tools/vmtest/vmtest.sh,vmtest)
 
+vmtest-deb:
+	@tools/deps.sh vm
+	$(call skippable,tools/vmtest/deb-test.sh,vmtest-deb)
+
+deb:
+	@tools/deb/build.sh
+
 vmtest-debug:
-	@tools/deps.sh vm vmdebug
+	@tools/deps.sh vm
 	$(call skippable,tools/vmtest/vmtest-debug.sh,vmtest-debug)
 
 bench: libaem

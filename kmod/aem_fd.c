@@ -184,4 +184,5 @@ static void __exit aem_fd_exit(void)
 module_init(aem_fd_init);
 module_exit(aem_fd_exit);
 MODULE_LICENSE("GPL");
+MODULE_VERSION(AEM_VERSION);
 MODULE_DESCRIPTION("AEM event source: socket readiness (accept, readable, hang-up)");

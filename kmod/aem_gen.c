@@ -93,4 +93,5 @@ static void __exit aem_gen_exit(void)
 module_init(aem_gen_init);
 module_exit(aem_gen_exit);
 MODULE_LICENSE("GPL");
+MODULE_VERSION(AEM_VERSION);
 MODULE_DESCRIPTION("AEM event source: synthetic generator (rate, payload size, burst)");

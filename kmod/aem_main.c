@@ -30,7 +30,6 @@
 #include <linux/hrtimer.h>
 #include <linux/capability.h>
 #include <linux/cred.h>
-#include <linux/version.h>
 #include <linux/workqueue.h>
 
 #include "core/aem_sources.h"
@@ -680,17 +679,9 @@ static int aem_mmap(struct file *file, struct vm_area_struct *vma)
 		/* Only the kernel writes CQEs: no write now, none via mprotect later. */
 		if (vma->vm_flags & VM_WRITE)
 			return -EPERM;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
-		vm_flags_clear(vma, VM_MAYWRITE);
-#else
-		vma->vm_flags &= ~VM_MAYWRITE;
-#endif
+		aem_kvm_flags_clear(vma, VM_MAYWRITE);
 	}
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
-	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
-#else
-	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
-#endif
+	aem_kvm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_ops = &aem_vm_ops;
 	num = size >> PAGE_SHIFT;
 	ret = vm_insert_pages(vma, vma->vm_start, rg->pages, &num);
@@ -707,7 +698,7 @@ static const struct file_operations aem_fops = {
 	.compat_ioctl	= compat_ptr_ioctl,
 	.mmap		= aem_mmap,
 	.poll		= aem_poll,
-	.llseek		= no_llseek,
+	.llseek		= aem_kno_llseek,
 };
 
 /* ---------------------------------------------------------------------- */
@@ -719,13 +710,7 @@ static struct cdev aem_cdev;
 static struct class *aem_class;
 static struct device aem_device;
 
-static char *aem_devnode(
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
-			 const struct device *dev,
-#else
-			 struct device *dev,
-#endif
-			 umode_t *m, kuid_t *uid, kgid_t *gid)
+static char *aem_devnode(aem_kdevnode_device *dev, umode_t *m, kuid_t *uid, kgid_t *gid)
 {
 	if (m)
 		*m = mode & 0777;
@@ -776,11 +761,7 @@ static int __init aem_init(void)
 	ret = alloc_chrdev_region(&aem_devt, 0, 1, "aem");
 	if (ret)
 		goto err_core;
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
-	aem_class = class_create("aem");
-#else
-	aem_class = class_create(THIS_MODULE, "aem");
-#endif
+	aem_class = aem_kclass_create("aem");
 	if (IS_ERR(aem_class)) {
 		ret = PTR_ERR(aem_class);
 		goto err_region;
@@ -826,4 +807,4 @@ module_init(aem_init);
 module_exit(aem_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("AEM: asynchronous events through shared rings (/dev/aem)");
-MODULE_VERSION("1");
+MODULE_VERSION(AEM_VERSION);

@@ -250,4 +250,5 @@ static void __exit aem_proc_exit_module(void)
 module_init(aem_proc_init);
 module_exit(aem_proc_exit_module);
 MODULE_LICENSE("GPL");
+MODULE_VERSION(AEM_VERSION);
 MODULE_DESCRIPTION("AEM event source: process fork, exec and exit");

@@ -76,8 +76,7 @@ static int __init aem_timer_init(void)
 {
 	int ret;
 
-	hrtimer_init(&aem_tick, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
-	aem_tick.function = aem_tick_fn;
+	aem_khrtimer_setup(&aem_tick, aem_tick_fn, CLOCK_MONOTONIC, HRTIMER_MODE_REL_SOFT);
 	aem_host_set_driver(AEM_SRC_TIMER, aem_timer_kick);
 	ret = aem_core_register_source(&aem_timer_source_ops);
 	if (ret)
@@ -96,4 +95,5 @@ static void __exit aem_timer_exit(void)
 module_init(aem_timer_init);
 module_exit(aem_timer_exit);
 MODULE_LICENSE("GPL");
+MODULE_VERSION(AEM_VERSION);
 MODULE_DESCRIPTION("AEM event source: one-shot and periodic timers");

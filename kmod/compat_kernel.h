@@ -3,6 +3,10 @@
  * The kernel side of the ring core's host interface (see
  * kmod/core/aem_compat.h for the list).  Everything maps onto the kernel's
  * own primitives one to one; nothing here adds behaviour.
+ *
+ * It is also the one place for the kernel API differences between the
+ * supported lines (6.1 to 7.2, see docs/KERNEL_MODULE.md): the modules' .c
+ * files call the aem_k* names below and test no kernel version themselves.
  */
 #ifndef AEM_COMPAT_KERNEL_H
 #define AEM_COMPAT_KERNEL_H
@@ -20,7 +24,56 @@
 #include <linux/completion.h>
 #include <linux/module.h>
 #include <linux/printk.h>
+#include <linux/version.h>
+#include <linux/fs.h>
+#include <linux/device.h>
+#include <linux/hrtimer.h>
 #include <asm/barrier.h>
+
+/* --- kernel API differences between the supported lines ----------------- */
+
+/* 6.3: vm_flags became read-only outside the vm_flags_*() helpers. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#define aem_kvm_flags_set(vma, flags)		vm_flags_set(vma, flags)
+#define aem_kvm_flags_clear(vma, flags)		vm_flags_clear(vma, flags)
+#else
+#define aem_kvm_flags_set(vma, flags)		((vma)->vm_flags |= (flags))
+#define aem_kvm_flags_clear(vma, flags)		((vma)->vm_flags &= ~(flags))
+#endif
+
+/* 6.2: a device_type's devnode callback takes a const device. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+#define aem_kdevnode_device			const struct device
+#else
+#define aem_kdevnode_device			struct device
+#endif
+
+/* 6.4: class_create() lost its owner argument. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+#define aem_kclass_create(name)			class_create(name)
+#else
+#define aem_kclass_create(name)			class_create(THIS_MODULE, name)
+#endif
+
+/*
+ * 6.12 removed no_llseek: a file without .llseek refuses to seek (-ESPIPE)
+ * since 6.0, so NULL says the same on the newer lines.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#define aem_kno_llseek				NULL
+#else
+#define aem_kno_llseek				no_llseek
+#endif
+
+/* 6.13: hrtimer_setup() sets the callback with the rest; 6.15 dropped hrtimer_init(). */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+#define aem_khrtimer_setup(t, fn, clock, mode)	hrtimer_setup(t, fn, clock, mode)
+#else
+#define aem_khrtimer_setup(t, fn, clock, mode)	\
+	do { hrtimer_init(t, clock, mode); (t)->function = (fn); } while (0)
+#endif
+
+/* --- the ring core's host interface -------------------------------------- */
 
 #define aem_read_once(x)		READ_ONCE(x)
 #define aem_write_once(x, v)		WRITE_ONCE(x, v)

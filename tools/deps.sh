@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages a make target needs, when running as root.
-# Usage: tools/deps.sh GROUP...   (groups: build, bench, fuzz, vm, vmdebug)
+# Usage: tools/deps.sh GROUP...   (groups: build, bench, fuzz, vm)
+# The kernels, their headers and compilers are not host packages: each
+# kernel line's come from its release's chroot (tools/vmtest/chroot.sh).
 # Without root, prints what is missing and exits 0; the caller decides
 # whether to skip (and says so) or fail.
 set -euo pipefail
@@ -9,8 +11,7 @@ declare -A groups=(
 	[build]="gcc make pkg-config"
 	[bench]="liburing-dev"
 	[fuzz]="clang libclang-rt-14-dev"
-	[vm]="qemu-system-x86 linux-image-cloud-amd64 linux-headers-cloud-amd64 busybox-static cpio kmod"
-	[vmdebug]="linux-source-6.1 bc bison flex libelf-dev libssl-dev xz-utils"
+	[vm]="qemu-system-x86 busybox-static cpio kmod debootstrap xz-utils"
 )
 
 want=()

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # tools/vmtest/debug-kernel.sh - build (once) a KASAN + lockdep + kmemleak
-# kernel from Debian's linux-source-6.1 for `make vmtest-debug`.
+# kernel from Debian's linux-source-<line> for `make vmtest-debug`.
+#
+# The line defaults to the newest in tools/vmtest/lines (7.2, from sid):
+# API changes bite there first. A line of another release than the host's
+# is configured and built inside that release's chroot (tools/vmtest/chroot.sh,
+# group debug) with its own gcc; the tree lives in the cache below, which
+# the chroot sees at the same path.
 #
 # The kernel is x86_64_defconfig plus tools/vmtest/debug.config, built in
 # place in a cache directory keyed by a hash of the source package version,
@@ -9,9 +15,11 @@
 # is. The build runs under `nice -n 19` with -j$JOBS (default 2): the machine
 # is shared.
 #
-# Usage: tools/vmtest/debug-kernel.sh [--check] [--env] [--rebuild]
+# Usage: tools/vmtest/debug-kernel.sh [--line LINE] [--check] [--env] [--rebuild]
+#   --line LINE   the kernel line (default: AEM_DEBUG_LINE, else the newest)
 #   (no option)   build or reuse; print the cache directory on stdout
-#   --env         print KERNEL=<bzImage> and KDIR=<tree> lines instead
+#   --env         print KERNEL=<bzImage>, KDIR=<tree> and AEM_LINE=<line>
+#                 (empty when the host builds it) lines instead
 #   --check       then prove the kernel: build a canary module against the
 #                 tree, boot it with a busybox initramfs under TCG, check that
 #                 KASAN, lockdep and kmemleak are on, insmod/rmmod the canary,
@@ -23,6 +31,8 @@
 # Environment:
 #   AEM_DEBUG_KERNEL_CACHE  cache root (default /var/cache/aem/debug-kernel)
 #   JOBS                    make -j (default 2)
+#   AEM_DEBUG_LINE          the kernel line when --line is not given
+#   HEARTBEAT               seconds between progress lines while building (60)
 #
 # Cache layout, <root>/<key>/:
 #   linux/      the configured and built source tree (KDIR for external modules)
@@ -42,14 +52,18 @@
 #   --check      38 s wall; the kernel reaches /init after 15 s of guest
 #                uptime at load 5, 27-45 s at load 13-15
 #   kmemleak     one scan takes ~20 s per GiB of guest memory under TCG
+# and for linux-source-7.2 7.2.13-1 in the sid chroot, gcc 16.2:
+#   cold build   3953 s (make 3857 s) at load 10-13 beside another kernel
+#                build; 24 CPU-minutes
+#   vmtest-debug 519 s a run
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 fragment=$here/debug.config
-srcpkg=linux-source-6.1
-tarball=/usr/src/$srcpkg.tar.xz
 cache_root=${AEM_DEBUG_KERNEL_CACHE:-/var/cache/aem/debug-kernel}
 JOBS=${JOBS:-2}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 note() { echo "debug-kernel: $*" >&2; }
 die() { echo "debug-kernel: $*" >&2; exit 1; }
@@ -145,9 +159,10 @@ write_canary() {
 
 # --- options ---------------------------------------------------------------
 
-mode=dir check=0 rebuild=0
+mode=dir check=0 rebuild=0 line=${AEM_DEBUG_LINE:-}
 while [ $# -gt 0 ]; do
 	case "$1" in
+	--line) [ $# -ge 2 ] || die "--line needs a kernel line"; line=$2; shift 2 ;;
 	--env) mode=env; shift ;;
 	--check) check=1; shift ;;
 	--rebuild) rebuild=1; shift ;;
@@ -157,24 +172,69 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
+# --- line ------------------------------------------------------------------
+
+[ -n "$line" ] || line=$(awk '!/^#/ && NF { l = $1 } END { print l }' "$here/lines")
+release=$(awk -v l="$line" '$1 == l { print $2 }' "$here/lines")
+[ -n "$release" ] || die "unknown kernel line '$line' (see $here/lines)"
+srcpkg=linux-source-$line
+# The host's own release builds with the host's tools, as it always has;
+# any other release in its chroot. chroot_root is empty for the host.
+chroot_root=''
+if [ "$release" != "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" ]; then
+	rc=0
+	chroot_root=$("$here/chroot.sh" "$line" --with debug) || rc=$?
+	[ "$rc" -eq 0 ] || exit "$rc"
+fi
+tarball=$chroot_root/usr/src/$srcpkg.tar.xz
+
+# expected_build: for the progress lines, what the last finished build of
+# the same source took in this cache, else the figure measured for the
+# line (the header).
+expected_build() {
+	local last
+	last=$(grep -l "^source: $srcpkg " "$cache_root"/*/DONE 2>/dev/null | xargs -r ls -t | head -n 1)
+	if [ -n "$last" ]; then
+		sed -n 's/^built: .*, build \([0-9]*\)s.*/\1/p' "$last" | awk '{ printf "%d min (last build here)", ($1 + 59) / 60 }'
+	else
+		case $line in
+		6.1) echo "17 min (measured; see the header)" ;;
+		*) echo "? (no earlier build of $srcpkg here; 6.1's took 17 min)" ;;
+		esac
+	fi
+}
+
+# inside CMD...: run CMD with the build tools of the line's release. The
+# functions below are passed along by their text.
+inside() {
+	if [ -z "$chroot_root" ]; then
+		"$@"
+	else
+		"$here/chroot.sh" "$line" -- bash -c "$(declare -f note configure_kernel build_kernel)
+JOBS=$JOBS; \"\$@\"" inside "$@"
+	fi
+}
+
 # --- packages --------------------------------------------------------------
 
 need=()
 want() { # want TEST-EXPR PACKAGE
 	if ! eval "$1" >/dev/null 2>&1; then need+=("$2"); fi
 }
-want "test -r $tarball" "$srcpkg"
-want 'command -v gcc' gcc
-want 'command -v make' make
-want 'command -v bc' bc
-want 'command -v bison' bison
-want 'command -v flex' flex
-want 'test -e /usr/include/libelf.h' libelf-dev
-want 'test -e /usr/include/openssl/ssl.h' libssl-dev
+if [ -z "$chroot_root" ]; then
+	want "test -r $tarball" "$srcpkg"
+	want 'command -v gcc' gcc
+	want 'command -v make' make
+	want 'command -v bc' bc
+	want 'command -v bison' bison
+	want 'command -v flex' flex
+	want 'test -e /usr/include/libelf.h' libelf-dev
+	want 'test -e /usr/include/openssl/ssl.h' libssl-dev
+	want 'command -v perl' perl
+fi
 want 'command -v xz' xz-utils
 want 'command -v cpio' cpio
 want 'command -v modinfo' kmod
-want 'command -v perl' perl
 want 'command -v flock' util-linux
 if [ "$check" = 1 ]; then
 	want 'command -v qemu-system-x86_64' qemu-system-x86
@@ -232,10 +292,11 @@ build_kernel() {
 		test -s "$tree/Module.symvers"
 }
 
-pkgver=$(dpkg-query -W -f='${Version}' "$srcpkg" 2>/dev/null || stat -c %Y "$tarball")
+pkgver=$(inside dpkg-query -W -f='${Version}' "$srcpkg" 2>/dev/null || stat -c %Y "$tarball")
+gccver=$(inside gcc -dumpfullversion)
 key=$({
 	echo "$srcpkg $pkgver"
-	gcc -dumpfullversion
+	echo "$gccver"
 	cat "$fragment"
 	declare -f configure_kernel build_kernel
 } | sha256sum | cut -c1-16)
@@ -244,7 +305,7 @@ tree=$dir/linux
 
 emit() {
 	if [ "$mode" = env ]; then
-		printf 'KERNEL=%s\nKDIR=%s\n' "$dir/bzImage" "$tree"
+		printf 'KERNEL=%s\nKDIR=%s\nAEM_LINE=%s\n' "$dir/bzImage" "$tree" "${chroot_root:+$line}"
 	else
 		echo "$dir"
 	fi
@@ -282,10 +343,14 @@ build_if_needed() {
 		touch "$dir/.unpacked"
 	fi
 	note "configuring: x86_64_defconfig + $fragment"
-	configure_kernel "$tree" "$fragment" || die "the fragment does not apply cleanly (see above)"
+	inside configure_kernel "$tree" "$fragment" || die "the fragment does not apply cleanly (see above)"
 	t1=$(date +%s)
-	note "building bzImage + modules_prepare (nice -n 19, -j$JOBS; log $dir/build.log); this takes a while"
-	if ! build_kernel "$tree" "$dir/build.log"; then
+	note "building bzImage + modules_prepare (nice -n 19, -j$JOBS, gcc $gccver; log $dir/build.log); this takes a while"
+	heartbeat_start debug-kernel "building $srcpkg" "$(expected_build)" "$dir/build.log" '^  [A-Z]'
+	local brc=0
+	inside build_kernel "$tree" "$dir/build.log" || brc=$?
+	heartbeat_stop
+	if [ "$brc" -ne 0 ]; then
 		grep -E 'error|Error' "$dir/build.log" | tail -n 20 >&2 || true
 		tail -n 20 "$dir/build.log" >&2
 		die "kernel build failed (log $dir/build.log)"
@@ -295,7 +360,7 @@ build_if_needed() {
 	{
 		echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ), build $((t2 - t1))s, unpack+config $((t1 - t0))s, -j$JOBS"
 		echo "source: $srcpkg $pkgver"
-		echo "gcc: $(gcc -dumpfullversion)"
+		echo "gcc: $gccver${chroot_root:+ (in the $release chroot)}"
 		echo "release: $(make -C "$tree" -s kernelrelease)"
 	} >"$dir/DONE"
 	note "built $dir in $((t2 - t0))s (build $((t2 - t1))s)"
@@ -310,12 +375,13 @@ build_if_needed >&2
 # the canary built against the tree.
 check_kernel() {
 	local work rc t0 t1 log boot_s
-	work=$(mktemp -d "${TMPDIR:-/tmp}/debug-kernel-check.XXXXXX")
+	# Under the cache: a chroot build of the canary must see it.
+	work=$(mktemp -d "$cache_root/check.XXXXXX")
 	# shellcheck disable=SC2064 # expand now: $work is local
 	trap "rm -rf '$work'" EXIT
 	write_canary "$work/canary"
 	note "building the canary module against $tree"
-	make -C "$work/canary" KDIR="$tree" >"$work/canary.log" 2>&1 ||
+	inside make -C "$work/canary" KDIR="$tree" >"$work/canary.log" 2>&1 ||
 		{ cat "$work/canary.log" >&2; die "canary module build failed"; }
 	grep -i warning "$work/canary.log" >&2 || true
 	local root=$work/root

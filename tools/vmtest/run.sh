@@ -42,6 +42,11 @@
 #                 /usr/src/linux-headers-*-cloud-amd64)
 #   KERNEL        bzImage to boot (default: /boot/vmlinuz-<KDIR's release>,
 #                 else the newest /boot/vmlinuz-*-cloud-amd64)
+#   AEM_LINE      build the modules inside this kernel line's chroot
+#                 (tools/vmtest/chroot.sh; KDIR is then a path inside it);
+#                 unset: with the host's make and gcc
+#   HEARTBEAT     seconds between progress lines while the VM runs (60)
+#   VMTEST_EXPECT the expected VM time for those lines (default "1.5 min")
 #   KMOD_DIR      module source directory (default: <repo>/kmod); modules are
 #                 loaded in modules.order order
 #   EXTRA_APPEND  extra kernel command line
@@ -72,6 +77,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 die() { echo "vmtest: $*" >&2; exit 1; }
 note() { echo "vmtest: $*" >&2; }
@@ -153,7 +161,12 @@ if [ -z "${KDIR:-}" ]; then
 	KDIR=$(newest /usr/src/linux-headers-*-cloud-amd64)
 	KDIR=${KDIR%/}
 fi
-[ -n "$KDIR" ] && [ -e "$KDIR/Makefile" ] || die "no kernel build tree (KDIR=$KDIR)"
+# With AEM_LINE, KDIR is a path in the chroot: its headers, or a tree under
+# the repository or /var/cache/aem, which the chroot sees at the same path.
+kroot=''
+[ -z "${AEM_LINE:-}" ] || kroot=$("$here/chroot.sh" "$AEM_LINE")
+[ -n "$KDIR" ] && { [ -e "$kroot$KDIR/Makefile" ] || [ -e "$KDIR/Makefile" ]; } ||
+	die "no kernel build tree (KDIR=$KDIR${kroot:+ in $kroot})"
 if [ -z "${KERNEL:-}" ]; then
 	rel=${KDIR##*/linux-headers-}
 	if [ -e "/boot/vmlinuz-$rel" ]; then
@@ -171,11 +184,16 @@ fi
 # --- modules ---------------------------------------------------------------
 
 modules=()
+work_build_log=$(mktemp "${TMPDIR:-/tmp}/vmtest-kbuild.XXXXXX")
+trap 'rm -f "$work_build_log"' EXIT
 if [ "$load_modules" = 1 ]; then
 	if [ "$build" = 1 ]; then
 		note "building modules in $KMOD_DIR against $KDIR"
-		make -C "$KMOD_DIR" KDIR="$KDIR" >/dev/null ||
-			die "module build failed: make -C $KMOD_DIR KDIR=$KDIR"
+		kmake=(make)
+		[ -z "${AEM_LINE:-}" ] || kmake=("$here/chroot.sh" "$AEM_LINE" -- make)
+		"${kmake[@]}" -C "$KMOD_DIR" KDIR="$KDIR" >"$work_build_log" 2>&1 ||
+			{ cat "$work_build_log" >&2; die "module build failed: ${kmake[*]} -C $KMOD_DIR KDIR=$KDIR"; }
+		grep -E 'warning|error' "$work_build_log" >&2 || true
 	fi
 	# modules.order keeps the Kbuild order: the core first, then the sources
 	# that need its symbols.
@@ -193,13 +211,18 @@ if [ "$load_modules" = 1 ]; then
 	fi
 	[ ${#modules[@]} -gt 0 ] || die "no .ko files in $KMOD_DIR"
 	vermagic=$(modinfo -F vermagic "${modules[0]}")
+	vermagic=${vermagic%% *}
 	note "modules: $(for m in "${modules[@]}"; do printf '%s ' "${m##*/}"; done)(vermagic $vermagic)"
 fi
 
 # --- initramfs -------------------------------------------------------------
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/vmtest.XXXXXX")
-cleanup() { if [ "${KEEP:-0}" = 1 ]; then note "kept $work"; else rm -rf "$work"; fi; }
+cleanup() {
+	heartbeat_stop
+	rm -f "$work_build_log"
+	if [ "${KEEP:-0}" = 1 ]; then note "kept $work"; else rm -rf "$work"; fi
+}
 trap cleanup EXIT
 root=$work/root
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,root,etc,lib/modules,suites}
@@ -320,6 +343,7 @@ mkdir -p "$(dirname "$LOG")"
 : >"$LOG"
 append="console=ttyS0,115200 rdinit=/init panic=-1 printk.time=1 loglevel=5 $EXTRA_APPEND"
 start=$(date +%s)
+heartbeat_start vmtest "VM on ${vermagic:-$KERNEL}" "${VMTEST_EXPECT:-1.5 min}" "$LOG" '^--- [^ ]+: |^VMTEST (INSMOD|SUITE|RELOAD)'
 set +e
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
 	-accel tcg -cpu max -m "$QEMU_MEM" -smp "$QEMU_SMP" \
@@ -327,6 +351,7 @@ timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
 	-kernel "$KERNEL" -initrd "$initrd" -append "$append" </dev/null >"$work/qemu.out" 2>&1
 qemu_rc=$?
 set -e
+heartbeat_stop
 elapsed=$(($(date +%s) - start))
 tr -d '\r' <"$LOG" >"$LOG.tmp" && mv "$LOG.tmp" "$LOG"
 

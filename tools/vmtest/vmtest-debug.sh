@@ -2,7 +2,9 @@
 # tools/vmtest/vmtest-debug.sh - run the vmtest suites against the AEM
 # modules on a KASAN + lockdep + kmemleak kernel (tools/vmtest/debug.config).
 #
-# Builds the debug kernel once (tools/vmtest/debug-kernel.sh caches it), then
+# Builds the debug kernel of the newest kernel line, or of DEBUG_LINE, once
+# (tools/vmtest/debug-kernel.sh caches it; a line of another release than
+# the host's builds it, and the modules, in that release's chroot), then
 # runs tools/vmtest/vmtest.sh (which builds the module, the hostile tests,
 # the libaem suite and the goaem test binary and hands them to run.sh; plain
 # run.sh when vmtest.sh is absent) with KERNEL/KDIR pointing at it, a longer timeout
@@ -37,6 +39,9 @@
 #   KMOD_DIR      <repo>/kmod; it is built in a copy under build/vmtest-debug,
 #                 so the stock `make vmtest` objects are left alone
 #   AEM_DEBUG_KERNEL_CACHE, JOBS   see debug-kernel.sh
+#   DEBUG_LINE    the kernel line (default: the newest in tools/vmtest/lines)
+#   VMTEST_EXPECT the VM time the progress lines expect (default "9 min",
+#                 what a 7.2 run took)
 #   VMTEST_RUNNER vmtest.sh or run.sh (default vmtest.sh when it exists);
 #                 VMTEST_SUITES etc. reach vmtest.sh unchanged
 #
@@ -47,6 +52,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out=$repo/build/vmtest-debug
+
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 note() { echo "vmtest-debug: $*" >&2; }
 die() { echo "vmtest-debug: $*" >&2; exit 1; }
@@ -66,13 +74,14 @@ done
 
 t0=$(date +%s)
 rc=0
-kenv=$("$here/debug-kernel.sh" --env) || rc=$?
+kenv=$("$here/debug-kernel.sh" ${DEBUG_LINE:+--line "$DEBUG_LINE"} --env) || rc=$?
 [ "$rc" -eq 0 ] || exit "$rc"
 eval "$kenv"
-export KERNEL KDIR
+export KERNEL KDIR AEM_LINE
 note "debug kernel ready in $(($(date +%s) - t0))s: $KERNEL"
 
 export TIMEOUT=${TIMEOUT:-2700}
+export VMTEST_EXPECT=${VMTEST_EXPECT:-9 min}
 export TEST_TIMEOUT=${TEST_TIMEOUT:-900}
 export QEMU_MEM=${QEMU_MEM:-2G}
 export EXTRA_APPEND=${EXTRA_APPEND:-}
@@ -102,26 +111,10 @@ EOF
 
 # --- module sources --------------------------------------------------------
 
-# stage_kmod SRC: a copy of SRC's sources at $stage/<name>, with the rest of
-# the repository linked beside it so relative includes still resolve. One
-# directory per run: two runs at once must not build in each other's copy.
 stage=$out/src.$$
-stage_kmod() {
-	local src=$1 name dst e
-	name=${src%/}
-	name=${name##*/}
-	rm -rf "$stage"
-	mkdir -p "$stage"
-	dst=$stage/$name
-	tar -C "$src" --exclude='*.o' --exclude='*.ko' --exclude='*.mod' --exclude='*.mod.c' \
-		--exclude='.*.cmd' --exclude='.*.d' --exclude=modules.order --exclude=Module.symvers \
-		--exclude='.tmp_versions' -cf - . | { mkdir -p "$dst" && tar -C "$dst" -xf -; }
-	if [ "$(cd "$src/.." && pwd)" = "$repo" ]; then
-		for e in "$repo"/*; do
-			[ "${e##*/}" = "$name" ] || [ "${e##*/}" = build ] || ln -s "$e" "$stage/${e##*/}"
-		done
-	fi
-	echo "$dst"
+stage_run() { # stage_run SRC: stage SRC for this run, print where
+	stage_kmod "$1" "$stage/kmod"
+	echo "$stage/kmod"
 }
 
 # --- verdict over run.sh's console log -------------------------------------
@@ -235,11 +228,7 @@ fi
 # --- the real run ----------------------------------------------------------
 
 trap 'rm -rf "$stage"' EXIT
-if [ -z "${KMOD_DIR:-}" ]; then
-	KMOD_DIR=$(stage_kmod "$repo/kmod")
-else
-	KMOD_DIR=$(stage_kmod "$KMOD_DIR")
-fi
+KMOD_DIR=$(stage_run "${KMOD_DIR:-$repo/kmod}")
 export KMOD_DIR
 log=${LOG:-$out/console.log}
 t=$(date +%s)

@@ -3,17 +3,26 @@
 #
 # Builds the modules (kmod/), the hostile-use tests and the reload holder
 # (tests/vm/), the libaem C suite (libaem/tests/) and the goaem test binary
-# (go test -c ./goaem), and hands them all to tools/vmtest/run.sh, which
-# boots the Debian cloud kernel under TCG, loads the modules, runs every
-# suite with AEM_BACKEND=kernel, unloads and reloads each source module
-# while a ring is open, and fails on any kernel report.
+# (go test -c ./goaem), and hands them all to tools/vmtest/run.sh once per
+# kernel line: it boots that line's Debian cloud kernel under TCG, loads the
+# modules built against that line's headers with that release's compiler
+# (in its chroot, tools/vmtest/chroot.sh), runs every suite with
+# AEM_BACKEND=kernel, unloads and reloads each source module while a ring
+# is open, and fails on any kernel report. The end is one line per kernel:
+# its `uname -r` (as the guest printed it) and the suite counts.
 #
 # Usage: tools/vmtest/vmtest.sh [run.sh options...]
 #   Extra options go to run.sh unchanged (e.g. --post CMD, --modparam ...).
-# Environment: as run.sh (KDIR, KERNEL, EXTRA_APPEND, TIMEOUT, ...), plus
+# Environment: as run.sh (EXTRA_APPEND, TIMEOUT, ...), plus
+#   KERNELS        comma-separated kernel lines (default: every line in
+#                  tools/vmtest/lines: 6.1,6.12,7.2)
+#   KDIR, KERNEL   one run against this tree and image instead of the lines
+#                  (AEM_LINE, when set, names the chroot that builds for KDIR)
 #   VMTEST_SUITES  which suites to build and run (default: "hostile libaem goaem")
 #   GO             the go command (default: go)
-# Exit status: as run.sh (0 pass, 1 fail, 77 skipped).
+# Logs: build/vmtest/<line>/console.log.
+# Exit status: 0 every line passed; 1 a line failed (the others still run);
+# 77 skipped (as run.sh).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,6 +33,11 @@ GO=${GO:-go}
 
 note() { echo "vmtest: $*" >&2; }
 has() { [[ " $suites " == *" $1 "* ]]; }
+
+if [ "$(id -u)" -ne 0 ] && [ -z "${KDIR:-}" ] && [ -z "${KERNEL:-}" ]; then
+	echo "vmtest: SKIP: each kernel line is built in a chroot of its Debian release, which needs root" >&2
+	exit 77
+fi
 
 mkdir -p "$out"
 args=()
@@ -59,4 +73,38 @@ for m in aem_timer aem_gen aem_proc aem_fd; do
 	args+=(--reload "$m")
 done
 
-exec "$here/run.sh" "${args[@]}" "$@"
+if [ -n "${KDIR:-}" ] || [ -n "${KERNEL:-}" ]; then
+	exec "$here/run.sh" "${args[@]}" "$@"
+fi
+
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+all=$(awk '!/^#/ && NF { printf "%s%s", sep, $1; sep = "," }' "$here/lines")
+IFS=, read -r -a lines <<<"${KERNELS:-$all}"
+results=() fail=0
+for line in "${lines[@]}"; do
+	rc=0
+	kenv=$("$here/chroot.sh" "$line" --env) || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		[ "$rc" -eq 77 ] && exit 77
+		results+=("$line: FAIL (no build chroot; see above)")
+		fail=1
+		continue
+	fi
+	eval "$kenv"
+	dir=$out/$line
+	stage_kmod "$repo/kmod" "$dir/kmod"
+	log=$dir/console.log
+	note "kernel line $line: $KRELEASE ($RELEASE)"
+	rc=0
+	AEM_LINE=$line KDIR=$KDIR KERNEL=$KERNEL KMOD_DIR=$dir/kmod LOG=$log \
+		"$here/run.sh" "${args[@]}" "$@" || rc=$?
+	[ "$rc" -eq 77 ] && exit 77
+	uname_r=$(sed -n 's/^VMTEST BEGIN \([^ ]*\).*/\1/p' "$log" 2>/dev/null | head -n 1)
+	summary=$(sed -n 's/^VMTEST SUMMARY //p' "$log" 2>/dev/null | tail -n 1)
+	verdict=PASS
+	[ "$rc" -eq 0 ] || { verdict=FAIL; fail=1; }
+	results+=("$line: $verdict uname -r ${uname_r:-?}: ${summary:-no summary} (log $log)")
+done
+for r in "${results[@]}"; do note "$r"; done
+exit "$fail"
