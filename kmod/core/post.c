@@ -231,8 +231,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	hdr.slot = 0;
 	hdr.source = p->source;
 	hdr.prio = p->cls;
-	hdr.resv = 0;
-	memset(hdr.data, 0, sizeof(hdr.data));
+	hdr.resv = 0;	/* hdr.data stays unset: only the header is ever copied from hdr */
 	/* The header's second half as two words: res|flags, slot|source|prio|resv. */
 	memcpy(&word2, (u8 *)&hdr + 16, 8);
 	memcpy(&word3, (u8 *)&hdr + 24, 8);
@@ -259,8 +258,9 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 				w[1] = hdr.id;
 				w[2] = word2;
 				w[3] = word3;
+				/* Constant-size zeroing is four stores; fill_run() then writes len bytes. */
 				if (len < AEM_CQE_INLINE)
-					memset(e[i].data + len, 0, AEM_CQE_INLINE - len);
+					w[4] = w[5] = w[6] = w[7] = 0;
 			}
 			fill_run(p, done, run, e->data, sizeof(*e), len);
 			done += run;
@@ -342,7 +342,8 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			final |= last;
 			continue;
 		}
-		*e = hdr;
+		memcpy(e, &hdr, offsetof(struct aem_cqe, data));
+		memset(e->data, 0, sizeof(e->data));
 		if (slot != AEM_NIL) {
 			e->slot = slot;
 			r->slot_token[slot - r->send_slots] = p->id;
