@@ -38,7 +38,9 @@ const (
 // or until the ring closes (ErrClosed). PostContext bounds the wait,
 // TryPost does not wait, PostLossy lets the target drop. A post to an
 // address with no subscriber is refused asynchronously and counted in
-// AsyncErrors. Post allocates nothing.
+// AsyncErrors. Post allocates nothing. As with a channel send, a handler
+// that posts to the ring it is itself draining would wait for itself: it
+// should use TryPost (or PostLossy) there.
 func (r *Ring) Post(addr Addr, data []byte, class int) error {
 	return r.PostContext(context.Background(), addr, data, class)
 }
