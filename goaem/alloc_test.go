@@ -47,6 +47,12 @@ func TestNoAllocsPerEvent(t *testing.T) {
 			{"Post slot", nil, func(t *testing.T, r *Ring, batch []Event) {
 				require.NoError(t, r.Post(r.Addr(1), large, 1))
 			}},
+			{"PostBatch", nil, func(t *testing.T, r *Ring, batch []Event) {
+				msgs := [2][]byte{small, large}
+				n, err := r.PostBatch(ctx, r.Addr(1), msgs[:], 0)
+				require.NoError(t, err)
+				require.Equal(t, 2, n)
+			}},
 			{"Poll and Release", postN(large), func(t *testing.T, r *Ring, batch []Event) {
 				n, err := r.Poll(batch[:1])
 				require.NoError(t, err)

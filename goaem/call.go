@@ -2,7 +2,6 @@ package goaem
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -31,49 +30,6 @@ func (p *payloadArea) fill(sqe *abi.SQE, data []byte) error {
 	copy(p.slot(slot, uint32(n)), data)
 	sqe.Flags |= abi.SQEFSlot
 	sqe.Slot = slot
-	return nil
-}
-
-// errPostBusy is Post's answer to a submission ring that stays full: a
-// poster that waits and retries allocates nothing.
-var errPostBusy = fmt.Errorf("goaem: post: %w", ErrBusy)
-
-// Post sends data as an event to the Msg subscription at addr, in class
-// class of the receiving ring, and returns once the kernel side has taken
-// it. A post to an address with no subscriber is refused asynchronously
-// and counted in AsyncErrors. It allocates nothing; when the submission
-// ring stays full it returns an error matching ErrBusy.
-func (r *Ring) Post(addr Addr, data []byte, class int) error {
-	if class < 0 || class >= abi.MaxClasses {
-		return invalid("goaem: post: class %d outside 0..%d", class, abi.MaxClasses-1)
-	}
-	if !r.life.acquire() {
-		return ErrClosed
-	}
-	defer r.life.release()
-	var perr error
-	r.sqMu.Lock()
-	sqe, err := r.getSQE()
-	if err == nil {
-		sqe.Opcode = abi.OpPost
-		sqe.Target = uint64(addr)
-		sqe.Prio = uint8(class)
-		if perr = r.pay.fill(sqe, data); perr != nil {
-			*sqe = abi.SQE{Opcode: abi.OpNop} // the entry is taken: nobody hears of it
-		}
-		silentLocked(sqe)
-		err = r.submitUnlock(true)
-	} else {
-		r.sqMu.Unlock()
-	}
-	switch {
-	case perr != nil:
-		return fmt.Errorf("goaem: post to %v: %w", addr, perr)
-	case errors.Is(err, ErrBusy):
-		return errPostBusy
-	case err != nil:
-		return fmt.Errorf("goaem: post to %v: %w", addr, err)
-	}
 	return nil
 }
 

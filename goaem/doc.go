@@ -93,10 +93,22 @@
 // or is cancelled returns an error matching context.DeadlineExceeded or
 // context.Canceled.
 //
+// # Back-pressure
+//
+// No producer-facing call loses an event silently. Post, PostContext and
+// PostBatch wait while the target ring is full and its backlog at its
+// bound (the kernel side leaves the post in the submission ring, see
+// docs/PROTOCOL.md), TryPost and TryPostBatch return ErrWouldBlock then,
+// and only PostLossy lets the target drop, counting each drop in the
+// target's Stats and the poster's AsyncErrors. Call and CallInto are told
+// at once (ENOSPC) when the target cannot take the call; a Writeback that
+// answers a call reaches the caller's result ring, which never drops.
+//
 // # Allocations
 //
 // Moving events allocates nothing: Poll, Wait (also when it sleeps), Run
-// with inline handlers, Post, Writeback and CallInto; the tests assert it.
+// with inline handlers, Post, PostBatch, Writeback and CallInto; the tests
+// assert it.
 // Call allocates its reply, ModeSpawn a goroutine per event.
 //
 // # Counting

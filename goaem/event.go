@@ -189,7 +189,8 @@ func (e *Event) Writeback(data []byte) error {
 	return nil
 }
 
-// errWritebackBusy: see errPostBusy.
+// errWritebackBusy is Writeback's answer to a submission ring that stays
+// full: a writer that waits and retries allocates nothing.
 var errWritebackBusy = fmt.Errorf("goaem: writeback: %w", ErrBusy)
 
 // Reply is Writeback, named for calls.

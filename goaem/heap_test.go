@@ -178,6 +178,21 @@ func (k *heapKernel) post(cls uint8, cqe abi.CQE, data []byte) bool {
 	return ok
 }
 
+// fullLocked tells whether a post of n bytes in class cls would fail
+// after pending others (pendingSlots of them in slots): this fake has no
+// backlog, so a full ring (or no free slot) is full.
+func (k *heapKernel) fullLocked(cls uint8, n, pending uint32, pendingSlots int) bool {
+	o := k.p.CQOff[cls]
+	if k.cqTail[cls]+pending-atomic.LoadUint32(k.word(o.Head)) >= *k.word(o.RingEntries) {
+		return true
+	}
+	if n > abi.CQEInline {
+		k.reclaimLocked()
+		return len(k.free) <= pendingSlots
+	}
+	return false
+}
+
 func (k *heapKernel) postLocked(cls uint8, cqe abi.CQE, data []byte) bool {
 	o := k.p.ResOff
 	if cls != resRing {
@@ -268,8 +283,20 @@ func (k *heapKernel) submit(tail uint32) error {
 	k.mu.Lock()
 	k.reclaimLocked()
 	var todo []abi.SQE
+	var pending [abi.MaxClasses]uint32 // posts taken in this submission, not yet in their ring
+	var pendingSlots int
 	for ; k.sqHead != tail; k.sqHead++ {
-		todo = append(todo, k.sqes[k.sqHead&(k.p.SQEntries-1)])
+		sqe := k.sqes[k.sqHead&(k.p.SQEntries-1)]
+		if sqe.Opcode == abi.OpPost && sqe.Flags&abi.SQEFLossy == 0 && sqe.Prio < abi.MaxClasses {
+			if k.fullLocked(sqe.Prio, sqe.Len, pending[sqe.Prio], pendingSlots) {
+				break // as the core: the POST stays at the SQ head, counted refused
+			}
+			pending[sqe.Prio]++
+			if sqe.Len > abi.CQEInline {
+				pendingSlots++
+			}
+		}
+		todo = append(todo, sqe)
 	}
 	atomic.StoreUint32(k.word(k.p.SQOff.Head), k.sqHead)
 	k.mu.Unlock()

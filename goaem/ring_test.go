@@ -320,56 +320,6 @@ func TestSpawnBackPressure(t *testing.T) {
 	})
 }
 
-func TestPostFromManyGoroutines(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b testBackend) {
-		const posters, each = 8, 300
-		r := b.open(t, WithCQEntries(4096))
-		ctx := testCtx(t)
-		var mu sync.Mutex
-		next := make([]uint32, posters)
-		var got atomic.Int32
-		_, err := r.Subscribe(Msg{Channel: 5}, SubOptions{Handler: func(ev *Event) error {
-			p := ev.Payload()
-			g, seq := binary.LittleEndian.Uint32(p), binary.LittleEndian.Uint32(p[4:])
-			mu.Lock()
-			defer mu.Unlock()
-			if seq != next[g] {
-				return fmt.Errorf("poster %d: got %d, want %d", g, seq, next[g])
-			}
-			next[g]++
-			got.Add(1)
-			return nil
-		}})
-		require.NoError(t, err)
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- r.Run(runCtx, nil) }()
-
-		var wg sync.WaitGroup
-		for g := 0; g < posters; g++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var msg [8]byte
-				for i := 0; i < each; i++ {
-					binary.LittleEndian.PutUint32(msg[:], uint32(g))
-					binary.LittleEndian.PutUint32(msg[4:], uint32(i))
-					if err := r.Post(r.Addr(5), msg[:], 0); err != nil {
-						t.Errorf("post: %v", err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		require.Eventually(t, func() bool { return got.Load() == posters*each }, 10*time.Second, time.Millisecond)
-		stop()
-		assert.ErrorIs(t, <-done, context.Canceled)
-		n, asyncErr := r.AsyncErrors()
-		assert.Zero(t, n, "refused posts: %v", asyncErr)
-	})
-}
-
 func TestGeneratorDeliversInOrder(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r := b.open(t, WithCQEntries(256))

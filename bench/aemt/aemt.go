@@ -297,7 +297,7 @@ func ringDropped(r *goaem.Ring) (uint64, error) {
 
 // fanIn: p.Producers goroutines post events to a Msg subscription of the
 // poller's ring (the event carries the producer and its sequence, as the
-// peers' do); one Post per event, each handed to the kernel side at once.
+// peers' do); PostBatch of --batch events, each batch handed to the kernel side at once.
 func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 	size := peers.EventSize(p.Payload)
 	r, err := t.ring(slotOpts(size)...)
@@ -322,7 +322,6 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 		go func() {
 			defer wg.Done()
 			defer producing.Add(-1)
-			buf := make([]byte, size)
 			quota := ^uint64(0)
 			if p.Events > 0 {
 				quota = p.Events / uint64(p.Producers)
@@ -330,21 +329,37 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 					quota++
 				}
 			}
+			// Events go in batches of --batch, one PostBatch (one entry
+			// into the kernel side) each; Post waits while the ring is
+			// full, so nothing is dropped. The context bounds the wait
+			// should the poller stop.
+			nb := max(p.Batch, 1)
+			bufs := make([][]byte, nb)
+			for i := range bufs {
+				bufs[i] = make([]byte, size)
+			}
 			<-startGate
 			deadline := start.Add(p.Duration)
-			for k := uint64(0); k < quota; k++ {
-				if k%1024 == 0 && !time.Now().Before(deadline) {
+			ctx, cancel := context.WithDeadline(context.Background(), start.Add(p.Duration+grace))
+			defer cancel()
+			for k := uint64(0); k < quota; {
+				if !time.Now().Before(deadline) {
 					break
 				}
-				putEvent(buf, uint64(id)<<48|k)
-				if err := postWait(r, addr, buf, start.Add(p.Duration+grace)); err != nil {
+				n := int(min(uint64(nb), quota-k))
+				for i := range n {
+					putEvent(bufs[i], uint64(id)<<48|(k+uint64(i)))
+				}
+				took, err := r.PostBatch(ctx, addr, bufs[:n], 0)
+				posted.Add(int64(took))
+				k += uint64(took)
+				if err != nil {
 					// a copy: an err whose address is taken lives on
 					// the heap, one allocation per post
 					failed := err
 					perr.Store(&failed)
 					return
 				}
-				posted.Add(1)
 			}
 		}()
 	}
@@ -409,22 +424,6 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 		res.Errors += gaps - res.Dropped
 	}
 	return res, nil
-}
-
-// postWait posts, waiting while the submission ring is full (the poller
-// drains it): back-pressure, not loss. It gives up at hard.
-func postWait(r *goaem.Ring, addr goaem.Addr, buf []byte, hard time.Time) error {
-	for spins := 0; ; {
-		err := r.Post(addr, buf, 0)
-		if !errors.Is(err, goaem.ErrBusy) {
-			return err
-		}
-		if time.Now().After(hard) {
-			return err
-		}
-		spin(&spins)
-		runtime.Gosched()
-	}
 }
 
 // putEvent writes the peers' event layout: sequence, send time (unused

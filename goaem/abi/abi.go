@@ -81,6 +81,7 @@ const (
 const (
 	SQEFSlot     = 1 << 0
 	SQEFSilent   = 1 << 1
+	SQEFLossy    = 1 << 2 // POST only
 	SQEFlagsAll  = SQEFSlot | SQEFSilent
 	CQEFResult   = 1 << 0
 	CQEFSlot     = 1 << 1
@@ -124,6 +125,7 @@ const (
 	RefuseSlot   = 3
 	RefuseIndex  = 4
 	RefuseNomem  = 5
+	RefuseFull   = 6
 	RefuseNr     = 8
 )
 

@@ -246,6 +246,7 @@ struct aem_posted {
 	bool		wake;		/* a CQ tail moved: wake after unlocking */
 };
 
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake);
 void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		       struct aem_posted *out);
 void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);

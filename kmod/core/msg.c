@@ -118,7 +118,11 @@ const struct aem_source_ops __aem_msg_source_ops = {
  * at @addr.  The sender's class picks the target class (clamped to the
  * target's classes): the sender knows how urgent its message is.
  */
-static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id)
+/*
+ * Unless @lossy, an event the target would drop is not posted: -EAGAIN,
+ * and the POST stays in the poster's SQ (submit.c).
+ */
+static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id, bool lossy)
 {
 	struct aem_ctx *t = __aem_ring_get(AEM_ADDR_RING(addr));
 	struct aem_posted out = { .wake = false };
@@ -133,7 +137,9 @@ static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id
 	p.cls = prio < t->nr_classes ? prio : (u8)(t->nr_classes - 1);
 	aem_spin_lock_irqsave(&t->cq_lock, f);
 	s = t->closing ? NULL : msg_find_locked(t, AEM_ADDR_CHANNEL(addr));
-	if (s) {
+	if (s && !lossy && __aem_post_would_drop_locked(t, p.cls, len, &out.wake)) {
+		ret = -EAGAIN;
+	} else if (s) {
 		p.user_data = s->user_data;
 		p.id = call_id ? call_id : aem_sub_id(t, s);
 		/* A call's request sits in a slot, so the handler can edit it in place. */
@@ -163,8 +169,11 @@ int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 	ret = __aem_sqe_payload(r, sqe, false, &data, &took, reason);
 	if (ret)
 		return ret;
-	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, 0);
-	if (ret == -ENOENT)
+	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, 0,
+			  sqe->flags & AEM_SQE_F_LOSSY);
+	if (ret == -EAGAIN)
+		*reason = AEM_REFUSE_FULL;
+	else if (ret == -ENOENT)
 		*reason = AEM_REFUSE_ID;
 	else if (ret)
 		*reason = AEM_REFUSE_NOMEM;
@@ -350,7 +359,8 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 		*reason = AEM_REFUSE_NOMEM;
 		return -ENOSPC;
 	}
-	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, token);
+	/* A call the target cannot take is refused to its caller (-ENOSPC), never lost. */
+	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, token, true);
 	if (ret) {
 		bool swept;
 
@@ -543,7 +553,7 @@ int aem_core_call(struct aem_call_args *a, const void *req, void *resp)
 	if (!c)
 		return -EBUSY;
 
-	ret = msg_deliver(a->addr, a->prio, req, a->req_len, token);
+	ret = msg_deliver(a->addr, a->prio, req, a->req_len, token, true);
 	if (!ret)
 		ret = aem_wait_completion_timeout(&w.done, timeout_ms);
 	aem_spin_lock_irqsave(&calls_lock, f);

@@ -35,7 +35,7 @@ static const struct aem_op_def aem_op_defs[AEM_OP_LAST] = {
 	[AEM_OP_POST] = {
 		.name		= "post",
 		.issue		= __aem_op_post,
-		.sqe_flags	= AEM_SQE_FLAGS_ALL,
+		.sqe_flags	= AEM_SQE_FLAGS_ALL | AEM_SQE_F_LOSSY,
 		.uses		= AEM_OPF_TARGET | AEM_OPF_LEN | AEM_OPF_SLOT | AEM_OPF_ARGS,
 	},
 	[AEM_OP_CALL] = {

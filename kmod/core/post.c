@@ -194,6 +194,26 @@ static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struc
 }
 
 /*
+ * Would one event of @len bytes in class @cls be dropped now?  Under
+ * cq_lock.  The class's backlog is flushed first (*wake: a tail moved), as
+ * posting would.  Errs towards "yes" (a payload that needs a slot, once
+ * the backlog is at its bound): the answer makes a POST wait, never lose.
+ */
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake)
+{
+	struct aem_cq_core *cq = &r->cq[cls];
+	bool need_slot = len > AEM_CQE_INLINE;
+
+	if (cq->bl_head && flush_class_locked(r, cq))
+		*wake = true;
+	if (need_slot && r->bl_bytes + len > AEM_BL_BYTES_MAX)
+		return true;
+	if (r->nr_backlog < r->backlog_limit)
+		return false;
+	return need_slot || cq->bl_head || !cq_room(r, cq);
+}
+
+/*
  * The one posting path; under cq_lock.  @s is NULL for a result.  Events
  * are produced in order: those the ring has room for (and, for payloads
  * beyond AEM_CQE_INLINE, a free delivery slot) are written in place with

@@ -19,7 +19,11 @@ static void refuse(struct aem_ctx *r, const struct aem_sqe *sqe, u32 reason, int
 	__aem_sqe_result(r, sqe, err, 0);
 }
 
-static void handle_sqe(struct aem_ctx *r, const struct aem_sqe *sqe)
+/*
+ * Returns false for a POST its target cannot take now (-EAGAIN): it is not
+ * consumed, the submission stops at it and it is counted refused (FULL).
+ */
+static bool handle_sqe(struct aem_ctx *r, const struct aem_sqe *sqe)
 {
 	const struct aem_op_def *def = __aem_op_def(sqe->opcode);
 	u32 reason = AEM_REFUSE_FIELD;
@@ -34,10 +38,19 @@ static void handle_sqe(struct aem_ctx *r, const struct aem_sqe *sqe)
 		if (!ret)
 			ret = def->issue(r, sqe, &reason, &answered);
 	}
+	if (ret == -EAGAIN) {
+		unsigned long f;
+
+		aem_spin_lock_irqsave(&r->cq_lock, f);
+		r->refused[AEM_REFUSE_FULL]++;
+		aem_spin_unlock_irqrestore(&r->cq_lock, f);
+		return false;
+	}
 	if (ret < 0)
 		refuse(r, sqe, reason, ret);
 	else if (!answered && !(sqe->flags & AEM_SQE_F_SILENT))
 		__aem_sqe_result(r, sqe, 0, 0);
+	return true;
 }
 
 /* The one read of an SQE: word by word, each word once. */
@@ -85,7 +98,8 @@ int aem_core_submit(struct aem_ctx *r, u32 to_submit)
 		if (unlikely(aem_read_once(r->nr_backlog) >= 2 * r->backlog_limit))
 			break;
 		sqe_copy(&sqe, &r->sqes[(head + i) & r->sq_mask]);
-		handle_sqe(r, &sqe);
+		if (!handle_sqe(r, &sqe))
+			break;
 	}
 	to_submit = i;
 	if (to_submit) {

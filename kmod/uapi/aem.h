@@ -135,7 +135,9 @@ enum aem_op {
 /* aem_sqe.flags */
 #define AEM_SQE_F_SLOT		(1U << 0)	/* payload is in slot aem_sqe.slot, not inline */
 #define AEM_SQE_F_SILENT	(1U << 1)	/* no result CQE on success (errors are still reported) */
-#define AEM_SQE_FLAGS_ALL	(AEM_SQE_F_SLOT | AEM_SQE_F_SILENT)
+#define AEM_SQE_FLAGS_ALL	(AEM_SQE_F_SLOT | AEM_SQE_F_SILENT)	/* taken by every opcode */
+/* POST only: past the target's backlog bound drop and count, rather than stop the SQ */
+#define AEM_SQE_F_LOSSY		(1U << 2)
 
 /* Event sources (aem_sqe.source for AEM_OP_SUBSCRIBE) */
 enum aem_source {
@@ -319,6 +321,7 @@ enum aem_refuse {
 	AEM_REFUSE_SLOT		= 3,	/* slot out of range or not owned by user space */
 	AEM_REFUSE_INDEX	= 4,	/* a ring index moved backwards or beyond the ring */
 	AEM_REFUSE_NOMEM	= 5,	/* out of subscriptions, slots or memory */
+	AEM_REFUSE_FULL		= 6,	/* a POST's target full: left in the SQ, not consumed */
 	AEM_REFUSE_NR		= 8
 };
 

@@ -296,8 +296,33 @@ AEMINLINE void aem_prep_gen_set(struct aem_sqe *sqe, uint64_t sub_id, uint64_t r
 	sqe->gen.payload_len = payload_len;
 }
 
-/* Publish and hand the SQEs to the kernel side; returns SQEs consumed. */
+/*
+ * Publish and hand the SQEs to the kernel side; returns SQEs consumed.  A
+ * POST whose target is full (ring full, backlog at its bound) is not
+ * consumed and not dropped: the submission stops at it, it stays at the SQ
+ * head and the count is short; submit again once the target's consumer
+ * has read (or set AEM_SQE_F_LOSSY to let the target drop and count).
+ */
 int aem_submit(struct aem_ring *ring);
+
+struct aem_post_msg {
+	const void	*data;
+	unsigned	len;
+};
+
+/*
+ * Post @n messages in order to the Msg subscriber at @addr, in class
+ * @prio, with as few entries into the kernel side as the SQ allows (one
+ * when they fit); @sqe_flags may hold AEM_SQE_F_LOSSY.  Payloads beyond
+ * AEM_SQE_INLINE go through the send slots, at most send_slots of them per
+ * entry.  The SQEs are silent: refusals (no subscriber, ...) come back as
+ * results.  Returns how many messages the target took (a prefix of @msgs):
+ * fewer than @n when it is full, none of the rest then being queued (wait
+ * for its consumer, and post the rest), or -errno (-EMSGSIZE: a message
+ * larger than a slot; SQEs queued before the call are submitted too).
+ */
+int aem_post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_post_msg *msgs,
+		   unsigned n, unsigned prio, unsigned sqe_flags);
 /* Submit, then wait as aem_wait() for @wait_nr CQEs, or until @timeout_ns passes (-1: forever). */
 int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns);
 

@@ -46,6 +46,65 @@ int aem_submit(struct aem_ring *ring)
 	return kernel_enter(ring, n, 0, 0, 0);
 }
 
+/*
+ * Queue what fits, submit once, then take back the entries the kernel side
+ * left (a full target stops the submission there): nothing consumes SQEs
+ * between enters, so the shortened tail is simply republished.
+ */
+int aem_post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_post_msg *msgs,
+		   unsigned n, unsigned prio, unsigned sqe_flags)
+{
+	struct aem_sq *sq = &ring->sq;
+	unsigned start, queued, taken, done = 0, slots;
+	struct aem_sqe *sqe;
+	int ret;
+
+	if (sqe_flags & ~AEM_SQE_F_LOSSY)
+		return -EINVAL;
+	while (done < n) {
+		start = sq->sqe_tail;
+		slots = 0;
+		while (done + (sq->sqe_tail - start) < n) {
+			const struct aem_post_msg *m = &msgs[done + (sq->sqe_tail - start)];
+
+			if (m->len > ring->slot_size)
+				break;
+			if (m->len > AEM_SQE_INLINE && slots == ring->send_slots)
+				break;
+			sqe = aem_get_sqe(ring);
+			if (!sqe)
+				break;
+			if (m->len > AEM_SQE_INLINE) {
+				memcpy(aem_send_slot(ring, slots), m->data, m->len);
+				aem_prep_post_slot(sqe, addr, slots++, m->len, prio);
+			} else {
+				aem_prep_post(sqe, addr, m->data, m->len, prio);
+			}
+			sqe->flags |= AEM_SQE_F_SILENT | sqe_flags;
+		}
+		queued = sq->sqe_tail - start;
+		ret = aem_submit(ring);
+		if (ret < 0)
+			return done ? (int)done : ret;
+		taken = aem_load_acquire(sq->khead) - start;
+		if ((int)taken < 0)
+			taken = 0;	/* stopped before our entries */
+		if (taken < queued) {
+			sq->sqe_tail = sq->sqe_head = start + taken;
+			aem_store_release(sq->ktail, sq->sqe_tail);
+			return (int)(done + taken);
+		}
+		done += taken;
+		if (!queued) {
+			if (msgs[done].len > ring->slot_size)
+				return done ? (int)done : -EMSGSIZE;
+			if (!ret)
+				return (int)done;	/* the SQ stays full: the caller retries */
+		}
+	}
+	return (int)done;
+}
+
 int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns)
 {
 	unsigned n = sq_pending(ring);

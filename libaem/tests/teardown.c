@@ -32,8 +32,10 @@ static void *poster(void *arg)
 		if (sqe) {
 			if (n % 4 == 3)
 				aem_prep_call(sqe, AEM_ADDR(target_id, CHANNEL), &n, sizeof(n), 0, 20);
-			else
+			else	/* lossy: the generator floods the target; a drop is -ENOSPC */
 				aem_prep_post(sqe, AEM_ADDR(target_id, CHANNEL), &n, sizeof(n), n % 2);
+			if (n % 4 != 3)
+				sqe->flags |= AEM_SQE_F_LOSSY;
 			aem_sqe_set_data(sqe, n++);
 		}
 		t_submit(&r);

@@ -1,0 +1,5 @@
+//go:build !race
+
+package goaem
+
+const raceEnabled = false
