@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/aem-dev/aem/goaem/abi"
 )
@@ -132,7 +133,10 @@ func (e *Event) GenSeq() (seq, nowNS uint64) { return e.TimerExpirations() }
 // Ring.SlotSize bytes (data may be its own Payload, modified in place); an
 // inline event takes up to 32 (calls always arrive in a slot). Refusals by
 // the kernel side are counted in Ring.AsyncErrors.
-func (e *Event) Writeback(data []byte) error {
+func (e *Event) Writeback(data []byte) error { return e.writeback(data, 0) }
+
+// writeback hands data back, or for a call with errno != 0 the error reply.
+func (e *Event) writeback(data []byte, errno uint32) error {
 	r := e.r
 	if r == nil {
 		return invalid("goaem: writeback: zero Event")
@@ -168,6 +172,7 @@ func (e *Event) Writeback(data []byte) error {
 		sqe.Opcode = abi.OpWriteback
 		sqe.Target = e.cqe.ID
 		sqe.Len = uint32(n)
+		sqe.Arg = errno
 		if slot {
 			sqe.Flags = abi.SQEFSlot
 			sqe.Slot = e.cqe.Slot
@@ -192,6 +197,25 @@ func (e *Event) Writeback(data []byte) error {
 // errWritebackBusy is Writeback's answer to a submission ring that stays
 // full: a writer that waits and retries allocates nothing.
 var errWritebackBusy = fmt.Errorf("goaem: writeback: %w", ErrBusy)
+
+// ReplyError answers a call with an error instead of data: the caller's
+// Call returns an error matching err's syscall.Errno (errors.As), or EIO
+// when err carries none. It releases the event.
+func (e *Event) ReplyError(err error) error {
+	if !e.IsCall() {
+		return invalid("goaem: error reply to an event that is not a call")
+	}
+	return e.writeback(nil, replyErrno(err))
+}
+
+// replyErrno is the errno an error reply carries for err.
+func replyErrno(err error) uint32 {
+	var errno syscall.Errno
+	if errors.As(err, &errno) && errno > 0 && errno <= abi.CallErrnoMax {
+		return uint32(errno)
+	}
+	return uint32(syscall.EIO)
+}
 
 // Reply is Writeback, named for calls.
 func (e *Event) Reply(data []byte) error { return e.Writeback(data) }

@@ -364,8 +364,12 @@ func (k *heapKernel) handle(sqe *abi.SQE) {
 		}
 		k.mu.Unlock()
 		switch {
+		case isCall && sqe.Arg != 0: // an error reply
+			k.result(c.prio, c.userData, -int32(sqe.Arg), sqe.Target, nil)
 		case isCall:
 			k.result(c.prio, c.userData, 0, sqe.Target, data)
+		case sqe.Arg != 0:
+			res = -int32(syscall.EINVAL)
 		case !isSub:
 			res = -int32(syscall.ENOENT)
 		}

@@ -237,9 +237,8 @@ type ProcessOptions struct {
 // Handle is a Handler: use it with ModeSpawn, MaxInFlight at MaxProcs.
 // A process that crashes, exits or outlives Timeout is reported as the
 // event's error (ErrProcessDied, ErrProcessTimeout); the ring is
-// untouched and the event's slot goes back to it. A call whose handler
-// failed gets no reply (a writeback cannot carry an error): its caller
-// sees its own timeout.
+// untouched and the event's slot goes back to it. Under Run, the caller
+// of a call whose handler failed gets an error reply (EIO) at once.
 type ProcessHandler struct {
 	r          *Ring
 	opts       ProcessOptions

@@ -128,6 +128,7 @@ func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler)
 	if mode == ModeInline {
 		ev.state |= stDefer
 		err := handler(ev)
+		replyOnFailure(ev, err)
 		ev.Release()
 		if err != nil {
 			return true, rs.report(ev, &HandlerError{Tag: tag, Mode: mode, Err: err})
@@ -158,6 +159,7 @@ func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler)
 		} else {
 			err = handler(own)
 		}
+		replyOnFailure(own, err)
 		own.Release()
 		if err != nil {
 			if rerr := rs.report(own, &HandlerError{Tag: tag, Mode: mode, Err: err}); rerr != nil {
@@ -166,6 +168,16 @@ func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler)
 		}
 	}()
 	return true, nil
+}
+
+// replyOnFailure answers a call whose handler failed without answering
+// with an error reply, so its caller learns at once instead of at its
+// deadline. A reply that cannot be queued leaves the caller to its
+// deadline; the event is released either way.
+func replyOnFailure(ev *Event, err error) {
+	if err != nil && ev.IsCall() && ev.state&(stDone|stMoved) == 0 {
+		_ = ev.ReplyError(err)
+	}
 }
 
 // report hands a handler error to the error handler, or returns it to stop Run.

@@ -122,7 +122,8 @@ func (m HandlerMode) String() string {
 
 // Handler handles one event. The event and its payload are valid until the
 // handler returns (Run releases the event then, unless the handler wrote
-// it back or released it).
+// it back or released it). A handler that fails on a call it did not
+// answer answers it with the error (see Event.ReplyError).
 type Handler func(ev *Event) error
 
 // SubOptions are a subscription's options.

@@ -27,6 +27,7 @@ const (
 	MaxSubs       = 1 << 24
 	NrRegions     = 4
 	DefaultCallMS = 5000
+	CallErrnoMax  = 4095 // largest errno an error reply carries
 )
 
 // DevicePath is the kernel module's device (AEM_DEVICE_PATH).

@@ -91,6 +91,7 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_CQE_INLINE": abi.CQEInline, "AEM_SQE_INLINE": abi.SQEInline,
 		"AEM_MAX_SUBS": abi.MaxSubs, "AEM_NR_REGIONS": abi.NrRegions,
 		"AEM_CALL_DEFAULT_TIMEOUT_MS": abi.DefaultCallMS,
+		"AEM_CALL_ERRNO_MAX":          abi.CallErrnoMax,
 		"AEM_SETUP_BOOST":             abi.SetupBoost, "AEM_SETUP_EMBEDDED": abi.SetupEmbedded,
 		"AEM_SETUP_KERNEL": abi.SetupKernel, "AEM_SETUP_FLAGS_ALL": abi.SetupFlagsAll,
 		"AEM_FEAT_CQE_INLINE": abi.FeatCQEInline, "AEM_FEAT_SLOT_RING": abi.FeatSlotRing,

@@ -397,8 +397,12 @@ int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 	unsigned long f;
 	u8 prio = 0;
 	bool async = false;
+	s32 res;
 	int ret;
 
+	/* An error reply: arg = errno, no data. */
+	NEED(sqe->arg <= AEM_CALL_ERRNO_MAX && (!sqe->arg || !sqe->len));
+	res = -(s32)sqe->arg;
 	ret = __aem_sqe_payload(r, sqe, true, &data, &took, reason);
 	if (ret)
 		return ret;
@@ -413,7 +417,7 @@ int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 			if (sqe->len && w->resp_cap)
 				memcpy(w->resp, data, sqe->len < w->resp_cap ? sqe->len : w->resp_cap);
 			w->resp_len = sqe->len;
-			w->result = 0;
+			w->result = res;
 			w->finished = true;
 			call_free_locked(idx);
 			aem_complete(&w->done);
@@ -428,7 +432,7 @@ int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 	aem_spin_unlock_irqrestore(&calls_lock, f);
 	/* The handler's slot stays core-held until the reply is copied out of it. */
 	if (async)
-		call_result(caller_id, user_data, prio, sqe->target, 0, data, sqe->len);
+		call_result(caller_id, user_data, prio, sqe->target, res, data, sqe->len);
 	if (ret) {
 		__aem_slot_untake(r, took);
 		*reason = AEM_REFUSE_ID;

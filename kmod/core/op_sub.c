@@ -125,6 +125,7 @@ int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 	(void)answered;
 	if (AEM_ID_KIND(sqe->target) == AEM_ID_KIND_CALL)
 		return __aem_writeback_call(r, sqe, reason);
+	NEED(!sqe->arg);	/* only a caller can be answered with an errno */
 	if (AEM_ID_KIND(sqe->target) != AEM_ID_KIND_SUB) {
 		*reason = AEM_REFUSE_ID;
 		return -ENOENT;

@@ -30,7 +30,7 @@ static const struct aem_op_def aem_op_defs[AEM_OP_LAST] = {
 		.name		= "writeback",
 		.issue		= __aem_op_writeback,
 		.sqe_flags	= AEM_SQE_FLAGS_ALL,
-		.uses		= AEM_OPF_TARGET | AEM_OPF_LEN | AEM_OPF_SLOT | AEM_OPF_ARGS,
+		.uses		= AEM_OPF_TARGET | AEM_OPF_LEN | AEM_OPF_SLOT | AEM_OPF_ARG | AEM_OPF_ARGS,
 	},
 	[AEM_OP_POST] = {
 		.name		= "post",

@@ -124,13 +124,19 @@ enum aem_op {
 	AEM_OP_NOP		= 0,	/* result CQE with res 0 */
 	AEM_OP_SUBSCRIBE	= 1,	/* source, prio, user_data (tag), args; result id = subscription id */
 	AEM_OP_UNSUBSCRIBE	= 2,	/* target = subscription id */
-	AEM_OP_WRITEBACK	= 3,	/* target = event token; payload inline or in the event's slot */
+	AEM_OP_WRITEBACK	= 3,	/* target = event token; payload inline or in the event's slot; arg: see AEM_CALL_ERRNO_MAX */
 	AEM_OP_POST		= 4,	/* target = address; payload inline or in a send slot */
 	AEM_OP_CALL		= 5,	/* target = address; payload; reply arrives as this SQE's result */
 	AEM_OP_TIMER_SET	= 6,	/* target = timer subscription; timer args: re-arm */
 	AEM_OP_GEN_SET		= 7,	/* target = generator subscription; gen args: new rate/burst/count */
 	AEM_OP_LAST
 };
+
+/*
+ * A writeback to a call token with arg = errno (1..AEM_CALL_ERRNO_MAX) and
+ * len 0 is an error reply: the caller gets -errno.  Other targets: arg 0.
+ */
+#define AEM_CALL_ERRNO_MAX	4095
 
 /* aem_sqe.flags */
 #define AEM_SQE_F_SLOT		(1U << 0)	/* payload is in slot aem_sqe.slot, not inline */
@@ -208,7 +214,7 @@ struct aem_sqe {
 	__u64	user_data;	/* echoed in the result CQE; tag of a new subscription */
 	__u64	target;		/* subscription id, event token or address, per opcode */
 	__u32	slot;		/* payload slot when AEM_SQE_F_SLOT */
-	__u32	arg;		/* call: timeout in ms (0 = AEM_CALL_DEFAULT_TIMEOUT_MS); else 0 */
+	__u32	arg;		/* call: timeout in ms (0 = AEM_CALL_DEFAULT_TIMEOUT_MS); writeback to a call: errno or 0; else 0 */
 	union {
 		__u8			data[AEM_SQE_INLINE];	/* inline payload */
 		struct aem_timer_args	timer;

@@ -233,6 +233,22 @@ AEMINLINE void aem_prep_writeback(struct aem_sqe *sqe, uint64_t token,
 	__aem_prep_data(sqe, data, len);
 }
 
+/*
+ * Answer the call event @cqe with the errno @err (1..AEM_CALL_ERRNO_MAX)
+ * instead of data: its caller gets -@err.  The event's slot, if it has one,
+ * goes back with it.
+ */
+AEMINLINE void aem_prep_writeback_error(struct aem_sqe *sqe, const struct aem_cqe *cqe, int err)
+{
+	sqe->opcode = AEM_OP_WRITEBACK;
+	sqe->target = cqe->id;
+	sqe->arg = (uint32_t)err;
+	if (cqe->flags & AEM_CQE_F_SLOT) {
+		sqe->flags |= AEM_SQE_F_SLOT;
+		sqe->slot = cqe->slot;
+	}
+}
+
 /* Write back @len bytes modified in place in the event's own slot. */
 AEMINLINE void aem_prep_writeback_slot(struct aem_sqe *sqe, uint64_t token,
 					   unsigned slot, unsigned len)
@@ -529,9 +545,8 @@ int aem_ring_stats(struct aem_ring *ring, struct aem_ring_stats *st);
  * -EBUSY at the bound (reap, then start again).  A child past timeout_ms
  * is killed and its event reported -ETIMEDOUT; a child that dies or exits
  * before answering is reported -ECHILD with its wait status.  Either way
- * the event's slot goes back to the ring and the ring is unharmed; a
- * failed call gets no reply (the writeback carries no error), so its
- * caller times out.  With AEM_PROC_POOL the children are forked once, at
+ * the event's slot goes back to the ring and the ring is unharmed; the
+ * caller of a failed call gets that errno as an error reply.  With AEM_PROC_POOL the children are forked once, at
  * create, and each serves event after event over its socket (one that
  * dies is replaced at the next start); otherwise a child is forked per
  * event.  Not thread-safe: one thread drives the ring and its handlers.

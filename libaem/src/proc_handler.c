@@ -352,10 +352,18 @@ static int finish_event(struct aem_proc *ph, struct proc_worker *w, int res)
 			return res;
 		}
 	}
-	/*
-	 * Released, also for a call whose handler failed: the ABI has no
-	 * error reply yet, so such a caller gets -ETIMEDOUT at its deadline.
-	 */
+	/* A call whose handler failed: its caller gets the errno at once. */
+	if (res < 0 && (j->flags & AEM_CQE_F_CALL)) {
+		struct aem_cqe ev = { .id = j->token, .flags = j->flags, .slot = j->slot };
+
+		sqe = proc_sqe(ph->ring);
+		if (sqe) {
+			aem_prep_writeback_error(sqe, &ev, -res <= AEM_CALL_ERRNO_MAX ? -res : EIO);
+			sqe->flags |= AEM_SQE_F_SILENT;
+			aem_sqe_set_data(sqe, j->user_data);
+			return res;
+		}
+	}
 	if (slot)
 		while (aem_release_slot(ph->ring, j->slot) == -EAGAIN) {
 			aem_release_commit(ph->ring);
