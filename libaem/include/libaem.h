@@ -113,9 +113,9 @@ const char *aem_backend_name(const struct aem_ring *ring);
 /*
  * What the backend of @ring serves (ABI versions, features, opcodes,
  * loaded sources with their versions and opcodes).  @ring NULL: the
- * backend aem_setup() would choose with no flags.  0 or -errno.
+ * backend aem_setup() would choose with @setup_flags.  0 or -errno.
  */
-int aem_probe(const struct aem_ring *ring, struct aem_probe *p);
+int aem_probe(const struct aem_ring *ring, unsigned setup_flags, struct aem_probe *p);
 
 /*
  * Zero sizes take the kernel side's defaults (AEM_DEFAULT_* in aem.h);

@@ -173,7 +173,7 @@ int aem_setup(struct aem_params *p, struct aem_ring *ring)
 	return setup_embedded(p, ring);
 }
 
-int aem_probe(const struct aem_ring *ring, struct aem_probe *p)
+int aem_probe(const struct aem_ring *ring, unsigned setup_flags, struct aem_probe *p)
 {
 	enum aem_backend b;
 	struct aem_params none;
@@ -185,6 +185,7 @@ int aem_probe(const struct aem_ring *ring, struct aem_probe *p)
 		b = ring->backend;
 	} else {
 		memset(&none, 0, sizeof(none));
+		none.flags = setup_flags;
 		ret = choose_backend(&none, &b);
 		if (ret)
 			return ret;

@@ -48,7 +48,7 @@ int main(void)
 	struct aem_ring r;
 	int ret;
 
-	ret = aem_probe(NULL, &bare);
+	ret = aem_probe(NULL, 0, &bare);
 	if (ret == -ENODEV)
 		t_skip("no /dev/aem");
 	t_eq(ret, 0);
@@ -57,7 +57,7 @@ int main(void)
 	memset(&p, 0, sizeof(p));
 	t_eq(aem_setup(&p, &r), 0);
 	t_eq(p.api_version, AEM_API_VERSION);
-	t_eq(aem_probe(&r, &with), 0);
+	t_eq(aem_probe(&r, 0, &with), 0);
 	check_probe(&with);
 	t_eq(with.nr_sources, bare.nr_sources);
 	t_eq(with.features, p.features);
@@ -71,6 +71,6 @@ int main(void)
 	memset(&p, 0, sizeof(p));
 	p.api_version = AEM_API_VERSION_MIN - 1;
 	t_eq(aem_setup(&p, &r), -EOPNOTSUPP);
-	t_eq(aem_probe(NULL, NULL), -EINVAL);
+	t_eq(aem_probe(NULL, 0, NULL), -EINVAL);
 	return t_exit();
 }
