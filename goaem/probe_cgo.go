@@ -95,4 +95,3 @@ func versionError(b Backend) error {
 	return fmt.Errorf("goaem: open: this program speaks AEM ABI version %d, the %s backend serves %s: %w",
 		abi.APIVersion, b, served, syscall.ENOTSUP)
 }
-
