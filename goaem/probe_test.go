@@ -40,9 +40,25 @@ func TestProbeEmbedded(t *testing.T) {
 	assert.Zero(t, with.Features&abi.FeatKernel)
 }
 
-// Without /dev/aem the kernel probe says so as Open does.
-func TestProbeKernelAbsent(t *testing.T) {
-	if _, err := goaem.ProbeBackend(goaem.BackendKernel); err != nil {
+// The kernel probe answers for the module (the VM suite runs it there);
+// without /dev/aem it says so as Open does.
+func TestProbeKernel(t *testing.T) {
+	p, err := goaem.ProbeBackend(goaem.BackendKernel)
+	if err != nil {
 		assert.ErrorIs(t, err, syscall.ENODEV)
+		return
 	}
+	assert.NotZero(t, p.Features&abi.FeatKernel)
+	assert.Equal(t, uint32(abi.APIVersion), p.APIVersion)
+	r, err := goaem.Open(goaem.WithBackend(goaem.BackendKernel))
+	require.NoError(t, err)
+	defer r.Close()
+	with, err := r.Probe()
+	require.NoError(t, err)
+	assert.Equal(t, p.Sources, with.Sources)
+	var msg bool
+	for _, s := range with.Sources {
+		msg = msg || s.Name == "msg"
+	}
+	assert.True(t, msg, "the module's own msg source is not in %+v", with.Sources)
 }
