@@ -64,6 +64,7 @@ func Open(opts ...Option) (*Ring, error) {
 		return nil, err
 	}
 	p := cfg.params
+	p.APIVersion = abi.APIVersion // the version goaem's view reads
 	if backend == BackendKernel {
 		p.Flags |= abi.SetupKernel
 	} else {
@@ -78,6 +79,9 @@ func Open(opts ...Option) (*Ring, error) {
 		errno := syscall.Errno(-ret)
 		if errno == syscall.ENODEV && backend == BackendKernel {
 			return nil, fmt.Errorf("%w; the kernel backend was chosen %s", ErrNoDevice, why)
+		}
+		if errno == syscall.EOPNOTSUPP {
+			return nil, versionError(backend)
 		}
 		return nil, fmt.Errorf("goaem: open (%s backend, chosen %s): %w", backend, why, errno)
 	}

@@ -553,6 +553,19 @@ static long aem_ioc_ring_stats(struct aem_ctx *ring, void __user *arg)
 	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
 }
 
+static long aem_ioc_probe(void __user *arg)
+{
+	struct aem_probe *p = kmalloc(sizeof(*p), GFP_KERNEL);
+	long ret;
+
+	if (!p)
+		return -ENOMEM;
+	aem_core_probe(p, AEM_FEAT_KERNEL, AEM_SETUP_BOOST | AEM_SETUP_KERNEL);
+	ret = copy_to_user(arg, p, sizeof(*p)) ? -EFAULT : 0;
+	kfree(p);
+	return ret;
+}
+
 static long aem_ioc_call(void __user *arg)
 {
 	struct aem_call_args a;
@@ -606,6 +619,8 @@ static long aem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return aem_enter(f, uarg);
 	case AEM_IOC_CALL:
 		return aem_ioc_call(uarg);
+	case AEM_IOC_PROBE:
+		return aem_ioc_probe(uarg);
 	}
 	ring = aem_file_ring(f);
 	if (!ring)

@@ -57,6 +57,9 @@ struct aem_sub {
 	u8	prio;		/* class its events go to */
 };
 
+/* Features of every ring, whichever host; the host ORs in its own. */
+#define AEM_CORE_FEATURES	(AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL)
+
 /* Layout computed from validated parameters; filled by aem_core_layout(). */
 struct aem_layout {
 	u64	region_size[AEM_NR_REGIONS];
@@ -68,7 +71,8 @@ struct aem_layout {
 
 /*
  * Validate @p (user input: unknown flags, non-zero reserved fields, out of
- * range sizes -> -EINVAL), round sizes, and fill its out fields (offsets,
+ * range sizes -> -EINVAL; an ABI version it does not serve -> -EOPNOTSUPP),
+ * round sizes, and fill its out fields (offsets,
  * region sizes, features, api_version) and @l.  @host_features is OR-ed
  * into p->features.  Pure: allocates nothing.
  */
@@ -195,6 +199,8 @@ struct aem_source_ops {
 int aem_core_register_source(const struct aem_source_ops *ops);
 /* Unregister: every subscription of the source, in every ring, ends (F_FINAL). May sleep. */
 void aem_core_unregister_source(const struct aem_source_ops *ops);
+/* Fill @p (AEM_IOC_PROBE) from the opcode table and the source registry. */
+void aem_core_probe(struct aem_probe *p, u32 host_features, u32 setup_flags);
 
 /*
  * Post one event for @s: inline if @len <= AEM_CQE_INLINE, else in a

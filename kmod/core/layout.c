@@ -86,6 +86,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	u32 sc = p->slot_count ? p->slot_count : AEM_DEFAULT_SLOTS;
 	u32 send = p->send_slots;
 	u64 bl = p->backlog_limit;
+	u32 ver = p->api_version ? p->api_version : AEM_API_VERSION_MIN;
 	u32 i, c;
 
 	if (p->flags & ~AEM_SETUP_FLAGS_ALL)
@@ -96,6 +97,9 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	for (i = 0; i < sizeof(p->resv2) / sizeof(p->resv2[0]); i++)
 		if (p->resv2[i])
 			return -EINVAL;
+	/* A version this core does not serve: the caller's build and ours disagree. */
+	if (ver < AEM_API_VERSION_MIN || ver > AEM_API_VERSION)
+		return -EOPNOTSUPP;
 	if (sq > AEM_MAX_SQ_ENTRIES || cq > AEM_MAX_CQ_ENTRIES || nc > AEM_MAX_CLASSES)
 		return -EINVAL;
 	if (ss < AEM_MIN_SLOT_SIZE || ss > AEM_MAX_SLOT_SIZE)
@@ -139,9 +143,8 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	p->slot_size = ss;
 	p->slot_count = sc;
 	p->backlog_limit = (u32)bl;
-	p->features = AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL |
-		      host_features;
-	p->api_version = AEM_API_VERSION;
+	p->features = AEM_CORE_FEATURES | host_features;
+	p->api_version = ver;
 	set_offsets(&p->sq_off, offsetof(struct aem_rings, sq), 0);
 	for (c = 0; c < AEM_MAX_CLASSES; c++) {
 		if (c < nc)

@@ -81,3 +81,53 @@ void __aem_source_forget(const struct aem_source_ops *ops)
 	aem_src_closing[ops->source] = false;
 	aem_spin_unlock_irqrestore(&aem_src_lock, f);
 }
+
+/* Opcodes a subscription of @ops answers, beyond subscribe and unsubscribe. */
+static u32 source_ops_mask(const struct aem_source_ops *ops)
+{
+	u32 m = 1U << AEM_OP_SUBSCRIBE | 1U << AEM_OP_UNSUBSCRIBE;
+
+	if (ops->source == AEM_SRC_MSG)
+		m |= 1U << AEM_OP_POST | 1U << AEM_OP_CALL;
+	if (!ops->writeback)
+		return m;
+	m |= 1U << AEM_OP_WRITEBACK;
+	if (ops->source == AEM_SRC_TIMER)
+		m |= 1U << AEM_OP_TIMER_SET;
+	if (ops->source == AEM_SRC_GEN)
+		m |= 1U << AEM_OP_GEN_SET;
+	return m;
+}
+
+void aem_core_probe(struct aem_probe *p, u32 host_features, u32 setup_flags)
+{
+	unsigned long f;
+	u32 op, i;
+	u8 src;
+
+	memset(p, 0, sizeof(*p));
+	p->api_version = AEM_API_VERSION;
+	p->api_min = AEM_API_VERSION_MIN;
+	p->features = AEM_CORE_FEATURES | host_features;
+	p->sqe_flags = AEM_SQE_FLAGS_ALL;
+	p->setup_flags = setup_flags;
+	for (op = 0; op < AEM_OP_LAST; op++)
+		if (__aem_op_def((u8)op))
+			p->ops |= 1U << op;
+	aem_spin_lock_irqsave(&aem_src_lock, f);
+	for (src = 1; src < AEM_SRC_LAST && p->nr_sources < AEM_PROBE_SOURCES; src++) {
+		const struct aem_source_ops *ops = aem_srcs[src];
+		struct aem_probe_source *ps;
+
+		if (!ops)
+			continue;
+		ps = &p->sources[p->nr_sources++];
+		ps->source = src;
+		ps->version = ops->api_version;
+		ps->ops = source_ops_mask(ops);
+		ps->flags = aem_src_closing[src] ? AEM_PROBE_SRC_CLOSING : 0;
+		for (i = 0; ops->name && ops->name[i] && i < sizeof(ps->name) - 1; i++)
+			ps->name[i] = ops->name[i];
+	}
+	aem_spin_unlock_irqrestore(&aem_src_lock, f);
+}

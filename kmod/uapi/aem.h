@@ -23,7 +23,8 @@
 #include <sys/ioctl.h>
 #endif
 
-#define AEM_API_VERSION		2
+#define AEM_API_VERSION		2	/* newest ABI version this header speaks */
+#define AEM_API_VERSION_MIN	2	/* oldest one setup still serves */
 #define AEM_DEVICE_PATH		"/dev/aem"
 
 /* ---------------------------------------------------------------------- */
@@ -88,7 +89,7 @@ struct aem_params {
 	__u32	backlog_limit;	/* in: overflow backlog bound in events; 0 = default; out: actual */
 	__u32	flags;		/* in: AEM_SETUP_* */
 	__u32	features;	/* out: AEM_FEAT_* */
-	__u32	api_version;	/* out: AEM_API_VERSION */
+	__u32	api_version;	/* in: the version the caller speaks, 0 = 2; out: the one served */
 	__u32	ring_id;	/* out: this ring's id, the address used by post and call */
 	__u32	resv[5];	/* must be zero */
 	struct aem_ring_offsets sq_off;			/* out */
@@ -357,6 +358,38 @@ struct aem_call_args {
 };
 
 /*
+ * AEM_IOC_PROBE: what this backend serves, in the manner of io_uring's
+ * IORING_REGISTER_PROBE.  Works on /dev/aem with or without a ring.
+ */
+#define AEM_PROBE_SOURCES	16	/* room in aem_probe.sources; > AEM_SRC_LAST */
+
+/* aem_probe_source.flags */
+#define AEM_PROBE_SRC_CLOSING	(1U << 0)	/* being unloaded: takes no new subscriptions */
+
+struct aem_probe_source {
+	__u8	source;		/* enum aem_source */
+	__u8	resv0[3];
+	__u32	version;	/* the source API version it implements */
+	__u32	ops;		/* (1 << AEM_OP_*) it answers for its subscriptions */
+	__u32	flags;		/* AEM_PROBE_SRC_* */
+	char	name[16];	/* NUL terminated */
+	__u64	resv;
+};
+
+struct aem_probe {
+	__u32	api_version;	/* newest ABI version setup serves */
+	__u32	api_min;	/* oldest ABI version setup serves */
+	__u32	features;	/* AEM_FEAT_* a ring of this backend has */
+	__u32	ops;		/* (1 << AEM_OP_*) the core knows */
+	__u32	sqe_flags;	/* AEM_SQE_F_* the core knows */
+	__u32	setup_flags;	/* AEM_SETUP_* this backend takes */
+	__u32	nr_sources;	/* entries filled in sources[], ascending by source */
+	__u32	resv0;
+	__u64	resv[4];
+	struct aem_probe_source sources[AEM_PROBE_SOURCES];
+};
+
+/*
  * 0xBE: free in the kernel's list of ioctl numbers
  * (Documentation/userspace-api/ioctl/ioctl-number.rst); 0xAE is KVM's.
  */
@@ -366,5 +399,6 @@ struct aem_call_args {
 #define AEM_IOC_SUB_STATS	_IOWR(AEM_IOC_MAGIC, 0x03, struct aem_sub_stats)
 #define AEM_IOC_RING_STATS	_IOR(AEM_IOC_MAGIC, 0x04, struct aem_ring_stats)
 #define AEM_IOC_CALL		_IOWR(AEM_IOC_MAGIC, 0x05, struct aem_call_args)
+#define AEM_IOC_PROBE		_IOR(AEM_IOC_MAGIC, 0x06, struct aem_probe)
 
 #endif /* _UAPI_LINUX_AEM_H */

@@ -101,10 +101,21 @@ struct aem_ring {
 /* ---------------------------------------------------------------------- */
 /* Setup                                                                  */
 
-/* Zero @p, then fill the fields you care about; zero means "default". */
+/*
+ * Zero @p, then fill the fields you care about; zero means "default".
+ * p->api_version 0 means this header's AEM_API_VERSION, the only one this
+ * build reads.  -EOPNOTSUPP: the kernel side does not serve that version
+ * (or lacks a feature this build reads); aem_probe() says what it serves.
+ */
 int aem_setup(struct aem_params *p, struct aem_ring *ring);
 void aem_teardown(struct aem_ring *ring);
 const char *aem_backend_name(const struct aem_ring *ring);
+/*
+ * What the backend of @ring serves (ABI versions, features, opcodes,
+ * loaded sources with their versions and opcodes).  @ring NULL: the
+ * backend aem_setup() would choose with @setup_flags.  0 or -errno.
+ */
+int aem_probe(const struct aem_ring *ring, unsigned setup_flags, struct aem_probe *p);
 
 /*
  * Zero sizes take the kernel side's defaults (AEM_DEFAULT_* in aem.h);

@@ -398,3 +398,13 @@ int __aem_emb_ring_stats(struct __aem_emb *e, struct aem_ring_stats *st)
 	aem_core_ring_stats(e->core, st);
 	return 0;
 }
+
+/* AEM_IOC_PROBE's answer from this process's source registry. */
+int __aem_emb_probe(struct aem_probe *p)
+{
+	pthread_once(&host_once, host_init);
+	if (host_init_err)
+		return host_init_err;
+	aem_core_probe(p, 0, AEM_SETUP_FLAGS_ALL & ~AEM_SETUP_KERNEL);
+	return 0;
+}

@@ -89,6 +89,20 @@ static int map_regions(struct aem_ring *ring, const struct aem_params *p, int fd
 	return 0;
 }
 
+/*
+ * What this build relies on: the ABI version it was compiled against, and
+ * the features its view reads.  A kernel side that answers otherwise is
+ * another build: refuse it rather than misread its rings.
+ */
+#define LIBAEM_NEEDS	(AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING)
+
+static int check_served(const struct aem_params *p)
+{
+	if (p->api_version != AEM_API_VERSION || (p->features & LIBAEM_NEEDS) != LIBAEM_NEEDS)
+		return -EOPNOTSUPP;
+	return 0;
+}
+
 static int setup_kernel(struct aem_params *p, struct aem_ring *ring)
 {
 	int fd, ret;
@@ -100,6 +114,9 @@ static int setup_kernel(struct aem_params *p, struct aem_ring *ring)
 		ret = -errno;
 		goto err;
 	}
+	ret = check_served(p);
+	if (ret)
+		goto err;
 	ret = map_regions(ring, p, fd, kernel_off);
 	if (ret)
 		goto err;
@@ -146,10 +163,43 @@ int aem_setup(struct aem_params *p, struct aem_ring *ring)
 	ret = choose_backend(p, &b);
 	if (ret)
 		return ret;
+	/* This build reads rings of its own version only. */
+	if (p->api_version && p->api_version != AEM_API_VERSION)
+		return -EOPNOTSUPP;
+	p->api_version = AEM_API_VERSION;
 	apply_defaults(p);
 	if (b == AEM_BACKEND_KERNEL)
 		return setup_kernel(p, ring);
 	return setup_embedded(p, ring);
+}
+
+int aem_probe(const struct aem_ring *ring, unsigned setup_flags, struct aem_probe *p)
+{
+	enum aem_backend b;
+	struct aem_params none;
+	int fd, ret;
+
+	if (!p)
+		return -EINVAL;
+	if (ring && ring->backend) {
+		b = ring->backend;
+	} else {
+		memset(&none, 0, sizeof(none));
+		none.flags = setup_flags;
+		ret = choose_backend(&none, &b);
+		if (ret)
+			return ret;
+	}
+	if (b == AEM_BACKEND_EMBEDDED)
+		return __aem_emb_probe(p);
+	if (ring && ring->backend)
+		return ioctl(ring->fd, AEM_IOC_PROBE, p) < 0 ? -errno : 0;
+	fd = open(AEM_DEVICE_PATH, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ENXIO || errno == ENODEV ? -ENODEV : -errno;
+	ret = ioctl(fd, AEM_IOC_PROBE, p) < 0 ? -errno : 0;
+	close(fd);
+	return ret;
 }
 
 void aem_teardown(struct aem_ring *ring)

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Holds a ring open while vmtest unloads and reloads a source module:
- *   reload_holder MODULE READY_FILE GO_FILE
+ *   reload_holder MODULE READY_FILE GO_FILE [GONE_FILE PROBED_FILE]
  * Subscribes to the module's source, sees it produce, creates READY_FILE,
+ * (with GONE_FILE: waits for it, the module being removed, checks that
+ * AEM_IOC_PROBE no longer lists the source, creates PROBED_FILE), then
  * waits for GO_FILE (the module has been removed and loaded again), then
  * checks that the unload ended the subscription with a final event, that
  * the ring survived, and that a new subscription to the reloaded module
@@ -96,6 +98,31 @@ static uint64_t subscribe(struct vring *r, uint8_t src, uint64_t tag)
 	return c.id;
 }
 
+/* The probe's entry for @src, copied to @out; false if the source is not loaded. */
+static bool probe_source(struct vring *r, uint8_t src, struct aem_probe_source *out)
+{
+	struct aem_probe p;
+	uint32_t i;
+
+	t_assert(ioctl(r->fd, AEM_IOC_PROBE, &p) == 0, "AEM_IOC_PROBE: %s", strerror(errno));
+	t_assert(p.nr_sources <= AEM_PROBE_SOURCES, "%u sources", p.nr_sources);
+	for (i = 0; i < p.nr_sources; i++) {
+		if (p.sources[i].source == src) {
+			*out = p.sources[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+static void touch(const char *path)
+{
+	int fd = open(path, O_CREAT | O_WRONLY, 0644);
+
+	t_assert(fd >= 0, "create %s", path);
+	close(fd);
+}
+
 static void wait_file(const char *path)
 {
 	struct stat st;
@@ -110,12 +137,13 @@ int main(int argc, char **argv)
 {
 	struct aem_cqe c;
 	struct want w = { 0 };
+	struct aem_probe_source ps;
 	struct vring r;
 	uint8_t src;
-	int fd, i;
+	int i;
 
-	if (argc != 4)
-		t_fail("usage: reload_holder MODULE READY_FILE GO_FILE");
+	if (argc != 4 && argc != 6)
+		t_fail("usage: reload_holder MODULE READY_FILE GO_FILE [GONE_FILE PROBED_FILE]");
 	src = source_of(argv[1]);
 	if (src == AEM_SRC_NONE)
 		t_skip("no source known for module %s", argv[1]);
@@ -126,10 +154,19 @@ int main(int argc, char **argv)
 	poke(src);
 	t_assert(vr_wait_cqe(&r, &c, 5000, is_event_of, &w), "no event from %s before the reload", argv[1]);
 
-	fd = open(argv[2], O_CREAT | O_WRONLY, 0644);
-	t_assert(fd >= 0, "create %s", argv[2]);
-	close(fd);
+	t_assert(probe_source(&r, src, &ps), "probe lacks %s before the unload", argv[1]);
+	t_assert(!(ps.flags & AEM_PROBE_SRC_CLOSING), "%s closing before the unload", argv[1]);
+	t_assert(ps.version >= 1 && ps.name[0], "probe entry of %s: version %u", argv[1], ps.version);
+
+	touch(argv[2]);
+	if (argc == 6) {
+		wait_file(argv[4]);
+		t_assert(!probe_source(&r, src, &ps), "probe lists %s after rmmod", argv[1]);
+		touch(argv[5]);
+	}
 	wait_file(argv[3]);
+	t_assert(probe_source(&r, src, &ps), "probe lacks %s after the reload", argv[1]);
+	t_assert(!(ps.flags & AEM_PROBE_SRC_CLOSING), "%s closing after the reload", argv[1]);
 
 	/* The unload ended the subscription with a final event. */
 	w.final = true;

@@ -1,0 +1,17 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestPrintsEmbeddedSources(t *testing.T) {
+	var out, errb bytes.Buffer
+	assert.Equal(t, 0, run([]string{"-backend", "embedded"}, &out, &errb), errb.String())
+	assert.Contains(t, out.String(), "ABI versions 2..2")
+	assert.Regexp(t, `(?m)^1 +timer +1 +loaded +subscribe,unsubscribe,writeback,timer_set$`, out.String())
+	assert.Regexp(t, `(?m)^3 +gen .*gen_set$`, out.String())
+	assert.Equal(t, 2, run([]string{"-backend", "bogus"}, &out, &errb))
+}
