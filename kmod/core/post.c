@@ -237,6 +237,40 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	out->wake = false;
 	if (!n)
 		return;
+	/*
+	 * One inline event, nothing backlogged, room in the ring (a timer's
+	 * firing, a result): straight into its entry.  The same outcome as the
+	 * general path below without its run and backlog bookkeeping, which
+	 * would otherwise cost a firing a third more instructions.
+	 */
+	if (n == 1 && !need_slot && !cq->bl_head && cq_room(r, cq)) {
+		tail = cq->tail;
+		e = &cq->cqes[tail & mask];
+		e->user_data = p->user_data;
+		e->id = p->id;
+		e->res = p->res < 0 ? p->res : (s32)len;
+		e->flags = (p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL)) |
+			   (final_mode ? AEM_CQE_F_FINAL : 0);
+		e->slot = 0;
+		e->source = p->source;
+		e->prio = p->cls;
+		e->resv = 0;
+		memset(e->data, 0, sizeof(e->data));
+		fill_run(p, 0, 1, e->data, 0, len);
+		cq->tail = tail + 1;
+		aem_store_release(cq->ktail, tail + 1);	/* pairs with aem_peek_batch()'s acquire */
+		r->produced++;
+		r->delivered++;
+		if (s) {
+			s->produced++;
+			s->delivered++;
+		}
+		out->produced = 1;
+		out->wake = true;
+		if (final_mode && s)
+			__aem_sub_end_locked(r, s);
+		return;
+	}
 	hdr.user_data = p->user_data;
 	hdr.id = p->id;
 	hdr.flags = p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL);
