@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "libaem.h"
 
@@ -15,6 +16,7 @@
 #define TAG_TIMER	2
 #define GEN_EVENTS	1000
 #define TIMER_TICKS	5
+#define RUN_LIMIT_S	10
 
 int main(void)
 {
@@ -22,8 +24,9 @@ int main(void)
 	struct aem_params p;
 	struct aem_ring ring;
 	struct aem_sqe *sqe;
-	int ret, rounds;
-	unsigned c;
+	struct timespec start, now;
+	int ret, refused = 0;
+	unsigned c, i, head, nres;
 
 	memset(&p, 0, sizeof(p));
 	ret = aem_setup(&p, &ring);
@@ -45,29 +48,42 @@ int main(void)
 		goto out;
 	}
 
-	/* Bounded: at most 200 waits of 50 ms. */
-	for (rounds = 0; rounds < 200 && (gen_seen < GEN_EVENTS || timer_seen < TIMER_TICKS);
-	     rounds++) {
+	/* Bounded by time, not by waits: each wait may return with a few events. */
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (gen_seen < GEN_EVENTS || timer_seen < TIMER_TICKS) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - start.tv_sec >= RUN_LIMIT_S)
+			break;
 		ret = aem_wait(&ring, 1, 50000000);
 		if (ret && ret != -ETIME) {
 			fprintf(stderr, "aem_wait: %s\n", strerror(-ret));
 			break;
 		}
+		/* Answers to the SQEs first: a subscription's id precedes its events. */
+		nres = aem_result_peek(&ring, &head);
+		for (i = 0; i < nres; i++) {
+			const struct aem_cqe *r = aem_result_at(&ring, head + i);
+
+			printf("result: tag %" PRIu64 " res %d id %#" PRIx64 "\n",
+			       (uint64_t)r->user_data, r->res, (uint64_t)r->id);
+			if (r->res < 0)
+				refused = 1;
+			else if (r->user_data == TAG_GEN)
+				gen_id = r->id;
+		}
+		aem_result_advance(&ring, nres);
+		if (refused)
+			break;
 		for (c = 0; c < ring.nr_classes; c++) {
 			const struct aem_cqe *cqes[256];
-			unsigned i, n = aem_peek_batch(&ring, c, cqes, 256);
+			unsigned n = aem_peek_batch(&ring, c, cqes, 256);
 
 			for (i = 0; i < n; i++) {
 				const struct aem_cqe *e = cqes[i];
 				unsigned len;
 				void *pl = aem_cqe_payload(&ring, e, &len);
 
-				if (e->flags & AEM_CQE_F_RESULT) {
-					printf("result: tag %" PRIu64 " res %d id %#" PRIx64 "\n",
-					       (uint64_t)e->user_data, e->res, (uint64_t)e->id);
-					if (e->user_data == TAG_GEN)
-						gen_id = e->id;
-				} else if (e->user_data == TAG_TIMER) {
+				if (e->user_data == TAG_TIMER) {
 					struct aem_timer_event te;
 
 					memcpy(&te, pl, sizeof(te));

@@ -39,8 +39,29 @@ static int setup(struct aem_ring *ring, unsigned cq, unsigned classes)
 	return aem_setup(&p, ring);
 }
 
-/* Next CQE of any class (urgent first), waiting up to 2 s; copies it out. */
-static int next_cqe(struct aem_ring *ring, struct aem_cqe *out)
+/*
+ * Next answer to an SQE from the result ring, waiting up to 2 s for one
+ * (a ready event ends that wait too: answers to calls come late, the
+ * others at submit); copies it out.
+ */
+static int next_result(struct aem_ring *ring, struct aem_cqe *out)
+{
+	unsigned head;
+
+	if (!aem_result_peek(ring, &head) && aem_wait(ring, 1, 2000000000LL))
+		return -1;
+	if (!aem_result_peek(ring, &head))
+		return -1;
+	*out = *aem_result_at(ring, head);
+	aem_result_advance(ring, 1);
+	return 0;
+}
+
+/*
+ * Next event of any class (urgent first), waiting up to 2 s; copies it out.
+ * Unread results end every wait at once, so callers read them first.
+ */
+static int next_event(struct aem_ring *ring, struct aem_cqe *out)
 {
 	unsigned c;
 
@@ -77,10 +98,10 @@ static void test_results(void)
 	sqe->arg = 1;
 	sqe->user_data = 9;
 	CHECK(aem_submit(&ring) == 3, "submit");
-	CHECK(next_cqe(&ring, &e) == 0 && e.user_data == 7 && e.res == 0 &&
+	CHECK(next_result(&ring, &e) == 0 && e.user_data == 7 && e.res == 0 &&
 	      (e.flags & AEM_CQE_F_RESULT), "nop");
-	CHECK(next_cqe(&ring, &e) == 0 && e.user_data == 8 && e.res == -EINVAL, "bad opcode");
-	CHECK(next_cqe(&ring, &e) == 0 && e.user_data == 9 && e.res == -EINVAL, "bad field");
+	CHECK(next_result(&ring, &e) == 0 && e.user_data == 8 && e.res == -EINVAL, "bad opcode");
+	CHECK(next_result(&ring, &e) == 0 && e.user_data == 9 && e.res == -EINVAL, "bad field");
 	aem_ring_stats(&ring, &st);
 	CHECK(st.refused[AEM_REFUSE_OPCODE] == 1 && st.refused[AEM_REFUSE_FIELD] == 1,
 	      "refused %llu %llu", (unsigned long long)st.refused[AEM_REFUSE_OPCODE],
@@ -105,15 +126,14 @@ static void test_timer(void)
 	sqe = aem_get_sqe(&ring);
 	aem_prep_subscribe_timer(sqe, 2000000, 2000000, 1, 200);
 	CHECK(aem_submit(&ring) == 2, "submit");
+	for (i = 0; i < 2; i++) {
+		CHECK(next_result(&ring, &e) == 0 && e.res == 0, "subscribe res %d", e.res);
+		if (e.user_data == 200)
+			id = e.id;
+	}
 	for (i = 0; i < 40 && (periodic < 3 || !oneshot); i++) {
-		if (next_cqe(&ring, &e))
+		if (next_event(&ring, &e))
 			break;
-		if (e.flags & AEM_CQE_F_RESULT) {
-			CHECK(e.res == 0, "subscribe res %d", e.res);
-			if (e.user_data == 200)
-				id = e.id;
-			continue;
-		}
 		memcpy(&te, e.data, sizeof(te));
 		CHECK(e.res == sizeof(te) && te.expirations >= 1, "timer payload");
 		if (e.user_data == 100) {
@@ -128,18 +148,14 @@ static void test_timer(void)
 	aem_prep_unsubscribe(sqe, id);
 	sqe->user_data = 5;
 	aem_submit(&ring);
-	do {
-		CHECK(next_cqe(&ring, &e) == 0, "unsubscribe result");
-	} while (!(e.flags & AEM_CQE_F_RESULT));
+	CHECK(next_result(&ring, &e) == 0, "unsubscribe result");
 	CHECK(e.user_data == 5 && e.res == 0, "unsubscribe res %d", e.res);
 	/* Stale id now. */
 	sqe = aem_get_sqe(&ring);
 	aem_prep_unsubscribe(sqe, id);
 	sqe->user_data = 6;
 	aem_submit(&ring);
-	do {
-		CHECK(next_cqe(&ring, &e) == 0, "second unsubscribe");
-	} while (!(e.flags & AEM_CQE_F_RESULT));
+	CHECK(next_result(&ring, &e) == 0, "second unsubscribe");
 	CHECK(e.user_data == 6 && e.res == -ENOENT, "stale id res %d", e.res);
 	aem_teardown(&ring);
 }
@@ -158,7 +174,7 @@ static void test_overflow(void)
 	sqe = aem_get_sqe(&ring);
 	aem_prep_subscribe_gen(sqe, 1000000, 200, 50, 32, 0, 1);
 	aem_submit(&ring);
-	CHECK(next_cqe(&ring, &e) == 0 && (e.flags & AEM_CQE_F_RESULT), "result");
+	CHECK(next_result(&ring, &e) == 0 && e.res == 0, "result %d", e.res);
 	id = e.id;
 	for (i = 0; i < 100; i++) {
 		aem_sub_stats(&ring, id, &ss);
@@ -176,7 +192,7 @@ static void test_overflow(void)
 	for (i = 0; i < 400; i++) {
 		uint64_t s;
 
-		if (next_cqe(&ring, &e))
+		if (next_event(&ring, &e))
 			break;
 		memcpy(&s, e.data, sizeof(s));
 		CHECK(s >= seq, "order %" PRIu64 " after %" PRIu64, s, seq);
@@ -206,7 +222,7 @@ static void *handler_main(void *arg)
 		uint8_t *p;
 		struct aem_sqe *sqe;
 
-		if (next_cqe(h->ring, &e))
+		if (next_event(h->ring, &e))
 			continue;
 		if (!(e.flags & AEM_CQE_F_CALL))
 			continue;
@@ -237,21 +253,21 @@ static void test_msg(void)
 	sqe = aem_get_sqe(&b);
 	aem_prep_subscribe_msg(sqe, 5, 0, 55);
 	aem_submit(&b);
-	CHECK(next_cqe(&b, &e) == 0 && e.res == 0, "msg subscribe");
+	CHECK(next_result(&b, &e) == 0 && e.res == 0, "msg subscribe");
 
 	/* Post a -> b. */
 	sqe = aem_get_sqe(&a);
 	aem_prep_post(sqe, AEM_ADDR(b.ring_id, 5), "hello", 5, 1);
 	sqe->user_data = 1;
 	aem_submit(&a);
-	CHECK(next_cqe(&a, &e) == 0 && e.res == 0 && e.user_data == 1, "post res %d", e.res);
-	CHECK(next_cqe(&b, &e) == 0 && e.user_data == 55 && e.res == 5 &&
+	CHECK(next_result(&a, &e) == 0 && e.res == 0 && e.user_data == 1, "post res %d", e.res);
+	CHECK(next_event(&b, &e) == 0 && e.user_data == 55 && e.res == 5 &&
 	      !memcmp(e.data, "hello", 5), "posted event");
 	/* Post to a missing channel. */
 	sqe = aem_get_sqe(&a);
 	aem_prep_post(sqe, AEM_ADDR(b.ring_id, 6), "x", 1, 0);
 	aem_submit(&a);
-	CHECK(next_cqe(&a, &e) == 0 && e.res == -ENOENT, "missing channel %d", e.res);
+	CHECK(next_result(&a, &e) == 0 && e.res == -ENOENT, "missing channel %d", e.res);
 
 	/* Blocking call and async call, answered by a handler thread on b. */
 	h.ring = &b;
@@ -265,7 +281,7 @@ static void test_msg(void)
 	sqe->user_data = 77;
 	aem_submit(&a);
 	for (i = 0; i < 5; i++) {
-		if (next_cqe(&a, &e) == 0 && e.user_data == 77)
+		if (next_result(&a, &e) == 0 && e.user_data == 77)
 			break;
 	}
 	CHECK(e.user_data == 77 && e.res == 3 && !memcmp(e.data, "bcd", 3), "async call res %d",
@@ -275,7 +291,7 @@ static void test_msg(void)
 	/* Call with nobody answering: times out; a late writeback finds nothing. */
 	ret = aem_call(&a, AEM_ADDR(b.ring_id, 5), "z", 1, resp, sizeof(resp), 0, 50);
 	CHECK(ret == -ETIMEDOUT, "timeout ret %d", ret);
-	CHECK(next_cqe(&b, &e) == 0 && (e.flags & AEM_CQE_F_CALL), "call event");
+	CHECK(next_event(&b, &e) == 0 && (e.flags & AEM_CQE_F_CALL), "call event");
 	sqe = aem_get_sqe(&b);
 	aem_prep_writeback_slot(sqe, e.id, e.slot, 1);
 	sqe->user_data = 3;
@@ -283,7 +299,7 @@ static void test_msg(void)
 	{
 		struct aem_cqe r;
 
-		CHECK(next_cqe(&b, &r) == 0 && r.user_data == 3 && r.res == -ENOENT,
+		CHECK(next_result(&b, &r) == 0 && r.user_data == 3 && r.res == -ENOENT,
 		      "late writeback %d", r.res);
 	}
 	/* The refused writeback left the slot ours: one release is fine, a second and a send slot are not. */
