@@ -202,6 +202,21 @@ static inline struct aem_ring_stats t_stats(struct aem_ring *r)
 	return st;
 }
 
+/* End a caller/handler pair: every slot back with its ring, then teardown. */
+static inline void t_teardown_pair(struct aem_ring *a, struct aem_ring *b)
+{
+	struct aem_ring *rings[2] = { a, b };
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		aem_release_commit(rings[i]);
+		t_submit(rings[i]);
+		t_eq(t_stats(rings[i]).slots_free, rings[i]->slot_count);
+	}
+	aem_teardown(a);
+	aem_teardown(b);
+}
+
 /* Statistics of a live subscription; its counters must balance. */
 static inline struct aem_sub_stats t_sub_stats(struct aem_ring *r, uint64_t id)
 {

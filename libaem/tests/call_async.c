@@ -152,13 +152,6 @@ int main(void)
 
 	handler_stop = 1;
 	pthread_join(th, NULL);
-	aem_release_commit(&client);
-	t_submit(&client);
-	aem_release_commit(&server);
-	t_submit(&server);
-	t_eq(t_stats(&client).slots_free, client.slot_count);
-	t_eq(t_stats(&server).slots_free, server.slot_count);
-	aem_teardown(&client);
-	aem_teardown(&server);
+	t_teardown_pair(&client, &server);
 	return T_EXIT_PASS;
 }
