@@ -393,6 +393,27 @@ func (hp *handlerProc) ended() bool {
 	}
 }
 
+// gone reports whether the process has ended or is ending: a killed
+// process closes its end of the socket before it is reaped, so this sees
+// a death the waiter has not reported yet.
+func (hp *handlerProc) gone() bool {
+	if hp.ended() {
+		return true
+	}
+	rc, err := hp.conn.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = (err == nil && n == 0) || errors.Is(err, unix.ECONNRESET)
+		return true
+	})
+	return closed
+}
+
 // kill ends the process and waits until it is reaped.
 func (hp *handlerProc) kill() {
 	hp.conn.Close()
@@ -440,8 +461,8 @@ func (p *ProcessHandler) Handle(ev *Event) error {
 	}
 
 	hp := p.procs[i]
-	if hp != nil && hp.ended() {
-		hp.conn.Close() // died between events (killed from outside): replaced, not blamed on this one
+	if hp != nil && hp.gone() {
+		hp.kill() // died between events (killed from outside): replaced, not blamed on this one
 		hp = nil
 	}
 	if hp == nil {

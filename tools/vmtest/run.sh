@@ -423,6 +423,10 @@ if [ "$fail" -ne 0 ]; then
 		tail -n 40 "$LOG" | sed 's/^/vmtest:   /' >&2
 	fi
 	# What failed goes last: a CI log is often read from its tail.
+	# The last lines each failed test printed (its FAIL line and seed among them).
+	awk '/^--- [^ ]+: / { n = 0; delete buf; next }
+	     /^VMTEST TEST .* rc=/ { if ($0 !~ / rc=(0|77)$/) { print "--- output of " $3 " (last lines):"; for (i = (n > 30 ? n - 30 : 0); i < n; i++) print buf[i] } n = 0; delete buf; next }
+	     { buf[n++] = $0 }' "$LOG" | head -n 200 | sed 's/^/vmtest:   | /' >&2 || true
 	note "what failed:"
 	grep -E '^--- .*(killed after|still running after)|^--- task |^---   |^--- FAIL|^panic: test timed out|^running tests:|^\s+Test[A-Za-z0-9_/]+ \(|^VMTEST TEST .* rc=[^07]' "$LOG" |
 		head -n 200 | sed 's/^/vmtest:   | /' >&2 || true
