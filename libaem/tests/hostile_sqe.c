@@ -286,12 +286,13 @@ static void submit_all(struct tally *t)
 	struct aem_cqe c;
 	unsigned k;
 
-	while (r.sq.sqe_tail != r.sq.sqe_head) {
+	/* Until the kernel side has consumed every SQE, not just seen them published. */
+	while (r.sq.sqe_tail != aem_load_acquire(r.sq.khead)) {
 		int ret = aem_submit(&r);
 
 		if (ret < 0)
 			t_fail("aem_submit: %s", strerror(-ret));
-		if (r.sq.sqe_tail == r.sq.sqe_head)
+		if (r.sq.sqe_tail == aem_load_acquire(r.sq.khead))
 			break;
 		t_assert(t_now_ns() < end, "a POST held the queue for 10 s while its target was read");
 		for (k = 0; k < 4096 && t_next(&r, &c, 0); k++)
