@@ -214,6 +214,50 @@ bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake
 }
 
 /*
+ * The header of @p's events into @hdr (its data left to the caller), with
+ * *len cut to the slot size for a truncated slot payload.
+ */
+static inline void post_header(const struct aem_ctx *r, const struct aem_post *p, bool need_slot,
+			       u32 *len, struct aem_cqe *hdr)
+{
+	hdr->user_data = p->user_data;
+	hdr->id = p->id;
+	hdr->flags = p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL);
+	if (need_slot) {
+		hdr->flags |= AEM_CQE_F_SLOT;
+		if (*len > r->slot_size) {
+			*len = r->slot_size;
+			hdr->flags |= AEM_CQE_F_TRUNC;
+		}
+	}
+	hdr->res = p->res < 0 ? p->res : (s32)*len;
+	hdr->slot = 0;
+	hdr->source = p->source;
+	hdr->prio = p->cls;
+	hdr->resv = 0;
+}
+
+/*
+ * The @k entries written from @cq's tail on entered the core and are
+ * delivered: counted, and published with one tail store.
+ */
+static inline void publish_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s,
+				  u32 k, struct aem_posted *out)
+{
+	u32 tail = cq->tail + k;
+
+	cq->tail = tail;
+	aem_store_release(cq->ktail, tail);	/* pairs with aem_peek_batch()'s acquire */
+	r->produced += k;
+	r->delivered += k;
+	if (s) {
+		s->produced += k;
+		s->delivered += k;
+	}
+	out->wake = true;
+}
+
+/*
  * The one posting path; under cq_lock.  @s is NULL for a result.  Events
  * are produced in order: those the ring has room for (and, for payloads
  * beyond AEM_CQE_INLINE, a free delivery slot) are written in place with
@@ -244,48 +288,19 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	 * would otherwise cost a firing a third more instructions.
 	 */
 	if (n == 1 && !need_slot && !cq->bl_head && cq_room(r, cq)) {
-		tail = cq->tail;
-		e = &cq->cqes[tail & mask];
-		e->user_data = p->user_data;
-		e->id = p->id;
-		e->res = p->res < 0 ? p->res : (s32)len;
-		e->flags = (p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL)) |
-			   (final_mode ? AEM_CQE_F_FINAL : 0);
-		e->slot = 0;
-		e->source = p->source;
-		e->prio = p->cls;
-		e->resv = 0;
+		e = &cq->cqes[cq->tail & mask];
+		post_header(r, p, false, &len, e);
 		memset(e->data, 0, sizeof(e->data));
 		fill_run(p, 0, 1, e->data, 0, len);
-		cq->tail = tail + 1;
-		aem_store_release(cq->ktail, tail + 1);	/* pairs with aem_peek_batch()'s acquire */
-		r->produced++;
-		r->delivered++;
-		if (s) {
-			s->produced++;
-			s->delivered++;
-		}
+		if (final_mode)
+			e->flags |= AEM_CQE_F_FINAL;
+		publish_locked(r, cq, s, 1, out);
 		out->produced = 1;
-		out->wake = true;
 		if (final_mode && s)
 			__aem_sub_end_locked(r, s);
 		return;
 	}
-	hdr.user_data = p->user_data;
-	hdr.id = p->id;
-	hdr.flags = p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL);
-	if (need_slot) {
-		hdr.flags |= AEM_CQE_F_SLOT;
-		if (len > r->slot_size) {
-			len = r->slot_size;
-			hdr.flags |= AEM_CQE_F_TRUNC;
-		}
-	}
-	hdr.res = p->res < 0 ? p->res : (s32)len;
-	hdr.slot = 0;
-	hdr.source = p->source;
-	hdr.prio = p->cls;
-	hdr.resv = 0;	/* hdr.data stays unset: only the header is ever copied from hdr */
+	post_header(r, p, need_slot, &len, &hdr);	/* hdr.data stays unset: only the header is copied */
 	/* The header's second half as two words: res|flags, slot|source|prio|resv. */
 	memcpy(&word2, (u8 *)&hdr + 16, 8);
 	memcpy(&word3, (u8 *)&hdr + 24, 8);
@@ -334,20 +349,12 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		k = i;
 	}
 	/* These k entered the core; each later one is counted as it enters, below. */
-	r->produced += k;
-	if (s)
-		s->produced += k;
 	if (k) {
 		if (k == n && final_mode) {
 			cq->cqes[(tail + k - 1) & mask].flags |= AEM_CQE_F_FINAL;
 			final = true;
 		}
-		cq->tail = tail + k;
-		aem_store_release(cq->ktail, tail + k);	/* pairs with aem_peek_batch()'s acquire */
-		r->delivered += k;
-		if (s)
-			s->delivered += k;
-		out->wake = true;
+		publish_locked(r, cq, s, k, out);
 	}
 	/*
 	 * FIT: only what the ring takes now.  Otherwise the rest goes to the
