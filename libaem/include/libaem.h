@@ -93,10 +93,10 @@ struct aem_ring {
 	unsigned		send_slots;	/* send slots: indices [0, send_slots) */
 	int			fd;		/* pollable: device fd or eventfd */
 	enum aem_backend	backend;
+	unsigned		calls;		/* library calls inside, see aem_teardown(); in what was padding */
 	void			*region[AEM_NR_REGIONS];
 	size_t			region_size[AEM_NR_REGIONS];
 	void			*priv;		/* backend state */
-	unsigned		calls;		/* library calls inside | AEM_RING_DOWN; see aem_teardown() */
 };
 
 /* ---------------------------------------------------------------------- */

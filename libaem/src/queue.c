@@ -161,9 +161,11 @@ int aem_wait(struct aem_ring *ring, unsigned min, int64_t timeout_ns)
 {
 	int ret = __aem_ring_get(&ring->calls);
 
-	if (ret || !min)
-		goto out;
-	if (ring->backend == AEM_BACKEND_EMBEDDED) {
+	if (ret)
+		return ret;
+	if (!min) {
+		/* nothing to wait for */
+	} else if (ring->backend == AEM_BACKEND_EMBEDDED) {
 		ret = __aem_emb_wait(ring->priv, min, timeout_ns);
 	} else {
 		ret = kernel_enter(ring, 0, min, AEM_ENTER_GETEVENTS, timeout_ns);
@@ -171,7 +173,6 @@ int aem_wait(struct aem_ring *ring, unsigned min, int64_t timeout_ns)
 			ret = 0;
 	}
 	__aem_ring_put(&ring->calls);
-out:
 	return ret;
 }
 

@@ -15,6 +15,13 @@
 #include "libaem.h"
 #include "aem_int.h"
 
+/*
+ * Applications allocate struct aem_ring, so its size and layout are
+ * libaem.so.1's ABI: calls took padding after backend, nothing moved.
+ */
+_Static_assert(sizeof(void *) != 8 || (sizeof(struct aem_ring) == 456 &&
+	       offsetof(struct aem_ring, region) == 384), "struct aem_ring changed layout");
+
 static const uint64_t kernel_off[AEM_NR_REGIONS] = {
 	AEM_OFF_RINGS, AEM_OFF_SQES, AEM_OFF_CQES, AEM_OFF_PAYLOAD,
 };
@@ -231,7 +238,9 @@ void aem_teardown(struct aem_ring *ring)
 		__aem_emb_destroy(ring->priv);	/* closes the eventfd */
 	else if (ring->fd >= 0)
 		close(ring->fd);
+	/* everything but calls, which late callers may be reading */
 	memset(ring, 0, offsetof(struct aem_ring, calls));
+	memset(&ring->calls + 1, 0, sizeof(*ring) - offsetof(struct aem_ring, calls) - sizeof(ring->calls));
 	ring->fd = -1;
 }
 
