@@ -21,7 +21,7 @@ static struct aem_ring *target;
 static bool kernel;
 static int64_t wait_ns;
 
-/* Loop @fn on the target until it answers -ESHUTDOWN; any other error fails. */
+/* Call @expr until it answers -ESHUTDOWN; an answer that fails @ok_cond fails the test. */
 #define until_shutdown(ok_cond, expr) do {					\
 	long __i;								\
 	for (__i = 0; __i < MAX_CALLS; __i++) {					\
