@@ -64,8 +64,8 @@ func TestCloseWhileCallersHammer(t *testing.T) {
 		case err := <-closed:
 			assert.NoError(t, err)
 			t.Logf("Close took %v with %d callers", time.Since(begun), callers)
-		case <-time.After(2 * time.Second):
-			t.Errorf("Close did not return within 2 s while %d goroutines called the ring", callers)
+		case <-time.After(5 * time.Second):
+			t.Errorf("Close did not return within 5 s while %d goroutines called the ring", callers)
 		}
 		stop.Store(true)
 		done.Wait()
@@ -73,4 +73,50 @@ func TestCloseWhileCallersHammer(t *testing.T) {
 			assert.ErrorIs(t, err, ErrClosed, "caller %d after Close", g)
 		}
 	})
+}
+
+// A call that finds the ring closing leaves the count alone, however many
+// keep trying: Close waits for the calls inside and for no others.
+func TestLifeClosedCallsDoNotCount(t *testing.T) {
+	l := life{idle: make(chan struct{}, 1)}
+	require.True(t, l.acquire(), "an open ring lets a call in")
+	l.close()
+	var stop atomic.Bool
+	var tries atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1e7 && !stop.Load(); i++ {
+				if l.acquire() {
+					l.release()
+					t.Error("a call entered a closed ring")
+					return
+				}
+				tries.Add(1)
+			}
+		}()
+	}
+	// Watch the count while the turned-away calls pile up (bounded in time).
+	for end := time.Now().Add(5 * time.Second); tries.Load() < 200000 && time.Now().Before(end); {
+		if v := l.refs.Load(); v != lifeClosed+1 {
+			stop.Store(true)
+			wg.Wait()
+			t.Fatalf("count %d with one call inside: a turned-away call raised it", v-lifeClosed)
+		}
+	}
+	left := make(chan struct{})
+	go func() {
+		l.wait()
+		close(left)
+	}()
+	l.release()
+	select {
+	case <-left:
+	case <-time.After(5 * time.Second):
+		t.Error("wait did not return after the last call inside left")
+	}
+	stop.Store(true)
+	wg.Wait()
 }
