@@ -110,19 +110,18 @@ struct aem_ring {
  */
 int aem_setup(struct aem_params *p, struct aem_ring *ring);
 /*
- * Unmap the ring and free the kernel side's.  Like close(), it must not
+ * Unmap @ring and end it on the kernel side.  Like close(), it must not
  * race other use of @ring: a thread still in an AEMINLINE helper (they
- * read the mapped rings directly) or in aem_ring_fd() may fault.  What
- * can be made safe is: the library's functions (aem_submit, aem_wait,
- * the stats, ...) count themselves in; teardown turns new ones away,
- * wakes those waiting in aem_wait() on the embedded backend and waits for
- * the rest to leave before it unmaps anything.  A call that meets a
- * teardown, and any call on the ring after it, returns -ESHUTDOWN.  The
- * kernel backend's waits cannot be woken from here: there teardown waits
- * until they end (their timeout, an event, a signal).  aem_call()
- * blocked in the embedded backend is not waited for: it uses no part of
- * @ring.  @ring itself may be freed once teardown returns; a second
- * teardown does nothing.
+ * read the mapped rings directly) or in aem_ring_fd() may fault.  The
+ * library's own functions (aem_submit, aem_wait, the stats, ...) are made
+ * safe: each counts itself in, and teardown turns new ones away, wakes
+ * those waiting in aem_wait() on the embedded backend, and waits for the
+ * rest to leave before it unmaps anything.  A call that begins after
+ * teardown has begun, and a wait it woke, return -ESHUTDOWN.  The kernel
+ * backend's waits cannot be woken from here: teardown waits until they
+ * end (timeout, event, signal).  aem_call() blocked in the embedded
+ * backend is not waited for: it uses no part of @ring.  @ring may be freed
+ * once teardown returns; a second teardown does nothing.
  */
 void aem_teardown(struct aem_ring *ring);
 const char *aem_backend_name(const struct aem_ring *ring);
