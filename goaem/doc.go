@@ -124,7 +124,11 @@
 // that stops leaves the events it had not dispatched in the rings for the
 // next reader. Subscribe, Call and the other requests read their answers
 // from the result ring themselves and never touch the events. An Event
-// belongs to the goroutine that read it.
+// belongs to the goroutine that read it. Close may run while other
+// goroutines call the ring: it wakes the blocked ones, waits for those
+// inside, and every call that begins after it returns ErrClosed. A panic
+// in an inline handler goes on to Run's caller; the rest of its batch stays
+// in the rings (see Run).
 //
 // # Errors
 //

@@ -78,30 +78,49 @@ func (p *payloadArea) slot(slot, n uint32) []byte {
 }
 
 // life counts operations that touch the mapped rings, so Close unmaps only
-// after the last of them has left.
+// after the last of them has left. The closed flag is a bit of the same
+// word: an operation enters only while it is clear (one CAS), so one that
+// finds the ring closing never raises the count, and Close waits for the
+// operations already inside and no others.
 type life struct {
-	refs   atomic.Int64
-	closed atomic.Bool
-	idle   chan struct{} // one token when refs drops to zero after close
+	refs atomic.Int64  // lifeClosed | operations inside
+	idle chan struct{} // one token when the last operation leaves after close
 }
 
+const lifeClosed = int64(1) << 62
+
 func (l *life) acquire() bool {
-	l.refs.Add(1)
-	if l.closed.Load() {
-		l.release()
-		return false
+	for {
+		v := l.refs.Load()
+		if v&lifeClosed != 0 {
+			return false
+		}
+		if l.refs.CompareAndSwap(v, v+1) {
+			return true
+		}
 	}
-	return true
 }
 
 func (l *life) release() {
-	if l.refs.Add(-1) == 0 && l.closed.Load() {
+	if l.refs.Add(-1) == lifeClosed {
 		select {
 		case l.idle <- struct{}{}:
 		default:
 		}
 	}
 }
+
+// close marks the ring closing; no operation enters after it.
+func (l *life) close() { l.refs.Add(lifeClosed) }
+
+// wait returns when the operations that entered before close have left.
+func (l *life) wait() {
+	for l.refs.Load() != lifeClosed {
+		<-l.idle
+	}
+}
+
+func (l *life) closed() bool { return l.refs.Load()&lifeClosed != 0 }
 
 // Ring is one AEM ring: a submission ring, a completion ring per priority
 // class, the result ring and the payload slots, mapped into this process.
@@ -291,16 +310,16 @@ func (r *Ring) Addr(channel uint32) Addr { return MakeAddr(r.ringID, channel) }
 // Close tears the ring down. It wakes every goroutine blocked in Wait, Run
 // or a call on this ring (they return ErrClosed), waits until they have
 // left, then unmaps the rings: event payloads obtained before Close must not
-// be used after it. Subscriptions end with the ring. Close is idempotent.
+// be used after it. A call that begins once Close has begun returns
+// ErrClosed without delaying it, so Close is prompt however busy the ring
+// is. Subscriptions end with the ring. Close is idempotent.
 func (r *Ring) Close() error {
 	r.closeOnce.Do(func() {
-		r.life.closed.Store(true)
+		r.life.close()
 		close(r.closedCh) // wakes callers and goroutines waiting for the reader role
 		r.rd.pf.close()   // wakes the reader in Wait
 		r.res.pf.close()  // and the result pump
-		for r.life.refs.Load() != 0 {
-			<-r.life.idle
-		}
+		r.life.wait()
 		r.rd.pf.unwatch()
 		r.res.pf.unwatch()
 		r.closeErr = r.be.close()
@@ -310,7 +329,7 @@ func (r *Ring) Close() error {
 }
 
 // isClosed reports whether Close has begun.
-func (r *Ring) isClosed() bool { return r.life.closed.Load() }
+func (r *Ring) isClosed() bool { return r.life.closed() }
 
 // setCleanup makes a forgotten ring release its kernel side when it becomes
 // unreachable; Close is the way to do it.

@@ -21,6 +21,10 @@ func (e *HandlerError) Error() string {
 
 func (e *HandlerError) Unwrap() error { return e.Err }
 
+// errHandlerPanicked is the error reply to a call whose inline handler
+// panicked: its caller gets EIO at once instead of waiting for its deadline.
+var errHandlerPanicked = errors.New("goaem: handler panicked")
+
 type runState struct {
 	wg         sync.WaitGroup
 	mu         sync.Mutex
@@ -52,6 +56,13 @@ func (rs *runState) failed() error {
 // events it read but had not dispatched stay in the rings for the next
 // reader. Run holds the ring's reader role (see Wait) while it runs. It
 // returns ctx.Err(), ErrClosed or the handler's *HandlerError.
+//
+// A panic in an inline handler is not recovered: it goes on to Run's
+// caller, as any panic in the caller's goroutine would. The event that
+// panicked counts as handled (released; a call is answered with an error
+// reply), and the events of its batch not yet dispatched stay in the rings,
+// so a caller that recovers and runs Run again handles each of them once.
+// A panic in a spawned handler ends the program, as in any goroutine.
 func (r *Ring) Run(ctx context.Context, h Handler) error {
 	if !r.life.acquire() {
 		return ErrClosed
@@ -69,13 +80,30 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 	defer cancel(nil)
 	rs.cancel = cancel
 	batch := make([]Event, r.cfg.runBatch)
+	// A panic in an inline handler goes on to Run's caller unchanged; on
+	// its way the events dispatched so far and the one that panicked are
+	// handed back, so none is delivered twice, and the rest of the batch
+	// stays in the rings for the next reader.
+	cur := -1 // the event being dispatched
+	defer func() {
+		if cur < 0 {
+			return
+		}
+		replyOnFailure(&batch[cur], errHandlerPanicked)
+		batch[cur].Release()
+		r.commit(cur + 1)
+		r.finishBatch(batch[:cur+1])
+	}()
 	for {
 		if err := rs.failed(); err != nil {
 			return err
 		}
 		n, err := r.wait(ctx, batch, 1, true)
 		for i := 0; i < n; i++ {
-			if handled, derr := r.dispatch(ctx, rs, &batch[i], h); derr != nil {
+			cur = i
+			handled, derr := r.dispatch(ctx, rs, &batch[i], h)
+			cur = -1
+			if derr != nil {
 				if handled {
 					i++
 				}

@@ -123,7 +123,9 @@ func (m HandlerMode) String() string {
 // Handler handles one event. The event and its payload are valid until the
 // handler returns (Run releases the event then, unless the handler wrote
 // it back or released it). A handler that fails on a call it did not
-// answer answers it with the error (see Event.ReplyError).
+// answer answers it with the error (see Event.ReplyError). An inline
+// handler that panics ends Run with the panic; see Run for what becomes of
+// its batch.
 type Handler func(ev *Event) error
 
 // SubOptions are a subscription's options.

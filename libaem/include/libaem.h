@@ -93,6 +93,7 @@ struct aem_ring {
 	unsigned		send_slots;	/* send slots: indices [0, send_slots) */
 	int			fd;		/* pollable: device fd or eventfd */
 	enum aem_backend	backend;
+	unsigned		calls;		/* library calls inside, see aem_teardown(); in what was padding */
 	void			*region[AEM_NR_REGIONS];
 	size_t			region_size[AEM_NR_REGIONS];
 	void			*priv;		/* backend state */
@@ -108,6 +109,20 @@ struct aem_ring {
  * (or lacks a feature this build reads); aem_probe() says what it serves.
  */
 int aem_setup(struct aem_params *p, struct aem_ring *ring);
+/*
+ * Unmap @ring and end it on the kernel side.  Like close(), it must not
+ * race other use of @ring: a thread still in an AEMINLINE helper (they
+ * read the mapped rings directly) or in aem_ring_fd() may fault.  The
+ * library's own functions (aem_submit, aem_wait, the stats, ...) are made
+ * safe: each counts itself in, and teardown turns new ones away, wakes
+ * those waiting in aem_wait() on the embedded backend, and waits for the
+ * rest to leave before it unmaps anything.  A call that begins after
+ * teardown has begun, and a wait it woke, return -ESHUTDOWN.  The kernel
+ * backend's waits cannot be woken from here: teardown waits until they
+ * end (timeout, event, signal).  aem_call() blocked in the embedded
+ * backend is not waited for: it uses no part of @ring.  @ring may be freed
+ * once teardown returns; a second teardown does nothing.
+ */
 void aem_teardown(struct aem_ring *ring);
 const char *aem_backend_name(const struct aem_ring *ring);
 /*

@@ -9,14 +9,49 @@
 #ifndef LIBAEM_INT_H
 #define LIBAEM_INT_H
 
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include "aem.h"
 
 struct __aem_emb;
 struct aem_ring;
 
 void __aem_init_view(struct aem_ring *ring, const struct aem_params *p);
+
+/*
+ * ring->calls counts the library calls inside @ring; aem_teardown() sets
+ * AEM_RING_DOWN, then waits for the count to drain before it unmaps or
+ * frees anything.  A call enters only while AEM_RING_DOWN is clear (one
+ * CAS), so one that meets a teardown never raises the count it waits on.
+ * The word lives in the caller's struct, which outlives the teardown, so a
+ * late call reads it safely and gets -ESHUTDOWN.
+ */
+#define AEM_RING_DOWN	(1U << 31)
+
+static inline int __aem_ring_get(unsigned *calls)
+{
+	unsigned v = __atomic_load_n(calls, __ATOMIC_RELAXED);
+
+	do {
+		if (v & AEM_RING_DOWN)
+			return -ESHUTDOWN;
+	} while (!__atomic_compare_exchange_n(calls, &v, v + 1, true,
+					      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
+	return 0;
+}
+
+/* Leave; the last call out after AEM_RING_DOWN wakes the teardown. */
+static inline void __aem_ring_put(unsigned *calls)
+{
+	/* release: our reads of the rings happen before teardown's acquire of the count */
+	if (__atomic_sub_fetch(calls, 1, __ATOMIC_RELEASE) == AEM_RING_DOWN)
+		syscall(SYS_futex, calls, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
 
 /*
  * Create an embedded ring for validated-by-the-core @p: a memfd holding
@@ -26,6 +61,8 @@ void __aem_init_view(struct aem_ring *ring, const struct aem_params *p);
 int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 		     uint64_t off[AEM_NR_REGIONS], int *efd);
 void __aem_emb_destroy(struct __aem_emb *e);
+/* Wake every thread waiting on @e: they return -ESHUTDOWN, and so does any later wait. */
+void __aem_emb_shutdown(struct __aem_emb *e);
 int __aem_emb_submit(struct __aem_emb *e, unsigned to_submit);
 int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns);
 int __aem_emb_drain(struct __aem_emb *e, bool read_counter);

@@ -43,6 +43,7 @@ struct __aem_emb {
 	uint32_t	wseq;		/* futex word: bumped by every wake */
 	int		nwait;		/* threads in __aem_emb_wait */
 	int		wake_armed;	/* a waiter sleeps and nobody woke it yet */
+	bool		down;		/* teardown has begun: waits end with -ESHUTDOWN */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -317,6 +318,14 @@ void __aem_emb_destroy(struct __aem_emb *e)
 	pthread_mutex_unlock(&host_mu);
 }
 
+void __aem_emb_shutdown(struct __aem_emb *e)
+{
+	/* down before the bump: a waiter that reads the new wseq sees down */
+	__atomic_store_n(&e->down, true, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&e->wseq, 1, __ATOMIC_SEQ_CST);
+	__aem_futex(&e->wseq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
 int __aem_emb_submit(struct __aem_emb *e, unsigned to_submit)
 {
 	return aem_core_submit(e->core, to_submit);
@@ -346,6 +355,9 @@ int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns)
 			tsp = &ts;
 		}
 		seq = __atomic_load_n(&e->wseq, __ATOMIC_SEQ_CST);
+		/* after reading seq: a shutdown after this read changes wseq, so the sleep below ends */
+		if (__atomic_load_n(&e->down, __ATOMIC_SEQ_CST))
+			return -ESHUTDOWN;
 		__atomic_store_n(&e->wake_armed, 1, __ATOMIC_SEQ_CST);
 		__atomic_add_fetch(&e->nwait, 1, __ATOMIC_SEQ_CST);
 		aem_core_wait_begin(e->core);	/* Dekker: announce, mb, re-check */

@@ -474,13 +474,21 @@ int aem_payload_fd(struct aem_ring *ring, uint64_t *offset)
 
 	if (!ring || !offset)
 		return -EINVAL;
+	fd = __aem_ring_get(&ring->calls);
+	if (fd)
+		return fd;
 	switch (ring->backend) {
 	case AEM_BACKEND_KERNEL:
 		fd = fcntl(ring->fd, F_DUPFD_CLOEXEC, 0);
 		*offset = AEM_OFF_PAYLOAD;
-		return fd < 0 ? -errno : fd;
+		fd = fd < 0 ? -errno : fd;
+		break;
 	case AEM_BACKEND_EMBEDDED:
-		return __aem_emb_payload_fd(ring->priv, offset);
+		fd = __aem_emb_payload_fd(ring->priv, offset);
+		break;
+	default:
+		fd = -EINVAL;
 	}
-	return -EINVAL;
+	__aem_ring_put(&ring->calls);
+	return fd;
 }

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * Submission, waiting, calls and statistics over either backend.
+ * Submission, waiting, calls and statistics over either backend.  Each
+ * public function counts itself into the ring (__aem_ring_get) before it
+ * reads the mapped rings or the backend's state, so a teardown on another
+ * thread waits for it instead of unmapping under it (see aem_teardown()).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,7 +40,7 @@ static unsigned sq_pending(struct aem_ring *ring)
 	return ring->sq.sqe_tail - aem_load_acquire(ring->sq.khead);	/* pairs with the core's head release */
 }
 
-int aem_submit(struct aem_ring *ring)
+static int submit(struct aem_ring *ring)
 {
 	unsigned n = sq_pending(ring);
 
@@ -46,13 +49,24 @@ int aem_submit(struct aem_ring *ring)
 	return kernel_enter(ring, n, 0, 0, 0);
 }
 
+int aem_submit(struct aem_ring *ring)
+{
+	int ret = __aem_ring_get(&ring->calls);
+
+	if (ret)
+		return ret;
+	ret = submit(ring);
+	__aem_ring_put(&ring->calls);
+	return ret;
+}
+
 /*
  * Queue what fits, submit once, then take back the entries the kernel side
  * left (a full target stops the submission there): nothing consumes SQEs
  * between enters, so the shortened tail is simply republished.
  */
-int aem_post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_post_msg *msgs,
-		   unsigned n, unsigned prio, unsigned sqe_flags)
+static int post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_post_msg *msgs,
+		      unsigned n, unsigned prio, unsigned sqe_flags)
 {
 	struct aem_sq *sq = &ring->sq;
 	unsigned start, queued, taken, done = 0, slots;
@@ -83,7 +97,7 @@ int aem_post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_post_m
 			sqe->flags |= AEM_SQE_F_SILENT | sqe_flags;
 		}
 		queued = sq->sqe_tail - start;
-		ret = aem_submit(ring);
+		ret = submit(ring);
 		if (ret < 0)
 			return done ? (int)done : ret;
 		taken = aem_load_acquire(sq->khead) - start;
@@ -105,7 +119,19 @@ int aem_post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_post_m
 	return (int)done;
 }
 
-int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns)
+int aem_post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_post_msg *msgs,
+		   unsigned n, unsigned prio, unsigned sqe_flags)
+{
+	int ret = __aem_ring_get(&ring->calls);
+
+	if (ret)
+		return ret;
+	ret = post_batch(ring, addr, msgs, n, prio, sqe_flags);
+	__aem_ring_put(&ring->calls);
+	return ret;
+}
+
+static int submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns)
 {
 	unsigned n = sq_pending(ring);
 	int ret, sub;
@@ -120,30 +146,57 @@ int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout
 	return kernel_enter(ring, n, wait_nr, wait_nr ? AEM_ENTER_GETEVENTS : 0, timeout_ns);
 }
 
+int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns)
+{
+	int ret = __aem_ring_get(&ring->calls);
+
+	if (ret)
+		return ret;
+	ret = submit_and_wait(ring, wait_nr, timeout_ns);
+	__aem_ring_put(&ring->calls);
+	return ret;
+}
+
 int aem_wait(struct aem_ring *ring, unsigned min, int64_t timeout_ns)
 {
-	int ret;
+	int ret = __aem_ring_get(&ring->calls);
 
-	if (!min)
-		return 0;
+	if (ret)
+		return ret;
+	if (!min) {
+		/* nothing to wait for */
+	} else if (ring->backend == AEM_BACKEND_EMBEDDED) {
+		ret = __aem_emb_wait(ring->priv, min, timeout_ns);
+	} else {
+		ret = kernel_enter(ring, 0, min, AEM_ENTER_GETEVENTS, timeout_ns);
+		if (ret > 0)
+			ret = 0;
+	}
+	__aem_ring_put(&ring->calls);
+	return ret;
+}
+
+static int fd_drain(struct aem_ring *ring, bool read_counter)
+{
+	int ret = __aem_ring_get(&ring->calls);
+
+	if (ret)
+		return ret;
 	if (ring->backend == AEM_BACKEND_EMBEDDED)
-		return __aem_emb_wait(ring->priv, min, timeout_ns);
-	ret = kernel_enter(ring, 0, min, AEM_ENTER_GETEVENTS, timeout_ns);
-	return ret < 0 ? ret : 0;
+		ret = __aem_emb_drain(ring->priv, read_counter);
+	/* the module re-arms in every poll() */
+	__aem_ring_put(&ring->calls);
+	return ret;
 }
 
 int aem_ring_fd_drain(struct aem_ring *ring)
 {
-	if (ring->backend == AEM_BACKEND_EMBEDDED)
-		return __aem_emb_drain(ring->priv, true);
-	return 0;
+	return fd_drain(ring, true);
 }
 
 int aem_ring_fd_arm(struct aem_ring *ring)
 {
-	if (ring->backend == AEM_BACKEND_EMBEDDED)
-		return __aem_emb_drain(ring->priv, false);
-	return 0;	/* the module re-arms in every poll() */
+	return fd_drain(ring, false);
 }
 
 int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req_len,
@@ -162,27 +215,49 @@ int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req
 	a.resp_cap = resp_cap;
 	a.timeout_ms = timeout_ms;
 	a.prio = (uint8_t)prio;
+	ret = __aem_ring_get(&ring->calls);
+	if (ret)
+		return ret;
 	if (ring->backend == AEM_BACKEND_EMBEDDED) {
+		/* The embedded call uses no part of @ring: teardown need not wait for it. */
+		__aem_ring_put(&ring->calls);
 		ret = __aem_emb_call(&a, req, resp);
 	} else {
 		ret = ioctl(ring->fd, AEM_IOC_CALL, &a) < 0 ? -errno : 0;
+		__aem_ring_put(&ring->calls);
 	}
 	return ret < 0 ? ret : (int)a.resp_len;
 }
 
 int aem_sub_stats(struct aem_ring *ring, uint64_t sub_id, struct aem_sub_stats *st)
 {
+	int ret;
+
 	memset(st, 0, sizeof(*st));
 	st->id = sub_id;
+	ret = __aem_ring_get(&ring->calls);
+	if (ret)
+		return ret;
 	if (ring->backend == AEM_BACKEND_EMBEDDED)
-		return __aem_emb_sub_stats(ring->priv, st);
-	return ioctl(ring->fd, AEM_IOC_SUB_STATS, st) < 0 ? -errno : 0;
+		ret = __aem_emb_sub_stats(ring->priv, st);
+	else
+		ret = ioctl(ring->fd, AEM_IOC_SUB_STATS, st) < 0 ? -errno : 0;
+	__aem_ring_put(&ring->calls);
+	return ret;
 }
 
 int aem_ring_stats(struct aem_ring *ring, struct aem_ring_stats *st)
 {
+	int ret;
+
 	memset(st, 0, sizeof(*st));
+	ret = __aem_ring_get(&ring->calls);
+	if (ret)
+		return ret;
 	if (ring->backend == AEM_BACKEND_EMBEDDED)
-		return __aem_emb_ring_stats(ring->priv, st);
-	return ioctl(ring->fd, AEM_IOC_RING_STATS, st) < 0 ? -errno : 0;
+		ret = __aem_emb_ring_stats(ring->priv, st);
+	else
+		ret = ioctl(ring->fd, AEM_IOC_RING_STATS, st) < 0 ? -errno : 0;
+	__aem_ring_put(&ring->calls);
+	return ret;
 }

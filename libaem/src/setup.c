@@ -15,6 +15,13 @@
 #include "libaem.h"
 #include "aem_int.h"
 
+/*
+ * Applications allocate struct aem_ring, so its size and layout are
+ * libaem.so.1's ABI: calls took padding after backend, nothing moved.
+ */
+_Static_assert(sizeof(void *) != 8 || (sizeof(struct aem_ring) == 456 &&
+	       offsetof(struct aem_ring, region) == 384), "struct aem_ring changed layout");
+
 static const uint64_t kernel_off[AEM_NR_REGIONS] = {
 	AEM_OFF_RINGS, AEM_OFF_SQES, AEM_OFF_CQES, AEM_OFF_PAYLOAD,
 };
@@ -192,8 +199,14 @@ int aem_probe(const struct aem_ring *ring, unsigned setup_flags, struct aem_prob
 	}
 	if (b == AEM_BACKEND_EMBEDDED)
 		return __aem_emb_probe(p);
-	if (ring && ring->backend)
-		return ioctl(ring->fd, AEM_IOC_PROBE, p) < 0 ? -errno : 0;
+	if (ring && ring->backend) {
+		ret = __aem_ring_get((unsigned *)&ring->calls);
+		if (ret)
+			return ret;
+		ret = ioctl(ring->fd, AEM_IOC_PROBE, p) < 0 ? -errno : 0;
+		__aem_ring_put((unsigned *)&ring->calls);
+		return ret;
+	}
 	fd = open(AEM_DEVICE_PATH, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT || errno == ENXIO || errno == ENODEV ? -ENODEV : -errno;
@@ -202,16 +215,32 @@ int aem_probe(const struct aem_ring *ring, unsigned setup_flags, struct aem_prob
 	return ret;
 }
 
+/*
+ * Turn new calls away, wake the embedded backend's waiters, wait for the
+ * calls inside to leave (see __aem_ring_get), then unmap and free.
+ * ring->calls keeps AEM_RING_DOWN: later calls get -ESHUTDOWN.
+ */
 void aem_teardown(struct aem_ring *ring)
 {
+	unsigned v;
+
 	if (!ring || !ring->backend)
 		return;
+	if (__atomic_fetch_or(&ring->calls, AEM_RING_DOWN, __ATOMIC_ACQ_REL) & AEM_RING_DOWN)
+		return;	/* another teardown has it */
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		__aem_emb_shutdown(ring->priv);
+	/* acquire: pairs with the release of the last call's __aem_ring_put */
+	while ((v = __atomic_load_n(&ring->calls, __ATOMIC_ACQUIRE)) != AEM_RING_DOWN)
+		syscall(SYS_futex, &ring->calls, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
 	unmap_regions(ring);
 	if (ring->backend == AEM_BACKEND_EMBEDDED)
 		__aem_emb_destroy(ring->priv);	/* closes the eventfd */
 	else if (ring->fd >= 0)
 		close(ring->fd);
-	memset(ring, 0, sizeof(*ring));
+	/* everything but calls, which late callers may be reading */
+	memset(ring, 0, offsetof(struct aem_ring, calls));
+	memset(&ring->calls + 1, 0, sizeof(*ring) - offsetof(struct aem_ring, calls) - sizeof(ring->calls));
 	ring->fd = -1;
 }
 
