@@ -111,6 +111,9 @@ static void unprivileged(void *arg)
 	pid = fork();
 	t_assert(pid >= 0, "fork");
 	if (pid == 0) {
+		/* Only the test's ends stay open, or stdin would never see EOF. */
+		close(to[1]);
+		close(from[0]);
 		dup2(to[0], 0);
 		dup2(from[1], 1);
 		execl(helper, helper, "suid-wait", (char *)NULL);
@@ -160,6 +163,7 @@ int main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "suid-exit"))
 		return geteuid() == 0 ? 0 : 3;
 	if (argc > 1 && !strcmp(argv[1], "suid-wait")) {
+		alarm(60);
 		if (geteuid() != 0)
 			return 3;
 		if (write(1, "r", 1) != 1)
@@ -171,6 +175,7 @@ int main(int argc, char **argv)
 
 	if (geteuid() != 0)
 		t_skip("needs root to switch users");
+	alarm(120);	/* every wait below is bounded; this bounds a mistake too */
 	vr_setup_or_die(&r, NULL);
 	{
 		struct aem_sqe *sqe = vr_sqe(&r);
