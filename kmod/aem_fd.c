@@ -3,11 +3,30 @@
  * aem_fd.ko: socket readiness (AEM_SRC_FD) - the original AEM's
  * asynchronous accept, read and close.
  *
- * A subscription takes a reference on the socket's file and hooks a
- * wait-queue entry onto the socket's poll wait queue, as epoll does.  The
- * socket wakes us with the readiness mask as the key, in whatever context it
- * runs (softirq for TCP); we translate it and post.  A wake without a key
- * is resolved by a work item that asks the socket with vfs_poll().
+ * A subscription hooks a wait-queue entry onto the socket's poll wait
+ * queue, as epoll does.  The socket wakes us with the readiness mask as the
+ * key, in whatever context it runs (softirq for TCP); we translate it and
+ * post.  A wake without a key is resolved by a work item that asks the
+ * socket.
+ *
+ * Like epoll, a subscription holds no reference on the socket's file: a
+ * file reference would let a ring keep itself alive through a cycle (the
+ * ring's own fd sent with SCM_RIGHTS into the watched socket's receive
+ * queue, which only the socket's release empties).  It holds the socket's
+ * inode instead, which keeps the struct socket and its wait queue in
+ * memory but not the socket open: closing the socket's last fd releases it
+ * (and whatever sits in its queues) as if nobody watched.  The socket's
+ * file and protocol are used only under the inode lock, which
+ * __sock_release() holds while it releases the protocol and clears
+ * sock->sk.
+ *
+ * A released socket wakes nobody, and a module cannot hook __fput() as
+ * epoll does, so a sweep looks once a second (while there are
+ * subscriptions) for subscriptions whose sock->sk is gone and ends each
+ * with a final AEM_FD_HANGUP event.
+ *
+ * Locks: aem_fd_mu (the subscription list, and the end of a subscription
+ * by either its unsubscribe or the sweep) -> inode lock -> ring cq_lock.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -17,16 +36,21 @@
 #include <linux/poll.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
+#include <linux/mutex.h>
+#include <linux/list.h>
 #include <linux/slab.h>
 #include <net/sock.h>
 #include <net/tcp_states.h>
 
 #include "aem_kmod.h"
 
+#define AEM_FD_SWEEP_PERIOD	HZ
+
 struct aem_fd_sub {
+	struct list_head	node;		/* on aem_fd_subs, under aem_fd_mu */
 	struct aem_ctx		*ring;
 	struct aem_sub		*sub;
-	struct file		*file;
+	struct socket		*sock;		/* its inode held, not its file */
 	wait_queue_head_t	*wqh;		/* the socket's, NULL until hooked */
 	struct wait_queue_entry	wait;
 	poll_table		pt;
@@ -35,6 +59,11 @@ struct aem_fd_sub {
 	u32			events;		/* AEM_FD_* wanted */
 	bool			listening;	/* EPOLLIN means accept, not read */
 };
+
+static LIST_HEAD(aem_fd_subs);
+static DEFINE_MUTEX(aem_fd_mu);
+static void aem_fd_sweep(struct work_struct *work);
+static DECLARE_DELAYED_WORK(aem_fd_sweeper, aem_fd_sweep);
 
 static u32 aem_fd_translate(struct aem_fd_sub *fs, __poll_t mask)
 {
@@ -71,13 +100,30 @@ static int aem_fd_wake(struct wait_queue_entry *wait, unsigned int mode, int syn
 	return 0;
 }
 
-static void aem_fd_repoll(struct work_struct *work)
+/*
+ * Ask the socket what is true now and post it.  The inode lock keeps the
+ * socket's release out: while sock->sk is set, the file and the protocol
+ * are there.  A released socket is left to the sweep.  Sleeps.
+ */
+static void aem_fd_poll_now(struct aem_fd_sub *fs)
 {
-	struct aem_fd_sub *fs = container_of(work, struct aem_fd_sub, repoll);
-	u32 ev = aem_fd_translate(fs, vfs_poll(fs->file, NULL));
+	struct inode *inode = SOCK_INODE(fs->sock);
+	struct socket *sock = fs->sock;
+	const struct proto_ops *ops;
+	u32 ev = 0;
 
+	inode_lock(inode);
+	ops = READ_ONCE(sock->ops);
+	if (sock->sk && ops && ops->poll && sock->file)
+		ev = aem_fd_translate(fs, ops->poll(sock->file, sock, NULL));
+	inode_unlock(inode);
 	if (ev)
 		aem_fd_post(fs, ev);
+}
+
+static void aem_fd_repoll(struct work_struct *work)
+{
+	aem_fd_poll_now(container_of(work, struct aem_fd_sub, repoll));
 }
 
 static void aem_fd_queue(struct file *file, wait_queue_head_t *wqh, poll_table *pt)
@@ -96,6 +142,7 @@ static int aem_fd_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct a
 	const struct aem_fd_args *a = &sqe->fd;
 	struct aem_fd_sub *fs;
 	struct socket *sock;
+	struct file *file = NULL;
 	int ret;
 
 	if (a->fd < 0 || !a->events || (a->events & ~AEM_FD_ALL) ||
@@ -106,14 +153,15 @@ static int aem_fd_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct a
 		return -ENOMEM;
 	/* Subscribe runs in the submitter's context: the fd is its. */
 	ret = -EBADF;
-	fs->file = fget(a->fd);
-	if (!fs->file)
+	file = fget(a->fd);
+	if (!file)
 		goto err;
 	ret = -ENOTSOCK;
-	sock = sock_from_file(fs->file);
+	sock = sock_from_file(file);
 	if (!sock || !sock->sk)
 		goto err;
 	fs->listening = READ_ONCE(sock->sk->sk_state) == TCP_LISTEN;
+	fs->sock = sock;
 	fs->ring = r;
 	fs->sub = s;
 	fs->fd = a->fd;
@@ -124,15 +172,23 @@ static int aem_fd_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct a
 	s->priv[0] = (u64)(uintptr_t)fs;
 
 	/* Hooks us on; what is already true is reported by start. */
-	vfs_poll(fs->file, &fs->pt);
+	vfs_poll(file, &fs->pt);
 	ret = -EINVAL;
 	if (!fs->wqh)
 		goto err;
+	/* The socket's memory (and wait queue) outlives our hook; not the file. */
+	ihold(SOCK_INODE(sock));
+	fput(file);
+	mutex_lock(&aem_fd_mu);
+	if (list_empty(&aem_fd_subs))
+		schedule_delayed_work(&aem_fd_sweeper, AEM_FD_SWEEP_PERIOD);
+	list_add_tail(&fs->node, &aem_fd_subs);
+	mutex_unlock(&aem_fd_mu);
 	return 0;
 err:
 	s->priv[0] = 0;
-	if (fs->file)
-		fput(fs->file);
+	if (file)
+		fput(file);
 	kfree(fs);
 	return ret;
 }
@@ -140,25 +196,79 @@ err:
 /* The subscription is live and its id is out: report what is true already. */
 static void aem_fd_start(struct aem_ctx *r, struct aem_sub *s)
 {
-	struct aem_fd_sub *fs = (struct aem_fd_sub *)(uintptr_t)s->priv[0];
-	u32 ev = aem_fd_translate(fs, vfs_poll(fs->file, NULL));
+	struct aem_fd_sub *fs;
 
-	if (ev)
-		aem_fd_post(fs, ev);
+	/* The sweep may have ended it already if the socket went meanwhile. */
+	mutex_lock(&aem_fd_mu);
+	fs = (struct aem_fd_sub *)(uintptr_t)s->priv[0];
+	if (fs)
+		aem_fd_poll_now(fs);
+	mutex_unlock(&aem_fd_mu);
+}
+
+/* Unhook from the socket and let go of it.  The wait entry is off after this. */
+static void aem_fd_free(struct aem_fd_sub *fs)
+{
+	/* After this no wake can start; one in progress held the queue lock. */
+	remove_wait_queue(fs->wqh, &fs->wait);
+	cancel_work_sync(&fs->repoll);
+	iput(SOCK_INODE(fs->sock));
+	kfree(fs);
 }
 
 static void aem_fd_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
-	struct aem_fd_sub *fs = (struct aem_fd_sub *)(uintptr_t)s->priv[0];
+	struct aem_fd_sub *fs;
 
-	if (!fs)
-		return;
-	/* After this no wake can start; one in progress held the queue lock. */
-	remove_wait_queue(fs->wqh, &fs->wait);
-	cancel_work_sync(&fs->repoll);
-	s->priv[0] = 0;
-	fput(fs->file);
-	kfree(fs);
+	/* The sweep may have ended it already (priv cleared under the mutex). */
+	mutex_lock(&aem_fd_mu);
+	fs = (struct aem_fd_sub *)(uintptr_t)s->priv[0];
+	if (fs) {
+		list_del(&fs->node);
+		s->priv[0] = 0;
+	}
+	mutex_unlock(&aem_fd_mu);
+	if (fs)
+		aem_fd_free(fs);
+}
+
+/*
+ * End the subscriptions whose socket was released: unhook, then the final
+ * hang-up (the source lets go of @s before it, as a final post requires).
+ * The mutex is held across the posts, so an unsubscribe or a ring's
+ * release waits for them.
+ */
+static void aem_fd_sweep(struct work_struct *work)
+{
+	static const struct aem_fd_event none;
+	struct aem_fd_sub *fs, *tmp;
+	struct aem_fd_event ev;
+
+	mutex_lock(&aem_fd_mu);
+	list_for_each_entry_safe(fs, tmp, &aem_fd_subs, node) {
+		struct aem_ctx *r = fs->ring;
+		struct aem_sub *s = fs->sub;
+
+		if (READ_ONCE(fs->sock->sk))
+			continue;
+		list_del(&fs->node);
+		s->priv[0] = 0;
+		ev = none;
+		ev.fd = fs->fd;
+		ev.events = AEM_FD_HANGUP;
+		aem_fd_free(fs);
+		aem_core_post(r, s, &ev, sizeof(ev), AEM_CQE_F_FINAL, aem_sub_id(r, s));
+	}
+	if (!list_empty(&aem_fd_subs))
+		schedule_delayed_work(&aem_fd_sweeper, AEM_FD_SWEEP_PERIOD);
+	mutex_unlock(&aem_fd_mu);
+}
+
+/* A sweep posting to @r is done when this returns. */
+static void aem_fd_ring_release(struct aem_ctx *r)
+{
+	mutex_lock(&aem_fd_mu);
+	mutex_unlock(&aem_fd_mu);
 }
 
 static const struct aem_source_ops aem_fd_ops = {
@@ -169,6 +279,7 @@ static const struct aem_source_ops aem_fd_ops = {
 	.subscribe	= aem_fd_subscribe,
 	.unsubscribe	= aem_fd_unsubscribe,
 	.start		= aem_fd_start,
+	.ring_release	= aem_fd_ring_release,
 };
 
 static int __init aem_fd_init(void)
@@ -178,7 +289,9 @@ static int __init aem_fd_init(void)
 
 static void __exit aem_fd_exit(void)
 {
+	/* Every subscription ends through aem_fd_unsubscribe(); the sweep then stops. */
 	aem_host_unregister_source(&aem_fd_ops);
+	cancel_delayed_work_sync(&aem_fd_sweeper);
 }
 
 module_init(aem_fd_init);

@@ -690,6 +690,10 @@ static int aem_mmap(struct file *file, struct vm_area_struct *vma)
 		return -EINVAL;
 	if (size > rg->nr_pages << PAGE_SHIFT)
 		return -EINVAL;
+	/* Rings and payloads are data: never code, not now, not by mprotect. */
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
+	aem_kvm_flags_clear(vma, VM_MAYEXEC);
 	if (i == AEM_REGION_CQES) {
 		/* Only the kernel writes CQEs: no write now, none via mprotect later. */
 		if (vma->vm_flags & VM_WRITE)

@@ -6,6 +6,15 @@
  * they are found by name with for_each_kernel_tracepoint() and probed with
  * tracepoint_probe_register().
  *
+ * Who may watch whom follows the kernel's rule for reading another
+ * process (ptrace_may_access(PTRACE_MODE_READ_REALCREDS), which /proc
+ * uses; it is not exported, so aem_proc_may_observe() restates it without
+ * the LSM hook and with the capability asked in the initial namespace).
+ * It is checked at subscribe and again for every event of a descendant,
+ * against the subscriber's credentials as they were at subscribe: a
+ * descendant that becomes setuid is reported as AEM_PROC_DENIED, without
+ * its details, from then on.
+ *
  * Subscriptions sit on one RCU list; a probe walks it and posts to every
  * matching ring.  Probes run with preemption disabled, which is why
  * unsubscribe waits for an RCU grace period before it lets go of the
@@ -25,6 +34,7 @@
 #include <linux/slab.h>
 
 #include "aem_kmod.h"
+#include "compat_kernel.h"
 
 /* An ancestor walk stops here: deep trees are rare and the probe is hot. */
 #define AEM_PROC_MAX_DEPTH	64
@@ -35,6 +45,8 @@ struct aem_proc_sub {
 	struct aem_sub		*sub;
 	struct pid_namespace	*ns;		/* pids are reported as the subscriber sees them */
 	struct pid		*filter;	/* NULL: every process */
+	const struct cred	*cred;		/* the subscriber's, at subscribe */
+	bool			privileged;	/* may observe any process */
 	u32			events;
 	struct rcu_head		rcu;
 };
@@ -60,6 +72,22 @@ static bool aem_proc_match(struct aem_proc_sub *ps, struct task_struct *p)
 	return false;
 }
 
+/*
+ * __ptrace_may_access() in PTRACE_MODE_READ_REALCREDS for a subscriber
+ * without the capability: its real uid and gid must be every uid and gid
+ * of @p, and @p must be dumpable by its owner.  RCU held.
+ */
+static bool aem_proc_may_observe(const struct cred *cred, struct task_struct *p)
+{
+	const struct cred *tc = __task_cred(p);
+
+	if (!uid_eq(cred->uid, tc->euid) || !uid_eq(cred->uid, tc->suid) ||
+	    !uid_eq(cred->uid, tc->uid) || !gid_eq(cred->gid, tc->egid) ||
+	    !gid_eq(cred->gid, tc->sgid) || !gid_eq(cred->gid, tc->gid))
+		return false;
+	return aem_ktask_owner_dumpable(p);
+}
+
 static void aem_proc_emit(struct task_struct *p, u32 what, int exit_code, const char *filename)
 {
 	struct aem_proc_event ev;
@@ -78,6 +106,14 @@ static void aem_proc_emit(struct task_struct *p, u32 what, int exit_code, const 
 		/* Not visible in the subscriber's namespace: not its business. */
 		if (!ev.pid)
 			continue;
+		if (!ps->privileged && !aem_proc_may_observe(ps->cred, p)) {
+			/* Withheld, but not silently: the subscriber learns it lost sight. */
+			ev.what = what | AEM_PROC_DENIED;
+			ev.pid = 0;
+			aem_core_post(ps->ring, ps->sub, &ev, sizeof(ev), 0,
+				      aem_sub_id(ps->ring, ps->sub));
+			continue;
+		}
 		parent = rcu_dereference(p->real_parent);
 		ev.ppid = task_tgid_nr_ns(parent, ps->ns);
 		ev.exit_code = exit_code;
@@ -148,6 +184,8 @@ static int aem_proc_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct
 	ps->sub = s;
 	ps->events = a->events;
 	ps->ns = get_pid_ns(task_active_pid_ns(current));
+	ps->cred = get_current_cred();
+	ps->privileged = capable(CAP_NET_ADMIN) || capable(CAP_SYS_PTRACE);
 
 	if (!a->pid) {
 		/* Every process on the system: as privileged as the proc connector. */
@@ -159,12 +197,19 @@ static int aem_proc_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct
 		ps->filter = find_get_pid(a->pid);
 		if (!ps->filter)
 			goto err;
-		/* Watching someone else's processes needs the same privilege. */
+		/* Watching a process needs the right to read it, as /proc asks. */
 		rcu_read_lock();
 		t = pid_task(ps->filter, PIDTYPE_PID);
-		ret = t && (uid_eq(task_uid(t), current_euid()) || capable(CAP_NET_ADMIN)) ? 0 : -EPERM;
-		if (!t)
+		if (!t) {
 			ret = -ESRCH;
+		} else if (ps->privileged || same_thread_group(t, current)) {
+			ret = 0;
+		} else {
+			/* The lock keeps t->mm (and so its dumpability) in place. */
+			task_lock(t);
+			ret = aem_proc_may_observe(ps->cred, t) ? 0 : -EPERM;
+			task_unlock(t);
+		}
 		rcu_read_unlock();
 		if (ret)
 			goto err;
@@ -177,6 +222,7 @@ static int aem_proc_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct
 	return 0;
 err:
 	put_pid(ps->filter);
+	put_cred(ps->cred);
 	put_pid_ns(ps->ns);
 	kfree(ps);
 	return ret;
@@ -196,6 +242,7 @@ static void aem_proc_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 	synchronize_rcu();
 	s->priv[0] = 0;
 	put_pid(ps->filter);
+	put_cred(ps->cred);
 	put_pid_ns(ps->ns);
 	kfree(ps);
 }

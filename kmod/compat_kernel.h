@@ -41,6 +41,31 @@
 #define aem_kvm_flags_clear(vma, flags)		((vma)->vm_flags &= ~(flags))
 #endif
 
+/*
+ * Whether @t's dumpability lets its owner observe it (what ptrace's read
+ * rule asks besides the credentials).  7.2 moved dumpability from
+ * mm->flags to the RCU-managed task->exec_state.  RCU held; before 7.2 the
+ * caller also keeps @t->mm stable (task_lock, or @t is current or a child
+ * not yet running).
+ */
+#if __has_include(<linux/sched/exec_state.h>)
+#include <linux/sched/exec_state.h>
+static inline bool aem_ktask_owner_dumpable(struct task_struct *t)
+{
+	struct task_exec_state *es = rcu_dereference(t->exec_state);
+
+	return !es || READ_ONCE(es->dumpable) == TASK_DUMPABLE_OWNER;
+}
+#else
+#include <linux/sched/coredump.h>
+static inline bool aem_ktask_owner_dumpable(struct task_struct *t)
+{
+	struct mm_struct *mm = t->mm;
+
+	return !mm || get_dumpable(mm) == SUID_DUMP_USER;
+}
+#endif
+
 /* 6.2: a device_type's devnode callback takes a const device. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
 #define aem_kdevnode_device			const struct device

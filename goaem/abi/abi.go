@@ -111,6 +111,9 @@ const (
 	ProcExec = 1 << 1
 	ProcExit = 1 << 2
 	ProcAll  = ProcFork | ProcExec | ProcExit
+	// ProcDenied marks an event of a process the subscriber may no longer
+	// read (it became setuid): pid, ppid, comm and filename are zero.
+	ProcDenied = 1 << 3
 
 	FDAccept   = 1 << 0
 	FDReadable = 1 << 1

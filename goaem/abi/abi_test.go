@@ -111,7 +111,7 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_SRC_GEN": abi.SrcGen, "AEM_SRC_PROC": abi.SrcProc, "AEM_SRC_FD": abi.SrcFD,
 		"AEM_SRC_LAST":  abi.SrcLast,
 		"AEM_PROC_FORK": abi.ProcFork, "AEM_PROC_EXEC": abi.ProcExec, "AEM_PROC_EXIT": abi.ProcExit,
-		"AEM_PROC_ALL":  abi.ProcAll,
+		"AEM_PROC_ALL": abi.ProcAll, "AEM_PROC_DENIED": abi.ProcDenied,
 		"AEM_FD_ACCEPT": abi.FDAccept, "AEM_FD_READABLE": abi.FDReadable, "AEM_FD_HANGUP": abi.FDHangup,
 		"AEM_FD_ALL":       abi.FDAll,
 		"AEM_CQE_F_RESULT": abi.CQEFResult, "AEM_CQE_F_SLOT": abi.CQEFSlot, "AEM_CQE_F_CALL": abi.CQEFCall,

@@ -181,6 +181,13 @@ struct aem_gen_args {
 #define AEM_PROC_EXEC		(1U << 1)
 #define AEM_PROC_EXIT		(1U << 2)
 #define AEM_PROC_ALL		(AEM_PROC_FORK | AEM_PROC_EXEC | AEM_PROC_EXIT)
+/*
+ * Not subscribable, always delivered: an event (the AEM_PROC_* bit beside
+ * it) of a process in the watched tree that the subscriber may no longer
+ * observe (it became setuid, or otherwise fails the kernel's ptrace read
+ * rule); pid, ppid, comm and filename are withheld (zero).
+ */
+#define AEM_PROC_DENIED		(1U << 3)
 
 struct aem_proc_args {
 	__u32	events;		/* AEM_PROC_* */
@@ -281,7 +288,7 @@ struct aem_gen_event {
 
 /* AEM_SRC_PROC: in a slot (or inline when slot_size allows) */
 struct aem_proc_event {
-	__u32	what;		/* one AEM_PROC_* bit */
+	__u32	what;		/* one AEM_PROC_* bit, with AEM_PROC_DENIED if withheld */
 	__s32	pid;
 	__s32	ppid;
 	__s32	exit_code;	/* exit: wait status */

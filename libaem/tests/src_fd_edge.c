@@ -3,9 +3,12 @@
  * AEM_SRC_FD semantics both backends share: readiness already true at
  * subscribe is reported once, after the SUBSCRIBE result; events are
  * edge-triggered (unread data is not reported again until more arrives);
- * only the subscribed conditions are reported; the subscription holds its
- * socket, so the application closing its fd changes nothing until it
- * unsubscribes; after the UNSUBSCRIBE result nothing more comes; a pipe is
+ * only the subscribed conditions are reported; after the UNSUBSCRIBE
+ * result nothing more comes.  The application closing its (last) fd: the
+ * embedded backend holds a duplicate, so nothing changes until it
+ * unsubscribes; the module holds no file reference (a ring must not keep
+ * itself alive through its own fd queued on the watched socket), so the
+ * socket is released and the subscription ends with a final hang-up.  A pipe is
  * -ENOTSOCK, a closed fd -EBADF, a reserved field -EINVAL.  A subscription
  * left live is ended by teardown.  Skips (77) without an fd source.
  */
@@ -88,22 +91,42 @@ int main(void)
 	t_eq(ev.events, AEM_FD_READABLE);
 	t_expect_quiet(&r, 100, "one write, more than one event");
 
-	/* Our fd closed, the subscription's socket stays open and keeps reporting under the old number. */
-	close(fd0);
-	t_assert(send(sv[1], "c", 1, MSG_NOSIGNAL) == 1, "write after the subscriber closed its fd: %s",
-		 strerror(errno));
-	ev = next_fd_event(&r, 0x10, "data after close");
-	t_eq(ev.fd, fd0);
-	t_assert(ev.events & AEM_FD_READABLE, "events %#x", ev.events);
+	if (r.backend == AEM_BACKEND_KERNEL) {
+		/* Our only fd closed: the socket is released, the subscription ends. */
+		close(fd0);
+		t_assert(t_next(&r, &c, 5000), "no final event after the watched socket was closed");
+		t_assert(!(c.flags & AEM_CQE_F_RESULT), "a result instead of the final event");
+		t_eq(c.user_data, 0x10);
+		t_assert(c.flags & AEM_CQE_F_FINAL, "event after close not final (flags %#x)", c.flags);
+		memcpy(&ev, c.data, sizeof(ev));
+		t_eq(ev.fd, fd0);
+		t_eq(ev.events, AEM_FD_HANGUP);
+		/* The peer sees the socket gone; the ended id is unknown now. */
+		t_assert(send(sv[1], "c", 1, MSG_NOSIGNAL) < 0, "the closed socket still took data");
+		sqe = t_sqe(&r);
+		aem_prep_unsubscribe(sqe, id);
+		sqe->user_data = 0x11;
+		t_assert(t_do(&r, 0x11) < 0, "unsubscribe of an ended subscription succeeded");
+		close(sv[1]);
+		t_expect_quiet(&r, 100, "event after the final one");
+	} else {
+		/* Our fd closed, the subscription's socket stays open and keeps reporting under the old number. */
+		close(fd0);
+		t_assert(send(sv[1], "c", 1, MSG_NOSIGNAL) == 1, "write after the subscriber closed its fd: %s",
+			 strerror(errno));
+		ev = next_fd_event(&r, 0x10, "data after close");
+		t_eq(ev.fd, fd0);
+		t_assert(ev.events & AEM_FD_READABLE, "events %#x", ev.events);
 
-	/* Unsubscribed: the socket is let go, nothing more comes. */
-	sqe = t_sqe(&r);
-	aem_prep_unsubscribe(sqe, id);
-	sqe->user_data = 0x11;
-	t_eq(t_do(&r, 0x11), 0);
-	send(sv[1], "d", 1, MSG_NOSIGNAL | MSG_DONTWAIT);	/* may fail: the socket may be gone */
-	close(sv[1]);
-	t_expect_quiet(&r, 100, "event after unsubscribe");
+		/* Unsubscribed: the socket is let go, nothing more comes. */
+		sqe = t_sqe(&r);
+		aem_prep_unsubscribe(sqe, id);
+		sqe->user_data = 0x11;
+		t_eq(t_do(&r, 0x11), 0);
+		send(sv[1], "d", 1, MSG_NOSIGNAL | MSG_DONTWAIT);	/* may fail: the socket may be gone */
+		close(sv[1]);
+		t_expect_quiet(&r, 100, "event after unsubscribe");
+	}
 
 	/* Only what was asked for: hang-up alone ignores data. */
 	t_assert(socketpair(AF_UNIX, SOCK_STREAM, 0, hv) == 0, "socketpair: %s", strerror(errno));

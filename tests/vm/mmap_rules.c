@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The mapping rules: CQES is read-only (PROT_WRITE refused with EPERM,
- * mprotect cannot add it later), every region is shared-only, offsets name
+ * mprotect cannot add it later), no region is ever executable (PROT_EXEC
+ * refused with EPERM, mprotect cannot add it), every region is shared-only, offsets name
  * whole regions, a mapping cannot outgrow its region (not at mmap, not by
  * mremap), and mappings made before close keep working pages afterwards.
  */
@@ -18,7 +19,7 @@ int main(void)
 	struct vring r;
 	size_t cq_len;
 	void *m, *m2;
-	int fd;
+	int fd, i;
 
 	/* Nothing to map before setup. */
 	fd = vr_open();
@@ -43,6 +44,27 @@ int main(void)
 	t_assert(mprotect(m, cq_len, PROT_READ | PROT_WRITE) < 0, "mprotect added PROT_WRITE to CQES");
 	t_eq(errno, EACCES);
 	munmap(m, cq_len);
+
+	/* No region is code: PROT_EXEC refused at mmap and by mprotect. */
+	for (i = 0; i < AEM_NR_REGIONS; i++) {
+		int prot = i == AEM_REGION_CQES ? PROT_READ : PROT_READ | PROT_WRITE;
+
+		if (!r.size[i])
+			continue;
+		m = map(&r, i, page, prot | PROT_EXEC, MAP_SHARED, 0);
+		t_assert(m == MAP_FAILED, "region %d mapped executable", i);
+		t_eq(errno, EPERM);
+		m = map(&r, i, page, PROT_EXEC, MAP_SHARED, 0);
+		t_assert(m == MAP_FAILED, "region %d mapped exec-only", i);
+		t_eq(errno, EPERM);
+		m = map(&r, i, page, prot, MAP_SHARED, 0);
+		t_assert(m != MAP_FAILED, "region %d plain mapping: %s", i, strerror(errno));
+		t_assert(mprotect(m, page, prot | PROT_EXEC) < 0, "mprotect made region %d executable", i);
+		t_eq(errno, EACCES);
+		/* Still the plain mapping it was, and still the ring's pages. */
+		t_eq(*(volatile uint8_t *)m, *(uint8_t *)r.region[i]);
+		munmap(m, page);
+	}
 
 	/* Private mappings would copy on write: the kernel would not see them. */
 	m = map(&r, AEM_REGION_SQES, page, PROT_READ | PROT_WRITE, MAP_PRIVATE, 0);
