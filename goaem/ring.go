@@ -113,8 +113,9 @@ func (l *life) release() {
 type Ring struct {
 	cfg     config
 	be      backend
-	ringID  uint32
-	classes int
+	ringID   uint32
+	classes  int
+	features uint32 // abi.Feat*: what the kernel side offers
 
 	cq [abi.MaxClasses]cqView // events: read by the reader alone
 	rd reader
@@ -145,6 +146,7 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 		be:       be,
 		ringID:   p.RingID,
 		classes:  int(p.NrClasses),
+		features: p.Features,
 		closedCh: make(chan struct{}),
 		spawnSem: make(chan struct{}, cfg.maxInFlight),
 	}
