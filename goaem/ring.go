@@ -111,8 +111,8 @@ func (l *life) release() {
 // ring, read by the side that waits for them (results.go). Every method is
 // safe for concurrent use.
 type Ring struct {
-	cfg     config
-	be      backend
+	cfg      config
+	be       backend
 	ringID   uint32
 	classes  int
 	features uint32 // abi.Feat*: what the kernel side offers
