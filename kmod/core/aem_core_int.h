@@ -32,7 +32,7 @@
 /* aem_sub.state */
 #define AEM_SUB_LIVE		(1U << 0)
 #define AEM_SUB_DYING		(1U << 1)	/* unsubscribe in progress: it frees */
-#define AEM_SUB_FINAL		(1U << 2)	/* final event posted; freed when it leaves the backlog */
+#define AEM_SUB_FINAL		(1U << 2)	/* final event queued (or dropped behind queued events): freed when the backlog has them out */
 #define AEM_SUB_END_STATS	(1U << 3)	/* AEM_SQE_F_END_STATS: its own end posts its counts as a result */
 
 /* delivery slot states */
