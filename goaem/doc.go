@@ -114,7 +114,12 @@
 // # Counting
 //
 // Subscription.Stats reports produced, delivered, backlog and dropped; for
-// every subscription produced == delivered + backlog + dropped.
+// every subscription produced == delivered + backlog + dropped. Once a
+// subscription has ended (unsubscribed, or ended by its source) the kernel
+// side forgets it; Stats then returns the final counts it sent as it did
+// (with the unsubscribe's answer, or in the end result goaem asks for), also
+// after Close. Unsubscribe of an ended subscription does nothing and
+// returns nil, however often it is called.
 //
 // # Concurrency
 //

@@ -254,7 +254,7 @@ func (e *Event) finish() {
 	if e.cqe.Flags&abi.CQEFFinal != 0 {
 		if s := e.r.subs.get(e.cqe.UserData); s != nil {
 			s.ended.Store(true)
-			e.r.subs.remove(e.cqe.UserData)
+			e.r.retire(s, overEvent)
 		}
 	}
 }

@@ -57,6 +57,17 @@ type heapSub struct {
 	channel   uint32
 	delivered uint64
 	dropped   uint64
+	endStats  bool // SUBSCRIBE with SQEFEndStats
+}
+
+// countsCQE is the result with s's final counts (abi.CQEFStats, res 0),
+// answering the SQE of userData at class cls.
+func (s *heapSub) countsCQE(userData uint64, cls uint8) abi.CQE {
+	cqe := abi.CQE{UserData: userData, ID: s.id, Flags: abi.CQEFResult | abi.CQEFStats, Source: s.source, Prio: cls}
+	*(*abi.SubCounts)(unsafe.Pointer(&cqe.Data[0])) = abi.SubCounts{
+		Produced: s.delivered + s.dropped, Delivered: s.delivered, Dropped: s.dropped,
+	}
+	return cqe
 }
 
 type heapCall struct {
@@ -89,6 +100,7 @@ func newHeapKernel(t testing.TB, p abi.Params) *heapKernel {
 	def(&p.SlotSize, 256)
 	def(&p.SlotCount, 64)
 	p.RingID = 1
+	p.Features = abi.FeatSubStats
 	slotRing := uint32(1)
 	for slotRing < p.SlotCount {
 		slotRing <<= 1
@@ -230,6 +242,13 @@ func (k *heapKernel) result(cls uint8, userData uint64, res int32, id uint64, da
 	if res < 0 {
 		cqe.Res, data = res, nil // written before the tail publishes it
 	}
+	k.resultData(cqe, data)
+}
+
+// resultCQE posts a result built whole (its Data set, no payload).
+func (k *heapKernel) resultCQE(cqe abi.CQE) { k.resultData(cqe, nil) }
+
+func (k *heapKernel) resultData(cqe abi.CQE, data []byte) {
 	for i := 0; ; i++ {
 		k.mu.Lock()
 		ok := k.postLocked(resRing, cqe, data)
@@ -320,7 +339,8 @@ func (k *heapKernel) handle(sqe *abi.SQE) {
 	case abi.OpNop:
 	case abi.OpSubscribe:
 		k.mu.Lock()
-		s := &heapSub{id: abi.IDKindSub<<56 | k.nextSub, tag: sqe.UserData, prio: sqe.Prio, source: sqe.Source}
+		s := &heapSub{id: abi.IDKindSub<<56 | k.nextSub, tag: sqe.UserData, prio: sqe.Prio, source: sqe.Source,
+			endStats: sqe.Flags&abi.SQEFEndStats != 0}
 		k.nextSub++
 		switch sqe.Source {
 		case abi.SrcMsg:
@@ -342,12 +362,20 @@ func (k *heapKernel) handle(sqe *abi.SQE) {
 		}
 	case abi.OpUnsubscribe:
 		k.mu.Lock()
-		if _, ok := k.subs[sqe.Target]; ok {
+		s, ok := k.subs[sqe.Target]
+		var counts abi.CQE
+		if ok {
 			delete(k.subs, sqe.Target)
+			counts = s.countsCQE(sqe.UserData, sqe.Prio)
 		} else {
 			res = -int32(syscall.ENOENT)
 		}
 		k.mu.Unlock()
+		if ok && sqe.Flags&abi.SQEFSilent == 0 {
+			// The answer carries the final counts, as the core's does.
+			k.resultCQE(counts)
+			done = true
+		}
 	case abi.OpWriteback:
 		data := k.payloadOf(sqe)
 		if sqe.Flags&abi.SQEFSlot != 0 && sqe.Slot >= k.p.SendSlots {
@@ -447,6 +475,14 @@ func (k *heapKernel) generate(s *heapSub, g abi.GenArgs) {
 		ok := k.postLocked(s.prio, cqe, buf[:g.PayloadLen])
 		if ok {
 			s.delivered++ // with the post: a reader never sees the event uncounted
+		}
+		if ok && cqe.Flags&abi.CQEFFinal != 0 {
+			// Ended: forgotten, its counts to the SUBSCRIBE that asked, in
+			// the same hold of mu (subStats sees both or neither).
+			delete(k.subs, s.id)
+			if s.endStats {
+				k.postLocked(resRing, s.countsCQE(s.tag, s.prio), nil)
+			}
 		}
 		k.mu.Unlock()
 		if ok {

@@ -187,17 +187,16 @@ func TestGeneratorControlAndStats(t *testing.T) {
 		sub, err := r.Subscribe(Generator{Count: 100, PayloadLen: 16}, SubOptions{})
 		require.NoError(t, err)
 		waitN(t, ctx, r, 100, nil)
-		if b.name != "heap" {
-			// Final and released: the kernel side has forgotten it.
-			_, err = sub.Stats()
-			assert.Error(t, err)
-		}
+		// Final and released: the kernel side has forgotten it, its counts stay.
+		st, err := sub.Stats()
+		require.NoError(t, err)
+		assert.Equal(t, Stats{Produced: 100, Delivered: 100}, st)
 		assert.NoError(t, sub.Unsubscribe(), "after its final event: nothing to do")
 
 		sub, err = r.Subscribe(Generator{Rate: 1000, Count: 0, PayloadLen: 16}, SubOptions{})
 		require.NoError(t, err)
 		waitN(t, ctx, r, 5, nil)
-		st, err := sub.Stats()
+		st, err = sub.Stats()
 		require.NoError(t, err)
 		assert.Equal(t, st.Produced, st.Delivered+st.Backlog+st.Dropped, "%+v", st)
 		assert.GreaterOrEqual(t, st.Delivered, uint64(5))
@@ -208,6 +207,74 @@ func TestGeneratorControlAndStats(t *testing.T) {
 		rs, err := r.Stats()
 		require.NoError(t, err)
 		assert.NotZero(t, rs.Refused[abi.RefuseID], "the refused ops were counted")
+	})
+}
+
+// A subscription's counts outlive it: the kernel side forgets an ended
+// subscription, goaem keeps the final counts it sent.
+func TestFinalStats(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t)
+		ctx := testCtx(t)
+
+		// A generator with a count ends by itself, events read and released.
+		ended, err := r.Subscribe(Generator{Count: 300, Burst: 7, PayloadLen: 16}, SubOptions{})
+		require.NoError(t, err)
+		final := 0
+		waitN(t, ctx, r, 300, func(ev *Event) {
+			if ev.Final() {
+				final++
+			}
+		})
+		assert.Equal(t, 1, final, "one final event")
+		assert.True(t, ended.Ended())
+		st, err := ended.Stats()
+		require.NoError(t, err, "stats after the generator ended")
+		assert.Equal(t, Stats{Produced: 300, Delivered: 300}, st)
+		assert.NoError(t, ended.Unsubscribe(), "unsubscribe after the end")
+		assert.NoError(t, ended.Unsubscribe(), "and again")
+		st2, err := ended.Stats()
+		require.NoError(t, err)
+		assert.Equal(t, st, st2, "final counts do not change")
+
+		// Ended in the kernel, its events not read yet: Unsubscribe finds it
+		// over (ENOENT there, nil here), Stats still has its counts.
+		unread, err := r.Subscribe(Generator{Count: 10, PayloadLen: 16}, SubOptions{})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			rs, err := r.Stats()
+			return err == nil && rs.Subscriptions == 0
+		}, 10*time.Second, time.Millisecond, "the generator did not end")
+		assert.NoError(t, unread.Unsubscribe())
+		assert.NoError(t, unread.Unsubscribe())
+		assert.True(t, unread.Ended())
+		st, err = unread.Stats()
+		require.NoError(t, err)
+		assert.Equal(t, Stats{Produced: 10, Delivered: 10}, st)
+		waitN(t, ctx, r, 10, nil) // they are still delivered
+
+		// Unsubscribed while it runs: the answer's counts, backlog discarded.
+		live, err := r.Subscribe(Generator{Rate: 2000, PayloadLen: 16}, SubOptions{})
+		require.NoError(t, err)
+		waitN(t, ctx, r, 5, nil)
+		require.NoError(t, live.Unsubscribe())
+		st, err = live.Stats()
+		require.NoError(t, err, "stats after unsubscribe")
+		assert.GreaterOrEqual(t, st.Delivered, uint64(5))
+		assert.Zero(t, st.Backlog)
+		assert.Equal(t, st.Produced, st.Delivered+st.Dropped, "%+v", st)
+		assert.NoError(t, live.Unsubscribe(), "twice: nothing to do")
+		assert.NoError(t, live.Unsubscribe(), "three times")
+		st2, err = live.Stats()
+		require.NoError(t, err)
+		assert.Equal(t, st, st2)
+
+		// Kept by goaem: readable after Close.
+		require.NoError(t, r.Close())
+		st2, err = live.Stats()
+		require.NoError(t, err, "stats after Close")
+		assert.Equal(t, st, st2)
+		assert.NoError(t, live.Unsubscribe(), "after Close: nothing to do")
 	})
 }
 

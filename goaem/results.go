@@ -221,6 +221,15 @@ func (r *Ring) drainResults() int {
 // fire-and-forget SQE is counted. Under res.mu.
 func (r *Ring) routeLocked(cqe *abi.CQE) {
 	ud := cqe.UserData
+	if cqe.Flags&abi.CQEFStats != 0 && ud&tagOp == 0 {
+		// A subscription's end result: its SUBSCRIBE asked for its final counts.
+		if s := r.subs.get(ud); s != nil {
+			s.setFinal(cqe)
+			s.ended.Store(true)
+			r.retire(s, overCounts)
+		}
+		return
+	}
 	if ud&(tagOp|tagSilent) != tagOp|tagSilent {
 		if o := r.res.ops[ud]; o != nil {
 			delete(r.res.ops, ud)
@@ -241,7 +250,11 @@ func (r *Ring) routeLocked(cqe *abi.CQE) {
 func (r *Ring) complete(o *op, cqe *abi.CQE) {
 	o.res, o.id = cqe.Res, cqe.ID
 	if o.sub != nil && o.res >= 0 {
-		o.sub.id.Store(o.id)
+		if cqe.Flags&abi.CQEFStats != 0 {
+			o.sub.setFinal(cqe) // UNSUBSCRIBE's answer
+		} else if o.id != 0 {
+			o.sub.id.Store(o.id) // SUBSCRIBE's
+		}
 	}
 	if p := payloadOf(cqe, &r.pay); len(p) != 0 {
 		o.n = len(p)

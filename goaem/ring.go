@@ -130,10 +130,11 @@ func (l *life) closed() bool { return l.refs.Load()&lifeClosed != 0 }
 // ring, read by the side that waits for them (results.go). Every method is
 // safe for concurrent use.
 type Ring struct {
-	cfg     config
-	be      backend
-	ringID  uint32
-	classes int
+	cfg      config
+	be       backend
+	ringID   uint32
+	classes  int
+	features uint32 // abi.Feat*: what the kernel side offers
 
 	cq [abi.MaxClasses]cqView // events: read by the reader alone
 	rd reader
@@ -164,6 +165,7 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 		be:       be,
 		ringID:   p.RingID,
 		classes:  int(p.NrClasses),
+		features: p.Features,
 		closedCh: make(chan struct{}),
 		spawnSem: make(chan struct{}, cfg.maxInFlight),
 	}

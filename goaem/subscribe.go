@@ -1,11 +1,13 @@
 package goaem
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/aem-dev/aem/goaem/abi"
 )
@@ -151,7 +153,21 @@ type Subscription struct {
 	clone   *Cloner
 	sem     chan struct{}
 	ended   atomic.Bool
+	// final: the counts the kernel side sent as the subscription ended (it
+	// forgets the subscription then): in the answer to Unsubscribe, or in
+	// the end result its SUBSCRIBE asked for (endStats).
+	final    atomic.Pointer[Stats]
+	endStats bool
+	over     atomic.Uint32 // overEvent|overCounts: see Ring.retire
 }
+
+// The two ends of a subscription that ended by itself: its table entry goes
+// when both are in, so the final event still finds it and the end result
+// still has a place to land.
+const (
+	overEvent  uint32 = 1 << 0 // final event released, or Unsubscribe found it over
+	overCounts uint32 = 1 << 1 // final counts in
+)
 
 // Subscribe starts source feeding events into this ring's class
 // opts.Class. It waits for the kernel side's answer (bounded by
@@ -191,6 +207,10 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 			return err
 		}
 		s.source = sqe.Source
+		if r.features&abi.FeatSubStats != 0 {
+			sqe.Flags |= abi.SQEFEndStats
+			s.endStats = true
+		}
 		return nil
 	})
 	if err == nil {
@@ -220,7 +240,8 @@ func (s *Subscription) Ring() *Ring { return s.r }
 
 // Ended reports whether the subscription is over: unsubscribed, or its
 // source posted its final event (one-shot timer, generator count reached)
-// and that event was released.
+// and that event was released, or its final counts arrived (which they do
+// also when that event was dropped).
 func (s *Subscription) Ended() bool { return s.ended.Load() }
 
 // Addr is the address of a Msg subscription: where Post and Call send.
@@ -228,20 +249,28 @@ func (s *Subscription) Addr(channel uint32) Addr { return s.r.Addr(channel) }
 
 // Unsubscribe stops the source. Events already in the completion ring
 // stay there and are still delivered (Event.Subscription returns nil for
-// them); backlogged ones are dropped and counted. Unsubscribing a
-// subscription that has ended (unsubscribed before, or its source posted
-// its final event) does nothing and returns nil.
+// them); backlogged ones are dropped and counted. Stats then returns the
+// final counts. Unsubscribing a subscription that has ended (unsubscribed
+// before, or its source ended it) does nothing and returns nil, however
+// often: the kernel side answers a stale id with ENOENT, which is not an
+// error here.
 func (s *Subscription) Unsubscribe() error {
 	if s.ended.Swap(true) {
 		return nil
 	}
-	res, err := s.r.control(0, nil, func(sqe *abi.SQE) error {
+	// The answer carries the final counts: complete stores them on s.
+	res, err := s.r.control(0, s, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpUnsubscribe
 		sqe.Target = s.id.Load()
 		return nil
 	})
-	if err == nil && res != -int32(syscall.ENOENT) {
-		// ENOENT: the source ended by itself; its final event is on its way.
+	if err == nil && res == -int32(syscall.ENOENT) {
+		// The source ended by itself: its final event and counts are on
+		// their way (or here); the entry goes when the counts are in.
+		s.r.retire(s, overEvent)
+		return nil
+	}
+	if err == nil {
 		err = errno(res)
 	}
 	s.r.subs.remove(s.handle)
@@ -299,17 +328,50 @@ type Stats struct {
 	Dropped   uint64 // dropped past the backlog bound
 }
 
-// Stats reads the subscription's counters from the kernel side.
+// Stats reads the subscription's counters from the kernel side while it
+// lives; once it has ended (unsubscribed, or its source ended it) they are
+// its final counts, which stay readable, after Close too.
 func (s *Subscription) Stats() (Stats, error) {
+	if f := s.final.Load(); f != nil {
+		return *f, nil
+	}
 	if !s.r.life.acquire() {
 		return Stats{}, ErrClosed
 	}
 	defer s.r.life.release()
 	st := abi.SubStats{ID: s.id.Load()}
-	if err := s.r.be.subStats(&st); err != nil {
+	err := s.r.be.subStats(&st)
+	if errors.Is(err, syscall.ENOENT) && s.endStats {
+		// It ended: the kernel side posted its counts as it forgot it, so
+		// they are in the result ring (or its backlog, which draining
+		// flushes) by now.
+		s.r.drainResults()
+		if f := s.final.Load(); f != nil {
+			return *f, nil
+		}
+	}
+	if err != nil {
 		return Stats{}, fmt.Errorf("goaem: stats of %#x: %w", s.ID(), err)
 	}
 	return Stats{Produced: st.Produced, Delivered: st.Delivered, Backlog: st.Backlog, Dropped: st.Dropped}, nil
+}
+
+// setFinal keeps the final counts a result with abi.CQEFStats carries.
+func (s *Subscription) setFinal(cqe *abi.CQE) {
+	c := *(*abi.SubCounts)(unsafe.Pointer(&cqe.Data[0]))
+	s.final.Store(&Stats{Produced: c.Produced, Delivered: c.Delivered, Backlog: c.Backlog, Dropped: c.Dropped})
+}
+
+// retire records one end of s (overEvent, overCounts) and takes s out of
+// the table when both are in, or the event alone when no counts will come.
+func (r *Ring) retire(s *Subscription, end uint32) {
+	need := overEvent
+	if s.endStats {
+		need |= overCounts
+	}
+	if old := s.over.Or(end); old&end == 0 && (old|end)&need == need {
+		r.subs.remove(s.handle)
+	}
 }
 
 // RingStats are the ring's counters (abi.RingStats).

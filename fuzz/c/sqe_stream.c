@@ -33,6 +33,7 @@ struct fz_sqe_rec {
 	bool	consumed;
 	bool	limbo;		/* its slot went to LIMBO when consumed */
 	u8	answers;
+	bool	ended;		/* SUBSCRIBE with END_STATS: its end result came */
 	s32	res;
 };
 
@@ -128,6 +129,16 @@ static void on_result(const struct aem_cqe *cqe)
 	FZ_CHECK(seq < nrecs, "result for SQE %llu, only %u written", (unsigned long long)seq, nrecs);
 	rec = &recs[seq];
 	FZ_CHECK(rec->consumed, "result for SQE %llu that was never consumed", (unsigned long long)seq);
+	if ((cqe->flags & AEM_CQE_F_STATS) && rec->opcode == AEM_OP_SUBSCRIBE) {
+		/* The end result AEM_SQE_F_END_STATS asked for: a second word, after the answer. */
+		FZ_CHECK(rec->flags & AEM_SQE_F_END_STATS, "SQE %llu: end result unasked",
+			 (unsigned long long)seq);
+		FZ_CHECK(!rec->ended && cqe->res == 0 && AEM_ID_KIND(cqe->id) == AEM_ID_KIND_SUB,
+			 "SQE %llu: a second end result, or res %d id %llx", (unsigned long long)seq,
+			 cqe->res, (unsigned long long)cqe->id);
+		rec->ended = true;
+		return;
+	}
 	FZ_CHECK(rec->answers == 0, "SQE %llu answered twice (%d, then %d)", (unsigned long long)seq,
 		 rec->res, cqe->res);
 	rec->answers = 1;
@@ -199,8 +210,10 @@ static void drain(unsigned cls, u32 max)
 		const struct aem_cqe *cqe = &fz_cq(&ring, cls)->cqes[(head + i) & (fz_cq(&ring, cls)->ring_entries - 1)];
 
 		FZ_CHECK(!(cqe->flags & ~(AEM_CQE_F_RESULT | AEM_CQE_F_SLOT | AEM_CQE_F_CALL |
-					  AEM_CQE_F_FINAL | AEM_CQE_F_TRUNC)),
+					  AEM_CQE_F_FINAL | AEM_CQE_F_TRUNC | AEM_CQE_F_STATS)),
 			 "CQE with unknown flags %x", cqe->flags);
+		FZ_CHECK(!(cqe->flags & AEM_CQE_F_STATS) || (cqe->flags & AEM_CQE_F_RESULT),
+			 "event CQE with F_STATS (flags %x)", cqe->flags);
 		FZ_CHECK(!(cqe->flags & AEM_CQE_F_RESULT) == (cls < ring.p.nr_classes),
 			 "CQ %u (%u classes) carries a CQE with flags %x", cls, ring.p.nr_classes,
 			 cqe->flags);

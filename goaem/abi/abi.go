@@ -44,6 +44,7 @@ const (
 	FeatSlotRing     = 1 << 1
 	FeatBlockingCall = 1 << 2
 	FeatKernel       = 1 << 3
+	FeatSubStats     = 1 << 4 // final counts: UNSUBSCRIBE results, SQEFEndStats
 )
 
 // mmap regions, indexed as Params.RegionSize, and their mmap offsets.
@@ -83,12 +84,14 @@ const (
 	SQEFSlot     = 1 << 0
 	SQEFSilent   = 1 << 1
 	SQEFLossy    = 1 << 2 // POST only
+	SQEFEndStats = 1 << 3 // SUBSCRIBE only: its end result carries the final counts
 	SQEFlagsAll  = SQEFSlot | SQEFSilent
 	CQEFResult   = 1 << 0
 	CQEFSlot     = 1 << 1
 	CQEFCall     = 1 << 2
 	CQEFFinal    = 1 << 3
 	CQEFTrunc    = 1 << 4
+	CQEFStats    = 1 << 5 // a result whose Data holds SubCounts
 	IDKindSub    = 1
 	IDKindCall   = 2
 	EnterGetEvts = 1 << 0
@@ -303,6 +306,15 @@ type SubStats struct {
 	Backlog   uint64    `aem:"backlog"`
 	Dropped   uint64    `aem:"dropped"`
 	Resv      [3]uint64 `aem:"resv"`
+}
+
+// SubCounts is struct aem_sub_counts: a subscription's final counts, in
+// the Data of a result with CQEFStats.
+type SubCounts struct {
+	Produced  uint64 `aem:"produced"`
+	Delivered uint64 `aem:"delivered"`
+	Backlog   uint64 `aem:"backlog"`
+	Dropped   uint64 `aem:"dropped"`
 }
 
 // RingStats is struct aem_ring_stats (AEM_IOC_RING_STATS).

@@ -58,7 +58,8 @@ struct aem_sub {
 };
 
 /* Features of every ring, whichever host; the host ORs in its own. */
-#define AEM_CORE_FEATURES	(AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL)
+#define AEM_CORE_FEATURES	(AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL | \
+				 AEM_FEAT_SUB_STATS)
 
 /* Layout computed from validated parameters; filled by aem_core_layout(). */
 struct aem_layout {

@@ -32,7 +32,8 @@
 /* aem_sub.state */
 #define AEM_SUB_LIVE		(1U << 0)
 #define AEM_SUB_DYING		(1U << 1)	/* unsubscribe in progress: it frees */
-#define AEM_SUB_FINAL		(1U << 2)	/* final event posted; freed when it leaves the backlog */
+#define AEM_SUB_FINAL		(1U << 2)	/* final event queued (or dropped behind queued events): freed when the backlog has them out */
+#define AEM_SUB_END_STATS	(1U << 3)	/* AEM_SQE_F_END_STATS: its own end posts its counts as a result */
 
 /* delivery slot states */
 #define AEM_SLOT_FREE		0	/* on the core's free stack */
@@ -198,8 +199,9 @@ void __aem_ring_put(struct aem_ctx *r);
 struct aem_ctx *__aem_ring_iter(u32 *pos);
 
 /* sub.c */
-struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source);
+struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state);
 void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s);
+void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c);
 void __aem_sub_end_locked(struct aem_ctx *r, struct aem_sub *s);
 struct aem_sub *__aem_sub_find(struct aem_ctx *r, u64 id, u32 bad_state);
 struct aem_sub *__aem_sub_lookup_locked(struct aem_ctx *r, u64 id);
@@ -252,6 +254,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);
 void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64 id);
 void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s);
+bool __aem_post_counts_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe);
 void __aem_backlog_free(struct aem_ctx *r);
 
 /* opdef.c: the opcode table; sqe.c: the checks it declares */
@@ -292,7 +295,8 @@ int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
 int __aem_op_timer_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
 int __aem_op_gen_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
-void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event);
+void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event,
+			   const struct aem_sqe *sqe);
 
 /* msg.c */
 extern const struct aem_source_ops __aem_msg_source_ops;

@@ -7,6 +7,8 @@
 
 aem_static_assert(sizeof(struct aem_sub) == 64, "struct aem_sub is the whole state of a timer: 64 bytes");
 aem_static_assert(AEM_MAX_BACKLOG < (1U << 24), "aem_sub.backlog is 24 bits wide");
+aem_static_assert(sizeof(struct aem_sub_counts) == AEM_CQE_INLINE,
+		  "a subscription's final counts fill a CQE's inline data");
 
 /* Every field of shared memory, where user space has been told it is. */
 #define AEM_PIN(type, field, off) \

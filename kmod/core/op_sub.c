@@ -32,7 +32,8 @@ int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 		*reason = AEM_REFUSE_FIELD;
 		return -EOPNOTSUPP;
 	}
-	s = __aem_sub_alloc(r, sqe->source);
+	s = __aem_sub_alloc(r, sqe->source,
+			    (sqe->flags & AEM_SQE_F_END_STATS) ? AEM_SUB_END_STATS : 0);
 	if (!s) {
 		aem_module_put(ops->owner);
 		*reason = AEM_REFUSE_NOMEM;
@@ -61,9 +62,12 @@ int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 /*
  * End @s, which its caller marked AEM_SUB_DYING: the source stops, its
  * backlog entries are discarded (counted dropped), optionally a final
- * event says so, and the entry is freed.
+ * event says so, and the entry is freed.  Its final counts answer the
+ * UNSUBSCRIBE @sqe (unless silent); with a final event (the source is
+ * unloaded) they go to the SUBSCRIBE that asked for them.
  */
-void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event)
+void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event,
+			   const struct aem_sqe *sqe)
 {
 	const struct aem_source_ops *ops = __aem_source_ops(s->source);
 	struct aem_posted out = { .wake = false };
@@ -85,13 +89,17 @@ void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_even
 		};
 
 		__aem_post_locked(r, s, &p, &out);
+		if (s->state & AEM_SUB_END_STATS)
+			out.wake |= __aem_post_counts_locked(r, s, NULL);
 	}
+	if (sqe && !(sqe->flags & AEM_SQE_F_SILENT))
+		out.wake |= __aem_post_counts_locked(r, s, sqe);
 	__aem_sub_free_locked(r, s);
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 	if (ops)
 		aem_module_put(ops->owner);
 	if (out.wake)
-		__aem_wake(r, false);
+		__aem_wake(r, sqe != NULL);	/* a waiter's answer: at once, as results are */
 }
 
 int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
@@ -99,7 +107,6 @@ int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 	struct aem_sub *s;
 	unsigned long f;
 
-	(void)answered;
 	aem_spin_lock_irqsave(&r->cq_lock, f);
 	s = __aem_sub_lookup_locked(r, sqe->target);
 	if (s)
@@ -109,7 +116,9 @@ int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 		*reason = AEM_REFUSE_ID;
 		return -ENOENT;
 	}
-	__aem_sub_unsubscribe(r, s, false);
+	/* Answered inside, with the final counts, before the entry is freed. */
+	__aem_sub_unsubscribe(r, s, false, sqe);
+	*answered = true;
 	return 0;
 }
 

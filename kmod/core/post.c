@@ -113,6 +113,20 @@ static void pass_slot_starved_locked(struct aem_ctx *r, struct aem_cq_core *cq,
 	}
 }
 
+/*
+ * @s ended by itself: its last event was delivered or dropped.  Its counts
+ * go to the SUBSCRIBE that asked for them (unless an unsubscribe owns the
+ * end: it answers with them), then the entry is freed.  Callers publish the
+ * final event's tail after this, so a reader that has seen the final event
+ * finds the end result in the result ring (or its backlog).
+ */
+static void sub_end_locked(struct aem_ctx *r, struct aem_sub *s)
+{
+	if ((s->state & (AEM_SUB_END_STATS | AEM_SUB_DYING)) == AEM_SUB_END_STATS)
+		__aem_post_counts_locked(r, s, NULL);
+	__aem_sub_end_locked(r, s);
+}
+
 /* Move backlog entries of one class into its CQ ring while there is room. */
 static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 {
@@ -154,8 +168,10 @@ static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 				if (s->gen == c->gen[i] && (s->state & AEM_SUB_LIVE)) {
 					s->backlog--;
 					s->delivered++;
-					if (e->flags & AEM_CQE_F_FINAL)
-						__aem_sub_end_locked(r, s);
+					/* Its final event, or the last one queued before a dropped final event. */
+					if ((e->flags & AEM_CQE_F_FINAL) ||
+					    (!s->backlog && (s->state & AEM_SUB_FINAL)))
+						sub_end_locked(r, s);
 				}
 			}
 		}
@@ -214,50 +230,6 @@ bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake
 }
 
 /*
- * The header of @p's events into @hdr (its data left to the caller), with
- * *len cut to the slot size for a truncated slot payload.
- */
-static inline void post_header(const struct aem_ctx *r, const struct aem_post *p, bool need_slot,
-			       u32 *len, struct aem_cqe *hdr)
-{
-	hdr->user_data = p->user_data;
-	hdr->id = p->id;
-	hdr->flags = p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL);
-	if (need_slot) {
-		hdr->flags |= AEM_CQE_F_SLOT;
-		if (*len > r->slot_size) {
-			*len = r->slot_size;
-			hdr->flags |= AEM_CQE_F_TRUNC;
-		}
-	}
-	hdr->res = p->res < 0 ? p->res : (s32)*len;
-	hdr->slot = 0;
-	hdr->source = p->source;
-	hdr->prio = p->cls;
-	hdr->resv = 0;
-}
-
-/*
- * The @k entries written from @cq's tail on entered the core and are
- * delivered: counted, and published with one tail store.
- */
-static inline void publish_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s,
-				  u32 k, struct aem_posted *out)
-{
-	u32 tail = cq->tail + k;
-
-	cq->tail = tail;
-	aem_store_release(cq->ktail, tail);	/* pairs with aem_peek_batch()'s acquire */
-	r->produced += k;
-	r->delivered += k;
-	if (s) {
-		s->produced += k;
-		s->delivered += k;
-	}
-	out->wake = true;
-}
-
-/*
  * The one posting path; under cq_lock.  @s is NULL for a result.  Events
  * are produced in order: those the ring has room for (and, for payloads
  * beyond AEM_CQE_INLINE, a free delivery slot) are written in place with
@@ -288,19 +260,48 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	 * would otherwise cost a firing a third more instructions.
 	 */
 	if (n == 1 && !need_slot && !cq->bl_head && cq_room(r, cq)) {
-		e = &cq->cqes[cq->tail & mask];
-		post_header(r, p, false, &len, e);
+		tail = cq->tail;
+		e = &cq->cqes[tail & mask];
+		e->user_data = p->user_data;
+		e->id = p->id;
+		e->res = p->res < 0 || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
+		e->flags = (p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL)) |
+			   (final_mode ? AEM_CQE_F_FINAL : 0);
+		e->slot = 0;
+		e->source = p->source;
+		e->prio = p->cls;
+		e->resv = 0;
 		memset(e->data, 0, sizeof(e->data));
 		fill_run(p, 0, 1, e->data, 0, len);
-		if (final_mode)
-			e->flags |= AEM_CQE_F_FINAL;
-		publish_locked(r, cq, s, 1, out);
+		cq->tail = tail + 1;
+		r->produced++;
+		r->delivered++;
+		if (s) {
+			s->produced++;
+			s->delivered++;
+			if (final_mode)
+				sub_end_locked(r, s);	/* before the tail: see sub_end_locked() */
+		}
+		aem_store_release(cq->ktail, tail + 1);	/* pairs with aem_peek_batch()'s acquire */
 		out->produced = 1;
-		if (final_mode && s)
-			__aem_sub_end_locked(r, s);
+		out->wake = true;
 		return;
 	}
-	post_header(r, p, need_slot, &len, &hdr);	/* hdr.data stays unset: only the header is copied */
+	hdr.user_data = p->user_data;
+	hdr.id = p->id;
+	hdr.flags = p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL);
+	if (need_slot) {
+		hdr.flags |= AEM_CQE_F_SLOT;
+		if (len > r->slot_size) {
+			len = r->slot_size;
+			hdr.flags |= AEM_CQE_F_TRUNC;
+		}
+	}
+	hdr.res = p->res < 0 || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
+	hdr.slot = 0;
+	hdr.source = p->source;
+	hdr.prio = p->cls;
+	hdr.resv = 0;	/* hdr.data stays unset: only the header is ever copied from hdr */
 	/* The header's second half as two words: res|flags, slot|source|prio|resv. */
 	memcpy(&word2, (u8 *)&hdr + 16, 8);
 	memcpy(&word3, (u8 *)&hdr + 24, 8);
@@ -349,12 +350,25 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		k = i;
 	}
 	/* These k entered the core; each later one is counted as it enters, below. */
+	r->produced += k;
+	if (s)
+		s->produced += k;
 	if (k) {
 		if (k == n && final_mode) {
 			cq->cqes[(tail + k - 1) & mask].flags |= AEM_CQE_F_FINAL;
 			final = true;
 		}
-		publish_locked(r, cq, s, k, out);
+		cq->tail = tail + k;
+		r->delivered += k;
+		if (s)
+			s->delivered += k;
+		if (final && s) {
+			/* The whole batch is in the ring (n == k): nothing below touches @s. */
+			sub_end_locked(r, s);	/* before the tail: see sub_end_locked() */
+			s = NULL;
+		}
+		aem_store_release(cq->ktail, tail + k);	/* pairs with aem_peek_batch()'s acquire */
+		out->wake = true;
 	}
 	/*
 	 * FIT: only what the ring takes now.  Otherwise the rest goes to the
@@ -428,9 +442,43 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		}
 	}
 	out->produced = n;
-	/* A delivered or dropped final event ends the subscription now. */
-	if (final && s)
-		__aem_sub_end_locked(r, s);
+	/*
+	 * A dropped final event ends the subscription now, or once the events
+	 * queued before it have left the backlog: then its counts are final.
+	 */
+	if (final && s) {
+		if (s->backlog && !(s->state & AEM_SUB_DYING))
+			s->state |= AEM_SUB_FINAL;
+		else
+			sub_end_locked(r, s);
+	}
+}
+
+/*
+ * A result with @s's counts (AEM_CQE_F_STATS, res 0): the answer to the
+ * UNSUBSCRIBE @sqe, or with @sqe NULL the end result of a subscription
+ * subscribed with AEM_SQE_F_END_STATS (user_data: the SUBSCRIBE's, which is
+ * the tag).  Under cq_lock, before @s is freed.  Returns whether a tail
+ * moved (wake after unlocking).
+ */
+bool __aem_post_counts_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
+{
+	struct aem_sub_counts c;
+	struct aem_posted out;
+	struct aem_post p = {
+		.user_data = sqe ? sqe->user_data : s->user_data,
+		.id = aem_sub_id(r, s),
+		.flags = AEM_CQE_F_RESULT | AEM_CQE_F_STATS,
+		.source = s->source,
+		.cls = sqe ? (sqe->prio < r->nr_classes ? sqe->prio : 0) : s->prio,
+		.len = sizeof(c),
+		.n = 1,
+		.data = &c,
+	};
+
+	__aem_sub_counts_locked(s, &c);
+	__aem_post_locked(r, NULL, &p, &out);
+	return out.wake;
 }
 
 /* Lock, post, unlock, wake: for posters that hold no completion lock. */

@@ -139,7 +139,7 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 			}
 			s->state |= AEM_SUB_DYING;
 			aem_spin_unlock_irqrestore(&r->cq_lock, f);
-			__aem_sub_unsubscribe(r, s, false);
+			__aem_sub_unsubscribe(r, s, false, NULL);
 		}
 	}
 	for (i = 1; i < AEM_SRC_LAST; i++) {
@@ -188,7 +188,7 @@ void aem_core_unregister_source(const struct aem_source_ops *ops)
 					s->state |= AEM_SUB_DYING;
 				aem_spin_unlock_irqrestore(&r->cq_lock, f);
 				if (mine)
-					__aem_sub_unsubscribe(r, s, true);
+					__aem_sub_unsubscribe(r, s, true, NULL);
 			}
 		}
 		if (ops->ring_release)

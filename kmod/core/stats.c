@@ -15,13 +15,13 @@ int aem_core_sub_stats(struct aem_ctx *r, struct aem_sub_stats *st)
 	aem_spin_lock_irqsave(&r->cq_lock, f);
 	s = __aem_sub_find(r, st->id, 0);
 	if (s) {
-		u64 sum = s->delivered + s->backlog + s->dropped;
+		struct aem_sub_counts c;
 
-		st->delivered = s->delivered;
-		st->backlog = s->backlog;
-		st->dropped = s->dropped;
-		/* s->produced holds the count's low 32 bits: widen it around the outcome sum. */
-		st->produced = sum + (u64)(s64)(s32)(s->produced - (u32)sum);
+		__aem_sub_counts_locked(s, &c);
+		st->produced = c.produced;
+		st->delivered = c.delivered;
+		st->backlog = c.backlog;
+		st->dropped = c.dropped;
 		ret = 0;
 	}
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);

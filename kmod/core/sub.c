@@ -40,8 +40,22 @@ void __aem_sub_end_locked(struct aem_ctx *r, struct aem_sub *s)
 		aem_module_put(ops->owner);
 }
 
-/* Under submit_lock (chunks only grow there). */
-struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source)
+/*
+ * The counters of @s.  produced holds the count's low 32 bits (see struct
+ * aem_sub): widen it around the outcome sum.
+ */
+void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c)
+{
+	u64 sum = s->delivered + s->backlog + s->dropped;
+
+	c->delivered = s->delivered;
+	c->backlog = s->backlog;
+	c->dropped = s->dropped;
+	c->produced = sum + (u64)(s64)(s32)(s->produced - (u32)sum);
+}
+
+/* Under submit_lock (chunks only grow there); @state: AEM_SUB_* bits beside LIVE. */
+struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 {
 	struct aem_sub *s = NULL, *chunk;
 	unsigned long f;
@@ -70,7 +84,7 @@ struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source)
 		r->sub_free = s->link[0];
 		s->link[0] = 0;
 		s->source = source;
-		s->state = AEM_SUB_LIVE;
+		s->state = AEM_SUB_LIVE | state;
 		r->nr_subs++;
 	}
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);

@@ -62,6 +62,7 @@
 #define AEM_FEAT_SLOT_RING	(1U << 1)	/* payload slots return through the slot ring */
 #define AEM_FEAT_BLOCKING_CALL	(1U << 2)	/* AEM_IOC_CALL */
 #define AEM_FEAT_KERNEL		(1U << 3)	/* backed by the kernel module */
+#define AEM_FEAT_SUB_STATS	(1U << 4)	/* final counts: UNSUBSCRIBE results, AEM_SQE_F_END_STATS (AEM_CQE_F_STATS) */
 
 /*
  * Offsets of one ring's fields, in bytes from the start of the region
@@ -145,6 +146,8 @@ enum aem_op {
 #define AEM_SQE_FLAGS_ALL	(AEM_SQE_F_SLOT | AEM_SQE_F_SILENT)	/* taken by every opcode */
 /* POST only: past the target's backlog bound drop and count, rather than stop the SQ */
 #define AEM_SQE_F_LOSSY		(1U << 2)
+/* SUBSCRIBE only: when the subscription ends by itself, a second result of this SQE carries its final counts */
+#define AEM_SQE_F_END_STATS	(1U << 3)
 
 /* Event sources (aem_sqe.source for AEM_OP_SUBSCRIBE) */
 enum aem_source {
@@ -250,6 +253,7 @@ struct aem_sqe {
 #define AEM_CQE_F_CALL		(1U << 2)	/* a call: the caller waits for a writeback to id */
 #define AEM_CQE_F_FINAL		(1U << 3)	/* last event of its subscription; the id is dead */
 #define AEM_CQE_F_TRUNC		(1U << 4)	/* payload was cut to fit */
+#define AEM_CQE_F_STATS		(1U << 5)	/* result: data holds struct aem_sub_counts, the subscription id's final counts */
 
 struct aem_cqe {
 	__u64	user_data;	/* event: the subscription's tag; result: the SQE's user_data */
@@ -325,6 +329,18 @@ struct aem_sub_stats {
 	__u64	backlog;	/* out: events waiting in the overflow backlog */
 	__u64	dropped;	/* out: events dropped past the backlog bound */
 	__u64	resv[3];
+};
+
+/*
+ * A subscription's final counts, in the data of a result with
+ * AEM_CQE_F_STATS (the answer to UNSUBSCRIBE, or the end result that
+ * AEM_SQE_F_END_STATS asked for); the CQE's id names the subscription.
+ */
+struct aem_sub_counts {
+	__u64	produced;	/* events the source produced */
+	__u64	delivered;	/* events written to a CQ ring */
+	__u64	backlog;	/* events still in the overflow backlog (0 but for a source's unload) */
+	__u64	dropped;	/* events dropped past the backlog bound or discarded */
 };
 
 /* Refusals, counted per reason; indexed by AEM_REFUSE_* */

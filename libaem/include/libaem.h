@@ -478,6 +478,32 @@ AEMINLINE void *aem_cqe_payload(const struct aem_ring *ring, const struct aem_cq
 	return (void *)cqe->data;
 }
 
+/*
+ * The final counts a result carries (AEM_CQE_F_STATS: the answer to an
+ * UNSUBSCRIBE, or the end result of a subscription subscribed with
+ * AEM_SQE_F_END_STATS) into @st, its id included; -ENODATA when @cqe
+ * carries none.  The kernel side forgets a subscription once it has ended
+ * (aem_sub_stats() is then -ENOENT, and so is another UNSUBSCRIBE of the
+ * id, which it cannot tell from a stale one): these results are where its
+ * counts stay readable.
+ */
+AEMINLINE int aem_cqe_sub_stats(const struct aem_cqe *cqe, struct aem_sub_stats *st)
+{
+	struct aem_sub_counts c;
+
+	if ((cqe->flags & (AEM_CQE_F_RESULT | AEM_CQE_F_STATS)) !=
+	    (AEM_CQE_F_RESULT | AEM_CQE_F_STATS))
+		return -ENODATA;
+	memcpy(&c, cqe->data, sizeof(c));
+	memset(st, 0, sizeof(*st));
+	st->id = cqe->id;
+	st->produced = c.produced;
+	st->delivered = c.delivered;
+	st->backlog = c.backlog;
+	st->dropped = c.dropped;
+	return 0;
+}
+
 /* Send slot @slot (< send_slots) for building a post or call payload. */
 AEMINLINE void *aem_send_slot(const struct aem_ring *ring, unsigned slot)
 {

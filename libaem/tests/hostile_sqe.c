@@ -199,6 +199,7 @@ static void one_field_at_a_time(void)
 struct sent {
 	uint8_t opcode, flags;
 	bool answered;
+	bool ended;		/* its end result came (SUBSCRIBE with END_STATS) */
 	int res;		/* of the first result */
 };
 
@@ -212,7 +213,8 @@ struct tally {
 /* The flags @s's opcode takes. */
 static unsigned flags_taken(const struct sent *s)
 {
-	return AEM_SQE_FLAGS_ALL | (s->opcode == AEM_OP_POST ? AEM_SQE_F_LOSSY : 0);
+	return AEM_SQE_FLAGS_ALL | (s->opcode == AEM_OP_POST ? AEM_SQE_F_LOSSY : 0) |
+	       (s->opcode == AEM_OP_SUBSCRIBE ? AEM_SQE_F_END_STATS : 0);
 }
 
 static void account(struct tally *t, const struct aem_cqe *c)
@@ -231,6 +233,14 @@ static void account(struct tally *t, const struct aem_cqe *c)
 	if (c->user_data >= t->n)
 		t_fail("result for user_data %#llx, never submitted", (unsigned long long)c->user_data);
 	s = &t->sent[c->user_data];
+	if ((c->flags & AEM_CQE_F_STATS) && s->opcode == AEM_OP_SUBSCRIBE) {
+		/* The end result AEM_SQE_F_END_STATS asked for: a second word, not the answer. */
+		t_assert(s->flags & AEM_SQE_F_END_STATS, "SQE %llu (flags %#x): end result unasked",
+			 (unsigned long long)c->user_data, s->flags);
+		t_assert(!s->ended, "SQE %llu: two end results", (unsigned long long)c->user_data);
+		s->ended = true;
+		return;
+	}
 	if (s->answered) {
 		const struct aem_sqe *q = &t->sqes[c->user_data];
 
