@@ -15,19 +15,22 @@ import "unsafe"
 const (
 	APIVersion = 2
 
-	MaxClasses    = 4
-	MaxSQEntries  = 1 << 16
-	MaxCQEntries  = 1 << 20
-	MinSlotSize   = 64
-	MaxSlotSize   = 1 << 16
-	MaxSlots      = 1 << 20
-	MaxBacklog    = 1 << 22
-	CQEInline     = 32
-	SQEInline     = 32
-	MaxSubs       = 1 << 24
-	NrRegions     = 4
-	DefaultCallMS = 5000
-	CallErrnoMax  = 4095 // largest errno an error reply carries
+	MaxClasses       = 4
+	MaxSQEntries     = 1 << 16
+	MaxCQEntries     = 1 << 20
+	MinSlotSize      = 64
+	MaxSlotSize      = 1 << 16
+	MaxSlots         = 1 << 20
+	MaxBacklog       = 1 << 22
+	CQEInline        = 32
+	SQEInline        = 32
+	MaxSubs          = 1 << 24
+	NrRegions        = 4
+	DefaultCallMS    = 5000
+	MaxCallMS        = 60000 // longest call timeout; a longer one is refused
+	MaxCallQuota     = 4096
+	DefaultCallQuota = 1024
+	CallErrnoMax     = 4095 // largest errno an error reply carries
 )
 
 // DevicePath is the kernel module's device (AEM_DEVICE_PATH).
@@ -161,7 +164,8 @@ type Params struct {
 	Features     uint32                  `aem:"features"`
 	APIVersion   uint32                  `aem:"api_version"`
 	RingID       uint32                  `aem:"ring_id"`
-	Resv         [5]uint32               `aem:"resv"`
+	CallQuota    uint32                  `aem:"call_quota"`
+	Resv         [4]uint32               `aem:"resv"`
 	SQOff        RingOffsets             `aem:"sq_off"`
 	CQOff        [MaxClasses]RingOffsets `aem:"cq_off"`
 	SlotOff      RingOffsets             `aem:"slot_off"`

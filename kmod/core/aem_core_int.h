@@ -122,6 +122,9 @@ struct aem_ctx {
 	u32			*sq_khead, *sq_ktail, *sq_kflags, *sq_kdropped;
 	u32			*sr_khead, *sr_ktail, *sr_array;
 
+	u32			call_quota;
+	u32			calls_pending;	/* charged to this ring; under the call table lock */
+
 	aem_atomic_t		refs;		/* ring table lookups in flight, +1 while registered */
 	struct aem_completion	unref;		/* completed when refs reaches zero */
 

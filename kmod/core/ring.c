@@ -44,6 +44,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->sr_entries = l->slot_ring_entries;
 	r->sr_mask = l->slot_ring_entries - 1;
 	r->backlog_limit = l->backlog_limit;
+	r->call_quota = l->call_quota;
 	r->host = host;
 	r->payload = regions[AEM_REGION_PAYLOAD];
 	r->sqes = regions[AEM_REGION_SQES];

@@ -40,6 +40,8 @@
 #define AEM_CQE_INLINE		32	/* payload bytes carried in a CQE */
 #define AEM_SQE_INLINE		32	/* payload bytes carried in an SQE */
 #define AEM_MAX_SUBS		(1U << 24)	/* subscriptions per ring */
+#define AEM_MAX_CALL_QUOTA	4096	/* pending calls one ring may have (aem_params.call_quota) */
+#define AEM_CALL_MAX_TIMEOUT_MS	60000	/* a call's timeout; a longer one is refused with -EINVAL */
 
 /* What setup takes for a zero field of struct aem_params. */
 #define AEM_DEFAULT_SQ_ENTRIES	1024
@@ -47,6 +49,7 @@
 #define AEM_DEFAULT_CLASSES	2
 #define AEM_DEFAULT_SLOT_SIZE	256
 #define AEM_DEFAULT_SLOTS	1024
+#define AEM_DEFAULT_CALL_QUOTA	1024
 
 /* ---------------------------------------------------------------------- */
 /* Setup                                                                  */
@@ -91,7 +94,8 @@ struct aem_params {
 	__u32	features;	/* out: AEM_FEAT_* */
 	__u32	api_version;	/* in: the version the caller speaks, 0 = 2; out: the one served */
 	__u32	ring_id;	/* out: this ring's id, the address used by post and call */
-	__u32	resv[5];	/* must be zero */
+	__u32	call_quota;	/* in: calls this ring may have pending, <= AEM_MAX_CALL_QUOTA; 0 = default; out: actual */
+	__u32	resv[4];	/* must be zero */
 	struct aem_ring_offsets sq_off;			/* out */
 	struct aem_ring_offsets cq_off[AEM_MAX_CLASSES];	/* out; unused classes zeroed */
 	struct aem_ring_offsets slot_off;		/* out: slot return ring */
@@ -215,7 +219,7 @@ struct aem_sqe {
 	__u64	user_data;	/* echoed in the result CQE; tag of a new subscription */
 	__u64	target;		/* subscription id, event token or address, per opcode */
 	__u32	slot;		/* payload slot when AEM_SQE_F_SLOT */
-	__u32	arg;		/* call: timeout in ms (0 = AEM_CALL_DEFAULT_TIMEOUT_MS); writeback to a call: errno or 0; else 0 */
+	__u32	arg;		/* call: timeout in ms, <= AEM_CALL_MAX_TIMEOUT_MS (0 = AEM_CALL_DEFAULT_TIMEOUT_MS); writeback to a call: errno or 0; else 0 */
 	union {
 		__u8			data[AEM_SQE_INLINE];	/* inline payload */
 		struct aem_timer_args	timer;
@@ -351,7 +355,7 @@ struct aem_call_args {
 	__u32	req_len;
 	__u32	resp_cap;
 	__u32	resp_len;	/* out: reply bytes (may exceed resp_cap: truncated) */
-	__u32	timeout_ms;	/* 0 = AEM_CALL_DEFAULT_TIMEOUT_MS */
+	__u32	timeout_ms;	/* <= AEM_CALL_MAX_TIMEOUT_MS; 0 = AEM_CALL_DEFAULT_TIMEOUT_MS */
 	__u8	prio;
 	__u8	resv0[7];
 	__u64	resv[2];	/* must be zero */

@@ -527,8 +527,9 @@ int aem_ring_fd_arm(struct aem_ring *ring);
  * Blocking call to the AEM_SRC_MSG subscriber at @addr: returns the reply
  * length (which may exceed @resp_cap: the reply was truncated) or -errno
  * (-ETIMEDOUT, -ENOENT, -ECONNRESET, -EINTR, -ENOSPC when the target's
- * backlog is full).  @ring is any ring of the
- * caller's (it selects the backend).
+ * backlog is full, -EBUSY when @ring has its quota of calls pending,
+ * -EINVAL for a @timeout_ms above AEM_CALL_MAX_TIMEOUT_MS).  @ring is any
+ * ring of the caller's: it selects the backend and its quota pays.
  */
 int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req_len,
 	     void *resp, unsigned resp_cap, unsigned prio, unsigned timeout_ms);

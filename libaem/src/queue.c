@@ -163,7 +163,7 @@ int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req
 	a.timeout_ms = timeout_ms;
 	a.prio = (uint8_t)prio;
 	if (ring->backend == AEM_BACKEND_EMBEDDED) {
-		ret = __aem_emb_call(&a, req, resp);
+		ret = __aem_emb_call(ring->priv, &a, req, resp);
 	} else {
 		ret = ioctl(ring->fd, AEM_IOC_CALL, &a) < 0 ? -errno : 0;
 	}
