@@ -13,7 +13,7 @@ import "unsafe"
 
 // Version and limits.
 const (
-	APIVersion = 2
+	APIVersion = 3
 
 	MaxClasses       = 4
 	MaxSQEntries     = 1 << 16
@@ -32,6 +32,19 @@ const (
 	DefaultCallQuota = 1024
 	CallErrnoMax     = 4095 // largest errno an error reply carries
 )
+
+// A delivery slot reference (CQE.Slot, what a release or writeback names):
+// the slot's index and the generation of this issue of it.
+const (
+	SlotGenShift = 20
+	SlotGenMax   = 0xffe
+)
+
+// SlotIndex is the index of the slot a reference names (AEM_SLOT_INDEX).
+func SlotIndex(ref uint32) uint32 { return ref & (1<<SlotGenShift - 1) }
+
+// SlotGen is the generation a reference carries (AEM_SLOT_GEN).
+func SlotGen(ref uint32) uint32 { return ref >> SlotGenShift }
 
 // DevicePath is the kernel module's device (AEM_DEVICE_PATH).
 const DevicePath = "/dev/aem"

@@ -23,7 +23,7 @@
 #include <sys/ioctl.h>
 #endif
 
-#define AEM_API_VERSION		2	/* newest ABI version this header speaks */
+#define AEM_API_VERSION		3	/* newest ABI version this header speaks */
 #define AEM_API_VERSION_MIN	2	/* oldest one setup still serves */
 #define AEM_DEVICE_PATH		"/dev/aem"
 
@@ -218,7 +218,7 @@ struct aem_sqe {
 	__u32	len;		/* payload bytes (inline or in slot) */
 	__u64	user_data;	/* echoed in the result CQE; tag of a new subscription */
 	__u64	target;		/* subscription id, event token or address, per opcode */
-	__u32	slot;		/* payload slot when AEM_SQE_F_SLOT */
+	__u32	slot;		/* AEM_SQE_F_SLOT: a send slot's index (post, call), the event's slot reference (writeback) */
 	__u32	arg;		/* call: timeout in ms, <= AEM_CALL_MAX_TIMEOUT_MS (0 = AEM_CALL_DEFAULT_TIMEOUT_MS); writeback to a call: errno or 0; else 0 */
 	union {
 		__u8			data[AEM_SQE_INLINE];	/* inline payload */
@@ -248,12 +248,24 @@ struct aem_sqe {
 #define AEM_CQE_F_FINAL		(1U << 3)	/* last event of its subscription; the id is dead */
 #define AEM_CQE_F_TRUNC		(1U << 4)	/* payload was cut to fit */
 
+/*
+ * A delivery slot reference (version 3): aem_cqe.slot is the slot's index
+ * and the generation of this issue of it (1..AEM_SLOT_GEN_MAX, new each
+ * time the slot carries an event); a release and a writeback name the
+ * whole reference, so a stale or another event's reference is refused.
+ * The payload is at index * slot_size.  Version 2 rings: generation 0.
+ */
+#define AEM_SLOT_GEN_SHIFT	20	/* AEM_MAX_SLOTS == 1 << AEM_SLOT_GEN_SHIFT */
+#define AEM_SLOT_GEN_MAX	0xffeU	/* 0xfff is left out: no reference is ever 0xffffffff */
+#define AEM_SLOT_INDEX(ref)	((__u32)(ref) & ((1U << AEM_SLOT_GEN_SHIFT) - 1))
+#define AEM_SLOT_GEN(ref)	((__u32)(ref) >> AEM_SLOT_GEN_SHIFT)
+
 struct aem_cqe {
 	__u64	user_data;	/* event: the subscription's tag; result: the SQE's user_data */
 	__u64	id;		/* event: token for writeback; result of SUBSCRIBE: subscription id */
 	__s32	res;		/* >= 0: payload bytes; < 0: -errno for a refused SQE */
 	__u32	flags;		/* AEM_CQE_F_* */
-	__u32	slot;		/* payload slot when AEM_CQE_F_SLOT */
+	__u32	slot;		/* payload slot reference when AEM_CQE_F_SLOT: AEM_SLOT_INDEX, AEM_SLOT_GEN */
 	__u8	source;		/* enum aem_source of the event */
 	__u8	prio;		/* event: class it was delivered in; result: the SQE's class */
 	__u16	resv;

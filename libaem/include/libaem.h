@@ -452,12 +452,14 @@ AEMINLINE void *aem_cqe_payload(const struct aem_ring *ring, const struct aem_cq
 	unsigned n = cqe->res < 0 ? 0 : (unsigned)cqe->res;
 
 	if (cqe->flags & AEM_CQE_F_SLOT) {
-		if (cqe->slot >= ring->send_slots + ring->slot_count || n > ring->slot_size) {
+		unsigned idx = AEM_SLOT_INDEX(cqe->slot);	/* the reference's generation is the kernel side's */
+
+		if (idx >= ring->send_slots + ring->slot_count || n > ring->slot_size) {
 			*len = 0;
 			return NULL;
 		}
 		*len = n;
-		return ring->payload + (size_t)cqe->slot * ring->slot_size;
+		return ring->payload + (size_t)idx * ring->slot_size;
 	}
 	*len = n > AEM_CQE_INLINE ? AEM_CQE_INLINE : n;
 	return (void *)cqe->data;
@@ -470,7 +472,8 @@ AEMINLINE void *aem_send_slot(const struct aem_ring *ring, unsigned slot)
 }
 
 /*
- * Queue delivery slot @slot for return to the kernel side; it becomes
+ * Queue delivery slot @slot (the CQE's whole slot reference, cqe->slot, not
+ * AEM_SLOT_INDEX of it) for return to the kernel side; it becomes
  * visible at aem_release_commit().  Returns -EAGAIN when the slot ring is
  * full (commit, then submit or wait, and retry).
  */
