@@ -32,7 +32,9 @@ type streamChecker struct {
 	subs     []uint64
 	// slot ownership as the user sees it: held (handed out, not returned)
 	// or in limbo (named by a writeback whose outcome is not known yet).
-	held     map[uint32]bool
+	// Both by slot index; held keeps the reference (index and generation)
+	// the slot was handed out with, which is what a release names.
+	held     map[uint32]uint32
 	limbo    map[uint32]int // slot -> rec
 	badRel   uint64
 	errorRes uint64
@@ -40,7 +42,7 @@ type streamChecker struct {
 }
 
 func newStreamChecker(t *testing.T, r *rawring.Ring) *streamChecker {
-	return &streamChecker{t: t, r: r, held: map[uint32]bool{}, limbo: map[uint32]int{}, cqes: make([]abi.CQE, 256)}
+	return &streamChecker{t: t, r: r, held: map[uint32]uint32{}, limbo: map[uint32]int{}, cqes: make([]abi.CQE, 256)}
 }
 
 func (c *streamChecker) addToken(id uint64) {
@@ -57,9 +59,8 @@ func (c *streamChecker) addToken(id uint64) {
 func (c *streamChecker) heldSlot(pick uint32) (uint32, bool) {
 	n := c.r.Params.SendSlots + c.r.Params.SlotCount
 	for i := uint32(0); i < n; i++ {
-		s := (pick + i) % n
-		if c.held[s] {
-			return s, true
+		if ref, ok := c.held[(pick+i)%n]; ok {
+			return ref, true
 		}
 	}
 	return 0, false
@@ -111,8 +112,8 @@ func (c *streamChecker) push(ctl uint8, sqe abi.SQE) {
 	// yet: the kernel side rightly takes it, and the user then reads its own
 	// overwritten event. That harms only the user and leaves nothing to
 	// check, so this user names only slots it holds, or none that exist.
-	if sqe.Opcode == abi.OpWriteback && sqe.Flags&abi.SQEFSlot != 0 && !c.held[sqe.Slot] &&
-		sqe.Slot >= p.SendSlots && sqe.Slot < p.SendSlots+p.SlotCount {
+	if ref, ok := c.held[abi.SlotIndex(sqe.Slot)]; sqe.Opcode == abi.OpWriteback && sqe.Flags&abi.SQEFSlot != 0 &&
+		(!ok || ref != sqe.Slot) && sqe.Slot >= p.SendSlots && sqe.Slot < p.SendSlots+p.SlotCount {
 		sqe.Slot = p.SendSlots + p.SlotCount + sqe.Slot&0xff
 	}
 	c.pushExact(sqe)
@@ -130,9 +131,10 @@ func (c *streamChecker) pushExact(sqe abi.SQE) {
 	}
 	// A writeback naming a held slot hands it back unless refused: from
 	// now on the user must not release it (that would return it twice).
-	if sqe.Opcode == abi.OpWriteback && sqe.Flags&abi.SQEFSlot != 0 && c.held[sqe.Slot] {
-		delete(c.held, sqe.Slot)
-		c.limbo[sqe.Slot] = len(c.recs)
+	if ref, ok := c.held[abi.SlotIndex(sqe.Slot)]; ok && ref == sqe.Slot &&
+		sqe.Opcode == abi.OpWriteback && sqe.Flags&abi.SQEFSlot != 0 {
+		delete(c.held, abi.SlotIndex(sqe.Slot))
+		c.limbo[abi.SlotIndex(sqe.Slot)] = len(c.recs)
 	}
 	c.recs = append(c.recs, sqeRec{op: sqe.Opcode, flags: sqe.Flags, slot: sqe.Slot})
 }
@@ -147,17 +149,19 @@ func (c *streamChecker) submit() {
 
 func (c *streamChecker) takeSlot(cqe *abi.CQE) {
 	p := &c.r.Params
-	require.True(c.t, cqe.Slot >= p.SendSlots && cqe.Slot < p.SendSlots+p.SlotCount,
-		"CQE names slot %d outside the delivery slots [%d,%d)", cqe.Slot, p.SendSlots, p.SendSlots+p.SlotCount)
+	idx := abi.SlotIndex(cqe.Slot)
+	require.True(c.t, idx >= p.SendSlots && idx < p.SendSlots+p.SlotCount,
+		"CQE names slot %d outside the delivery slots [%d,%d)", idx, p.SendSlots, p.SendSlots+p.SlotCount)
 	require.True(c.t, cqe.Res >= 0 && uint32(cqe.Res) <= p.SlotSize, "slot CQE with res %d", cqe.Res)
-	require.False(c.t, c.held[cqe.Slot], "slot %d handed out while the user holds it", cqe.Slot)
-	if i, ok := c.limbo[cqe.Slot]; ok {
+	_, held := c.held[idx]
+	require.False(c.t, held, "slot %d handed out while the user holds it", idx)
+	if i, ok := c.limbo[idx]; ok {
 		w := &c.recs[i]
 		require.False(c.t, w.answers > 0 && w.res < 0,
-			"slot %d reissued although the writeback naming it was refused (%d)", cqe.Slot, w.res)
-		delete(c.limbo, cqe.Slot)
+			"slot %d reissued although the writeback naming it was refused (%d)", idx, w.res)
+		delete(c.limbo, idx)
 	}
-	c.held[cqe.Slot] = true
+	c.held[idx] = cqe.Slot
 }
 
 func (c *streamChecker) onResult(cqe *abi.CQE) {
@@ -182,7 +186,7 @@ func (c *streamChecker) onResult(cqe *abi.CQE) {
 		if i == seq {
 			delete(c.limbo, slot)
 			if cqe.Res < 0 { // refused: the slot stays the user's
-				c.held[slot] = true
+				c.held[slot] = c.recs[i].slot
 			}
 		}
 	}
@@ -235,8 +239,8 @@ func (c *streamChecker) reapAll() int {
 
 func (c *streamChecker) release(pick uint8) {
 	if s, ok := c.heldSlot(uint32(pick)); ok && c.r.Release(s) == nil {
-		tracef("release slot %d", s)
-		delete(c.held, s)
+		tracef("release slot %#x", s)
+		delete(c.held, abi.SlotIndex(s))
 		c.r.Commit()
 	}
 }
@@ -290,9 +294,9 @@ func (c *streamChecker) finish() {
 	for {
 		// Done with every event: give back each slot held (slots in limbo
 		// stay until their writeback's result says whose they are).
-		for s := range c.held {
-			if c.r.Release(s) == nil {
-				delete(c.held, s)
+		for idx, ref := range c.held {
+			if c.r.Release(ref) == nil {
+				delete(c.held, idx)
 			}
 		}
 		c.r.Commit()

@@ -36,12 +36,13 @@ func (p *payloadArea) fill(sqe *abi.SQE, data []byte) error {
 // Call sends req to the Msg subscription at addr as a call event (class
 // 0) and waits for its handler's writeback, which it returns in a new
 // slice. The wait ends at ctx's deadline (passed to the kernel side as the
-// call's timeout; without one the kernel side's default, 5s, applies), when
+// call's timeout, at most 60s; without one the kernel side's default, 5s, applies), when
 // ctx is cancelled or the ring closes. An expired or cancelled ctx gives an
 // error matching context.DeadlineExceeded or context.Canceled, whichever
 // side noticed first. Refusals come back as syscall.Errno: ENOENT (no such
-// subscriber), ETIMEDOUT (the default timeout), ECONNRESET (the target ring
-// closed).
+// subscriber), ETIMEDOUT (the default timeout, or 60s for a later deadline),
+// ENOSPC (this ring has its quota of calls pending, abi.DefaultCallQuota by
+// default), ECONNRESET (the target ring closed).
 //
 // The reply arrives on this ring's result ring, which Call reads itself:
 // nobody needs to be reading the ring's events.
@@ -92,14 +93,15 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 		return 0, invalid("goaem: call: class %d outside 0..%d", class, abi.MaxClasses-1)
 	}
 	// The kernel side times the call out at ctx's deadline (rounded up to
-	// a millisecond), so its ETIMEDOUT is that deadline passing.
+	// a millisecond), so its ETIMEDOUT is that deadline passing; a deadline
+	// beyond the kernel side's longest timeout (abi.MaxCallMS) gets that.
 	var timeoutMS uint32
 	if d, ok := ctx.Deadline(); ok {
 		ms := math.Ceil(float64(time.Until(d)) / float64(time.Millisecond))
 		if ms < 1 {
 			return 0, fmt.Errorf("goaem: call %v: %w", addr, context.DeadlineExceeded)
 		}
-		timeoutMS = uint32(min(ms, math.MaxUint32))
+		timeoutMS = uint32(min(ms, abi.MaxCallMS))
 	}
 	spin := opts.Spin
 	if spin == 0 {
@@ -129,7 +131,7 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("goaem: call %v: %w", addr, err)
-	case res == -int32(syscall.ETIMEDOUT) && timeoutMS != 0 && timeoutMS != math.MaxUint32:
+	case res == -int32(syscall.ETIMEDOUT) && timeoutMS != 0 && timeoutMS != abi.MaxCallMS:
 		return 0, fmt.Errorf("goaem: call %v: %w (%w)", addr, context.DeadlineExceeded, syscall.ETIMEDOUT)
 	case res < 0:
 		return 0, fmt.Errorf("goaem: call %v: %w", addr, errno(res))

@@ -15,5 +15,5 @@ func TestVersionErrorNamesBothSides(t *testing.T) {
 	err := versionError(BackendEmbedded)
 	assert.ErrorIs(t, err, syscall.ENOTSUP)
 	assert.ErrorIs(t, err, syscall.EOPNOTSUPP)
-	assert.Contains(t, err.Error(), "speaks AEM ABI version 2, the embedded backend serves 2..2")
+	assert.Contains(t, err.Error(), "speaks AEM ABI version 3, the embedded backend serves 2..3")
 }

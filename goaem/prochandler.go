@@ -452,7 +452,7 @@ func (p *ProcessHandler) Handle(ev *Event) error {
 		if data == nil {
 			return p.errorf("event names slot %d (%d bytes) outside the ring", ev.cqe.Slot, ev.cqe.Res)
 		}
-		req = procReq{off: uint64(ev.cqe.Slot) * uint64(p.r.pay.slotSize), len: uint32(len(data)), cap: p.r.pay.slotSize}
+		req = procReq{off: uint64(abi.SlotIndex(ev.cqe.Slot)) * uint64(p.r.pay.slotSize), len: uint32(len(data)), cap: p.r.pay.slotSize}
 	} else {
 		off := i * abi.CQEInline
 		n := copy(p.scratch[off:off+abi.CQEInline], ev.Payload())

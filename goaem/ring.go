@@ -70,6 +70,7 @@ type payloadArea struct {
 // slot is slot's bytes, length n, capacity the slot size; nil when the
 // kernel side named a slot or length outside the region.
 func (p *payloadArea) slot(slot, n uint32) []byte {
+	slot = abi.SlotIndex(slot) // a delivery slot reference's generation is the kernel side's
 	if slot >= p.slotCount+p.sendSlots || n > p.slotSize {
 		return nil
 	}

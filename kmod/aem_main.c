@@ -566,7 +566,7 @@ static long aem_ioc_probe(void __user *arg)
 	return ret;
 }
 
-static long aem_ioc_call(void __user *arg)
+static long aem_ioc_call(struct aem_file *f, void __user *arg)
 {
 	struct aem_call_args a;
 	void *req = NULL, *resp = NULL;
@@ -590,7 +590,8 @@ static long aem_ioc_call(void __user *arg)
 			goto out;
 	}
 	a.resp_len = 0;
-	ret = aem_core_call(&a, req, resp);
+	/* Charged to this fd's ring when it has one (its quota of pending calls). */
+	ret = aem_core_call(aem_file_ring(f), &a, req, resp);
 	if (ret)
 		goto out;
 	ret = -EFAULT;
@@ -618,7 +619,7 @@ static long aem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case AEM_IOC_ENTER:
 		return aem_enter(f, uarg);
 	case AEM_IOC_CALL:
-		return aem_ioc_call(uarg);
+		return aem_ioc_call(f, uarg);
 	case AEM_IOC_PROBE:
 		return aem_ioc_probe(uarg);
 	}

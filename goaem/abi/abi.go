@@ -13,22 +13,38 @@ import "unsafe"
 
 // Version and limits.
 const (
-	APIVersion = 2
+	APIVersion = 3
 
-	MaxClasses    = 4
-	MaxSQEntries  = 1 << 16
-	MaxCQEntries  = 1 << 20
-	MinSlotSize   = 64
-	MaxSlotSize   = 1 << 16
-	MaxSlots      = 1 << 20
-	MaxBacklog    = 1 << 22
-	CQEInline     = 32
-	SQEInline     = 32
-	MaxSubs       = 1 << 24
-	NrRegions     = 4
-	DefaultCallMS = 5000
-	CallErrnoMax  = 4095 // largest errno an error reply carries
+	MaxClasses       = 4
+	MaxSQEntries     = 1 << 16
+	MaxCQEntries     = 1 << 20
+	MinSlotSize      = 64
+	MaxSlotSize      = 1 << 16
+	MaxSlots         = 1 << 20
+	MaxBacklog       = 1 << 22
+	CQEInline        = 32
+	SQEInline        = 32
+	MaxSubs          = 1 << 24
+	NrRegions        = 4
+	DefaultCallMS    = 5000
+	MaxCallMS        = 60000 // longest call timeout; a longer one is refused
+	MaxCallQuota     = 4096
+	DefaultCallQuota = 1024
+	CallErrnoMax     = 4095 // largest errno an error reply carries
 )
+
+// A delivery slot reference (CQE.Slot, what a release or writeback names):
+// the slot's index and the generation of this issue of it.
+const (
+	SlotGenShift = 20
+	SlotGenMax   = 0xffe
+)
+
+// SlotIndex is the index of the slot a reference names (AEM_SLOT_INDEX).
+func SlotIndex(ref uint32) uint32 { return ref & (1<<SlotGenShift - 1) }
+
+// SlotGen is the generation a reference carries (AEM_SLOT_GEN).
+func SlotGen(ref uint32) uint32 { return ref >> SlotGenShift }
 
 // DevicePath is the kernel module's device (AEM_DEVICE_PATH).
 const DevicePath = "/dev/aem"
@@ -167,7 +183,8 @@ type Params struct {
 	Features     uint32                  `aem:"features"`
 	APIVersion   uint32                  `aem:"api_version"`
 	RingID       uint32                  `aem:"ring_id"`
-	Resv         [5]uint32               `aem:"resv"`
+	CallQuota    uint32                  `aem:"call_quota"`
+	Resv         [4]uint32               `aem:"resv"`
 	SQOff        RingOffsets             `aem:"sq_off"`
 	CQOff        [MaxClasses]RingOffsets `aem:"cq_off"`
 	SlotOff      RingOffsets             `aem:"slot_off"`

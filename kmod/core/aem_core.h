@@ -68,6 +68,7 @@ struct aem_layout {
 	u32	res_entries;	/* result ring: twice the SQ ring, so a full batch's results fit twice */
 	u32	slot_size, slot_count, send_slots, slot_ring_entries;
 	u32	backlog_limit;
+	u32	call_quota;	/* pending calls charged to the ring, at most */
 };
 
 /*
@@ -145,10 +146,13 @@ void aem_core_ring_stats(struct aem_ctx *r, struct aem_ring_stats *st);
  * a->timeout_ms) until the handler writes back.  The reply is copied to
  * @resp (at most a->resp_cap bytes; a->resp_len says how many it had).
  * @req and @resp are kernel/process memory, already copied by the host.
+ * The call counts against @caller's quota of pending calls (the ring of
+ * the fd it came through; NULL: one pool shared by ring-less callers).
  * Returns 0, -ETIMEDOUT, -ENOENT (no such ring or channel),
- * -ECONNRESET (target ring closed), -EINTR, -EINVAL.
+ * -ECONNRESET (target ring closed), -EINTR, -EINVAL (a timeout beyond
+ * AEM_CALL_MAX_TIMEOUT_MS), -EBUSY (the quota is used up).
  */
-int aem_core_call(struct aem_call_args *a, const void *req, void *resp);
+int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *req, void *resp);
 
 /* ---------------------------------------------------------------------- */
 /* Host hooks: implemented by each host (kernel module; libaem embedded).  */

@@ -123,6 +123,10 @@ struct aem_ctx {
 	u32			*sq_khead, *sq_ktail, *sq_kflags, *sq_kdropped;
 	u32			*sr_khead, *sr_ktail, *sr_array;
 
+	u32			call_quota;
+	bool			slot_gens;	/* version 3: slot references carry a generation */
+	u32			calls_pending;	/* charged to this ring; under the call table lock */
+
 	aem_atomic_t		refs;		/* ring table lookups in flight, +1 while registered */
 	struct aem_completion	unref;		/* completed when refs reaches zero */
 
@@ -147,6 +151,8 @@ struct aem_ctx {
 	u32			*slot_free;	/* absolute slot indices */
 	u8			*slot_state;	/* per delivery slot, AEM_SLOT_* */
 	u64			*slot_token;	/* per delivery slot: id of the event it carries */
+	u16			*slot_gen;	/* per delivery slot: generation of its current issue */
+	u16			slot_issue;	/* generation of the last issue, any slot */
 	u32			nr_backlog;	/* live backlog entries, all classes */
 	u32			bl_bytes;	/* payload bytes held in backlog bufs */
 	struct aem_bl_chunk	*bl_spare;
@@ -214,9 +220,16 @@ void __aem_slot_put_locked(struct aem_ctx *r, u32 slot);
 int __aem_slot_take_user(struct aem_ctx *r, u32 slot, u64 token);
 void __aem_slot_give_back(struct aem_ctx *r, u32 slot);
 void __aem_slot_untake(struct aem_ctx *r, u32 slot);
+/* A slot reference (index | generation << AEM_SLOT_GEN_SHIFT, see aem.h) or a plain index. */
 static inline u8 *__aem_slot_ptr(struct aem_ctx *r, u32 slot)
 {
-	return r->payload + (size_t)slot * r->slot_size;
+	return r->payload + (size_t)AEM_SLOT_INDEX(slot) * r->slot_size;
+}
+
+/* Index of delivery slot @slot (a reference) in the per-slot arrays. */
+static inline u32 __aem_slot_d(struct aem_ctx *r, u32 slot)
+{
+	return AEM_SLOT_INDEX(slot) - r->send_slots;
 }
 
 /* wait.c */

@@ -88,6 +88,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	u32 sc = p->slot_count ? p->slot_count : AEM_DEFAULT_SLOTS;
 	u32 send = p->send_slots;
 	u64 bl = p->backlog_limit;
+	u32 cqq = p->call_quota ? p->call_quota : AEM_DEFAULT_CALL_QUOTA;
 	u32 ver = p->api_version ? p->api_version : AEM_API_VERSION_MIN;
 	u32 i, c;
 
@@ -106,7 +107,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 		return -EINVAL;
 	if (ss < AEM_MIN_SLOT_SIZE || ss > AEM_MAX_SLOT_SIZE)
 		return -EINVAL;
-	if ((u64)sc + send > AEM_MAX_SLOTS || bl > AEM_MAX_BACKLOG)
+	if ((u64)sc + send > AEM_MAX_SLOTS || bl > AEM_MAX_BACKLOG || cqq > AEM_MAX_CALL_QUOTA)
 		return -EINVAL;
 
 	sq = roundup_pow2(sq);
@@ -131,6 +132,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	l->send_slots = send;
 	l->slot_ring_entries = roundup_pow2(sc);
 	l->backlog_limit = (u32)bl;
+	l->call_quota = cqq;
 	l->region_size[AEM_REGION_RINGS] =
 		round_page(sizeof(struct aem_rings) + 4ULL * l->slot_ring_entries);
 	l->region_size[AEM_REGION_SQES] = round_page((u64)sq * sizeof(struct aem_sqe));
@@ -145,6 +147,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	p->slot_size = ss;
 	p->slot_count = sc;
 	p->backlog_limit = (u32)bl;
+	p->call_quota = cqq;
 	p->features = AEM_CORE_FEATURES | host_features;
 	p->api_version = ver;
 	set_offsets(&p->sq_off, offsetof(struct aem_rings, sq), 0);

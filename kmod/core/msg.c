@@ -10,6 +10,13 @@
  * moment it is answered, times out or its ring goes: a late or forged
  * writeback finds a different generation and gets -ENOENT, never another
  * caller's buffer.
+ *
+ * The table is machine-wide, so every pending call is charged to a ring's
+ * quota (aem_params.call_quota): the calling ring's for CALL SQEs and for
+ * blocking calls through a ring's fd, one shared pool for blocking calls
+ * through an fd without a ring.  A ring that never answers its own calls
+ * uses up its quota, not the table, and a call lives at most
+ * AEM_CALL_MAX_TIMEOUT_MS.
  */
 #include "aem_core_int.h"
 
@@ -205,6 +212,7 @@ struct aem_call {
 	u64			user_data;	/* async: the CALL SQE's */
 	u64			deadline_ns;	/* async */
 	struct aem_call_wait	*w;		/* blocking */
+	struct aem_ctx		*charged;	/* whose quota it counts against; NULL: calls_ringless */
 };
 
 static aem_spinlock_t calls_lock;
@@ -214,6 +222,7 @@ static struct aem_call *calls;
 static u32 calls_free = AEM_NIL;
 static u32 calls_hwm;			/* entries ever used: scans stop here */
 static u32 calls_async;			/* async calls pending (expiry driver) */
+static u32 calls_ringless;		/* blocking calls through an fd without a ring */
 
 static int calls_init(void)
 {
@@ -248,18 +257,22 @@ static u64 call_token(u32 idx)
 	return __aem_make_id(idx, calls[idx].gen, AEM_ID_KIND_CALL);
 }
 
-/* Under calls_lock. */
-static struct aem_call *call_alloc_locked(u32 *idx)
+/* Under calls_lock: a free entry charged to @charged's quota; NULL when it or the table is used up. */
+static struct aem_call *call_alloc_locked(struct aem_ctx *charged, u32 *idx)
 {
+	u32 *pending = charged ? &charged->calls_pending : &calls_ringless;
+	u32 quota = charged ? charged->call_quota : AEM_DEFAULT_CALL_QUOTA;
 	struct aem_call *c;
 
-	if (calls_free == AEM_NIL)
+	if (calls_free == AEM_NIL || *pending >= quota)
 		return NULL;
 	*idx = calls_free;
 	c = &calls[*idx];
 	calls_free = c->next_free;
 	if (*idx + 1 > calls_hwm)
 		calls_hwm = *idx + 1;
+	c->charged = charged;
+	(*pending)++;
 	return c;
 }
 
@@ -270,6 +283,11 @@ static void call_free_locked(u32 idx)
 
 	if (c->state == CALL_ASYNC)
 		calls_async--;
+	if (c->charged)
+		c->charged->calls_pending--;
+	else
+		calls_ringless--;
+	c->charged = NULL;
 	c->state = CALL_FREE;
 	c->gen = gen ? gen : 1;
 	c->w = NULL;
@@ -328,6 +346,7 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 	u64 token;
 	int ret;
 
+	NEED(timeout_ms <= AEM_CALL_MAX_TIMEOUT_MS);
 	ret = __aem_sqe_payload(r, sqe, false, &data, &took, reason);
 	if (ret)
 		return ret;
@@ -342,7 +361,7 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 		return -ENOENT;
 	}
 	aem_spin_lock_irqsave(&calls_lock, f);
-	c = call_alloc_locked(&idx);
+	c = call_alloc_locked(r, &idx);
 	if (c) {
 		c->state = CALL_ASYNC;
 		c->prio = sqe->prio;
@@ -470,8 +489,14 @@ static void calls_sweep(u64 now_ns, struct aem_ctx *gone, s32 res)
 				continue;
 			if (gone) {
 				if (c->target_id != gone->id) {
-					if (c->state == CALL_ASYNC && c->caller_id == gone->id)
+					if (c->state == CALL_ASYNC && c->caller_id == gone->id) {
 						call_free_locked(pos);	/* nobody to answer to */
+					} else if (c->charged == gone) {
+						/* A blocking call outlives its fd's ring: the pool pays. */
+						gone->calls_pending--;
+						calls_ringless++;
+						c->charged = NULL;
+					}
 					continue;
 				}
 				if (c->state == CALL_BLOCK) {
@@ -514,7 +539,7 @@ bool aem_core_calls_pending(void)
 	return aem_read_once(calls_async) != 0;
 }
 
-int aem_core_call(struct aem_call_args *a, const void *req, void *resp)
+int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *req, void *resp)
 {
 	u32 timeout_ms = a->timeout_ms ? a->timeout_ms : AEM_CALL_DEFAULT_TIMEOUT_MS;
 	struct aem_call_wait w;
@@ -528,7 +553,8 @@ int aem_core_call(struct aem_call_args *a, const void *req, void *resp)
 	for (i = 0; i < sizeof(a->resv0); i++)
 		if (a->resv0[i])
 			return -EINVAL;
-	if (a->resv[0] || a->resv[1] || a->prio >= AEM_MAX_CLASSES)
+	if (a->resv[0] || a->resv[1] || a->prio >= AEM_MAX_CLASSES ||
+	    timeout_ms > AEM_CALL_MAX_TIMEOUT_MS)
 		return -EINVAL;
 	ret = calls_init();
 	if (ret)
@@ -545,7 +571,7 @@ int aem_core_call(struct aem_call_args *a, const void *req, void *resp)
 	w.resp = resp;
 	w.resp_cap = a->resp_cap;
 	aem_spin_lock_irqsave(&calls_lock, f);
-	c = call_alloc_locked(&idx);
+	c = call_alloc_locked(caller, &idx);
 	if (c) {
 		c->state = CALL_BLOCK;
 		c->target_id = t->id;
@@ -554,8 +580,14 @@ int aem_core_call(struct aem_call_args *a, const void *req, void *resp)
 	}
 	aem_spin_unlock_irqrestore(&calls_lock, f);
 	__aem_ring_put(t);
-	if (!c)
+	if (!c) {
+		if (caller) {
+			aem_spin_lock_irqsave(&caller->cq_lock, f);
+			caller->refused[AEM_REFUSE_NOMEM]++;
+			aem_spin_unlock_irqrestore(&caller->cq_lock, f);
+		}
 		return -EBUSY;
+	}
 
 	ret = msg_deliver(a->addr, a->prio, req, a->req_len, token, true);
 	if (!ret)
@@ -579,6 +611,7 @@ void __aem_calls_exit(void)
 	calls_free = AEM_NIL;
 	calls_hwm = 0;
 	calls_async = 0;
+	calls_ringless = 0;
 }
 
 void __aem_calls_init(void)

@@ -81,7 +81,7 @@ static struct aem_cqe *bl_emit_locked(struct aem_ctx *r, struct aem_cq_core *cq,
 	(*tail)++;
 	(*room)--;
 	if (e->flags & AEM_CQE_F_SLOT)
-		r->slot_state[e->slot - r->send_slots] = AEM_SLOT_USER;
+		r->slot_state[__aem_slot_d(r, e->slot)] = AEM_SLOT_USER;
 	cq->backlog--;
 	r->nr_backlog--;
 	r->backlog--;
@@ -158,7 +158,7 @@ static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 				aem_free(c->buf[i]);
 				c->buf[i] = NULL;
 				c->cqe[i].slot = slot;
-				r->slot_token[slot - r->send_slots] = c->cqe[i].id;
+				r->slot_token[__aem_slot_d(r, slot)] = c->cqe[i].id;
 			}
 			e = bl_emit_locked(r, cq, &c->cqe[i], &tail, &room);
 			c->head++;
@@ -344,8 +344,8 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			memcpy(e, &hdr, offsetof(struct aem_cqe, data));
 			e->slot = slot;
 			fill_run(p, i, 1, __aem_slot_ptr(r, slot), 0, len);
-			r->slot_state[slot - r->send_slots] = AEM_SLOT_USER;
-			r->slot_token[slot - r->send_slots] = p->id;
+			r->slot_state[__aem_slot_d(r, slot)] = AEM_SLOT_USER;
+			r->slot_token[__aem_slot_d(r, slot)] = p->id;
 		}
 		k = i;
 	}
@@ -421,7 +421,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		memset(e->data, 0, sizeof(e->data));
 		if (slot != AEM_NIL) {
 			e->slot = slot;
-			r->slot_token[slot - r->send_slots] = p->id;
+			r->slot_token[__aem_slot_d(r, slot)] = p->id;
 			fill_run(p, i, 1, __aem_slot_ptr(r, slot), 0, len);
 		} else if (buf) {
 			fill_run(p, i, 1, buf, 0, len);

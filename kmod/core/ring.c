@@ -27,7 +27,6 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	u32 c, i;
 	int ret = -ENOMEM;
 
-	(void)p;
 	if (!aem_core_inited)
 		return -EINVAL;
 	r = aem_zalloc(sizeof(*r));
@@ -44,6 +43,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->sr_entries = l->slot_ring_entries;
 	r->sr_mask = l->slot_ring_entries - 1;
 	r->backlog_limit = l->backlog_limit;
+	r->call_quota = l->call_quota;
 	r->host = host;
 	r->payload = regions[AEM_REGION_PAYLOAD];
 	r->sqes = regions[AEM_REGION_SQES];
@@ -79,8 +79,10 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->slot_free = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u32));
 	r->slot_state = aem_kvzalloc((size_t)r->slot_count + 1);
 	r->slot_token = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u64));
+	r->slot_gen = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u16));
+	r->slot_gens = p->api_version >= 3;
 	r->sub_chunks = aem_kvzalloc(AEM_SUB_NR_CHUNKS * sizeof(struct aem_sub *));
-	if (!r->slot_free || !r->slot_state || !r->slot_token || !r->sub_chunks)
+	if (!r->slot_free || !r->slot_state || !r->slot_token || !r->slot_gen || !r->sub_chunks)
 		goto err;
 	/* Lowest slot on top: the first events use the first slots. */
 	for (i = 0; i < r->slot_count; i++)
@@ -100,6 +102,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	return 0;
 err:
 	aem_kvfree(r->sub_chunks);
+	aem_kvfree(r->slot_gen);
 	aem_kvfree(r->slot_token);
 	aem_kvfree(r->slot_state);
 	aem_kvfree(r->slot_free);
@@ -155,6 +158,7 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 	for (c = 0; c < n; c++)
 		aem_kvfree(r->sub_chunks[c]);
 	aem_kvfree(r->sub_chunks);
+	aem_kvfree(r->slot_gen);
 	aem_kvfree(r->slot_token);
 	aem_kvfree(r->slot_state);
 	aem_kvfree(r->slot_free);

@@ -23,7 +23,7 @@
 #include <sys/ioctl.h>
 #endif
 
-#define AEM_API_VERSION		2	/* newest ABI version this header speaks */
+#define AEM_API_VERSION		3	/* newest ABI version this header speaks */
 #define AEM_API_VERSION_MIN	2	/* oldest one setup still serves */
 #define AEM_DEVICE_PATH		"/dev/aem"
 
@@ -40,6 +40,8 @@
 #define AEM_CQE_INLINE		32	/* payload bytes carried in a CQE */
 #define AEM_SQE_INLINE		32	/* payload bytes carried in an SQE */
 #define AEM_MAX_SUBS		(1U << 24)	/* subscriptions per ring */
+#define AEM_MAX_CALL_QUOTA	4096	/* pending calls one ring may have (aem_params.call_quota) */
+#define AEM_CALL_MAX_TIMEOUT_MS	60000	/* a call's timeout; a longer one is refused with -EINVAL */
 
 /* What setup takes for a zero field of struct aem_params. */
 #define AEM_DEFAULT_SQ_ENTRIES	1024
@@ -47,6 +49,7 @@
 #define AEM_DEFAULT_CLASSES	2
 #define AEM_DEFAULT_SLOT_SIZE	256
 #define AEM_DEFAULT_SLOTS	1024
+#define AEM_DEFAULT_CALL_QUOTA	1024
 
 /* ---------------------------------------------------------------------- */
 /* Setup                                                                  */
@@ -92,7 +95,8 @@ struct aem_params {
 	__u32	features;	/* out: AEM_FEAT_* */
 	__u32	api_version;	/* in: the version the caller speaks, 0 = 2; out: the one served */
 	__u32	ring_id;	/* out: this ring's id, the address used by post and call */
-	__u32	resv[5];	/* must be zero */
+	__u32	call_quota;	/* in: calls this ring may have pending, <= AEM_MAX_CALL_QUOTA; 0 = default; out: actual */
+	__u32	resv[4];	/* must be zero */
 	struct aem_ring_offsets sq_off;			/* out */
 	struct aem_ring_offsets cq_off[AEM_MAX_CLASSES];	/* out; unused classes zeroed */
 	struct aem_ring_offsets slot_off;		/* out: slot return ring */
@@ -224,8 +228,8 @@ struct aem_sqe {
 	__u32	len;		/* payload bytes (inline or in slot) */
 	__u64	user_data;	/* echoed in the result CQE; tag of a new subscription */
 	__u64	target;		/* subscription id, event token or address, per opcode */
-	__u32	slot;		/* payload slot when AEM_SQE_F_SLOT */
-	__u32	arg;		/* call: timeout in ms (0 = AEM_CALL_DEFAULT_TIMEOUT_MS); writeback to a call: errno or 0; else 0 */
+	__u32	slot;		/* AEM_SQE_F_SLOT: a send slot's index (post, call), the event's slot reference (writeback) */
+	__u32	arg;		/* call: timeout in ms, <= AEM_CALL_MAX_TIMEOUT_MS (0 = AEM_CALL_DEFAULT_TIMEOUT_MS); writeback to a call: errno or 0; else 0 */
 	union {
 		__u8			data[AEM_SQE_INLINE];	/* inline payload */
 		struct aem_timer_args	timer;
@@ -255,12 +259,24 @@ struct aem_sqe {
 #define AEM_CQE_F_TRUNC		(1U << 4)	/* payload was cut to fit */
 #define AEM_CQE_F_STATS		(1U << 5)	/* result: data holds struct aem_sub_counts, the subscription id's final counts */
 
+/*
+ * A delivery slot reference (version 3): aem_cqe.slot is the slot's index
+ * and the generation of this issue of it (1..AEM_SLOT_GEN_MAX, new each
+ * time the slot carries an event); a release and a writeback name the
+ * whole reference, so a stale or another event's reference is refused.
+ * The payload is at index * slot_size.  Version 2 rings: generation 0.
+ */
+#define AEM_SLOT_GEN_SHIFT	20	/* AEM_MAX_SLOTS == 1 << AEM_SLOT_GEN_SHIFT */
+#define AEM_SLOT_GEN_MAX	0xffeU	/* 0xfff is left out: no reference is ever 0xffffffff */
+#define AEM_SLOT_INDEX(ref)	((__u32)(ref) & ((1U << AEM_SLOT_GEN_SHIFT) - 1))
+#define AEM_SLOT_GEN(ref)	((__u32)(ref) >> AEM_SLOT_GEN_SHIFT)
+
 struct aem_cqe {
 	__u64	user_data;	/* event: the subscription's tag; result: the SQE's user_data */
 	__u64	id;		/* event: token for writeback; result of SUBSCRIBE: subscription id */
 	__s32	res;		/* >= 0: payload bytes; < 0: -errno for a refused SQE */
 	__u32	flags;		/* AEM_CQE_F_* */
-	__u32	slot;		/* payload slot when AEM_CQE_F_SLOT */
+	__u32	slot;		/* payload slot reference when AEM_CQE_F_SLOT: AEM_SLOT_INDEX, AEM_SLOT_GEN */
 	__u8	source;		/* enum aem_source of the event */
 	__u8	prio;		/* event: class it was delivered in; result: the SQE's class */
 	__u16	resv;
@@ -374,7 +390,7 @@ struct aem_call_args {
 	__u32	req_len;
 	__u32	resp_cap;
 	__u32	resp_len;	/* out: reply bytes (may exceed resp_cap: truncated) */
-	__u32	timeout_ms;	/* 0 = AEM_CALL_DEFAULT_TIMEOUT_MS */
+	__u32	timeout_ms;	/* <= AEM_CALL_MAX_TIMEOUT_MS; 0 = AEM_CALL_DEFAULT_TIMEOUT_MS */
 	__u8	prio;
 	__u8	resv0[7];
 	__u64	resv[2];	/* must be zero */

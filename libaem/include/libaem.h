@@ -467,12 +467,14 @@ AEMINLINE void *aem_cqe_payload(const struct aem_ring *ring, const struct aem_cq
 	unsigned n = cqe->res < 0 ? 0 : (unsigned)cqe->res;
 
 	if (cqe->flags & AEM_CQE_F_SLOT) {
-		if (cqe->slot >= ring->send_slots + ring->slot_count || n > ring->slot_size) {
+		unsigned idx = AEM_SLOT_INDEX(cqe->slot);	/* the reference's generation is the kernel side's */
+
+		if (idx >= ring->send_slots + ring->slot_count || n > ring->slot_size) {
 			*len = 0;
 			return NULL;
 		}
 		*len = n;
-		return ring->payload + (size_t)cqe->slot * ring->slot_size;
+		return ring->payload + (size_t)idx * ring->slot_size;
 	}
 	*len = n > AEM_CQE_INLINE ? AEM_CQE_INLINE : n;
 	return (void *)cqe->data;
@@ -511,7 +513,8 @@ AEMINLINE void *aem_send_slot(const struct aem_ring *ring, unsigned slot)
 }
 
 /*
- * Queue delivery slot @slot for return to the kernel side; it becomes
+ * Queue delivery slot @slot (the CQE's whole slot reference, cqe->slot, not
+ * AEM_SLOT_INDEX of it) for return to the kernel side; it becomes
  * visible at aem_release_commit().  Returns -EAGAIN when the slot ring is
  * full (commit, then submit or wait, and retry).
  */
@@ -568,8 +571,9 @@ int aem_ring_fd_arm(struct aem_ring *ring);
  * Blocking call to the AEM_SRC_MSG subscriber at @addr: returns the reply
  * length (which may exceed @resp_cap: the reply was truncated) or -errno
  * (-ETIMEDOUT, -ENOENT, -ECONNRESET, -EINTR, -ENOSPC when the target's
- * backlog is full).  @ring is any ring of the
- * caller's (it selects the backend).
+ * backlog is full, -EBUSY when @ring has its quota of calls pending,
+ * -EINVAL for a @timeout_ms above AEM_CALL_MAX_TIMEOUT_MS).  @ring is any
+ * ring of the caller's: it selects the backend and its quota pays.
  */
 int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req_len,
 	     void *resp, unsigned resp_cap, unsigned prio, unsigned timeout_ms);

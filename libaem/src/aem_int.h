@@ -66,7 +66,7 @@ void __aem_emb_shutdown(struct __aem_emb *e);
 int __aem_emb_submit(struct __aem_emb *e, unsigned to_submit);
 int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns);
 int __aem_emb_drain(struct __aem_emb *e, bool read_counter);
-int __aem_emb_call(struct aem_call_args *a, const void *req, void *resp);
+int __aem_emb_call(struct __aem_emb *e, struct aem_call_args *a, const void *req, void *resp);
 int __aem_emb_sub_stats(struct __aem_emb *e, struct aem_sub_stats *st);
 int __aem_emb_ring_stats(struct __aem_emb *e, struct aem_ring_stats *st);
 int __aem_emb_probe(struct aem_probe *p);

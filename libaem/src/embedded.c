@@ -382,12 +382,12 @@ int __aem_emb_drain(struct __aem_emb *e, bool read_counter)
 	return 0;
 }
 
-int __aem_emb_call(struct aem_call_args *a, const void *req, void *resp)
+int __aem_emb_call(struct __aem_emb *e, struct aem_call_args *a, const void *req, void *resp)
 {
 	pthread_once(&host_once, host_init);
 	if (host_init_err)
 		return host_init_err;
-	return aem_core_call(a, req, resp);
+	return aem_core_call(e->core, a, req, resp);
 }
 
 int __aem_emb_sub_stats(struct __aem_emb *e, struct aem_sub_stats *st)

@@ -272,7 +272,7 @@ int aem_proc_start(struct aem_proc *ph, const struct aem_cqe *cqe)
 	i = (unsigned)(w - ph->w);
 	rq.len = len;
 	if (cqe->flags & AEM_CQE_F_SLOT) {
-		rq.off = (uint64_t)cqe->slot * ph->ring->slot_size;
+		rq.off = (uint64_t)AEM_SLOT_INDEX(cqe->slot) * ph->ring->slot_size;
 		rq.cap = ph->ring->slot_size;
 	} else {
 		/* An inline payload lives in the read-only CQE: the child gets a shared copy. */

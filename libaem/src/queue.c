@@ -219,9 +219,9 @@ int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req
 	if (ret)
 		return ret;
 	if (ring->backend == AEM_BACKEND_EMBEDDED) {
-		/* The embedded call uses no part of @ring: teardown need not wait for it. */
+		/* The call is charged to @ring's quota: teardown waits for it, as for a kernel call. */
+		ret = __aem_emb_call(ring->priv, &a, req, resp);
 		__aem_ring_put(&ring->calls);
-		ret = __aem_emb_call(&a, req, resp);
 	} else {
 		ret = ioctl(ring->fd, AEM_IOC_CALL, &a) < 0 ? -errno : 0;
 		__aem_ring_put(&ring->calls);

@@ -87,7 +87,7 @@ static void answer(const struct aem_cqe *ev, uint64_t call_ud)
 
 	uint64_t free0 = t_stats(&r).slots_free;
 
-	memcpy(r.payload + (size_t)ev->slot * r.slot_size, "answer", 6);
+	memcpy(r.payload + (size_t)AEM_SLOT_INDEX(ev->slot) * r.slot_size, "answer", 6);
 	t_eq(writeback(&r, ev->id, true, ev->slot, 6, call_ud + 1), 0);
 	c = t_result(&client, call_ud, 5000);
 	t_eq(c.res, 6);

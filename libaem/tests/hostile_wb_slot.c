@@ -73,7 +73,7 @@ int main(void)
 		aem_teardown(&r);
 		return t_exit();
 	}
-	t_eq(msg.slot, ev.slot);
+	t_eq(AEM_SLOT_INDEX(msg.slot), AEM_SLOT_INDEX(ev.slot));
 	t_release(&r, ev.slot);		/* the handler returns the timed-out call's slot */
 	aem_release_commit(&r);
 	post_big(0xbb);

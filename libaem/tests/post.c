@@ -104,7 +104,7 @@ int main(void)
 	c = next_event(&b, 0xb42);
 	t_eq(c.res, sizeof(big));
 	t_assert(c.flags & AEM_CQE_F_SLOT, "200-byte post not in a slot");
-	t_assert(c.slot >= b.send_slots && c.slot < b.send_slots + b.slot_count,
+	t_assert(AEM_SLOT_INDEX(c.slot) >= b.send_slots && AEM_SLOT_INDEX(c.slot) < b.send_slots + b.slot_count,
 		 "delivered in slot %u, not a delivery slot", c.slot);
 	d = aem_cqe_payload(&b, &c, &len);
 	t_assert(d && len == sizeof(big) && !memcmp(d, big, len), "slot payload differs");

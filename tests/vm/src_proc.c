@@ -18,7 +18,7 @@ static void payload(struct vring *r, const struct aem_cqe *c, struct aem_proc_ev
 	memset(ev, 0, sizeof(*ev));
 	if (c->flags & AEM_CQE_F_SLOT) {
 		const uint8_t *pl = (const uint8_t *)r->region[AEM_REGION_PAYLOAD] +
-				    (size_t)c->slot * r->p.slot_size;
+				    (size_t)AEM_SLOT_INDEX(c->slot) * r->p.slot_size;
 
 		t_assert(c->slot >= r->p.send_slots, "event in a send slot %u", c->slot);
 		memcpy(ev, pl, (size_t)c->res < sizeof(*ev) ? (size_t)c->res : sizeof(*ev));
