@@ -7,12 +7,14 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/aem-dev/aem/bench/aemt"
 	"github.com/aem-dev/aem/goaem"
 )
 
-// TestMain lets this test binary serve as its own handler process.
+// TestMain lets this test binary serve as its own handler process (for
+// BenchmarkProcessHandler and the handlers scenario).
 func TestMain(m *testing.M) {
-	goaem.ServeProcessHandler()
+	aemt.ServeHandlers()
 	os.Exit(m.Run())
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/aem-dev/aem/bench/aemt"
 	"github.com/aem-dev/aem/bench/peers"
 )
 
@@ -27,11 +28,12 @@ const (
 	Timers        = "timers"
 	Priority      = "priority"
 	Subscriptions = "subscriptions"
+	Handlers      = "handlers"
 )
 
 // Names lists the scenarios in the order they run.
 func Names() []string {
-	return []string{Throughput, Latency, Call, FanIn, Timers, Priority, Subscriptions}
+	return []string{Throughput, Latency, Call, FanIn, Timers, Priority, Subscriptions, Handlers}
 }
 
 // Backends AEM can run on.
@@ -236,9 +238,47 @@ func Plan(cfg Config) []Step {
 					return runSubscribe(t, c, n)
 				})
 			}
+		case Handlers:
+			// AEM alone: the rows compare its handler modes with each
+			// other (a goroutine, a process, os/exec), not with peers.
+			if !slices.Contains(cfg.Transports, peers.NameAEM) {
+				break
+			}
+			for _, mode := range HandlerModes {
+				steps = append(steps, Step{Family: sc, Variant: "mode=" + mode, Transport: peers.NameAEM,
+					run: func(t peers.Transport, c Config) (Row, error) { return runHandler(t, c, mode) }})
+			}
 		}
 	}
 	return steps
+}
+
+// HandlerModes are the handlers scenario's variants: where a call's
+// handler runs (bench/aemt names them).
+var HandlerModes = []string{aemt.HandlerGoroutine, aemt.HandlerProcessPool, aemt.HandlerProcessNew, aemt.HandlerExec}
+
+// HandlerRunner is a transport that can run a call's handler elsewhere
+// than its poller (AEM).
+type HandlerRunner interface {
+	Handler(p peers.Params, mode string) (peers.Result, error)
+}
+
+// runHandler times one call at a time whose handler runs in mode: its
+// p50 is the cost of one event in that mode.
+func runHandler(t peers.Transport, cfg Config, mode string) (Row, error) {
+	h, ok := t.(HandlerRunner)
+	if !ok {
+		return Row{}, ErrSkipped
+	}
+	p := peers.Params{Payload: cfg.Payload, SampleEvery: 1, Duration: cfg.Duration,
+		MaxSamples: sampleCap(1e6, cfg.Duration)}
+	before := mallocs()
+	res, err := h.Handler(p, mode)
+	allocs := mallocs() - before
+	if err != nil {
+		return Row{}, err
+	}
+	return fromResult(t, res, allocs)
 }
 
 // Sizes is the 1 k, 10 k, ... sweep up to max.

@@ -230,6 +230,9 @@ func TestEveryScenarioWithChanAsJSON(t *testing.T) {
 		seen[scenario.Family(obj["scenario"].(string))] = true
 	}
 	for _, name := range scenario.Names() {
+		if name == scenario.Handlers {
+			continue // AEM's own handler modes: no peer row
+		}
 		assert.True(t, seen[name], "scenario %s produced a result", name)
 	}
 }

@@ -1,0 +1,166 @@
+package aemt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/aem-dev/aem/bench/peers"
+	"github.com/aem-dev/aem/goaem"
+)
+
+// Handler modes of the handlers scenario (scenario.HandlerModes): where
+// the handler of a call runs.
+const (
+	HandlerGoroutine   = "goroutine"    // a new goroutine per event (ModeSpawn)
+	HandlerProcessPool = "process-pool" // a pre-started handler process, reused
+	HandlerProcessNew  = "process-new"  // a new handler process per event
+	HandlerExec        = "exec"         // os/exec of cat per event (ModeClone)
+)
+
+// handlerName is the process handler the handlers scenario registers.
+const handlerName = "aembench-reverse"
+
+func init() {
+	goaem.RegisterProcessHandler(handlerName, func(d []byte) (int, error) {
+		slices.Reverse(d)
+		return len(d), nil
+	})
+}
+
+var servesProcesses atomic.Bool
+
+// ServeHandlers makes this program its own handler process (see
+// goaem.ServeProcessHandler): call it first thing in main or TestMain.
+// Without it the process modes of the handlers scenario are skipped, since
+// a handler process is this program started again.
+func ServeHandlers() {
+	goaem.ServeProcessHandler()
+	servesProcesses.Store(true)
+}
+
+// Handler measures one call round trip whose handler runs in mode, one
+// call at a time, for p.Duration: the cost per event of that mode. The
+// handler reverses the request in place (cat echoes it).
+func (t *Transport) Handler(p peers.Params, mode string) (peers.Result, error) {
+	p, err := p.Normalized()
+	if err != nil {
+		return peers.Result{}, err
+	}
+	size := peers.EventSize(p.Payload)
+	srv, err := t.ring(slotOpts(size)...)
+	if err != nil {
+		return peers.Result{}, err
+	}
+	defer srv.Close()
+	cli, err := t.ring(slotOpts(size)...)
+	if err != nil {
+		return peers.Result{}, err
+	}
+	defer cli.Close()
+
+	var opts goaem.SubOptions
+	switch mode {
+	case HandlerGoroutine:
+		opts = goaem.SubOptions{Mode: goaem.ModeSpawn, MaxInFlight: 1, Handler: func(ev *goaem.Event) error {
+			pl := ev.Payload()
+			slices.Reverse(pl)
+			return ev.Writeback(pl)
+		}}
+	case HandlerProcessPool, HandlerProcessNew:
+		if !servesProcesses.Load() {
+			return peers.Result{}, fmt.Errorf("%s: this program does not serve handler processes (aemt.ServeHandlers): %w",
+				mode, peers.ErrUnsupported)
+		}
+		ph, err := srv.NewProcessHandler(goaem.ProcessOptions{Handler: handlerName, MaxProcs: 1,
+			Pool: mode == HandlerProcessPool})
+		if err != nil {
+			return peers.Result{}, fmt.Errorf("aem: %s: %w", mode, err)
+		}
+		defer ph.Close()
+		opts = goaem.SubOptions{Mode: goaem.ModeSpawn, MaxInFlight: 1, Handler: ph.Handle}
+	case HandlerExec:
+		cat, err := exec.LookPath("cat")
+		if err != nil {
+			return peers.Result{}, fmt.Errorf("exec: %w: %w", err, peers.ErrUnsupported)
+		}
+		opts = goaem.SubOptions{Mode: goaem.ModeClone, MaxInFlight: 1, Clone: &goaem.Cloner{Path: cat}}
+	default:
+		return peers.Result{}, fmt.Errorf("aem: unknown handler mode %q", mode)
+	}
+	if _, err := srv.Subscribe(goaem.Msg{Channel: msgChannel}, opts); err != nil {
+		return peers.Result{}, fmt.Errorf("aem: subscribe msg: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		err := srv.Run(ctx, nil)
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		served <- err
+	}()
+
+	addr := srv.Addr(msgChannel)
+	req := make([]byte, size)
+	resp := make([]byte, cli.SlotSize())
+	samples := make([]int64, 0, p.MaxSamples)
+	var res peers.Result
+	start := time.Now()
+	deadline := start.Add(p.Duration)
+	cctx, ccancel := context.WithDeadline(context.Background(), deadline.Add(grace))
+	defer ccancel()
+	var n uint64
+	var cerr error
+	for p.Events == 0 || n < p.Events {
+		if !time.Now().Before(deadline) {
+			break
+		}
+		putEvent(req, n)
+		t0 := time.Now()
+		m, err := cli.CallInto(cctx, addr, req, resp)
+		if err != nil {
+			cerr = err
+			break
+		}
+		if len(samples) < cap(samples) {
+			samples = append(samples, int64(time.Since(t0)))
+		}
+		if m != size || !reversed(req, resp[:m], mode == HandlerExec) {
+			res.Errors++
+		}
+		n++
+	}
+	res.Elapsed = time.Since(start)
+	cancel()
+	if err := <-served; err != nil && cerr == nil {
+		cerr = fmt.Errorf("aem: server: %w", err)
+	}
+	res.Events, res.Produced, res.Samples = n, n, samples
+	if cerr != nil {
+		return res, fmt.Errorf("aem: call (%s): %w", mode, cerr)
+	}
+	return res, nil
+}
+
+// reversed says whether got is req reversed (or, for cat, req itself).
+func reversed(req, got []byte, echo bool) bool {
+	if len(got) != len(req) {
+		return false
+	}
+	for i := range req {
+		j := len(req) - 1 - i
+		if echo {
+			j = i
+		}
+		if got[j] != req[i] {
+			return false
+		}
+	}
+	return true
+}
