@@ -59,12 +59,16 @@ int main(void)
 
 	t_setup(&r, NULL);
 
+	/*
+	 * Long enough that the two checks before it cannot race it: a 20 ms
+	 * timer once fired before them in a TCG guest on a loaded host.
+	 */
 	t0 = t_now_ns();
-	id = sub_timer(&r, 20 * T_MS, 0x7001);
+	id = sub_timer(&r, 500 * T_MS, 0x7001);
 	ss = t_sub_stats(&r, id);
 	t_eq(ss.produced, 0);
 	t_eq(t_stats(&r).subscriptions, 1);
-	expect_fire(&r, 0x7001, t0 + 20 * T_MS);
+	expect_fire(&r, 0x7001, t0 + 500 * T_MS);
 	t_expect_quiet(&r, 100, "after a one-shot timer");
 
 	/* The id is dead: every use is refused with -ENOENT. */
