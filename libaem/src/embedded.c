@@ -11,6 +11,10 @@
  * Regions live in one memfd: the core writes through its own read-write
  * mapping of the whole file; setup.c maps the application's view region
  * by region with the CQES region PROT_READ.
+ *
+ * Each ring has a memory budget (aem_host_charge), the module's rule kept
+ * per ring: its regions and the core's state within AEM_MAX_RING_MB and,
+ * without CAP_IPC_LOCK, RLIMIT_MEMLOCK, both read at setup.
  */
 #define _GNU_SOURCE
 #include <errno.h>
