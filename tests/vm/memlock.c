@@ -12,25 +12,6 @@
 
 #define NOBODY	65534
 
-/* Bytes a ring of these parameters is charged, from the kernel's own answer. */
-static uint64_t ring_bytes(struct aem_params *p)
-{
-	struct aem_ring_stats st;
-	struct vring r;
-	uint64_t regions = 0;
-	long page = sysconf(_SC_PAGESIZE);
-	int i;
-
-	vr_setup_or_die(&r, p);
-	for (i = 0; i < AEM_NR_REGIONS; i++)
-		regions += (r.p.region_size[i] + (uint64_t)page - 1) / (uint64_t)page * (uint64_t)page;
-	vr_stats(&r, &st);
-	vr_close(&r);
-	t_assert(st.charged > regions, "charged %" PRIu64 ": the regions alone are %" PRIu64,
-		 (uint64_t)st.charged, regions);
-	return st.charged;
-}
-
 static void unprivileged(void *arg)
 {
 	struct aem_params small = { .sq_entries = 32, .cq_entries = 32, .nr_classes = 1,
@@ -70,7 +51,7 @@ int main(void)
 
 	if (geteuid() != 0)
 		t_skip("needs root to switch users");
-	small_bytes = ring_bytes(&small);
+	small_bytes = vr_charge(&small, 0);
 	printf("a small ring is charged %" PRIu64 " bytes\n", small_bytes);
 
 	/* Let the unprivileged child open the device for the length of the test. */
