@@ -23,7 +23,8 @@ static u64 round_grain(u64 v)
 /*
  * Account @bytes more; false (nothing changed) past the ring's limit.
  * @force takes the grains even then: for results, which are never lost
- * (submission stops while a forced charge is outstanding, see mem_short).
+ * (while the charge is short and results wait in the backlog, submission
+ * stops: aem_core_submit).
  */
 static bool charge_locked(struct aem_ctx *r, u64 bytes, bool force)
 {
@@ -33,13 +34,10 @@ static bool charge_locked(struct aem_ctx *r, u64 bytes, bool force)
 		u64 more = round_grain(need - r->mem_charged);
 		int ret = aem_host_charge(r->host, more, force);
 
-		if (ret < 0 || ret == AEM_CHARGE_OVER) {
-			r->mem_short = true;
-			if (ret < 0)
-				return false;
-		} else {
-			r->mem_short = false;
-		}
+		/* Read without the lock by submission (aem_core_submit). */
+		aem_write_once(r->mem_short, ret < 0 || ret == AEM_CHARGE_OVER);
+		if (ret < 0)
+			return false;
 		r->mem_charged += more;
 	}
 	r->mem_used = need;
@@ -70,7 +68,8 @@ void __aem_mem_uncharge_locked(struct aem_ctx *r, u64 bytes)
 	u64 keep;
 
 	r->mem_used -= bytes;
-	r->mem_short = false;
+	if (r->mem_short)
+		aem_write_once(r->mem_short, false);
 	/* One spare grain stays: a backlog chunk freed and taken again costs nothing. */
 	keep = round_grain(r->mem_used) + AEM_CHARGE_GRAIN;
 	if (r->mem_charged > keep + AEM_CHARGE_GRAIN) {
