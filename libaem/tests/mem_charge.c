@@ -9,7 +9,7 @@
  *    a ring closed gives its charge back;
  *  - a backlog past the charge drops and counts events as at its bound
  *    (a generator), and holds POSTs in the SQ (refused[AEM_REFUSE_FULL]),
- *    losing none.
+ *    losing none; results are kept, and submission stops instead.
  * On both backends; the module's parameter needs root (else that part is
  * skipped with a note).
  */
@@ -375,6 +375,69 @@ static void backlog_posts(void)
 	aem_teardown(&r);
 }
 
+/*
+ * Results past the charge are kept: with the account used up and nobody
+ * reading results, submission stops instead; every NOP is answered once.
+ */
+static void results_past(void)
+{
+	struct aem_params p = small_params();
+	unsigned queued = 0, consumed = 0, answered = 0, head, got;
+	struct aem_ring_stats st;
+	struct aem_sqe *sqe;
+	struct aem_ring r;
+	uint64_t end;
+	int err;
+
+	if (!setup_budget(&r, &p, BUDGET_MB))
+		return;
+	subscribe_until_refused(&r, 1U << 20, &err);
+	t_eq(err, -ENOMEM);
+	/* NOPs, unread, until the kernel side stops taking them. */
+	while (consumed == queued && queued < 200000) {
+		int ret;
+
+		while ((sqe = aem_get_sqe(&r))) {
+			aem_prep_nop(sqe);
+			sqe->user_data = ++queued;
+		}
+		ret = aem_submit(&r);
+		t_assert(ret >= 0, "aem_submit: %s", strerror(-ret));
+		consumed += (unsigned)ret;
+	}
+	st = t_stats(&r);
+	printf("results: %u NOPs consumed of %u, backlog %llu; charged %llu\n", consumed, queued,
+	       (unsigned long long)st.backlog, (unsigned long long)st.charged);
+	t_assert(consumed < queued, "all %u NOPs consumed with nobody reading", queued);
+	t_eq(st.dropped, 0);
+	/* Read them: each answered once, in order, and the rest go in. */
+	end = t_now_ns() + 30000 * T_MS;
+	while (answered < queued && t_now_ns() < end) {
+		unsigned i;
+		int ret;
+
+		while ((got = aem_result_peek(&r, &head))) {
+			for (i = 0; i < got; i++) {
+				const struct aem_cqe *c = aem_result_at(&r, head + i);
+
+				t_eq(c->res, 0);
+				t_eq(c->user_data, answered + 1);
+				answered++;
+			}
+			aem_result_advance(&r, got);
+		}
+		ret = aem_submit(&r);
+		t_assert(ret >= 0, "aem_submit: %s", strerror(-ret));
+		consumed += (unsigned)ret;
+		if (consumed == answered)
+			aem_wait(&r, 1, 10 * T_MS);
+	}
+	t_eq(answered, queued);
+	st = t_stats(&r);
+	t_eq(st.dropped, 0);
+	aem_teardown(&r);
+}
+
 int main(void)
 {
 	per_subscription();
@@ -382,5 +445,6 @@ int main(void)
 	memlock();
 	backlog_events();
 	backlog_posts();
+	results_past();
 	return T_EXIT_PASS;
 }
