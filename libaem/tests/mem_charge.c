@@ -264,14 +264,14 @@ static void memlock(void)
 /* Events into a backlog past the charge: dropped and counted, as past its bound. */
 static void backlog_events(void)
 {
+	const unsigned count = 200000;
 	struct aem_params p = t_params(64, 64, 1);
+	uint64_t id, end, got = 0;
 	struct aem_ring_stats st;
 	struct aem_sub_stats ss;
 	struct aem_sqe *sqe;
-	struct aem_cqe c;
 	struct aem_ring r;
-	uint64_t id, end, got = 0;
-	const unsigned count = 200000;
+	struct aem_cqe c;
 
 	p.backlog_limit = AEM_MAX_BACKLOG;
 	p.slot_count = 64;
