@@ -136,6 +136,7 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 	r->closing = true;
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 	for (c = 0; c < r->nr_sub_chunks; c++) {
+		aem_cond_resched();	/* up to 16 M subscriptions: a chunk at a time */
 		for (i = 0; i < AEM_SUB_CHUNK; i++) {
 			struct aem_sub *s = &r->sub_chunks[c][i];
 			const struct aem_source_ops *ops;
@@ -169,8 +170,10 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 
 	__aem_backlog_free(r);
 	n = r->nr_sub_chunks;
-	for (c = 0; c < n; c++)
+	for (c = 0; c < n; c++) {
 		aem_kvfree(r->sub_chunks[c]);
+		aem_cond_resched();
+	}
 	aem_kvfree(r->sub_chunks);
 	aem_kvfree(r->slot_gen);
 	aem_kvfree(r->slot_token);
@@ -196,6 +199,7 @@ void aem_core_unregister_source(const struct aem_source_ops *ops)
 	while ((r = __aem_ring_iter(&pos))) {
 		aem_mutex_lock(&r->submit_lock);
 		for (c = 0; c < r->nr_sub_chunks; c++) {
+			aem_cond_resched();
 			for (i = 0; i < AEM_SUB_CHUNK; i++) {
 				struct aem_sub *s = &r->sub_chunks[c][i];
 				bool mine;
