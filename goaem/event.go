@@ -253,7 +253,7 @@ func (e *Event) finish() {
 	e.state |= stDone
 	if e.cqe.Flags&abi.CQEFFinal != 0 {
 		if s := e.r.subs.get(e.cqe.UserData); s != nil {
-			s.ended.Store(true)
+			s.setEnded()
 			e.r.retire(s, overEvent)
 		}
 	}

@@ -225,7 +225,7 @@ func (r *Ring) routeLocked(cqe *abi.CQE) {
 		// A subscription's end result: its SUBSCRIBE asked for its final counts.
 		if s := r.subs.get(ud); s != nil {
 			s.setFinal(cqe)
-			s.ended.Store(true)
+			s.setEnded()
 			r.retire(s, overCounts)
 		}
 		return

@@ -140,11 +140,13 @@ func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler)
 	var clone *Cloner
 	var tag uint64
 	if s != nil {
-		mode, tag, clone = s.mode, s.tag, s.clone
-		if s.handler != nil {
-			handler = s.handler
+		mode, tag = s.mode, s.tag
+		if x := s.ext.Load(); x != nil {
+			clone, sem = x.clone, x.sem
+			if x.handler != nil {
+				handler = x.handler
+			}
 		}
-		sem = s.sem
 	}
 	if sem == nil {
 		sem = r.spawnSem

@@ -141,33 +141,55 @@ type SubOptions struct {
 }
 
 // Subscription is one active source feeding this ring.
+//
+// An idle subscription costs goaem 48 bytes (a 48-byte size class) and its
+// slot in the ring's table, 8: what few subscriptions have (a handler of
+// their own, a clone command, a bound, the final counts) waits behind ext.
 type Subscription struct {
-	r       *Ring
-	id      atomic.Uint64 // set by the answer, or by its first event if that comes first
-	handle  uint64
-	tag     uint64
-	class   int
-	source  uint8
-	mode    HandlerMode
+	r        *Ring
+	id       atomic.Uint64 // set by the answer, or by its first event if that comes first
+	handle   uint64
+	tag      uint64
+	ext      atomic.Pointer[subExt] // nil for most
+	state    atomic.Uint32          // subEnded|overEvent|overCounts
+	class    uint8
+	source   uint8
+	mode     HandlerMode
+	endStats bool
+}
+
+// subExt is the part of a Subscription that most do not have. Replaced
+// whole (copy on write): handler, clone and sem are set before the
+// subscription is published and never change.
+type subExt struct {
 	handler Handler
 	clone   *Cloner
 	sem     chan struct{}
-	ended   atomic.Bool
 	// final: the counts the kernel side sent as the subscription ended (it
 	// forgets the subscription then): in the answer to Unsubscribe, or in
 	// the end result its SUBSCRIBE asked for (endStats).
-	final    atomic.Pointer[Stats]
-	endStats bool
-	over     atomic.Uint32 // overEvent|overCounts: see Ring.retire
+	final *Stats
 }
 
-// The two ends of a subscription that ended by itself: its table entry goes
-// when both are in, so the final event still finds it and the end result
-// still has a place to land.
+// Subscription.state: the two ends of a subscription that ended by itself
+// (its table entry goes when both are in, so the final event still finds
+// it and the end result still has a place to land), and whether it ended.
 const (
 	overEvent  uint32 = 1 << 0 // final event released, or Unsubscribe found it over
 	overCounts uint32 = 1 << 1 // final counts in
+	subEnded   uint32 = 1 << 2 // Ended
 )
+
+// setEnded marks s ended; it returns whether it already was.
+func (s *Subscription) setEnded() bool { return s.state.Or(subEnded)&subEnded != 0 }
+
+// extra is s's ext, or an empty one.
+func (s *Subscription) extra() subExt {
+	if x := s.ext.Load(); x != nil {
+		return *x
+	}
+	return subExt{}
+}
 
 // Subscribe starts source feeding events into this ring's class
 // opts.Class. It waits for the kernel side's answer (bounded by
@@ -188,12 +210,13 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	if opts.MaxInFlight < 0 {
 		return nil, invalid("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
 	}
-	s := &Subscription{
-		r: r, tag: opts.Tag, class: opts.Class, mode: opts.Mode,
-		handler: opts.Handler, clone: opts.Clone,
-	}
-	if opts.MaxInFlight > 0 {
-		s.sem = make(chan struct{}, opts.MaxInFlight)
+	s := &Subscription{r: r, tag: opts.Tag, class: uint8(opts.Class), mode: opts.Mode}
+	if opts.Handler != nil || opts.Clone != nil || opts.MaxInFlight > 0 {
+		x := &subExt{handler: opts.Handler, clone: opts.Clone}
+		if opts.MaxInFlight > 0 {
+			x.sem = make(chan struct{}, opts.MaxInFlight)
+		}
+		s.ext.Store(x)
 	}
 	// The table entry exists before the SQE: the first event may arrive
 	// before the result that names the subscription.
@@ -233,7 +256,7 @@ func (s *Subscription) ID() uint64 { return s.id.Load() }
 func (s *Subscription) Tag() uint64 { return s.tag }
 
 // Class is the priority class its events arrive in.
-func (s *Subscription) Class() int { return s.class }
+func (s *Subscription) Class() int { return int(s.class) }
 
 // Ring is the ring the subscription feeds.
 func (s *Subscription) Ring() *Ring { return s.r }
@@ -242,7 +265,7 @@ func (s *Subscription) Ring() *Ring { return s.r }
 // source posted its final event (one-shot timer, generator count reached)
 // and that event was released, or its final counts arrived (which they do
 // also when that event was dropped).
-func (s *Subscription) Ended() bool { return s.ended.Load() }
+func (s *Subscription) Ended() bool { return s.state.Load()&subEnded != 0 }
 
 // Addr is the address of a Msg subscription: where Post and Call send.
 func (s *Subscription) Addr(channel uint32) Addr { return s.r.Addr(channel) }
@@ -255,7 +278,7 @@ func (s *Subscription) Addr(channel uint32) Addr { return s.r.Addr(channel) }
 // often: the kernel side answers a stale id with ENOENT, which is not an
 // error here.
 func (s *Subscription) Unsubscribe() error {
-	if s.ended.Swap(true) {
+	if s.setEnded() {
 		return nil
 	}
 	// The answer carries the final counts: complete stores them on s.
@@ -332,7 +355,7 @@ type Stats struct {
 // lives; once it has ended (unsubscribed, or its source ended it) they are
 // its final counts, which stay readable, after Close too.
 func (s *Subscription) Stats() (Stats, error) {
-	if f := s.final.Load(); f != nil {
+	if f := s.extra().final; f != nil {
 		return *f, nil
 	}
 	if !s.r.life.acquire() {
@@ -346,7 +369,7 @@ func (s *Subscription) Stats() (Stats, error) {
 		// they are in the result ring (or its backlog, which draining
 		// flushes) by now.
 		s.r.drainResults()
-		if f := s.final.Load(); f != nil {
+		if f := s.extra().final; f != nil {
 			return *f, nil
 		}
 	}
@@ -359,7 +382,18 @@ func (s *Subscription) Stats() (Stats, error) {
 // setFinal keeps the final counts a result with abi.CQEFStats carries.
 func (s *Subscription) setFinal(cqe *abi.CQE) {
 	c := *(*abi.SubCounts)(unsafe.Pointer(&cqe.Data[0]))
-	s.final.Store(&Stats{Produced: c.Produced, Delivered: c.Delivered, Backlog: c.Backlog, Dropped: c.Dropped})
+	final := &Stats{Produced: c.Produced, Delivered: c.Delivered, Backlog: c.Backlog, Dropped: c.Dropped}
+	for {
+		old := s.ext.Load()
+		x := &subExt{final: final}
+		if old != nil {
+			*x = *old
+			x.final = final
+		}
+		if s.ext.CompareAndSwap(old, x) {
+			return
+		}
+	}
 }
 
 // retire records one end of s (overEvent, overCounts) and takes s out of
@@ -369,7 +403,7 @@ func (r *Ring) retire(s *Subscription, end uint32) {
 	if s.endStats {
 		need |= overCounts
 	}
-	if old := s.over.Or(end); old&end == 0 && (old|end)&need == need {
+	if old := s.state.Or(end); old&end == 0 && (old|end)&need == need {
 		r.subs.remove(s.handle)
 	}
 }
@@ -474,7 +508,7 @@ func (t *subTable) clear() {
 		for _, c := range *d {
 			for i := range c {
 				if s := c[i].Load(); s != nil {
-					s.ended.Store(true)
+					s.setEnded()
 				}
 				c[i].Store(nil)
 			}

@@ -4,7 +4,8 @@
  *
  * One open file holds at most one ring.  AEM_IOC_SETUP sizes it (the core
  * validates and lays it out), charges its pages to RLIMIT_MEMLOCK and to
- * the memory cgroup, and hands the pages to the core through one vmap per
+ * the memory cgroup (the core charges the ring's kernel-side state to the
+ * same account as it grows), and hands the pages to the core through one vmap per
  * region.  mmap() inserts those same pages into user space with
  * vm_insert_pages(), so each mapping holds its own page references until
  * munmap, whatever happens to the ring.  AEM_IOC_ENTER submits and waits;
@@ -48,7 +49,7 @@ MODULE_PARM_DESC(group, "group id owning /dev/aem (default 0)");
 
 static uint max_ring_mb = 1024;
 module_param(max_ring_mb, uint, 0644);
-MODULE_PARM_DESC(max_ring_mb, "largest ring, all regions together, in MiB; larger setups fail with E2BIG (default 1024)");
+MODULE_PARM_DESC(max_ring_mb, "largest ring, all regions and its kernel-side state together, in MiB; larger setups fail with E2BIG, state past it with ENOMEM (default 1024)");
 
 static int boost_nice = -10;
 module_param(boost_nice, int, 0644);
@@ -69,7 +70,12 @@ struct aem_file {
 	wait_queue_head_t	wq;
 	struct aem_region	region[AEM_NR_REGIONS];
 	struct user_struct	*user;		/* charged for locked pages */
-	unsigned long		locked_pages;
+	unsigned long		locked_pages;	/* charged to user->locked_vm: regions and state */
+	/* The ring's account, as it was at setup (see aem_host_charge) */
+	unsigned long		ring_pages;	/* regions and kernel-side state */
+	unsigned long		budget_pages;	/* max_ring_mb */
+	unsigned long		memlock_pages;	/* RLIMIT_MEMLOCK */
+	bool			memlock_exempt;	/* CAP_IPC_LOCK */
 
 	/* Boost: who waits, and whom we boosted. */
 	bool			boost;
@@ -112,24 +118,45 @@ static struct aem_ctx *aem_file_ring(struct aem_file *f)
 
 /* ---------------------------------------------------------------------- */
 /* Locked-memory accounting: per user, like io_uring, so it follows the    */
-/* ring when its fd is passed on.                                          */
+/* ring when its fd is passed on.  The regions are charged at setup; the   */
+/* core charges the ring's kernel-side state to the same account as it     */
+/* grows (aem_host_charge), against the limits as they were at setup:      */
+/* the core charges from any context, where current is not the owner.      */
+
+/* @pages more for @f's user: false past RLIMIT_MEMLOCK (nothing taken) unless @force. */
+static bool aem_locked_add(struct aem_file *f, unsigned long pages, bool force, bool *over)
+{
+	unsigned long cur, next;
+
+	if (f->memlock_exempt)
+		return true;
+	cur = atomic_long_read(&f->user->locked_vm);
+	do {
+		next = cur + pages;
+		if (next < cur)
+			return false;
+		*over |= next > f->memlock_pages;
+		if (*over && !force)
+			return false;
+	} while (!atomic_long_try_cmpxchg(&f->user->locked_vm, &cur, next));
+	f->locked_pages += pages;
+	return true;
+}
 
 static int aem_account_mem(struct aem_file *f, unsigned long pages)
 {
-	unsigned long limit, cur, next;
-	struct user_struct *user = current_user();
+	bool over = false;
 
-	if (!capable(CAP_IPC_LOCK)) {
-		limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
-		cur = atomic_long_read(&user->locked_vm);
-		do {
-			next = cur + pages;
-			if (next > limit || next < cur)
-				return -ENOMEM;
-		} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur, next));
-		f->locked_pages = pages;
+	f->user = get_uid(current_user());
+	f->memlock_exempt = capable(CAP_IPC_LOCK);
+	f->memlock_pages = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	f->budget_pages = ((unsigned long)READ_ONCE(max_ring_mb) << 20) >> PAGE_SHIFT;
+	if (!aem_locked_add(f, pages, false, &over)) {
+		free_uid(f->user);
+		f->user = NULL;
+		return -ENOMEM;
 	}
-	f->user = get_uid(user);
+	f->ring_pages = pages;
 	return 0;
 }
 
@@ -142,6 +169,38 @@ static void aem_unaccount_mem(struct aem_file *f)
 	free_uid(f->user);
 	f->user = NULL;
 	f->locked_pages = 0;
+	f->ring_pages = 0;
+}
+
+/*
+ * The core's charge of the ring's kernel-side state (under the ring's
+ * completion lock, any context): the ring's total stays within max_ring_mb
+ * and the user's locked memory within RLIMIT_MEMLOCK, unless @force.
+ */
+int aem_host_charge(void *host, u64 bytes, bool force)
+{
+	struct aem_file *f = host;
+	unsigned long pages = DIV_ROUND_UP(bytes, PAGE_SIZE);
+	bool over = f->ring_pages + pages > f->budget_pages;
+
+	if (over && !force)
+		return -ENOMEM;
+	if (!aem_locked_add(f, pages, force, &over))
+		return -ENOMEM;
+	f->ring_pages += pages;
+	return over ? AEM_CHARGE_OVER : 0;
+}
+
+void aem_host_uncharge(void *host, u64 bytes)
+{
+	struct aem_file *f = host;
+	unsigned long pages = DIV_ROUND_UP(bytes, PAGE_SIZE);
+
+	f->ring_pages -= pages;
+	if (f->memlock_exempt)
+		return;
+	atomic_long_sub(pages, &f->user->locked_vm);
+	f->locked_pages -= pages;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -755,6 +814,8 @@ static void aem_device_release(struct device *dev)
 EXPORT_SYMBOL_GPL(aem_core_register_source);
 EXPORT_SYMBOL_GPL(aem_core_post);
 EXPORT_SYMBOL_GPL(aem_sub_id);
+EXPORT_SYMBOL_GPL(aem_core_charge);
+EXPORT_SYMBOL_GPL(aem_core_uncharge);
 EXPORT_SYMBOL_GPL(aem_timer_source_ops);
 EXPORT_SYMBOL_GPL(aem_timer_tick);
 EXPORT_SYMBOL_GPL(aem_gen_source_ops);

@@ -143,6 +143,9 @@ typedef struct mutex aem_mutex_t;
 
 #define aem_now_ns()			ktime_get_ns()
 
+/* Walking a table of millions (teardown) must not hold the CPU for seconds. */
+#define aem_cond_resched()		cond_resched()
+
 struct aem_completion {
 	struct completion done;
 };

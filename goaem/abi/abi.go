@@ -344,7 +344,8 @@ type RingStats struct {
 	Dropped       uint64           `aem:"dropped"`
 	Subscriptions uint64           `aem:"subscriptions"`
 	SlotsFree     uint64           `aem:"slots_free"`
-	Resv          [8]uint64        `aem:"resv"`
+	Charged       uint64           `aem:"charged"` // bytes charged to the ring's account: regions and kernel-side state
+	Resv          [7]uint64        `aem:"resv"`
 }
 
 // CallArgs is struct aem_call_args (AEM_IOC_CALL).

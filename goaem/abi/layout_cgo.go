@@ -79,7 +79,7 @@ static const struct goaem_fact goaem_facts[] = {
 	S(aem_ring_stats), F(aem_ring_stats, sqes), F(aem_ring_stats, refused),
 	F(aem_ring_stats, produced), F(aem_ring_stats, delivered),
 	F(aem_ring_stats, backlog), F(aem_ring_stats, dropped),
-	F(aem_ring_stats, subscriptions), F(aem_ring_stats, slots_free),
+	F(aem_ring_stats, subscriptions), F(aem_ring_stats, slots_free), F(aem_ring_stats, charged),
 	F(aem_ring_stats, resv),
 
 	S(aem_call_args), F(aem_call_args, addr), F(aem_call_args, req),

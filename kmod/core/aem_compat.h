@@ -22,6 +22,7 @@
  *              aem_complete(c) (any context),
  *              aem_wait_completion_timeout(c, timeout_ms) -> 0 done,
  *              -ETIMEDOUT, -EINTR (killable)
+ *   sched      aem_cond_resched(): a long loop in process context lets others run
  *   modules    aem_module_get(owner) -> bool, aem_module_put(owner)
  *   log        aem_warn(fmt, ...) (rate limited)
  */

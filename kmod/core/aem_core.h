@@ -160,6 +160,26 @@ int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *r
 /* Wake waiters of @r (kernel: wake_up; user: futex wake + eventfd write). */
 void aem_host_wake(struct aem_ctx *r, void *host, bool urgent);
 
+/*
+ * The account of a ring's memory.  The host charges the regions at setup;
+ * the core charges the ring's kernel-side state (subscription table,
+ * backlog and the payloads it holds, slot bookkeeping, source state) to
+ * the same account through these, in whole grains of AEM_CHARGE_GRAIN
+ * bytes (a multiple of the page size).  The rule, on both hosts: the
+ * ring's total (regions and state) stays within its budget (the module's
+ * max_ring_mb when the ring was set up), and, unless the setter-up had
+ * CAP_IPC_LOCK, its owner's locked memory within RLIMIT_MEMLOCK as it was
+ * then (module: per user, shared by the user's rings, as io_uring's;
+ * embedded: per ring).  aem_host_charge() returns 0, or -ENOMEM past the
+ * limit, or with @force AEM_CHARGE_OVER when it took the grains past the
+ * limit anyway (results the ring owes its user are never refused).  Any
+ * context, under the ring's completion lock: must not sleep.
+ */
+#define AEM_CHARGE_GRAIN	(64U << 10)
+#define AEM_CHARGE_OVER		1
+int aem_host_charge(void *host, u64 bytes, bool force);
+void aem_host_uncharge(void *host, u64 bytes);
+
 /* ---------------------------------------------------------------------- */
 /* Sources                                                                */
 
@@ -271,6 +291,16 @@ u32 aem_core_post_batch_run(struct aem_ctx *r, struct aem_sub *s, u32 n, u32 len
  * consumer that only busy-polls never enters).
  */
 bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len);
+
+/*
+ * A source's own memory for @r (per-ring state, per-subscription state)
+ * counted against the ring's account: 0, or -ENOMEM past its limit (the
+ * source then refuses the subscription with -ENOMEM).  Every charge is
+ * given back with aem_core_uncharge() when the memory is freed, before the
+ * source's ring_release() returns.  Any context; never sleeps.
+ */
+int aem_core_charge(struct aem_ctx *r, u32 bytes);
+void aem_core_uncharge(struct aem_ctx *r, u32 bytes);
 
 /* Per-ring private pointer of source @source (e.g. the timer wheel), NULL at first. */
 void **aem_ctx_src_priv(struct aem_ctx *r, u8 source);

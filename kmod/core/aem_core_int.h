@@ -10,7 +10,7 @@
  *   sqe.c (SQE checks and payloads)
  *   post.c (completion rings and backlog)
  *   slot.c, sub.c, wait.c
- *   source.c, ring_table.c
+ *   source.c, ring_table.c, mem.c
  *
  * Lock order (outer to inner):
  *   source locks (timer wheels list, wheel, generator mutex)
@@ -71,8 +71,13 @@ struct aem_rings {
 	u32			slot_array[];	/* user: released delivery slots */
 };
 
-/* Overflow backlog: per-class FIFO of chunks of whole CQEs. */
-#define AEM_BL_CHUNK		32
+/*
+ * Overflow backlog: per-class FIFO of chunks of whole CQEs.  A chunk is one
+ * 4 KiB heap object (AEM_BL_CHUNK_BYTES, what its charge counts): 52
+ * entries of 78 bytes and the header.
+ */
+#define AEM_BL_CHUNK		52
+#define AEM_BL_CHUNK_BYTES	4096U
 /*
  * Result CQEs (the result ring's backlog) may fill the backlog beyond the
  * events' bound: a second bound's worth (submission stops there), one SQ
@@ -93,6 +98,11 @@ struct aem_bl_chunk {
 	void			*buf[AEM_BL_CHUNK];	/* payload waiting for a slot, or NULL */
 	struct aem_cqe		cqe[AEM_BL_CHUNK];
 };
+aem_static_assert(sizeof(struct aem_bl_chunk) <= AEM_BL_CHUNK_BYTES,
+		  "a backlog chunk is charged as one 4 KiB object");
+
+/* A subscription table chunk: what growing the table by AEM_SUB_CHUNK entries charges. */
+#define AEM_SUB_CHUNK_BYTES	((u64)AEM_SUB_CHUNK * sizeof(struct aem_sub))
 
 struct aem_cq_core {
 	u32			*khead;		/* in its struct aem_ring_block: user-written */
@@ -124,6 +134,7 @@ struct aem_ctx {
 	u32			*sr_khead, *sr_ktail, *sr_array;
 
 	u32			call_quota;
+	u64			region_bytes;	/* the regions' size: charged by the host at setup */
 	bool			slot_gens;	/* version 3: slot references carry a generation */
 	u32			calls_pending;	/* charged to this ring; under the call table lock */
 
@@ -165,6 +176,10 @@ struct aem_ctx {
 	u64			nr_subs;
 	u32			*msg_buckets;	/* channel hash -> sub index chain (link[0]) */
 	bool			closing;
+	/* kernel-side memory charged to the ring's account (mem.c) */
+	u64			mem_used;	/* bytes of state counted */
+	u64			mem_charged;	/* bytes taken from the host, whole grains */
+	bool			mem_short;	/* the last charge was refused or forced past the limit */
 	void			*src_priv[AEM_SRC_LAST];
 };
 
@@ -195,6 +210,13 @@ const struct aem_source_ops *__aem_source_get(u8 src);
 const struct aem_source_ops *__aem_source_ops(u8 src);
 bool __aem_source_close(const struct aem_source_ops *ops);
 void __aem_source_forget(const struct aem_source_ops *ops);
+
+/* mem.c: the ring's kernel-side memory, counted against its account (cq_lock) */
+bool __aem_mem_charge_locked(struct aem_ctx *r, u64 bytes);
+void __aem_mem_force_locked(struct aem_ctx *r, u64 bytes);
+bool __aem_mem_room_locked(struct aem_ctx *r, u64 bytes);
+void __aem_mem_uncharge_locked(struct aem_ctx *r, u64 bytes);
+void __aem_mem_release(struct aem_ctx *r);
 
 /* ring_table.c */
 void __aem_rings_init(void);

@@ -159,6 +159,9 @@ static inline int aem_wait_completion_timeout(struct aem_completion *c, u32 time
 	return 0;
 }
 
+/* Threads of the process are preempted anyway. */
+#define aem_cond_resched()	do { } while (0)
+
 /* ---- modules, log -------------------------------------------------------- */
 
 #define aem_module_get(owner)	((void)(owner), true)

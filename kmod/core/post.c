@@ -3,8 +3,8 @@
  * Posting into the completion rings and the overflow backlog.  One path,
  * __aem_post_locked(), takes every CQE in: a source's single event or
  * batch, a message, a result.  It fills the ring while there is room,
- * queues the rest in the ring's backlog (FIFO per ring) within its bound,
- * and drops and counts past that bound.  The backlog flushes into the ring
+ * queues the rest in the ring's backlog (FIFO per ring) within its bound
+ * and the ring's memory charge (mem.c), and drops and counts past them.  The backlog flushes into the ring
  * on every post, enter and wait.
  */
 #include "aem_core_int.h"
@@ -37,9 +37,20 @@ static struct aem_cqe *bl_append_locked(struct aem_ctx *r, struct aem_cq_core *c
 			c = r->bl_spare;
 			r->bl_spare = NULL;
 		} else {
-			c = aem_zalloc_atomic(sizeof(*c));
-			if (!c)
+			/*
+			 * Charged first: past the ring's account an event is
+			 * dropped as past the backlog bound; a result is never
+			 * refused (submission stops instead, see aem_core_submit).
+			 */
+			if (cq == __aem_res_cq(r))
+				__aem_mem_force_locked(r, AEM_BL_CHUNK_BYTES);
+			else if (!__aem_mem_charge_locked(r, AEM_BL_CHUNK_BYTES))
 				return NULL;
+			c = aem_zalloc_atomic(sizeof(*c));
+			if (!c) {
+				__aem_mem_uncharge_locked(r, AEM_BL_CHUNK_BYTES);
+				return NULL;
+			}
 		}
 		c->next = NULL;
 		c->head = c->tail = 0;
@@ -62,10 +73,23 @@ static void bl_chunk_done(struct aem_ctx *r, struct aem_cq_core *cq)
 	cq->bl_head = c->next;
 	if (!cq->bl_head)
 		cq->bl_tail = NULL;
-	if (!r->bl_spare)
+	if (!r->bl_spare) {
 		r->bl_spare = c;
-	else
+	} else {
 		aem_free(c);
+		__aem_mem_uncharge_locked(r, AEM_BL_CHUNK_BYTES);
+	}
+}
+
+/* A backlog payload's heap copy is done with: its bytes leave the count and the charge. */
+static void bl_buf_free_locked(struct aem_ctx *r, struct aem_bl_chunk *c, u32 i)
+{
+	u32 len = (u32)c->cqe[i].res;
+
+	r->bl_bytes -= len;
+	aem_free(c->buf[i]);
+	c->buf[i] = NULL;
+	__aem_mem_uncharge_locked(r, len);
 }
 
 /*
@@ -154,9 +178,7 @@ static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 					goto out;
 				}
 				memcpy(__aem_slot_ptr(r, slot), c->buf[i], (u32)c->cqe[i].res);
-				r->bl_bytes -= (u32)c->cqe[i].res;
-				aem_free(c->buf[i]);
-				c->buf[i] = NULL;
+				bl_buf_free_locked(r, c, i);
 				c->cqe[i].slot = slot;
 				r->slot_token[__aem_slot_d(r, slot)] = c->cqe[i].id;
 			}
@@ -214,19 +236,30 @@ static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struc
  * cq_lock.  The class's backlog is flushed first (*wake: a tail moved), as
  * posting would.  Errs towards "yes" (a payload that needs a slot, once
  * the backlog is at its bound): the answer makes a POST wait, never lose.
+ * Within the bound, an event bound for the backlog is dropped when the
+ * ring's account refuses the memory (a new chunk; a payload held on the
+ * heap): then too the answer is "yes".
  */
 bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake)
 {
 	struct aem_cq_core *cq = &r->cq[cls];
-	bool need_slot = len > AEM_CQE_INLINE;
+	bool need_slot = len > AEM_CQE_INLINE, to_backlog;
+	u64 bytes = 0;
 
 	if (cq->bl_head && flush_class_locked(r, cq))
 		*wake = true;
 	if (need_slot && r->bl_bytes + len > AEM_BL_BYTES_MAX)
 		return true;
-	if (r->nr_backlog < r->backlog_limit)
+	to_backlog = cq->bl_head || !cq_room(r, cq);
+	if (r->nr_backlog >= r->backlog_limit)
+		return need_slot || to_backlog;
+	if (need_slot && !r->nr_free)
+		bytes = len;	/* it may wait for a slot on the heap */
+	else if (!to_backlog)
 		return false;
-	return need_slot || cq->bl_head || !cq_room(r, cq);
+	if (!r->bl_spare && (!cq->bl_tail || cq->bl_tail->tail == AEM_BL_CHUNK))
+		bytes += AEM_BL_CHUNK_BYTES;
+	return bytes && !__aem_mem_room_locked(r, bytes);
 }
 
 /*
@@ -402,14 +435,24 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			s->produced++;
 		e = NULL;
 		if (r->nr_backlog < limit) {
-			/* Slots come back only from the consumer: hold the bytes until one does. */
-			if (need_slot && slot == AEM_NIL && r->bl_bytes + len <= AEM_BL_BYTES_MAX)
+			/*
+			 * Slots come back only from the consumer: hold the bytes
+			 * until one does, within the byte bound and the charge.
+			 */
+			if (need_slot && slot == AEM_NIL && r->bl_bytes + len <= AEM_BL_BYTES_MAX &&
+			    __aem_mem_charge_locked(r, len)) {
 				buf = aem_zalloc_atomic(len ? len : 1);
+				if (!buf)
+					__aem_mem_uncharge_locked(r, len);
+			}
 			if (!need_slot || slot != AEM_NIL || buf)
 				e = bl_append_locked(r, cq, s ? s->index : AEM_NIL, s ? s->gen : 0, buf);
 		}
 		if (!e) {
-			aem_free(buf);
+			if (buf) {
+				aem_free(buf);
+				__aem_mem_uncharge_locked(r, len);
+			}
 			if (slot != AEM_NIL)
 				__aem_slot_put_locked(r, slot);
 			account_drop_locked(r, cq, s);
@@ -600,9 +643,7 @@ void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s)
 					continue;
 				b->sub[i] = AEM_BL_DEAD;
 				if (b->buf[i]) {
-					r->bl_bytes -= (u32)b->cqe[i].res;
-					aem_free(b->buf[i]);
-					b->buf[i] = NULL;
+					bl_buf_free_locked(r, b, i);
 				} else if (b->cqe[i].flags & AEM_CQE_F_SLOT) {
 					__aem_slot_put_locked(r, b->cqe[i].slot);
 				}

@@ -8,6 +8,9 @@
 
 static bool aem_core_inited;
 
+/* Per delivery slot: free stack entry, state, token, generation. */
+#define AEM_SLOT_STATE_BYTES	(sizeof(u32) + sizeof(u8) + sizeof(u64) + sizeof(u16))
+
 u32 aem_ctx_slot_size(struct aem_ctx *r)
 {
 	return r->slot_size;
@@ -76,6 +79,16 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	rings->slot.ring_mask = r->sr_mask;
 	rings->slot.ring_entries = r->sr_entries;
 
+	/*
+	 * The ring's own state, beside its regions: this struct, the slot
+	 * bookkeeping and the subscription table's directory.  Charged before
+	 * it is allocated; the table's chunks and the backlog as they come.
+	 */
+	for (c = 0; c < AEM_NR_REGIONS; c++)
+		r->region_bytes += l->region_size[c];
+	if (!__aem_mem_charge_locked(r, sizeof(*r) + ((u64)r->slot_count + 1) * AEM_SLOT_STATE_BYTES +
+				     AEM_SUB_NR_CHUNKS * sizeof(struct aem_sub *)))
+		goto err;
 	r->slot_free = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u32));
 	r->slot_state = aem_kvzalloc((size_t)r->slot_count + 1);
 	r->slot_token = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u64));
@@ -101,6 +114,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	*out = r;
 	return 0;
 err:
+	__aem_mem_release(r);
 	aem_kvfree(r->sub_chunks);
 	aem_kvfree(r->slot_gen);
 	aem_kvfree(r->slot_token);
@@ -122,6 +136,7 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 	r->closing = true;
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 	for (c = 0; c < r->nr_sub_chunks; c++) {
+		aem_cond_resched();	/* up to 16 M subscriptions: a chunk at a time */
 		for (i = 0; i < AEM_SUB_CHUNK; i++) {
 			struct aem_sub *s = &r->sub_chunks[c][i];
 			const struct aem_source_ops *ops;
@@ -155,14 +170,17 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 
 	__aem_backlog_free(r);
 	n = r->nr_sub_chunks;
-	for (c = 0; c < n; c++)
+	for (c = 0; c < n; c++) {
 		aem_kvfree(r->sub_chunks[c]);
+		aem_cond_resched();
+	}
 	aem_kvfree(r->sub_chunks);
 	aem_kvfree(r->slot_gen);
 	aem_kvfree(r->slot_token);
 	aem_kvfree(r->slot_state);
 	aem_kvfree(r->slot_free);
 	aem_mutex_destroy(&r->submit_lock);
+	__aem_mem_release(r);
 	aem_free(r);
 }
 
@@ -181,6 +199,7 @@ void aem_core_unregister_source(const struct aem_source_ops *ops)
 	while ((r = __aem_ring_iter(&pos))) {
 		aem_mutex_lock(&r->submit_lock);
 		for (c = 0; c < r->nr_sub_chunks; c++) {
+			aem_cond_resched();
 			for (i = 0; i < AEM_SUB_CHUNK; i++) {
 				struct aem_sub *s = &r->sub_chunks[c][i];
 				bool mine;

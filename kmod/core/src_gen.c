@@ -180,6 +180,7 @@ static u32 gen_post(struct aem_gen *g, u32 n, bool final, u64 now, u32 flags, bo
 	*ended = final && done == n;
 	if (*ended) {
 		gen_unlink(g);
+		aem_core_uncharge(g->r, sizeof(*g));
 		aem_free(g);
 	} else if (final) {
 		s->priv[0] = (u64)(uintptr_t)g;
@@ -282,9 +283,14 @@ static int gen_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_
 		return ret;
 	if (sqe->gen.payload_len > aem_ctx_slot_size(r))
 		return -EINVAL;
-	g = aem_zalloc(sizeof(*g));
-	if (!g)
+	/* Counted against the ring's account: a generator's state is its own, beyond the 64 bytes. */
+	if (aem_core_charge(r, sizeof(*g)))
 		return -ENOMEM;
+	g = aem_zalloc(sizeof(*g));
+	if (!g) {
+		aem_core_uncharge(r, sizeof(*g));
+		return -ENOMEM;
+	}
 	g->r = r;
 	g->s = s;
 	g->rate = sqe->gen.rate;
@@ -314,12 +320,12 @@ static void gen_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
 	struct aem_gen *g;
 
-	(void)r;
 	aem_mutex_lock(&gen_mutex);
 	g = (struct aem_gen *)(uintptr_t)s->priv[0];
 	if (g) {
 		gen_unlink(g);
 		s->priv[0] = 0;
+		aem_core_uncharge(r, sizeof(*g));
 		aem_free(g);
 	}
 	aem_mutex_unlock(&gen_mutex);

@@ -275,9 +275,13 @@ static int timer_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct ae
 	s->link[0] = s->link[1] = AEM_NIL;
 	if (*priv)
 		return 0;
-	w = aem_zalloc(sizeof(*w));
-	if (!w)
+	if (aem_core_charge(r, sizeof(*w)))
 		return -ENOMEM;
+	w = aem_zalloc(sizeof(*w));
+	if (!w) {
+		aem_core_uncharge(r, sizeof(*w));
+		return -ENOMEM;
+	}
 	w->r = r;
 	aem_spin_init(&w->lock);
 	for (i = 0; i <= B_FAR; i++)
@@ -364,6 +368,7 @@ static void timer_ring_release(struct aem_ctx *r)
 		w->next->prev = w->prev;
 	aem_spin_unlock_irqrestore(&wheels_lock, g);
 	aem_free(w);
+	aem_core_uncharge(r, sizeof(*w));
 	*priv = NULL;
 }
 

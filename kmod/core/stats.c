@@ -44,6 +44,7 @@ void aem_core_ring_stats(struct aem_ctx *r, struct aem_ring_stats *st)
 	st->produced = r->produced;
 	st->subscriptions = r->nr_subs;
 	st->slots_free = r->nr_free;
+	st->charged = r->region_bytes + r->mem_charged;
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 	st->sqes = aem_read_once(r->sqes_done);
 	/* Refused SQEs are counted under the submit path's own counter too. */

@@ -3,7 +3,7 @@
  * The subscription table: 64-byte entries in chunks that never move, found
  * by id (index, generation, kind) in O(1); a free list by index.  Entries
  * change only under the ring's completion lock; chunks are added under the
- * submit lock.
+ * submit lock, each charged to the ring's account (mem.c) as it is added.
  */
 #include "aem_core_int.h"
 
@@ -54,7 +54,11 @@ void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c)
 	c->produced = sum + (u64)(s64)(s32)(s->produced - (u32)sum);
 }
 
-/* Under submit_lock (chunks only grow there); @state: AEM_SUB_* bits beside LIVE. */
+/*
+ * Under submit_lock (chunks only grow there); @state: AEM_SUB_* bits beside
+ * LIVE.  NULL: the table is full, or a new chunk was refused by the ring's
+ * charge (or its allocation failed): the SUBSCRIBE gets -ENOMEM.
+ */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 {
 	struct aem_sub *s = NULL, *chunk;
@@ -63,10 +67,17 @@ struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 
 	aem_spin_lock_irqsave(&r->cq_lock, f);
 	if (r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS) {
-		aem_spin_unlock_irqrestore(&r->cq_lock, f);
-		chunk = aem_kvzalloc(AEM_SUB_CHUNK * sizeof(struct aem_sub));
-		if (!chunk)
+		/* The table grows by a chunk: charged before it exists, kept until the ring goes. */
+		if (!__aem_mem_charge_locked(r, AEM_SUB_CHUNK_BYTES)) {
+			aem_spin_unlock_irqrestore(&r->cq_lock, f);
 			return NULL;
+		}
+		aem_spin_unlock_irqrestore(&r->cq_lock, f);
+		chunk = aem_kvzalloc(AEM_SUB_CHUNK_BYTES);
+		if (!chunk) {
+			aem_core_uncharge(r, AEM_SUB_CHUNK_BYTES);
+			return NULL;
+		}
 		base = r->nr_sub_chunks << AEM_SUB_CHUNK_SHIFT;
 		for (i = 0; i < AEM_SUB_CHUNK; i++) {
 			chunk[i].index = base + i;

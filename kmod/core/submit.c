@@ -97,6 +97,14 @@ int aem_core_submit(struct aem_ctx *r, u32 to_submit)
 		 */
 		if (unlikely(aem_read_once(r->nr_backlog) >= 2 * r->backlog_limit))
 			break;
+		/*
+		 * Results past the ring's memory charge are kept (forced), not
+		 * dropped: while some wait in the backlog and the charge is
+		 * short, consume no more SQEs, so the excess stays one SQE's.
+		 */
+		if (unlikely(aem_read_once(r->mem_short) &&
+			     aem_read_once(__aem_res_cq(r)->bl_head)))
+			break;
 		sqe_copy(&sqe, &r->sqes[(head + i) & r->sq_mask]);
 		if (!handle_sqe(r, &sqe))
 			break;

@@ -380,7 +380,8 @@ struct aem_ring_stats {
 	__u64	dropped;
 	__u64	subscriptions;		/* active */
 	__u64	slots_free;		/* delivery slots the kernel holds */
-	__u64	resv[8];
+	__u64	charged;		/* bytes charged to the ring's account: its regions and kernel-side state */
+	__u64	resv[7];
 };
 
 struct aem_call_args {

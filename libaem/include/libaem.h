@@ -12,6 +12,11 @@
  * when /dev/aem exists, else embedded.  Asking for kernel where there is no
  * module fails with -ENODEV; it never falls back.
  *
+ * Both charge a ring's memory (regions and kernel-side state) by one rule:
+ * within max_ring_mb (the module's parameter; embedded: the environment
+ * variable AEM_MAX_RING_MB, default 1024) and, without CAP_IPC_LOCK,
+ * RLIMIT_MEMLOCK (docs/PROTOCOL.md, "The ring's memory account").
+ *
  * Functions return 0 or a count on success and -errno on failure; they
  * never set errno.  Fast-path helpers are AEMINLINE below; ffi.c
  * exports them as real symbols for bindings that cannot inline.

@@ -11,6 +11,10 @@
  * Regions live in one memfd: the core writes through its own read-write
  * mapping of the whole file; setup.c maps the application's view region
  * by region with the CQES region PROT_READ.
+ *
+ * Each ring has a memory budget (aem_host_charge), the module's rule kept
+ * per ring: its regions and the core's state within AEM_MAX_RING_MB and,
+ * without CAP_IPC_LOCK, RLIMIT_MEMLOCK, both read at setup.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +28,8 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <linux/capability.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +50,9 @@ struct __aem_emb {
 	int		nwait;		/* threads in __aem_emb_wait */
 	int		wake_armed;	/* a waiter sleeps and nobody woke it yet */
 	bool		down;		/* teardown has begun: waits end with -ESHUTDOWN */
+	/* The ring's account (aem_host_charge): regions and the core's state */
+	uint64_t	charged;	/* bytes; under the core's completion lock */
+	uint64_t	budget;		/* bytes; fixed at setup */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -199,6 +208,79 @@ void aem_host_wake(struct aem_ctx *r, void *host, bool urgent)
 	}
 }
 
+/* ---------------------------------------------------------------------- */
+/* The ring's memory account: the module's rule, per ring                  */
+
+#define EMB_DEFAULT_RING_MB	1024	/* the module's max_ring_mb default */
+
+/* The module's max_ring_mb: AEM_MAX_RING_MB in the environment, else its default. */
+static uint64_t emb_max_ring_bytes(void)
+{
+	const char *v = getenv("AEM_MAX_RING_MB");
+	char *end;
+	unsigned long long mb;
+
+	if (!v || !*v)
+		return (uint64_t)EMB_DEFAULT_RING_MB << 20;
+	errno = 0;
+	mb = strtoull(v, &end, 10);
+	if (errno || *end || mb > (UINT64_MAX >> 20))
+		return (uint64_t)EMB_DEFAULT_RING_MB << 20;
+	return (uint64_t)mb << 20;
+}
+
+/* Whether the process may lock memory without limit (CAP_IPC_LOCK in its effective set). */
+static bool emb_memlock_exempt(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return false;
+	return data[CAP_IPC_LOCK / 32].effective & (1U << (CAP_IPC_LOCK % 32));
+}
+
+/*
+ * The budget of a ring of @regions bytes: max_ring_mb's, and RLIMIT_MEMLOCK's
+ * unless exempt, as the module would charge it (there per user, here per
+ * ring).  -E2BIG past max_ring_mb, -ENOMEM past RLIMIT_MEMLOCK, as setup
+ * on the module.
+ */
+static int emb_budget(uint64_t regions, uint64_t *budget)
+{
+	uint64_t max = emb_max_ring_bytes();
+	struct rlimit rl;
+
+	if (regions > max)
+		return -E2BIG;
+	if (!emb_memlock_exempt() && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && (uint64_t)rl.rlim_cur < max)
+		max = (uint64_t)rl.rlim_cur;
+	if (regions > max)
+		return -ENOMEM;
+	*budget = max;
+	return 0;
+}
+
+int aem_host_charge(void *host, u64 bytes, bool force)
+{
+	struct __aem_emb *e = host;
+	bool over = e->charged + bytes > e->budget;
+
+	if (over && !force)
+		return -ENOMEM;
+	e->charged += bytes;
+	return over ? AEM_CHARGE_OVER : 0;
+}
+
+void aem_host_uncharge(void *host, u64 bytes)
+{
+	struct __aem_emb *e = host;
+
+	e->charged -= bytes;
+}
+
 static void host_init(void)
 {
 	host_init_err = aem_core_init();
@@ -242,6 +324,10 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 		off[i] = total;
 		total += l.region_size[i];
 	}
+	ret = emb_budget(total, &e->budget);
+	if (ret)
+		goto err;
+	e->charged = total;
 	fd = memfd_create("aem", MFD_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;

@@ -575,6 +575,33 @@ static inline void vr_stats(struct vring *r, struct aem_ring_stats *st)
 		t_fail("RING_STATS: %s", strerror(errno));
 }
 
+/*
+ * Bytes a ring of @p is charged to its user (aem_ring_stats.charged: its
+ * regions and kernel-side state), with @subs timers subscribed (the
+ * subscription table's chunks come with the first).
+ */
+static inline uint64_t vr_charge(const struct aem_params *p, unsigned subs)
+{
+	struct aem_ring_stats st;
+	struct vring r;
+	unsigned i;
+
+	vr_setup_or_die(&r, p);
+	for (i = 0; i < subs; i++) {
+		struct aem_sqe *sqe = vr_sqe(&r);
+
+		sqe->opcode = AEM_OP_SUBSCRIBE;
+		sqe->source = AEM_SRC_TIMER;
+		sqe->timer.first_ns = 3600ull * 1000 * T_MS;
+		sqe->user_data = i + 1;
+		if (vr_result(&r, i + 1, NULL) != 0)
+			t_fail("subscribe timer %u refused", i + 1);
+	}
+	vr_stats(&r, &st);
+	vr_close(&r);
+	return st.charged;
+}
+
 static inline uint64_t vr_refused(struct vring *r)
 {
 	struct aem_ring_stats st;

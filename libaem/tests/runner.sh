@@ -74,7 +74,7 @@ for prog in "$@"; do
 	limit=${TEST_TIMEOUT:-}
 	if [ -z "$limit" ]; then
 		case $name in
-		timer_million) limit=300 ;;
+		timer_million | timer_ten_million) limit=300 ;;
 		*) limit=60 ;;
 		esac
 	fi

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Locked-memory limits: an unprivileged user's rings are charged to
- * RLIMIT_MEMLOCK, per user; a setup past the limit fails with ENOMEM and
+ * RLIMIT_MEMLOCK, per user: their regions and their kernel-side state
+ * (aem_ring_stats.charged); a setup past the limit fails with ENOMEM and
  * allocates nothing; closing a ring gives its charge back.  Runs as root
  * and drops to an unprivileged uid (without CAP_IPC_LOCK) in a child.
  */
@@ -10,21 +11,6 @@
 #include "aem_test.h"
 
 #define NOBODY	65534
-
-/* Bytes a ring of these parameters needs, from the kernel's own answer. */
-static uint64_t ring_bytes(struct aem_params *p)
-{
-	struct vring r;
-	uint64_t n = 0;
-	long page = sysconf(_SC_PAGESIZE);
-	int i;
-
-	vr_setup_or_die(&r, p);
-	for (i = 0; i < AEM_NR_REGIONS; i++)
-		n += (r.p.region_size[i] + (uint64_t)page - 1) / (uint64_t)page * (uint64_t)page;
-	vr_close(&r);
-	return n;
-}
 
 static void unprivileged(void *arg)
 {
@@ -65,8 +51,8 @@ int main(void)
 
 	if (geteuid() != 0)
 		t_skip("needs root to switch users");
-	small_bytes = ring_bytes(&small);
-	printf("a small ring locks %" PRIu64 " bytes\n", small_bytes);
+	small_bytes = vr_charge(&small, 0);
+	printf("a small ring is charged %" PRIu64 " bytes\n", small_bytes);
 
 	/* Let the unprivileged child open the device for the length of the test. */
 	t_assert(stat(AEM_DEVICE_PATH, &st) == 0, "stat: %s", strerror(errno));

@@ -1,0 +1,83 @@
+//go:build cgo
+
+package goaem
+
+import (
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// What goaem keeps per idle subscription: the Subscription (a size class of
+// its own) and its slot in the ring's table. The design budget is 64 bytes.
+func TestSubscriptionFootprint(t *testing.T) {
+	obj := unsafe.Sizeof(Subscription{})
+	slot := unsafe.Sizeof(atomic.Pointer[Subscription]{})
+	assert.LessOrEqual(t, obj, uintptr(48), "Subscription is %d bytes: past the 48-byte size class", obj)
+	assert.LessOrEqual(t, obj+slot, uintptr(64), "an idle subscription keeps %d+%d bytes", obj, slot)
+	t.Logf("idle subscription: %d-byte Subscription + %d-byte table slot", obj, slot)
+}
+
+// A subscription with its own handler keeps the handler where it was, and
+// its final counts arrive beside it.
+func TestSubscriptionExtKeepsHandler(t *testing.T) {
+	r, err := Open(WithBackend(BackendEmbedded))
+	require.NoError(t, err)
+	defer r.Close()
+	fired := make(chan struct{}, 1)
+	s, err := r.Subscribe(Timer{First: time.Millisecond}, SubOptions{Handler: func(ev *Event) error {
+		fired <- struct{}{}
+		return nil
+	}, MaxInFlight: 2})
+	require.NoError(t, err)
+	batch := make([]Event, 8)
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.Ended() && time.Now().Before(deadline) {
+		n, err := r.Poll(batch)
+		require.NoError(t, err)
+		for i := range batch[:n] {
+			h := s.extra().handler
+			require.NotNil(t, h, "the subscription's own handler")
+			require.NoError(t, h(&batch[i]))
+			batch[i].Release()
+		}
+		time.Sleep(time.Millisecond)
+	}
+	require.True(t, s.Ended(), "one-shot timer did not end")
+	assert.Len(t, fired, 1)
+	st, err := s.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), st.Produced)
+	assert.NotNil(t, s.extra().sem, "the bound survives the final counts")
+}
+
+// BenchmarkSubscriptionMemory: Go heap kept per idle subscription (timers
+// an hour away), measured after a GC.
+func BenchmarkSubscriptionMemory(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		r, err := Open(WithBackend(BackendEmbedded), WithSQEntries(4096))
+		require.NoError(b, err)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		subs := make([]*Subscription, 0, n)
+		for range n {
+			s, err := r.Subscribe(Timer{First: time.Hour}, SubOptions{})
+			require.NoError(b, err)
+			subs = append(subs, s)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		// The caller's own slice of handles is not goaem's.
+		kept := float64(after.HeapAlloc-before.HeapAlloc) - float64(cap(subs))*8
+		b.ReportMetric(kept/n, "B/sub")
+		runtime.KeepAlive(subs)
+		require.NoError(b, r.Close())
+	}
+}
