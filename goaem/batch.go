@@ -493,18 +493,23 @@ func (b *Batch) submitSome(i int, timeoutMS uint32) (next int, full bool, err er
 		}
 	}
 	r.sqMu.Unlock()
-	// Mark what was taken; answers may be routed from now on.
+	// Mark what was taken. Another goroutine draining the result ring may
+	// have routed some answers already (an answer proves its entry taken):
+	// the entries of this submission are those in [i, end) that were
+	// pending, which nothing but this goroutine changes but their state.
 	r.res.mu.Lock()
 	next = i
 	for k := uint32(0); next < end; next++ {
 		e := &b.ents[next]
-		if !e.pending() {
+		if e.err != nil || e.state == entDone {
 			continue
 		}
 		if k == taken {
 			break
 		}
-		e.state = entTaken
+		if e.state == entQueued {
+			e.state = entTaken
+		}
 		k++
 	}
 	r.res.mu.Unlock()
@@ -613,7 +618,11 @@ func (r *Ring) routeBatchLocked(cqe *abi.CQE) bool {
 		}
 		idx = uint32(ud>>8) & maxBatch
 	}
-	if int(idx) >= len(b.ents) || b.ents[idx].state != entTaken {
+	if int(idx) >= len(b.ents) {
+		return false
+	}
+	// Queued: answered before its submitter marked it taken.
+	if e := &b.ents[idx]; e.err != nil || (e.state != entTaken && e.state != entQueued) {
 		return false
 	}
 	e := &b.ents[idx]

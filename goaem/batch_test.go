@@ -264,3 +264,44 @@ func TestBatchClosedAndEmpty(t *testing.T) {
 		assert.Nil(t, bt.Subscription(1))
 	})
 }
+
+// Batches submitted by several goroutines at once through a small ring:
+// an answer may be routed by another goroutine before its submitter has
+// marked the entry taken, and must still reach it.
+func TestBatchConcurrentSubscribes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		const workers, each = 4, 300
+		r := b.open(t, WithSQEntries(16))
+		ctx := testCtx(t)
+		var wg sync.WaitGroup
+		ids := make([][]uint64, workers)
+		errs := make([]error, workers)
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				bt := r.NewBatch()
+				for i := range each {
+					bt.Subscribe(Msg{Channel: uint32(w*each + i + 1)}, SubOptions{})
+				}
+				if errs[w] = bt.Submit(ctx); errs[w] != nil {
+					return
+				}
+				for i := range each {
+					ids[w] = append(ids[w], bt.Subscription(i).ID())
+				}
+			}()
+		}
+		wg.Wait()
+		seen := map[uint64]bool{}
+		for w := range workers {
+			require.NoError(t, errs[w], "worker %d", w)
+			for _, id := range ids[w] {
+				require.NotZero(t, id)
+				require.False(t, seen[id], "id %#x twice", id)
+				seen[id] = true
+			}
+		}
+		assert.Len(t, seen, workers*each)
+	})
+}

@@ -105,8 +105,8 @@ func WithBacklogLimit(n uint32) Option { return func(c *config) { c.params.Backl
 
 // WithBoost raises the OS threads that run urgent (class 0) handlers to
 // nice BoostNice while urgent events are pending, and restores them after:
-// Run's thread from the read that finds class 0 events until one finds
-// class 0 empty, and the thread of each ModeSpawn or ModeClone handler of
+// Run's thread from a read that finds class 0 events until a batch ends
+// with class 0 drained, and the thread of each ModeSpawn or ModeClone handler of
 // a class 0 event while it runs (see boost.go). goaem applies it itself,
 // on either backend. It needs CAP_SYS_NICE (or an RLIMIT_NICE that allows
 // nice BoostNice): without it Open fails with an error matching
