@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"syscall"
 	"time"
 
@@ -110,13 +109,9 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 	// The kernel side times the call out at ctx's deadline (rounded up to
 	// a millisecond), so its ETIMEDOUT is that deadline passing; a deadline
 	// beyond the kernel side's longest timeout (abi.MaxCallMS) gets that.
-	var timeoutMS uint32
-	if d, ok := ctx.Deadline(); ok {
-		ms := math.Ceil(float64(time.Until(d)) / float64(time.Millisecond))
-		if ms < 1 {
-			return 0, fmt.Errorf("goaem: call %v: %w", addr, context.DeadlineExceeded)
-		}
-		timeoutMS = uint32(min(ms, abi.MaxCallMS))
+	timeoutMS, err := callTimeout(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("goaem: call %v: %w", addr, err)
 	}
 	spin := opts.Spin
 	if spin == 0 {
