@@ -33,6 +33,11 @@ type Batch struct {
 	ents []batchEntry
 	from int    // the first entry the next Submit hands over
 	id   uint32 // while Submit runs: the id its entries' user_data carry
+	// taken: the entries before it were taken by the kernel side (or are
+	// skipped). The submitter's alone.
+	taken      int
+	answers    int  // entries of this Submit that get an answer
+	registered bool // under id in the ring's batches
 	// waiting counts the entries whose answer has not come (subscribes,
 	// unsubscribes, calls); o completes when it reaches 0. Under r.res.mu.
 	waiting int
@@ -48,11 +53,11 @@ const (
 	batchCall
 )
 
-// Entry states. An entry is answered once (under r.res.mu).
+// Entry states. An entry is answered once (under r.res.mu); whether it
+// was taken is its index against Batch.taken.
 const (
-	entQueued   uint8 = iota // not handed to the kernel side (yet)
-	entTaken                 // consumed by the kernel side
-	entAnswered              // its answer (or refusal) routed
+	entQueued   uint8 = iota // no answer yet
+	entAnswered              // its answer (or refusal) routed, or a post taken
 	entDone                  // settled without the kernel side (an ended subscription)
 )
 
@@ -60,6 +65,7 @@ type batchEntry struct {
 	sqe   abi.SQE // prepared when queued; user_data and slot set by Submit
 	kind  batchKind
 	state uint8
+	skip  bool // not handed over (failed on the Go side, or done): set by begin, then fixed
 	res   int32
 	n     int    // a call's reply bytes (may exceed len(resp))
 	data  []byte // a payload beyond the SQE: copied into a send slot by Submit
@@ -283,9 +289,9 @@ func (b *Batch) Submit(ctx context.Context) error {
 	if err == nil {
 		err = b.submitAll(ctx, base, timeoutMS)
 	}
-	r.drainResults() // the refusals of posts came with the submissions that consumed them
+	r.routeReady() // the refusals of posts came with the submissions that consumed them
 	tokenTaken := false
-	if err == nil && b.waitingNow() {
+	if err == nil && b.answers != 0 && b.waitingNow() {
 		if err = r.awaitOp(ctx, &b.o, batchKey(b.id), 0); err == nil {
 			tokenTaken = true
 		} else if errors.Is(err, context.DeadlineExceeded) && hasControl(ents) {
@@ -300,6 +306,15 @@ func (e *batchEntry) fail(err error) {
 	if e.err == nil && e.state != entDone {
 		e.err = err
 	}
+}
+
+func hasPost(ents []batchEntry) bool {
+	for i := range ents {
+		if ents[i].kind == batchPost && !ents[i].skip {
+			return true
+		}
+	}
+	return false
 }
 
 func hasControl(ents []batchEntry) bool {
@@ -332,6 +347,7 @@ func (b *Batch) begin(ents []batchEntry) {
 	r := b.r
 	q := &r.res
 	base := len(b.ents) - len(ents)
+	b.taken, b.answers = base, 0
 	for i := range ents {
 		e := &ents[i]
 		switch {
@@ -341,18 +357,21 @@ func (b *Batch) begin(ents []batchEntry) {
 		case e.kind == batchUnsubscribe && e.sub.ended.Swap(true):
 			e.state = entDone // ended already: nothing to do, as Unsubscribe
 		}
+		e.skip = e.err != nil || e.state == entDone
+		if !e.skip && e.kind != batchPost {
+			b.answers++
+		}
+	}
+	if b.registered = b.answers != 0 || hasPost(ents); !b.registered {
+		return // nothing goes to the kernel side
 	}
 	q.mu.Lock()
 	b.id = q.nextBatch()
 	q.batches[b.id] = b
-	b.waiting = 0
+	b.waiting = b.answers
 	for i := range ents {
 		e := &ents[i]
-		if e.err != nil || e.state == entDone || e.kind == batchPost {
-			continue
-		}
-		b.waiting++
-		if e.kind == batchSubscribe {
+		if !e.skip && e.kind == batchSubscribe {
 			q.subBatch[e.sub.handle] = batchRef{b: b, idx: uint32(base + i)}
 		}
 	}
@@ -390,7 +409,7 @@ func (b *Batch) waitingNow() bool {
 func (b *Batch) submitAll(ctx context.Context, i int, timeoutMS uint32) error {
 	r := b.r
 	for wait := 0; ; {
-		for i < len(b.ents) && !b.ents[i].pending() {
+		for i < len(b.ents) && b.ents[i].skip {
 			i++
 		}
 		if i == len(b.ents) {
@@ -415,9 +434,6 @@ func (b *Batch) submitAll(ctx context.Context, i int, timeoutMS uint32) error {
 	}
 }
 
-// pending: to be handed to the kernel side.
-func (e *batchEntry) pending() bool { return e.err == nil && e.state == entQueued }
-
 // submitSome copies entries from i on into the submission ring, as many
 // as it holds (and the send slots, for payloads beyond the SQE), enters the
 // kernel side once and marks what it took. It returns the first entry not
@@ -440,7 +456,7 @@ func (b *Batch) submitSome(i int, timeoutMS uint32) (next int, full bool, err er
 	end := i
 	for ; end < len(b.ents) && room != 0; end++ {
 		e := &b.ents[end]
-		if !e.pending() {
+		if e.skip {
 			continue
 		}
 		if e.data != nil {
@@ -493,26 +509,20 @@ func (b *Batch) submitSome(i int, timeoutMS uint32) (next int, full bool, err er
 		}
 	}
 	r.sqMu.Unlock()
-	// Mark what was taken. Another goroutine draining the result ring may
-	// have routed some answers already (an answer proves its entry taken):
-	// the entries of this submission are those in [i, end) that were
-	// pending, which nothing but this goroutine changes but their state.
-	r.res.mu.Lock()
+	// What was taken: the first taken entries of [i, end) not skipped.
+	// Their answers may be routed by any goroutine from the submit on,
+	// which needs no mark: an answer proves its entry taken.
 	next = i
 	for k := uint32(0); next < end; next++ {
-		e := &b.ents[next]
-		if e.err != nil || e.state == entDone {
+		if b.ents[next].skip {
 			continue
 		}
 		if k == taken {
 			break
 		}
-		if e.state == entQueued {
-			e.state = entTaken
-		}
 		k++
 	}
-	r.res.mu.Unlock()
+	b.taken = next
 	r.routeReady()
 	return next, full, err
 }
@@ -527,18 +537,22 @@ func (b *Batch) end(ents []batchEntry, err error, tokenTaken bool) {
 		err = errNoAnswer
 	}
 	q.mu.Lock()
-	delete(q.batches, b.id)
-	if q.ops[batchKey(b.id)] == &b.o {
-		delete(q.ops, batchKey(b.id))
+	if b.registered {
+		delete(q.batches, b.id)
+		if q.ops[batchKey(b.id)] == &b.o {
+			delete(q.ops, batchKey(b.id))
+		}
+		b.registered = false
 	}
+	base := len(b.ents) - len(ents)
 	for i := range ents {
 		e := &ents[i]
-		if e.kind == batchSubscribe && e.sub != nil && e.err == nil {
+		if e.kind == batchSubscribe && !e.skip {
 			delete(q.subBatch, e.sub.handle)
 		}
 		switch {
-		case e.err != nil || e.state == entDone || e.state == entAnswered:
-		case e.state == entTaken && e.kind == batchPost:
+		case e.skip || e.state == entAnswered:
+		case base+i < b.taken && e.kind == batchPost:
 			e.state = entAnswered // taken, no refusal: delivered or in the target's backlog
 		default:
 			e.err = err
@@ -621,8 +635,7 @@ func (r *Ring) routeBatchLocked(cqe *abi.CQE) bool {
 	if int(idx) >= len(b.ents) {
 		return false
 	}
-	// Queued: answered before its submitter marked it taken.
-	if e := &b.ents[idx]; e.err != nil || (e.state != entTaken && e.state != entQueued) {
+	if e := &b.ents[idx]; e.skip || e.state != entQueued {
 		return false
 	}
 	e := &b.ents[idx]
