@@ -112,10 +112,11 @@
 // batch, so producers do not serialize on the lock once per event; order
 // holds per producer (a Submit's entries go in in order, and a producer
 // submits one batch after the other). A producer in another process has
-// its own ring and posts to the consumer's Addr the same way. Separate
-// rings per producer goroutine in one process were measured too: they
-// take the target ring's completion lock once per event instead, which
-// on these 2-core machines was no faster (docs/BENCHMARKS.md).
+// its own ring and posts to the consumer's Addr the same way. A ring per
+// producer goroutine in one process was measured too: it trades the
+// submission lock for the target's completion lock, which the kernel side
+// takes once per event, and showed no clear gain on 2 cores
+// (docs/BENCHMARKS.md), so it is not what goaem offers for fan-in.
 //
 // # Boost
 //
