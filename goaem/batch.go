@@ -668,3 +668,21 @@ func (r *Ring) routeBatchLocked(cqe *abi.CQE) bool {
 	}
 	return true
 }
+
+// OpenProducer opens a ring for one producer goroutine posting (or
+// calling) into this ring: on the same backend, with one class, a small
+// completion ring (it carries the producer's own results) and this ring's
+// slot size; opts add to or override these. Producers that each post
+// through a ring of their own share no submission lock, neither goaem's
+// nor the kernel side's: they meet only on the target's completion lock,
+// for the moment of each event's posting. This is goaem's fan-in path (a
+// producer in another process does the same with a ring of its own);
+// Close it when done.
+func (r *Ring) OpenProducer(opts ...Option) (*Ring, error) {
+	b := BackendEmbedded
+	if r.Backend() == BackendKernel.String() {
+		b = BackendKernel
+	}
+	base := []Option{WithBackend(b), WithClasses(1), WithCQEntries(64), WithSlotSize(r.pay.slotSize)}
+	return Open(append(base, opts...)...)
+}

@@ -121,79 +121,97 @@ func TestBatchMixedResults(t *testing.T) {
 // its producer, and each producer's events arrive in its order.
 func TestBatchManyProducersOrderAndNothingLost(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
-		const producers, batchLen = 4, 100
-		rounds := 200
-		if raceEnabled {
-			rounds = 40
+		t.Run("shared ring", func(t *testing.T) { testManyProducers(t, b, false) })
+		if b.name != "heap" { // heap rings cannot reach each other
+			t.Run("OpenProducer", func(t *testing.T) { testManyProducers(t, b, true) })
 		}
-		ctx := testCtx(t)
-		r := b.open(t, WithSQEntries(32), WithCQEntries(64), WithBacklogLimit(64))
-		next := make([]uint32, producers)
-		var got atomic.Int64
-		_, err := r.Subscribe(Msg{Channel: 5}, SubOptions{Handler: func(ev *Event) error {
-			p := ev.Payload()
-			g, seq := binary.LittleEndian.Uint32(p), binary.LittleEndian.Uint32(p[4:])
-			if g >= producers || seq != next[g] {
-				return fmt.Errorf("producer %d: got %d, want %d", g, seq, next[g])
-			}
-			next[g]++
-			got.Add(1)
-			return nil
-		}})
-		require.NoError(t, err)
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- r.Run(runCtx, nil) }()
+	})
+}
 
-		var taken atomic.Int64
-		var wg sync.WaitGroup
-		errs := make([]error, producers)
-		for g := range producers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				bt := r.NewBatch()
-				bufs := make([][8]byte, batchLen)
-				seq := uint32(0)
-				for range rounds {
-					bt.Reset()
-					for k := range batchLen {
-						binary.LittleEndian.PutUint32(bufs[k][:], uint32(g))
-						binary.LittleEndian.PutUint32(bufs[k][4:], seq+uint32(k))
-						bt.Post(r.Addr(5), bufs[k][:], 0)
-					}
-					if err := bt.Submit(ctx); err != nil {
+// testManyProducers: each producer posts through a Batch of its own, on
+// the consumer's ring or (own) on a ring of its own from OpenProducer.
+func testManyProducers(t *testing.T, b testBackend, own bool) {
+	const producers, batchLen = 4, 100
+	rounds := 200
+	if raceEnabled {
+		rounds = 40
+	}
+	ctx := testCtx(t)
+	r := b.open(t, WithSQEntries(32), WithCQEntries(64), WithBacklogLimit(64))
+	next := make([]uint32, producers)
+	var got atomic.Int64
+	_, err := r.Subscribe(Msg{Channel: 5}, SubOptions{Handler: func(ev *Event) error {
+		p := ev.Payload()
+		g, seq := binary.LittleEndian.Uint32(p), binary.LittleEndian.Uint32(p[4:])
+		if g >= producers || seq != next[g] {
+			return fmt.Errorf("producer %d: got %d, want %d", g, seq, next[g])
+		}
+		next[g]++
+		got.Add(1)
+		return nil
+	}})
+	require.NoError(t, err)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx, nil) }()
+
+	var taken atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, producers)
+	for g := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pr := r
+			if own {
+				var err error
+				if pr, err = r.OpenProducer(WithSQEntries(32)); err != nil {
+					errs[g] = err
+					return
+				}
+				defer pr.Close()
+			}
+			bt := pr.NewBatch()
+			bufs := make([][8]byte, batchLen)
+			seq := uint32(0)
+			for range rounds {
+				bt.Reset()
+				for k := range batchLen {
+					binary.LittleEndian.PutUint32(bufs[k][:], uint32(g))
+					binary.LittleEndian.PutUint32(bufs[k][4:], seq+uint32(k))
+					bt.Post(r.Addr(5), bufs[k][:], 0)
+				}
+				if err := bt.Submit(ctx); err != nil {
+					errs[g] = err
+					return
+				}
+				for k := range batchLen {
+					if err := bt.Err(k); err != nil {
 						errs[g] = err
 						return
 					}
-					for k := range batchLen {
-						if err := bt.Err(k); err != nil {
-							errs[g] = err
-							return
-						}
-					}
-					seq += batchLen
-					taken.Add(batchLen)
 				}
-			}()
-		}
-		wg.Wait()
-		for g, err := range errs {
-			require.NoError(t, err, "producer %d", g)
-		}
-		want := int64(producers * batchLen * rounds)
-		require.Equal(t, want, taken.Load())
-		deadline := time.Now().Add(15 * time.Second)
-		for got.Load() < want && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		stop()
-		require.ErrorIs(t, <-done, context.Canceled)
-		assert.Equal(t, want, got.Load(), "every post taken was delivered")
-		st, err := r.Stats()
-		require.NoError(t, err)
-		assert.Zero(t, st.Dropped, "nothing dropped")
-	})
+				seq += batchLen
+				taken.Add(batchLen)
+			}
+		}()
+	}
+	wg.Wait()
+	for g, err := range errs {
+		require.NoError(t, err, "producer %d", g)
+	}
+	want := int64(producers * batchLen * rounds)
+	require.Equal(t, want, taken.Load())
+	deadline := time.Now().Add(15 * time.Second)
+	for got.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	require.ErrorIs(t, <-done, context.Canceled)
+	assert.Equal(t, want, got.Load(), "every post taken was delivered")
+	st, err := r.Stats()
+	require.NoError(t, err)
+	assert.Zero(t, st.Dropped, "nothing dropped")
 }
 
 // A batch whose ctx ends while the target is full: what was taken is

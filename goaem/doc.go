@@ -107,16 +107,15 @@
 // Queueing and submitting allocate nothing in steady state (Reset keeps
 // the memory), save the Subscription each subscribe makes.
 //
-// Fan-in: each producer goroutine fills a Batch of its own, without a
-// lock, and Submit flushes it under the ring's submission lock once per
-// batch, so producers do not serialize on the lock once per event; order
-// holds per producer (a Submit's entries go in in order, and a producer
-// submits one batch after the other). A producer in another process has
-// its own ring and posts to the consumer's Addr the same way. A ring per
-// producer goroutine in one process was measured too: it trades the
-// submission lock for the target's completion lock, which the kernel side
-// takes once per event, and showed no clear gain on 2 cores
-// (docs/BENCHMARKS.md), so it is not what goaem offers for fan-in.
+// Fan-in: each producer has a ring of its own (OpenProducer, or its own
+// process's ring) and posts into the consumer's Addr through a Batch (or
+// PostBatch), so producers share no submission lock and meet only on the
+// target's completion lock, once per event for the moment of its posting;
+// order holds per producer (a Submit's entries go in in order, and a
+// producer submits one batch after the other). Batches of several
+// goroutines on one shared ring work too, and meet on its submission lock
+// once per batch instead of once per event; measured side by side on 2
+// cores, rings of their own were the faster (docs/BENCHMARKS.md).
 //
 // # Boost
 //

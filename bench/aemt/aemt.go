@@ -297,8 +297,8 @@ func ringDropped(r *goaem.Ring) (uint64, error) {
 
 // fanIn: p.Producers goroutines post events to a Msg subscription of the
 // poller's ring (the event carries the producer and its sequence, as the
-// peers' do); a goaem.Batch of --batch posts per producer, each handed to
-// the kernel side with one Submit.
+// peers' do); each producer has a ring of its own (OpenProducer) and
+// hands --batch posts at a time to the kernel side with one Batch Submit.
 func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 	size := peers.EventSize(p.Payload)
 	r, err := t.ring(slotOpts(size)...)
@@ -330,10 +330,10 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 					quota++
 				}
 			}
-			// Events go in batches of --batch, each its own goaem.Batch
-			// flushed with one Submit (one entry into the kernel side):
-			// producers meet on the ring's submission lock once per
-			// batch. Submit waits while the ring is full, so nothing is
+			// Events go in batches of --batch, each a goaem.Batch flushed
+			// with one Submit (one entry into the kernel side) through
+			// the producer's own ring (OpenProducer): producers share no
+			// submission lock. Submit waits while the ring is full, so nothing is
 			// dropped; every entry's result says whether it was taken.
 			// The context bounds the wait should the poller stop.
 			nb := max(p.Batch, 1)
@@ -341,7 +341,14 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 			for i := range bufs {
 				bufs[i] = make([]byte, size)
 			}
-			bt := r.NewBatch()
+			pr, err := r.OpenProducer()
+			if err != nil {
+				failed := err
+				perr.Store(&failed)
+				return
+			}
+			defer pr.Close()
+			bt := pr.NewBatch()
 			<-startGate
 			deadline := start.Add(p.Duration)
 			ctx, cancel := context.WithDeadline(context.Background(), start.Add(p.Duration+grace))
