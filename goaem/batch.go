@@ -21,13 +21,12 @@ import (
 // enter once each. A full submission ring is submitted and the rest
 // follows; every entry gets its own result (Err, Subscription, Reply).
 //
-// A Batch belongs to one goroutine: it is the per-producer submission path
-// for fan-in. Producers each fill a Batch of their own without a lock and
-// flush it with Submit, so they meet on the ring's submission lock once
-// per batch, not once per event (a producer in another process has its
-// own ring and posts to the consumer's Addr the same way). Queueing and
-// submitting allocate nothing in steady state (Reset keeps the memory),
-// except the *Subscription that each queued subscribe makes.
+// A Batch belongs to one goroutine. Producers each fill a Batch of their
+// own without a lock and flush it with Submit: on one shared ring they
+// meet on its submission lock once per batch, not once per event; on a
+// ring of their own (OpenProducer, goaem's fan-in path) not at all.
+// Queueing and submitting allocate nothing in steady state (Reset keeps
+// the memory), except the *Subscription that each queued subscribe makes.
 type Batch struct {
 	r    *Ring
 	ents []batchEntry
