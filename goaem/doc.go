@@ -114,8 +114,12 @@
 // order holds per producer (a Submit's entries go in in order, and a
 // producer submits one batch after the other). Batches of several
 // goroutines on one shared ring work too, and meet on its submission lock
-// once per batch instead of once per event; measured side by side on 2
-// cores, rings of their own were the faster (docs/BENCHMARKS.md).
+// once per batch instead of once per event. On 2 loaded cores the two
+// measured the same (docs/BENCHMARKS.md); rings of their own are the path
+// because they also hold where cores are many: a producer preempted in
+// its submission stalls no other, each enters the kernel side on its own
+// (in parallel on the module), and the same code serves producers in other
+// processes.
 //
 // # Boost
 //
