@@ -564,10 +564,11 @@ func (b *Batch) end(ents []batchEntry, err error, tokenTaken bool) {
 	b.o.done.Store(false)
 	for i := range ents {
 		e := &ents[i]
+		if e.skip {
+			continue // never handed over (a subscription of another ring, say): not ours to touch
+		}
 		switch {
-		case e.kind == batchSubscribe && e.sub != nil && e.err == nil && e.res < 0:
-			r.subs.remove(e.sub.handle)
-		case e.kind == batchSubscribe && e.sub != nil && e.err != nil && e.sub.handle != 0:
+		case e.kind == batchSubscribe && (e.err != nil || e.res < 0):
 			r.subs.remove(e.sub.handle)
 		case e.kind == batchUnsubscribe && e.err == nil && e.state == entAnswered:
 			if e.res == -int32(syscall.ENOENT) {
@@ -577,7 +578,7 @@ func (b *Batch) end(ents []batchEntry, err error, tokenTaken bool) {
 			} else {
 				r.subs.remove(e.sub.handle)
 			}
-		case e.kind == batchUnsubscribe && e.err != nil && e.sub != nil && e.state != entDone:
+		case e.kind == batchUnsubscribe && e.err != nil:
 			r.subs.remove(e.sub.handle)
 		}
 	}

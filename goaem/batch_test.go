@@ -55,11 +55,16 @@ func TestBatchMixedResults(t *testing.T) {
 		resp := make([]byte, 8)
 		call := bt.Call(srv.Addr(9), []byte{1, 2, 3}, resp, CallOptions{})
 		unsub := bt.Unsubscribe(old)
-		require.Equal(t, 18, bt.Len())
+		// Another ring's subscription is refused and left alone.
+		other := srv
+		otherSub, err := other.Subscribe(Msg{Channel: 10}, SubOptions{})
+		require.NoError(t, err)
+		foreign := bt.Unsubscribe(otherSub)
+		require.Equal(t, 19, bt.Len())
 
 		err = bt.Submit(ctx)
 		require.Error(t, err, "some entries were bad")
-		assert.Contains(t, err.Error(), "of 18 entries failed")
+		assert.Contains(t, err.Error(), "of 19 entries failed")
 
 		sa, sb := bt.Subscription(subA), bt.Subscription(subB)
 		require.NotNil(t, sa, "subscribe A: %v", bt.Err(subA))
@@ -84,6 +89,8 @@ func TestBatchMixedResults(t *testing.T) {
 		}
 		assert.NoError(t, bt.Err(unsub))
 		assert.True(t, old.Ended())
+		assert.ErrorIs(t, bt.Err(foreign), syscall.EINVAL)
+		assert.False(t, otherSub.Ended(), "another ring's subscription untouched")
 		n0, _ := r.AsyncErrors()
 		assert.Zero(t, n0, "refusals went to their entries, not to AsyncErrors")
 
