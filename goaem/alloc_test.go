@@ -178,3 +178,44 @@ func TestCallIntoNoAllocs(t *testing.T) {
 		}
 	})
 }
+
+// A Batch in steady state allocates nothing per queued entry: posts (inline
+// and through a send slot) and calls, each round reset and submitted again.
+func TestBatchNoAllocs(t *testing.T) {
+	forEachLibaemBackend(t, func(t *testing.T, b testBackend) {
+		srv, r := b.open(t), b.open(t, WithCQEntries(1024), WithSlots(512))
+		ctx := testCtx(t)
+		handle := func(ev *Event) error { return ev.Writeback(ev.Payload()) }
+		_, err := srv.Subscribe(Msg{Channel: 1}, SubOptions{Handler: handle})
+		require.NoError(t, err)
+		served := serve(t, ctx, srv, handle, false)
+		defer served()
+		_, err = r.Subscribe(Msg{Channel: 1}, SubOptions{})
+		require.NoError(t, err)
+		small, large := []byte("0123456789"), make([]byte, 100)
+		resp := make([]byte, 16)
+		bt := r.NewBatch()
+		events := make([]Event, 4)
+		allocs := testing.AllocsPerRun(allocRuns, func() {
+			bt.Reset()
+			bt.Post(r.Addr(1), small, 0)
+			bt.Post(r.Addr(1), large, 1)
+			c := bt.Call(srv.Addr(1), small, resp, CallOptions{})
+			require.NoError(t, bt.Submit(ctx))
+			n, err := bt.Reply(c)
+			require.NoError(t, err)
+			if string(resp[:n]) != string(small) {
+				t.Fatalf("reply %q, want %q", resp[:n], small)
+			}
+			for got := 0; got < 2; {
+				k, err := r.Poll(events)
+				require.NoError(t, err)
+				for i := range events[:k] {
+					events[i].Release()
+				}
+				got += k
+			}
+		})
+		assert.Zero(t, allocs, "allocations per batch of three entries")
+	})
+}

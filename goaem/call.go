@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"syscall"
 	"time"
 
@@ -22,15 +21,30 @@ func (p *payloadArea) fill(sqe *abi.SQE, data []byte) error {
 		copy(sqe.Data[:], data)
 		return nil
 	}
-	if p.sendSlots == 0 || n > int(p.slotSize) {
+	if err := p.check(n); err != nil {
+		return err
+	}
+	p.fillSlot(sqe, data)
+	return nil
+}
+
+// check says whether a payload of n bytes can be sent: inline, or in a
+// send slot.
+func (p *payloadArea) check(n int) error {
+	if n > abi.SQEInline && (p.sendSlots == 0 || n > int(p.slotSize)) {
 		return fmt.Errorf("%w: %d bytes (inline %d, slot %d, %d send slots)", ErrTooLarge, n, abi.SQEInline, p.slotSize, p.sendSlots)
 	}
+	return nil
+}
+
+// fillSlot copies data (checked) into the next send slot and names it in
+// sqe. Under sqMu.
+func (p *payloadArea) fillSlot(sqe *abi.SQE, data []byte) {
 	slot := p.nextSend % p.sendSlots
 	p.nextSend++
-	copy(p.slot(slot, uint32(n)), data)
+	copy(p.slot(slot, uint32(len(data))), data)
 	sqe.Flags |= abi.SQEFSlot
 	sqe.Slot = slot
-	return nil
 }
 
 // Call sends req to the Msg subscription at addr as a call event (class
@@ -95,13 +109,9 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 	// The kernel side times the call out at ctx's deadline (rounded up to
 	// a millisecond), so its ETIMEDOUT is that deadline passing; a deadline
 	// beyond the kernel side's longest timeout (abi.MaxCallMS) gets that.
-	var timeoutMS uint32
-	if d, ok := ctx.Deadline(); ok {
-		ms := math.Ceil(float64(time.Until(d)) / float64(time.Millisecond))
-		if ms < 1 {
-			return 0, fmt.Errorf("goaem: call %v: %w", addr, context.DeadlineExceeded)
-		}
-		timeoutMS = uint32(min(ms, abi.MaxCallMS))
+	timeoutMS, err := callTimeout(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("goaem: call %v: %w", addr, err)
 	}
 	spin := opts.Spin
 	if spin == 0 {

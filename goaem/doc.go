@@ -93,6 +93,48 @@
 // or is cancelled returns an error matching context.DeadlineExceeded or
 // context.Canceled.
 //
+// # Batches and many producers
+//
+// A Batch queues posts, subscribes, unsubscribes and calls and Submit
+// hands them over together: the entries are copied into the submission
+// ring under its lock once and the kernel side is entered once (one cgo
+// call; one ioctl on the module) per submission ring's worth, where Post,
+// Subscribe, Unsubscribe and Call take the lock and enter once each. A
+// full submission ring is submitted and the rest follows; a post the target
+// cannot take is waited for as Post waits, bounded by Submit's ctx; each
+// entry has its own result (Err, Subscription, Reply), so a post refused
+// for want of a subscriber is reported to its entry, not to AsyncErrors.
+// Queueing and submitting allocate nothing in steady state (Reset keeps
+// the memory), save the Subscription each subscribe makes.
+//
+// Fan-in: each producer has a ring of its own (OpenProducer, or its own
+// process's ring) and posts into the consumer's Addr through a Batch (or
+// PostBatch), so producers share no submission lock and meet only on the
+// target's completion lock, once per event for the moment of its posting;
+// order holds per producer (a Submit's entries go in in order, and a
+// producer submits one batch after the other). Batches of several
+// goroutines on one shared ring work too, and meet on its submission lock
+// once per batch instead of once per event. On 2 loaded cores the two
+// measured the same (docs/BENCHMARKS.md); rings of their own are the path
+// because they also hold where cores are many: a producer preempted in
+// its submission stalls no other, each enters the kernel side on its own
+// (in parallel on the module), and the same code serves producers in other
+// processes.
+//
+// # Boost
+//
+// WithBoost raises the OS threads that run urgent (class 0) handlers to
+// nice BoostNice while urgent events are pending and gives them their
+// nice value back after: Run's goroutine is locked to its thread from a
+// batch with class 0 events until class 0 is drained, and a ModeSpawn or
+// ModeClone handler of a class 0 event runs on a thread boosted for as
+// long as it runs. goaem does it itself, on both backends (the module's
+// AEM_SETUP_BOOST boosts a task waiting in its enter ioctl, which goaem
+// never does; the embedded backend refuses that flag). Without
+// CAP_SYS_NICE, Open with WithBoost fails with an error matching
+// syscall.EPERM. Poll and Wait callers run their handlers themselves, so
+// only Run's handlers are boosted.
+//
 // # Back-pressure
 //
 // No producer-facing call loses an event silently. Post, PostContext and
@@ -107,8 +149,8 @@
 // # Allocations
 //
 // Moving events allocates nothing: Poll, Wait (also when it sleeps), Run
-// with inline handlers, Post, PostBatch, Writeback and CallInto; the tests
-// assert it.
+// with inline handlers, Post, PostBatch, a reused Batch of posts and calls,
+// Writeback and CallInto; the tests assert it.
 // Call allocates its reply, ModeSpawn a goroutine per event.
 //
 // # Counting

@@ -66,6 +66,7 @@ type config struct {
 	runBatch    int
 	opTimeout   time.Duration
 	callSpin    time.Duration
+	boost       bool
 	errHandler  func(ev *Event, err error)
 }
 
@@ -102,9 +103,15 @@ func WithSendSlots(n uint32) Option { return func(c *config) { c.params.SendSlot
 // WithBacklogLimit bounds the overflow backlog, in events.
 func WithBacklogLimit(n uint32) Option { return func(c *config) { c.params.BacklogLimit = n } }
 
-// WithBoost asks the kernel module to boost the waiting task while urgent
-// events are pending (needs CAP_SYS_NICE).
-func WithBoost() Option { return func(c *config) { c.params.Flags |= abi.SetupBoost } }
+// WithBoost raises the OS threads that run urgent (class 0) handlers to
+// nice BoostNice while urgent events are pending, and restores them after:
+// Run's thread from a read that finds class 0 events until a batch ends
+// with class 0 drained, and the thread of each ModeSpawn or ModeClone handler of
+// a class 0 event while it runs (see boost.go). goaem applies it itself,
+// on either backend. It needs CAP_SYS_NICE (or an RLIMIT_NICE that allows
+// nice BoostNice): without it Open fails with an error matching
+// syscall.EPERM (or EACCES) rather than run unboosted.
+func WithBoost() Option { return func(c *config) { c.boost = true } }
 
 // WithMaxInFlight bounds the handlers that Run keeps running at once for
 // subscriptions in ModeSpawn or ModeClone that set no bound of their own.

@@ -20,6 +20,9 @@ type reader struct {
 	// the rest stay in the rings for the next reader.
 	taken [abi.MaxClasses]uint32
 
+	// boost: the reader's thread while it runs urgent handlers (Run, WithBoost).
+	boost threadBoost
+
 	// A Wait that sleeps: pf's look fills batch[n:] until n >= want.
 	batch   []Event
 	n, want int

@@ -34,6 +34,12 @@ type results struct {
 	pumping atomic.Bool // the pump role: one goroutine sleeps on pf
 	sleeper *op         // with the role, a caller waiting for its own answer
 	pumpF   func()      // r.pump, bound once: starting it allocates nothing
+
+	// Batches being submitted (batch.go): by id, and their subscribes by
+	// the subscription's handle, which the answer carries.
+	batches  map[uint32]*Batch
+	subBatch map[uint64]batchRef
+	batchSeq uint32
 }
 
 // user_data of goaem's own SQEs. Subscription tags (the user_data of
@@ -230,6 +236,9 @@ func (r *Ring) routeLocked(cqe *abi.CQE) {
 		}
 		return
 	}
+	if (ud&tagOp == 0 || ud&tagBatch != 0) && r.routeBatchLocked(cqe) {
+		return
+	}
 	if ud&(tagOp|tagSilent) != tagOp|tagSilent {
 		if o := r.res.ops[ud]; o != nil {
 			delete(r.res.ops, ud)
@@ -267,6 +276,11 @@ func (r *Ring) complete(o *op, cqe *abi.CQE) {
 	if cqe.Flags&abi.CQEFSlot != 0 {
 		r.releaseSlots(cqe.Slot)
 	}
+	r.signal(o)
+}
+
+// signal marks o complete and hands its waiter the token. Under res.mu.
+func (r *Ring) signal(o *op) {
 	o.done.Store(true)
 	if o.sleeping.Load() {
 		r.res.pf.nudge()
@@ -344,7 +358,7 @@ func (r *Ring) doOp(ctx context.Context, ud uint64, sub *Subscription, prep func
 // unless it was answered already: then the error came too late to matter.
 func (r *Ring) startOp(o *op, ud uint64, prep func(*abi.SQE) error) (uint64, error) {
 	if ud == 0 {
-		ud = tagOp | r.res.seq.Add(1)&(tagSilent-1)
+		ud = tagOp | r.res.seq.Add(1)&(tagBatch-1)
 	}
 	// Registered before the submission, which may answer at once.
 	r.res.mu.Lock()

@@ -161,6 +161,11 @@ type Ring struct {
 // newRing builds the Go views over the regions the backend mapped. p holds
 // the setup answer (offsets, sizes).
 func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) (*Ring, error) {
+	if cfg.boost {
+		if err := checkBoost(); err != nil {
+			return nil, err
+		}
+	}
 	r := &Ring{
 		cfg:      cfg,
 		be:       be,

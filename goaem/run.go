@@ -72,6 +72,9 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 		return err
 	}
 	defer r.giveReader()
+	if r.cfg.boost {
+		defer r.rd.boost.set(r, false)
+	}
 	rs := &runState{errHandler: r.cfg.errHandler}
 	defer rs.wg.Wait()
 	// Cancelled first on the way out, so clones still running are stopped
@@ -99,6 +102,9 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 			return err
 		}
 		n, err := r.wait(ctx, batch, 1, true)
+		if r.cfg.boost && hasUrgent(batch[:n]) {
+			r.rd.boost.set(r, true)
+		}
 		for i := 0; i < n; i++ {
 			cur = i
 			handled, derr := r.dispatch(ctx, rs, &batch[i], h)
@@ -117,6 +123,9 @@ func (r *Ring) Run(ctx context.Context, h Handler) error {
 		}
 		r.commit(n)
 		r.finishBatch(batch[:n])
+		if r.rd.boost.on && !r.urgentReady() {
+			r.rd.boost.set(r, false) // class 0 drained: the thread's own nice again
+		}
 		if err != nil {
 			if ferr := rs.failed(); ferr != nil {
 				return ferr
@@ -180,9 +189,15 @@ func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler)
 	own.state &^= stDefer
 	ev.state |= stMoved
 	rs.wg.Add(1)
+	urgent := r.cfg.boost && own.cqe.Prio == 0
 	go func() {
 		defer rs.wg.Done()
 		defer func() { <-sem }()
+		if urgent {
+			var tb threadBoost
+			tb.set(r, true)
+			defer tb.set(r, false)
+		}
 		var err error
 		if mode == ModeClone {
 			err = clone.handle(ctx, own)

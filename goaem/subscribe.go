@@ -195,6 +195,33 @@ func (s *Subscription) extra() subExt {
 // opts.Class. It waits for the kernel side's answer (bounded by
 // WithOpTimeout).
 func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
+	var prepared abi.SQE
+	s, err := r.newSubscription(src, opts, &prepared)
+	if err != nil {
+		return nil, err
+	}
+	// The table entry exists before the SQE: the first event may arrive
+	// before the result that names the subscription.
+	s.handle = r.subs.add(s)
+	// SUBSCRIBE's user_data is the subscription's tag, which its answer
+	// echoes: the op is found by it.
+	res, err := r.control(s.handle, s, func(sqe *abi.SQE) error {
+		*sqe = prepared
+		return nil
+	})
+	if err == nil {
+		err = errno(res)
+	}
+	if err != nil {
+		r.subs.remove(s.handle)
+		return nil, fmt.Errorf("goaem: subscribe: %w", err)
+	}
+	return s, nil
+}
+
+// newSubscription checks a subscribe's arguments and prepares its SQE
+// (all but user_data) in sqe.
+func (r *Ring) newSubscription(src Source, opts SubOptions, sqe *abi.SQE) (*Subscription, error) {
 	if src == nil {
 		return nil, invalid("goaem: subscribe: nil source")
 	}
@@ -210,7 +237,11 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	if opts.MaxInFlight < 0 {
 		return nil, invalid("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
 	}
-	s := &Subscription{r: r, tag: opts.Tag, class: uint8(opts.Class), mode: opts.Mode}
+	*sqe = abi.SQE{Opcode: abi.OpSubscribe, Prio: uint8(opts.Class)}
+	if err := src.prep(sqe); err != nil {
+		return nil, fmt.Errorf("goaem: subscribe: %w", err)
+	}
+	s := &Subscription{r: r, tag: opts.Tag, class: uint8(opts.Class), mode: opts.Mode, source: sqe.Source}
 	if opts.Handler != nil || opts.Clone != nil || opts.MaxInFlight > 0 {
 		x := &subExt{handler: opts.Handler, clone: opts.Clone}
 		if opts.MaxInFlight > 0 {
@@ -218,30 +249,9 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 		}
 		s.ext.Store(x)
 	}
-	// The table entry exists before the SQE: the first event may arrive
-	// before the result that names the subscription.
-	s.handle = r.subs.add(s)
-	// SUBSCRIBE's user_data is the subscription's tag, which its answer
-	// echoes: the op is found by it.
-	res, err := r.control(s.handle, s, func(sqe *abi.SQE) error {
-		sqe.Opcode = abi.OpSubscribe
-		sqe.Prio = uint8(opts.Class)
-		if err := src.prep(sqe); err != nil {
-			return err
-		}
-		s.source = sqe.Source
-		if r.features&abi.FeatSubStats != 0 {
-			sqe.Flags |= abi.SQEFEndStats
-			s.endStats = true
-		}
-		return nil
-	})
-	if err == nil {
-		err = errno(res)
-	}
-	if err != nil {
-		r.subs.remove(s.handle)
-		return nil, fmt.Errorf("goaem: subscribe: %w", err)
+	if r.features&abi.FeatSubStats != 0 {
+		sqe.Flags |= abi.SQEFEndStats
+		s.endStats = true
 	}
 	return s, nil
 }

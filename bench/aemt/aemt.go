@@ -297,7 +297,8 @@ func ringDropped(r *goaem.Ring) (uint64, error) {
 
 // fanIn: p.Producers goroutines post events to a Msg subscription of the
 // poller's ring (the event carries the producer and its sequence, as the
-// peers' do); PostBatch of --batch events, each batch handed to the kernel side at once.
+// peers' do); each producer has a ring of its own (OpenProducer) and
+// hands --batch posts at a time to the kernel side with one Batch Submit.
 func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 	size := peers.EventSize(p.Payload)
 	r, err := t.ring(slotOpts(size)...)
@@ -329,15 +330,25 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 					quota++
 				}
 			}
-			// Events go in batches of --batch, one PostBatch (one entry
-			// into the kernel side) each; Post waits while the ring is
-			// full, so nothing is dropped. The context bounds the wait
-			// should the poller stop.
+			// Events go in batches of --batch, each a goaem.Batch flushed
+			// with one Submit (one entry into the kernel side) through
+			// the producer's own ring (OpenProducer): producers share no
+			// submission lock. Submit waits while the ring is full, so nothing is
+			// dropped; every entry's result says whether it was taken.
+			// The context bounds the wait should the poller stop.
 			nb := max(p.Batch, 1)
 			bufs := make([][]byte, nb)
 			for i := range bufs {
 				bufs[i] = make([]byte, size)
 			}
+			pr, err := r.OpenProducer()
+			if err != nil {
+				failed := err
+				perr.Store(&failed)
+				return
+			}
+			defer pr.Close()
+			bt := pr.NewBatch()
 			<-startGate
 			deadline := start.Add(p.Duration)
 			ctx, cancel := context.WithDeadline(context.Background(), start.Add(p.Duration+grace))
@@ -347,10 +358,16 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 					break
 				}
 				n := int(min(uint64(nb), quota-k))
+				bt.Reset()
 				for i := range n {
 					putEvent(bufs[i], uint64(id)<<48|(k+uint64(i)))
+					bt.Post(addr, bufs[i], 0)
 				}
-				took, err := r.PostBatch(ctx, addr, bufs[:n], 0)
+				err := bt.Submit(ctx)
+				took := 0
+				for took < n && bt.Err(took) == nil {
+					took++
+				}
 				posted.Add(int64(took))
 				k += uint64(took)
 				if err != nil {
@@ -725,20 +742,26 @@ func (t *Transport) Subscribe(n int) (peers.SubResult, error) {
 	return res, nil
 }
 
-// subscribeIdle makes n idle timer subscriptions. A subscription waits for
-// its answer from the kernel side; a few goroutines keep several in flight.
+// subscribeIdle makes n idle timer subscriptions, in goaem.Batches of
+// subBatch subscribes, each submitted with one entry into the kernel side
+// per submission ring's worth; two goroutines keep one batch in flight
+// while the other is being filled.
 func subscribeIdle(r *goaem.Ring, n int) error {
-	const workers = 8
+	const workers, subBatch = 2, 1024
 	var wg sync.WaitGroup
 	var first atomic.Pointer[error]
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < n && first.Load() == nil; i += workers {
-				src := goaem.Timer{First: time.Hour + time.Duration(i)*time.Microsecond}
-				if _, err := r.Subscribe(src, goaem.SubOptions{Class: 1}); err != nil {
-					err = fmt.Errorf("aem: idle timer %d: %w", i, err)
+			bt := r.NewBatch()
+			for lo := w * subBatch; lo < n && first.Load() == nil; lo += workers * subBatch {
+				bt.Reset()
+				for i := lo; i < min(lo+subBatch, n); i++ {
+					bt.Subscribe(goaem.Timer{First: time.Hour + time.Duration(i)*time.Microsecond}, goaem.SubOptions{Class: 1})
+				}
+				if err := bt.Submit(context.Background()); err != nil {
+					err = fmt.Errorf("aem: idle timers from %d: %w", lo, err)
 					first.CompareAndSwap(nil, &err)
 				}
 			}

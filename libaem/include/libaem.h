@@ -162,6 +162,30 @@ AEMINLINE struct aem_sqe *aem_get_sqe(struct aem_ring *ring)
 	return sqe;
 }
 
+/*
+ * Up to @n free SQEs at once, zeroed, in @sqes[] in submission order: one
+ * load of the kernel side's head for the lot.  Returns how many (0: the SQ
+ * ring is full; submit first).  Fill them, then aem_sq_flush() or
+ * aem_submit() hands them over together.
+ */
+AEMINLINE unsigned aem_get_sqes(struct aem_ring *ring, struct aem_sqe **sqes, unsigned n)
+{
+	struct aem_sq *sq = &ring->sq;
+	unsigned head = aem_load_acquire(sq->khead);	/* pairs with the core's head release */
+	unsigned used = sq->sqe_tail - head, i;
+
+	if (used >= sq->ring_entries)
+		return 0;
+	if (n > sq->ring_entries - used)
+		n = sq->ring_entries - used;
+	for (i = 0; i < n; i++) {
+		sqes[i] = &sq->sqes[(sq->sqe_tail + i) & sq->ring_mask];
+		memset(sqes[i], 0, sizeof(*sqes[i]));
+	}
+	sq->sqe_tail += n;
+	return n;
+}
+
 /* Publish every SQE handed out so far; returns how many. No system call. */
 AEMINLINE unsigned aem_sq_flush(struct aem_ring *ring)
 {

@@ -315,6 +315,13 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 	ret = aem_core_layout(p, 0, &l);
 	if (ret)
 		return ret;
+	/*
+	 * The boost is the module's: it raises a task sleeping in its enter.
+	 * Here nothing would apply it, so the flag is refused, not ignored
+	 * (goaem boosts its handler threads itself, WithBoost).
+	 */
+	if (p->flags & AEM_SETUP_BOOST)
+		return -EOPNOTSUPP;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -503,6 +510,6 @@ int __aem_emb_probe(struct aem_probe *p)
 	pthread_once(&host_once, host_init);
 	if (host_init_err)
 		return host_init_err;
-	aem_core_probe(p, 0, AEM_SETUP_FLAGS_ALL & ~AEM_SETUP_KERNEL);
+	aem_core_probe(p, 0, AEM_SETUP_FLAGS_ALL & ~(AEM_SETUP_KERNEL | AEM_SETUP_BOOST));
 	return 0;
 }
