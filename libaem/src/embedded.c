@@ -233,7 +233,7 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 	ret = aem_core_layout(p, 0, &l);
 	if (ret)
 		return ret;
-	e = calloc(1, sizeof(*e));
+	e = aem_zalloc(sizeof(*e));
 	if (!e)
 		return -ENOMEM;
 	e->efd = -1;
