@@ -11,12 +11,17 @@
  * wait is bounded, so a hang fails the test.
  *
  * Embedded backend: the core's allocation hook (kmod/core/compat_user.h).
- * Kernel backend: the kernel's fail-nth (/proc/thread-self/fail-nth, with
- * failslab and fail_page_alloc told not to skip sleeping allocations);
- * skipped on a kernel without CONFIG_FAULT_INJECTION_DEBUG_FS (the stock
- * kernels; tools/vmtest/debug.config has it).
+ * Kernel backend: the kernel's fail-nth (/proc/thread-self/fail-nth) on
+ * slab allocations, sleeping ones included (failslab's ignore-gfp-wait=N);
+ * page allocations are left alone (fail_page_alloc's ignore-gfp-wait=Y),
+ * or this program's own page faults would count.  Skipped on a kernel
+ * without CONFIG_FAULT_INJECTION_DEBUG_FS (the stock kernels;
+ * tools/vmtest/debug.config has it).  A phase there may make more
+ * allocations than the sweep's cap (the kernel's own, in the system
+ * calls): it is swept up to the cap.
  *
- * AEM_FAULT_PHASE=name runs one phase; AEM_FAULT_MAX caps N (default 400).
+ * AEM_FAULT_PHASE=name runs one phase; AEM_FAULT_MAX caps N (default 400,
+ * 150 on the kernel backend).
  */
 #include <dirent.h>
 #include "aem_test.h"
@@ -45,20 +50,13 @@ static void write_knob(const char *path, const char *val)
 
 static void kernel_init(void)
 {
-	static const char *const attrs[] = { "failslab", "fail_page_alloc" };
-	char path[128];
-	unsigned i;
-
 	nth_fd = open("/proc/thread-self/fail-nth", O_RDWR | O_CLOEXEC);
 	if (nth_fd < 0)
 		t_skip("no /proc/thread-self/fail-nth: kernel without CONFIG_FAULT_INJECTION");
-	for (i = 0; i < 2; i++) {
-		/* Quiet (a forced failure's stack trace would read as a report); sleeping allocations too. */
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/verbose", attrs[i]);
-		write_knob(path, "0");
-		snprintf(path, sizeof(path), "/sys/kernel/debug/%s/ignore-gfp-wait", attrs[i]);
-		write_knob(path, "N");
-	}
+	/* Quiet: a forced failure's stack trace would read as a report. */
+	write_knob("/sys/kernel/debug/failslab/verbose", "0");
+	write_knob("/sys/kernel/debug/failslab/ignore-gfp-wait", "N");
+	write_knob("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "Y");
 }
 
 /* Fail the @n-th allocation from now on (kernel: of this thread). */
@@ -623,13 +621,15 @@ static const struct {
 int main(void)
 {
 	const char *only = getenv("AEM_FAULT_PHASE");
-	unsigned max_n = getenv("AEM_FAULT_MAX") ? (unsigned)atoi(getenv("AEM_FAULT_MAX")) : MAX_N_DEFAULT;
+	unsigned max_n = getenv("AEM_FAULT_MAX") ? (unsigned)atoi(getenv("AEM_FAULT_MAX")) : 0;
 	struct aem_ring probe;
 	unsigned i, n, fds;
 
 	t_ok(setup(&probe, 64, 0));
 	kernel_mode = t_kernel(&probe);
 	aem_teardown(&probe);
+	if (!max_n)
+		max_n = kernel_mode ? 150 : MAX_N_DEFAULT;
 	if (kernel_mode)
 		kernel_init();
 	else if (getenv("AEM_FAULT_ALLOC"))
@@ -645,9 +645,12 @@ int main(void)
 				break;
 			t_eq(count_fds(), fds);
 		}
-		t_assert(n <= max_n, "phase %s still reaches allocation %u", phases[i].name, max_n);
-		printf("%-9s %3u allocation(s) failed one by one, each an errno or a counted loss (%llu ms)\n",
-		       phases[i].name, n - 1, (unsigned long long)((t_now_ns() - t0) / T_MS));
+		/* The embedded backend's phases make few allocations: all of them must be reached. */
+		t_assert(n <= max_n || kernel_mode, "phase %s still reaches allocation %u", phases[i].name,
+			 max_n);
+		printf("%-9s %3u allocation(s) failed one by one%s, each an errno or a counted loss (%llu ms)\n",
+		       phases[i].name, n - 1, n > max_n ? " (the cap; more follow)" : "",
+		       (unsigned long long)((t_now_ns() - t0) / T_MS));
 		t_eq(count_fds(), fds);
 	}
 	if (nth_fd >= 0)
