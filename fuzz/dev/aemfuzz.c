@@ -298,6 +298,7 @@ static void do_ioctl(void)
 	uint8_t req[256], resp[256];
 	struct fring *r = any_ring();
 	unsigned long cmd;
+	void *argp;
 	int fd, ret;
 
 	fd = r ? r->fd : -1;
@@ -360,11 +361,11 @@ static void do_ioctl(void)
 		random_params(&u.p);
 		break;
 	}
-	ret = ioctl(fd, cmd, arg_ptr(_IOC_SIZE(cmd), &u));
+	argp = arg_ptr(_IOC_SIZE(cmd), &u);
+	ret = ioctl(fd, cmd, argp);
 	if (ret < 0)
 		errno_ok(errno, "ioctl");
-	if (ret == 0 && cmd == AEM_IOC_RING_STATS) {
-		/* A good pointer was used (or the kernel wrote through a bad one: EFAULT). */
+	if (ret == 0 && cmd == AEM_IOC_RING_STATS && argp == &u) {
 		if (u.rs.delivered + u.rs.backlog + u.rs.dropped != u.rs.produced)
 			finding("ring stats: delivered %llu + backlog %llu + dropped %llu != produced %llu",
 				(unsigned long long)u.rs.delivered, (unsigned long long)u.rs.backlog,
