@@ -640,7 +640,7 @@ static void send_fd(int sock, int fd)
 static void do_socket(void)
 {
 	unsigned i = (unsigned)below(4) * 2;
-	char buf[64];
+	char buf[64] = "aemfuzz";
 
 	switch (below(6)) {
 	case 0:
@@ -715,6 +715,15 @@ static void do_close(void)
 		ring_close(r);
 }
 
+/* The kinds of step and their shares of a case, in percent (summing to 100). */
+static const struct {
+	unsigned	percent;
+	void		(*fn)(void);
+} step_kinds[] = {
+	{ 8, ring_open }, { 12, do_ioctl }, { 6, do_mmap }, { 30, do_sqes }, { 20, do_reap },
+	{ 8, do_scribble }, { 9, do_socket }, { 3, do_fork }, { 4, do_close },
+};
+
 static void run_case(uint64_t seed, unsigned steps)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -737,24 +746,9 @@ static void run_case(uint64_t seed, unsigned steps)
 	for (steps_done = 0; steps_done < steps; steps_done++) {
 		unsigned k = (unsigned)below(100);
 
-		if (k < 8)
-			ring_open();
-		else if (k < 20)
-			do_ioctl();
-		else if (k < 26)
-			do_mmap();
-		else if (k < 56)
-			do_sqes();
-		else if (k < 76)
-			do_reap();
-		else if (k < 84)
-			do_scribble();
-		else if (k < 93)
-			do_socket();
-		else if (k < 96)
-			do_fork();
-		else
-			do_close();
+		for (i = 0; k >= step_kinds[i].percent; i++)
+			k -= step_kinds[i].percent;
+		step_kinds[i].fn();
 	}
 	unlink(a.sun_path);
 	/* Everything else closes with the process: rings, sockets, mappings. */

@@ -133,32 +133,6 @@ static void pump(struct aem_ring *r)
 		t_fail("aem_wait: %s", strerror(-ret));
 }
 
-/* Next CQE of any kind, bounded; slot events are left to the caller. */
-static bool next_cqe(struct aem_ring *r, struct aem_cqe *out, unsigned ms)
-{
-	uint64_t end = t_now_ns() + ms * T_MS;
-	const struct aem_cqe *c;
-	unsigned head, cls;
-
-	for (;;) {
-		if (aem_result_peek(r, &head)) {
-			*out = *aem_result_at(r, head);
-			aem_result_advance(r, 1);
-			return true;
-		}
-		for (cls = 0; cls < r->nr_classes; cls++) {
-			if (aem_peek_batch(r, cls, &c, 1)) {
-				*out = *c;
-				aem_cq_advance(r, cls, 1);
-				return true;
-			}
-		}
-		if (t_now_ns() >= end)
-			return false;
-		pump(r);
-	}
-}
-
 static void give_back(struct aem_ring *r, const struct aem_cqe *c)
 {
 	if (c->flags & AEM_CQE_F_SLOT)
@@ -188,7 +162,7 @@ static void results(struct aem_ring *r, uint64_t base, unsigned n, int *res, uns
 	for (i = 0; i < n; i++)
 		res[i] = INT32_MIN;
 	while (got < n) {
-		t_assert(next_cqe(r, &c, WAIT_MS), "%u of %u results within %u ms", got, n, WAIT_MS);
+		t_assert(t_next(r, &c, WAIT_MS), "%u of %u results within %u ms", got, n, WAIT_MS);
 		if (!(c.flags & AEM_CQE_F_RESULT)) {
 			if (events)
 				(*events)++;
@@ -219,6 +193,17 @@ static void still_works(struct aem_ring *r)
 	t_stats(r);
 }
 
+/* Both rings balance and still work; then they go. */
+static void finish_pair(struct aem_ring *a, struct aem_ring *b)
+{
+	t_stats(a);
+	t_stats(b);
+	still_works(a);
+	still_works(b);
+	aem_teardown(a);
+	aem_teardown(b);
+}
+
 static int setup(struct aem_ring *r, unsigned cq, unsigned backlog)
 {
 	struct aem_params p = t_params(512, cq, 2);
@@ -240,7 +225,7 @@ static int64_t sub_msg(struct aem_ring *r, unsigned ch)
 	{
 		struct aem_cqe c;
 
-		t_assert(next_cqe(r, &c, WAIT_MS), "no SUBSCRIBE result");
+		t_assert(t_next(r, &c, WAIT_MS), "no SUBSCRIBE result");
 		t_assert(c.flags & AEM_CQE_F_RESULT, "event before the SUBSCRIBE result");
 		res = c.res;
 		if (res >= 0)
@@ -258,7 +243,7 @@ static unsigned drain_msgs(struct aem_ring *r, uint64_t sub, unsigned ms)
 	uint64_t end = t_now_ns() + ms * T_MS;
 
 	for (;;) {
-		while (next_cqe(r, &c, 1)) {
+		while (t_next(r, &c, 1)) {
 			const uint8_t *d;
 
 			if (c.flags & AEM_CQE_F_RESULT) {
@@ -425,12 +410,7 @@ static bool phase_post_backlog(unsigned n, bool backlog)
 	t_eq(got, ss.delivered);
 	t_assert(hit || ss.dropped == 0 || backlog, "%llu dropped with no failed allocation",
 		 (unsigned long long)ss.dropped);
-	t_stats(&a);
-	t_stats(&b);
-	still_works(&a);
-	still_works(&b);
-	aem_teardown(&a);
-	aem_teardown(&b);
+	finish_pair(&a, &b);
 	return hit;
 }
 
@@ -475,7 +455,7 @@ static bool phase_call(unsigned n)
 	end = t_now_ns() + 10000 * T_MS;
 	while (got < NCALLS) {
 		t_assert(t_now_ns() < end, "%u of %u calls ended within 10 s", got, NCALLS);
-		while (next_cqe(&b, &c, 0)) {
+		while (t_next(&b, &c, 0)) {
 			const uint8_t *d;
 			uint64_t v;
 
@@ -497,7 +477,7 @@ static bool phase_call(unsigned n)
 			answered++;
 		}
 		pump(&b);
-		while (next_cqe(&a, &c, 0)) {
+		while (t_next(&a, &c, 0)) {
 			t_assert(c.flags & AEM_CQE_F_RESULT, "event on the calling ring");
 			i = (unsigned)(c.user_data - 0x3000);
 			t_assert(i < NCALLS && res[i] == INT32_MIN, "stray or repeated call result ud %#llx",
@@ -517,7 +497,7 @@ static bool phase_call(unsigned n)
 	}
 	/* Every writeback is answered too. */
 	while (wb_done < answered) {
-		t_assert(next_cqe(&b, &c, WAIT_MS), "%d of %d writebacks answered", wb_done, answered);
+		t_assert(t_next(&b, &c, WAIT_MS), "%d of %d writebacks answered", wb_done, answered);
 		t_assert(c.flags & AEM_CQE_F_RESULT, "a call event after every call ended");
 		give_back(&b, &c);
 		wb_done++;
@@ -528,12 +508,7 @@ static bool phase_call(unsigned n)
 			allowed(res[i], "CALL", n);
 		else if (res[i] < 0)
 			t_assert(hit, "call %u timed out with no failed allocation", i);
-	t_stats(&a);
-	t_stats(&b);
-	still_works(&a);
-	still_works(&b);
-	aem_teardown(&a);
-	aem_teardown(&b);
+	finish_pair(&a, &b);
 	return hit;
 }
 
@@ -567,7 +542,7 @@ static bool phase_timers(unsigned n)
 		res[i] = INT32_MIN;
 	end = t_now_ns() + 200 * T_MS;
 	while (t_now_ns() < end) {
-		if (!next_cqe(&r, &c, 10))
+		if (!t_next(&r, &c, 10))
 			continue;
 		i = (unsigned)(c.user_data - 0x4000);
 		t_assert(i < NTIMERS, "stray CQE ud %#llx", (unsigned long long)c.user_data);
