@@ -7,7 +7,12 @@
 # /proc/<pid>/make-it-fail (task-filter) with probability PERCENT (default
 # 10; interval 1, times unlimited, sleeping allocations included); each
 # test named (default below: libaem and hostile tests from the suites
-# already in the initramfs, /suites/SUITE/TEST) runs once so marked. Each must end
+# already in the initramfs, /suites/SUITE/TEST) runs once so marked. Each
+# test first gets a random budget of allocations that do not fail (the
+# attributes' `space`: 64-576 KiB of slab, 0.5-4.5 MiB of pages), so that
+# exec and the dynamic loader get through (a failure past exec's point of
+# no return is a SIGSEGV, not the test's doing) and the failures begin at a
+# different point of the test each time. Each must end
 # by itself within 120 s, and end in one of: passed, skipped, or failed
 # saying which errno it got (ENOMEM and the like): a failure that is not an
 # errno (a lost event, a wrong count, a crash) or a hang fails the run.
@@ -37,6 +42,10 @@ if [ ! -w /proc/self/make-it-fail ] || [ ! -d $dbg/failslab ]; then
 	exit 77
 fi
 
+rnd() { # rnd N: a random number below N
+	echo $(($(od -An -N4 -tu4 /dev/urandom | tr -d ' ') % $1))
+}
+
 knobs() { # knobs PROBABILITY
 	for a in failslab fail_page_alloc; do
 		echo 0 >$dbg/$a/verbose
@@ -58,6 +67,8 @@ pass=0 errno=0 skip=0 bad=0
 for t in $tests; do
 	prog=/suites/$t
 	[ -x "$prog" ] || { echo "fault: $t: not in this VM, left out"; continue; }
+	echo $((65536 + $(rnd 524288))) >$dbg/failslab/space
+	echo $((524288 + $(rnd 4194304))) >$dbg/fail_page_alloc/space
 	timeout -s KILL 120 sh -c 'echo 1 >/proc/self/make-it-fail && exec "$0" "$@"' "$prog" >/tmp/fault.out 2>&1
 	rc=$?
 	if [ "$rc" -eq 0 ]; then
