@@ -92,7 +92,7 @@ done
 knobs 0
 reports=$(dmesg | tail -n +$((seen + 1)) | grep -E "$report_re")
 failures=$(dmesg | tail -n +$((seen + 1)) | grep -c -E 'page allocation failure|vmalloc error')
-dmesg -C
+dmesg -c >/dev/null
 dmesg -n 5
 echo "fault: $pass passed, $errno ended with an errno, $skip skipped, $bad bad (probability $prob%); $failures allocation-failure dumps"
 if [ -n "$reports" ]; then
