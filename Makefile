@@ -12,13 +12,19 @@
 #   make vmtest-debug  the suites under a KASAN + lockdep + kmemleak kernel
 #                      of the newest line (DEBUG_LINE= picks another)
 #   make bench         Go benchmarks, -count=10, for benchstat
-#   make fuzz          every fuzz target for FUZZTIME (default 30s)
+#   make fuzz          every fuzz target for FUZZTIME (default 30s), then
+#                      aemfuzz against /dev/aem in a VM for DEVFUZZ_TIME (60 s)
+#   make soak          one VM looping the hostile suites and aemfuzz with
+#                      random seeds for SOAK_TIME (default 30m); not in `make test`
 #
 # Parts of `make test` that cannot run here (not root and packages missing)
 # say so and are skipped; set AEM_TEST_STRICT=1 to make a skip fail.
 
 GO	?= go
 FUZZTIME ?= 30s
+DEVFUZZ_TIME ?= 60
+SOAK_TIME ?= 30m
+FUZZ_KERNEL ?= $(shell awk '!/^\#/ && NF { l = $$1 } END { print l }' tools/vmtest/lines)
 BENCHCOUNT ?= 10
 export FUZZTIME KERNELS DEBUG_LINE
 
@@ -43,7 +49,7 @@ define skippable
 endef
 
 .PHONY: all deps libaem kmod run test test-c test-c-san test-go test-fuzz-seeds \
-	vmtest vmtest-deb vmtest-debug deb bench bench-c fuzz clean
+	vmtest vmtest-deb vmtest-debug deb bench bench-c fuzz soak clean
 
 all: libaem
 
@@ -102,8 +108,18 @@ bench: libaem
 bench-c: libaem
 	$(MAKE) -C libaem bench
 
+# Then the module's own surface: aemfuzz (fuzz/dev) in a VM of the newest
+# kernel line for DEVFUZZ_TIME seconds.
 fuzz: deps
 	fuzz/run.sh fuzz
+	@tools/deps.sh vm
+	$(call skippable,VMTEST_SUITES=devfuzz DEVFUZZ_TIME=$(DEVFUZZ_TIME) KERNELS=$(FUZZ_KERNEL) tools/vmtest/vmtest.sh,fuzz of /dev/aem)
+
+# Not part of `make test`: one VM looping the hostile suites and aemfuzz
+# with random seeds for SOAK_TIME (tools/vmtest/soak.sh).
+soak:
+	@tools/deps.sh vm
+	$(call skippable,SOAK_TIME=$(SOAK_TIME) tools/vmtest/soak.sh,soak)
 
 clean:
 	rm -rf build

@@ -101,11 +101,104 @@ typedef pthread_mutex_t aem_mutex_t;
 
 /* ---- memory -------------------------------------------------------------- */
 
-#define aem_zalloc(sz)		calloc(1, (sz))
-#define aem_zalloc_atomic(sz)	calloc(1, (sz))
-#define aem_kvzalloc(sz)	calloc(1, (sz))
+/*
+ * Allocation fault injection, for tests: every allocation of the core and
+ * of the embedded backend asks __aem_fault_hit() first and fails when it
+ * says so, as the kernel's failslab does to the module.  Off unless armed:
+ * by a test through __aem_fault_nth()/__aem_fault_prob(), or by the
+ * environment, read at the first allocation:
+ *   AEM_FAULT_ALLOC=N         fail the Nth allocation (1: the first)
+ *   AEM_FAULT_ALLOC=N+        fail the Nth and every later one
+ *   AEM_FAULT_ALLOC=pP[:S]    fail each with probability P (0..1), seed S
+ * The state is one weak object, shared by every file that includes this
+ * header, so each program that compiles the core (libaem, goaem, the fuzz
+ * harnesses) has exactly one without a source file of its own.  Not part
+ * of libaem's ABI: libaem.so hides it; tests link libaem.a.
+ */
+struct aem_fault {
+	u64		calls;		/* allocations asked for, armed or not */
+	u64		failed;		/* allocations failed on purpose */
+	u64		nth;		/* fail when calls reaches it; 0 never */
+	u64		seed;		/* of the probability draws */
+	u32		prob;		/* chance per allocation, in 2^-32 units */
+	bool		sticky;		/* fail every allocation from nth on */
+	pthread_once_t	env_once;
+};
+
+__attribute__((weak)) struct aem_fault __aem_fault = { .env_once = PTHREAD_ONCE_INIT };
+
+static inline void __aem_fault_prob(double p, u64 seed)
+{
+	__atomic_store_n(&__aem_fault.seed, seed, __ATOMIC_RELAXED);
+	__atomic_store_n(&__aem_fault.prob, p <= 0 ? 0 : p >= 1 ? UINT32_MAX : (u32)(p * 4294967296.0),
+			 __ATOMIC_RELEASE);
+}
+
+/* Fail the @n-th allocation from now (1: the next), or from then on if @sticky; 0 disarms. */
+static inline void __aem_fault_nth(u64 n, bool sticky)
+{
+	__aem_fault.sticky = sticky;
+	__atomic_store_n(&__aem_fault.nth, n ? __atomic_load_n(&__aem_fault.calls, __ATOMIC_RELAXED) + n : 0,
+			 __ATOMIC_RELEASE);
+}
+
+static inline void __aem_fault_env(void)
+{
+	const char *v = getenv("AEM_FAULT_ALLOC");
+	char *end;
+
+	if (!v || !*v)
+		return;
+	if (*v == 'p') {
+		double p = strtod(v + 1, &end);
+
+		__aem_fault_prob(p, *end == ':' ? strtoull(end + 1, NULL, 0) : 1);
+	} else {
+		unsigned long long n = strtoull(v, &end, 0);
+
+		__aem_fault_nth(n, *end == '+');
+	}
+}
+
+static inline bool __aem_fault_hit(void)
+{
+	u64 n, nth, x;
+	u32 prob;
+
+	pthread_once(&__aem_fault.env_once, __aem_fault_env);
+	n = __atomic_add_fetch(&__aem_fault.calls, 1, __ATOMIC_RELAXED);
+	nth = __atomic_load_n(&__aem_fault.nth, __ATOMIC_ACQUIRE);
+	prob = __atomic_load_n(&__aem_fault.prob, __ATOMIC_ACQUIRE);
+	if (likely(!nth && !prob))
+		return false;
+	if (nth && (n == nth || (n > nth && __aem_fault.sticky)))
+		goto hit;
+	if (!prob)
+		return false;
+	/* splitmix64 of (seed, n): the same seed fails the same allocations. */
+	x = __aem_fault.seed + n * 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	if ((u32)(x >> 32) >= prob)
+		return false;
+hit:
+	__atomic_add_fetch(&__aem_fault.failed, 1, __ATOMIC_RELAXED);
+	return true;
+}
+
+static inline void *__aem_fault_calloc(size_t sz)
+{
+	return __aem_fault_hit() ? NULL : calloc(1, sz);
+}
+
+#define aem_zalloc(sz)		__aem_fault_calloc(sz)
+#define aem_zalloc_atomic(sz)	__aem_fault_calloc(sz)
+#define aem_kvzalloc(sz)	__aem_fault_calloc(sz)
 #define aem_free(p)		free(p)
 #define aem_kvfree(p)		free(p)
+/* The embedded backend's own growing tables (user space only). */
+#define aem_realloc(p, sz)	(__aem_fault_hit() ? NULL : realloc((p), (sz)))
 
 /* ---- time ---------------------------------------------------------------- */
 

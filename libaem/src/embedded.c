@@ -322,7 +322,7 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 	 */
 	if (p->flags & AEM_SETUP_BOOST)
 		return -EOPNOTSUPP;
-	e = calloc(1, sizeof(*e));
+	e = aem_zalloc(sizeof(*e));
 	if (!e)
 		return -ENOMEM;
 	e->efd = -1;

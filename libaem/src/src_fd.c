@@ -186,7 +186,7 @@ static int fd_alloc_locked(u32 *out)
 	if (fd_free == FD_NIL) {
 		if (fd_tab_len == fd_tab_cap) {
 			cap = fd_tab_cap ? fd_tab_cap * 2 : FD_TAB_MIN;
-			t = realloc(fd_tab, (size_t)cap * sizeof(*t));
+			t = aem_realloc(fd_tab, (size_t)cap * sizeof(*t));
 			if (!t)
 				return -ENOMEM;
 			fd_tab = t;

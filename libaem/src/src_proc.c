@@ -124,7 +124,7 @@ static int pid_add(struct proc_watch *w, s32 pid)
 		return 0;
 	if (w->nr_pids == w->cap_pids) {
 		cap = w->cap_pids ? w->cap_pids * 2 : 16;
-		p = realloc(w->pids, (size_t)cap * sizeof(*p));
+		p = aem_realloc(w->pids, (size_t)cap * sizeof(*p));
 		if (!p)
 			return -ENOMEM;
 		w->pids = p;
@@ -212,7 +212,7 @@ static int proc_scan(struct proc_watch *w)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 256;
-			t = realloc(all, cap * sizeof(*all));
+			t = aem_realloc(all, cap * sizeof(*all));
 			if (!t) {
 				ret = -ENOMEM;
 				goto out;
@@ -597,7 +597,7 @@ static int proc_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem
 		if (uid != geteuid() && !proc_net_admin())
 			return -EPERM;
 	}
-	w = calloc(1, sizeof(*w));
+	w = aem_zalloc(sizeof(*w));
 	if (!w)
 		return -ENOMEM;
 	w->r = r;

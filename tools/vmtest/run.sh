@@ -398,7 +398,17 @@ grep '^VMTEST RELOAD ' "$LOG" | sed 's/^/vmtest:   /' >&2 || true
 # Kernel reports: only lines with a printk timestamp, so test output that
 # happens to say "BUG:" is not mistaken for the kernel's.
 report_re='^(\S+: )?BUG:|^WARNING:|^------------\[ cut here \]|Oops|^KASAN:|^UBSAN:|possible circular locking|inconsistent lock state|possible recursive locking|suspicious RCU usage|sleeping function called from invalid context|^unreferenced object|general protection|^Kernel panic|kernel BUG at|^INFO: task .* blocked for more than|refcount_t: |list_(add|del) corruption|^Call Trace:'
-reports=$(sed -n 's/^\[ *[0-9]\{1,\}\.[0-9]\{1,\}\] //p' "$LOG" | grep -n -E "$report_re" || true)
+# A failed allocation's own dump (warn_alloc: "page allocation failure" or
+# "vmalloc error", then a stack trace up to </TASK>) is the kernel saying
+# that memory ran out, which fault injection makes happen on purpose: its
+# trace is not a report. A report inside it still has its own header.
+drop_alloc_dumps() {
+	awk '/page allocation failure: |vmalloc error: / { skip = 1; next }
+	     skip && /<\/TASK>/ { skip = 0; next }
+	     skip && /Call Trace:|<TASK>|^ *[? ]*[A-Za-z_.0-9]+\+0x|^(CPU|Hardware name|Workqueue|Tainted): / { next }
+	     { skip = 0; print }'
+}
+reports=$(sed -n 's/^\[ *[0-9]\{1,\}\.[0-9]\{1,\}\] //p' "$LOG" | drop_alloc_dumps | grep -n -E "$report_re" || true)
 if [ -n "${VMTEST_IGNORE:-}" ] && [ -n "$reports" ]; then
 	reports=$(grep -v -E "$VMTEST_IGNORE" <<<"$reports" || true)
 fi

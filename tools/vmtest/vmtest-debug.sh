@@ -44,6 +44,11 @@
 #                 what a 7.2 run took)
 #   VMTEST_RUNNER vmtest.sh or run.sh (default vmtest.sh when it exists);
 #                 VMTEST_SUITES etc. reach vmtest.sh unchanged
+#   VMTEST_FAULT  1 (default with vmtest.sh): after the suites, run
+#                 tools/vmtest/fault-guest.sh: libaem and hostile tests
+#                 again with failslab and fail_page_alloc failing their
+#                 allocations (FAULT_PROB percent, default 10; FAULT_TESTS,
+#                 default the list there)
 #
 # Exit status: 0 pass; 1 failure; 77 skipped (not root and the kernel is not
 # built, or packages are missing).
@@ -231,6 +236,11 @@ trap 'rm -rf "$stage"' EXIT
 KMOD_DIR=$(stage_run "${KMOD_DIR:-$repo/kmod}")
 export KMOD_DIR
 log=${LOG:-$out/console.log}
+# After the suites, the same C tests again with allocations failing
+# (fault-guest.sh; needs the libaem and hostile suites in the VM).
+if [ "$runner" = vmtest.sh ] && [ "${VMTEST_FAULT:-1}" = 1 ]; then
+	args+=(--exec "fault=$here/fault-guest.sh ${FAULT_PROB:-10} ${FAULT_TESTS:-}")
+fi
 t=$(date +%s)
 rc=0
 run_debug "$log" "${args[@]+"${args[@]}"}" || rc=$?

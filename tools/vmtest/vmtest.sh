@@ -18,7 +18,8 @@
 #                  tools/vmtest/lines: 6.1,6.12,7.2)
 #   KDIR, KERNEL   one run against this tree and image instead of the lines
 #                  (AEM_LINE, when set, names the chroot that builds for KDIR)
-#   VMTEST_SUITES  which suites to build and run (default: "hostile libaem goaem")
+#   VMTEST_SUITES  which suites to build and run (default: "hostile libaem goaem";
+#                  also "devfuzz": aemfuzz for DEVFUZZ_TIME seconds, default 60)
 #   GO             the go command (default: go)
 # Logs: build/vmtest/<line>/console.log.
 # Exit status: 0 every line passed; 1 a line failed (the others still run);
@@ -46,6 +47,21 @@ if has hostile; then
 	note "building tests/vm"
 	make -s -C "$repo/tests/vm" OUT="$out/vm"
 	args+=(--c-tests "$out/vm/tests=hostile" --holder "$out/vm/reload_holder")
+fi
+
+# The fuzzer of /dev/aem (fuzz/dev): with the hostile suite, a replay of its
+# regression seeds; as suite devfuzz (`make fuzz`), DEVFUZZ_TIME seconds of
+# random cases (default 60).
+if has hostile || has devfuzz; then
+	note "building fuzz/dev"
+	make -s -C "$repo/fuzz/dev" OUT="$out/fuzzdev"
+	args+=(--file "$repo/fuzz/dev/seeds.txt=/suites/aemfuzz/seeds.txt")
+	if has hostile; then
+		args+=(--exec "aemfuzz=$out/fuzzdev/aemfuzz -f /suites/aemfuzz/seeds.txt")
+	fi
+	if has devfuzz; then
+		args+=(--exec "devfuzz=$out/fuzzdev/aemfuzz -t ${DEVFUZZ_TIME:-60}")
+	fi
 fi
 
 if has libaem; then
