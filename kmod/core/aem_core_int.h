@@ -125,6 +125,7 @@ struct aem_ctx {
 
 	u32			call_quota;
 	bool			slot_gens;	/* version 3: slot references carry a generation */
+	u32			api_version;	/* the ABI version setup stated (4: msg events carry their sender) */
 	u32			calls_pending;	/* charged to this ring; under the call table lock */
 
 	aem_atomic_t		refs;		/* ring table lookups in flight, +1 while registered */
@@ -165,7 +166,7 @@ struct aem_ctx {
 	u64			nr_subs;
 	u32			*msg_buckets;	/* channel hash -> sub index chain (link[0]) */
 	bool			closing;
-	void			*src_priv[AEM_SRC_LAST];
+	void			*src_priv[AEM_SRC_LAST][AEM_SRC_IMPLS];	/* per source implementation */
 };
 
 static inline struct aem_sub *__aem_sub_at(struct aem_ctx *r, u32 idx)
@@ -191,8 +192,9 @@ static inline u64 __aem_make_id(u32 idx, u32 gen, u32 kind)
 
 /* source.c */
 void __aem_sources_init(void);
-const struct aem_source_ops *__aem_source_get(u8 src);
-const struct aem_source_ops *__aem_source_ops(u8 src);
+const struct aem_source_ops *__aem_source_get(u8 src, u32 impl, u32 api, u8 *slot);
+const struct aem_source_ops *__aem_source_ops(u8 src, u8 slot);
+u32 __aem_source_slot(const struct aem_source_ops *ops);
 bool __aem_source_close(const struct aem_source_ops *ops);
 void __aem_source_forget(const struct aem_source_ops *ops);
 
@@ -250,6 +252,7 @@ struct aem_post {
 	u32		n;		/* events */
 	u32		mode;		/* AEM_POST_FIT, AEM_POST_FINAL, AEM_POST_HOLD */
 	aem_fill_run_fn	fill;		/* writes the payloads; NULL: copy @data (n == 1) */
+	const struct aem_sender *sender;	/* version 4 msg event: stamped at AEM_CQE_SENDER_OFF (len <= it, or F_SLOT) */
 	void		*arg;
 	const void	*data;
 };
@@ -261,7 +264,7 @@ struct aem_posted {
 	bool		wake;		/* a CQ tail moved: wake after unlocking */
 };
 
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake);
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool slot, bool *wake);
 void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		       struct aem_posted *out);
 void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);

@@ -7,6 +7,9 @@
 
 aem_static_assert(sizeof(struct aem_sub) == 64, "struct aem_sub is the whole state of a timer: 64 bytes");
 aem_static_assert(AEM_MAX_BACKLOG < (1U << 24), "aem_sub.backlog is 24 bits wide");
+aem_static_assert(AEM_SRC_IMPLS <= 8, "aem_sub.impl is 3 bits wide");
+aem_static_assert(sizeof(struct aem_sender) == AEM_CQE_INLINE - AEM_CQE_SENDER_OFF,
+		  "the sender record fills the CQE's inline data from AEM_CQE_SENDER_OFF");
 aem_static_assert(sizeof(struct aem_sub_counts) == AEM_CQE_INLINE,
 		  "a subscription's final counts fill a CQE's inline data");
 
@@ -148,7 +151,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	p->slot_count = sc;
 	p->backlog_limit = (u32)bl;
 	p->call_quota = cqq;
-	p->features = AEM_CORE_FEATURES | host_features;
+	p->features = AEM_CORE_FEATURES | host_features | (ver >= 4 ? AEM_FEAT_SENDER : 0);
 	p->api_version = ver;
 	set_offsets(&p->sq_off, offsetof(struct aem_rings, sq), 0);
 	for (c = 0; c < AEM_MAX_CLASSES; c++) {

@@ -200,6 +200,13 @@ static void fill_run(const struct aem_post *p, u64 first, u32 count, u8 *dst, u3
 		memcpy(dst + (size_t)i * stride, p->data, len);
 }
 
+/* Version 4 msg events: the sender's record in the CQE, past the inline payload (see aem.h). */
+static void put_sender(struct aem_cqe *e, const struct aem_post *p)
+{
+	if (p->sender)
+		memcpy(e->data + AEM_CQE_SENDER_OFF, p->sender, sizeof(*p->sender));
+}
+
 static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
 {
 	r->dropped++;
@@ -210,15 +217,15 @@ static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struc
 }
 
 /*
- * Would one event of @len bytes in class @cls be dropped now?  Under
+ * Would one event of @len bytes in class @cls (in a slot if @slot) be dropped now?  Under
  * cq_lock.  The class's backlog is flushed first (*wake: a tail moved), as
  * posting would.  Errs towards "yes" (a payload that needs a slot, once
  * the backlog is at its bound): the answer makes a POST wait, never lose.
  */
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake)
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool slot, bool *wake)
 {
 	struct aem_cq_core *cq = &r->cq[cls];
-	bool need_slot = len > AEM_CQE_INLINE;
+	bool need_slot = len > AEM_CQE_INLINE || slot;
 
 	if (cq->bl_head && flush_class_locked(r, cq))
 		*wake = true;
@@ -273,6 +280,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		e->resv = 0;
 		memset(e->data, 0, sizeof(e->data));
 		fill_run(p, 0, 1, e->data, 0, len);
+		put_sender(e, p);
 		cq->tail = tail + 1;
 		r->produced++;
 		r->delivered++;
@@ -333,6 +341,8 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 					w[4] = w[5] = w[6] = w[7] = 0;
 			}
 			fill_run(p, done, run, e->data, sizeof(*e), len);
+			for (i = 0; p->sender && i < run; i++)
+				put_sender(&e[i], p);
 			done += run;
 		}
 	} else {
@@ -343,6 +353,10 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			e = &cq->cqes[(tail + i) & mask];
 			memcpy(e, &hdr, offsetof(struct aem_cqe, data));
 			e->slot = slot;
+			if (p->sender) {
+				memset(e->data, 0, sizeof(e->data));
+				put_sender(e, p);
+			}
 			fill_run(p, i, 1, __aem_slot_ptr(r, slot), 0, len);
 			r->slot_state[__aem_slot_d(r, slot)] = AEM_SLOT_USER;
 			r->slot_token[__aem_slot_d(r, slot)] = p->id;
@@ -429,6 +443,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		} else {
 			fill_run(p, i, 1, e->data, 0, len);
 		}
+		put_sender(e, p);
 		cq->backlog++;
 		r->nr_backlog++;
 		r->backlog++;

@@ -199,6 +199,14 @@ void aem_host_wake(struct aem_ctx *r, void *host, bool urgent)
 	}
 }
 
+/* Every ring of this backend lives in this process: the sender is this process. */
+void aem_host_sender(void *target_host, struct aem_sender *out)
+{
+	(void)target_host;
+	out->pid = getpid();
+	out->uid = geteuid();
+}
+
 static void host_init(void)
 {
 	host_init_err = aem_core_init();
@@ -409,6 +417,40 @@ int __aem_emb_ring_stats(struct __aem_emb *e, struct aem_ring_stats *st)
 {
 	aem_core_ring_stats(e->core, st);
 	return 0;
+}
+
+/* Further implementations of the fd source (aem_embedded_source_impl), by impl - 2. */
+static struct aem_source_ops emb_fd_impls[AEM_SRC_IMPLS - 1];
+static pthread_mutex_t emb_impls_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int aem_embedded_source_impl(unsigned source, unsigned impl, bool add)
+{
+	struct aem_source_ops *ops;
+	int ret = 0;
+
+	if (source != AEM_SRC_FD || impl < 2 || impl > AEM_SRC_IMPLS)
+		return -EINVAL;
+	pthread_once(&host_once, host_init);
+	if (host_init_err)
+		return host_init_err;
+	ops = &emb_fd_impls[impl - 2];
+	pthread_mutex_lock(&emb_impls_mu);
+	if (add && ops->impl) {
+		ret = -EEXIST;
+	} else if (add) {
+		*ops = __aem_fd_source_ops;
+		ops->impl = impl;
+		ret = aem_core_register_source(ops);
+		if (ret)
+			memset(ops, 0, sizeof(*ops));
+	} else if (!ops->impl) {
+		ret = -ENOENT;
+	} else {
+		aem_core_unregister_source(ops);
+		memset(ops, 0, sizeof(*ops));
+	}
+	pthread_mutex_unlock(&emb_impls_mu);
+	return ret;
 }
 
 /* AEM_IOC_PROBE's answer from this process's source registry. */
