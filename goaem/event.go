@@ -85,6 +85,22 @@ func (e *Event) Final() bool { return e.cqe.Flags&abi.CQEFFinal != 0 }
 // Truncated reports whether the payload was cut to fit.
 func (e *Event) Truncated() bool { return e.cqe.Flags&abi.CQEFTrunc != 0 }
 
+// Sender is who posted or called (a message event, abi.SrcMsg): the
+// process and effective uid as the ring's creator sees them (PID 0: not in
+// its pid namespace) and the sending ring's id (0: a blocking call through
+// an fd without a ring). ok is false for events of other sources. It reads
+// the event's CQE copy: no allocation.
+func (e *Event) Sender() (s abi.Sender, ok bool) {
+	if e.cqe.Flags&abi.CQEFSender == 0 || e.cqe.Flags&abi.CQEFResult != 0 {
+		return s, false
+	}
+	d := e.cqe.Data[abi.CQESenderOff:]
+	s.PID = int32(binary.LittleEndian.Uint32(d))
+	s.UID = binary.LittleEndian.Uint32(d[4:])
+	s.RingID = binary.LittleEndian.Uint32(d[8:])
+	return s, true
+}
+
 // CQE is a copy of the completion entry.
 func (e *Event) CQE() abi.CQE { return e.cqe }
 

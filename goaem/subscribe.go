@@ -138,6 +138,7 @@ type SubOptions struct {
 	Handler     Handler     // nil: the handler given to Run
 	MaxInFlight int         // ModeSpawn/ModeClone bound; 0: the ring's (WithMaxInFlight)
 	Clone       *Cloner     // ModeClone: the command to run per event
+	Impl        uint32      // the source's implementation (Ring.Probe lists them); 0: the newest
 }
 
 // Subscription is one active source feeding this ring.
@@ -207,6 +208,7 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 			return err
 		}
 		s.source = sqe.Source
+		sqe.Arg = opts.Impl
 		if r.features&abi.FeatSubStats != 0 {
 			sqe.Flags |= abi.SQEFEndStats
 			s.endStats = true

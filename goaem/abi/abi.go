@@ -13,7 +13,7 @@ import "unsafe"
 
 // Version and limits.
 const (
-	APIVersion = 3
+	APIVersion = 4
 
 	MaxClasses       = 4
 	MaxSQEntries     = 1 << 16
@@ -61,6 +61,7 @@ const (
 	FeatBlockingCall = 1 << 2
 	FeatKernel       = 1 << 3
 	FeatSubStats     = 1 << 4 // final counts: UNSUBSCRIBE results, SQEFEndStats
+	FeatSender       = 1 << 6 // version 4: msg events carry their sender (CQEFSender)
 )
 
 // mmap regions, indexed as Params.RegionSize, and their mmap offsets.
@@ -108,6 +109,8 @@ const (
 	CQEFFinal    = 1 << 3
 	CQEFTrunc    = 1 << 4
 	CQEFStats    = 1 << 5 // a result whose Data holds SubCounts
+	CQEFSender   = 1 << 6 // a msg event whose Data[CQESenderOff:] holds a Sender
+	CQESenderOff = 16
 	IDKindSub    = 1
 	IDKindCall   = 2
 	EnterGetEvts = 1 << 0
@@ -332,6 +335,15 @@ type SubCounts struct {
 	Delivered uint64 `aem:"delivered"`
 	Backlog   uint64 `aem:"backlog"`
 	Dropped   uint64 `aem:"dropped"`
+}
+
+// Sender is struct aem_sender: who posted or called, in the CQE of a msg
+// event on a version 4 ring (CQEFSender) at Data[CQESenderOff:].
+type Sender struct {
+	PID    int32  `aem:"pid"`     // in the receiving ring's creator's pid namespace; 0: not visible there
+	UID    uint32 `aem:"uid"`     // effective uid in the receiving ring's creator's user namespace
+	RingID uint32 `aem:"ring_id"` // the sending ring; 0: a blocking call through an fd without a ring
+	Resv   uint32 `aem:"resv"`
 }
 
 // RingStats is struct aem_ring_stats (AEM_IOC_RING_STATS).
