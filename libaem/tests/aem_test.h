@@ -138,6 +138,11 @@ static inline void t_setup(struct aem_ring *r, struct aem_params *p)
 		memset(&d, 0, sizeof(d));
 		p = &d;
 	}
+#ifdef T_API_VERSION
+	/* A test built against an older ABI's value (the Makefile's *_v2, *_v3): it states it. */
+	if (!p->api_version)
+		p->api_version = T_API_VERSION;
+#endif
 	ret = aem_setup(p, r);
 	if (ret < 0)
 		t_fail("aem_setup: %s (AEM_BACKEND=%s)", strerror(-ret),
