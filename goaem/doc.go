@@ -97,9 +97,9 @@
 // calling process's pid and effective uid, as the process that opened the
 // receiving ring sees them (pid 0 when the sender is outside its pid
 // namespace), and the sending ring's id. The kernel side writes them into
-// the read-only CQE, so a handler can decide by them whom to answer;
-// reading them allocates nothing. Such an event carries up to 16 bytes
-// inline, a longer payload in a slot.
+// read-only memory beside the CQE, so a handler can decide by them whom to
+// answer; they are copied with the event, and reading them allocates
+// nothing.
 //
 // # Versions and source implementations
 //

@@ -36,9 +36,10 @@ const (
 // allocates nothing. A slot payload stays in the ring's shared memory until
 // the event is released.
 type Event struct {
-	cqe   abi.CQE
-	state uint32
-	r     *Ring
+	cqe    abi.CQE
+	sender abi.Sender // ABI 4 msg events (abi.CQEFSender): copied beside the CQE
+	state  uint32
+	r      *Ring
 }
 
 // Tag is the tag of the event's subscription (SubOptions.Tag), 0 when the
@@ -94,11 +95,7 @@ func (e *Event) Sender() (s abi.Sender, ok bool) {
 	if e.cqe.Flags&abi.CQEFSender == 0 || e.cqe.Flags&abi.CQEFResult != 0 {
 		return s, false
 	}
-	d := e.cqe.Data[abi.CQESenderOff:]
-	s.PID = int32(binary.LittleEndian.Uint32(d))
-	s.UID = binary.LittleEndian.Uint32(d[4:])
-	s.RingID = binary.LittleEndian.Uint32(d[8:])
-	return s, true
+	return e.sender, true
 }
 
 // CQE is a copy of the completion entry.

@@ -12,8 +12,9 @@ import (
 )
 
 // A message event names its sender (ABI 4): this process, its effective
-// uid and the posting ring, for an inline post and one in a slot; reading
-// it allocates nothing. An event of another source has none.
+// uid and the posting ring, for inline posts (up to 32 bytes, as before)
+// and one in a slot; reading it allocates nothing. An event of another
+// source has none.
 func TestEventSender(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		if !b.timers {
@@ -22,7 +23,7 @@ func TestEventSender(t *testing.T) {
 		rx, tx := b.open(t), b.open(t)
 		_, err := rx.Subscribe(Msg{Channel: 3}, SubOptions{})
 		require.NoError(t, err)
-		for _, n := range []int{8, abi.CQESenderOff + 1, 100} {
+		for _, n := range []int{8, abi.CQEInline, 100} {
 			require.NoError(t, tx.Post(MakeAddr(rx.ID(), 3), make([]byte, n), 0))
 			batch := make([]Event, 4)
 			ctx := testCtx(t)
@@ -31,6 +32,7 @@ func TestEventSender(t *testing.T) {
 			require.Equal(t, 1, got)
 			ev := &batch[0]
 			assert.Len(t, ev.Payload(), n)
+			assert.Equal(t, n > abi.CQEInline, ev.cqe.Flags&abi.CQEFSlot != 0, "a %d-byte post in a slot", n)
 			s, ok := ev.Sender()
 			require.True(t, ok, "a %d-byte post on an ABI %d ring carries its sender", n, abi.APIVersion)
 			assert.Equal(t, int32(os.Getpid()), s.PID)

@@ -109,8 +109,7 @@ const (
 	CQEFFinal    = 1 << 3
 	CQEFTrunc    = 1 << 4
 	CQEFStats    = 1 << 5 // a result whose Data holds SubCounts
-	CQEFSender   = 1 << 6 // a msg event whose Data[CQESenderOff:] holds a Sender
-	CQESenderOff = 16
+	CQEFSender   = 1 << 6 // a msg event whose Sender sits beside it (RingOffsets.Senders)
 	IDKindSub    = 1
 	IDKindCall   = 2
 	EnterGetEvts = 1 << 0
@@ -170,7 +169,7 @@ type RingOffsets struct {
 	Flags       uint32 `aem:"flags"`
 	Dropped     uint32 `aem:"dropped"`
 	Array       uint32 `aem:"array"`
-	Resv        uint32 `aem:"resv"`
+	Senders     uint32 `aem:"senders"` // class rings of version 4: []Sender beside the CQEs
 }
 
 // Params is struct aem_params.
@@ -337,8 +336,8 @@ type SubCounts struct {
 	Dropped   uint64 `aem:"dropped"`
 }
 
-// Sender is struct aem_sender: who posted or called, in the CQE of a msg
-// event on a version 4 ring (CQEFSender) at Data[CQESenderOff:].
+// Sender is struct aem_sender: who posted or called a msg event on a
+// version 4 ring (CQEFSender), in the sender array beside its class ring.
 type Sender struct {
 	PID    int32  `aem:"pid"`     // in the receiving ring's creator's pid namespace; 0: not visible there
 	UID    uint32 `aem:"uid"`     // effective uid in the receiving ring's creator's user namespace

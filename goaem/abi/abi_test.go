@@ -102,7 +102,7 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_FEAT_CQE_INLINE": abi.FeatCQEInline, "AEM_FEAT_SLOT_RING": abi.FeatSlotRing,
 		"AEM_FEAT_BLOCKING_CALL": abi.FeatBlockingCall, "AEM_FEAT_KERNEL": abi.FeatKernel,
 		"AEM_FEAT_SUB_STATS": abi.FeatSubStats, "AEM_FEAT_SENDER": abi.FeatSender,
-		"AEM_CQE_F_SENDER": abi.CQEFSender, "AEM_CQE_SENDER_OFF": abi.CQESenderOff,
+		"AEM_CQE_F_SENDER": abi.CQEFSender,
 		"AEM_REGION_RINGS": abi.RegionRings, "AEM_REGION_SQES": abi.RegionSQEs,
 		"AEM_REGION_CQES": abi.RegionCQEs, "AEM_REGION_PAYLOAD": abi.RegionPayload,
 		"AEM_OFF_RINGS": abi.OffRings, "AEM_OFF_SQES": abi.OffSQEs,

@@ -92,6 +92,7 @@ struct aem_bl_chunk {
 	u16			gen[AEM_BL_CHUNK];
 	void			*buf[AEM_BL_CHUNK];	/* payload waiting for a slot, or NULL */
 	struct aem_cqe		cqe[AEM_BL_CHUNK];
+	struct aem_sender	snd[AEM_BL_CHUNK];	/* with AEM_CQE_F_SENDER: the entry's sender */
 };
 
 struct aem_cq_core {
@@ -100,6 +101,7 @@ struct aem_cq_core {
 	u32			*kflags;
 	u32			*kdropped;
 	struct aem_cqe		*cqes;
+	struct aem_sender	*senders;	/* version 4 class rings: beside cqes (AEM_CQE_F_SENDER) */
 	u32			entries, mask;	/* class rings: cq_entries; the result ring: res_entries */
 	u32			tail;		/* the truth; ktail is its published copy */
 	u32			head_seen;	/* last sane user head */
@@ -125,7 +127,6 @@ struct aem_ctx {
 
 	u32			call_quota;
 	bool			slot_gens;	/* version 3: slot references carry a generation */
-	u32			api_version;	/* the ABI version setup stated (4: msg events carry their sender) */
 	u32			calls_pending;	/* charged to this ring; under the call table lock */
 
 	aem_atomic_t		refs;		/* ring table lookups in flight, +1 while registered */
@@ -167,6 +168,8 @@ struct aem_ctx {
 	u32			*msg_buckets;	/* channel hash -> sub index chain (link[0]) */
 	bool			closing;
 	void			*src_priv[AEM_SRC_LAST][AEM_SRC_IMPLS];	/* per source implementation */
+	/* immutable after create; here so the fields above keep their cache lines */
+	u32			api_version;	/* the ABI version setup stated (4: msg events carry their sender) */
 };
 
 static inline struct aem_sub *__aem_sub_at(struct aem_ctx *r, u32 idx)
@@ -252,7 +255,7 @@ struct aem_post {
 	u32		n;		/* events */
 	u32		mode;		/* AEM_POST_FIT, AEM_POST_FINAL, AEM_POST_HOLD */
 	aem_fill_run_fn	fill;		/* writes the payloads; NULL: copy @data (n == 1) */
-	const struct aem_sender *sender;	/* version 4 msg event: stamped at AEM_CQE_SENDER_OFF (len <= it, or F_SLOT) */
+	const struct aem_sender *sender;	/* with AEM_CQE_F_SENDER: into the class ring's sender array */
 	void		*arg;
 	const void	*data;
 };
@@ -264,7 +267,7 @@ struct aem_posted {
 	bool		wake;		/* a CQ tail moved: wake after unlocking */
 };
 
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool slot, bool *wake);
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake);
 void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		       struct aem_posted *out);
 void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);

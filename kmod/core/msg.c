@@ -150,12 +150,11 @@ static int msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data
 		aem_host_sender(t->host, &who);
 		who.ring_id = from ? from->id : 0;
 		p.sender = &who;
-		p.flags = AEM_CQE_F_SENDER | (len > AEM_CQE_SENDER_OFF ? AEM_CQE_F_SLOT : 0);
+		p.flags = AEM_CQE_F_SENDER;
 	}
 	aem_spin_lock_irqsave(&t->cq_lock, f);
 	s = t->closing ? NULL : msg_find_locked(t, AEM_ADDR_CHANNEL(addr));
-	if (s && !lossy &&
-	    __aem_post_would_drop_locked(t, p.cls, len, p.flags & AEM_CQE_F_SLOT, &out.wake)) {
+	if (s && !lossy && __aem_post_would_drop_locked(t, p.cls, len, &out.wake)) {
 		ret = -EAGAIN;
 	} else if (s) {
 		p.user_data = s->user_data;

@@ -69,15 +69,18 @@ static void bl_chunk_done(struct aem_ctx *r, struct aem_cq_core *cq)
 }
 
 /*
- * Write backlog entry @cqe at *tail of @cq's ring (room checked by the
- * caller) and account it delivered; returns the ring entry.
+ * Write backlog entry @i of chunk @c (and its sender) at *tail of @cq's
+ * ring (room checked by the caller) and account it delivered; returns the
+ * ring entry.
  */
 static struct aem_cqe *bl_emit_locked(struct aem_ctx *r, struct aem_cq_core *cq,
-				      const struct aem_cqe *cqe, u32 *tail, u32 *room)
+				      const struct aem_bl_chunk *c, u32 i, u32 *tail, u32 *room)
 {
 	struct aem_cqe *e = &cq->cqes[*tail & cq->mask];
 
-	*e = *cqe;
+	*e = c->cqe[i];
+	if ((e->flags & AEM_CQE_F_SENDER) && cq->senders)
+		cq->senders[*tail & cq->mask] = c->snd[i];
 	(*tail)++;
 	(*room)--;
 	if (e->flags & AEM_CQE_F_SLOT)
@@ -107,7 +110,7 @@ static void pass_slot_starved_locked(struct aem_ctx *r, struct aem_cq_core *cq,
 		for (i = c->head; i < c->tail && *room; i++) {
 			if (c->sub[i] != AEM_NIL || c->buf[i])
 				continue;
-			bl_emit_locked(r, cq, &c->cqe[i], tail, room);
+			bl_emit_locked(r, cq, c, i, tail, room);
 			c->sub[i] = AEM_BL_DEAD;
 		}
 	}
@@ -160,7 +163,7 @@ static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 				c->cqe[i].slot = slot;
 				r->slot_token[__aem_slot_d(r, slot)] = c->cqe[i].id;
 			}
-			e = bl_emit_locked(r, cq, &c->cqe[i], &tail, &room);
+			e = bl_emit_locked(r, cq, c, i, &tail, &room);
 			c->head++;
 			if (sidx != AEM_NIL) {
 				struct aem_sub *s = __aem_sub_at(r, sidx);
@@ -200,11 +203,11 @@ static void fill_run(const struct aem_post *p, u64 first, u32 count, u8 *dst, u3
 		memcpy(dst + (size_t)i * stride, p->data, len);
 }
 
-/* Version 4 msg events: the sender's record in the CQE, past the inline payload (see aem.h). */
-static void put_sender(struct aem_cqe *e, const struct aem_post *p)
+/* Version 4 msg events: the sender beside the CQE at ring position @pos (see aem.h). */
+static void put_sender(struct aem_cq_core *cq, u32 pos, const struct aem_post *p)
 {
-	if (p->sender)
-		memcpy(e->data + AEM_CQE_SENDER_OFF, p->sender, sizeof(*p->sender));
+	if (p->sender && cq->senders)
+		cq->senders[pos & cq->mask] = *p->sender;
 }
 
 static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
@@ -217,15 +220,15 @@ static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struc
 }
 
 /*
- * Would one event of @len bytes in class @cls (in a slot if @slot) be dropped now?  Under
+ * Would one event of @len bytes in class @cls be dropped now?  Under
  * cq_lock.  The class's backlog is flushed first (*wake: a tail moved), as
  * posting would.  Errs towards "yes" (a payload that needs a slot, once
  * the backlog is at its bound): the answer makes a POST wait, never lose.
  */
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool slot, bool *wake)
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake)
 {
 	struct aem_cq_core *cq = &r->cq[cls];
-	bool need_slot = len > AEM_CQE_INLINE || slot;
+	bool need_slot = len > AEM_CQE_INLINE;
 
 	if (cq->bl_head && flush_class_locked(r, cq))
 		*wake = true;
@@ -280,7 +283,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		e->resv = 0;
 		memset(e->data, 0, sizeof(e->data));
 		fill_run(p, 0, 1, e->data, 0, len);
-		put_sender(e, p);
+		put_sender(cq, tail, p);
 		cq->tail = tail + 1;
 		r->produced++;
 		r->delivered++;
@@ -342,7 +345,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			}
 			fill_run(p, done, run, e->data, sizeof(*e), len);
 			for (i = 0; p->sender && i < run; i++)
-				put_sender(&e[i], p);
+				put_sender(cq, tail + done + i, p);
 			done += run;
 		}
 	} else {
@@ -353,10 +356,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			e = &cq->cqes[(tail + i) & mask];
 			memcpy(e, &hdr, offsetof(struct aem_cqe, data));
 			e->slot = slot;
-			if (p->sender) {
-				memset(e->data, 0, sizeof(e->data));
-				put_sender(e, p);
-			}
+			put_sender(cq, tail + i, p);
 			fill_run(p, i, 1, __aem_slot_ptr(r, slot), 0, len);
 			r->slot_state[__aem_slot_d(r, slot)] = AEM_SLOT_USER;
 			r->slot_token[__aem_slot_d(r, slot)] = p->id;
@@ -443,7 +443,8 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		} else {
 			fill_run(p, i, 1, e->data, 0, len);
 		}
-		put_sender(e, p);
+		if (p->sender)
+			cq->bl_tail->snd[e - cq->bl_tail->cqe] = *p->sender;	/* e is the tail chunk's */
 		cq->backlog++;
 		r->nr_backlog++;
 		r->backlog++;

@@ -70,6 +70,9 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 		cq->kflags = &b->flags;
 		cq->kdropped = &b->dropped;
 		cq->cqes = (struct aem_cqe *)regions[AEM_REGION_CQES] + (size_t)c * r->cq_entries;
+		if (p->api_version >= 4 && c < r->nr_classes)
+			cq->senders = (struct aem_sender *)((u8 *)regions[AEM_REGION_CQES] +
+							    p->cq_off[c].senders);
 		b->ring_mask = cq->mask;
 		b->ring_entries = cq->entries;
 	}

@@ -81,7 +81,7 @@ struct aem_ring_offsets {
 	__u32	flags;		/* RINGS region: AEM_SQ_F_* / AEM_CQ_F_* */
 	__u32	dropped;	/* RINGS region: SQ: SQEs refused; CQ: events dropped */
 	__u32	array;		/* SQ: SQEs in SQES; CQ: CQEs in CQES; slot ring: __u32s in RINGS */
-	__u32	resv;
+	__u32	senders;	/* class rings of version 4: struct aem_sender[ring_entries] in CQES; else 0 */
 };
 
 struct aem_params {
@@ -259,7 +259,7 @@ struct aem_sqe {
 #define AEM_CQE_F_FINAL		(1U << 3)	/* last event of its subscription; the id is dead */
 #define AEM_CQE_F_TRUNC		(1U << 4)	/* payload was cut to fit */
 #define AEM_CQE_F_STATS		(1U << 5)	/* result: data holds struct aem_sub_counts, the subscription id's final counts */
-#define AEM_CQE_F_SENDER	(1U << 6)	/* version 4, msg event: struct aem_sender at data + AEM_CQE_SENDER_OFF */
+#define AEM_CQE_F_SENDER	(1U << 6)	/* version 4, msg event: its sender is in the senders array beside the ring */
 
 /*
  * A delivery slot reference (version 3): aem_cqe.slot is the slot's index
@@ -287,12 +287,12 @@ struct aem_cqe {
 
 /*
  * Who posted or called (version 4 rings, AEM_SRC_MSG events, with
- * AEM_CQE_F_SENDER): written by the kernel side into the CQE, which user
- * space cannot write, at data + AEM_CQE_SENDER_OFF.  The inline payload of
- * such an event is at most AEM_CQE_SENDER_OFF bytes; a longer one sits in
- * a delivery slot (AEM_CQE_F_SLOT), whose size is unchanged.
+ * AEM_CQE_F_SENDER).  Each class ring of a version 4 ring has an array of
+ * these beside it in the read-only CQES region (cq_off[c].senders): entry
+ * i names the sender of the CQE in entry i, written with it, before the
+ * tail that publishes both; read it before releasing the CQE (head).  The
+ * CQE itself is unchanged: payloads up to AEM_CQE_INLINE stay inline.
  */
-#define AEM_CQE_SENDER_OFF	16
 
 struct aem_sender {
 	__s32	pid;		/* sender's process (tgid) in the receiving ring's creator's pid namespace; 0: not visible there */

@@ -500,17 +500,36 @@ AEMINLINE void *aem_cqe_payload(const struct aem_ring *ring, const struct aem_cq
 }
 
 /*
- * Who posted or called: the record a version 4 ring's AEM_SRC_MSG event
- * carries (AEM_CQE_F_SENDER), written by the kernel side into the
- * read-only CQE, copied to @out; -ENODATA when @cqe carries none (another
- * source, or a ring of version 2 or 3).  pid and uid are as the ring's
- * creator sees them (pid 0: not in its pid namespace).
+ * Who posted or called: a version 4 ring's AEM_SRC_MSG event has
+ * AEM_CQE_F_SENDER, and its sender sits beside it in the read-only sender
+ * array of its class ring.  @cqe must point into class ring @cls (from
+ * aem_peek_batch() or aem_cq_at(), not a copy), and be read before
+ * aem_cq_advance() releases it.  Copies the sender to @out; -ENODATA when
+ * @cqe carries none (another source, or a ring of version 2 or 3), -EINVAL
+ * for a pointer outside the ring.  pid and uid are as the ring's creator
+ * sees them (pid 0: not in its pid namespace).
  */
-AEMINLINE int aem_cqe_sender(const struct aem_cqe *cqe, struct aem_sender *out)
+AEMINLINE int aem_cqe_sender(const struct aem_ring *ring, unsigned cls, const struct aem_cqe *cqe,
+			     struct aem_sender *out)
 {
+	const struct aem_cqe *base;
+	const struct aem_sender *senders;
+	size_t idx;
+
 	if (!(cqe->flags & AEM_CQE_F_SENDER) || (cqe->flags & AEM_CQE_F_RESULT))
 		return -ENODATA;
-	memcpy(out, cqe->data + AEM_CQE_SENDER_OFF, sizeof(*out));
+	if (cls >= ring->nr_classes)
+		return -EINVAL;
+	base = ring->cq[cls].cqes;
+	if (cqe < base || cqe >= base + ring->cq[cls].ring_entries)
+		return -EINVAL;
+	idx = (size_t)(cqe - base);
+	/* After the class rings' and the result ring's CQEs, class by class (cq_off[].senders). */
+	senders = (const struct aem_sender *)((const struct aem_cqe *)ring->region[AEM_REGION_CQES] +
+					      (size_t)ring->nr_classes * ring->cq[0].ring_entries +
+					      ring->res.ring_entries) +
+		  (size_t)cls * ring->cq[0].ring_entries;
+	memcpy(out, &senders[idx], sizeof(*out));
 	return 0;
 }
 

@@ -199,12 +199,36 @@ void aem_host_wake(struct aem_ctx *r, void *host, bool urgent)
 	}
 }
 
-/* Every ring of this backend lives in this process: the sender is this process. */
+/*
+ * Every ring of this backend lives in this process: the sender is this
+ * process, its pid and effective uid.  System calls are dear here (a
+ * getpid and a geteuid cost microseconds in some virtual machines), so
+ * they are read once per submission, not per post: each entry into the
+ * core from a thread (submit, call) invalidates the thread's copy, and
+ * the first message it posts reads them.  A uid changed between two
+ * submissions is seen at the next.
+ */
+static __thread struct {
+	bool	valid;
+	pid_t	pid;
+	uid_t	uid;
+} sender_cache;
+
+static void sender_forget(void)
+{
+	sender_cache.valid = false;
+}
+
 void aem_host_sender(void *target_host, struct aem_sender *out)
 {
 	(void)target_host;
-	out->pid = getpid();
-	out->uid = geteuid();
+	if (!sender_cache.valid) {
+		sender_cache.pid = getpid();
+		sender_cache.uid = geteuid();
+		sender_cache.valid = true;
+	}
+	out->pid = sender_cache.pid;
+	out->uid = sender_cache.uid;
 }
 
 static void host_init(void)
@@ -336,6 +360,7 @@ void __aem_emb_shutdown(struct __aem_emb *e)
 
 int __aem_emb_submit(struct __aem_emb *e, unsigned to_submit)
 {
+	sender_forget();
 	return aem_core_submit(e->core, to_submit);
 }
 
@@ -395,6 +420,7 @@ int __aem_emb_call(struct __aem_emb *e, struct aem_call_args *a, const void *req
 	pthread_once(&host_once, host_init);
 	if (host_init_err)
 		return host_init_err;
+	sender_forget();
 	return aem_core_call(e->core, a, req, resp);
 }
 

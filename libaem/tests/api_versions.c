@@ -6,8 +6,8 @@
  *  - versions 2 and 3 see what they saw before version 4 existed: no
  *    AEM_CQE_F_SENDER, a 32-byte post inline with nothing past its
  *    payload, slot references with generation 0 (v2) or not (v3);
- *  - version 4 sees the sender record (pid, uid, sending ring) in every
- *    msg event, and a payload past AEM_CQE_SENDER_OFF bytes in a slot.
+ *  - version 4 sees the same CQEs with AEM_CQE_F_SENDER, and the sender
+ *    (pid, uid, sending ring) beside each in its class ring's sender array.
  * Versions the backend does not serve are refused with -EOPNOTSUPP; a
  * SUBSCRIBE naming an implementation is refused on rings before 4.
  */
@@ -24,7 +24,7 @@ static void expect_post(struct aem_ring *r, unsigned ver, const uint8_t *msg, un
 	unsigned got, i;
 	uint8_t *d;
 
-	t_assert(t_next(r, &c, 5000), "v%u: no event for a %u-byte %s", ver, len, call ? "call" : "post");
+	t_assert(t_next_who(r, &c, 5000, &who), "v%u: no event for a %u-byte %s", ver, len, call ? "call" : "post");
 	t_assert(!(c.flags & AEM_CQE_F_RESULT), "v%u: a result (res %d) where an event was due", ver, c.res);
 	t_eq(c.source, AEM_SRC_MSG);
 	t_eq((unsigned)c.res, len);
@@ -32,21 +32,20 @@ static void expect_post(struct aem_ring *r, unsigned ver, const uint8_t *msg, un
 	t_assert(d && got == len && !memcmp(d, msg, len), "v%u: payload of %u bytes differs", ver, len);
 	if (ver < 4) {
 		t_assert(!(c.flags & AEM_CQE_F_SENDER), "v%u ring: flags %#x carry a sender", ver, c.flags);
-		t_eq(aem_cqe_sender(&c, &who), -ENODATA);
-		/* As before: up to 32 bytes inline (a call always in a slot), nothing after the payload. */
-		t_eq(!!(c.flags & AEM_CQE_F_SLOT), call || len > AEM_CQE_INLINE);
-		if (!(c.flags & AEM_CQE_F_SLOT))
-			for (i = len; i < AEM_CQE_INLINE; i++)
-				t_assert(!c.data[i], "v%u: inline byte %u past the payload is %#x", ver, i, c.data[i]);
+		t_eq(who.pid, 0);
+		t_eq(who.ring_id, 0);
 	} else {
 		t_assert(c.flags & AEM_CQE_F_SENDER, "v4 ring: flags %#x without AEM_CQE_F_SENDER", c.flags);
-		t_eq(!!(c.flags & AEM_CQE_F_SLOT), call || len > AEM_CQE_SENDER_OFF);
-		t_ok(aem_cqe_sender(&c, &who));
 		t_eq(who.pid, getpid());
 		t_eq(who.uid, geteuid());
 		t_eq(who.ring_id, from_ring);
 		t_eq(who.resv, 0);
 	}
+	/* The CQE is what it was before version 4: up to 32 bytes inline (a call always in a slot), nothing after the payload. */
+	t_eq(!!(c.flags & AEM_CQE_F_SLOT), call || len > AEM_CQE_INLINE);
+	if (!(c.flags & AEM_CQE_F_SLOT))
+		for (i = len; i < AEM_CQE_INLINE; i++)
+			t_assert(!c.data[i], "v%u: inline byte %u past the payload is %#x", ver, i, c.data[i]);
 	if (c.flags & AEM_CQE_F_SLOT) {
 		/* Version 2 references are plain indices; from 3 they carry a generation. */
 		t_eq(AEM_SLOT_GEN(c.slot) != 0, ver >= 3);
@@ -143,6 +142,31 @@ int main(void)
 		expect_post(&rings[v], versions[v], msg, 12, from.ring_id, true);
 		c = t_result(&from, 0x400 + v, 5000);
 		t_eq(c.res, 0);
+	}
+
+	/* Through the overflow backlog: the sender travels with its CQE. */
+	{
+		struct aem_ring small;
+		struct aem_sender who;
+
+		p = t_params(0, 4, 1);
+		t_setup(&small, &p);
+		t_sub_msg(&small, 1, 0, 0x500);
+		for (i = 0; i < 12; i++) {
+			struct aem_sqe *sqe = t_sqe(&from);
+
+			aem_prep_post(sqe, AEM_ADDR(small.ring_id, 1), msg, 8 + i, 0);
+			aem_sqe_set_data(sqe, 0x600 + i);
+			t_eq(t_do(&from, 0x600 + i), 0);
+		}
+		for (i = 0; i < 12; i++) {
+			t_assert(t_next_who(&small, &c, 5000, &who), "backlogged post %u missing", i);
+			t_eq((unsigned)c.res, 8 + i);
+			t_assert(c.flags & AEM_CQE_F_SENDER, "backlogged post %u: flags %#x", i, c.flags);
+			t_eq(who.pid, getpid());
+			t_eq(who.ring_id, from.ring_id);
+		}
+		aem_teardown(&small);
 	}
 
 	for (v = 0; v < NV; v++) {

@@ -37,10 +37,10 @@ static struct aem_cqe next_msg(struct aem_ring *r, struct aem_sender *who)
 	struct aem_cqe c;
 
 	do
-		t_assert(t_next(r, &c, 5000), "no message");
+		t_assert(t_next_who(r, &c, 5000, who), "no message");
 	while (c.flags & AEM_CQE_F_RESULT);
 	t_eq(c.source, AEM_SRC_MSG);
-	t_ok(aem_cqe_sender(&c, who));
+	t_assert(c.flags & AEM_CQE_F_SENDER, "a message without its sender: flags %#x", c.flags);
 	if (c.flags & AEM_CQE_F_CALL) {
 		struct aem_sqe *sqe = t_sqe(r);
 
