@@ -203,8 +203,13 @@ func (c *streamChecker) reap(cls int, max int) int {
 		cqe := &c.cqes[i]
 		tracef("  cqe class %d: ud %#x id %#x res %d flags %#x slot %d src %d", cls, cqe.UserData, cqe.ID,
 			cqe.Res, cqe.Flags, cqe.Slot, cqe.Source)
-		require.Zero(c.t, cqe.Flags&^uint32(abi.CQEFResult|abi.CQEFSlot|abi.CQEFCall|abi.CQEFFinal|abi.CQEFTrunc),
-			"CQE with unknown flags %#x", cqe.Flags)
+		require.Zero(c.t, cqe.Flags&^uint32(abi.CQEFResult|abi.CQEFSlot|abi.CQEFCall|abi.CQEFFinal|abi.CQEFTrunc|
+			abi.CQEFSender), "CQE with unknown flags %#x", cqe.Flags)
+		if cqe.Flags&abi.CQEFSender != 0 {
+			// ABI 4: a message event names its sender (beside the CQE).
+			require.Equal(c.t, uint8(abi.SrcMsg), cqe.Source, "a sender on an event of source %d", cqe.Source)
+			require.Zero(c.t, cqe.Flags&abi.CQEFResult, "a sender on a result")
+		}
 		require.Equal(c.t, cls == rawring.ResultRing, cqe.Flags&abi.CQEFResult != 0,
 			"CQE with flags %#x in CQ %d: results go to the result ring alone", cqe.Flags, cls)
 		if cls != rawring.ResultRing {

@@ -86,6 +86,12 @@ func Open(opts ...Option) (*Ring, error) {
 		return nil, fmt.Errorf("goaem: open (%s backend, chosen %s): %w", backend, why, errno)
 	}
 	be := &cBackend{ring: ring}
+	// libaem refuses another version already; goaem's view reads these too.
+	const needs = abi.FeatCQEInline | abi.FeatSlotRing | abi.FeatSender
+	if p.APIVersion != abi.APIVersion || p.Features&needs != needs {
+		be.close()
+		return nil, versionError(backend)
+	}
 	var regions [abi.NrRegions]unsafe.Pointer
 	for i := range regions {
 		regions[i] = C.goaem_region(ring, C.int(i))

@@ -135,6 +135,26 @@
 // syscall.EPERM. Poll and Wait callers run their handlers themselves, so
 // only Run's handlers are boosted.
 //
+// Each message event names its sender: Event.Sender returns the posting or
+// calling process's pid and effective uid, as the process that opened the
+// receiving ring sees them (pid 0 when the sender is outside its pid
+// namespace), and the sending ring's id. The kernel side writes them into
+// read-only memory beside the CQE, so a handler can decide by them whom to
+// answer; they are copied with the event, and reading them allocates
+// nothing.
+//
+// # Versions and source implementations
+//
+// goaem speaks AEM ABI version abi.APIVersion (4) and states it at Open; a
+// backend that does not serve it, or lacks a feature goaem reads (among
+// them abi.FeatSender), makes Open fail with an error naming both sides'
+// versions that matches syscall.ENOTSUP. Programs built against older
+// headers keep their own rings' formats beside it on one module.
+// Ring.Probe and ProbeBackend list the versions served and every loaded
+// implementation of each source (ProbeSource.Impl, APIVersions): several
+// implementations of one source may be loaded at once, and
+// SubOptions.Impl picks one per subscription (0: the newest).
+//
 // # Back-pressure
 //
 // No producer-facing call loses an event silently. Post, PostContext and

@@ -36,9 +36,10 @@ const (
 // allocates nothing. A slot payload stays in the ring's shared memory until
 // the event is released.
 type Event struct {
-	cqe   abi.CQE
-	state uint32
-	r     *Ring
+	cqe    abi.CQE
+	sender abi.Sender // ABI 4 msg events (abi.CQEFSender): copied beside the CQE
+	state  uint32
+	r      *Ring
 }
 
 // Tag is the tag of the event's subscription (SubOptions.Tag), 0 when the
@@ -84,6 +85,18 @@ func (e *Event) Final() bool { return e.cqe.Flags&abi.CQEFFinal != 0 }
 
 // Truncated reports whether the payload was cut to fit.
 func (e *Event) Truncated() bool { return e.cqe.Flags&abi.CQEFTrunc != 0 }
+
+// Sender is who posted or called (a message event, abi.SrcMsg): the
+// process and effective uid as the ring's creator sees them (PID 0: not in
+// its pid namespace) and the sending ring's id (0: a blocking call through
+// an fd without a ring). ok is false for events of other sources. It reads
+// the event's CQE copy: no allocation.
+func (e *Event) Sender() (s abi.Sender, ok bool) {
+	if e.cqe.Flags&abi.CQEFSender == 0 || e.cqe.Flags&abi.CQEFResult != 0 {
+		return s, false
+	}
+	return e.sender, true
+}
 
 // CQE is a copy of the completion entry.
 func (e *Event) CQE() abi.CQE { return e.cqe }

@@ -16,15 +16,19 @@ import (
 	"github.com/aem-dev/aem/goaem/abi"
 )
 
-// ProbeSource is one loaded event source: its id (abi.Src*), name, the
-// source API version it implements, the opcodes (bit 1<<abi.Op*) its
-// subscriptions answer, and whether it is being unloaded.
+// ProbeSource is one loaded implementation of an event source: its id
+// (abi.Src*), name, the source API version it implements, its
+// implementation version (SubOptions.Impl names it), the ABI versions it
+// serves (bit 1<<v), the opcodes (bit 1<<abi.Op*) its subscriptions
+// answer, and whether it is being unloaded. A source id may have several.
 type ProbeSource struct {
-	Source  uint8
-	Name    string
-	Version uint32
-	Ops     uint32
-	Closing bool
+	Source      uint8
+	Name        string
+	Version     uint32
+	Impl        uint32
+	APIVersions uint32
+	Ops         uint32
+	Closing     bool
 }
 
 // Probe is what a backend serves: the ABI versions setup accepts, the
@@ -48,6 +52,7 @@ func probeFrom(c *C.struct_aem_probe) Probe {
 		s := &c.sources[i]
 		p.Sources = append(p.Sources, ProbeSource{
 			Source: uint8(s.source), Name: C.GoString(&s.name[0]), Version: uint32(s.version),
+			Impl: uint32(s.impl), APIVersions: uint32(s.api_versions),
 			Ops: uint32(s.ops), Closing: s.flags&C.AEM_PROBE_SRC_CLOSING != 0,
 		})
 	}

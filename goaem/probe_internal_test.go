@@ -3,10 +3,13 @@
 package goaem
 
 import (
+	"fmt"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/aem-dev/aem/goaem/abi"
 )
 
 // A setup refused for its version says which version each side has and
@@ -15,5 +18,6 @@ func TestVersionErrorNamesBothSides(t *testing.T) {
 	err := versionError(BackendEmbedded)
 	assert.ErrorIs(t, err, syscall.ENOTSUP)
 	assert.ErrorIs(t, err, syscall.EOPNOTSUPP)
-	assert.Contains(t, err.Error(), "speaks AEM ABI version 3, the embedded backend serves 2..3")
+	assert.Contains(t, err.Error(), fmt.Sprintf("speaks AEM ABI version %d, the embedded backend serves 2..%d",
+		abi.APIVersion, abi.APIVersion))
 }

@@ -169,6 +169,9 @@ func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 		for i := range out {
 			e := &out[i]
 			e.cqe = cq.cqes[(head+uint32(i))&cq.mask]
+			if e.cqe.Flags&abi.CQEFSender != 0 && cq.senders != nil {
+				e.sender = cq.senders[(head+uint32(i))&cq.mask] // before the head frees it
+			}
 			e.state = 0
 			if e.r != r {
 				e.r = r // a store only when the batch slice is new

@@ -37,7 +37,8 @@ type cqView struct {
 	kflags  *uint32
 	mask    uint32
 	entries uint32
-	cqes    []abi.CQE // read-only mapping
+	cqes    []abi.CQE    // read-only mapping
+	senders []abi.Sender // ABI 4 class rings: beside cqes, entry by entry (read-only)
 }
 
 type sqView struct {
@@ -248,6 +249,13 @@ func (r *Ring) initViews(p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) e
 			mask:    p.CQEntries - 1,
 			entries: p.CQEntries,
 			cqes:    unsafe.Slice((*abi.CQE)(unsafe.Add(regions[abi.RegionCQEs], o.Array)), p.CQEntries),
+		}
+		if o.Senders != 0 {
+			entries(fmt.Sprintf("sender array %d", c), p.CQEntries, unsafe.Sizeof(abi.Sender{}), abi.RegionCQEs, o.Senders)
+			if err != nil {
+				return err
+			}
+			r.cq[c].senders = unsafe.Slice((*abi.Sender)(unsafe.Add(regions[abi.RegionCQEs], o.Senders)), p.CQEntries)
 		}
 	}
 

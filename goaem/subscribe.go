@@ -138,6 +138,7 @@ type SubOptions struct {
 	Handler     Handler     // nil: the handler given to Run
 	MaxInFlight int         // ModeSpawn/ModeClone bound; 0: the ring's (WithMaxInFlight)
 	Clone       *Cloner     // ModeClone: the command to run per event
+	Impl        uint32      // the source's implementation (Ring.Probe lists them); 0: the newest
 }
 
 // Subscription is one active source feeding this ring.
@@ -241,6 +242,7 @@ func (r *Ring) newSubscription(src Source, opts SubOptions, sqe *abi.SQE) (*Subs
 	if err := src.prep(sqe); err != nil {
 		return nil, fmt.Errorf("goaem: subscribe: %w", err)
 	}
+	sqe.Arg = opts.Impl
 	s := &Subscription{r: r, tag: opts.Tag, class: uint8(opts.Class), mode: opts.Mode, source: sqe.Source}
 	if opts.Handler != nil || opts.Clone != nil || opts.MaxInFlight > 0 {
 		x := &subExt{handler: opts.Handler, clone: opts.Clone}

@@ -271,9 +271,19 @@ static void aem_fd_ring_release(struct aem_ctx *r)
 	mutex_unlock(&aem_fd_mu);
 }
 
+/*
+ * The implementation version: aem_fd_v2.ko is this file built with 2, a
+ * second implementation of AEM_SRC_FD for the tests of implementations
+ * side by side (each module has its own subscription list and sweep).
+ */
+#ifndef AEM_FD_IMPL
+#define AEM_FD_IMPL	1
+#endif
+
 static const struct aem_source_ops aem_fd_ops = {
 	.api_version	= AEM_SOURCE_API_VERSION,
 	.source		= AEM_SRC_FD,
+	.impl		= AEM_FD_IMPL,
 	.name		= "fd",
 	.owner		= THIS_MODULE,
 	.subscribe	= aem_fd_subscribe,

@@ -32,6 +32,8 @@
 #include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/workqueue.h>
+#include <linux/pid_namespace.h>
+#include <linux/user_namespace.h>
 
 #include "core/aem_sources.h"
 #include "aem_kmod.h"
@@ -85,6 +87,10 @@ struct aem_file {
 	int			saved_nice;
 	u32			*cq0_head, *cq0_tail;	/* class 0 indices, to see when it drained */
 	u32			cq_capacity;	/* CQEs in all classes: the most a wait can ask */
+
+	/* The ring's creator's view: senders' pid and uid are told in these (version 4). */
+	struct pid_namespace	*pid_ns;
+	struct user_namespace	*user_ns;
 };
 
 /*
@@ -348,6 +354,15 @@ static void aem_driver_kick(void (__rcu **driver)(void))
 }
 
 /* A timer was armed or a call started pending; any context. */
+void aem_host_sender(void *target_host, struct aem_sender *out)
+{
+	struct aem_file *f = target_host;
+
+	/* Set before the ring is created, put only after it is destroyed. */
+	out->pid = task_tgid_nr_ns(current, f->pid_ns);
+	out->uid = from_kuid_munged(f->user_ns, current_euid());
+}
+
 void aem_host_timer_kick(void)
 {
 	if (aem_core_calls_pending())
@@ -422,6 +437,10 @@ static int aem_release(struct inode *inode, struct file *file)
 		aem_ring_destroy(ring);
 	}
 	aem_boost_restore(f);
+	if (f->pid_ns)
+		put_pid_ns(f->pid_ns);
+	if (f->user_ns)
+		put_user_ns(f->user_ns);
 	aem_free_regions(f);
 	aem_unaccount_mem(f);
 	mutex_destroy(&f->lock);
@@ -475,6 +494,10 @@ static long aem_ioc_setup(struct aem_file *f, void __user *arg)
 	f->cq_capacity = p.cq_entries * p.nr_classes + l.res_entries;	/* the class rings and the result ring */
 	f->cq0_head = f->region[AEM_REGION_RINGS].vaddr + p.cq_off[0].head;
 	f->cq0_tail = f->region[AEM_REGION_RINGS].vaddr + p.cq_off[0].tail;
+	if (!f->pid_ns) {
+		f->pid_ns = get_pid_ns(task_active_pid_ns(current));
+		f->user_ns = get_user_ns(current_user_ns());
+	}
 
 	ret = aem_core_ring_create(&p, &l, vaddr, f, &ring, &ring_id);
 	if (ret)

@@ -41,14 +41,26 @@ func printProbe(w io.Writer, b goaem.Backend, p goaem.Probe) {
 	fmt.Fprintf(w, "backend %s: ABI versions %d..%d, features %#x, setup flags %#x, sqe flags %#x\n",
 		b, p.APIMin, p.APIVersion, p.Features, p.SetupFlags, p.SQEFlags)
 	fmt.Fprintf(w, "core ops: %s\n", ops(p.Ops))
-	fmt.Fprintf(w, "%-3s %-8s %-7s %-8s %s\n", "id", "source", "version", "state", "ops")
+	fmt.Fprintf(w, "%-3s %-8s %-7s %-4s %-8s %-8s %s\n", "id", "source", "version", "impl", "abi", "state", "ops")
 	for _, s := range p.Sources {
 		state := "loaded"
 		if s.Closing {
 			state = "closing"
 		}
-		fmt.Fprintf(w, "%-3d %-8s %-7d %-8s %s\n", s.Source, s.Name, s.Version, state, ops(s.Ops))
+		fmt.Fprintf(w, "%-3d %-8s %-7d %-4d %-8s %-8s %s\n", s.Source, s.Name, s.Version, s.Impl,
+			versions(s.APIVersions), state, ops(s.Ops))
 	}
+}
+
+// versions lists the ABI versions in a bit set (1 << v), as "2,3,4".
+func versions(set uint32) string {
+	var vs []string
+	for v := 0; v < 32; v++ {
+		if set&(1<<v) != 0 {
+			vs = append(vs, fmt.Sprint(v))
+		}
+	}
+	return strings.Join(vs, ",")
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -13,7 +13,7 @@ import "unsafe"
 
 // Version and limits.
 const (
-	APIVersion = 3
+	APIVersion = 4
 
 	MaxClasses       = 4
 	MaxSQEntries     = 1 << 16
@@ -61,6 +61,7 @@ const (
 	FeatBlockingCall = 1 << 2
 	FeatKernel       = 1 << 3
 	FeatSubStats     = 1 << 4 // final counts: UNSUBSCRIBE results, SQEFEndStats
+	FeatSender       = 1 << 6 // version 4: msg events carry their sender (CQEFSender)
 )
 
 // mmap regions, indexed as Params.RegionSize, and their mmap offsets.
@@ -108,6 +109,7 @@ const (
 	CQEFFinal    = 1 << 3
 	CQEFTrunc    = 1 << 4
 	CQEFStats    = 1 << 5 // a result whose Data holds SubCounts
+	CQEFSender   = 1 << 6 // a msg event whose Sender sits beside it (RingOffsets.Senders)
 	IDKindSub    = 1
 	IDKindCall   = 2
 	EnterGetEvts = 1 << 0
@@ -167,7 +169,7 @@ type RingOffsets struct {
 	Flags       uint32 `aem:"flags"`
 	Dropped     uint32 `aem:"dropped"`
 	Array       uint32 `aem:"array"`
-	Resv        uint32 `aem:"resv"`
+	Senders     uint32 `aem:"senders"` // class rings of version 4: []Sender beside the CQEs
 }
 
 // Params is struct aem_params.
@@ -332,6 +334,15 @@ type SubCounts struct {
 	Delivered uint64 `aem:"delivered"`
 	Backlog   uint64 `aem:"backlog"`
 	Dropped   uint64 `aem:"dropped"`
+}
+
+// Sender is struct aem_sender: who posted or called a msg event on a
+// version 4 ring (CQEFSender), in the sender array beside its class ring.
+type Sender struct {
+	PID    int32  `aem:"pid"`     // in the receiving ring's creator's pid namespace; 0: not visible there
+	UID    uint32 `aem:"uid"`     // effective uid in the receiving ring's creator's user namespace
+	RingID uint32 `aem:"ring_id"` // the sending ring; 0: a blocking call through an fd without a ring
+	Resv   uint32 `aem:"resv"`
 }
 
 // RingStats is struct aem_ring_stats (AEM_IOC_RING_STATS).

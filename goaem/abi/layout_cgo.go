@@ -22,7 +22,7 @@ static const struct goaem_fact goaem_facts[] = {
 	S(aem_ring_offsets), F(aem_ring_offsets, head), F(aem_ring_offsets, tail),
 	F(aem_ring_offsets, ring_mask), F(aem_ring_offsets, ring_entries),
 	F(aem_ring_offsets, flags), F(aem_ring_offsets, dropped),
-	F(aem_ring_offsets, array), F(aem_ring_offsets, resv),
+	F(aem_ring_offsets, array), F(aem_ring_offsets, senders),
 
 	S(aem_params), F(aem_params, sq_entries), F(aem_params, cq_entries),
 	F(aem_params, nr_classes), F(aem_params, slot_size), F(aem_params, slot_count),
@@ -76,6 +76,9 @@ static const struct goaem_fact goaem_facts[] = {
 	S(aem_sub_counts), F(aem_sub_counts, produced), F(aem_sub_counts, delivered),
 	F(aem_sub_counts, backlog), F(aem_sub_counts, dropped),
 
+	S(aem_sender), F(aem_sender, pid), F(aem_sender, uid), F(aem_sender, ring_id),
+	F(aem_sender, resv),
+
 	S(aem_ring_stats), F(aem_ring_stats, sqes), F(aem_ring_stats, refused),
 	F(aem_ring_stats, produced), F(aem_ring_stats, delivered),
 	F(aem_ring_stats, backlog), F(aem_ring_stats, dropped),
@@ -95,7 +98,7 @@ static const struct goaem_fact goaem_facts[] = {
 	K(AEM_SLOT_GEN_SHIFT), K(AEM_SLOT_GEN_MAX),
 	K(AEM_SETUP_BOOST), K(AEM_SETUP_EMBEDDED), K(AEM_SETUP_KERNEL), K(AEM_SETUP_FLAGS_ALL),
 	K(AEM_FEAT_CQE_INLINE), K(AEM_FEAT_SLOT_RING), K(AEM_FEAT_BLOCKING_CALL), K(AEM_FEAT_KERNEL),
-	K(AEM_FEAT_SUB_STATS),
+	K(AEM_FEAT_SUB_STATS), K(AEM_FEAT_SENDER), K(AEM_CQE_F_SENDER),
 	K(AEM_REGION_RINGS), K(AEM_REGION_SQES), K(AEM_REGION_CQES), K(AEM_REGION_PAYLOAD),
 	K(AEM_OFF_RINGS), K(AEM_OFF_SQES), K(AEM_OFF_CQES), K(AEM_OFF_PAYLOAD),
 	K(AEM_SQ_F_REFUSED), K(AEM_CQ_F_OVERFLOW),

@@ -21,7 +21,11 @@
 #include "aem_compat.h"
 #include "../uapi/aem.h"
 
-#define AEM_SOURCE_API_VERSION	1
+/* 2: struct aem_source_ops has impl and api_versions (several implementations per source id). */
+#define AEM_SOURCE_API_VERSION	2
+
+/* Implementations of one source id registered at once. */
+#define AEM_SRC_IMPLS		4
 
 struct aem_ctx;
 struct aem_sub;
@@ -40,7 +44,7 @@ struct aem_sub;
  * outcome sum: any disagreement below 2^31 events shows in full.  The room
  * came from backlog and state: a subscription never has more than
  * backlog_limit <= AEM_MAX_BACKLOG (2^22) events backlogged, and state
- * holds three bits, so the two share one word.
+ * holds four bits, so the two share one word with the implementation's slot.
  */
 struct aem_sub {
 	u64	user_data;	/* tag echoed in every event */
@@ -50,7 +54,8 @@ struct aem_sub {
 	u32	link[2];	/* source-private list links by table index */
 	u32	index;		/* own index in the table (constant) */
 	u32	backlog : 24;	/* events in the overflow backlog (<= AEM_MAX_BACKLOG) */
-	u32	state : 8;	/* core-private AEM_SUB_* bits */
+	u32	state : 5;	/* core-private AEM_SUB_* bits */
+	u32	impl : 3;	/* registration slot of its source implementation (< AEM_SRC_IMPLS) */
 	u32	produced;	/* events that entered the core, modulo 2^32 (see above) */
 	u16	gen;		/* generation of the id; bumped on free */
 	u8	source;		/* AEM_SRC_*, 0 when free */
@@ -180,12 +185,28 @@ void aem_host_wake(struct aem_ctx *r, void *host, bool urgent);
 int aem_host_charge(void *host, u64 bytes, bool force);
 void aem_host_uncharge(void *host, u64 bytes);
 
+/*
+ * The identity of the task posting or calling now (process context), as
+ * the creator of the receiving ring (@target_host, its host pointer) sees
+ * it: out->pid and out->uid.  Version 4 rings stamp it in msg events.
+ */
+void aem_host_sender(void *target_host, struct aem_sender *out);
+
 /* ---------------------------------------------------------------------- */
 /* Sources                                                                */
 
 struct aem_source_ops {
 	u32		api_version;	/* AEM_SOURCE_API_VERSION */
 	u8		source;		/* AEM_SRC_* */
+	/*
+	 * Implementation version, 0 = 1: several implementations of one source
+	 * id may be registered at once (at most AEM_SRC_IMPLS, each impl once);
+	 * a version 4 SUBSCRIBE names one in its arg (0: the newest that
+	 * serves the ring's ABI version).
+	 */
+	u32		impl;
+	/* ABI versions (bit 1 << v) whose rings it serves; 0 = every version the core serves. */
+	u32		api_versions;
 	const char	*name;
 	void		*owner;		/* kernel: THIS_MODULE; user: NULL */
 	/*
@@ -220,7 +241,10 @@ struct aem_source_ops {
 	void	(*ring_release)(struct aem_ctx *r);
 };
 
-/* Register a source; -EEXIST if its id is taken, -EINVAL on version mismatch. */
+/*
+ * Register a source implementation; -EEXIST if its id and implementation
+ * are taken (or AEM_SRC_IMPLS of the id are), -EINVAL on a version mismatch.
+ */
 int aem_core_register_source(const struct aem_source_ops *ops);
 /* Unregister: every subscription of the source, in every ring, ends (F_FINAL). May sleep. */
 void aem_core_unregister_source(const struct aem_source_ops *ops);
@@ -302,8 +326,12 @@ bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len);
 int aem_core_charge(struct aem_ctx *r, u32 bytes);
 void aem_core_uncharge(struct aem_ctx *r, u32 bytes);
 
-/* Per-ring private pointer of source @source (e.g. the timer wheel), NULL at first. */
-void **aem_ctx_src_priv(struct aem_ctx *r, u8 source);
+/*
+ * Per-ring private pointer of the registered source implementation @ops
+ * (e.g. the timer wheel), NULL at first; one per implementation, so two
+ * implementations of a source id never share it.
+ */
+void **aem_ctx_src_priv(struct aem_ctx *r, const struct aem_source_ops *ops);
 
 /* ---------------------------------------------------------------------- */
 /* Host life cycle and drivers                                            */

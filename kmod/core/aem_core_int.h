@@ -73,10 +73,10 @@ struct aem_rings {
 
 /*
  * Overflow backlog: per-class FIFO of chunks of whole CQEs.  A chunk is one
- * 4 KiB heap object (AEM_BL_CHUNK_BYTES, what its charge counts): 52
- * entries of 78 bytes and the header.
+ * 4 KiB heap object (AEM_BL_CHUNK_BYTES, what its charge counts): 43
+ * entries of 94 bytes (the sender too) and the header.
  */
-#define AEM_BL_CHUNK		52
+#define AEM_BL_CHUNK		43
 #define AEM_BL_CHUNK_BYTES	4096U
 /*
  * Result CQEs (the result ring's backlog) may fill the backlog beyond the
@@ -97,6 +97,7 @@ struct aem_bl_chunk {
 	u16			gen[AEM_BL_CHUNK];
 	void			*buf[AEM_BL_CHUNK];	/* payload waiting for a slot, or NULL */
 	struct aem_cqe		cqe[AEM_BL_CHUNK];
+	struct aem_sender	snd[AEM_BL_CHUNK];	/* with AEM_CQE_F_SENDER: the entry's sender */
 };
 aem_static_assert(sizeof(struct aem_bl_chunk) <= AEM_BL_CHUNK_BYTES,
 		  "a backlog chunk is charged as one 4 KiB object");
@@ -110,6 +111,7 @@ struct aem_cq_core {
 	u32			*kflags;
 	u32			*kdropped;
 	struct aem_cqe		*cqes;
+	struct aem_sender	*senders;	/* version 4 class rings: beside cqes (AEM_CQE_F_SENDER) */
 	u32			entries, mask;	/* class rings: cq_entries; the result ring: res_entries */
 	u32			tail;		/* the truth; ktail is its published copy */
 	u32			head_seen;	/* last sane user head */
@@ -180,7 +182,9 @@ struct aem_ctx {
 	u64			mem_used;	/* bytes of state counted */
 	u64			mem_charged;	/* bytes taken from the host, whole grains */
 	bool			mem_short;	/* the last charge was refused or forced past the limit */
-	void			*src_priv[AEM_SRC_LAST];
+	void			*src_priv[AEM_SRC_LAST][AEM_SRC_IMPLS];	/* per source implementation */
+	/* immutable after create; here so the fields above keep their cache lines */
+	u32			api_version;	/* the ABI version setup stated (4: msg events carry their sender) */
 };
 
 static inline struct aem_sub *__aem_sub_at(struct aem_ctx *r, u32 idx)
@@ -206,8 +210,9 @@ static inline u64 __aem_make_id(u32 idx, u32 gen, u32 kind)
 
 /* source.c */
 void __aem_sources_init(void);
-const struct aem_source_ops *__aem_source_get(u8 src);
-const struct aem_source_ops *__aem_source_ops(u8 src);
+const struct aem_source_ops *__aem_source_get(u8 src, u32 impl, u32 api, u8 *slot);
+const struct aem_source_ops *__aem_source_ops(u8 src, u8 slot);
+u32 __aem_source_slot(const struct aem_source_ops *ops);
 bool __aem_source_close(const struct aem_source_ops *ops);
 void __aem_source_forget(const struct aem_source_ops *ops);
 
@@ -272,6 +277,7 @@ struct aem_post {
 	u32		n;		/* events */
 	u32		mode;		/* AEM_POST_FIT, AEM_POST_FINAL, AEM_POST_HOLD */
 	aem_fill_run_fn	fill;		/* writes the payloads; NULL: copy @data (n == 1) */
+	const struct aem_sender *sender;	/* with AEM_CQE_F_SENDER: into the class ring's sender array */
 	void		*arg;
 	const void	*data;
 };

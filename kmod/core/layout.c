@@ -7,6 +7,8 @@
 
 aem_static_assert(sizeof(struct aem_sub) == 64, "struct aem_sub is the whole state of a timer: 64 bytes");
 aem_static_assert(AEM_MAX_BACKLOG < (1U << 24), "aem_sub.backlog is 24 bits wide");
+aem_static_assert(AEM_SRC_IMPLS <= 8, "aem_sub.impl is 3 bits wide");
+aem_static_assert(sizeof(struct aem_sender) == 16, "a sender entry is a quarter of a CQE");
 aem_static_assert(sizeof(struct aem_sub_counts) == AEM_CQE_INLINE,
 		  "a subscription's final counts fill a CQE's inline data");
 
@@ -76,7 +78,7 @@ static void set_offsets(struct aem_ring_offsets *o, size_t block, u32 array)
 	o->flags = (u32)(block + offsetof(struct aem_ring_block, flags));
 	o->dropped = (u32)(block + offsetof(struct aem_ring_block, dropped));
 	o->array = array;
-	o->resv = 0;
+	o->senders = 0;
 }
 
 int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *l)
@@ -137,8 +139,10 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 		round_page(sizeof(struct aem_rings) + 4ULL * l->slot_ring_entries);
 	l->region_size[AEM_REGION_SQES] = round_page((u64)sq * sizeof(struct aem_sqe));
 	/* The class rings, then the result ring. */
+	/* Version 4: each class ring's sender array, after the result ring. */
 	l->region_size[AEM_REGION_CQES] =
-		round_page(((u64)cq * nc + l->res_entries) * sizeof(struct aem_cqe));
+		round_page(((u64)cq * nc + l->res_entries) * sizeof(struct aem_cqe) +
+			   (ver >= 4 ? (u64)cq * nc * sizeof(struct aem_sender) : 0));
 	l->region_size[AEM_REGION_PAYLOAD] = round_page(((u64)sc + send) * ss);
 
 	p->sq_entries = sq;
@@ -148,14 +152,17 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	p->slot_count = sc;
 	p->backlog_limit = (u32)bl;
 	p->call_quota = cqq;
-	p->features = AEM_CORE_FEATURES | host_features;
+	p->features = AEM_CORE_FEATURES | host_features | (ver >= 4 ? AEM_FEAT_SENDER : 0);
 	p->api_version = ver;
 	set_offsets(&p->sq_off, offsetof(struct aem_rings, sq), 0);
 	for (c = 0; c < AEM_MAX_CLASSES; c++) {
-		if (c < nc)
+		if (c < nc) {
 			set_offsets(&p->cq_off[c], offsetof(struct aem_rings, cq[c]),
 				    c * cq * (u32)sizeof(struct aem_cqe));
-		else
+			if (ver >= 4)
+				p->cq_off[c].senders = (nc * cq + l->res_entries) * (u32)sizeof(struct aem_cqe) +
+						       c * cq * (u32)sizeof(struct aem_sender);
+		} else
 			memset(&p->cq_off[c], 0, sizeof(p->cq_off[c]));
 	}
 	set_offsets(&p->slot_off, offsetof(struct aem_rings, slot),

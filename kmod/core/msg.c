@@ -129,10 +129,12 @@ const struct aem_source_ops __aem_msg_source_ops = {
  * Unless @lossy, an event the target would drop is not posted: -EAGAIN,
  * and the POST stays in the poster's SQ (submit.c).
  */
-static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id, bool lossy)
+static int msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data, u32 len,
+		       u64 call_id, bool lossy)
 {
 	struct aem_ctx *t = __aem_ring_get(AEM_ADDR_RING(addr));
 	struct aem_posted out = { .wake = false };
+	struct aem_sender who;
 	struct aem_post p;
 	struct aem_sub *s;
 	unsigned long f;
@@ -142,6 +144,14 @@ static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id
 		return -ENOENT;
 	memset(&p, 0, sizeof(p));
 	p.cls = prio < t->nr_classes ? prio : (u8)(t->nr_classes - 1);
+	/* Version 4: who sent it, as the target's creator sees the sender (process context). */
+	if (t->api_version >= 4) {
+		memset(&who, 0, sizeof(who));
+		aem_host_sender(t->host, &who);
+		who.ring_id = from ? from->id : 0;
+		p.sender = &who;
+		p.flags = AEM_CQE_F_SENDER;
+	}
 	aem_spin_lock_irqsave(&t->cq_lock, f);
 	s = t->closing ? NULL : msg_find_locked(t, AEM_ADDR_CHANNEL(addr));
 	if (s && !lossy && __aem_post_would_drop_locked(t, p.cls, len, &out.wake)) {
@@ -150,7 +160,7 @@ static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id
 		p.user_data = s->user_data;
 		p.id = call_id ? call_id : aem_sub_id(t, s);
 		/* A call's request sits in a slot, so the handler can edit it in place. */
-		p.flags = call_id ? AEM_CQE_F_CALL | AEM_CQE_F_SLOT : 0;
+		p.flags |= call_id ? AEM_CQE_F_CALL | AEM_CQE_F_SLOT : 0;
 		p.source = AEM_SRC_MSG;
 		p.len = len;
 		p.n = 1;
@@ -176,7 +186,7 @@ int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 	ret = __aem_sqe_payload(r, sqe, false, &data, &took, reason);
 	if (ret)
 		return ret;
-	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, 0,
+	ret = msg_deliver(r, sqe->target, sqe->prio, data, sqe->len, 0,
 			  sqe->flags & AEM_SQE_F_LOSSY);
 	if (ret == -EAGAIN)
 		*reason = AEM_REFUSE_FULL;
@@ -379,7 +389,7 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 		return -ENOSPC;
 	}
 	/* A call the target cannot take is refused to its caller (-ENOSPC), never lost. */
-	ret = msg_deliver(sqe->target, sqe->prio, data, sqe->len, token, true);
+	ret = msg_deliver(r, sqe->target, sqe->prio, data, sqe->len, token, true);
 	if (ret) {
 		bool swept;
 
@@ -589,7 +599,7 @@ int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *r
 		return -EBUSY;
 	}
 
-	ret = msg_deliver(a->addr, a->prio, req, a->req_len, token, true);
+	ret = msg_deliver(caller, a->addr, a->prio, req, a->req_len, token, true);
 	if (!ret)
 		ret = aem_wait_completion_timeout(&w.done, timeout_ms);
 	aem_spin_lock_irqsave(&calls_lock, f);

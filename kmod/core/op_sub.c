@@ -24,10 +24,13 @@ int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 	const struct aem_source_ops *ops;
 	struct aem_sub *s;
 	unsigned long f;
+	u8 slot = 0;
 	int ret;
 
 	NEED(sqe->source && sqe->source < AEM_SRC_LAST);
-	ops = __aem_source_get(sqe->source);
+	/* Version 4 names an implementation in arg (0: the newest); before, arg stays zero. */
+	NEED(r->api_version >= 4 || !sqe->arg);
+	ops = __aem_source_get(sqe->source, sqe->arg, r->api_version, &slot);
 	if (!ops) {
 		*reason = AEM_REFUSE_FIELD;
 		return -EOPNOTSUPP;
@@ -41,6 +44,7 @@ int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 	}
 	s->user_data = sqe->user_data;
 	s->prio = sqe->prio;
+	s->impl = slot;
 	ret = ops->subscribe(r, s, sqe);
 	if (ret) {
 		aem_spin_lock_irqsave(&r->cq_lock, f);
@@ -69,7 +73,7 @@ int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event,
 			   const struct aem_sqe *sqe)
 {
-	const struct aem_source_ops *ops = __aem_source_ops(s->source);
+	const struct aem_source_ops *ops = __aem_source_ops(s->source, s->impl);
 	struct aem_posted out = { .wake = false };
 	unsigned long f;
 
@@ -144,7 +148,7 @@ int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 		*reason = AEM_REFUSE_ID;
 		return -ENOENT;
 	}
-	ops = __aem_source_ops(s->source);
+	ops = __aem_source_ops(s->source, s->impl);
 	if (!ops || !ops->writeback) {
 		*reason = AEM_REFUSE_FIELD;
 		return -EOPNOTSUPP;
@@ -176,7 +180,7 @@ static int op_set(struct aem_ctx *r, const struct aem_sqe *sqe, u8 source, u32 *
 		*reason = AEM_REFUSE_ID;
 		return -ENOENT;
 	}
-	ops = __aem_source_ops(s->source);
+	ops = __aem_source_ops(s->source, s->impl);
 	NEED(s->source == source && ops && ops->writeback);
 	ret = ops->writeback(r, s, sqe, sqe->data, sizeof(sqe->data));
 	if (ret)

@@ -18,7 +18,7 @@ static const struct aem_op_def aem_op_defs[AEM_OP_LAST] = {
 		.name		= "subscribe",
 		.issue		= __aem_op_subscribe,
 		.sqe_flags	= AEM_SQE_F_SILENT | AEM_SQE_F_END_STATS,
-		.uses		= AEM_OPF_SOURCE | AEM_OPF_ARGS,
+		.uses		= AEM_OPF_SOURCE | AEM_OPF_ARGS | AEM_OPF_ARG,
 	},
 	[AEM_OP_UNSUBSCRIBE] = {
 		.name		= "unsubscribe",

@@ -93,15 +93,18 @@ static void bl_buf_free_locked(struct aem_ctx *r, struct aem_bl_chunk *c, u32 i)
 }
 
 /*
- * Write backlog entry @cqe at *tail of @cq's ring (room checked by the
- * caller) and account it delivered; returns the ring entry.
+ * Write backlog entry @i of chunk @c (and its sender) at *tail of @cq's
+ * ring (room checked by the caller) and account it delivered; returns the
+ * ring entry.
  */
 static struct aem_cqe *bl_emit_locked(struct aem_ctx *r, struct aem_cq_core *cq,
-				      const struct aem_cqe *cqe, u32 *tail, u32 *room)
+				      const struct aem_bl_chunk *c, u32 i, u32 *tail, u32 *room)
 {
 	struct aem_cqe *e = &cq->cqes[*tail & cq->mask];
 
-	*e = *cqe;
+	*e = c->cqe[i];
+	if ((e->flags & AEM_CQE_F_SENDER) && cq->senders)
+		cq->senders[*tail & cq->mask] = c->snd[i];
 	(*tail)++;
 	(*room)--;
 	if (e->flags & AEM_CQE_F_SLOT)
@@ -131,7 +134,7 @@ static void pass_slot_starved_locked(struct aem_ctx *r, struct aem_cq_core *cq,
 		for (i = c->head; i < c->tail && *room; i++) {
 			if (c->sub[i] != AEM_NIL || c->buf[i])
 				continue;
-			bl_emit_locked(r, cq, &c->cqe[i], tail, room);
+			bl_emit_locked(r, cq, c, i, tail, room);
 			c->sub[i] = AEM_BL_DEAD;
 		}
 	}
@@ -182,7 +185,7 @@ static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 				c->cqe[i].slot = slot;
 				r->slot_token[__aem_slot_d(r, slot)] = c->cqe[i].id;
 			}
-			e = bl_emit_locked(r, cq, &c->cqe[i], &tail, &room);
+			e = bl_emit_locked(r, cq, c, i, &tail, &room);
 			c->head++;
 			if (sidx != AEM_NIL) {
 				struct aem_sub *s = __aem_sub_at(r, sidx);
@@ -220,6 +223,13 @@ static void fill_run(const struct aem_post *p, u64 first, u32 count, u8 *dst, u3
 	}
 	for (i = 0; i < count && len; i++)
 		memcpy(dst + (size_t)i * stride, p->data, len);
+}
+
+/* Version 4 msg events: the sender beside the CQE at ring position @pos (see aem.h). */
+static void put_sender(struct aem_cq_core *cq, u32 pos, const struct aem_post *p)
+{
+	if (p->sender && cq->senders)
+		cq->senders[pos & cq->mask] = *p->sender;
 }
 
 static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
@@ -306,6 +316,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		e->resv = 0;
 		memset(e->data, 0, sizeof(e->data));
 		fill_run(p, 0, 1, e->data, 0, len);
+		put_sender(cq, tail, p);
 		cq->tail = tail + 1;
 		r->produced++;
 		r->delivered++;
@@ -366,6 +377,8 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 					w[4] = w[5] = w[6] = w[7] = 0;
 			}
 			fill_run(p, done, run, e->data, sizeof(*e), len);
+			for (i = 0; p->sender && i < run; i++)
+				put_sender(cq, tail + done + i, p);
 			done += run;
 		}
 	} else {
@@ -376,6 +389,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			e = &cq->cqes[(tail + i) & mask];
 			memcpy(e, &hdr, offsetof(struct aem_cqe, data));
 			e->slot = slot;
+			put_sender(cq, tail + i, p);
 			fill_run(p, i, 1, __aem_slot_ptr(r, slot), 0, len);
 			r->slot_state[__aem_slot_d(r, slot)] = AEM_SLOT_USER;
 			r->slot_token[__aem_slot_d(r, slot)] = p->id;
@@ -472,6 +486,8 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		} else {
 			fill_run(p, i, 1, e->data, 0, len);
 		}
+		if (p->sender)
+			cq->bl_tail->snd[e - cq->bl_tail->cqe] = *p->sender;	/* e is the tail chunk's */
 		cq->backlog++;
 		r->nr_backlog++;
 		r->backlog++;

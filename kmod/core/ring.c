@@ -16,9 +16,12 @@ u32 aem_ctx_slot_size(struct aem_ctx *r)
 	return r->slot_size;
 }
 
-void **aem_ctx_src_priv(struct aem_ctx *r, u8 source)
+void **aem_ctx_src_priv(struct aem_ctx *r, const struct aem_source_ops *ops)
 {
-	return &r->src_priv[source < AEM_SRC_LAST ? source : 0];
+	u32 slot = __aem_source_slot(ops);
+
+	/* Only a registered source has subscriptions, hence calls here. */
+	return &r->src_priv[slot < AEM_SRC_IMPLS ? ops->source : 0][slot < AEM_SRC_IMPLS ? slot : 0];
 }
 
 int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
@@ -70,6 +73,9 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 		cq->kflags = &b->flags;
 		cq->kdropped = &b->dropped;
 		cq->cqes = (struct aem_cqe *)regions[AEM_REGION_CQES] + (size_t)c * r->cq_entries;
+		if (p->api_version >= 4 && c < r->nr_classes)
+			cq->senders = (struct aem_sender *)((u8 *)regions[AEM_REGION_CQES] +
+							    p->cq_off[c].senders);
 		b->ring_mask = cq->mask;
 		b->ring_entries = cq->entries;
 	}
@@ -94,6 +100,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->slot_token = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u64));
 	r->slot_gen = aem_kvzalloc(((size_t)r->slot_count + 1) * sizeof(u16));
 	r->slot_gens = p->api_version >= 3;
+	r->api_version = p->api_version;
 	r->sub_chunks = aem_kvzalloc(AEM_SUB_NR_CHUNKS * sizeof(struct aem_sub *));
 	if (!r->slot_free || !r->slot_state || !r->slot_token || !r->slot_gen || !r->sub_chunks)
 		goto err;
@@ -148,7 +155,7 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 			}
 			if (s->state & AEM_SUB_FINAL) {
 				/* The source is done with it; only its last event is queued. */
-				ops = __aem_source_ops(s->source);
+				ops = __aem_source_ops(s->source, s->impl);
 				__aem_sub_free_locked(r, s);
 				aem_spin_unlock_irqrestore(&r->cq_lock, f);
 				if (ops)
@@ -161,10 +168,12 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 		}
 	}
 	for (i = 1; i < AEM_SRC_LAST; i++) {
-		const struct aem_source_ops *ops = __aem_source_ops(i);
+		for (c = 0; c < AEM_SRC_IMPLS; c++) {
+			const struct aem_source_ops *ops = __aem_source_ops((u8)i, (u8)c);
 
-		if (ops && ops->ring_release)
-			ops->ring_release(r);
+			if (ops && ops->ring_release)
+				ops->ring_release(r);
+		}
 	}
 	aem_mutex_unlock(&r->submit_lock);
 
@@ -191,10 +200,11 @@ void aem_core_unregister_source(const struct aem_source_ops *ops)
 {
 	struct aem_ctx *r;
 	unsigned long f;
-	u32 pos = 0, c, i;
+	u32 pos = 0, c, i, slot;
 
 	if (!__aem_source_close(ops))	/* no new subscriptions */
 		return;
+	slot = __aem_source_slot(ops);
 
 	while ((r = __aem_ring_iter(&pos))) {
 		aem_mutex_lock(&r->submit_lock);
@@ -205,7 +215,8 @@ void aem_core_unregister_source(const struct aem_source_ops *ops)
 				bool mine;
 
 				aem_spin_lock_irqsave(&r->cq_lock, f);
-				mine = s->source == ops->source && (s->state & AEM_SUB_LIVE) &&
+				mine = s->source == ops->source && s->impl == slot &&
+				       (s->state & AEM_SUB_LIVE) &&
 				       !(s->state & (AEM_SUB_DYING | AEM_SUB_FINAL));
 				if (mine)
 					s->state |= AEM_SUB_DYING;

@@ -261,7 +261,7 @@ static int parse_args(const void *data, u32 len, u64 *first, u64 *ival)
 
 static int timer_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
 {
-	void **priv = aem_ctx_src_priv(r, AEM_SRC_TIMER);
+	void **priv = aem_ctx_src_priv(r, &aem_timer_source_ops);
 	struct aem_wheel *w;
 	unsigned long g;
 	u32 i;
@@ -299,7 +299,7 @@ static int timer_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct ae
 
 static void timer_start(struct aem_ctx *r, struct aem_sub *s)
 {
-	struct aem_wheel *w = *aem_ctx_src_priv(r, AEM_SRC_TIMER);
+	struct aem_wheel *w = *aem_ctx_src_priv(r, &aem_timer_source_ops);
 	unsigned long f;
 	bool kick;
 
@@ -312,7 +312,7 @@ static void timer_start(struct aem_ctx *r, struct aem_sub *s)
 
 static void timer_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 {
-	struct aem_wheel *w = *aem_ctx_src_priv(r, AEM_SRC_TIMER);
+	struct aem_wheel *w = *aem_ctx_src_priv(r, &aem_timer_source_ops);
 	unsigned long f;
 
 	aem_spin_lock_irqsave(&w->lock, f);
@@ -323,7 +323,7 @@ static void timer_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 static int timer_writeback(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe,
 			   const void *data, u32 len)
 {
-	struct aem_wheel *w = *aem_ctx_src_priv(r, AEM_SRC_TIMER);
+	struct aem_wheel *w = *aem_ctx_src_priv(r, &aem_timer_source_ops);
 	u64 first, ival;
 	unsigned long f;
 	bool kick = false;
@@ -352,7 +352,7 @@ static int timer_writeback(struct aem_ctx *r, struct aem_sub *s, const struct ae
 
 static void timer_ring_release(struct aem_ctx *r)
 {
-	void **priv = aem_ctx_src_priv(r, AEM_SRC_TIMER);
+	void **priv = aem_ctx_src_priv(r, &aem_timer_source_ops);
 	struct aem_wheel *w = *priv;
 	unsigned long g;
 

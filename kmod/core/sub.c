@@ -18,6 +18,7 @@ void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s)
 	s->priv[0] = s->priv[1] = 0;
 	s->backlog = 0;
 	s->source = 0;
+	s->impl = 0;
 	s->prio = 0;
 	s->state = 0;
 	s->gen = gen ? gen : 1;
@@ -34,7 +35,7 @@ void __aem_sub_end_locked(struct aem_ctx *r, struct aem_sub *s)
 
 	if (s->state & AEM_SUB_DYING)
 		return;
-	ops = __aem_source_ops(s->source);
+	ops = __aem_source_ops(s->source, s->impl);
 	__aem_sub_free_locked(r, s);
 	if (ops)
 		aem_module_put(ops->owner);

@@ -23,7 +23,7 @@
 #include <sys/ioctl.h>
 #endif
 
-#define AEM_API_VERSION		3	/* newest ABI version this header speaks */
+#define AEM_API_VERSION		4	/* newest ABI version this header speaks */
 #define AEM_API_VERSION_MIN	2	/* oldest one setup still serves */
 #define AEM_DEVICE_PATH		"/dev/aem"
 
@@ -66,6 +66,7 @@
 #define AEM_FEAT_BLOCKING_CALL	(1U << 2)	/* AEM_IOC_CALL */
 #define AEM_FEAT_KERNEL		(1U << 3)	/* backed by the kernel module */
 #define AEM_FEAT_SUB_STATS	(1U << 4)	/* final counts: UNSUBSCRIBE results, AEM_SQE_F_END_STATS (AEM_CQE_F_STATS) */
+#define AEM_FEAT_SENDER		(1U << 6)	/* version 4: posts and calls carry their sender (AEM_CQE_F_SENDER) */
 
 /*
  * Offsets of one ring's fields, in bytes from the start of the region
@@ -80,7 +81,7 @@ struct aem_ring_offsets {
 	__u32	flags;		/* RINGS region: AEM_SQ_F_* / AEM_CQ_F_* */
 	__u32	dropped;	/* RINGS region: SQ: SQEs refused; CQ: events dropped */
 	__u32	array;		/* SQ: SQEs in SQES; CQ: CQEs in CQES; slot ring: __u32s in RINGS */
-	__u32	resv;
+	__u32	senders;	/* class rings of version 4: struct aem_sender[ring_entries] in CQES; else 0 */
 };
 
 struct aem_params {
@@ -128,7 +129,7 @@ struct aem_params {
 
 enum aem_op {
 	AEM_OP_NOP		= 0,	/* result CQE with res 0 */
-	AEM_OP_SUBSCRIBE	= 1,	/* source, prio, user_data (tag), args; result id = subscription id */
+	AEM_OP_SUBSCRIBE	= 1,	/* source, prio, user_data (tag), args, arg (v4: implementation, 0 = newest); result id = subscription id */
 	AEM_OP_UNSUBSCRIBE	= 2,	/* target = subscription id */
 	AEM_OP_WRITEBACK	= 3,	/* target = event token; payload inline or in the event's slot; arg: see AEM_CALL_ERRNO_MAX */
 	AEM_OP_POST		= 4,	/* target = address; payload inline or in a send slot */
@@ -258,6 +259,7 @@ struct aem_sqe {
 #define AEM_CQE_F_FINAL		(1U << 3)	/* last event of its subscription; the id is dead */
 #define AEM_CQE_F_TRUNC		(1U << 4)	/* payload was cut to fit */
 #define AEM_CQE_F_STATS		(1U << 5)	/* result: data holds struct aem_sub_counts, the subscription id's final counts */
+#define AEM_CQE_F_SENDER	(1U << 6)	/* version 4, msg event: its sender is in the senders array beside the ring */
 
 /*
  * A delivery slot reference (version 3): aem_cqe.slot is the slot's index
@@ -281,6 +283,22 @@ struct aem_cqe {
 	__u8	prio;		/* event: class it was delivered in; result: the SQE's class */
 	__u16	resv;
 	__u8	data[AEM_CQE_INLINE];	/* inline payload when !AEM_CQE_F_SLOT */
+};
+
+/*
+ * Who posted or called (version 4 rings, AEM_SRC_MSG events, with
+ * AEM_CQE_F_SENDER).  Each class ring of a version 4 ring has an array of
+ * these beside it in the read-only CQES region (cq_off[c].senders): entry
+ * i names the sender of the CQE in entry i, written with it, before the
+ * tail that publishes both; read it before releasing the CQE (head).  The
+ * CQE itself is unchanged: payloads up to AEM_CQE_INLINE stay inline.
+ */
+
+struct aem_sender {
+	__s32	pid;		/* sender's process (tgid) in the receiving ring's creator's pid namespace; 0: not visible there */
+	__u32	uid;		/* sender's effective uid in the receiving ring's creator's user namespace; overflow uid if unmapped */
+	__u32	ring_id;	/* the sending ring; 0: a blocking call through an fd without a ring */
+	__u32	resv;		/* zero */
 };
 
 /*
@@ -413,7 +431,8 @@ struct aem_probe_source {
 	__u32	ops;		/* (1 << AEM_OP_*) it answers for its subscriptions */
 	__u32	flags;		/* AEM_PROBE_SRC_* */
 	char	name[16];	/* NUL terminated */
-	__u64	resv;
+	__u32	impl;		/* implementation version: SUBSCRIBE's arg names it (version 4) */
+	__u32	api_versions;	/* ABI versions it serves: bit (1 << v) for version v */
 };
 
 struct aem_probe {
@@ -423,7 +442,7 @@ struct aem_probe {
 	__u32	ops;		/* (1 << AEM_OP_*) the core knows */
 	__u32	sqe_flags;	/* AEM_SQE_F_* the core knows */
 	__u32	setup_flags;	/* AEM_SETUP_* this backend takes */
-	__u32	nr_sources;	/* entries filled in sources[], ascending by source */
+	__u32	nr_sources;	/* entries filled in sources[], ascending by source, then implementation */
 	__u32	resv0;
 	__u64	resv[4];
 	struct aem_probe_source sources[AEM_PROBE_SOURCES];

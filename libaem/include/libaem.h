@@ -136,6 +136,15 @@ const char *aem_backend_name(const struct aem_ring *ring);
  * backend aem_setup() would choose with @setup_flags.  0 or -errno.
  */
 int aem_probe(const struct aem_ring *ring, unsigned setup_flags, struct aem_probe *p);
+/*
+ * Test hook, embedded backend: register (@add) or unregister another
+ * implementation @impl (>= 2) of the embedded fd source, the same code
+ * under another implementation version, so that two implementations of
+ * one source can be chosen per subscription.  Unregistering ends its
+ * subscriptions (AEM_CQE_F_FINAL) as unloading a source module does.
+ * -EINVAL for another source or impl 1; -EEXIST / -ENOENT.
+ */
+int aem_embedded_source_impl(unsigned source, unsigned impl, bool add);
 
 /*
  * Zero sizes take the kernel side's defaults (AEM_DEFAULT_* in aem.h);
@@ -264,6 +273,16 @@ AEMINLINE void aem_prep_subscribe_fd(struct aem_sqe *sqe, int fd, unsigned event
 	sqe->user_data = tag;
 	sqe->fd.fd = fd;
 	sqe->fd.events = events;
+}
+
+/*
+ * A SUBSCRIBE on a version 4 ring: served by implementation @impl of its
+ * source (aem_probe() lists them), not the newest (0).  Not loaded, or
+ * not serving the ring's version: the result is -EOPNOTSUPP.
+ */
+AEMINLINE void aem_sqe_set_impl(struct aem_sqe *sqe, unsigned impl)
+{
+	sqe->arg = impl;
 }
 
 AEMINLINE void aem_prep_unsubscribe(struct aem_sqe *sqe, uint64_t sub_id)
@@ -507,6 +526,40 @@ AEMINLINE void *aem_cqe_payload(const struct aem_ring *ring, const struct aem_cq
 	}
 	*len = n > AEM_CQE_INLINE ? AEM_CQE_INLINE : n;
 	return (void *)cqe->data;
+}
+
+/*
+ * Who posted or called: a version 4 ring's AEM_SRC_MSG event has
+ * AEM_CQE_F_SENDER, and its sender sits beside it in the read-only sender
+ * array of its class ring.  @cqe must point into class ring @cls (from
+ * aem_peek_batch() or aem_cq_at(), not a copy), and be read before
+ * aem_cq_advance() releases it.  Copies the sender to @out; -ENODATA when
+ * @cqe carries none (another source, or a ring of version 2 or 3), -EINVAL
+ * for a pointer outside the ring.  pid and uid are as the ring's creator
+ * sees them (pid 0: not in its pid namespace).
+ */
+AEMINLINE int aem_cqe_sender(const struct aem_ring *ring, unsigned cls, const struct aem_cqe *cqe,
+			     struct aem_sender *out)
+{
+	const struct aem_cqe *base;
+	const struct aem_sender *senders;
+	size_t idx;
+
+	if (!(cqe->flags & AEM_CQE_F_SENDER) || (cqe->flags & AEM_CQE_F_RESULT))
+		return -ENODATA;
+	if (cls >= ring->nr_classes)
+		return -EINVAL;
+	base = ring->cq[cls].cqes;
+	if (cqe < base || cqe >= base + ring->cq[cls].ring_entries)
+		return -EINVAL;
+	idx = (size_t)(cqe - base);
+	/* After the class rings' and the result ring's CQEs, class by class (cq_off[].senders). */
+	senders = (const struct aem_sender *)((const struct aem_cqe *)ring->region[AEM_REGION_CQES] +
+					      (size_t)ring->nr_classes * ring->cq[0].ring_entries +
+					      ring->res.ring_entries) +
+		  (size_t)cls * ring->cq[0].ring_entries;
+	memcpy(out, &senders[idx], sizeof(*out));
+	return 0;
 }
 
 /*

@@ -281,6 +281,38 @@ void aem_host_uncharge(void *host, u64 bytes)
 	e->charged -= bytes;
 }
 
+/*
+ * Every ring of this backend lives in this process: the sender is this
+ * process, its pid and effective uid.  System calls are dear here (a
+ * getpid and a geteuid cost microseconds in some virtual machines), so
+ * they are read once per submission, not per post: each entry into the
+ * core from a thread (submit, call) invalidates the thread's copy, and
+ * the first message it posts reads them.  A uid changed between two
+ * submissions is seen at the next.
+ */
+static __thread struct {
+	bool	valid;
+	pid_t	pid;
+	uid_t	uid;
+} sender_cache;
+
+static void sender_forget(void)
+{
+	sender_cache.valid = false;
+}
+
+void aem_host_sender(void *target_host, struct aem_sender *out)
+{
+	(void)target_host;
+	if (!sender_cache.valid) {
+		sender_cache.pid = getpid();
+		sender_cache.uid = geteuid();
+		sender_cache.valid = true;
+	}
+	out->pid = sender_cache.pid;
+	out->uid = sender_cache.uid;
+}
+
 static void host_init(void)
 {
 	host_init_err = aem_core_init();
@@ -421,6 +453,7 @@ void __aem_emb_shutdown(struct __aem_emb *e)
 
 int __aem_emb_submit(struct __aem_emb *e, unsigned to_submit)
 {
+	sender_forget();
 	return aem_core_submit(e->core, to_submit);
 }
 
@@ -480,6 +513,7 @@ int __aem_emb_call(struct __aem_emb *e, struct aem_call_args *a, const void *req
 	pthread_once(&host_once, host_init);
 	if (host_init_err)
 		return host_init_err;
+	sender_forget();
 	return aem_core_call(e->core, a, req, resp);
 }
 
@@ -502,6 +536,40 @@ int __aem_emb_ring_stats(struct __aem_emb *e, struct aem_ring_stats *st)
 {
 	aem_core_ring_stats(e->core, st);
 	return 0;
+}
+
+/* Further implementations of the fd source (aem_embedded_source_impl), by impl - 2. */
+static struct aem_source_ops emb_fd_impls[AEM_SRC_IMPLS - 1];
+static pthread_mutex_t emb_impls_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int aem_embedded_source_impl(unsigned source, unsigned impl, bool add)
+{
+	struct aem_source_ops *ops;
+	int ret = 0;
+
+	if (source != AEM_SRC_FD || impl < 2 || impl > AEM_SRC_IMPLS)
+		return -EINVAL;
+	pthread_once(&host_once, host_init);
+	if (host_init_err)
+		return host_init_err;
+	ops = &emb_fd_impls[impl - 2];
+	pthread_mutex_lock(&emb_impls_mu);
+	if (add && ops->impl) {
+		ret = -EEXIST;
+	} else if (add) {
+		*ops = __aem_fd_source_ops;
+		ops->impl = impl;
+		ret = aem_core_register_source(ops);
+		if (ret)
+			memset(ops, 0, sizeof(*ops));
+	} else if (!ops->impl) {
+		ret = -ENOENT;
+	} else {
+		aem_core_unregister_source(ops);
+		memset(ops, 0, sizeof(*ops));
+	}
+	pthread_mutex_unlock(&emb_impls_mu);
+	return ret;
 }
 
 /* AEM_IOC_PROBE's answer from this process's source registry. */

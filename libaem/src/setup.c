@@ -103,15 +103,19 @@ static int map_regions(struct aem_ring *ring, const struct aem_params *p, int fd
  */
 #define LIBAEM_NEEDS	(AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING)
 
-static int check_served(const struct aem_params *p)
+static int check_served(const struct aem_params *p, uint32_t asked)
 {
-	if (p->api_version != AEM_API_VERSION || (p->features & LIBAEM_NEEDS) != LIBAEM_NEEDS)
+	if (p->api_version != asked || (p->features & LIBAEM_NEEDS) != LIBAEM_NEEDS)
+		return -EOPNOTSUPP;
+	/* Version 4 is the sender in msg events: a kernel side that serves it says so. */
+	if (asked >= 4 && !(p->features & AEM_FEAT_SENDER))
 		return -EOPNOTSUPP;
 	return 0;
 }
 
 static int setup_kernel(struct aem_params *p, struct aem_ring *ring)
 {
+	uint32_t asked = p->api_version;
 	int fd, ret;
 
 	fd = open(AEM_DEVICE_PATH, O_RDWR | O_CLOEXEC);
@@ -121,7 +125,7 @@ static int setup_kernel(struct aem_params *p, struct aem_ring *ring)
 		ret = -errno;
 		goto err;
 	}
-	ret = check_served(p);
+	ret = check_served(p, asked);
 	if (ret)
 		goto err;
 	ret = map_regions(ring, p, fd, kernel_off);
@@ -170,10 +174,14 @@ int aem_setup(struct aem_params *p, struct aem_ring *ring)
 	ret = choose_backend(p, &b);
 	if (ret)
 		return ret;
-	/* This build reads rings of its own version only. */
-	if (p->api_version && p->api_version != AEM_API_VERSION)
+	/*
+	 * This build reads rings of its own version and of the older ones it
+	 * knows (they differ in what the CQEs carry, not where rings lie).
+	 */
+	if (p->api_version && (p->api_version < AEM_API_VERSION_MIN || p->api_version > AEM_API_VERSION))
 		return -EOPNOTSUPP;
-	p->api_version = AEM_API_VERSION;
+	if (!p->api_version)
+		p->api_version = AEM_API_VERSION;
 	apply_defaults(p);
 	if (b == AEM_BACKEND_KERNEL)
 		return setup_kernel(p, ring);

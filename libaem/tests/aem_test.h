@@ -138,6 +138,11 @@ static inline void t_setup(struct aem_ring *r, struct aem_params *p)
 		memset(&d, 0, sizeof(d));
 		p = &d;
 	}
+#ifdef T_API_VERSION
+	/* A test built against an older ABI's value (the Makefile's *_v2, *_v3): it states it. */
+	if (!p->api_version)
+		p->api_version = T_API_VERSION;
+#endif
 	ret = aem_setup(p, r);
 	if (ret < 0)
 		t_fail("aem_setup: %s (AEM_BACKEND=%s)", strerror(-ret),
@@ -247,7 +252,17 @@ static inline void t_release(struct aem_ring *r, unsigned slot)
  * @timeout_ms.  Between looks it enters the kernel side (flushing the
  * backlog, reclaiming released slots) and waits.
  */
+static inline bool t_next_who(struct aem_ring *r, struct aem_cqe *out, unsigned timeout_ms,
+			      struct aem_sender *who);
+
 static inline bool t_next(struct aem_ring *r, struct aem_cqe *out, unsigned timeout_ms)
+{
+	return t_next_who(r, out, timeout_ms, NULL);
+}
+
+/* t_next, and an event's sender into @who (zeroed when it has none), read before the CQE is released. */
+static inline bool t_next_who(struct aem_ring *r, struct aem_cqe *out, unsigned timeout_ms,
+			      struct aem_sender *who)
 {
 	uint64_t end = t_now_ns() + timeout_ms * T_MS;
 	const struct aem_cqe *c;
@@ -265,6 +280,8 @@ static inline bool t_next(struct aem_ring *r, struct aem_cqe *out, unsigned time
 		for (cls = 0; cls < r->nr_classes; cls++) {
 			if (aem_peek_batch(r, cls, &c, 1)) {
 				*out = *c;
+				if (who && aem_cqe_sender(r, cls, c, who) < 0)
+					memset(who, 0, sizeof(*who));
 				aem_cq_advance(r, cls, 1);
 				return true;
 			}

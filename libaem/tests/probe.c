@@ -29,7 +29,9 @@ static void check_probe(const struct aem_probe *p)
 	t_eq(p->ops, (1U << AEM_OP_LAST) - 1);
 	t_assert(p->nr_sources >= 3 && p->nr_sources <= AEM_PROBE_SOURCES, "%u sources", p->nr_sources);
 	for (i = 1; i < p->nr_sources; i++)
-		t_assert(p->sources[i - 1].source < p->sources[i].source, "sources out of order");
+		t_assert(p->sources[i - 1].source < p->sources[i].source ||
+			 (p->sources[i - 1].source == p->sources[i].source &&
+			  p->sources[i - 1].impl < p->sources[i].impl), "sources out of order");
 	s = find_source(p, AEM_SRC_TIMER);
 	t_assert(s && !strcmp(s->name, "timer"), "no timer source");
 	t_assert(s->ops & (1U << AEM_OP_TIMER_SET), "timer without timer_set: %#x", s->ops);

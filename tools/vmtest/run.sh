@@ -377,7 +377,12 @@ while read -r _ _ mod rc; do
 done < <(grep '^VMTEST INSMOD ' "$LOG")
 if [ "$load_modules" = 1 ]; then
 	got=$(grep -c '^VMTEST INSMOD ' "$LOG" || true)
-	[ "$got" -eq ${#modules[@]} ] || bad "expected ${#modules[@]} insmod markers, saw $got"
+	# init leaves a source's second implementation (aem_fd_v2.ko) to the tests.
+	want=0
+	for ko in "${modules[@]}"; do
+		case ${ko##*/} in *_v[0-9]*.ko) ;; *) want=$((want + 1)) ;; esac
+	done
+	[ "$got" -eq "$want" ] || bad "expected $want insmod markers, saw $got"
 fi
 
 # Every suite we packed must report exactly once.
