@@ -59,7 +59,7 @@ struct aem_sub {
 
 /* Features of every ring, whichever host; the host ORs in its own. */
 #define AEM_CORE_FEATURES	(AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL | \
-				 AEM_FEAT_SUB_STATS)
+				 AEM_FEAT_SUB_STATS | AEM_FEAT_GRANT)
 
 /* Layout computed from validated parameters; filled by aem_core_layout(). */
 struct aem_layout {
@@ -154,11 +154,45 @@ void aem_core_ring_stats(struct aem_ctx *r, struct aem_ring_stats *st);
  */
 int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *req, void *resp);
 
+/*
+ * Let @uid (a kuid's value; the host translates the caller's uid) post and
+ * call into @r, or with AEM_GRANT_ANY everyone; AEM_GRANT_REVOKE takes it
+ * back.  -EINVAL for unknown flags or a uid with AEM_GRANT_ANY, -ENOSPC past
+ * AEM_MAX_GRANTS uids, -ENOENT to revoke what was not granted.
+ */
+int aem_core_grant(struct aem_ctx *r, u32 uid, u32 flags);
+
+/*
+ * Per-user limits on the machine-wide tables (the module's parameters
+ * user_max_rings and user_max_calls): rings a user may have at once (setup
+ * past it: -EMFILE) and calls a user may have pending (past it: as past a
+ * ring's quota).  Read at each check, so a change applies at once.
+ */
+#define AEM_DEFAULT_USER_RINGS	1024
+#define AEM_DEFAULT_USER_CALLS	4096
+extern unsigned int aem_core_user_max_rings;
+extern unsigned int aem_core_user_max_calls;
+
 /* ---------------------------------------------------------------------- */
 /* Host hooks: implemented by each host (kernel module; libaem embedded).  */
 
 /* Wake waiters of @r (kernel: wake_up; user: futex wake + eventfd write). */
 void aem_host_wake(struct aem_ctx *r, void *host, bool urgent);
+
+/*
+ * Who the current task is, for a ring's owner and a ring-less caller:
+ * kernel: the euid's kuid value and the user namespace (a reference, which
+ * aem_host_cred_put() drops); user: the euid, no namespace.  Process context.
+ */
+struct aem_cred {
+	u32		uid;
+	const void	*ns;
+};
+void aem_host_cred_get(struct aem_cred *c);
+void aem_host_cred_put(struct aem_cred *c);
+
+/* Random bits for ring ids (kernel: get_random_u32). */
+u32 aem_host_random_u32(void);
 
 /* ---------------------------------------------------------------------- */
 /* Sources                                                                */

@@ -210,10 +210,11 @@ static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struc
 }
 
 /*
- * Would one event of @len bytes in class @cls be dropped now?  Under
- * cq_lock.  The class's backlog is flushed first (*wake: a tail moved), as
- * posting would.  Errs towards "yes" (a payload that needs a slot, once
- * the backlog is at its bound): the answer makes a POST wait, never lose.
+ * Would one message (AEM_POST_MSG) of @len bytes in class @cls be dropped
+ * now?  Under cq_lock.  The class's backlog is flushed first (*wake: a tail
+ * moved), as posting would.  Errs towards "yes" (a payload that needs a
+ * slot, once the backlog is at the messages' budget): the answer makes a
+ * POST wait, never lose.
  */
 bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake)
 {
@@ -222,9 +223,9 @@ bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake
 
 	if (cq->bl_head && flush_class_locked(r, cq))
 		*wake = true;
-	if (need_slot && r->bl_bytes + len > AEM_BL_BYTES_MAX)
+	if (need_slot && r->bl_bytes + len > AEM_MSG_BL_BYTES)
 		return true;
-	if (r->nr_backlog < r->backlog_limit)
+	if (r->nr_backlog < AEM_MSG_BACKLOG(r))
 		return false;
 	return need_slot || cq->bl_head || !cq_room(r, cq);
 }
@@ -245,7 +246,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	bool result = p->flags & AEM_CQE_F_RESULT, final_mode = p->mode & AEM_POST_FINAL;
 	struct aem_cq_core *cq = result ? __aem_res_cq(r) : &r->cq[p->cls];
 	bool need_slot = p->len > AEM_CQE_INLINE || (p->flags & AEM_CQE_F_SLOT), final = false;
-	u32 n = p->n, len = p->len, mask = cq->mask, room, tail, k, i, slot, limit;
+	u32 n = p->n, len = p->len, mask = cq->mask, room, tail, k, i, slot, limit, bl_bytes_max;
 	struct aem_cqe hdr, *e;
 	u64 word2, word3;
 
@@ -384,7 +385,9 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	 * always fits under AEM_RESULT_LIMIT; asynchronous call results are
 	 * bounded by the call table.
 	 */
-	limit = result ? AEM_RESULT_LIMIT(r) : r->backlog_limit;
+	limit = result ? AEM_RESULT_LIMIT(r) :
+		(p->mode & AEM_POST_MSG) ? AEM_MSG_BACKLOG(r) : r->backlog_limit;
+	bl_bytes_max = (p->mode & AEM_POST_MSG) ? AEM_MSG_BL_BYTES : AEM_BL_BYTES_MAX;
 	for (i = k; i < n; i++) {
 		bool last = final_mode && i == n - 1;
 		void *buf = NULL;
@@ -403,7 +406,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		e = NULL;
 		if (r->nr_backlog < limit) {
 			/* Slots come back only from the consumer: hold the bytes until one does. */
-			if (need_slot && slot == AEM_NIL && r->bl_bytes + len <= AEM_BL_BYTES_MAX)
+			if (need_slot && slot == AEM_NIL && r->bl_bytes + len <= bl_bytes_max)
 				buf = aem_zalloc_atomic(len ? len : 1);
 			if (!need_slot || slot != AEM_NIL || buf)
 				e = bl_append_locked(r, cq, s ? s->index : AEM_NIL, s ? s->gen : 0, buf);

@@ -47,6 +47,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->host = host;
 	r->payload = regions[AEM_REGION_PAYLOAD];
 	r->sqes = regions[AEM_REGION_SQES];
+	aem_host_cred_get(&r->owner);	/* whose ring it is: who may post into it */
 
 	r->sq_khead = &rings->sq.head;
 	r->sq_ktail = &rings->sq.tail;
@@ -106,6 +107,7 @@ err:
 	aem_kvfree(r->slot_token);
 	aem_kvfree(r->slot_state);
 	aem_kvfree(r->slot_free);
+	aem_host_cred_put(&r->owner);
 	aem_free(r);
 	return ret;
 }
@@ -163,6 +165,7 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 	aem_kvfree(r->slot_state);
 	aem_kvfree(r->slot_free);
 	aem_mutex_destroy(&r->submit_lock);
+	aem_host_cred_put(&r->owner);
 	aem_free(r);
 }
 
