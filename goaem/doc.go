@@ -93,6 +93,10 @@
 // or is cancelled returns an error matching context.DeadlineExceeded or
 // context.Canceled.
 //
+// Only rings and callers of the owner's user may post and call into a
+// ring; Grant lets another uid in (AnyUser: everyone) and Revoke takes it
+// back. A refused post or call matches syscall.EACCES.
+//
 // # Back-pressure
 //
 // No producer-facing call loses an event silently. Post, PostContext and

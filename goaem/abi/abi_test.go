@@ -35,6 +35,7 @@ var structs = []struct {
 	{"aem_sub_counts", abi.SubCounts{}},
 	{"aem_ring_stats", abi.RingStats{}},
 	{"aem_call_args", abi.CallArgs{}},
+	{"aem_grant", abi.Grant{}},
 }
 
 func TestLayoutMatchesHeader(t *testing.T) {
@@ -100,8 +101,11 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_SETUP_KERNEL": abi.SetupKernel, "AEM_SETUP_FLAGS_ALL": abi.SetupFlagsAll,
 		"AEM_FEAT_CQE_INLINE": abi.FeatCQEInline, "AEM_FEAT_SLOT_RING": abi.FeatSlotRing,
 		"AEM_FEAT_BLOCKING_CALL": abi.FeatBlockingCall, "AEM_FEAT_KERNEL": abi.FeatKernel,
-		"AEM_FEAT_SUB_STATS": abi.FeatSubStats,
-		"AEM_REGION_RINGS":   abi.RegionRings, "AEM_REGION_SQES": abi.RegionSQEs,
+		"AEM_FEAT_SUB_STATS": abi.FeatSubStats, "AEM_FEAT_GRANT": abi.FeatGrant,
+		"AEM_GRANT_ANY": abi.GrantAny, "AEM_GRANT_REVOKE": abi.GrantRevoke,
+		"AEM_GRANT_FLAGS_ALL": abi.GrantFlagsAll, "AEM_MAX_GRANTS": abi.MaxGrants,
+		"AEM_IOC_GRANT":    uint64(abi.IocGrant),
+		"AEM_REGION_RINGS": abi.RegionRings, "AEM_REGION_SQES": abi.RegionSQEs,
 		"AEM_REGION_CQES": abi.RegionCQEs, "AEM_REGION_PAYLOAD": abi.RegionPayload,
 		"AEM_OFF_RINGS": abi.OffRings, "AEM_OFF_SQES": abi.OffSQEs,
 		"AEM_OFF_CQES": abi.OffCQEs, "AEM_OFF_PAYLOAD": abi.OffPayload,

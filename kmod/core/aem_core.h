@@ -148,9 +148,11 @@ void aem_core_ring_stats(struct aem_ctx *r, struct aem_ring_stats *st);
  * @req and @resp are kernel/process memory, already copied by the host.
  * The call counts against @caller's quota of pending calls (the ring of
  * the fd it came through; NULL: one pool shared by ring-less callers).
+ * The sender is @caller's owner, or without a ring the current task.
  * Returns 0, -ETIMEDOUT, -ENOENT (no such ring or channel),
  * -ECONNRESET (target ring closed), -EINTR, -EINVAL (a timeout beyond
- * AEM_CALL_MAX_TIMEOUT_MS), -EBUSY (the quota is used up).
+ * AEM_CALL_MAX_TIMEOUT_MS), -EBUSY (the quota or the user's share is used
+ * up), -EACCES (the target does not let the sender's user in).
  */
 int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *req, void *resp);
 

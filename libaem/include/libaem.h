@@ -571,7 +571,8 @@ int aem_ring_fd_arm(struct aem_ring *ring);
  * Blocking call to the AEM_SRC_MSG subscriber at @addr: returns the reply
  * length (which may exceed @resp_cap: the reply was truncated) or -errno
  * (-ETIMEDOUT, -ENOENT, -ECONNRESET, -EINTR, -ENOSPC when the target's
- * backlog is full, -EBUSY when @ring has its quota of calls pending,
+ * backlog is full, -EBUSY when @ring (or its user) has its quota of calls
+ * pending, -EACCES when the target's owner did not grant @ring's user,
  * -EINVAL for a @timeout_ms above AEM_CALL_MAX_TIMEOUT_MS).  @ring is any
  * ring of the caller's: it selects the backend and its quota pays.
  */
