@@ -253,12 +253,13 @@ void __aem_room_kick(struct aem_ctx *r);
 
 /* post.c: one request to the one posting path */
 #define AEM_POST_HOLD	(1U << 2)	/* no free slot: keep the payload on the heap in the backlog */
-#define AEM_POST_MSG	(1U << 3)	/* a message: within the ring's budget for incoming posts */
+#define AEM_POST_MSG	(1U << 3)	/* a message from another ring: within the budget for incoming posts */
 
 /*
- * Incoming posts and calls may fill half of a ring's backlog (entries and
- * held payload bytes): the other half stays for the ring's own sources, so
- * a flood from another ring never pushes them into drops.
+ * Posts and calls from other rings may fill half of a ring's backlog
+ * (entries and held payload bytes): the other half stays for the ring's
+ * own sources (its posts to itself among them), so a flood from another
+ * ring never pushes them into drops.
  */
 #define AEM_MSG_BACKLOG(r)	((r)->backlog_limit / 2)
 #define AEM_MSG_BL_BYTES	(AEM_BL_BYTES_MAX / 2)
@@ -285,7 +286,7 @@ struct aem_posted {
 	bool		wake;		/* a CQ tail moved: wake after unlocking */
 };
 
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake);
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool budget, bool *wake);
 void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		       struct aem_posted *out);
 void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);

@@ -145,17 +145,20 @@ static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id
 	struct aem_ctx *t;
 	struct aem_sub *s;
 	unsigned long f;
+	bool incoming;
 	int ret;
 
 	ret = __aem_ring_get_for(AEM_ADDR_RING(addr), from, &t);
 	if (ret)
 		return ret;
 	ret = -ENOENT;
+	/* A ring posting to itself is its own source: the budget is for the others. */
+	incoming = from != &t->owner;
 	memset(&p, 0, sizeof(p));
 	p.cls = prio < t->nr_classes ? prio : (u8)(t->nr_classes - 1);
 	aem_spin_lock_irqsave(&t->cq_lock, f);
 	s = t->closing ? NULL : msg_find_locked(t, AEM_ADDR_CHANNEL(addr));
-	if (s && !lossy && __aem_post_would_drop_locked(t, p.cls, len, &out.wake)) {
+	if (s && !lossy && __aem_post_would_drop_locked(t, p.cls, len, incoming, &out.wake)) {
 		ret = -EAGAIN;
 	} else if (s) {
 		p.user_data = s->user_data;
@@ -165,7 +168,7 @@ static int msg_deliver(u64 addr, u8 prio, const void *data, u32 len, u64 call_id
 		p.source = AEM_SRC_MSG;
 		p.len = len;
 		p.n = 1;
-		p.mode = AEM_POST_HOLD | AEM_POST_MSG;
+		p.mode = AEM_POST_HOLD | (incoming ? AEM_POST_MSG : 0);
 		p.data = data;
 		__aem_post_locked(t, s, &p, &out);
 		ret = out.dropped ? -ENOSPC : 0;

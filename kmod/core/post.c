@@ -210,22 +210,23 @@ static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struc
 }
 
 /*
- * Would one message (AEM_POST_MSG) of @len bytes in class @cls be dropped
- * now?  Under cq_lock.  The class's backlog is flushed first (*wake: a tail
- * moved), as posting would.  Errs towards "yes" (a payload that needs a
- * slot, once the backlog is at the messages' budget): the answer makes a
- * POST wait, never lose.
+ * Would one event of @len bytes in class @cls be dropped now, within the
+ * backlog's bound or, for a message from another ring (@budget, posted
+ * with AEM_POST_MSG), within the messages' budget?  Under cq_lock.  The
+ * class's backlog is flushed first (*wake: a tail moved), as posting
+ * would.  Errs towards "yes" (a payload that needs a slot, once the
+ * backlog is at its bound): the answer makes a POST wait, never lose.
  */
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake)
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool budget, bool *wake)
 {
 	struct aem_cq_core *cq = &r->cq[cls];
 	bool need_slot = len > AEM_CQE_INLINE;
 
 	if (cq->bl_head && flush_class_locked(r, cq))
 		*wake = true;
-	if (need_slot && r->bl_bytes + len > AEM_MSG_BL_BYTES)
+	if (need_slot && r->bl_bytes + len > (budget ? AEM_MSG_BL_BYTES : AEM_BL_BYTES_MAX))
 		return true;
-	if (r->nr_backlog < AEM_MSG_BACKLOG(r))
+	if (r->nr_backlog < (budget ? AEM_MSG_BACKLOG(r) : r->backlog_limit))
 		return false;
 	return need_slot || cq->bl_head || !cq_room(r, cq);
 }
