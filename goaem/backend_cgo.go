@@ -138,6 +138,13 @@ func (b *cBackend) ringStats(st *abi.RingStats) error {
 	return nil
 }
 
+func (b *cBackend) grant(uid, flags uint32) error {
+	if ret := C.aem_grant(b.ring, C.uint32_t(uid), C.uint32_t(flags)); ret < 0 {
+		return syscall.Errno(-ret)
+	}
+	return nil
+}
+
 // close is idempotent: Close and the cleanup backstop may both call it.
 func (b *cBackend) close() error {
 	b.once.Do(func() {

@@ -56,7 +56,8 @@ func (p *payloadArea) fillSlot(sqe *abi.SQE, data []byte) {
 // side noticed first. Refusals come back as syscall.Errno: ENOENT (no such
 // subscriber), ETIMEDOUT (the default timeout, or 60s for a later deadline),
 // ENOSPC (this ring has its quota of calls pending, abi.DefaultCallQuota by
-// default), ECONNRESET (the target ring closed).
+// default, or its user its share of the machine's), ECONNRESET (the target
+// ring closed), EACCES (the target's owner did not grant this ring's user).
 //
 // The reply arrives on this ring's result ring, which Call reads itself:
 // nobody needs to be reading the ring's events.

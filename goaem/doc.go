@@ -155,6 +155,10 @@
 // implementations of one source may be loaded at once, and
 // SubOptions.Impl picks one per subscription (0: the newest).
 //
+// Only rings and callers of the owner's user may post and call into a
+// ring; Grant lets another uid in (AnyUser: everyone) and Revoke takes it
+// back. A refused post or call matches syscall.EACCES.
+//
 // # Back-pressure
 //
 // No producer-facing call loses an event silently. Post, PostContext and

@@ -26,6 +26,8 @@ type backend interface {
 	submit(tail uint32) error
 	subStats(st *abi.SubStats) error
 	ringStats(st *abi.RingStats) error
+	// grant changes who may post and call into the ring (abi.Grant*).
+	grant(uid, flags uint32) error
 	close() error
 }
 

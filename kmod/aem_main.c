@@ -33,6 +33,7 @@
 #include <linux/cred.h>
 #include <linux/workqueue.h>
 #include <linux/pid_namespace.h>
+#include <linux/random.h>
 #include <linux/user_namespace.h>
 
 #include "core/aem_sources.h"
@@ -56,6 +57,12 @@ MODULE_PARM_DESC(max_ring_mb, "largest ring, all regions and its kernel-side sta
 static int boost_nice = -10;
 module_param(boost_nice, int, 0644);
 MODULE_PARM_DESC(boost_nice, "nice value of a waiter boosted by urgent events (AEM_SETUP_BOOST; default -10)");
+
+/* The core's per-user limits on the machine-wide ring and call tables. */
+module_param_named(user_max_rings, aem_core_user_max_rings, uint, 0644);
+MODULE_PARM_DESC(user_max_rings, "rings one user (uid) may have at once; setup past it fails with EMFILE (default 1024 of 4096)");
+module_param_named(user_max_calls, aem_core_user_max_calls, uint, 0644);
+MODULE_PARM_DESC(user_max_calls, "calls one user (uid) may have pending at once, all its rings together (default 4096 of 16384)");
 
 /* ---------------------------------------------------------------------- */
 /* Per-file state                                                         */
@@ -304,6 +311,24 @@ static void aem_boost_waiter(struct aem_file *f)
 		set_user_nice(t, boost_nice);
 	}
 	spin_unlock_irqrestore(&f->boost_lock, flags);
+}
+
+void aem_host_cred_get(struct aem_cred *c)
+{
+	c->uid = __kuid_val(current_euid());
+	c->ns = get_user_ns(current_user_ns());
+}
+
+void aem_host_cred_put(struct aem_cred *c)
+{
+	if (c->ns)
+		put_user_ns((struct user_namespace *)c->ns);
+	c->ns = NULL;
+}
+
+u32 aem_host_random_u32(void)
+{
+	return get_random_u32();
 }
 
 void aem_host_wake(struct aem_ctx *r, void *host, bool urgent)
@@ -635,6 +660,24 @@ static long aem_ioc_ring_stats(struct aem_ctx *ring, void __user *arg)
 	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
 }
 
+/* The uid is named in the caller's user namespace; the core keeps the kuid. */
+static long aem_ioc_grant(struct aem_ctx *ring, void __user *arg)
+{
+	struct aem_grant g;
+	kuid_t kuid;
+
+	if (copy_from_user(&g, arg, sizeof(g)))
+		return -EFAULT;
+	if (g.resv)
+		return -EINVAL;
+	if (g.flags & AEM_GRANT_ANY)
+		return aem_core_grant(ring, g.uid, g.flags);
+	kuid = make_kuid(current_user_ns(), g.uid);
+	if (!uid_valid(kuid))
+		return -EINVAL;
+	return aem_core_grant(ring, __kuid_val(kuid), g.flags);
+}
+
 static long aem_ioc_probe(void __user *arg)
 {
 	struct aem_probe *p = kmalloc(sizeof(*p), GFP_KERNEL);
@@ -707,12 +750,15 @@ static long aem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	}
 	ring = aem_file_ring(f);
 	if (!ring)
-		return cmd == AEM_IOC_SUB_STATS || cmd == AEM_IOC_RING_STATS ? -EBADFD : -ENOTTY;
+		return cmd == AEM_IOC_SUB_STATS || cmd == AEM_IOC_RING_STATS ||
+		       cmd == AEM_IOC_GRANT ? -EBADFD : -ENOTTY;
 	switch (cmd) {
 	case AEM_IOC_SUB_STATS:
 		return aem_ioc_sub_stats(ring, uarg);
 	case AEM_IOC_RING_STATS:
 		return aem_ioc_ring_stats(ring, uarg);
+	case AEM_IOC_GRANT:
+		return aem_ioc_grant(ring, uarg);
 	}
 	return -ENOTTY;
 }
@@ -855,6 +901,7 @@ static int __init aem_init(void)
 	BUILD_BUG_ON(offsetof(struct aem_sqe, data) != 32);
 	BUILD_BUG_ON(offsetof(struct aem_cqe, data) != 32);
 	BUILD_BUG_ON(sizeof(struct aem_sub) != 64);
+	BUILD_BUG_ON(sizeof(struct aem_grant) != 16);
 
 	ret = aem_core_init();
 	if (ret)

@@ -62,6 +62,15 @@ const (
 	FeatKernel       = 1 << 3
 	FeatSubStats     = 1 << 4 // final counts: UNSUBSCRIBE results, SQEFEndStats
 	FeatSender       = 1 << 6 // version 4: msg events carry their sender (CQEFSender)
+	FeatGrant        = 1 << 8 // posts and calls need the owner's user or a grant (IocGrant)
+)
+
+// Grant flags (struct aem_grant) and the bound on granted uids.
+const (
+	GrantAny      = 1 << 0 // every user; uid must be 0
+	GrantRevoke   = 1 << 1 // take the grant back
+	GrantFlagsAll = GrantAny | GrantRevoke
+	MaxGrants     = 16
 )
 
 // mmap regions, indexed as Params.RegionSize, and their mmap offsets.
@@ -373,6 +382,13 @@ type CallArgs struct {
 	Resv      [2]uint64 `aem:"resv"`
 }
 
+// Grant is struct aem_grant (AEM_IOC_GRANT).
+type Grant struct {
+	UID   uint32 `aem:"uid"`
+	Flags uint32 `aem:"flags"`
+	Resv  uint64 `aem:"resv"`
+}
+
 // ioctl numbers, built as the kernel's _IOWR/_IOR do.
 const (
 	iocNrBits    = 8
@@ -399,4 +415,5 @@ var (
 	IocSubStats  = ioc(iocRead|iocWrite, 0x03, unsafe.Sizeof(SubStats{}))
 	IocRingStats = ioc(iocRead, 0x04, unsafe.Sizeof(RingStats{}))
 	IocCall      = ioc(iocRead|iocWrite, 0x05, unsafe.Sizeof(CallArgs{}))
+	IocGrant     = ioc(iocWrite, 0x0e, unsafe.Sizeof(Grant{}))
 )

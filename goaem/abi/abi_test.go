@@ -36,6 +36,7 @@ var structs = []struct {
 	{"aem_sender", abi.Sender{}},
 	{"aem_ring_stats", abi.RingStats{}},
 	{"aem_call_args", abi.CallArgs{}},
+	{"aem_grant", abi.Grant{}},
 }
 
 func TestLayoutMatchesHeader(t *testing.T) {
@@ -103,6 +104,10 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_FEAT_BLOCKING_CALL": abi.FeatBlockingCall, "AEM_FEAT_KERNEL": abi.FeatKernel,
 		"AEM_FEAT_SUB_STATS": abi.FeatSubStats, "AEM_FEAT_SENDER": abi.FeatSender,
 		"AEM_CQE_F_SENDER": abi.CQEFSender,
+		"AEM_FEAT_GRANT":   abi.FeatGrant,
+		"AEM_GRANT_ANY":    abi.GrantAny, "AEM_GRANT_REVOKE": abi.GrantRevoke,
+		"AEM_GRANT_FLAGS_ALL": abi.GrantFlagsAll, "AEM_MAX_GRANTS": abi.MaxGrants,
+		"AEM_IOC_GRANT":    uint64(abi.IocGrant),
 		"AEM_REGION_RINGS": abi.RegionRings, "AEM_REGION_SQES": abi.RegionSQEs,
 		"AEM_REGION_CQES": abi.RegionCQEs, "AEM_REGION_PAYLOAD": abi.RegionPayload,
 		"AEM_OFF_RINGS": abi.OffRings, "AEM_OFF_SQES": abi.OffSQEs,

@@ -64,7 +64,7 @@ struct aem_sub {
 
 /* Features of every ring, whichever host; the host ORs in its own. */
 #define AEM_CORE_FEATURES	(AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL | \
-				 AEM_FEAT_SUB_STATS)
+				 AEM_FEAT_SUB_STATS | AEM_FEAT_GRANT)
 
 /* Layout computed from validated parameters; filled by aem_core_layout(). */
 struct aem_layout {
@@ -153,11 +153,32 @@ void aem_core_ring_stats(struct aem_ctx *r, struct aem_ring_stats *st);
  * @req and @resp are kernel/process memory, already copied by the host.
  * The call counts against @caller's quota of pending calls (the ring of
  * the fd it came through; NULL: one pool shared by ring-less callers).
+ * The sender is @caller's owner, or without a ring the current task.
  * Returns 0, -ETIMEDOUT, -ENOENT (no such ring or channel),
  * -ECONNRESET (target ring closed), -EINTR, -EINVAL (a timeout beyond
- * AEM_CALL_MAX_TIMEOUT_MS), -EBUSY (the quota is used up).
+ * AEM_CALL_MAX_TIMEOUT_MS), -EBUSY (the quota or the user's share is used
+ * up), -EACCES (the target does not let the sender's user in).
  */
 int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *req, void *resp);
+
+/*
+ * Let @uid (a kuid's value; the host translates the caller's uid) post and
+ * call into @r, or with AEM_GRANT_ANY everyone; AEM_GRANT_REVOKE takes it
+ * back.  -EINVAL for unknown flags or a uid with AEM_GRANT_ANY, -ENOSPC past
+ * AEM_MAX_GRANTS uids, -ENOENT to revoke what was not granted.
+ */
+int aem_core_grant(struct aem_ctx *r, u32 uid, u32 flags);
+
+/*
+ * Per-user limits on the machine-wide tables (the module's parameters
+ * user_max_rings and user_max_calls): rings a user may have at once (setup
+ * past it: -EMFILE) and calls a user may have pending (past it: as past a
+ * ring's quota).  Read at each check, so a change applies at once.
+ */
+#define AEM_DEFAULT_USER_RINGS	1024
+#define AEM_DEFAULT_USER_CALLS	4096
+extern unsigned int aem_core_user_max_rings;
+extern unsigned int aem_core_user_max_calls;
 
 /* ---------------------------------------------------------------------- */
 /* Host hooks: implemented by each host (kernel module; libaem embedded).  */
@@ -191,6 +212,21 @@ void aem_host_uncharge(void *host, u64 bytes);
  * it: out->pid and out->uid.  Version 4 rings stamp it in msg events.
  */
 void aem_host_sender(void *target_host, struct aem_sender *out);
+
+/*
+ * Who the current task is, for a ring's owner and a ring-less caller:
+ * kernel: the euid's kuid value and the user namespace (a reference, which
+ * aem_host_cred_put() drops); user: the euid, no namespace.  Process context.
+ */
+struct aem_cred {
+	u32		uid;
+	const void	*ns;
+};
+void aem_host_cred_get(struct aem_cred *c);
+void aem_host_cred_put(struct aem_cred *c);
+
+/* Random bits for ring ids (kernel: get_random_u32). */
+u32 aem_host_random_u32(void);
 
 /* ---------------------------------------------------------------------- */
 /* Sources                                                                */

@@ -25,6 +25,8 @@
 
 #define AEM_NIL			0xffffffffU
 
+struct aem_user;	/* ring_table.c: one user's rings and pending calls */
+
 #define AEM_SUB_CHUNK_SHIFT	12
 #define AEM_SUB_CHUNK		(1U << AEM_SUB_CHUNK_SHIFT)
 #define AEM_SUB_NR_CHUNKS	(AEM_MAX_SUBS >> AEM_SUB_CHUNK_SHIFT)
@@ -140,6 +142,13 @@ struct aem_ctx {
 	bool			slot_gens;	/* version 3: slot references carry a generation */
 	u32			calls_pending;	/* charged to this ring; under the call table lock */
 
+	/* who may post and call into it (ring_table.c); grants under the ring table lock */
+	struct aem_cred		owner;		/* immutable after create */
+	struct aem_user		*user;		/* its owner's entry in the per-user limits */
+	bool			grant_any;
+	u32			nr_grants;
+	u32			grants[AEM_MAX_GRANTS];
+
 	aem_atomic_t		refs;		/* ring table lookups in flight, +1 while registered */
 	struct aem_completion	unref;		/* completed when refs reaches zero */
 
@@ -230,6 +239,12 @@ void __aem_ring_unregister(struct aem_ctx *r);
 struct aem_ctx *__aem_ring_get(u32 id);
 void __aem_ring_put(struct aem_ctx *r);
 struct aem_ctx *__aem_ring_iter(u32 *pos);
+/* A ring by id that @from may post and call into: -ENOENT, or -EACCES without a grant. */
+int __aem_ring_get_for(u32 id, const struct aem_cred *from, struct aem_ctx **out);
+/* Per-user pending calls: @caller's owner's, or @who's for a ring-less call. */
+int __aem_user_call_charge(struct aem_ctx *caller, const struct aem_cred *who,
+			   struct aem_user **out);
+void __aem_user_call_uncharge(struct aem_user *u);
 
 /* sub.c */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state);
@@ -265,6 +280,16 @@ void __aem_room_kick(struct aem_ctx *r);
 
 /* post.c: one request to the one posting path */
 #define AEM_POST_HOLD	(1U << 2)	/* no free slot: keep the payload on the heap in the backlog */
+#define AEM_POST_MSG	(1U << 3)	/* a message from another ring: within the budget for incoming posts */
+
+/*
+ * Posts and calls from other rings may fill half of a ring's backlog
+ * (entries and held payload bytes): the other half stays for the ring's
+ * own sources (its posts to itself among them), so a flood from another
+ * ring never pushes them into drops.
+ */
+#define AEM_MSG_BACKLOG(r)	((r)->backlog_limit / 2)
+#define AEM_MSG_BL_BYTES	(AEM_BL_BYTES_MAX / 2)
 
 struct aem_post {
 	u64		user_data;
@@ -289,7 +314,7 @@ struct aem_posted {
 	bool		wake;		/* a CQ tail moved: wake after unlocking */
 };
 
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake);
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool budget, bool *wake);
 void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		       struct aem_posted *out);
 void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);

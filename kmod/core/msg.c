@@ -16,7 +16,14 @@
  * blocking calls through a ring's fd, one shared pool for blocking calls
  * through an fd without a ring.  A ring that never answers its own calls
  * uses up its quota, not the table, and a call lives at most
- * AEM_CALL_MAX_TIMEOUT_MS.
+ * AEM_CALL_MAX_TIMEOUT_MS.  Each pending call also counts against its
+ * user's share (aem_core_user_max_calls), so many rings of one user cannot
+ * fill the table either.
+ *
+ * Posts and calls reach a ring only when its owner lets the sender in
+ * (ring_table.c: -EACCES otherwise), and only within its budget for
+ * incoming messages (AEM_POST_MSG), so they never take the backlog its own
+ * sources need.
  */
 #include "aem_core_int.h"
 
@@ -123,25 +130,30 @@ const struct aem_source_ops __aem_msg_source_ops = {
 /*
  * Deliver a message (post, or call with @call_id) to the channel subscriber
  * at @addr.  The sender's class picks the target class (clamped to the
- * target's classes): the sender knows how urgent its message is.
- */
-/*
- * Unless @lossy, an event the target would drop is not posted: -EAGAIN,
- * and the POST stays in the poster's SQ (submit.c).
+ * target's classes): the sender knows how urgent its message is.  Unless
+ * @lossy, an event the target would drop is not posted: -EAGAIN, and the
+ * POST stays in the poster's SQ (submit.c).  @from is the sending ring
+ * (NULL for a ring-less call), @cred whom it acts for: -EACCES when the
+ * target does not let it in.
  */
 static int msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data, u32 len,
-		       u64 call_id, bool lossy)
+		       u64 call_id, bool lossy, const struct aem_cred *cred)
 {
-	struct aem_ctx *t = __aem_ring_get(AEM_ADDR_RING(addr));
 	struct aem_posted out = { .wake = false };
 	struct aem_sender who;
 	struct aem_post p;
+	struct aem_ctx *t;
 	struct aem_sub *s;
 	unsigned long f;
-	int ret = -ENOENT;
+	bool incoming;
+	int ret;
 
-	if (!t)
-		return -ENOENT;
+	ret = __aem_ring_get_for(AEM_ADDR_RING(addr), cred, &t);
+	if (ret)
+		return ret;
+	ret = -ENOENT;
+	/* A ring posting to itself is its own source: the budget is for the others. */
+	incoming = cred != &t->owner;
 	memset(&p, 0, sizeof(p));
 	p.cls = prio < t->nr_classes ? prio : (u8)(t->nr_classes - 1);
 	/* Version 4: who sent it, as the target's creator sees the sender (process context). */
@@ -154,7 +166,7 @@ static int msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data
 	}
 	aem_spin_lock_irqsave(&t->cq_lock, f);
 	s = t->closing ? NULL : msg_find_locked(t, AEM_ADDR_CHANNEL(addr));
-	if (s && !lossy && __aem_post_would_drop_locked(t, p.cls, len, &out.wake)) {
+	if (s && !lossy && __aem_post_would_drop_locked(t, p.cls, len, incoming, &out.wake)) {
 		ret = -EAGAIN;
 	} else if (s) {
 		p.user_data = s->user_data;
@@ -164,7 +176,7 @@ static int msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data
 		p.source = AEM_SRC_MSG;
 		p.len = len;
 		p.n = 1;
-		p.mode = AEM_POST_HOLD;
+		p.mode = AEM_POST_HOLD | (incoming ? AEM_POST_MSG : 0);
 		p.data = data;
 		__aem_post_locked(t, s, &p, &out);
 		ret = out.dropped ? -ENOSPC : 0;
@@ -187,10 +199,10 @@ int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 	if (ret)
 		return ret;
 	ret = msg_deliver(r, sqe->target, sqe->prio, data, sqe->len, 0,
-			  sqe->flags & AEM_SQE_F_LOSSY);
+			  sqe->flags & AEM_SQE_F_LOSSY, &r->owner);
 	if (ret == -EAGAIN)
 		*reason = AEM_REFUSE_FULL;
-	else if (ret == -ENOENT)
+	else if (ret == -ENOENT || ret == -EACCES)
 		*reason = AEM_REFUSE_ID;
 	else if (ret)
 		*reason = AEM_REFUSE_NOMEM;
@@ -223,6 +235,7 @@ struct aem_call {
 	u64			deadline_ns;	/* async */
 	struct aem_call_wait	*w;		/* blocking */
 	struct aem_ctx		*charged;	/* whose quota it counts against; NULL: calls_ringless */
+	struct aem_user		*user;		/* whose share of the table it counts against */
 };
 
 static aem_spinlock_t calls_lock;
@@ -267,8 +280,11 @@ static u64 call_token(u32 idx)
 	return __aem_make_id(idx, calls[idx].gen, AEM_ID_KIND_CALL);
 }
 
-/* Under calls_lock: a free entry charged to @charged's quota; NULL when it or the table is used up. */
-static struct aem_call *call_alloc_locked(struct aem_ctx *charged, u32 *idx)
+/*
+ * Under calls_lock: a free entry charged to @charged's quota and to @user
+ * (charged already); NULL when the quota or the table is used up.
+ */
+static struct aem_call *call_alloc_locked(struct aem_ctx *charged, struct aem_user *user, u32 *idx)
 {
 	u32 *pending = charged ? &charged->calls_pending : &calls_ringless;
 	u32 quota = charged ? charged->call_quota : AEM_DEFAULT_CALL_QUOTA;
@@ -282,6 +298,7 @@ static struct aem_call *call_alloc_locked(struct aem_ctx *charged, u32 *idx)
 	if (*idx + 1 > calls_hwm)
 		calls_hwm = *idx + 1;
 	c->charged = charged;
+	c->user = user;
 	(*pending)++;
 	return c;
 }
@@ -298,6 +315,8 @@ static void call_free_locked(u32 idx)
 	else
 		calls_ringless--;
 	c->charged = NULL;
+	__aem_user_call_uncharge(c->user);
+	c->user = NULL;
 	c->state = CALL_FREE;
 	c->gen = gen ? gen : 1;
 	c->w = NULL;
@@ -349,6 +368,7 @@ static void call_result(u32 caller_id, u64 user_data, u8 prio, u64 token, s32 re
 int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	u32 took, idx, timeout_ms = sqe->arg ? sqe->arg : AEM_CALL_DEFAULT_TIMEOUT_MS;
+	struct aem_user *user;
 	struct aem_ctx *t;
 	struct aem_call *c;
 	const void *data;
@@ -365,13 +385,18 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 		*reason = AEM_REFUSE_NOMEM;
 		return ret;
 	}
-	t = __aem_ring_get(AEM_ADDR_RING(sqe->target));
-	if (!t) {
+	ret = __aem_ring_get_for(AEM_ADDR_RING(sqe->target), &r->owner, &t);
+	if (ret) {
 		*reason = AEM_REFUSE_ID;
-		return -ENOENT;
+		return ret;
+	}
+	if (__aem_user_call_charge(r, NULL, &user)) {
+		__aem_ring_put(t);
+		*reason = AEM_REFUSE_NOMEM;
+		return -ENOSPC;
 	}
 	aem_spin_lock_irqsave(&calls_lock, f);
-	c = call_alloc_locked(r, &idx);
+	c = call_alloc_locked(r, user, &idx);
 	if (c) {
 		c->state = CALL_ASYNC;
 		c->prio = sqe->prio;
@@ -385,11 +410,12 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 	aem_spin_unlock_irqrestore(&calls_lock, f);
 	__aem_ring_put(t);
 	if (!c) {
+		__aem_user_call_uncharge(user);
 		*reason = AEM_REFUSE_NOMEM;
 		return -ENOSPC;
 	}
 	/* A call the target cannot take is refused to its caller (-ENOSPC), never lost. */
-	ret = msg_deliver(r, sqe->target, sqe->prio, data, sqe->len, token, true);
+	ret = msg_deliver(r, sqe->target, sqe->prio, data, sqe->len, token, true, &r->owner);
 	if (ret) {
 		bool swept;
 
@@ -408,7 +434,7 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 			*answered = true;
 			return 0;
 		}
-		*reason = ret == -ENOENT ? AEM_REFUSE_ID : AEM_REFUSE_NOMEM;
+		*reason = ret == -ENOENT || ret == -EACCES ? AEM_REFUSE_ID : AEM_REFUSE_NOMEM;
 		return ret;
 	}
 	aem_host_timer_kick();	/* the expiry driver must tick while the call is pending */
@@ -549,10 +575,22 @@ bool aem_core_calls_pending(void)
 	return aem_read_once(calls_async) != 0;
 }
 
+/* A blocking call through @caller's fd refused: counted in its ring. */
+static void call_refused(struct aem_ctx *caller, u32 reason)
+{
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&caller->cq_lock, f);
+	caller->refused[reason]++;
+	aem_spin_unlock_irqrestore(&caller->cq_lock, f);
+}
+
 int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *req, void *resp)
 {
 	u32 timeout_ms = a->timeout_ms ? a->timeout_ms : AEM_CALL_DEFAULT_TIMEOUT_MS;
+	struct aem_cred me = { 0 };
 	struct aem_call_wait w;
+	struct aem_user *user;
 	struct aem_ctx *t;
 	struct aem_call *c;
 	unsigned long f;
@@ -569,19 +607,33 @@ int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *r
 	ret = calls_init();
 	if (ret)
 		return ret;
-	t = __aem_ring_get(AEM_ADDR_RING(a->addr));
-	if (!t)
-		return -ENOENT;
+	/* The sender is the caller's ring's owner, or the caller itself without a ring. */
+	if (!caller)
+		aem_host_cred_get(&me);
+	ret = __aem_ring_get_for(AEM_ADDR_RING(a->addr), caller ? &caller->owner : &me, &t);
+	if (ret) {
+		if (caller && ret == -EACCES)
+			call_refused(caller, AEM_REFUSE_ID);
+		goto out_cred;
+	}
 	if (a->req_len > t->slot_size) {
 		__aem_ring_put(t);
-		return -E2BIG;
+		ret = -E2BIG;
+		goto out_cred;
+	}
+	ret = __aem_user_call_charge(caller, &me, &user);
+	if (ret) {
+		__aem_ring_put(t);
+		if (caller)
+			call_refused(caller, AEM_REFUSE_NOMEM);
+		goto out_cred;
 	}
 	memset(&w, 0, sizeof(w));
 	aem_completion_init(&w.done);
 	w.resp = resp;
 	w.resp_cap = a->resp_cap;
 	aem_spin_lock_irqsave(&calls_lock, f);
-	c = call_alloc_locked(caller, &idx);
+	c = call_alloc_locked(caller, user, &idx);
 	if (c) {
 		c->state = CALL_BLOCK;
 		c->target_id = t->id;
@@ -591,15 +643,15 @@ int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *r
 	aem_spin_unlock_irqrestore(&calls_lock, f);
 	__aem_ring_put(t);
 	if (!c) {
-		if (caller) {
-			aem_spin_lock_irqsave(&caller->cq_lock, f);
-			caller->refused[AEM_REFUSE_NOMEM]++;
-			aem_spin_unlock_irqrestore(&caller->cq_lock, f);
-		}
-		return -EBUSY;
+		__aem_user_call_uncharge(user);
+		if (caller)
+			call_refused(caller, AEM_REFUSE_NOMEM);
+		ret = -EBUSY;
+		goto out_cred;
 	}
 
-	ret = msg_deliver(caller, a->addr, a->prio, req, a->req_len, token, true);
+	ret = msg_deliver(caller, a->addr, a->prio, req, a->req_len, token, true,
+			  caller ? &caller->owner : &me);
 	if (!ret)
 		ret = aem_wait_completion_timeout(&w.done, timeout_ms);
 	aem_spin_lock_irqsave(&calls_lock, f);
@@ -611,6 +663,9 @@ int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *r
 	}
 	aem_spin_unlock_irqrestore(&calls_lock, f);
 	a->resp_len = w.resp_len;
+out_cred:
+	if (!caller)
+		aem_host_cred_put(&me);
 	return ret;
 }
 

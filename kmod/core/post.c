@@ -242,15 +242,17 @@ static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struc
 }
 
 /*
- * Would one event of @len bytes in class @cls be dropped now?  Under
- * cq_lock.  The class's backlog is flushed first (*wake: a tail moved), as
- * posting would.  Errs towards "yes" (a payload that needs a slot, once
- * the backlog is at its bound): the answer makes a POST wait, never lose.
+ * Would one event of @len bytes in class @cls be dropped now, within the
+ * backlog's bound or, for a message from another ring (@budget, posted
+ * with AEM_POST_MSG), within the messages' budget?  Under cq_lock.  The
+ * class's backlog is flushed first (*wake: a tail moved), as posting
+ * would.  Errs towards "yes" (a payload that needs a slot, once the
+ * backlog is at its bound): the answer makes a POST wait, never lose.
  * Within the bound, an event bound for the backlog is dropped when the
  * ring's account refuses the memory (a new chunk; a payload held on the
  * heap): then too the answer is "yes".
  */
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake)
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool budget, bool *wake)
 {
 	struct aem_cq_core *cq = &r->cq[cls];
 	bool need_slot = len > AEM_CQE_INLINE, to_backlog;
@@ -258,10 +260,10 @@ bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool *wake
 
 	if (cq->bl_head && flush_class_locked(r, cq))
 		*wake = true;
-	if (need_slot && r->bl_bytes + len > AEM_BL_BYTES_MAX)
+	if (need_slot && r->bl_bytes + len > (budget ? AEM_MSG_BL_BYTES : AEM_BL_BYTES_MAX))
 		return true;
 	to_backlog = cq->bl_head || !cq_room(r, cq);
-	if (r->nr_backlog >= r->backlog_limit)
+	if (r->nr_backlog >= (budget ? AEM_MSG_BACKLOG(r) : r->backlog_limit))
 		return need_slot || to_backlog;
 	if (need_slot && !r->nr_free)
 		bytes = len;	/* it may wait for a slot on the heap */
@@ -288,7 +290,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	bool result = p->flags & AEM_CQE_F_RESULT, final_mode = p->mode & AEM_POST_FINAL;
 	struct aem_cq_core *cq = result ? __aem_res_cq(r) : &r->cq[p->cls];
 	bool need_slot = p->len > AEM_CQE_INLINE || (p->flags & AEM_CQE_F_SLOT), final = false;
-	u32 n = p->n, len = p->len, mask = cq->mask, room, tail, k, i, slot, limit;
+	u32 n = p->n, len = p->len, mask = cq->mask, room, tail, k, i, slot, limit, bl_bytes_max;
 	struct aem_cqe hdr, *e;
 	u64 word2, word3;
 
@@ -431,7 +433,9 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	 * always fits under AEM_RESULT_LIMIT; asynchronous call results are
 	 * bounded by the call table.
 	 */
-	limit = result ? AEM_RESULT_LIMIT(r) : r->backlog_limit;
+	limit = result ? AEM_RESULT_LIMIT(r) :
+		(p->mode & AEM_POST_MSG) ? AEM_MSG_BACKLOG(r) : r->backlog_limit;
+	bl_bytes_max = (p->mode & AEM_POST_MSG) ? AEM_MSG_BL_BYTES : AEM_BL_BYTES_MAX;
 	for (i = k; i < n; i++) {
 		bool last = final_mode && i == n - 1;
 		void *buf = NULL;
@@ -453,7 +457,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			 * Slots come back only from the consumer: hold the bytes
 			 * until one does, within the byte bound and the charge.
 			 */
-			if (need_slot && slot == AEM_NIL && r->bl_bytes + len <= AEM_BL_BYTES_MAX &&
+			if (need_slot && slot == AEM_NIL && r->bl_bytes + len <= bl_bytes_max &&
 			    __aem_mem_charge_locked(r, len)) {
 				buf = aem_zalloc_atomic(len ? len : 1);
 				if (!buf)

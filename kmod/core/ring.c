@@ -53,6 +53,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->host = host;
 	r->payload = regions[AEM_REGION_PAYLOAD];
 	r->sqes = regions[AEM_REGION_SQES];
+	aem_host_cred_get(&r->owner);	/* whose ring it is: who may post into it */
 
 	r->sq_khead = &rings->sq.head;
 	r->sq_ktail = &rings->sq.tail;
@@ -127,6 +128,7 @@ err:
 	aem_kvfree(r->slot_token);
 	aem_kvfree(r->slot_state);
 	aem_kvfree(r->slot_free);
+	aem_host_cred_put(&r->owner);
 	aem_free(r);
 	return ret;
 }
@@ -190,6 +192,7 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 	aem_kvfree(r->slot_free);
 	aem_mutex_destroy(&r->submit_lock);
 	__aem_mem_release(r);
+	aem_host_cred_put(&r->owner);
 	aem_free(r);
 }
 

@@ -67,6 +67,7 @@
 #define AEM_FEAT_KERNEL		(1U << 3)	/* backed by the kernel module */
 #define AEM_FEAT_SUB_STATS	(1U << 4)	/* final counts: UNSUBSCRIBE results, AEM_SQE_F_END_STATS (AEM_CQE_F_STATS) */
 #define AEM_FEAT_SENDER		(1U << 6)	/* version 4: posts and calls carry their sender (AEM_CQE_F_SENDER) */
+#define AEM_FEAT_GRANT		(1U << 8)	/* posts and calls need the owner's user or a grant (AEM_IOC_GRANT) */
 
 /*
  * Offsets of one ring's fields, in bytes from the start of the region
@@ -416,6 +417,23 @@ struct aem_call_args {
 };
 
 /*
+ * AEM_IOC_GRANT: who besides its owner may post and call into a ring.  By
+ * default only rings of the owner's user (same euid, same user namespace)
+ * and ring-less callers of that user may; a grant lets one more uid in, or
+ * everyone (docs/PROTOCOL.md, "Who may post and call").
+ */
+#define AEM_GRANT_ANY		(1U << 0)	/* every user; uid must be 0 */
+#define AEM_GRANT_REVOKE	(1U << 1)	/* take the grant back */
+#define AEM_GRANT_FLAGS_ALL	(AEM_GRANT_ANY | AEM_GRANT_REVOKE)
+#define AEM_MAX_GRANTS		16	/* uids one ring lets in besides its owner's */
+
+struct aem_grant {
+	__u32	uid;	/* the user let in, as the caller's user namespace names it */
+	__u32	flags;	/* AEM_GRANT_* */
+	__u64	resv;	/* must be zero */
+};
+
+/*
  * AEM_IOC_PROBE: what this backend serves, in the manner of io_uring's
  * IORING_REGISTER_PROBE.  Works on /dev/aem with or without a ring.
  */
@@ -459,5 +477,6 @@ struct aem_probe {
 #define AEM_IOC_RING_STATS	_IOR(AEM_IOC_MAGIC, 0x04, struct aem_ring_stats)
 #define AEM_IOC_CALL		_IOWR(AEM_IOC_MAGIC, 0x05, struct aem_call_args)
 #define AEM_IOC_PROBE		_IOR(AEM_IOC_MAGIC, 0x06, struct aem_probe)
+#define AEM_IOC_GRANT		_IOW(AEM_IOC_MAGIC, 0x0e, struct aem_grant)
 
 #endif /* _UAPI_LINUX_AEM_H */

@@ -653,7 +653,8 @@ int aem_ring_fd_arm(struct aem_ring *ring);
  * Blocking call to the AEM_SRC_MSG subscriber at @addr: returns the reply
  * length (which may exceed @resp_cap: the reply was truncated) or -errno
  * (-ETIMEDOUT, -ENOENT, -ECONNRESET, -EINTR, -ENOSPC when the target's
- * backlog is full, -EBUSY when @ring has its quota of calls pending,
+ * backlog is full, -EBUSY when @ring (or its user) has its quota of calls
+ * pending, -EACCES when the target's owner did not grant @ring's user,
  * -EINVAL for a @timeout_ms above AEM_CALL_MAX_TIMEOUT_MS).  @ring is any
  * ring of the caller's: it selects the backend and its quota pays.
  */
@@ -662,6 +663,18 @@ int aem_call(struct aem_ring *ring, uint64_t addr, const void *req, unsigned req
 
 int aem_sub_stats(struct aem_ring *ring, uint64_t sub_id, struct aem_sub_stats *st);
 int aem_ring_stats(struct aem_ring *ring, struct aem_ring_stats *st);
+
+/*
+ * Who may post and call into @ring besides its owner's user (AEM_IOC_GRANT;
+ * docs/PROTOCOL.md, "Who may post and call"): let @uid in, or with
+ * AEM_GRANT_ANY (and @uid 0) everyone; AEM_GRANT_REVOKE takes a grant
+ * back.  0, or -EINVAL (unknown flags, a uid with AEM_GRANT_ANY, an invalid
+ * uid), -ENOSPC (AEM_MAX_GRANTS uids granted already), -ENOENT (revoking
+ * what was not granted).  A post or call refused for want of a grant gets
+ * -EACCES.  The embedded backend keeps the grants the same way; in one
+ * process every sender is the owner's user, so they never refuse there.
+ */
+int aem_grant(struct aem_ring *ring, uint32_t uid, uint32_t flags);
 
 /* ---------------------------------------------------------------------- */
 /* Process handlers                                                       */

@@ -69,6 +69,7 @@ int __aem_emb_drain(struct __aem_emb *e, bool read_counter);
 int __aem_emb_call(struct __aem_emb *e, struct aem_call_args *a, const void *req, void *resp);
 int __aem_emb_sub_stats(struct __aem_emb *e, struct aem_sub_stats *st);
 int __aem_emb_ring_stats(struct __aem_emb *e, struct aem_ring_stats *st);
+int __aem_emb_grant(struct __aem_emb *e, uint32_t uid, uint32_t flags);
 int __aem_emb_probe(struct aem_probe *p);
 /* A new fd of the ring's memfd (close-on-exec) and the PAYLOAD region's offset in it. */
 int __aem_emb_payload_fd(struct __aem_emb *e, uint64_t *off);

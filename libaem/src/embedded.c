@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <linux/capability.h>
@@ -182,6 +183,34 @@ void aem_host_timer_kick(void)
 void aem_host_gen_kick(void)
 {
 	drv_kick(&gen_drv, gen_main);
+}
+
+/* One process, one user: the euid, no namespace (a post's check always passes). */
+void aem_host_cred_get(struct aem_cred *c)
+{
+	c->uid = (u32)geteuid();
+	c->ns = NULL;
+}
+
+void aem_host_cred_put(struct aem_cred *c)
+{
+	(void)c;
+}
+
+u32 aem_host_random_u32(void)
+{
+	static u64 state;
+	u32 v;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) == (ssize_t)sizeof(v))
+		return v;
+	/* No entropy yet: ids need only differ, not be secret, in one process. */
+	return (u32)(__atomic_add_fetch(&state, 0x9e3779b97f4a7c15ull, __ATOMIC_RELAXED) >> 32);
+}
+
+int __aem_emb_grant(struct __aem_emb *e, uint32_t uid, uint32_t flags)
+{
+	return aem_core_grant(e->core, uid, flags);
 }
 
 void aem_host_wake(struct aem_ctx *r, void *host, bool urgent)

@@ -246,6 +246,21 @@ int aem_sub_stats(struct aem_ring *ring, uint64_t sub_id, struct aem_sub_stats *
 	return ret;
 }
 
+int aem_grant(struct aem_ring *ring, uint32_t uid, uint32_t flags)
+{
+	struct aem_grant g = { .uid = uid, .flags = flags };
+	int ret = __aem_ring_get(&ring->calls);
+
+	if (ret)
+		return ret;
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		ret = __aem_emb_grant(ring->priv, uid, flags);
+	else
+		ret = ioctl(ring->fd, AEM_IOC_GRANT, &g) < 0 ? -errno : 0;
+	__aem_ring_put(&ring->calls);
+	return ret;
+}
+
 int aem_ring_stats(struct aem_ring *ring, struct aem_ring_stats *st)
 {
 	int ret;
