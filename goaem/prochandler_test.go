@@ -149,7 +149,9 @@ func TestProcessHandlerFailures(t *testing.T) {
 		for _, pool := range []bool{false, true} {
 			t.Run(fmt.Sprintf("pool=%v", pool), func(t *testing.T) {
 				r, _, errs := procServer(t, b, ProcessOptions{
-					Handler: testProcHandler, MaxProcs: 2, Pool: pool, Timeout: 500 * time.Millisecond})
+					// Timeout: generous for a loaded TCG guest, where a
+					// trivial handler once took over 500 ms.
+					Handler: testProcHandler, MaxProcs: 2, Pool: pool, Timeout: 2 * time.Second})
 				before := callReversed(t, r, "rbefore")
 				for _, tc := range []struct {
 					req, msg string

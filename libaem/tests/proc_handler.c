@@ -16,7 +16,7 @@
 #define CHANNEL		5
 #define TAG		0x9c
 #define MAX_PROCS	2
-#define TIMEOUT_MS	300
+#define TIMEOUT_MS	2000	/* a handler's limit: generous, for forks in a loaded TCG guest */
 
 /*
  * Runs in the child.  By the request's first byte: 'r' reverses the rest
