@@ -372,11 +372,12 @@ static bool phase_post_backlog(unsigned n, bool backlog)
 {
 	/*
 	 * Post: more slot-sized posts than delivery slots, so payloads wait in
-	 * kernel memory.  Backlog: a CQ ring of 16 and a backlog of 128 hold
-	 * 144; a post beyond them would wait for the consumer (a producer is
-	 * never dropped), so 140 fill the backlog's chunks.
+	 * kernel memory.  Backlog: a CQ ring of 16 and the half of a backlog
+	 * of 128 that messages from another ring may fill hold 80; a post
+	 * beyond them would wait for the consumer (a producer is never
+	 * dropped), so 76 fill two of the backlog's chunks.
 	 */
-	unsigned count = backlog ? 140 : 160, ok, got;
+	unsigned count = backlog ? 76 : 160, ok, got;
 	struct aem_sub_stats ss;
 	struct aem_ring a, b;
 	int64_t sub;
