@@ -124,6 +124,7 @@ struct aem_ctx {
 	u32			*sr_khead, *sr_ktail, *sr_array;
 
 	u32			call_quota;
+	u32			sock_conns;	/* aem_params.sock_conns */
 	bool			slot_gens;	/* version 3: slot references carry a generation */
 	u32			calls_pending;	/* charged to this ring; under the call table lock */
 
@@ -308,6 +309,10 @@ int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
 int __aem_op_timer_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
 int __aem_op_gen_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_send(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_shutdown(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_io_writeback(struct aem_ctx *r, struct aem_sub *s, const struct aem_source_ops *ops,
+		       const struct aem_sqe *sqe, u32 *reason, bool *answered);
 void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event,
 			   const struct aem_sqe *sqe);
 

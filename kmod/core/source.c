@@ -89,6 +89,8 @@ static u32 source_ops_mask(const struct aem_source_ops *ops)
 
 	if (ops->source == AEM_SRC_MSG)
 		m |= 1U << AEM_OP_POST | 1U << AEM_OP_CALL;
+	if (ops->io)
+		m |= 1U << AEM_OP_WRITEBACK | 1U << AEM_OP_SEND | 1U << AEM_OP_SHUTDOWN;
 	if (!ops->writeback)
 		return m;
 	m |= 1U << AEM_OP_WRITEBACK;
