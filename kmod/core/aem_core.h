@@ -333,10 +333,12 @@ void aem_core_slot_put(struct aem_ctx *r, u32 ref);
  * room (another producer took it after the source looked), the event
  * waits in the backlog holding its slot, past backlog_limit if need be
  * (such entries hold slots, so there are at most slot_count of them).
- * Any context.
+ * @cqe_flags: AEM_CQE_F_TRUNC, AEM_CQE_F_SOCK_CTL (never FINAL: end with
+ * aem_core_post_fit).  Returns 0, or -ENOMEM (no memory for a backlog
+ * entry): nothing posted, the slot is still the source's.  Any context.
  */
-void aem_core_post_slot(struct aem_ctx *r, struct aem_sub *s, u32 ref, u32 len,
-			u32 cqe_flags, u64 id);
+int aem_core_post_slot(struct aem_ctx *r, struct aem_sub *s, u32 ref, u32 len,
+		       u32 cqe_flags, u64 id);
 
 /*
  * A new subscription of @parent's source, with its tag and class, that
@@ -347,7 +349,9 @@ void aem_core_post_slot(struct aem_ctx *r, struct aem_sub *s, u32 ref, u32 len,
  * the ring's teardown (each calling .unsubscribe as for any).  Posting its
  * events is up to the source (.start is not called).  Returns NULL when
  * the ring's table is full, memory is short, or @parent is ending.
- * Process context (may allocate); not under the completion lock.
+ * Process context: it takes the ring's submit lock (the table grows under
+ * it), so call it holding no lock that the source's .io or .unsubscribe
+ * takes (they run under the submit lock).
  */
 struct aem_sub *aem_core_sub_spawn(struct aem_ctx *r, struct aem_sub *parent);
 

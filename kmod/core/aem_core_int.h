@@ -270,6 +270,12 @@ void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64
 void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s);
 bool __aem_post_counts_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe);
 void __aem_backlog_free(struct aem_ctx *r);
+u32 __aem_cq_room_locked(struct aem_ctx *r, struct aem_cq_core *cq);
+bool __aem_flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq);
+struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s);
+
+/* source.c: the .room hooks of every source, after a consumer freed room */
+void __aem_sources_room(struct aem_ctx *r);
 
 /* opdef.c: the opcode table; sqe.c: the checks it declares */
 #define AEM_OPF_SOURCE	(1U << 0)	/* fields an opcode reads; the others must be zero */

@@ -637,6 +637,22 @@ bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len)
 	return room;
 }
 
+/* The helpers above, for post_hold.c's posts that hold their slot.  Under cq_lock. */
+u32 __aem_cq_room_locked(struct aem_ctx *r, struct aem_cq_core *cq)
+{
+	return cq_room(r, cq);
+}
+
+bool __aem_flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
+{
+	return flush_class_locked(r, cq);
+}
+
+struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
+{
+	return bl_append_locked(r, cq, s->index, s->gen, NULL);
+}
+
 /* Ring teardown: the backlog's chunks and the payloads they hold. */
 void __aem_backlog_free(struct aem_ctx *r)
 {

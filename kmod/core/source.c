@@ -82,6 +82,18 @@ void __aem_source_forget(const struct aem_source_ops *ops)
 	aem_spin_unlock_irqrestore(&aem_src_lock, f);
 }
 
+void __aem_sources_room(struct aem_ctx *r)
+{
+	unsigned long f;
+	u8 src;
+
+	aem_spin_lock_irqsave(&aem_src_lock, f);
+	for (src = 1; src < AEM_SRC_LAST; src++)
+		if (aem_srcs[src] && aem_srcs[src]->room)
+			aem_srcs[src]->room(r);
+	aem_spin_unlock_irqrestore(&aem_src_lock, f);
+}
+
 /* Opcodes a subscription of @ops answers, beyond subscribe and unsubscribe. */
 static u32 source_ops_mask(const struct aem_source_ops *ops)
 {

@@ -91,6 +91,36 @@ struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 	return s;
 }
 
+struct aem_sub *aem_core_sub_spawn(struct aem_ctx *r, struct aem_sub *parent)
+{
+	const struct aem_source_ops *ops;
+	struct aem_sub *s = NULL;
+	unsigned long f;
+	u64 tag;
+	u8 src, prio;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	src = parent->source;
+	tag = parent->user_data;
+	prio = parent->prio;
+	if (!(parent->state & AEM_SUB_LIVE) || (parent->state & (AEM_SUB_DYING | AEM_SUB_FINAL)))
+		src = 0;
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	ops = src ? __aem_source_get(src) : NULL;
+	if (!ops)
+		return NULL;
+	aem_mutex_lock(&r->submit_lock);	/* the table's chunks grow under it */
+	s = __aem_sub_alloc(r, src, 0);
+	aem_mutex_unlock(&r->submit_lock);
+	if (!s) {
+		aem_module_put(ops->owner);
+		return NULL;
+	}
+	s->user_data = tag;
+	s->prio = prio;
+	return s;
+}
+
 struct aem_sub *__aem_sub_find(struct aem_ctx *r, u64 id, u32 bad_state)
 {
 	u32 idx = AEM_ID_INDEX(id);
