@@ -243,7 +243,7 @@ void __aem_room_kick(struct aem_ctx *r);
 struct aem_post {
 	u64		user_data;
 	u64		id;
-	s32		res;		/* < 0: an error result (no payload); else computed from len */
+	s32		res;		/* non-zero: the result's res (< 0 an error; > 0 bytes sent), no payload; 0: from len */
 	u32		flags;		/* AEM_CQE_F_*: RESULT selects the result ring; SLOT forces a slot */
 	u8		source;
 	u8		cls;		/* event: its class ring; result: the SQE's class, informational */
