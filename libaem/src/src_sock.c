@@ -36,6 +36,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -83,7 +84,8 @@ struct sk_obj {
 	u32		mask;		/* its epoll mask when armed */
 	bool		paused;		/* on the paused list: waits for room */
 	bool		started;	/* listener: the SUBSCRIBE result is out */
-	bool		at_limit;	/* listener: sock_conns reached, LIMIT posted */
+	bool		at_limit;	/* listener: sock_conns reached */
+	bool		limit_posted;	/* listener: and a connection waits: LIMIT posted */
 	bool		retry;		/* listener: accept failed for resources */
 	bool		need_connect;	/* conn: CONNECT not yet posted */
 	bool		need_eof;	/* conn: EOF not yet posted */
@@ -153,7 +155,7 @@ static u32 sk_want(const struct sk_obj *o)
 	if (o->paused || o->fd < 0)
 		return 0;
 	if (o->kind == SK_LISTEN)
-		return o->started && !o->at_limit && !o->retry ? EPOLLIN : 0;
+		return o->started && !o->retry && !o->limit_posted ? EPOLLIN : 0;
 	if (!o->rd_done && !o->need_connect && !o->need_eof)
 		m |= EPOLLIN;
 	if (o->qhead)
@@ -327,7 +329,7 @@ static void sk_below_limit(struct aem_ctx *r)
 		struct sk_obj *l = &sk_tab[i];
 
 		if (l->kind == SK_LISTEN && l->r == r && l->at_limit) {
-			l->at_limit = false;
+			l->at_limit = l->limit_posted = false;
 			sr->limited--;
 			sk_arm(l);
 		}
@@ -626,8 +628,18 @@ static void sk_listen_limit(struct sk_obj *l, int res)
 	struct aem_sock_event ev = { .type = AEM_SOCK_EV_LIMIT, .res = res };
 
 	if (res == -EMFILE && !l->retry) {
-		l->at_limit = true;
-		sk_ring(l->r)->limited++;
+		struct pollfd pf = { .fd = l->fd, .events = POLLIN };
+
+		if (!l->at_limit) {
+			l->at_limit = true;
+			sk_ring(l->r)->limited++;
+		}
+		/* Said only when a connection waits; else the next one's arrival wakes us to say it. */
+		if (poll(&pf, 1, 0) <= 0) {
+			sk_arm(l);
+			return;
+		}
+		l->limit_posted = true;
 	} else {
 		l->retry = true;
 		sk_nretry++;
