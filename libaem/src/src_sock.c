@@ -495,8 +495,10 @@ static int sk_send(struct sk_obj *o, const struct aem_sqe *sqe, const u8 *data, 
 	u32 off = 0;
 	ssize_t n;
 
+	if (o->dead)
+		return -ENOTCONN;	/* failed or closed: its CLOSED is on the way */
 	if (o->wr_done)
-		return o->dead && o->err ? o->err : -EPIPE;
+		return -ESHUTDOWN;
 	if (o->nq >= AEM_SOCK_MAX_QUEUED)
 		return -ENOBUFS;
 	if (o->qhead)
@@ -533,9 +535,9 @@ static int sk_shutdown(struct sk_obj *o, const struct aem_sqe *sqe)
 	    ((how & AEM_SOCK_CLOSE) && how != AEM_SOCK_CLOSE))
 		return -EINVAL;
 	if (o->closing)
-		return -EPIPE;
+		return -ESHUTDOWN;
 	if (o->dead)
-		return o->err ? o->err : -EPIPE;
+		return -ENOTCONN;
 	if (o->nq >= AEM_SOCK_MAX_QUEUED)
 		return -ENOBUFS;
 	if (how & (AEM_SOCK_SHUT_WR | AEM_SOCK_CLOSE))
@@ -960,7 +962,7 @@ static int sk_io(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe
 	else if (o->kind != SK_CONN)
 		ret = -ENOTCONN;
 	else if (o->closing)
-		ret = -EPIPE;
+		ret = -ESHUTDOWN;
 	else if (sqe->opcode == AEM_OP_SHUTDOWN)
 		ret = sk_shutdown(o, sqe);
 	else

@@ -213,7 +213,7 @@ static inline void ts_handle(struct ts_srv *s, const struct aem_cqe *c)
 			}
 			if (c->res >= 0)
 				t_assert(c->res == (int)s->wb[i].len, "sent %d of %u (ud %#llx flags %#x slot %#x)", c->res, s->wb[i].len, (unsigned long long)c->user_data, c->flags, s->wb[i].slot);
-			else if (s->wb[i].slot != ~0u && c->res == -ENOENT)
+			else if (s->wb[i].slot != ~0u && aem_sock_refused(c->res))
 				t_release(s->r, s->wb[i].slot);	/* refused: the slot is ours */
 			if (c->res > 0)
 				s->bytes_out += (uint64_t)c->res;
