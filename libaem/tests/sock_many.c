@@ -79,11 +79,11 @@ int main(void)
 	int lfd, st_child = 0;
 	pid_t child;
 
-	ts_raise_nofile(CONNS + 256);
 	p.sock_conns = CONNS;
 	p.slot_count = 1024;
 	t_setup(&r, &p);
 	ts_need_sock(&r);
+	ts_raise_nofile(CONNS + 256);
 	lfd = ts_listen_tcp(false, &port);
 	lid = ts_subscribe(&r, lfd, 0x10e4);
 	t_assert(lid > 0, "subscribe: %s", strerror((int)-lid));
