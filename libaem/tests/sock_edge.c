@@ -330,6 +330,50 @@ static void test_queue_teardown(void)
 	free(s.wb);
 }
 
+/*
+ * UNSUBSCRIBE of a listener stops accepting but leaves its connections
+ * working; UNSUBSCRIBE of a connection aborts it: no CLOSED event, the
+ * result carries its counts, and the peer sees the close.
+ */
+static void test_unsubscribe(void)
+{
+	struct ring_ctx x;
+	struct aem_sqe *sqe;
+	struct aem_cqe c;
+	char buf[8];
+	int fd, fd2;
+
+	open_ring(&x, 0);
+	x.s.echo = false;
+	fd = ts_connect_tcp(false, x.port);
+	g_want = 1;
+	ts_serve(&x.s, 5000, connects_reached);
+	sqe = t_sqe(&x.r);
+	aem_prep_unsubscribe(sqe, x.s.lid);
+	sqe->user_data = 0x0c;
+	t_eq(t_do(&x.r, 0x0c), 0);
+	fd2 = ts_connect_tcp(false, x.port);	/* the listen queue takes it; nobody accepts */
+	ts_serve(&x.s, 200, NULL);
+	t_eq(x.s.connects, 1);
+	t_eq(op(&x.r, x.s.conn_ids[0], AEM_OP_SEND, 0, "still"), 5);
+	read_exact(fd, "still");
+	sqe = t_sqe(&x.r);
+	aem_prep_unsubscribe(sqe, x.s.conn_ids[0]);
+	sqe->user_data = 0x0d;
+	t_submit(&x.r);
+	c = t_result(&x.r, 0x0d, 5000);
+	t_eq(c.res, 0);
+	t_assert(c.flags & AEM_CQE_F_STATS, "unsubscribe result without counts");
+	t_eq(recv(fd, buf, sizeof(buf), 0), 0);
+	ts_serve(&x.s, 200, NULL);
+	t_eq(x.s.closed, 0);	/* an abort posts no CLOSED */
+	t_eq(op(&x.r, x.s.conn_ids[0], AEM_OP_SEND, 0, "x"), -ENOENT);
+	t_eq(t_stats(&x.r).subscriptions, 0);
+	close(fd);
+	close(fd2);
+	close_ring(&x);
+}
+
 int main(void)
 {
 	test_reset();
@@ -337,5 +381,6 @@ int main(void)
 	test_limit();
 	test_unix_rights();
 	test_queue_teardown();
+	test_unsubscribe();
 	return t_exit();
 }
