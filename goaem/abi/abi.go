@@ -30,6 +30,8 @@ const (
 	MaxCallMS        = 60000 // longest call timeout; a longer one is refused
 	MaxCallQuota     = 4096
 	DefaultCallQuota = 1024
+	MaxSockConns     = 1 << 20 // socket connections per ring (Params.SockConns)
+	DefaultSockConns = 1024
 	CallErrnoMax     = 4095 // largest errno an error reply carries
 )
 
@@ -61,6 +63,7 @@ const (
 	FeatBlockingCall = 1 << 2
 	FeatKernel       = 1 << 3
 	FeatSubStats     = 1 << 4 // final counts: UNSUBSCRIBE results, SQEFEndStats
+	FeatSock         = 1 << 5 // Params.SockConns, OpSend, OpShutdown
 	FeatSender       = 1 << 6 // version 4: msg events carry their sender (CQEFSender)
 	FeatGrant        = 1 << 8 // posts and calls need the owner's user or a grant (IocGrant)
 )
@@ -102,7 +105,9 @@ const (
 	OpCall        = 5
 	OpTimerSet    = 6
 	OpGenSet      = 7
-	OpLast        = 8
+	OpSend        = 8 // target = socket connection id; payload; result: bytes sent
+	OpShutdown    = 9 // target = socket connection id; Arg = SockShut*
+	OpLast        = 10
 )
 
 // SQE flags.
@@ -119,6 +124,7 @@ const (
 	CQEFTrunc    = 1 << 4
 	CQEFStats    = 1 << 5 // a result whose Data holds SubCounts
 	CQEFSender   = 1 << 6 // a msg event whose Sender sits beside it (RingOffsets.Senders)
+	CQEFSockCtl  = 1 << 7 // SrcSock: Data holds a SockEvent, not received bytes
 	IDKindSub    = 1
 	IDKindCall   = 2
 	EnterGetEvts = 1 << 0
@@ -132,7 +138,8 @@ const (
 	SrcGen   = 3
 	SrcProc  = 4
 	SrcFD    = 5
-	SrcLast  = 6
+	SrcSock  = 6
+	SrcLast  = 7
 )
 
 // Source event masks.
@@ -149,6 +156,19 @@ const (
 	FDReadable = 1 << 1
 	FDHangup   = 1 << 2
 	FDAll      = FDAccept | FDReadable | FDHangup
+)
+
+// The socket I/O source (SrcSock): shutdown arguments and event types.
+const (
+	SockShutRD    = 1 << 0
+	SockShutWR    = 1 << 1
+	SockShutRDWR  = SockShutRD | SockShutWR
+	SockClose     = 1 << 2
+	SockMaxQueued = 64 // sends one connection may have queued
+	SockEvConnect = 1
+	SockEvEOF     = 2
+	SockEvClosed  = 3
+	SockEvLimit   = 4
 )
 
 // Refusal reasons (enum aem_refuse), indices into RingStats.Refused.
@@ -195,7 +215,8 @@ type Params struct {
 	APIVersion   uint32                  `aem:"api_version"`
 	RingID       uint32                  `aem:"ring_id"`
 	CallQuota    uint32                  `aem:"call_quota"`
-	Resv         [4]uint32               `aem:"resv"`
+	SockConns    uint32                  `aem:"sock_conns"`
+	Resv         [3]uint32               `aem:"resv"`
 	SQOff        RingOffsets             `aem:"sq_off"`
 	CQOff        [MaxClasses]RingOffsets `aem:"cq_off"`
 	SlotOff      RingOffsets             `aem:"slot_off"`
@@ -234,6 +255,13 @@ type FDArgs struct {
 	Resv   [3]uint64 `aem:"resv"`
 }
 
+// SockArgs is struct aem_sock_args.
+type SockArgs struct {
+	FD    int32     `aem:"fd"`
+	Flags uint32    `aem:"flags"`
+	Resv  [3]uint64 `aem:"resv"`
+}
+
 // MsgArgs is struct aem_msg_args.
 type MsgArgs struct {
 	Channel uint32    `aem:"channel"`
@@ -258,7 +286,7 @@ type SQE struct {
 
 // SQEUnionMembers names the members of aem_sqe's union; each sits at the
 // offset of Data.
-var SQEUnionMembers = []string{"timer", "gen", "proc", "fd", "msg"}
+var SQEUnionMembers = []string{"timer", "gen", "proc", "fd", "sock", "msg"}
 
 // Timer views the union as struct aem_timer_args.
 func (s *SQE) Timer() *TimerArgs { return (*TimerArgs)(unsafe.Pointer(&s.Data)) }
@@ -271,6 +299,9 @@ func (s *SQE) Proc() *ProcArgs { return (*ProcArgs)(unsafe.Pointer(&s.Data)) }
 
 // FD views the union as struct aem_fd_args.
 func (s *SQE) FD() *FDArgs { return (*FDArgs)(unsafe.Pointer(&s.Data)) }
+
+// Sock views the union as struct aem_sock_args.
+func (s *SQE) Sock() *SockArgs { return (*SockArgs)(unsafe.Pointer(&s.Data)) }
 
 // Msg views the union as struct aem_msg_args.
 func (s *SQE) Msg() *MsgArgs { return (*MsgArgs)(unsafe.Pointer(&s.Data)) }
@@ -314,6 +345,18 @@ type ProcEvent struct {
 type FDEvent struct {
 	FD     int32  `aem:"fd"`
 	Events uint32 `aem:"events"`
+}
+
+// SockEvent is struct aem_sock_event, the payload of a CQE with CQEFSockCtl.
+type SockEvent struct {
+	Type    uint8     `aem:"type"`
+	Resv0   uint8     `aem:"resv0"`
+	Family  uint16    `aem:"family"`
+	Res     int32     `aem:"res"`
+	Port    uint16    `aem:"port"`
+	Resv1   uint16    `aem:"resv1"`
+	ScopeID uint32    `aem:"scope_id"`
+	Addr    [16]uint8 `aem:"addr"`
 }
 
 // Enter is struct aem_enter (AEM_IOC_ENTER).

@@ -23,6 +23,7 @@ var structs = []struct {
 	{"aem_gen_args", abi.GenArgs{}},
 	{"aem_proc_args", abi.ProcArgs{}},
 	{"aem_fd_args", abi.FDArgs{}},
+	{"aem_sock_args", abi.SockArgs{}},
 	{"aem_msg_args", abi.MsgArgs{}},
 	{"aem_sqe", abi.SQE{}},
 	{"aem_cqe", abi.CQE{}},
@@ -30,6 +31,7 @@ var structs = []struct {
 	{"aem_gen_event", abi.GenEvent{}},
 	{"aem_proc_event", abi.ProcEvent{}},
 	{"aem_fd_event", abi.FDEvent{}},
+	{"aem_sock_event", abi.SockEvent{}},
 	{"aem_enter", abi.Enter{}},
 	{"aem_sub_stats", abi.SubStats{}},
 	{"aem_sub_counts", abi.SubCounts{}},
@@ -69,7 +71,7 @@ func TestLayoutMatchesHeader(t *testing.T) {
 		assert.Equal(t, uint64(data.Offset), c[name], "offsetof(%s)", name)
 		seen[name] = true
 	}
-	for _, a := range []any{abi.TimerArgs{}, abi.GenArgs{}, abi.ProcArgs{}, abi.FDArgs{}, abi.MsgArgs{}} {
+	for _, a := range []any{abi.TimerArgs{}, abi.GenArgs{}, abi.ProcArgs{}, abi.FDArgs{}, abi.SockArgs{}, abi.MsgArgs{}} {
 		assert.LessOrEqual(t, reflect.TypeOf(a).Size(), data.Type.Size(), "%T must fit the SQE union", a)
 	}
 	// Every struct row of the C table was compared: a member added to the
@@ -96,7 +98,15 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_CALL_DEFAULT_TIMEOUT_MS": abi.DefaultCallMS,
 		"AEM_CALL_MAX_TIMEOUT_MS":     abi.MaxCallMS, "AEM_MAX_CALL_QUOTA": abi.MaxCallQuota,
 		"AEM_DEFAULT_CALL_QUOTA": abi.DefaultCallQuota,
-		"AEM_SLOT_GEN_SHIFT":     abi.SlotGenShift, "AEM_SLOT_GEN_MAX": abi.SlotGenMax,
+		"AEM_MAX_SOCK_CONNS":     abi.MaxSockConns, "AEM_DEFAULT_SOCK_CONNS": abi.DefaultSockConns,
+		"AEM_FEAT_SOCK": abi.FeatSock, "AEM_OP_SEND": abi.OpSend, "AEM_OP_SHUTDOWN": abi.OpShutdown,
+		"AEM_SRC_SOCK": abi.SrcSock, "AEM_CQE_F_SOCK_CTL": abi.CQEFSockCtl,
+		"AEM_SOCK_SHUT_RD": abi.SockShutRD, "AEM_SOCK_SHUT_WR": abi.SockShutWR,
+		"AEM_SOCK_SHUT_RDWR": abi.SockShutRDWR, "AEM_SOCK_CLOSE": abi.SockClose,
+		"AEM_SOCK_MAX_QUEUED": abi.SockMaxQueued, "AEM_SOCK_EV_CONNECT": abi.SockEvConnect,
+		"AEM_SOCK_EV_EOF": abi.SockEvEOF, "AEM_SOCK_EV_CLOSED": abi.SockEvClosed,
+		"AEM_SOCK_EV_LIMIT":  abi.SockEvLimit,
+		"AEM_SLOT_GEN_SHIFT": abi.SlotGenShift, "AEM_SLOT_GEN_MAX": abi.SlotGenMax,
 		"AEM_CALL_ERRNO_MAX": abi.CallErrnoMax,
 		"AEM_SETUP_BOOST":    abi.SetupBoost, "AEM_SETUP_EMBEDDED": abi.SetupEmbedded,
 		"AEM_SETUP_KERNEL": abi.SetupKernel, "AEM_SETUP_FLAGS_ALL": abi.SetupFlagsAll,

@@ -64,7 +64,7 @@ struct aem_sub {
 
 /* Features of every ring, whichever host; the host ORs in its own. */
 #define AEM_CORE_FEATURES	(AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL | \
-				 AEM_FEAT_SUB_STATS | AEM_FEAT_GRANT)
+				 AEM_FEAT_SUB_STATS | AEM_FEAT_GRANT | AEM_FEAT_SOCK)
 
 /* Layout computed from validated parameters; filled by aem_core_layout(). */
 struct aem_layout {
@@ -74,6 +74,7 @@ struct aem_layout {
 	u32	slot_size, slot_count, send_slots, slot_ring_entries;
 	u32	backlog_limit;
 	u32	call_quota;	/* pending calls charged to the ring, at most */
+	u32	sock_conns;	/* socket connections the ring may hold */
 };
 
 /*
@@ -275,6 +276,31 @@ struct aem_source_ops {
 	 * inside a post to @r.  May sleep.
 	 */
 	void	(*ring_release)(struct aem_ctx *r);
+	/*
+	 * Optional (the socket source): AEM_OP_SEND (@data, @len: the
+	 * payload), AEM_OP_SHUTDOWN (@data NULL, @len 0; sqe->arg), and
+	 * AEM_OP_WRITEBACK to @s's token, which then goes here with its whole
+	 * payload instead of to .writeback.  @data points where the payload
+	 * lies (the core's SQE copy, or a slot in the shared region that user
+	 * space may change meanwhile): the source reads it once (sends or
+	 * copies it) before returning and keeps no pointer.  Returns the
+	 * result (>= 0: bytes sent, 0), a refusal -errno (-ENOENT counts as
+	 * AEM_REFUSE_ID; -ENOBUFS, -ENOMEM, -ENOSPC as AEM_REFUSE_NOMEM; others
+	 * AEM_REFUSE_FIELD; never -EAGAIN, which is taken as -ENOBUFS), or
+	 * AEM_CORE_PENDING: accepted, answered later by
+	 * exactly one aem_core_complete().  Process context (submission); it
+	 * must not block on the network.
+	 */
+	int	(*io)(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe,
+		      const void *data, u32 len);
+	/*
+	 * Optional: after aem_core_want_room() answered false for a
+	 * subscription of this source in @r, the consumer freed CQ entries or
+	 * slots (its next enter, wait or poll arming).  Called once per such
+	 * announcement, maybe spuriously; any context: must not sleep nor take
+	 * @r's completion lock (kick the source's own driver).
+	 */
+	void	(*room)(struct aem_ctx *r);
 };
 
 /*
@@ -368,6 +394,94 @@ void aem_core_uncharge(struct aem_ctx *r, u32 bytes);
  * implementations of a source id never share it.
  */
 void **aem_ctx_src_priv(struct aem_ctx *r, const struct aem_source_ops *ops);
+
+/* ---------------------------------------------------------------------- */
+/* Sources that never drop (the socket source, PROTOCOL.md §10)           */
+
+/*
+ * Post one event for @s only if it is delivered now: the CQ ring of @s's
+ * class has room and no backlog of that class is ahead of it, and, for
+ * @len > AEM_CQE_INLINE, a delivery slot is free.  Returns 0 (delivered;
+ * @cqe_flags and @id as for aem_core_post, AEM_CQE_F_FINAL ends @s), or
+ * -EAGAIN with nothing counted and nothing changed: the source pauses,
+ * calls aem_core_want_room(), and tries again from its .room hook.  Any
+ * context (completion spinlock; never sleeps).
+ */
+int aem_core_post_fit(struct aem_ctx *r, struct aem_sub *s, const void *data, u32 len,
+		      u32 cqe_flags, u64 id);
+
+/*
+ * Whether one event of @s of @len bytes would be delivered now (CQ room in
+ * its class, no backlog of the class ahead, and for @len > AEM_CQE_INLINE
+ * a free slot), without announcing anything: the look a source takes
+ * before it reads.  On false it calls aem_core_want_room().  Any context.
+ */
+bool aem_core_has_room(struct aem_ctx *r, struct aem_sub *s, u32 len);
+
+/*
+ * Take a free delivery slot for a payload the source writes itself (a
+ * receive straight into the slot, no bounce buffer).  Returns 0 with the
+ * slot's reference in *@ref and its slot_size bytes at *@buf, or -ENOSPC
+ * (none free: pause, aem_core_want_room(), retry from .room).  *@buf is
+ * in the shared region: user space may read or scribble it; the source
+ * never trusts what it reads back.  The slot is the source's until
+ * aem_core_slot_put() or aem_core_post_slot().  Any context.
+ */
+int aem_core_slot_take(struct aem_ctx *r, u32 *ref, void **buf);
+/* Give back a taken slot the source did not post (the receive found nothing). */
+void aem_core_slot_put(struct aem_ctx *r, u32 ref);
+
+/*
+ * Post an event of @s whose @len (1..slot_size) bytes are in the taken
+ * slot @ref; the slot goes with the event (a @len <= AEM_CQE_INLINE is
+ * copied inline and the slot freed).  Never dropped: when the ring has no
+ * room (another producer took it after the source looked), the event
+ * waits in the backlog holding its slot, past backlog_limit if need be
+ * (such entries hold slots, so there are at most slot_count of them).
+ * @cqe_flags: AEM_CQE_F_TRUNC, AEM_CQE_F_SOCK_CTL (never FINAL: end with
+ * aem_core_post_fit).  Returns 0, or -ENOMEM (no memory for a backlog
+ * entry): nothing posted, the slot is still the source's.  Any context.
+ */
+int aem_core_post_slot(struct aem_ctx *r, struct aem_sub *s, u32 ref, u32 len,
+		       u32 cqe_flags, u64 id);
+
+/*
+ * A new subscription of @parent's source, with its tag and class, that
+ * no SUBSCRIBE names (a listener's connection).  It is a subscription
+ * like any other: it counts in the ring's table and statistics, has its
+ * own id and counters, takes a reference on the source's owner, and ends
+ * by its final event, an UNSUBSCRIBE of its id, the source's unload or
+ * the ring's teardown (each calling .unsubscribe as for any).  Posting its
+ * events is up to the source (.start is not called).  Returns NULL when
+ * the ring's table is full, memory is short, or @parent is ending.
+ * Process context (may allocate); takes the completion lock, so the
+ * source may hold its own locks.  NULL too once the ring is closing.
+ */
+struct aem_sub *aem_core_sub_spawn(struct aem_ctx *r, struct aem_sub *parent);
+
+/* Connections the ring may hold (aem_params.sock_conns, validated). */
+u32 aem_ctx_sock_conns(struct aem_ctx *r);
+
+/*
+ * An operation the source accepted with AEM_CORE_PENDING finished: post
+ * its result (user_data, class and flags of the SQE as the source kept
+ * them from @sqe at issue: see aem_core_pending_init) with @res, bytes
+ * sent or -errno.  Exactly once per pending operation; a success of an
+ * AEM_SQE_F_SILENT SQE posts nothing.  Results are never dropped (the
+ * result ring's backlog).  Any context (completion spinlock; never sleeps).
+ * Not after the ring's .ring_release (teardown posts nothing).
+ */
+#define AEM_CORE_PENDING	(-4096)	/* below every -errno the core returns */
+struct aem_pending {
+	u64	user_data;
+	u8	prio;
+	u8	flags;		/* the SQE's AEM_SQE_F_* */
+	u8	opcode;
+	u8	resv[5];
+};
+void aem_core_pending_init(struct aem_pending *p, const struct aem_sqe *sqe);
+void aem_core_complete(struct aem_ctx *r, const struct aem_pending *p, s32 res);
+
 
 /* ---------------------------------------------------------------------- */
 /* Host life cycle and drivers                                            */

@@ -139,6 +139,7 @@ struct aem_ctx {
 
 	u32			call_quota;
 	u64			region_bytes;	/* the regions' size: charged by the host at setup */
+	u32			sock_conns;	/* aem_params.sock_conns */
 	bool			slot_gens;	/* version 3: slot references carry a generation */
 	u32			calls_pending;	/* charged to this ring; under the call table lock */
 
@@ -220,6 +221,7 @@ static inline u64 __aem_make_id(u32 idx, u32 gen, u32 kind)
 /* source.c */
 void __aem_sources_init(void);
 const struct aem_source_ops *__aem_source_get(u8 src, u32 impl, u32 api, u8 *slot);
+const struct aem_source_ops *__aem_source_get_slot(u8 src, u8 slot);
 const struct aem_source_ops *__aem_source_ops(u8 src, u8 slot);
 u32 __aem_source_slot(const struct aem_source_ops *ops);
 bool __aem_source_close(const struct aem_source_ops *ops);
@@ -294,7 +296,7 @@ void __aem_room_kick(struct aem_ctx *r);
 struct aem_post {
 	u64		user_data;
 	u64		id;
-	s32		res;		/* < 0: an error result (no payload); else computed from len */
+	s32		res;		/* non-zero: the result's res (< 0 an error; > 0 bytes sent), no payload; 0: from len */
 	u32		flags;		/* AEM_CQE_F_*: RESULT selects the result ring; SLOT forces a slot */
 	u8		source;
 	u8		cls;		/* event: its class ring; result: the SQE's class, informational */
@@ -322,6 +324,12 @@ void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64
 void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s);
 bool __aem_post_counts_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe);
 void __aem_backlog_free(struct aem_ctx *r);
+u32 __aem_cq_room_locked(struct aem_ctx *r, struct aem_cq_core *cq);
+bool __aem_flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq);
+struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s);
+
+/* source.c: the .room hooks of every source, after a consumer freed room */
+void __aem_sources_room(struct aem_ctx *r);
 
 /* opdef.c: the opcode table; sqe.c: the checks it declares */
 #define AEM_OPF_SOURCE	(1U << 0)	/* fields an opcode reads; the others must be zero */
@@ -361,6 +369,10 @@ int __aem_op_unsubscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
 int __aem_op_timer_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
 int __aem_op_gen_set(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_send(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_op_shutdown(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_io_writeback(struct aem_ctx *r, struct aem_sub *s, const struct aem_source_ops *ops,
+		       const struct aem_sqe *sqe, u32 *reason, bool *answered);
 void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event,
 			   const struct aem_sqe *sqe);
 

@@ -91,6 +91,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	u32 send = p->send_slots;
 	u64 bl = p->backlog_limit;
 	u32 cqq = p->call_quota ? p->call_quota : AEM_DEFAULT_CALL_QUOTA;
+	u32 conns = p->sock_conns ? p->sock_conns : AEM_DEFAULT_SOCK_CONNS;
 	u32 ver = p->api_version ? p->api_version : AEM_API_VERSION_MIN;
 	u32 i, c;
 
@@ -110,6 +111,8 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	if (ss < AEM_MIN_SLOT_SIZE || ss > AEM_MAX_SLOT_SIZE)
 		return -EINVAL;
 	if ((u64)sc + send > AEM_MAX_SLOTS || bl > AEM_MAX_BACKLOG || cqq > AEM_MAX_CALL_QUOTA)
+		return -EINVAL;
+	if (conns > AEM_MAX_SOCK_CONNS)
 		return -EINVAL;
 
 	sq = roundup_pow2(sq);
@@ -135,6 +138,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	l->slot_ring_entries = roundup_pow2(sc);
 	l->backlog_limit = (u32)bl;
 	l->call_quota = cqq;
+	l->sock_conns = conns;
 	l->region_size[AEM_REGION_RINGS] =
 		round_page(sizeof(struct aem_rings) + 4ULL * l->slot_ring_entries);
 	l->region_size[AEM_REGION_SQES] = round_page((u64)sq * sizeof(struct aem_sqe));
@@ -152,6 +156,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	p->slot_count = sc;
 	p->backlog_limit = (u32)bl;
 	p->call_quota = cqq;
+	p->sock_conns = conns;
 	p->features = AEM_CORE_FEATURES | host_features | (ver >= 4 ? AEM_FEAT_SENDER : 0);
 	p->api_version = ver;
 	set_offsets(&p->sq_off, offsetof(struct aem_rings, sq), 0);

@@ -135,7 +135,6 @@ int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 	u32 took, len;
 	int ret;
 
-	(void)answered;
 	if (AEM_ID_KIND(sqe->target) == AEM_ID_KIND_CALL)
 		return __aem_writeback_call(r, sqe, reason);
 	NEED(!sqe->arg);	/* only a caller can be answered with an errno */
@@ -149,6 +148,8 @@ int __aem_op_writeback(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 		return -ENOENT;
 	}
 	ops = __aem_source_ops(s->source, s->impl);
+	if (ops && ops->io)
+		return __aem_io_writeback(r, s, ops, sqe, reason, answered);
 	if (!ops || !ops->writeback) {
 		*reason = AEM_REFUSE_FIELD;
 		return -EOPNOTSUPP;

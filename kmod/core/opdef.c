@@ -57,6 +57,18 @@ static const struct aem_op_def aem_op_defs[AEM_OP_LAST] = {
 		.sqe_flags	= AEM_SQE_F_SILENT,
 		.uses		= AEM_OPF_TARGET | AEM_OPF_ARGS,
 	},
+	[AEM_OP_SEND] = {
+		.name		= "send",
+		.issue		= __aem_op_send,
+		.sqe_flags	= AEM_SQE_FLAGS_ALL,
+		.uses		= AEM_OPF_TARGET | AEM_OPF_LEN | AEM_OPF_SLOT | AEM_OPF_ARGS,
+	},
+	[AEM_OP_SHUTDOWN] = {
+		.name		= "shutdown",
+		.issue		= __aem_op_shutdown,
+		.sqe_flags	= AEM_SQE_F_SILENT,
+		.uses		= AEM_OPF_TARGET | AEM_OPF_ARG,
+	},
 };
 
 /* The definition of @opcode, or NULL for an opcode this core does not know. */

@@ -309,7 +309,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		e = &cq->cqes[tail & mask];
 		e->user_data = p->user_data;
 		e->id = p->id;
-		e->res = p->res < 0 || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
+		e->res = p->res || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
 		e->flags = (p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL)) |
 			   (final_mode ? AEM_CQE_F_FINAL : 0);
 		e->slot = 0;
@@ -343,7 +343,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			hdr.flags |= AEM_CQE_F_TRUNC;
 		}
 	}
-	hdr.res = p->res < 0 || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
+	hdr.res = p->res || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
 	hdr.slot = 0;
 	hdr.source = p->source;
 	hdr.prio = p->cls;
@@ -679,23 +679,20 @@ void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s)
 	}
 }
 
-bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len)
+/* The helpers above, for post_hold.c's posts that hold their slot.  Under cq_lock. */
+u32 __aem_cq_room_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 {
-	struct aem_cq_core *cq = &r->cq[s->prio];
-	unsigned long f;
-	bool room;
+	return cq_room(r, cq);
+}
 
-	aem_atomic_set(&r->room_wanted, 1);
-	aem_smp_mb();	/* pairs with room_kick()'s caller's barrier */
-	aem_spin_lock_irqsave(&r->cq_lock, f);
-	room = !cq->bl_head && cq_room(r, cq);
-	if (room && len > AEM_CQE_INLINE) {
-		if (!r->nr_free)
-			__aem_slot_reclaim_locked(r);
-		room = r->nr_free > 0;
-	}
-	aem_spin_unlock_irqrestore(&r->cq_lock, f);
-	return room;
+bool __aem_flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
+{
+	return flush_class_locked(r, cq);
+}
+
+struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
+{
+	return bl_append_locked(r, cq, s->index, s->gen, NULL);
 }
 
 /* Ring teardown: the backlog's chunks and the payloads they hold. */

@@ -16,6 +16,11 @@ u32 aem_ctx_slot_size(struct aem_ctx *r)
 	return r->slot_size;
 }
 
+u32 aem_ctx_sock_conns(struct aem_ctx *r)
+{
+	return r->sock_conns;
+}
+
 void **aem_ctx_src_priv(struct aem_ctx *r, const struct aem_source_ops *ops)
 {
 	u32 slot = __aem_source_slot(ops);
@@ -50,6 +55,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->sr_mask = l->slot_ring_entries - 1;
 	r->backlog_limit = l->backlog_limit;
 	r->call_quota = l->call_quota;
+	r->sock_conns = l->sock_conns;
 	r->host = host;
 	r->payload = regions[AEM_REGION_PAYLOAD];
 	r->sqes = regions[AEM_REGION_SQES];

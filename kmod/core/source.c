@@ -92,6 +92,26 @@ const struct aem_source_ops *__aem_source_get(u8 src, u32 impl, u32 api, u8 *slo
 }
 
 /*
+ * The implementation in @slot of @src with a module reference, for another
+ * subscription of an implementation a live one already uses (a listener's
+ * connection); NULL when it is going away.
+ */
+const struct aem_source_ops *__aem_source_get_slot(u8 src, u8 slot)
+{
+	const struct aem_source_ops *ops = NULL;
+	unsigned long f;
+
+	if (!src || src >= AEM_SRC_LAST || slot >= AEM_SRC_IMPLS)
+		return NULL;
+	aem_spin_lock_irqsave(&aem_src_lock, f);
+	if (!aem_src_closing[src][slot] && aem_srcs[src][slot] &&
+	    aem_module_get(aem_srcs[src][slot]->owner))
+		ops = aem_srcs[src][slot];
+	aem_spin_unlock_irqrestore(&aem_src_lock, f);
+	return ops;
+}
+
+/*
  * The implementation in @slot of @src: a live subscription's source stays
  * registered until all its subscriptions are gone, so no reference is taken.
  */
@@ -142,6 +162,19 @@ void __aem_source_forget(const struct aem_source_ops *ops)
 	aem_spin_unlock_irqrestore(&aem_src_lock, f);
 }
 
+void __aem_sources_room(struct aem_ctx *r)
+{
+	unsigned long f;
+	u8 src, i;
+
+	aem_spin_lock_irqsave(&aem_src_lock, f);
+	for (src = 1; src < AEM_SRC_LAST; src++)
+		for (i = 0; i < AEM_SRC_IMPLS; i++)
+			if (aem_srcs[src][i] && aem_srcs[src][i]->room)
+				aem_srcs[src][i]->room(r);
+	aem_spin_unlock_irqrestore(&aem_src_lock, f);
+}
+
 /* Opcodes a subscription of @ops answers, beyond subscribe and unsubscribe. */
 static u32 source_ops_mask(const struct aem_source_ops *ops)
 {
@@ -149,6 +182,8 @@ static u32 source_ops_mask(const struct aem_source_ops *ops)
 
 	if (ops->source == AEM_SRC_MSG)
 		m |= 1U << AEM_OP_POST | 1U << AEM_OP_CALL;
+	if (ops->io)
+		m |= 1U << AEM_OP_WRITEBACK | 1U << AEM_OP_SEND | 1U << AEM_OP_SHUTDOWN;
 	if (!ops->writeback)
 		return m;
 	m |= 1U << AEM_OP_WRITEBACK;

@@ -56,18 +56,21 @@ void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c)
 }
 
 /*
- * Under submit_lock (chunks only grow there); @state: AEM_SUB_* bits beside
- * LIVE.  NULL: the table is full, or a new chunk was refused by the ring's
- * charge (or its allocation failed): the SUBSCRIBE gets -ENOMEM.
+ * @state: AEM_SUB_* bits beside LIVE.  Submission (under submit_lock) and a
+ * source spawning a connection (aem_core_sub_spawn) may both grow the
+ * table: a chunk is added under cq_lock only if the table still needs it.
+ * None once the ring is closing (teardown sweeps the table after that).
+ * NULL: the table is full, or a new chunk was refused by the ring's charge
+ * (or its allocation failed): the SUBSCRIBE gets -ENOMEM.
  */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 {
-	struct aem_sub *s = NULL, *chunk;
+	struct aem_sub *s = NULL, *chunk = NULL;
 	unsigned long f;
 	u32 base, i;
 
 	aem_spin_lock_irqsave(&r->cq_lock, f);
-	if (r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS) {
+	if (r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS && !r->closing) {
 		/* The table grows by a chunk: charged before it exists, kept until the ring goes. */
 		if (!__aem_mem_charge_locked(r, AEM_SUB_CHUNK_BYTES)) {
 			aem_spin_unlock_irqrestore(&r->cq_lock, f);
@@ -79,19 +82,22 @@ struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 			aem_core_uncharge(r, AEM_SUB_CHUNK_BYTES);
 			return NULL;
 		}
+		aem_spin_lock_irqsave(&r->cq_lock, f);
+	}
+	if (chunk && r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS) {
 		base = r->nr_sub_chunks << AEM_SUB_CHUNK_SHIFT;
 		for (i = 0; i < AEM_SUB_CHUNK; i++) {
 			chunk[i].index = base + i;
 			chunk[i].gen = 1;
 			chunk[i].link[0] = base + i + 1;
 		}
-		aem_spin_lock_irqsave(&r->cq_lock, f);
 		chunk[AEM_SUB_CHUNK - 1].link[0] = r->sub_free;
 		r->sub_chunks[r->nr_sub_chunks] = chunk;
 		aem_write_once(r->nr_sub_chunks, r->nr_sub_chunks + 1);
 		r->sub_free = base;
+		chunk = NULL;
 	}
-	if (r->sub_free != AEM_NIL) {
+	if (r->sub_free != AEM_NIL && !r->closing) {
 		s = __aem_sub_at(r, r->sub_free);
 		r->sub_free = s->link[0];
 		s->link[0] = 0;
@@ -100,6 +106,41 @@ struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 		r->nr_subs++;
 	}
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	if (chunk) {	/* another allocator grew the table meanwhile */
+		aem_kvfree(chunk);
+		aem_core_uncharge(r, AEM_SUB_CHUNK_BYTES);
+	}
+	return s;
+}
+
+struct aem_sub *aem_core_sub_spawn(struct aem_ctx *r, struct aem_sub *parent)
+{
+	const struct aem_source_ops *ops;
+	struct aem_sub *s = NULL;
+	unsigned long f;
+	u64 tag;
+	u8 src, prio, impl;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	src = parent->source;
+	impl = parent->impl;
+	tag = parent->user_data;
+	prio = parent->prio;
+	if (!(parent->state & AEM_SUB_LIVE) || (parent->state & (AEM_SUB_DYING | AEM_SUB_FINAL)))
+		src = 0;
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	/* The parent's own implementation, not merely the newest. */
+	ops = src ? __aem_source_get_slot(src, impl) : NULL;
+	if (!ops)
+		return NULL;
+	s = __aem_sub_alloc(r, src, 0);
+	if (!s) {
+		aem_module_put(ops->owner);
+		return NULL;
+	}
+	s->impl = impl;
+	s->user_data = tag;
+	s->prio = prio;
 	return s;
 }
 

@@ -28,6 +28,7 @@ void __aem_room_kick(struct aem_ctx *r)
 	if (aem_atomic_read(&r->room_wanted)) {
 		aem_atomic_set(&r->room_wanted, 0);
 		aem_host_gen_kick();
+		__aem_sources_room(r);
 	}
 }
 

@@ -42,6 +42,7 @@
 #define AEM_MAX_SUBS		(1U << 24)	/* subscriptions per ring */
 #define AEM_MAX_CALL_QUOTA	4096	/* pending calls one ring may have (aem_params.call_quota) */
 #define AEM_CALL_MAX_TIMEOUT_MS	60000	/* a call's timeout; a longer one is refused with -EINVAL */
+#define AEM_MAX_SOCK_CONNS	(1U << 20)	/* socket connections per ring (aem_params.sock_conns) */
 
 /* What setup takes for a zero field of struct aem_params. */
 #define AEM_DEFAULT_SQ_ENTRIES	1024
@@ -50,6 +51,7 @@
 #define AEM_DEFAULT_SLOT_SIZE	256
 #define AEM_DEFAULT_SLOTS	1024
 #define AEM_DEFAULT_CALL_QUOTA	1024
+#define AEM_DEFAULT_SOCK_CONNS	1024
 
 /* ---------------------------------------------------------------------- */
 /* Setup                                                                  */
@@ -66,6 +68,7 @@
 #define AEM_FEAT_BLOCKING_CALL	(1U << 2)	/* AEM_IOC_CALL */
 #define AEM_FEAT_KERNEL		(1U << 3)	/* backed by the kernel module */
 #define AEM_FEAT_SUB_STATS	(1U << 4)	/* final counts: UNSUBSCRIBE results, AEM_SQE_F_END_STATS (AEM_CQE_F_STATS) */
+#define AEM_FEAT_SOCK		(1U << 5)	/* aem_params.sock_conns, AEM_OP_SEND, AEM_OP_SHUTDOWN (the source itself: see the probe) */
 #define AEM_FEAT_SENDER		(1U << 6)	/* version 4: posts and calls carry their sender (AEM_CQE_F_SENDER) */
 #define AEM_FEAT_GRANT		(1U << 8)	/* posts and calls need the owner's user or a grant (AEM_IOC_GRANT) */
 
@@ -98,7 +101,8 @@ struct aem_params {
 	__u32	api_version;	/* in: the version the caller speaks, 0 = 2; out: the one served */
 	__u32	ring_id;	/* out: this ring's id, the address used by post and call */
 	__u32	call_quota;	/* in: calls this ring may have pending, <= AEM_MAX_CALL_QUOTA; 0 = default; out: actual */
-	__u32	resv[4];	/* must be zero */
+	__u32	sock_conns;	/* in: AEM_SRC_SOCK connections the ring may hold, <= AEM_MAX_SOCK_CONNS; 0 = default; out: actual */
+	__u32	resv[3];	/* must be zero */
 	struct aem_ring_offsets sq_off;			/* out */
 	struct aem_ring_offsets cq_off[AEM_MAX_CLASSES];	/* out; unused classes zeroed */
 	struct aem_ring_offsets slot_off;		/* out: slot return ring */
@@ -137,6 +141,8 @@ enum aem_op {
 	AEM_OP_CALL		= 5,	/* target = address; payload; reply arrives as this SQE's result */
 	AEM_OP_TIMER_SET	= 6,	/* target = timer subscription; timer args: re-arm */
 	AEM_OP_GEN_SET		= 7,	/* target = generator subscription; gen args: new rate/burst/count */
+	AEM_OP_SEND		= 8,	/* target = socket connection id; payload inline or in a send slot; result: bytes sent */
+	AEM_OP_SHUTDOWN		= 9,	/* target = socket connection id; arg = AEM_SOCK_SHUT_* */
 	AEM_OP_LAST
 };
 
@@ -163,6 +169,7 @@ enum aem_source {
 	AEM_SRC_GEN		= 3,	/* synthetic generator */
 	AEM_SRC_PROC		= 4,	/* process fork/exec/exit */
 	AEM_SRC_FD		= 5,	/* socket readiness: accept, readable, hang-up */
+	AEM_SRC_SOCK		= 6,	/* socket I/O: accept, receive, send, close on the kernel side */
 	AEM_SRC_LAST
 };
 
@@ -216,6 +223,26 @@ struct aem_fd_args {
 	__u64	resv[3];
 };
 
+/*
+ * AEM_SRC_SOCK: subscribe a listening stream socket (TCP over IPv4/IPv6,
+ * Unix stream).  The kernel side accepts its connections itself; each
+ * connection is a subscription of its own (docs/PROTOCOL.md, "Socket I/O").
+ */
+struct aem_sock_args {
+	__s32	fd;		/* the listening socket, in the subscriber's fd table */
+	__u32	flags;		/* must be zero */
+	__u64	resv[3];	/* must be zero */
+};
+
+/* AEM_OP_SHUTDOWN arg: once the connection's queued sends have gone out */
+#define AEM_SOCK_SHUT_RD	(1U << 0)	/* stop receiving: no more data events, unread bytes discarded */
+#define AEM_SOCK_SHUT_WR	(1U << 1)	/* send FIN: the peer sees end-of-stream */
+#define AEM_SOCK_SHUT_RDWR	(AEM_SOCK_SHUT_RD | AEM_SOCK_SHUT_WR)
+#define AEM_SOCK_CLOSE		(1U << 2)	/* alone: close; the connection ends with AEM_SOCK_EV_CLOSED (res 0) */
+
+/* Most sends one connection may have queued (not yet taken by the socket); past it: -ENOBUFS */
+#define AEM_SOCK_MAX_QUEUED	64
+
 struct aem_msg_args {
 	__u32	channel;	/* unique per ring */
 	__u32	resv0;
@@ -238,6 +265,7 @@ struct aem_sqe {
 		struct aem_gen_args	gen;
 		struct aem_proc_args	proc;
 		struct aem_fd_args	fd;
+		struct aem_sock_args	sock;
 		struct aem_msg_args	msg;
 	};
 };
@@ -261,6 +289,7 @@ struct aem_sqe {
 #define AEM_CQE_F_TRUNC		(1U << 4)	/* payload was cut to fit */
 #define AEM_CQE_F_STATS		(1U << 5)	/* result: data holds struct aem_sub_counts, the subscription id's final counts */
 #define AEM_CQE_F_SENDER	(1U << 6)	/* version 4, msg event: its sender is in the senders array beside the ring */
+#define AEM_CQE_F_SOCK_CTL	(1U << 7)	/* AEM_SRC_SOCK: payload is a struct aem_sock_event, not received bytes */
 
 /*
  * A delivery slot reference (version 3): aem_cqe.slot is the slot's index
@@ -339,6 +368,27 @@ struct aem_proc_event {
 struct aem_fd_event {
 	__s32	fd;
 	__u32	events;		/* AEM_FD_* that became true */
+};
+
+/*
+ * AEM_SRC_SOCK: an event without AEM_CQE_F_SOCK_CTL carries bytes received
+ * on connection cqe.id (res bytes, inline or in a slot).  One with it
+ * carries this, 32 bytes inline.
+ */
+#define AEM_SOCK_EV_CONNECT	1	/* a new connection (its first event): cqe.id is its id; the peer's address */
+#define AEM_SOCK_EV_EOF		2	/* the peer ended its sending; the connection stays open for sends */
+#define AEM_SOCK_EV_CLOSED	3	/* AEM_CQE_F_FINAL: the connection (or listener) is gone; res 0 or -errno */
+#define AEM_SOCK_EV_LIMIT	4	/* listener: accepting paused at a limit; res -EMFILE (sock_conns) or accept's -errno */
+
+struct aem_sock_event {
+	__u8	type;		/* AEM_SOCK_EV_* */
+	__u8	resv0;
+	__u16	family;		/* CONNECT: AF_INET, AF_INET6 or AF_UNIX; else 0 */
+	__s32	res;		/* CLOSED, LIMIT: 0 or -errno; else 0 */
+	__u16	port;		/* CONNECT, AF_INET/AF_INET6: the peer's port, host byte order */
+	__u16	resv1;
+	__u32	scope_id;	/* CONNECT, AF_INET6: the peer's scope id */
+	__u8	addr[16];	/* CONNECT: the peer's address, network byte order (AF_INET: the first 4 bytes) */
 };
 
 /* ---------------------------------------------------------------------- */
