@@ -5,9 +5,11 @@
  * Calls go down these layers, never up, so no two files call each other:
  *   ring.c (life cycles), submit.c (submission), stats.c
  *   opdef.c (the opcode table)
- *   op_sub.c (the subscription opcodes)
- *   msg.c (post, call and the message source)
+ *   op_sub.c, op_sock.c (the subscription and socket opcodes)
+ *   call.c (calls and the pending-call table)
+ *   msg.c (post, the message source, delivery of every message)
  *   sqe.c (SQE checks and payloads)
+ *   backlog.c (the backlog from outside), post_hold.c (posts that never drop)
  *   post.c (completion rings and backlog)
  *   slot.c, sub.c, wait.c
  *   source.c, ring_table.c, mem.c
@@ -316,17 +318,40 @@ struct aem_posted {
 	bool		wake;		/* a CQ tail moved: wake after unlocking */
 };
 
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool budget, bool *wake);
+/* post.c: the one posting path, and the backlog's filling and draining */
 void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		       struct aem_posted *out);
 void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);
 void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64 id);
-void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s);
 bool __aem_post_counts_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe);
-void __aem_backlog_free(struct aem_ctx *r);
-u32 __aem_cq_room_locked(struct aem_ctx *r, struct aem_cq_core *cq);
 bool __aem_flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq);
-struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s);
+struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq,
+				       u32 sub, u16 gen, void *buf);
+void __aem_bl_buf_free_locked(struct aem_ctx *r, struct aem_bl_chunk *c, u32 i);
+void __aem_account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s);
+
+/* backlog.c: the backlog seen from outside the posting path */
+bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool budget, bool *wake);
+void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s);
+void __aem_backlog_free(struct aem_ctx *r);
+
+/*
+ * Free entries of a CQ ring; under cq_lock.  The head is user-written: one
+ * that claims more than the ring holds, or that moved backwards, reads as
+ * "full" so we never write over unread CQEs; the backlog takes the events.
+ */
+static inline u32 __aem_cq_room_locked(struct aem_ctx *r, struct aem_cq_core *cq)
+{
+	u32 head = aem_load_acquire(cq->khead);	/* pairs with aem_cq_advance()'s release */
+	u32 used = cq->tail - head;
+
+	if (unlikely(used > cq->entries || (s32)(head - cq->head_seen) < 0)) {
+		r->refused[AEM_REFUSE_INDEX]++;
+		return 0;
+	}
+	cq->head_seen = head;
+	return cq->entries - used;
+}
 
 /* source.c: the .room hooks of every source, after a consumer freed room */
 void __aem_sources_room(struct aem_ctx *r);
@@ -376,13 +401,17 @@ int __aem_io_writeback(struct aem_ctx *r, struct aem_sub *s, const struct aem_so
 void __aem_sub_unsubscribe(struct aem_ctx *r, struct aem_sub *s, bool final_event,
 			   const struct aem_sqe *sqe);
 
-/* msg.c */
-extern const struct aem_source_ops __aem_msg_source_ops;
+/* call.c */
 void __aem_calls_init(void);
 void __aem_calls_ring_gone(struct aem_ctx *r);
 void __aem_calls_exit(void);
-int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
 int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
 int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason);
+
+/* msg.c */
+extern const struct aem_source_ops __aem_msg_source_ops;
+int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
+int __aem_msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data, u32 len,
+		      u64 call_id, bool lossy, const struct aem_cred *cred);
 
 #endif /* AEM_CORE_INT_H */

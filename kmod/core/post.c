@@ -9,26 +9,8 @@
  */
 #include "aem_core_int.h"
 
-/*
- * Free entries of a CQ ring.  The head is user-written: one that claims
- * more than the ring holds, or that moved backwards, reads as "full" so
- * we never write over unread CQEs; the backlog takes the events.
- */
-static u32 cq_room(struct aem_ctx *r, struct aem_cq_core *cq)
-{
-	u32 head = aem_load_acquire(cq->khead);	/* pairs with aem_cq_advance()'s release */
-	u32 used = cq->tail - head;
-
-	if (unlikely(used > cq->entries || (s32)(head - cq->head_seen) < 0)) {
-		r->refused[AEM_REFUSE_INDEX]++;
-		return 0;
-	}
-	cq->head_seen = head;
-	return cq->entries - used;
-}
-
-static struct aem_cqe *bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq,
-					u32 sub, u16 gen, void *buf)
+struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq,
+				       u32 sub, u16 gen, void *buf)
 {
 	struct aem_bl_chunk *c = cq->bl_tail;
 
@@ -82,7 +64,7 @@ static void bl_chunk_done(struct aem_ctx *r, struct aem_cq_core *cq)
 }
 
 /* A backlog payload's heap copy is done with: its bytes leave the count and the charge. */
-static void bl_buf_free_locked(struct aem_ctx *r, struct aem_bl_chunk *c, u32 i)
+void __aem_bl_buf_free_locked(struct aem_ctx *r, struct aem_bl_chunk *c, u32 i)
 {
 	u32 len = (u32)c->cqe[i].res;
 
@@ -155,9 +137,9 @@ static void sub_end_locked(struct aem_ctx *r, struct aem_sub *s)
 }
 
 /* Move backlog entries of one class into its CQ ring while there is room. */
-static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
+bool __aem_flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 {
-	u32 room = cq_room(r, cq);
+	u32 room = __aem_cq_room_locked(r, cq);
 	u32 tail = cq->tail;
 	struct aem_bl_chunk *c;
 
@@ -181,7 +163,7 @@ static bool flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 					goto out;
 				}
 				memcpy(__aem_slot_ptr(r, slot), c->buf[i], (u32)c->cqe[i].res);
-				bl_buf_free_locked(r, c, i);
+				__aem_bl_buf_free_locked(r, c, i);
 				c->cqe[i].slot = slot;
 				r->slot_token[__aem_slot_d(r, slot)] = c->cqe[i].id;
 			}
@@ -232,46 +214,13 @@ static void put_sender(struct aem_cq_core *cq, u32 pos, const struct aem_post *p
 		cq->senders[pos & cq->mask] = *p->sender;
 }
 
-static void account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
+void __aem_account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
 {
 	r->dropped++;
 	cq->dropped++;
 	aem_write_once(*cq->kdropped, cq->dropped);
 	if (s)
 		s->dropped++;
-}
-
-/*
- * Would one event of @len bytes in class @cls be dropped now, within the
- * backlog's bound or, for a message from another ring (@budget, posted
- * with AEM_POST_MSG), within the messages' budget?  Under cq_lock.  The
- * class's backlog is flushed first (*wake: a tail moved), as posting
- * would.  Errs towards "yes" (a payload that needs a slot, once the
- * backlog is at its bound): the answer makes a POST wait, never lose.
- * Within the bound, an event bound for the backlog is dropped when the
- * ring's account refuses the memory (a new chunk; a payload held on the
- * heap): then too the answer is "yes".
- */
-bool __aem_post_would_drop_locked(struct aem_ctx *r, u8 cls, u32 len, bool budget, bool *wake)
-{
-	struct aem_cq_core *cq = &r->cq[cls];
-	bool need_slot = len > AEM_CQE_INLINE, to_backlog;
-	u64 bytes = 0;
-
-	if (cq->bl_head && flush_class_locked(r, cq))
-		*wake = true;
-	if (need_slot && r->bl_bytes + len > (budget ? AEM_MSG_BL_BYTES : AEM_BL_BYTES_MAX))
-		return true;
-	to_backlog = cq->bl_head || !cq_room(r, cq);
-	if (r->nr_backlog >= (budget ? AEM_MSG_BACKLOG(r) : r->backlog_limit))
-		return need_slot || to_backlog;
-	if (need_slot && !r->nr_free)
-		bytes = len;	/* it may wait for a slot on the heap */
-	else if (!to_backlog)
-		return false;
-	if (!r->bl_spare && (!cq->bl_tail || cq->bl_tail->tail == AEM_BL_CHUNK))
-		bytes += AEM_BL_CHUNK_BYTES;
-	return bytes && !__aem_mem_room_locked(r, bytes);
 }
 
 /*
@@ -304,7 +253,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	 * general path below without its run and backlog bookkeeping, which
 	 * would otherwise cost a firing a third more instructions.
 	 */
-	if (n == 1 && !need_slot && !cq->bl_head && cq_room(r, cq)) {
+	if (n == 1 && !need_slot && !cq->bl_head && __aem_cq_room_locked(r, cq)) {
 		tail = cq->tail;
 		e = &cq->cqes[tail & mask];
 		e->user_data = p->user_data;
@@ -353,8 +302,8 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 	memcpy(&word3, (u8 *)&hdr + 24, 8);
 
 	if (cq->bl_head)
-		out->wake = flush_class_locked(r, cq);
-	room = cq->bl_head ? 0 : cq_room(r, cq);
+		out->wake = __aem_flush_class_locked(r, cq);
+	room = cq->bl_head ? 0 : __aem_cq_room_locked(r, cq);
 	k = n < room ? n : room;
 	tail = cq->tail;
 	if (!need_slot) {
@@ -464,7 +413,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 					__aem_mem_uncharge_locked(r, len);
 			}
 			if (!need_slot || slot != AEM_NIL || buf)
-				e = bl_append_locked(r, cq, s ? s->index : AEM_NIL, s ? s->gen : 0, buf);
+				e = __aem_bl_append_locked(r, cq, s ? s->index : AEM_NIL, s ? s->gen : 0, buf);
 		}
 		if (!e) {
 			if (buf) {
@@ -473,7 +422,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			}
 			if (slot != AEM_NIL)
 				__aem_slot_put_locked(r, slot);
-			account_drop_locked(r, cq, s);
+			__aem_account_drop_locked(r, cq, s);
 			out->dropped++;
 			final |= last;
 			continue;
@@ -620,96 +569,3 @@ u32 aem_core_post_batch_run(struct aem_ctx *r, struct aem_sub *s, u32 n, u32 len
 	return out.produced;
 }
 
-void aem_core_flush_backlog(struct aem_ctx *r)
-{
-	bool moved = false, urgent = false;
-	unsigned long f;
-	u32 c;
-
-	/*
-	 * Called on every enter and wait: when nothing is backlogged and no
-	 * slot was released, do not touch the completion lock the producers
-	 * hammer.  Both reads are hints; a stale one only delays to the next
-	 * call (or the next post, which flushes too).
-	 */
-	if (!aem_read_once(r->nr_backlog) &&
-	    aem_load_acquire(r->sr_ktail) == aem_read_once(r->sr_head))
-		return;
-	aem_spin_lock_irqsave(&r->cq_lock, f);
-	__aem_slot_reclaim_locked(r);
-	for (c = 0; c <= r->nr_classes; c++) {	/* the class rings and the result ring */
-		if (r->cq[c].bl_head && flush_class_locked(r, &r->cq[c])) {
-			moved = true;
-			urgent |= c == 0;
-		}
-	}
-	aem_spin_unlock_irqrestore(&r->cq_lock, f);
-	if (moved)
-		__aem_wake(r, urgent);
-}
-
-/* Unsubscribe: its backlog entries are discarded and counted dropped. Under cq_lock. */
-void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s)
-{
-	u32 c, i;
-
-	for (c = 0; c < r->nr_classes && s->backlog; c++) {
-		struct aem_cq_core *cq = &r->cq[c];
-		struct aem_bl_chunk *b;
-
-		for (b = cq->bl_head; b && s->backlog; b = b->next) {
-			for (i = b->head; i < b->tail; i++) {
-				if (b->sub[i] != s->index || b->gen[i] != s->gen)
-					continue;
-				b->sub[i] = AEM_BL_DEAD;
-				if (b->buf[i]) {
-					bl_buf_free_locked(r, b, i);
-				} else if (b->cqe[i].flags & AEM_CQE_F_SLOT) {
-					__aem_slot_put_locked(r, b->cqe[i].slot);
-				}
-				cq->backlog--;
-				r->nr_backlog--;
-				r->backlog--;
-				s->backlog--;
-				account_drop_locked(r, cq, s);
-			}
-		}
-		if (!cq->backlog)
-			aem_write_once(*cq->kflags, 0);	/* only discarded entries are left */
-	}
-}
-
-/* The helpers above, for post_hold.c's posts that hold their slot.  Under cq_lock. */
-u32 __aem_cq_room_locked(struct aem_ctx *r, struct aem_cq_core *cq)
-{
-	return cq_room(r, cq);
-}
-
-bool __aem_flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq)
-{
-	return flush_class_locked(r, cq);
-}
-
-struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct aem_sub *s)
-{
-	return bl_append_locked(r, cq, s->index, s->gen, NULL);
-}
-
-/* Ring teardown: the backlog's chunks and the payloads they hold. */
-void __aem_backlog_free(struct aem_ctx *r)
-{
-	u32 c, i;
-
-	for (c = 0; c <= r->nr_classes; c++) {
-		while (r->cq[c].bl_head) {
-			struct aem_bl_chunk *b = r->cq[c].bl_head;
-
-			r->cq[c].bl_head = b->next;
-			for (i = b->head; i < b->tail; i++)
-				aem_free(b->buf[i]);
-			aem_free(b);
-		}
-	}
-	aem_free(r->bl_spare);
-	r->bl_spare = NULL;
-}

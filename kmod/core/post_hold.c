@@ -145,7 +145,7 @@ int aem_core_post_slot(struct aem_ctx *r, struct aem_sub *s, u32 ref, u32 len,
 		 * a slot are bounded by slot_count; inline ones by the source's
 		 * own pause (it posts again only after want_room found room).
 		 */
-		e = __aem_bl_append_locked(r, cq, s);
+		e = __aem_bl_append_locked(r, cq, s->index, s->gen, NULL);
 		if (!e) {
 			aem_spin_unlock_irqrestore(&r->cq_lock, f);
 			return -ENOMEM;
