@@ -349,9 +349,10 @@ int aem_core_post_slot(struct aem_ctx *r, struct aem_sub *s, u32 ref, u32 len,
  * the ring's teardown (each calling .unsubscribe as for any).  Posting its
  * events is up to the source (.start is not called).  Returns NULL when
  * the ring's table is full, memory is short, or @parent is ending.
- * Process context: it takes the ring's submit lock (the table grows under
- * it), so call it holding no lock that the source's .io or .unsubscribe
- * takes (they run under the submit lock).
+ * Process context: it takes the ring's table growth lock (never the
+ * submit lock), so a source's worker may call it while the source's
+ * .unsubscribe or .ring_release waits for that worker under the submit
+ * lock.
  */
 struct aem_sub *aem_core_sub_spawn(struct aem_ctx *r, struct aem_sub *parent);
 

@@ -133,6 +133,14 @@ struct aem_ctx {
 
 	/* submission side: under submit_lock */
 	aem_mutex_t		submit_lock;
+	/*
+	 * The subscription table's growth (new chunks): taken by
+	 * __aem_sub_alloc alone, never held while calling a source, so a
+	 * source's worker may spawn subscriptions while the source's
+	 * .unsubscribe or .ring_release waits for that worker under
+	 * submit_lock.
+	 */
+	aem_mutex_t		grow_lock;
 	u32			sq_head;
 	u32			sq_dropped;
 	u64			sqes_done;

@@ -54,8 +54,21 @@ void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c)
 	c->produced = sum + (u64)(s64)(s32)(s->produced - (u32)sum);
 }
 
-/* Under submit_lock (chunks only grow there); @state: AEM_SUB_* bits beside LIVE. */
+static struct aem_sub *sub_alloc_grow(struct aem_ctx *r, u8 source, u32 state);
+
+/* Process context (chunks grow under grow_lock); @state: AEM_SUB_* bits beside LIVE. */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
+{
+	struct aem_sub *s = NULL;
+
+	aem_mutex_lock(&r->grow_lock);
+	s = sub_alloc_grow(r, source, state);
+	aem_mutex_unlock(&r->grow_lock);
+	return s;
+}
+
+/* Under grow_lock: two growers would both fill the same next chunk. */
+static struct aem_sub *sub_alloc_grow(struct aem_ctx *r, u8 source, u32 state)
 {
 	struct aem_sub *s = NULL, *chunk;
 	unsigned long f;
@@ -109,9 +122,8 @@ struct aem_sub *aem_core_sub_spawn(struct aem_ctx *r, struct aem_sub *parent)
 	ops = src ? __aem_source_get(src) : NULL;
 	if (!ops)
 		return NULL;
-	aem_mutex_lock(&r->submit_lock);	/* the table's chunks grow under it */
+	/* Not under submit_lock: a source's worker spawns while .unsubscribe may wait for it there. */
 	s = __aem_sub_alloc(r, src, 0);
-	aem_mutex_unlock(&r->submit_lock);
 	if (!s) {
 		aem_module_put(ops->owner);
 		return NULL;
