@@ -314,6 +314,14 @@ int aem_core_post_fit(struct aem_ctx *r, struct aem_sub *s, const void *data, u3
 		      u32 cqe_flags, u64 id);
 
 /*
+ * Whether one event of @s of @len bytes would be delivered now (CQ room in
+ * its class, no backlog of the class ahead, and for @len > AEM_CQE_INLINE
+ * a free slot), without announcing anything: the look a source takes
+ * before it reads.  On false it calls aem_core_want_room().  Any context.
+ */
+bool aem_core_has_room(struct aem_ctx *r, struct aem_sub *s, u32 len);
+
+/*
  * Take a free delivery slot for a payload the source writes itself (a
  * receive straight into the slot, no bounce buffer).  Returns 0 with the
  * slot's reference in *@ref and its slot_size bytes at *@buf, or -ENOSPC
@@ -349,10 +357,8 @@ int aem_core_post_slot(struct aem_ctx *r, struct aem_sub *s, u32 ref, u32 len,
  * the ring's teardown (each calling .unsubscribe as for any).  Posting its
  * events is up to the source (.start is not called).  Returns NULL when
  * the ring's table is full, memory is short, or @parent is ending.
- * Process context: it takes the ring's table growth lock (never the
- * submit lock), so a source's worker may call it while the source's
- * .unsubscribe or .ring_release waits for that worker under the submit
- * lock.
+ * Process context (may allocate); takes the completion lock, so the
+ * source may hold its own locks.  NULL too once the ring is closing.
  */
 struct aem_sub *aem_core_sub_spawn(struct aem_ctx *r, struct aem_sub *parent);
 

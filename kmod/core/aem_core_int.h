@@ -133,14 +133,6 @@ struct aem_ctx {
 
 	/* submission side: under submit_lock */
 	aem_mutex_t		submit_lock;
-	/*
-	 * The subscription table's growth (new chunks): taken by
-	 * __aem_sub_alloc alone, never held while calling a source, so a
-	 * source's worker may spawn subscriptions while the source's
-	 * .unsubscribe or .ring_release waits for that worker under
-	 * submit_lock.
-	 */
-	aem_mutex_t		grow_lock;
 	u32			sq_head;
 	u32			sq_dropped;
 	u64			sqes_done;
@@ -251,7 +243,7 @@ void __aem_room_kick(struct aem_ctx *r);
 struct aem_post {
 	u64		user_data;
 	u64		id;
-	s32		res;		/* < 0: an error result (no payload); else computed from len */
+	s32		res;		/* non-zero: the result's res (< 0 an error; > 0 bytes sent), no payload; 0: from len */
 	u32		flags;		/* AEM_CQE_F_*: RESULT selects the result ring; SLOT forces a slot */
 	u8		source;
 	u8		cls;		/* event: its class ring; result: the SQE's class, informational */

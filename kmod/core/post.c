@@ -264,7 +264,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		e = &cq->cqes[tail & mask];
 		e->user_data = p->user_data;
 		e->id = p->id;
-		e->res = p->res < 0 || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
+		e->res = p->res || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
 		e->flags = (p->flags & ~(AEM_CQE_F_SLOT | AEM_CQE_F_FINAL)) |
 			   (final_mode ? AEM_CQE_F_FINAL : 0);
 		e->slot = 0;
@@ -297,7 +297,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			hdr.flags |= AEM_CQE_F_TRUNC;
 		}
 	}
-	hdr.res = p->res < 0 || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
+	hdr.res = p->res || (p->flags & AEM_CQE_F_STATS) ? p->res : (s32)len;
 	hdr.slot = 0;
 	hdr.source = p->source;
 	hdr.prio = p->cls;

@@ -35,6 +35,28 @@ int aem_core_post_fit(struct aem_ctx *r, struct aem_sub *s, const void *data, u3
 	return out.produced ? 0 : -EAGAIN;
 }
 
+bool aem_core_has_room(struct aem_ctx *r, struct aem_sub *s, u32 len)
+{
+	struct aem_cq_core *cq = &r->cq[s->prio];
+	unsigned long f;
+	bool room;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	if (cq->bl_head && __aem_flush_class_locked(r, cq)) {
+		aem_spin_unlock_irqrestore(&r->cq_lock, f);
+		__aem_wake(r, s->prio == 0);
+		aem_spin_lock_irqsave(&r->cq_lock, f);
+	}
+	room = !cq->bl_head && __aem_cq_room_locked(r, cq);
+	if (room && len > AEM_CQE_INLINE) {
+		if (!r->nr_free)
+			__aem_slot_reclaim_locked(r);
+		room = r->nr_free > 0;
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	return room;
+}
+
 int aem_core_slot_take(struct aem_ctx *r, u32 *ref, void **buf)
 {
 	unsigned long f;

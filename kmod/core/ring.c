@@ -97,7 +97,6 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->sub_free = AEM_NIL;
 
 	aem_mutex_init(&r->submit_lock);
-	aem_mutex_init(&r->grow_lock);
 	aem_spin_init(&r->cq_lock);
 	aem_atomic_set(&r->refs, 1);
 	aem_completion_init(&r->unref);
@@ -170,7 +169,6 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 	aem_kvfree(r->slot_state);
 	aem_kvfree(r->slot_free);
 	aem_mutex_destroy(&r->submit_lock);
-	aem_mutex_destroy(&r->grow_lock);
 	aem_free(r);
 }
 

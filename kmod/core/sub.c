@@ -54,45 +54,40 @@ void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c)
 	c->produced = sum + (u64)(s64)(s32)(s->produced - (u32)sum);
 }
 
-static struct aem_sub *sub_alloc_grow(struct aem_ctx *r, u8 source, u32 state);
-
-/* Process context (chunks grow under grow_lock); @state: AEM_SUB_* bits beside LIVE. */
+/*
+ * @state: AEM_SUB_* bits beside LIVE.  Submission (under submit_lock) and a
+ * source spawning a connection (aem_core_sub_spawn) may both grow the
+ * table: a chunk is added under cq_lock only if the table still needs it.
+ * None once the ring is closing (teardown sweeps the table after that).
+ */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 {
-	struct aem_sub *s = NULL;
-
-	aem_mutex_lock(&r->grow_lock);
-	s = sub_alloc_grow(r, source, state);
-	aem_mutex_unlock(&r->grow_lock);
-	return s;
-}
-
-/* Under grow_lock: two growers would both fill the same next chunk. */
-static struct aem_sub *sub_alloc_grow(struct aem_ctx *r, u8 source, u32 state)
-{
-	struct aem_sub *s = NULL, *chunk;
+	struct aem_sub *s = NULL, *chunk = NULL;
 	unsigned long f;
 	u32 base, i;
 
 	aem_spin_lock_irqsave(&r->cq_lock, f);
-	if (r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS) {
+	if (r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS && !r->closing) {
 		aem_spin_unlock_irqrestore(&r->cq_lock, f);
 		chunk = aem_kvzalloc(AEM_SUB_CHUNK * sizeof(struct aem_sub));
 		if (!chunk)
 			return NULL;
+		aem_spin_lock_irqsave(&r->cq_lock, f);
+	}
+	if (chunk && r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS) {
 		base = r->nr_sub_chunks << AEM_SUB_CHUNK_SHIFT;
 		for (i = 0; i < AEM_SUB_CHUNK; i++) {
 			chunk[i].index = base + i;
 			chunk[i].gen = 1;
 			chunk[i].link[0] = base + i + 1;
 		}
-		aem_spin_lock_irqsave(&r->cq_lock, f);
 		chunk[AEM_SUB_CHUNK - 1].link[0] = r->sub_free;
 		r->sub_chunks[r->nr_sub_chunks] = chunk;
 		aem_write_once(r->nr_sub_chunks, r->nr_sub_chunks + 1);
 		r->sub_free = base;
+		chunk = NULL;
 	}
-	if (r->sub_free != AEM_NIL) {
+	if (r->sub_free != AEM_NIL && !r->closing) {
 		s = __aem_sub_at(r, r->sub_free);
 		r->sub_free = s->link[0];
 		s->link[0] = 0;
@@ -101,6 +96,7 @@ static struct aem_sub *sub_alloc_grow(struct aem_ctx *r, u8 source, u32 state)
 		r->nr_subs++;
 	}
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	aem_kvfree(chunk);	/* another allocator grew the table meanwhile */
 	return s;
 }
 
@@ -122,7 +118,6 @@ struct aem_sub *aem_core_sub_spawn(struct aem_ctx *r, struct aem_sub *parent)
 	ops = src ? __aem_source_get(src) : NULL;
 	if (!ops)
 		return NULL;
-	/* Not under submit_lock: a source's worker spawns while .unsubscribe may wait for it there. */
 	s = __aem_sub_alloc(r, src, 0);
 	if (!s) {
 		aem_module_put(ops->owner);

@@ -237,6 +237,60 @@ AEMINLINE void aem_prep_subscribe_fd(struct aem_sqe *sqe, int fd, unsigned event
 	sqe->fd.events = events;
 }
 
+/*
+ * Socket I/O (docs/PROTOCOL.md section 10): the kernel side accepts on the
+ * listening socket @fd (TCP over IPv4/IPv6, Unix stream); each connection
+ * is a subscription of its own, whose events carry @tag and the
+ * connection's id in cqe->id.  Close a connection with
+ * aem_prep_sock_shutdown(AEM_SOCK_CLOSE), abort it with an unsubscribe.
+ */
+AEMINLINE void aem_prep_subscribe_sock(struct aem_sqe *sqe, int fd, unsigned prio, uint64_t tag)
+{
+	sqe->opcode = AEM_OP_SUBSCRIBE;
+	sqe->source = AEM_SRC_SOCK;
+	sqe->prio = (uint8_t)prio;
+	sqe->user_data = tag;
+	sqe->sock.fd = fd;
+}
+
+/* Send @len <= AEM_SQE_INLINE bytes on connection @conn; the result: bytes sent or -errno. */
+AEMINLINE void aem_prep_sock_send(struct aem_sqe *sqe, uint64_t conn, const void *data, unsigned len)
+{
+	sqe->opcode = AEM_OP_SEND;
+	sqe->target = conn;
+	sqe->len = len;
+	if (len <= AEM_SQE_INLINE && data)
+		memcpy(sqe->data, data, len);
+}
+
+/* Send @len bytes written in send slot @slot (index < ring->send_slots) on @conn. */
+AEMINLINE void aem_prep_sock_send_slot(struct aem_sqe *sqe, uint64_t conn, unsigned slot,
+					   unsigned len)
+{
+	sqe->opcode = AEM_OP_SEND;
+	sqe->flags |= AEM_SQE_F_SLOT;
+	sqe->target = conn;
+	sqe->slot = slot;
+	sqe->len = len;
+}
+
+/* @how: AEM_SOCK_SHUT_RD, _WR, _RDWR, or AEM_SOCK_CLOSE, after the sends queued before it. */
+AEMINLINE void aem_prep_sock_shutdown(struct aem_sqe *sqe, uint64_t conn, unsigned how)
+{
+	sqe->opcode = AEM_OP_SHUTDOWN;
+	sqe->target = conn;
+	sqe->arg = how;
+}
+
+/* The control event @cqe carries (AEM_CQE_F_SOCK_CTL), or NULL for received bytes. */
+AEMINLINE const struct aem_sock_event *aem_cqe_sock_event(const struct aem_cqe *cqe)
+{
+	if (cqe->source != AEM_SRC_SOCK || !(cqe->flags & AEM_CQE_F_SOCK_CTL) ||
+	    cqe->res < (int32_t)sizeof(struct aem_sock_event))
+		return NULL;
+	return (const struct aem_sock_event *)(const void *)cqe->data;
+}
+
 AEMINLINE void aem_prep_unsubscribe(struct aem_sqe *sqe, uint64_t sub_id)
 {
 	sqe->opcode = AEM_OP_UNSUBSCRIBE;

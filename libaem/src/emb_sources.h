@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Event sources that exist only in the embedded backend's host: the
- * user-space twins of the module's aem_fd.ko (src_fd.c, an epoll thread)
+ * user-space twins of the module's aem_fd.ko (src_fd.c, an epoll thread), aem_sock.ko (src_sock.c, another)
  * and aem_proc.ko (src_proc.c, the netlink process connector).  embedded.c
  * registers the ops with the core at host init and stops the threads when
  * the last embedded ring is gone.  Included only next to the ring core's
@@ -14,6 +14,7 @@
 
 extern const struct aem_source_ops __aem_fd_source_ops;
 extern const struct aem_source_ops __aem_proc_source_ops;
+extern const struct aem_source_ops __aem_sock_source_ops;
 
 /*
  * Join the source's thread and close its descriptors; the next
@@ -22,5 +23,6 @@ extern const struct aem_source_ops __aem_proc_source_ops;
  */
 void __aem_fd_source_stop(void);
 void __aem_proc_source_stop(void);
+void __aem_sock_source_stop(void);
 
 #endif /* LIBAEM_EMB_SOURCES_H */

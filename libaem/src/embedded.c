@@ -212,6 +212,8 @@ static void host_init(void)
 		host_init_err = aem_core_register_source(&__aem_fd_source_ops);
 	if (!host_init_err)
 		host_init_err = aem_core_register_source(&__aem_proc_source_ops);
+	if (!host_init_err)
+		host_init_err = aem_core_register_source(&__aem_sock_source_ops);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -314,6 +316,7 @@ void __aem_emb_destroy(struct __aem_emb *e)
 		drv_stop(&gen_drv);
 		__aem_fd_source_stop();
 		__aem_proc_source_stop();
+		__aem_sock_source_stop();
 	}
 	pthread_mutex_unlock(&host_mu);
 }

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * AEM_SRC_SOCK with 10 000 connections on one ring: each is accepted,
+ * echoes its peer's bytes, and closes after the peer's end-of-stream; the
+ * ring holds them all at once (sock_conns), and every subscription ends.
+ * The peers run in a child process: each side needs its own 10 000 fds.
+ */
+#include "sock_test.h"
+
+#define CONNS	10000
+
+static unsigned short port;
+static volatile unsigned connected, verified;
+static const char *peer_err;
+
+/* Open every connection, send 8 bytes on each, then read each echo and finish. */
+static void peers(void)
+{
+	static int fds[CONNS];
+	char buf[8], want[8];
+	unsigned k;
+
+	for (k = 0; k < CONNS; k++) {
+		fds[k] = ts_connect_tcp(false, port);
+		snprintf(want, sizeof(want), "%07u", k);
+		if (send(fds[k], want, 8, MSG_NOSIGNAL) != 8) {
+			peer_err = "send";
+			return;
+		}
+		connected = k + 1;
+	}
+	for (k = 0; k < CONNS; k++) {
+		size_t got = 0;
+		ssize_t n;
+
+		snprintf(want, sizeof(want), "%07u", k);
+		while (got < 8 && (n = recv(fds[k], buf + got, 8 - got, 0)) > 0)
+			got += (size_t)n;
+		if (got != 8 || memcmp(buf, want, 8)) {
+			peer_err = "echo differs";
+			return;
+		}
+		shutdown(fds[k], SHUT_WR);
+		verified = k + 1;
+	}
+	for (k = 0; k < CONNS; k++) {
+		while (recv(fds[k], buf, sizeof(buf), 0) > 0)
+			;
+		close(fds[k]);
+	}
+}
+
+static unsigned peak_subs;
+static bool g_child_done;
+
+static bool all_done(struct ts_srv *s)
+{
+	if (s->connects == CONNS && !peak_subs) {
+		struct aem_ring_stats st = t_stats(s->r);
+
+		peak_subs = (unsigned)st.subscriptions;
+	}
+	return s->closed == CONNS || (g_child_done && s->closed + s->closed_err >= CONNS);
+}
+
+int main(void)
+{
+	struct aem_params p = t_params(1024, 8192, 1);
+	struct aem_ring_stats st;
+	struct aem_ring r;
+	struct ts_srv s;
+	int64_t lid;
+	int lfd, st_child = 0;
+	pid_t child;
+
+	ts_raise_nofile(CONNS + 256);
+	p.sock_conns = CONNS;
+	p.slot_count = 1024;
+	t_setup(&r, &p);
+	ts_need_sock(&r);
+	lfd = ts_listen_tcp(false, &port);
+	lid = ts_subscribe(&r, lfd, 0x10e4);
+	t_assert(lid > 0, "subscribe: %s", strerror((int)-lid));
+	ts_srv_init(&s, &r, 0x10e4, (uint64_t)lid);
+	child = fork();
+	t_assert(child >= 0, "fork");
+	if (child == 0) {
+		peers();
+		if (peer_err)
+			fprintf(stderr, "peer: %s (connected %u, verified %u)\n", peer_err, connected, verified);
+		_exit(peer_err ? 1 : 0);
+	}
+	ts_serve(&s, 120000, all_done);
+	t_assert(waitpid(child, &st_child, 0) == child, "waitpid");
+	t_assert(WIFEXITED(st_child) && WEXITSTATUS(st_child) == 0, "peers failed (status %#x)", st_child);
+	t_eq(s.connects, CONNS);
+	t_eq(s.closed, CONNS);
+	t_eq(s.closed_err, 0);
+	t_eq(s.limits, 0);
+	t_eq(peak_subs, CONNS + 1);
+	t_eq(s.bytes_in, 8ull * CONNS);
+	t_eq(s.bytes_out, 8ull * CONNS);
+	aem_release_commit(&r);
+	aem_submit(&r);
+	st = t_stats(&r);
+	t_eq(st.dropped, 0);
+	t_eq(st.subscriptions, 1);
+	t_eq(st.slots_free, r.slot_count);
+	printf("%u connections held at once on one ring, each echoed and closed\n", CONNS);
+	close(lfd);
+	free(s.wb);
+	aem_teardown(&r);
+	return t_exit();
+}
