@@ -765,6 +765,7 @@ EXPORT_SYMBOL_GPL(aem_ctx_src_priv);
 EXPORT_SYMBOL_GPL(aem_ctx_sock_conns);
 EXPORT_SYMBOL_GPL(aem_sub_active);
 EXPORT_SYMBOL_GPL(aem_core_want_room);
+EXPORT_SYMBOL_GPL(aem_core_has_room);
 EXPORT_SYMBOL_GPL(aem_core_post_fit);
 EXPORT_SYMBOL_GPL(aem_core_slot_take);
 EXPORT_SYMBOL_GPL(aem_core_slot_put);

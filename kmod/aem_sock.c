@@ -195,7 +195,7 @@ static bool aem_sock_lsn_pause(struct aem_sock_lsn *l)
 		list_add_tail(&l->pnode, &l->rs->lsn_paused);
 	}
 	spin_unlock_bh(&l->rs->lock);
-	if (!aem_core_want_room(l->rs->ring, l->sub, 0))
+	if (!aem_core_want_room(l->rs->ring, l->sub, sizeof(struct aem_sock_event)))
 		return false;
 	spin_lock_bh(&l->rs->lock);
 	if (l->paused) {
@@ -480,7 +480,7 @@ static int aem_sock_recv_one(struct aem_sock_conn *c)
 	int n;
 
 	/* Room first: what is received is posted, never backlogged past its slot. */
-	if (!aem_core_want_room(r, c->sub, size) && !aem_sock_pause(c, size))
+	if (!aem_core_has_room(r, c->sub, size) && !aem_sock_pause(c, size))
 		return 0;
 	if (aem_core_slot_take(r, &ref, &buf)) {
 		if (!aem_sock_pause(c, size))
@@ -820,31 +820,51 @@ err:
 	return -ENOMEM;
 }
 
+/* Whether a connection waits in @l's accept queue. */
+static bool aem_sock_lsn_waits(struct aem_sock_lsn *l)
+{
+	struct inode *inode = SOCK_INODE(l->sock);
+	bool waits;
+
+	inode_lock(inode);
+	waits = l->sock->sk && READ_ONCE(l->sock->sk->sk_ack_backlog);
+	inode_unlock(inode);
+	return waits;
+}
+
 static void aem_sock_accept_work(struct work_struct *work)
 {
 	struct aem_sock_lsn *l = container_of(work, struct aem_sock_lsn, accept_work);
 	struct inode *inode = SOCK_INODE(l->sock);
 	struct aem_sock_ring *rs = l->rs;
 	struct socket *ns;
+	bool waits;
 	int i, err;
 
 	for (i = 0; i < AEM_SOCK_ACCEPT_BUDGET; i++) {
+		waits = aem_sock_lsn_waits(l);
 		mutex_lock(&rs->mu);
 		if (l->closing) {
 			mutex_unlock(&rs->mu);
 			return;
 		}
 		if (rs->nr_conns >= aem_ctx_sock_conns(rs->ring)) {
-			/* Resumed when a connection goes (aem_sock_conn_gone). */
-			aem_sock_limit(l, -EMFILE);
+			/*
+			 * Said when a connection waits (else the next one's arrival
+			 * wakes us to say it); accepting resumes when a connection
+			 * goes (aem_sock_conn_gone).
+			 */
+			if (waits)
+				aem_sock_limit(l, -EMFILE);
 			mutex_unlock(&rs->mu);
-			if (!l->limited && aem_sock_lsn_pause(l))
+			if (waits && !l->limited && aem_sock_lsn_pause(l))
 				continue;
 			return;
 		}
 		mutex_unlock(&rs->mu);
 		/* Room for the CONNECT event before taking a connection in. */
-		if (!aem_core_want_room(rs->ring, l->sub, 0) && !aem_sock_lsn_pause(l))
+		if (!aem_core_has_room(rs->ring, l->sub, sizeof(struct aem_sock_event)) &&
+		    !aem_sock_lsn_pause(l))
 			return;
 		mutex_lock(&rs->mu);
 		rs->nr_conns++;		/* reserved: listeners of one ring accept in parallel */
