@@ -130,6 +130,7 @@ struct aem_sock_lsn {
 	bool			closing;	/* under rs->mu: no more accepts */
 	bool			limited;	/* under rs->mu: the LIMIT event of this pause was posted */
 	bool			paused;		/* under rs->lock: on rs->lsn_paused */
+	bool			stopped;	/* under rs->lock: never paused again */
 };
 
 /* Per ring (its src_priv): what the ring holds of this source. */
@@ -178,6 +179,11 @@ static void aem_sock_unpause(struct aem_sock_conn *c)
 static bool aem_sock_pause(struct aem_sock_conn *c, u32 len)
 {
 	spin_lock_bh(&c->rs->lock);
+	if (test_bit(AEM_SOCK_DEAD, &c->flags)) {
+		/* Being destroyed, which takes it off the list after setting DEAD. */
+		spin_unlock_bh(&c->rs->lock);
+		return false;
+	}
 	if (!test_and_set_bit(AEM_SOCK_RX_PAUSED, &c->flags))
 		list_add_tail(&c->pnode, &c->rs->paused);
 	spin_unlock_bh(&c->rs->lock);
@@ -190,6 +196,10 @@ static bool aem_sock_pause(struct aem_sock_conn *c, u32 len)
 static bool aem_sock_lsn_pause(struct aem_sock_lsn *l)
 {
 	spin_lock_bh(&l->rs->lock);
+	if (l->stopped) {
+		spin_unlock_bh(&l->rs->lock);
+		return false;
+	}
 	if (!l->paused) {
 		l->paused = true;
 		list_add_tail(&l->pnode, &l->rs->lsn_paused);
@@ -361,7 +371,7 @@ static void aem_sock_conn_gone(struct aem_sock_ring *rs)
 
 	rs->nr_conns--;
 	list_for_each_entry(l, &rs->lsns, rnode) {
-		if (l->limited) {
+		if (l->limited && !l->closing) {
 			l->limited = false;
 			queue_work(aem_sock_wq, &l->accept_work);
 		}
@@ -1041,18 +1051,25 @@ static void aem_sock_start(struct aem_ctx *r, struct aem_sub *s)
 	mutex_unlock(&aem_sock_mu);
 }
 
-/* Stop @l's accepting for good; it is off every list.  No rs->mu held. */
+/*
+ * Stop @l's accepting for good (l->closing is set: conn_gone no longer
+ * queues it).  Off the paused list first, so the room work cannot queue it;
+ * then no wakes; then no work: accept and retry queue each other, so
+ * accept is cancelled on both sides of retry.  No rs->mu held.
+ */
 static void aem_sock_lsn_stop(struct aem_sock_lsn *l)
 {
-	remove_wait_queue(l->wqh, &l->wait);
-	cancel_work_sync(&l->accept_work);
-	cancel_delayed_work_sync(&l->retry);
 	spin_lock_bh(&l->rs->lock);
+	l->stopped = true;
 	if (l->paused) {
 		l->paused = false;
 		list_del_init(&l->pnode);
 	}
 	spin_unlock_bh(&l->rs->lock);
+	remove_wait_queue(l->wqh, &l->wait);
+	cancel_work_sync(&l->accept_work);
+	cancel_delayed_work_sync(&l->retry);
+	cancel_work_sync(&l->accept_work);
 }
 
 static void aem_sock_lsn_free(struct aem_sock_lsn *l)
@@ -1064,15 +1081,16 @@ static void aem_sock_lsn_free(struct aem_sock_lsn *l)
 /* @c claimed by .unsubscribe or the ring's release: the ring still lives. */
 static void aem_sock_conn_destroy(struct aem_sock_conn *c, struct aem_sock_ring *rs, int res)
 {
+	/* DEAD first: a pause after this adds nothing, so the room work cannot queue it once off. */
 	set_bit(AEM_SOCK_DEAD, &c->flags);
-	aem_sock_unhook(c);
-	cancel_work_sync(&c->rx_work);
-	cancel_work_sync(&c->tx_work);
-	cancel_work_sync(&c->end_work);
 	spin_lock_bh(&rs->lock);
 	if (test_and_clear_bit(AEM_SOCK_RX_PAUSED, &c->flags))
 		list_del_init(&c->pnode);
 	spin_unlock_bh(&rs->lock);
+	aem_sock_unhook(c);
+	cancel_work_sync(&c->rx_work);
+	cancel_work_sync(&c->tx_work);
+	cancel_work_sync(&c->end_work);
 	mutex_lock(&c->tx_mu);
 	aem_sock_tx_fail(c, rs->ring, res, res != 0);
 	mutex_unlock(&c->tx_mu);
