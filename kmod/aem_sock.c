@@ -882,8 +882,13 @@ static void aem_sock_accept_work(struct work_struct *work)
 		/* The inode lock keeps the listener's release out (see aem_fd.c). */
 		inode_lock(inode);
 		err = -EAGAIN;
-		if (l->sock->sk)
+		if (l->sock->sk) {
+			/* The new socket is the subscriber's memory, not the worker's. */
+			struct mem_cgroup *old = set_active_memcg(rs->memcg);
+
 			err = kernel_accept(l->sock, &ns, O_NONBLOCK);
+			set_active_memcg(old);
+		}
 		inode_unlock(inode);
 		if (!err)
 			err = aem_sock_conn_new(l, ns);

@@ -203,11 +203,11 @@ static void sock_after(struct vring *r)
 		t_assert(n == 0 || (n < 0 && errno == ECONNRESET), "peer %d: recv %zd %s", i, n, strerror(errno));
 		close(peers[i]);
 	}
-	npeers = 0;
 	vr_stats(r, &st);
 	t_eq(st.dropped, 0);
 	printf("aem_sock unloaded with %d live connections: %d queued sends aborted, %d sent\n",
 	       npeers, aborted, sent);
+	npeers = 0;
 }
 
 struct want {

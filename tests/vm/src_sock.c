@@ -444,7 +444,16 @@ static void slow_reader(const struct sockaddr_in *a, int lfd)
 	/* Catch up: every byte once, in order. */
 	end = t_now_ns() + 60 * 1000 * T_MS;
 	while (got < total) {
-		t_assert(t_now_ns() < end, "slow reader: %zu of %zu bytes after 60 s", got, total);
+		if (t_now_ns() >= end) {
+			ss.id = id;
+			ioctl(r.fd, AEM_IOC_SUB_STATS, &ss);
+			vr_stats(&r, &st);
+			t_fail("slow reader: %zu of %zu bytes (%zu sent) after 60 s; conn produced %llu "
+			       "delivered %llu backlog %llu; ring slots_free %llu backlog %llu",
+			       got, total, sent, (unsigned long long)ss.produced,
+			       (unsigned long long)ss.delivered, (unsigned long long)ss.backlog,
+			       (unsigned long long)st.slots_free, (unsigned long long)st.backlog);
+		}
 		if (sent < total) {
 			ssize_t n = send(cfd, out + sent, total - sent, MSG_NOSIGNAL);
 
