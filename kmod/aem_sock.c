@@ -463,6 +463,15 @@ static void aem_sock_peer(struct aem_sock_conn *c, struct aem_sock_event *ev)
 	}
 }
 
+static bool aem_sock_post_connect(struct aem_sock_conn *c)
+{
+	struct aem_sock_event ev;
+
+	aem_sock_ctl(&ev, AEM_SOCK_EV_CONNECT, 0);
+	aem_sock_peer(c, &ev);
+	return !aem_core_post_fit(c->rs->ring, c->sub, &ev, sizeof(ev), AEM_CQE_F_SOCK_CTL, c->id);
+}
+
 /* Post the control event @type of @c; false: no room (paused). */
 static bool aem_sock_post_ctl(struct aem_sock_conn *c, u8 type)
 {
@@ -820,6 +829,12 @@ static int aem_sock_conn_new(struct aem_sock_lsn *l, struct socket *ns)
 	}
 	s->priv[0] = (u64)(uintptr_t)c;
 	list_add_tail(&c->node, &rs->conns);	/* counted by the accept's reservation */
+	/*
+	 * CONNECT now, in accept order, while no receive can run yet (not
+	 * hooked, rx_work not queued); without room rx_work posts it first.
+	 */
+	if (aem_sock_post_connect(c))
+		clear_bit(AEM_SOCK_CONNECT, &c->flags);
 	aem_sock_hook(c);
 	mutex_unlock(&rs->mu);
 	queue_work(aem_sock_wq, &c->rx_work);
@@ -852,13 +867,20 @@ static void aem_sock_accept_work(struct work_struct *work)
 	int i, err;
 
 	for (i = 0; i < AEM_SOCK_ACCEPT_BUDGET; i++) {
-		waits = aem_sock_lsn_waits(l);
 		mutex_lock(&rs->mu);
 		if (l->closing) {
 			mutex_unlock(&rs->mu);
 			return;
 		}
 		if (rs->nr_conns >= aem_ctx_sock_conns(rs->ring)) {
+			mutex_unlock(&rs->mu);
+			waits = aem_sock_lsn_waits(l);
+			mutex_lock(&rs->mu);
+			if (rs->nr_conns < aem_ctx_sock_conns(rs->ring)) {
+				/* One went meanwhile (its conn_gone found us not limited). */
+				mutex_unlock(&rs->mu);
+				continue;
+			}
 			/*
 			 * Said when a connection waits (else the next one's arrival
 			 * wakes us to say it); accepting resumes when a connection

@@ -47,7 +47,7 @@ static void release_slot(struct vring *r, uint32_t ref)
 	uint32_t *arr = vr_u32(r, so->array);
 	uint32_t t = *vr_u32(r, so->tail);
 
-	arr[t & (so->ring_entries - 1)] = ref;
+	arr[t & *vr_u32(r, so->ring_mask)] = ref;
 	__atomic_store_n(vr_u32(r, so->tail), t + 1, __ATOMIC_RELEASE);
 }
 
