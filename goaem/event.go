@@ -60,7 +60,8 @@ func (e *Event) Subscription() *Subscription {
 	// The answer naming the subscription travels on the result ring and may
 	// come after its first events; an event's token is its id, except a
 	// call's.
-	if s != nil && e.cqe.Flags&abi.CQEFCall == 0 && s.id.Load() == 0 {
+	// A socket listener's events are mostly its connections' (their own ids).
+	if s != nil && e.cqe.Flags&abi.CQEFCall == 0 && e.cqe.Source != abi.SrcSock && s.id.Load() == 0 {
 		s.id.CompareAndSwap(0, e.cqe.ID)
 	}
 	return s
@@ -252,7 +253,8 @@ func (e *Event) release() {
 func (e *Event) finish() {
 	e.state |= stDone
 	if e.cqe.Flags&abi.CQEFFinal != 0 {
-		if s := e.r.subs.get(e.cqe.UserData); s != nil {
+		// A connection's last event ends the connection, not its listener's subscription.
+		if s := e.r.subs.get(e.cqe.UserData); s != nil && (s.source != abi.SrcSock || e.cqe.ID == s.id.Load()) {
 			s.ended.Store(true)
 			e.r.retire(s, overEvent)
 		}

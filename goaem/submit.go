@@ -166,6 +166,10 @@ func opName(op uint8) string {
 		return "timer set"
 	case abi.OpGenSet:
 		return "generator set"
+	case abi.OpSend:
+		return "send"
+	case abi.OpShutdown:
+		return "shutdown"
 	}
 	return fmt.Sprintf("op %d", op)
 }

@@ -208,6 +208,62 @@ static struct aem_source_ops fz_source_ops = {
 };
 
 /*
+ * A second fuzz source under AEM_SRC_SOCK with an .io hook, so SEND,
+ * SHUTDOWN and writebacks reach a source that answers them now, later
+ * (AEM_CORE_PENDING, completed at once), or with a refusal -- an -EAGAIN
+ * among them, which the core must not take for a full POST target.
+ */
+static int fz_io_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe)
+{
+	(void)r;
+	(void)s;
+	return sqe->sock.flags || sqe->sock.resv[0] ? -EINVAL : 0;
+}
+
+static void fz_io_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
+{
+	(void)r;
+	(void)s;
+}
+
+static int fz_io(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe,
+		 const void *data, u32 len)
+{
+	static const int refusals[] = { -EPIPE, -EAGAIN, -ENOBUFS, -ENOENT, -EINVAL, -70000 };
+	struct aem_pending p;
+	volatile u8 sink = 0;
+	u32 i;
+
+	(void)s;
+	FZ_CHECK(len <= AEM_MAX_SLOT_SIZE, "io handed the source %u bytes", len);
+	FZ_CHECK(data || !len, "io: %u bytes at NULL", len);
+	for (i = 0; i < len; i++)	/* the payload must be readable where the core says */
+		sink ^= ((const u8 *)data)[i];
+	(void)sink;
+	switch (sqe->user_data % 4) {
+	case 0:
+		return (int)len;
+	case 1:
+		aem_core_pending_init(&p, sqe);
+		aem_core_complete(r, &p, (s32)(sqe->user_data & 8 ? len : (u32)-ECONNRESET));
+		return AEM_CORE_PENDING;
+	case 2:
+		return refusals[(sqe->user_data >> 2) % (sizeof(refusals) / sizeof(refusals[0]))];
+	default:
+		return 0;
+	}
+}
+
+static const struct aem_source_ops fz_io_ops = {
+	.api_version	= AEM_SOURCE_API_VERSION,
+	.source		= AEM_SRC_SOCK,
+	.name		= "fuzz-io",
+	.subscribe	= fz_io_subscribe,
+	.unsubscribe	= fz_io_unsubscribe,
+	.io		= fz_io,
+};
+
+/*
  * Start the core and register the fuzz source under the first source id
  * left free: the kernel-only sources' ids (process, fd) are, since the
  * harness links only kmod/core.
@@ -221,6 +277,7 @@ static void fz_register_source(void)
 	FZ_CHECK(ret == 0, "aem_core_init: %d", ret);
 	unsigned i;
 
+	FZ_CHECK(aem_core_register_source(&fz_io_ops) == 0, "registering the io source");
 	for (i = 0; i < sizeof(candidates); i++) {
 		fz_source_ops.source = candidates[i];
 		if (aem_core_register_source(&fz_source_ops) == 0) {

@@ -618,25 +618,6 @@ void __aem_discard_backlog_locked(struct aem_ctx *r, struct aem_sub *s)
 	}
 }
 
-bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len)
-{
-	struct aem_cq_core *cq = &r->cq[s->prio];
-	unsigned long f;
-	bool room;
-
-	aem_atomic_set(&r->room_wanted, 1);
-	aem_smp_mb();	/* pairs with room_kick()'s caller's barrier */
-	aem_spin_lock_irqsave(&r->cq_lock, f);
-	room = !cq->bl_head && cq_room(r, cq);
-	if (room && len > AEM_CQE_INLINE) {
-		if (!r->nr_free)
-			__aem_slot_reclaim_locked(r);
-		room = r->nr_free > 0;
-	}
-	aem_spin_unlock_irqrestore(&r->cq_lock, f);
-	return room;
-}
-
 /* The helpers above, for post_hold.c's posts that hold their slot.  Under cq_lock. */
 u32 __aem_cq_room_locked(struct aem_ctx *r, struct aem_cq_core *cq)
 {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * Posts of sources that never drop (the socket source, PROTOCOL.md
- * section 10).  Such a source produces only when the ring can take the
+ * Posts of sources that hold back rather than drop: the generator at rate
+ * 0 (aem_core_want_room) and the socket source (PROTOCOL.md section 10).  Such a source produces only when the ring can take the
  * event: aem_core_post_fit() refuses (-EAGAIN, nothing counted) rather
  * than backlog or drop, and a received payload is written straight into a
  * delivery slot the source took beforehand (aem_core_slot_take) and then
@@ -55,6 +55,13 @@ bool aem_core_has_room(struct aem_ctx *r, struct aem_sub *s, u32 len)
 	}
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 	return room;
+}
+
+bool aem_core_want_room(struct aem_ctx *r, struct aem_sub *s, u32 len)
+{
+	aem_atomic_set(&r->room_wanted, 1);
+	aem_smp_mb();	/* pairs with __aem_room_kick()'s caller's barrier */
+	return aem_core_has_room(r, s, len);
 }
 
 int aem_core_slot_take(struct aem_ctx *r, u32 *ref, void **buf)

@@ -282,6 +282,17 @@ AEMINLINE void aem_prep_sock_shutdown(struct aem_sqe *sqe, uint64_t conn, unsign
 	sqe->arg = how;
 }
 
+/*
+ * Whether a send's or writeback's result @res is a refusal (nothing sent;
+ * a writeback's slot is still the application's: release it or try again)
+ * rather than the outcome of a send that was taken (the slot went with it).
+ */
+AEMINLINE int aem_sock_refused(int res)
+{
+	return res == -ENOENT || res == -EINVAL || res == -EOPNOTSUPP || res == -ENOTCONN ||
+	       res == -ESHUTDOWN || res == -ENOBUFS;
+}
+
 /* The control event @cqe carries (AEM_CQE_F_SOCK_CTL), or NULL for received bytes. */
 AEMINLINE const struct aem_sock_event *aem_cqe_sock_event(const struct aem_cqe *cqe)
 {

@@ -12,6 +12,7 @@
 static unsigned short port;
 static volatile unsigned connected, verified;
 static const char *peer_err;
+static int go[2];	/* the server says "all held" before the peers finish */
 
 /* Open every connection, send 8 bytes on each, then read each echo and finish. */
 static void peers(void)
@@ -28,6 +29,10 @@ static void peers(void)
 			return;
 		}
 		connected = k + 1;
+	}
+	if (read(go[0], buf, 1) != 1) {
+		peer_err = "no word from the server";
+		return;
 	}
 	for (k = 0; k < CONNS; k++) {
 		size_t got = 0;
@@ -59,6 +64,7 @@ static bool all_done(struct ts_srv *s)
 		struct aem_ring_stats st = t_stats(s->r);
 
 		peak_subs = (unsigned)st.subscriptions;
+		t_assert(write(go[1], "g", 1) == 1, "write");
 	}
 	return s->closed == CONNS || (g_child_done && s->closed + s->closed_err >= CONNS);
 }
@@ -73,23 +79,26 @@ int main(void)
 	int lfd, st_child = 0;
 	pid_t child;
 
-	ts_raise_nofile(CONNS + 256);
 	p.sock_conns = CONNS;
 	p.slot_count = 1024;
 	t_setup(&r, &p);
 	ts_need_sock(&r);
+	ts_raise_nofile(CONNS + 256);
 	lfd = ts_listen_tcp(false, &port);
 	lid = ts_subscribe(&r, lfd, 0x10e4);
 	t_assert(lid > 0, "subscribe: %s", strerror((int)-lid));
 	ts_srv_init(&s, &r, 0x10e4, (uint64_t)lid);
+	t_assert(pipe(go) == 0, "pipe");
 	child = fork();
 	t_assert(child >= 0, "fork");
 	if (child == 0) {
+		close(go[1]);	/* a parent that fails ends the wait */
 		peers();
 		if (peer_err)
 			fprintf(stderr, "peer: %s (connected %u, verified %u)\n", peer_err, connected, verified);
 		_exit(peer_err ? 1 : 0);
 	}
+	close(go[0]);
 	ts_serve(&s, 120000, all_done);
 	t_assert(waitpid(child, &st_child, 0) == child, "waitpid");
 	t_assert(WIFEXITED(st_child) && WEXITSTATUS(st_child) == 0, "peers failed (status %#x)", st_child);

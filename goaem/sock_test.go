@@ -1,0 +1,99 @@
+package goaem
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aem-dev/aem/goaem/abi"
+)
+
+// An echo server on a Sock subscription: every byte a peer sends comes
+// back once and in order, written back from the slot it arrived in; the
+// peer's end-of-stream is answered with a close; a connection's CLOSED
+// ends the connection, not the subscription.
+func TestSockEcho(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t, WithSendSlots(2), WithSlotSize(1024))
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer ln.Close()
+		f, err := ln.(*net.TCPListener).File()
+		require.NoError(t, err)
+		defer f.Close()
+		sub, err := r.Subscribe(Sock{FD: int(f.Fd())}, SubOptions{Tag: 77})
+		if errors.Is(err, syscall.EOPNOTSUPP) {
+			t.Skipf("%s backend has no socket I/O source", b.name)
+		}
+		require.NoError(t, err)
+
+		const conns = 4
+		want := make([][]byte, conns)
+		done := make(chan error, conns)
+		for i := range want {
+			want[i] = make([]byte, 1+rand.Intn(20000))
+			_, _ = rand.Read(want[i])
+			go func(msg []byte) {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					done <- err
+					return
+				}
+				defer c.Close()
+				go func() {
+					_, _ = c.Write(msg)
+					_ = c.(*net.TCPConn).CloseWrite()
+				}()
+				got, err := io.ReadAll(c)
+				if err == nil && !bytes.Equal(got, msg) {
+					err = errors.New("echo differs")
+				}
+				done <- err
+			}(want[i])
+		}
+
+		ctx, cancel := context.WithCancel(testCtx(t))
+		defer cancel()
+		batch := make([]Event, 64)
+		closed, connects := 0, 0
+		for closed < conns {
+			n, err := r.Wait(ctx, batch, 1)
+			require.NoError(t, err)
+			for i := 0; i < n; i++ {
+				ev := &batch[i]
+				assert.Equal(t, uint64(77), ev.Tag())
+				se, ctl := ev.SockEvent()
+				switch {
+				case !ctl:
+					require.NoError(t, ev.Writeback(ev.Payload()))
+					continue
+				case se.Type == abi.SockEvConnect:
+					connects++
+				case se.Type == abi.SockEvEOF:
+					require.NoError(t, r.SockShutdown(ev.Conn(), abi.SockClose))
+				case se.Type == abi.SockEvClosed:
+					assert.True(t, ev.Final())
+					assert.Zero(t, se.Res)
+					closed++
+				}
+				ev.Release()
+			}
+		}
+		for i := 0; i < conns; i++ {
+			require.NoError(t, <-done)
+		}
+		assert.Equal(t, conns, connects)
+		assert.False(t, sub.Ended(), "a connection's CLOSED ended the listener's subscription")
+		n, aerr := r.AsyncErrors()
+		assert.Zero(t, n, "refused sends: %v", aerr)
+		require.NoError(t, sub.Unsubscribe())
+	})
+}
