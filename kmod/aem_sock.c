@@ -102,8 +102,8 @@ struct aem_sock_conn {
 	u32			nr_tx;
 	int			end_err;	/* the final event's res, once ENDING */
 	bool			claimed;	/* under rs->mu: a final post or .unsubscribe owns the end */
-	bool			wr_closed;	/* under rs->mu: SHUT_WR or CLOSE accepted: sends are -EPIPE */
-	bool			close_req;	/* under rs->mu: CLOSE accepted: shutdowns are -EPIPE too */
+	bool			wr_closed;	/* under rs->mu: SHUT_WR or CLOSE accepted: sends are -ESHUTDOWN */
+	bool			close_req;	/* under rs->mu: CLOSE accepted: shutdowns are -ESHUTDOWN too */
 	unsigned long		flags;
 };
 
@@ -428,11 +428,25 @@ static bool aem_sock_end(struct aem_sock_conn *c)
 	return true;
 }
 
+/*
+ * A network error as an outcome (a send's result, CLOSED's res): never one
+ * of the errnos that mean "refused" (PROTOCOL.md section 10), which would
+ * tell the application a writeback's slot is still its own.
+ */
+static int aem_sock_outcome(int err)
+{
+	switch (err) {
+	case -ENOENT: case -EINVAL: case -EOPNOTSUPP: case -ENOTCONN: case -ESHUTDOWN: case -ENOBUFS:
+		return -EPIPE;
+	}
+	return err;
+}
+
 /* Ask for the end: from any work item of @c.  The first error wins. */
 static void aem_sock_fail(struct aem_sock_conn *c, int err)
 {
 	if (!test_and_set_bit(AEM_SOCK_ENDING, &c->flags))
-		WRITE_ONCE(c->end_err, err);
+		WRITE_ONCE(c->end_err, aem_sock_outcome(err));
 	queue_work(aem_sock_wq, &c->rx_work);
 }
 
@@ -689,7 +703,7 @@ static int aem_sock_send(struct aem_sock_conn *c, const struct aem_sqe *sqe,
 			struct aem_pending p;
 
 			aem_core_pending_init(&p, sqe);
-			aem_core_complete(c->rs->ring, &p, n);
+			aem_core_complete(c->rs->ring, &p, aem_sock_outcome(n));
 			aem_sock_fail(c, n);
 			ret = AEM_CORE_PENDING;
 			goto out;
@@ -712,7 +726,7 @@ static int aem_sock_shutdown(struct aem_sock_conn *c, const struct aem_sqe *sqe)
 	if (how != AEM_SOCK_CLOSE && (!how || (how & ~AEM_SOCK_SHUT_RDWR)))
 		return -EINVAL;
 	if (c->close_req)
-		return -EPIPE;
+		return -ESHUTDOWN;
 	mutex_lock(&c->tx_mu);
 	ret = -ENOBUFS;
 	if (c->nr_tx >= AEM_SOCK_MAX_QUEUED)
@@ -758,11 +772,15 @@ static int aem_sock_io(struct aem_ctx *r, struct aem_sub *s, const struct aem_sq
 	ret = -ENOENT;
 	if (!c || c->claimed)
 		goto out;
+	/* Failed: its CLOSED is on the way (a CLOSE asked for says -ESHUTDOWN below). */
+	ret = -ENOTCONN;
+	if (test_bit(AEM_SOCK_ENDING, &c->flags) && READ_ONCE(c->end_err) && !c->close_req)
+		goto out;
 	if (sqe->opcode == AEM_OP_SHUTDOWN) {
 		ret = aem_sock_shutdown(c, sqe);
 		goto out;
 	}
-	ret = -EPIPE;
+	ret = -ESHUTDOWN;
 	if (c->wr_closed)
 		goto out;
 	ret = aem_sock_send(c, sqe, data, len);

@@ -372,11 +372,11 @@ static void ends(struct vring *r, const struct sockaddr_in *a, uint64_t lid)
 	t_eq(op(r, AEM_OP_SEND, id, 0, "x", 1, 0x22), -ENOENT);
 	t_eq(op(r, AEM_OP_SHUTDOWN, id, AEM_SOCK_SHUT_WR, NULL, 0, 0x23), -ENOENT);
 
-	/* Our half-close: the peer sees end-of-stream, later sends are -EPIPE. */
+	/* Our half-close: the peer sees end-of-stream, later sends are -ESHUTDOWN. */
 	id = accept_one(r, a, &cfd);
 	t_eq(op(r, AEM_OP_SHUTDOWN, id, AEM_SOCK_SHUT_WR, NULL, 0, 0x24), 0);
 	expect_eof(cfd);
-	t_eq(op(r, AEM_OP_SEND, id, 0, "x", 1, 0x25), -EPIPE);
+	t_eq(op(r, AEM_OP_SEND, id, 0, "x", 1, 0x25), -ESHUTDOWN);
 	t_eq(op(r, AEM_OP_SHUTDOWN, id, 0, NULL, 0, 0x26), -EINVAL);
 	t_eq(op(r, AEM_OP_SHUTDOWN, id, AEM_SOCK_CLOSE | AEM_SOCK_SHUT_RD, NULL, 0, 0x27), -EINVAL);
 	/* Then the peer resets. */
