@@ -508,10 +508,21 @@ static int aem_sock_recv_one(struct aem_sock_conn *c)
 	struct aem_ctx *r = c->rs->ring;
 	struct msghdr msg = { .msg_flags = MSG_DONTWAIT | MSG_NOSIGNAL };
 	u32 size = aem_ctx_slot_size(r), ref;
+	struct sock *sk = c->sock->sk;
 	struct kvec vec;
 	void *buf;
 	int n;
 
+	/*
+	 * The peer's end with nothing left to read: said without taking a slot
+	 * (the FIN is processed after every byte before it is queued).
+	 */
+	if (skb_queue_empty_lockless(&sk->sk_receive_queue) &&
+	    (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN) && !READ_ONCE(sk->sk_err)) {
+		set_bit(AEM_SOCK_RX_DONE, &c->flags);
+		set_bit(AEM_SOCK_EOF, &c->flags);
+		return 0;
+	}
 	/* Room first: what is received is posted, never backlogged past its slot. */
 	if (!aem_core_has_room(r, c->sub, size) && !aem_sock_pause(c, size))
 		return 0;
