@@ -403,7 +403,8 @@ static void sk_unsubscribe(struct aem_ctx *r, struct aem_sub *s)
 	if (o->armed)
 		epoll_ctl(sk_epfd, EPOLL_CTL_DEL, o->fd, NULL);
 	if (o->kind == SK_LISTEN) {
-		close(o->fd);
+		if (!o->dead)
+			close(o->fd);
 		if (o->at_limit)
 			sk_ring(r)->limited--;
 		sk_release(o);

@@ -90,7 +90,7 @@ struct sk_obj {
 	bool		rd_done;	/* conn: no more receiving (EOF, SHUT_RD, failed) */
 	bool		wr_done;	/* conn: no more sends (SHUT_WR, CLOSE accepted, failed) */
 	bool		closing;	/* conn: CLOSE accepted: every later op is -EPIPE */
-	bool		dead;		/* conn: socket closed; CLOSED (final) to post */
+	bool		dead;		/* socket closed; CLOSED (final) to post */
 	s32		err;		/* conn: CLOSED's res */
 	u32		nq;		/* sends queued */
 	struct sk_send	*qhead, *qtail;

@@ -361,6 +361,30 @@ static void sk_listen_limit(struct sk_obj *l, int res)
 	aem_core_post_fit(l->r, l->s, &ev, sizeof(ev), AEM_CQE_F_SOCK_CTL, l->id);
 }
 
+/*
+ * The listening socket cannot accept any more (the application shut it
+ * down, or it failed): the listener ends with CLOSED -ECONNABORTED, its
+ * final event; its connections go on.
+ */
+static void sk_listen_gone(struct sk_obj *l)
+{
+	struct aem_sock_event ev = { .type = AEM_SOCK_EV_CLOSED, .res = -ECONNABORTED };
+
+	if (!l->dead) {
+		if (l->armed)
+			epoll_ctl(sk_epfd, EPOLL_CTL_DEL, l->fd, NULL);
+		l->armed = false;
+		close(l->fd);
+		l->fd = -1;
+		l->dead = true;
+		if (l->at_limit)
+			sk_ring(l->r)->limited--;
+		l->at_limit = false;
+	}
+	if (sk_post_ctl(l, &ev, AEM_CQE_F_FINAL))
+		sk_release(l);
+}
+
 static void sk_accept(u32 lidx)
 {
 	struct sk_obj *l = &sk_tab[lidx], *c;
@@ -386,7 +410,11 @@ static void sk_accept(u32 lidx)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			sk_listen_limit(l, -errno);	/* EMFILE (the process), ENFILE, ENOBUFS, ENOMEM */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				sk_listen_limit(l, -errno);	/* wait for resources */
+				return;
+			}
+			sk_listen_gone(l);	/* shut down under us, or failed: no accept will work */
 			return;
 		}
 		cs = aem_core_sub_spawn(l->r, l->s);
@@ -431,6 +459,10 @@ void sk_resume_all(void)
 			sk_post_closed(o);
 			continue;
 		}
+		if (o->kind == SK_LISTEN && o->dead) {
+			sk_listen_gone(o);
+			continue;
+		}
 		if (o->kind == SK_CONN && o->need_connect)
 			sk_post_connect(o);
 		if (o->kind == SK_CONN && !o->need_connect && o->need_eof)
@@ -461,7 +493,7 @@ void sk_dispatch(u64 key, u32 events)
 		return;
 	o = &sk_tab[idx];
 	if (o->kind == SK_LISTEN) {
-		if (o->started && !o->paused)
+		if (o->started && !o->paused && !o->dead)
 			sk_accept(idx);
 		return;
 	}

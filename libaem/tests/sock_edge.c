@@ -374,6 +374,27 @@ static void test_unsubscribe(void)
 	close_ring(&x);
 }
 
+/* A listening socket shut down under the listener: CLOSED -ECONNABORTED ends it; its connection goes on. */
+static void test_listener_gone(void)
+{
+	struct ring_ctx x;
+	int fd;
+
+	open_ring(&x, 0);
+	fd = ts_connect_tcp(false, x.port);
+	g_want = 1;
+	ts_serve(&x.s, 5000, connects_reached);
+	t_assert(shutdown(x.lfd, SHUT_RDWR) == 0, "shutdown listener: %s", strerror(errno));
+	ts_serve(&x.s, 5000, closed_reached);
+	t_eq(x.s.closed, 1);
+	t_eq(x.s.last_err, -ECONNABORTED);
+	t_eq(t_stats(&x.r).subscriptions, 1);	/* the connection */
+	t_eq(op(&x.r, x.s.conn_ids[0], AEM_OP_SEND, 0, "alive"), 5);
+	read_exact(fd, "alive");
+	close(fd);
+	close_ring(&x);
+}
+
 int main(void)
 {
 	test_reset();
@@ -382,5 +403,6 @@ int main(void)
 	test_unix_rights();
 	test_queue_teardown();
 	test_unsubscribe();
+	test_listener_gone();
 	return t_exit();
 }
