@@ -131,6 +131,7 @@ struct aem_sock_lsn {
 	bool			limited;	/* under rs->mu: the LIMIT event of this pause was posted */
 	bool			paused;		/* under rs->lock: on rs->lsn_paused */
 	bool			stopped;	/* under rs->lock: never paused again */
+	bool			gone;		/* accept failed for good: the sweep ends it */
 };
 
 /* Per ring (its src_priv): what the ring holds of this source. */
@@ -948,13 +949,22 @@ static void aem_sock_accept_work(struct work_struct *work)
 			aem_sock_conn_gone(rs);	/* the reservation */
 		else
 			l->limited = false;
-		if (err && err != -EAGAIN)
+		if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM)
 			aem_sock_limit(l, err);
 		mutex_unlock(&rs->mu);
 		if (err == -EAGAIN)
 			return;
-		if (err) {
+		if (err == -ECONNABORTED || err == -EPROTO || err == -EINTR)
+			continue;	/* that connection went before we took it */
+		if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM) {
+			/* Resources: said once (LIMIT), tried again shortly. */
 			queue_delayed_work(aem_sock_wq, &l->retry, AEM_SOCK_RETRY);
+			return;
+		}
+		if (err) {
+			/* Shut down under us, or failed: no accept will work; the sweep ends it now. */
+			WRITE_ONCE(l->gone, true);
+			mod_delayed_work(aem_sock_wq, &aem_sock_sweeper, 0);
 			return;
 		}
 	}
@@ -1116,6 +1126,11 @@ static void aem_sock_start(struct aem_ctx *r, struct aem_sub *s)
 static void aem_sock_lsn_stop(struct aem_sock_lsn *l)
 {
 	spin_lock_bh(&l->rs->lock);
+	if (l->stopped) {
+		/* A sweep stopped it and found no room for its CLOSED: once is enough. */
+		spin_unlock_bh(&l->rs->lock);
+		return;
+	}
 	l->stopped = true;
 	if (l->paused) {
 		l->paused = false;
@@ -1222,9 +1237,10 @@ static void aem_sock_ring_release(struct aem_ctx *r)
 }
 
 /*
- * End the listeners whose socket was closed: stop accepting, then the
- * final CLOSED (-ECONNABORTED) once there is room for it (else at the next
- * sweep).  Their connections go on.
+ * End the listeners whose socket was closed, or can no longer accept (shut
+ * down, failed): stop accepting, then the final CLOSED (-ECONNABORTED)
+ * once there is room for it (else at the next sweep).  Their connections
+ * go on.
  */
 static void aem_sock_sweep(struct work_struct *work)
 {
@@ -1236,7 +1252,7 @@ static void aem_sock_sweep(struct work_struct *work)
 		struct aem_sock_ring *rs = l->rs;
 		struct aem_sub *s = l->sub;
 
-		if (READ_ONCE(l->sock->sk))
+		if (READ_ONCE(l->sock->sk) && !READ_ONCE(l->gone))
 			continue;
 		mutex_lock(&rs->mu);
 		l->closing = true;
