@@ -889,6 +889,20 @@ EXPORT_SYMBOL_GPL(aem_timer_source_ops);
 EXPORT_SYMBOL_GPL(aem_timer_tick);
 EXPORT_SYMBOL_GPL(aem_gen_source_ops);
 EXPORT_SYMBOL_GPL(aem_gen_step);
+/* The socket source (aem_sock.ko): posts that never drop, connections, completions. */
+EXPORT_SYMBOL_GPL(aem_ctx_slot_size);
+EXPORT_SYMBOL_GPL(aem_ctx_src_priv);
+EXPORT_SYMBOL_GPL(aem_ctx_sock_conns);
+EXPORT_SYMBOL_GPL(aem_sub_active);
+EXPORT_SYMBOL_GPL(aem_core_want_room);
+EXPORT_SYMBOL_GPL(aem_core_has_room);
+EXPORT_SYMBOL_GPL(aem_core_post_fit);
+EXPORT_SYMBOL_GPL(aem_core_slot_take);
+EXPORT_SYMBOL_GPL(aem_core_slot_put);
+EXPORT_SYMBOL_GPL(aem_core_post_slot);
+EXPORT_SYMBOL_GPL(aem_core_sub_spawn);
+EXPORT_SYMBOL_GPL(aem_core_pending_init);
+EXPORT_SYMBOL_GPL(aem_core_complete);
 
 static int __init aem_init(void)
 {

@@ -98,6 +98,17 @@ static inline bool aem_ktask_owner_dumpable(struct task_struct *t)
 	do { hrtimer_init(t, clock, mode); (t)->function = (fn); } while (0)
 #endif
 
+/*
+ * 6.16: SO_PASSRIGHTS (sk_scm_rights): a Unix socket that refuses
+ * SCM_RIGHTS, so no file can sit in its receive queue.  Off on @sk (its
+ * socket lock held); false where the kernel cannot refuse them.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 16, 0)
+#define aem_ksk_refuse_rights(sk)		((sk)->sk_scm_rights = 0, true)
+#else
+#define aem_ksk_refuse_rights(sk)		((void)(sk), false)
+#endif
+
 /* --- the ring core's host interface -------------------------------------- */
 
 #define aem_read_once(x)		READ_ONCE(x)

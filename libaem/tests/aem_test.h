@@ -543,7 +543,7 @@ static inline bool vr_wait_cqe(struct vring *r, struct aem_cqe *out, int ms,
 				uint32_t *arr = vr_u32(r, so->array);
 				uint32_t t = *vr_u32(r, so->tail);
 
-				arr[t & (so->ring_entries - 1)] = out->slot;
+				arr[t & *vr_u32(r, so->ring_mask)] = out->slot;	/* the mask's value, not its offset */
 				__atomic_store_n(vr_u32(r, so->tail), t + 1, __ATOMIC_RELEASE);
 			}
 			if (!pred || pred(out, arg))

@@ -20,7 +20,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 out=$repo/build/vmtest-deb
-modules="aem aem_timer aem_gen aem_proc aem_fd"
+modules="aem aem_timer aem_gen aem_proc aem_fd aem_sock"
 programs="setup nop timer_oneshot gen src_proc src_fd"
 
 note() { echo "vmtest-deb: $*" >&2; }

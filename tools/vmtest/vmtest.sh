@@ -85,7 +85,7 @@ if has goaem; then
 fi
 
 # Every source module, unloaded and reloaded under an open ring.
-for m in aem_timer aem_gen aem_proc aem_fd; do
+for m in aem_timer aem_gen aem_proc aem_fd aem_sock; do
 	args+=(--reload "$m")
 done
 
