@@ -56,7 +56,8 @@ build_c() {
 		"$CC_FUZZ" -g -O1 -std=gnu11 -Wall -Wno-unused-function -Wno-comment $FUZZ_CFLAGS \
 			-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 			-I "$CORE_ROOT/kmod/core" -I "$CORE_ROOT/kmod" -I "$CORE_ROOT/kmod/uapi" -I fuzz/c \
-			-o "$out/$t" "fuzz/c/$t.c" $srcs -lpthread
+			-o "$out/$t" "fuzz/c/$t.c" $srcs -lpthread ||
+			{ echo "fuzz/run.sh: building the C harness $t failed" >&2; exit 1; }
 	done
 }
 
