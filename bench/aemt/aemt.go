@@ -466,6 +466,27 @@ func getSeq(b []byte) uint64 {
 	return s
 }
 
+// callRings opens a server and a client ring whose slots hold size bytes.
+func (t *Transport) callRings(size int) (srv, cli *goaem.Ring, err error) {
+	if srv, err = t.ring(slotOpts(size)...); err != nil {
+		return nil, nil, err
+	}
+	if cli, err = t.ring(slotOpts(size)...); err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	return srv, cli, nil
+}
+
+// serve runs srv until ctx ends and sends Run's error (nil when ctx ended it).
+func serve(ctx context.Context, srv *goaem.Ring, served chan<- error) {
+	err := srv.Run(ctx, nil)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	served <- err
+}
+
 // Call implements peers.Transport: a caller ring calls a Msg subscription
 // on a server ring, whose handler changes the payload in place and writes
 // it back (AEM's call -> handler -> writeback -> caller resumes). Blocking:
@@ -478,15 +499,11 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 		return peers.Result{}, err
 	}
 	size := peers.EventSize(p.Payload)
-	srv, err := t.ring(slotOpts(size)...)
+	srv, cli, err := t.callRings(size)
 	if err != nil {
 		return peers.Result{}, err
 	}
 	defer srv.Close()
-	cli, err := t.ring(slotOpts(size)...)
-	if err != nil {
-		return peers.Result{}, err
-	}
 	defer cli.Close()
 
 	handle := func(ev *goaem.Event) error {
@@ -525,13 +542,7 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 			served <- nil
 		}()
 	} else {
-		go func() {
-			err := srv.Run(ctx, nil)
-			if errors.Is(err, context.Canceled) {
-				err = nil
-			}
-			served <- err
-		}()
+		go serve(ctx, srv, served)
 	}
 
 	addr := srv.Addr(msgChannel)

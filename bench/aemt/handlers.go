@@ -2,7 +2,6 @@ package aemt
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -52,15 +51,11 @@ func (t *Transport) Handler(p peers.Params, mode string) (peers.Result, error) {
 		return peers.Result{}, err
 	}
 	size := peers.EventSize(p.Payload)
-	srv, err := t.ring(slotOpts(size)...)
+	srv, cli, err := t.callRings(size)
 	if err != nil {
 		return peers.Result{}, err
 	}
 	defer srv.Close()
-	cli, err := t.ring(slotOpts(size)...)
-	if err != nil {
-		return peers.Result{}, err
-	}
 	defer cli.Close()
 
 	var opts goaem.SubOptions
@@ -98,13 +93,7 @@ func (t *Transport) Handler(p peers.Params, mode string) (peers.Result, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan error, 1)
-	go func() {
-		err := srv.Run(ctx, nil)
-		if errors.Is(err, context.Canceled) {
-			err = nil
-		}
-		served <- err
-	}()
+	go serve(ctx, srv, served)
 
 	addr := srv.Addr(msgChannel)
 	req := make([]byte, size)
