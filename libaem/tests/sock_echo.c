@@ -163,6 +163,11 @@ static void run(int fam, uint64_t seed)
 	else
 		lfd = ts_listen_tcp(fam == FAM_V6, &cl.port);
 	lid = ts_subscribe(&r, lfd, 0x50c0);
+	if (fam == FAM_UNIX && ts_unix_refused(&r, lid)) {
+		close(lfd);
+		aem_teardown(&r);
+		return;
+	}
 	t_assert(lid > 0, "subscribe %s listener: %s", names[fam], strerror((int)-lid));
 	ts_srv_init(&s, &r, 0x50c0, (uint64_t)lid);
 	g_cl = &cl;

@@ -106,6 +106,20 @@ static inline int64_t ts_subscribe(struct aem_ring *r, int fd, uint64_t tag)
 	return c.res < 0 ? c.res : (int64_t)c.id;
 }
 
+/*
+ * Whether @lid is the module's refusal of a Unix listener on a kernel
+ * without SO_PASSRIGHTS (before 6.16: PROTOCOL.md section 10), which the
+ * caller then skips, saying so.  Anywhere else a refusal is a failure.
+ */
+static inline bool ts_unix_refused(struct aem_ring *r, int64_t lid)
+{
+	if (lid != -EOPNOTSUPP || !(r->features & AEM_FEAT_KERNEL))
+		return false;
+	printf("note: this kernel cannot refuse SCM_RIGHTS on a Unix listener: "
+	       "the module refuses Unix listeners (EOPNOTSUPP), skipped\n");
+	return true;
+}
+
 /* An SQE, submitting what is queued while the SQ ring is full. */
 static inline struct aem_sqe *ts_sqe(struct aem_ring *r)
 {
