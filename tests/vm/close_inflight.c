@@ -85,7 +85,7 @@ int main(void)
 		}
 
 		caller = fork();
-		t_assert(caller >= 0, "fork");
+		t_assert(caller >= 0, "fork: %s", strerror(errno));
 		if (caller == 0) {
 			struct aem_call_args a = { 0 };
 			uint64_t req = 1;

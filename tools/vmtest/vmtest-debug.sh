@@ -102,10 +102,12 @@ read -r -d '' post <<'EOF' || true
 kml=/sys/kernel/debug/kmemleak
 kscan() { sleep 6; echo scan >$kml; echo scan >$kml; printf '\nVMTEST KMEMLEAK %s BEGIN\n' "$1"; cat $kml; printf '\nVMTEST KMEMLEAK %s END\n' "$1"; }
 if [ -w $kml ]; then kscan suites; echo clear >$kml; else printf '\nVMTEST KMEMLEAK unavailable\n'; fi
-mods=$(sed 's/\.ko$//' /etc/modules.list | tac)
+# The modules the guest loads at boot: not the test-only second
+# implementations (*_vN.ko), which their tests load and unload themselves.
+mods=$(grep -v '_v[0-9][0-9]*\.ko$' /etc/modules.list | sed 's/\.ko$//' | tac)
 urc=0
 for m in $mods; do rmmod "$m" || { echo "vmtest-debug: rmmod $m failed"; urc=1; }; done
-for ko in $(cat /etc/modules.list); do
+for ko in $(grep -v '_v[0-9][0-9]*\.ko$' /etc/modules.list); do
   n=${ko%.ko}; a=$(grep "^$n " /etc/modparams | tail -n 1 | cut -d' ' -f2-)
   insmod "/lib/modules/$ko" $a || { echo "vmtest-debug: insmod $ko failed"; urc=1; }
 done
