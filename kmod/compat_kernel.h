@@ -171,6 +171,14 @@ static inline void aem_complete(struct aem_completion *c)
 	complete(&c->done);
 }
 
+static inline bool aem_completion_done(struct aem_completion *c)
+{
+	return completion_done(&c->done);
+}
+
+/* One step of a bounded busy wait. */
+#define aem_cpu_relax()			cpu_relax()
+
 /* 0 done, -ETIMEDOUT, -EINTR (a fatal signal: the caller is being killed). */
 static inline int aem_wait_completion_timeout(struct aem_completion *c, u32 timeout_ms)
 {

@@ -19,10 +19,11 @@
  *   copies     memcpy, memset
  *   time       aem_now_ns()  CLOCK_MONOTONIC
  *   calls      struct aem_completion: aem_completion_init(c),
- *              aem_complete(c) (any context),
+ *              aem_complete(c) (any context), aem_completion_done(c),
  *              aem_wait_completion_timeout(c, timeout_ms) -> 0 done,
  *              -ETIMEDOUT, -EINTR (killable)
  *   sched      aem_cond_resched(): a long loop in process context lets others run
+ *              aem_cpu_relax(): one step of a bounded busy wait
  *   modules    aem_module_get(owner) -> bool, aem_module_put(owner)
  *   log        aem_warn(fmt, ...) (rate limited)
  */

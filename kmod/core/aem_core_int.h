@@ -245,10 +245,11 @@ void __aem_ring_put(struct aem_ctx *r);
 struct aem_ctx *__aem_ring_iter(u32 *pos);
 /* A ring by id that @from may post and call into: -ENOENT, or -EACCES without a grant. */
 int __aem_ring_get_for(u32 id, const struct aem_cred *from, struct aem_ctx **out);
-/* Per-user pending calls: @caller's owner's, or @who's for a ring-less call. */
-int __aem_user_call_charge(struct aem_ctx *caller, const struct aem_cred *who,
-			   struct aem_user **out);
 void __aem_user_call_uncharge(struct aem_user *u);
+/* A call's target (as __aem_ring_get_for) and its user's charge, in one lock round. */
+int __aem_ring_get_for_call(u32 id, const struct aem_cred *from, u32 req_len,
+			    struct aem_ctx *caller, const struct aem_cred *who,
+			    struct aem_ctx **out, struct aem_user **user);
 
 /* sub.c */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state);
@@ -279,6 +280,8 @@ static inline u32 __aem_slot_d(struct aem_ctx *r, u32 slot)
 }
 
 /* wait.c */
+/* A waiter of @r to wake (aem_host_wake) after a tail store: __aem_wake's decision alone. */
+bool __aem_wake_wanted(struct aem_ctx *r);
 void __aem_wake(struct aem_ctx *r, bool urgent);
 void __aem_room_kick(struct aem_ctx *r);
 
@@ -413,5 +416,8 @@ extern const struct aem_source_ops __aem_msg_source_ops;
 int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered);
 int __aem_msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data, u32 len,
 		      u64 call_id, bool lossy, const struct aem_cred *cred);
+int __aem_msg_deliver_to(struct aem_ctx *from, struct aem_ctx *t, u64 addr, u8 prio,
+			 const void *data, u32 len, u64 call_id, bool lossy,
+			 const struct aem_cred *cred);
 
 #endif /* AEM_CORE_INT_H */

@@ -18,6 +18,19 @@
  * AEM_CALL_MAX_TIMEOUT_MS.  Each pending call also counts against its
  * user's share (aem_core_user_max_calls), so many rings of one user cannot
  * fill the table either.
+ *
+ * Lock rounds of one call: the target is found and the user charged in one
+ * round of ring_lock, and the target stays held through the delivery (no
+ * second lookup); the entry is taken in one round of calls_lock; the
+ * request is posted in one round of the target's cq_lock.  The writeback
+ * finds the entry in one round of calls_lock and, for an asynchronous
+ * call, posts the reply into the caller's result ring under that same
+ * lock: a pending asynchronous call's entry stands for its live caller
+ * ring (a ring's teardown frees its entries under calls_lock before the
+ * ring goes), so the caller is looked up only to be woken, when it sleeps.
+ * The expiry driver is kicked only when the first asynchronous call starts
+ * pending (it ticks while any is pending), and a blocking caller whose
+ * handler is running spins briefly before it sleeps.
  */
 #include "aem_core_int.h"
 
@@ -152,15 +165,18 @@ static struct aem_call *call_find_locked(u64 token, u32 *idx)
 	return c;
 }
 
-/* A result CQE into the caller ring's result ring for an async call (reply or error). */
-static void call_result(u32 caller_id, u64 user_data, u8 prio, u64 token, s32 res,
-			const void *data, u32 len)
+/*
+ * A result CQE for an async call (reply or error) into the result ring of
+ * @r, the caller, which the caller of this keeps alive; true when a waiter
+ * of @r must be woken (call_wake), with *@urgent its class's.
+ */
+static bool call_result_post(struct aem_ctx *r, u64 user_data, u8 prio, u64 token, s32 res,
+			     const void *data, u32 len, bool *urgent)
 {
-	struct aem_ctx *r = __aem_ring_get(caller_id);
+	struct aem_posted out = { .wake = false };
 	struct aem_post p;
+	unsigned long f;
 
-	if (!r)
-		return;
 	memset(&p, 0, sizeof(p));
 	p.user_data = user_data;
 	p.id = token;
@@ -172,7 +188,35 @@ static void call_result(u32 caller_id, u64 user_data, u8 prio, u64 token, s32 re
 	p.n = 1;
 	p.mode = AEM_POST_HOLD;
 	p.data = data;
-	__aem_post_result(r, &p);
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	__aem_post_locked(r, NULL, &p, &out);
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	*urgent = p.cls == 0;
+	return out.wake && __aem_wake_wanted(r);
+}
+
+/* Wake the sleeper of ring @caller_id, if the ring is still there. */
+static void call_wake(u32 caller_id, bool urgent)
+{
+	struct aem_ctx *r = __aem_ring_get(caller_id);
+
+	if (r) {
+		aem_host_wake(r, r->host, urgent);
+		__aem_ring_put(r);
+	}
+}
+
+/* call_result_post() into ring @caller_id, looked up here (its entry is gone). */
+static void call_result(u32 caller_id, u64 user_data, u8 prio, u64 token, s32 res,
+			const void *data, u32 len)
+{
+	struct aem_ctx *r = __aem_ring_get(caller_id);
+	bool urgent;
+
+	if (!r)
+		return;
+	if (call_result_post(r, user_data, prio, token, res, data, len, &urgent))
+		aem_host_wake(r, r->host, urgent);
 	__aem_ring_put(r);
 }
 
@@ -185,6 +229,7 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 	struct aem_call *c;
 	const void *data;
 	unsigned long f;
+	bool first = false;
 	u64 token;
 	int ret;
 
@@ -197,13 +242,12 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 		*reason = AEM_REFUSE_NOMEM;
 		return ret;
 	}
-	ret = __aem_ring_get_for(AEM_ADDR_RING(sqe->target), &r->owner, &t);
-	if (ret) {
+	ret = __aem_ring_get_for_call(AEM_ADDR_RING(sqe->target), &r->owner, 0, r, NULL, &t, &user);
+	if (ret == -ENOENT || ret == -EACCES) {
 		*reason = AEM_REFUSE_ID;
 		return ret;
 	}
-	if (__aem_user_call_charge(r, NULL, &user)) {
-		__aem_ring_put(t);
+	if (ret) {
 		*reason = AEM_REFUSE_NOMEM;
 		return -ENOSPC;
 	}
@@ -216,18 +260,26 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 		c->target_id = t->id;
 		c->user_data = sqe->user_data;
 		c->deadline_ns = aem_now_ns() + (u64)timeout_ms * 1000000ULL;
-		calls_async++;
+		first = calls_async++ == 0;
 		token = call_token(idx);
 	}
 	aem_spin_unlock_irqrestore(&calls_lock, f);
-	__aem_ring_put(t);
 	if (!c) {
+		__aem_ring_put(t);
 		__aem_user_call_uncharge(user);
 		*reason = AEM_REFUSE_NOMEM;
 		return -ENOSPC;
 	}
 	/* A call the target cannot take is refused to its caller (-ENOSPC), never lost. */
-	ret = __aem_msg_deliver(r, sqe->target, sqe->prio, data, sqe->len, token, true, &r->owner);
+	ret = __aem_msg_deliver_to(r, t, sqe->target, sqe->prio, data, sqe->len, token, true,
+				   &r->owner);
+	__aem_ring_put(t);
+	/*
+	 * The expiry driver ticks while any async call is pending (it reads
+	 * calls_async after its kick word): only the first one kicks it.
+	 */
+	if (first)
+		aem_host_timer_kick();
 	if (ret) {
 		bool swept;
 
@@ -249,7 +301,6 @@ int __aem_op_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 		*reason = ret == -ENOENT || ret == -EACCES ? AEM_REFUSE_ID : AEM_REFUSE_NOMEM;
 		return ret;
 	}
-	aem_host_timer_kick();	/* the expiry driver must tick while the call is pending */
 	*answered = true;
 	return 0;
 }
@@ -259,11 +310,9 @@ int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 	struct aem_call_wait *w;
 	struct aem_call *c;
 	u32 took, idx, caller_id = 0;
-	u64 user_data = 0;
 	const void *data;
 	unsigned long f;
-	u8 prio = 0;
-	bool async = false;
+	bool wake = false, urgent = false;
 	s32 res;
 	int ret;
 
@@ -289,17 +338,22 @@ int __aem_writeback_call(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reas
 			call_free_locked(idx);
 			aem_complete(&w->done);
 		} else {
-			async = true;
+			/*
+			 * Straight into the caller's result ring: the entry
+			 * stands for the live caller (c->charged, for an async
+			 * call), whose teardown waits for calls_lock.  The
+			 * handler's slot stays core-held until the reply is
+			 * copied out of it.
+			 */
 			caller_id = c->caller_id;
-			user_data = c->user_data;
-			prio = c->prio;
+			wake = call_result_post(c->charged, c->user_data, c->prio, sqe->target,
+						res, data, sqe->len, &urgent);
 			call_free_locked(idx);
 		}
 	}
 	aem_spin_unlock_irqrestore(&calls_lock, f);
-	/* The handler's slot stays core-held until the reply is copied out of it. */
-	if (async)
-		call_result(caller_id, user_data, prio, sqe->target, res, data, sqe->len);
+	if (wake)
+		call_wake(caller_id, urgent);
 	if (ret) {
 		__aem_slot_untake(r, took);
 		*reason = AEM_REFUSE_ID;
@@ -397,6 +451,30 @@ static void call_refused(struct aem_ctx *caller, u32 reason)
 	aem_spin_unlock_irqrestore(&caller->cq_lock, f);
 }
 
+/*
+ * How long a blocking caller spins for the reply before it sleeps, when
+ * nobody sleeps in the handler's ring (its handler is running, or polls):
+ * a reply within it costs neither a sleep nor a wake-up.
+ */
+#define AEM_CALL_SPIN_NS	10000ULL
+
+static bool call_target_running(struct aem_ctx *t)
+{
+	return !aem_atomic_read(&t->waiters) && !aem_atomic_read(&t->poll_armed);
+}
+
+static void call_spin(struct aem_call_wait *w)
+{
+	u64 end = aem_now_ns() + AEM_CALL_SPIN_NS;
+	u32 i;
+
+	for (i = 1; !aem_completion_done(&w->done); i++) {
+		if (!(i & 63) && aem_now_ns() >= end)
+			break;
+		aem_cpu_relax();
+	}
+}
+
 int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *req, void *resp)
 {
 	u32 timeout_ms = a->timeout_ms ? a->timeout_ms : AEM_CALL_DEFAULT_TIMEOUT_MS;
@@ -422,21 +500,12 @@ int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *r
 	/* The sender is the caller's ring's owner, or the caller itself without a ring. */
 	if (!caller)
 		aem_host_cred_get(&me);
-	ret = __aem_ring_get_for(AEM_ADDR_RING(a->addr), caller ? &caller->owner : &me, &t);
+	ret = __aem_ring_get_for_call(AEM_ADDR_RING(a->addr), caller ? &caller->owner : &me,
+				      a->req_len, caller, &me, &t, &user);
 	if (ret) {
 		if (caller && ret == -EACCES)
 			call_refused(caller, AEM_REFUSE_ID);
-		goto out_cred;
-	}
-	if (a->req_len > t->slot_size) {
-		__aem_ring_put(t);
-		ret = -E2BIG;
-		goto out_cred;
-	}
-	ret = __aem_user_call_charge(caller, &me, &user);
-	if (ret) {
-		__aem_ring_put(t);
-		if (caller)
+		else if (caller && (ret == -EBUSY || ret == -ENOMEM))
 			call_refused(caller, AEM_REFUSE_NOMEM);
 		goto out_cred;
 	}
@@ -453,8 +522,8 @@ int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *r
 		token = call_token(idx);
 	}
 	aem_spin_unlock_irqrestore(&calls_lock, f);
-	__aem_ring_put(t);
 	if (!c) {
+		__aem_ring_put(t);
 		__aem_user_call_uncharge(user);
 		if (caller)
 			call_refused(caller, AEM_REFUSE_NOMEM);
@@ -462,8 +531,11 @@ int aem_core_call(struct aem_ctx *caller, struct aem_call_args *a, const void *r
 		goto out_cred;
 	}
 
-	ret = __aem_msg_deliver(caller, a->addr, a->prio, req, a->req_len, token, true,
-			  caller ? &caller->owner : &me);
+	ret = __aem_msg_deliver_to(caller, t, a->addr, a->prio, req, a->req_len, token, true,
+				   caller ? &caller->owner : &me);
+	if (!ret && call_target_running(t))
+		call_spin(&w);
+	__aem_ring_put(t);
 	if (!ret)
 		ret = aem_wait_completion_timeout(&w.done, timeout_ms);
 	aem_spin_lock_irqsave(&calls_lock, f);

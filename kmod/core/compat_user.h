@@ -220,7 +220,7 @@ static inline int __aem_futex(u32 *uaddr, int op, u32 val, const struct timespec
 /* ---- completions (blocking calls) ---------------------------------------- */
 
 struct aem_completion {
-	u32	done;		/* futex word: 0 pending, 1 done */
+	u32	done;		/* futex word: 0 pending, 1 done, 2 pending with a sleeper */
 };
 
 static inline void aem_completion_init(struct aem_completion *c)
@@ -228,10 +228,16 @@ static inline void aem_completion_init(struct aem_completion *c)
 	c->done = 0;
 }
 
+/* A waiter that only spins (aem_completion_done) costs no system call. */
 static inline void aem_complete(struct aem_completion *c)
 {
-	__atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
-	__aem_futex(&c->done, FUTEX_WAKE, INT_MAX, NULL);
+	if (__atomic_exchange_n(&c->done, 1, __ATOMIC_RELEASE) == 2)
+		__aem_futex(&c->done, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+static inline bool aem_completion_done(struct aem_completion *c)
+{
+	return __atomic_load_n(&c->done, __ATOMIC_ACQUIRE) == 1;
 }
 
 /* 0 when completed, -ETIMEDOUT.  Signals restart the wait (as SA_RESTART). */
@@ -239,18 +245,33 @@ static inline int aem_wait_completion_timeout(struct aem_completion *c, u32 time
 {
 	u64 deadline = aem_now_ns() + (u64)timeout_ms * 1000000ULL;
 
-	while (!__atomic_load_n(&c->done, __ATOMIC_ACQUIRE)) {
-		u64 now = aem_now_ns();
+	for (;;) {
+		u32 pending = 0;
+		u64 now;
 		struct timespec ts;
 
+		/* Announce the sleep (0 -> 2) so that aem_complete() wakes us. */
+		if (!__atomic_compare_exchange_n(&c->done, &pending, 2, false,
+						 __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE) &&
+		    pending == 1)
+			return 0;
+		now = aem_now_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		ts.tv_sec = (time_t)((deadline - now) / 1000000000ULL);
 		ts.tv_nsec = (long)((deadline - now) % 1000000000ULL);
-		__aem_futex(&c->done, FUTEX_WAIT, 0, &ts);
+		__aem_futex(&c->done, FUTEX_WAIT, 2, &ts);
 	}
-	return 0;
 }
+
+/* One step of a bounded busy wait. */
+#if defined(__x86_64__) || defined(__i386__)
+#define aem_cpu_relax()		__builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define aem_cpu_relax()		__asm__ __volatile__("yield" ::: "memory")
+#else
+#define aem_cpu_relax()		__asm__ __volatile__("" ::: "memory")
+#endif
 
 /* Threads of the process are preempted anyway. */
 #define aem_cond_resched()	do { } while (0)

@@ -124,19 +124,30 @@ const struct aem_source_ops __aem_msg_source_ops = {
 int __aem_msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data, u32 len,
 		       u64 call_id, bool lossy, const struct aem_cred *cred)
 {
-	struct aem_posted out = { .wake = false };
-	struct aem_sender who;
-	struct aem_post p;
 	struct aem_ctx *t;
-	struct aem_sub *s;
-	unsigned long f;
-	bool incoming;
 	int ret;
 
 	ret = __aem_ring_get_for(AEM_ADDR_RING(addr), cred, &t);
 	if (ret)
 		return ret;
-	ret = -ENOENT;
+	ret = __aem_msg_deliver_to(from, t, addr, prio, data, len, call_id, lossy, cred);
+	__aem_ring_put(t);
+	return ret;
+}
+
+/* __aem_msg_deliver() into @t, ring AEM_ADDR_RING(@addr), found and held by the caller. */
+int __aem_msg_deliver_to(struct aem_ctx *from, struct aem_ctx *t, u64 addr, u8 prio,
+			  const void *data, u32 len, u64 call_id, bool lossy,
+			  const struct aem_cred *cred)
+{
+	struct aem_posted out = { .wake = false };
+	struct aem_sender who;
+	struct aem_post p;
+	struct aem_sub *s;
+	unsigned long f;
+	bool incoming;
+	int ret = -ENOENT;
+
 	/* A ring posting to itself is its own source: the budget is for the others. */
 	incoming = cred != &t->owner;
 	memset(&p, 0, sizeof(p));
@@ -169,7 +180,6 @@ int __aem_msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data,
 	aem_spin_unlock_irqrestore(&t->cq_lock, f);
 	if (out.wake)
 		__aem_wake(t, p.cls == 0);
-	__aem_ring_put(t);
 	return ret;
 }
 

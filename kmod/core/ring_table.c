@@ -212,10 +212,20 @@ out:
 	return ret;
 }
 
-int __aem_user_call_charge(struct aem_ctx *caller, const struct aem_cred *who,
-			   struct aem_user **out)
+/*
+ * The target of a call and the caller's share of the call table in one
+ * round of ring_lock: ring @id that @from may call into (-ENOENT, -EACCES),
+ * taking requests of @req_len bytes (-E2BIG; 0 skips the check), and one
+ * pending call charged to @caller's owner, or to @who without a ring
+ * (-EBUSY past aem_core_user_max_calls, -ENOMEM).  On success the caller
+ * holds a reference to *@out and a charge on *@user; on an error, neither.
+ */
+int __aem_ring_get_for_call(u32 id, const struct aem_cred *from, u32 req_len,
+			    struct aem_ctx *caller, const struct aem_cred *who,
+			    struct aem_ctx **out, struct aem_user **user)
 {
 	struct aem_user *spare = NULL, *u, *gone = NULL;
+	struct aem_ctx *r;
 	unsigned long f;
 	int ret = 0;
 
@@ -225,15 +235,30 @@ int __aem_user_call_charge(struct aem_ctx *caller, const struct aem_cred *who,
 			return -ENOMEM;
 	}
 	aem_spin_lock_irqsave(&ring_lock, f);
-	/* A registered ring's entry lives while it counts the ring. */
+	r = rings[id & (AEM_MAX_RINGS - 1)];
+	if (!r || r->id != id) {
+		ret = -ENOENT;
+		goto out;
+	}
+	if (!ring_may_send_locked(r, from)) {
+		ret = -EACCES;
+		goto out;
+	}
+	if (req_len > r->slot_size) {
+		ret = -E2BIG;
+		goto out;
+	}
 	u = caller ? caller->user : user_get_locked(who->uid, &spare);
 	if (u->calls >= aem_read_once(aem_core_user_max_calls)) {
 		gone = user_drop_locked(u);
 		ret = -EBUSY;
-	} else {
-		u->calls++;
-		*out = u;
+		goto out;
 	}
+	u->calls++;
+	aem_atomic_inc(&r->refs);
+	*out = r;
+	*user = u;
+out:
 	aem_spin_unlock_irqrestore(&ring_lock, f);
 	aem_free(spare);
 	aem_free(gone);

@@ -9,10 +9,15 @@
 #include "aem_core_int.h"
 
 /* Dekker, producer half: the tail store (release) happened before; now the waiters load. */
-void __aem_wake(struct aem_ctx *r, bool urgent)
+bool __aem_wake_wanted(struct aem_ctx *r)
 {
 	aem_smp_mb();	/* pairs with aem_core_wait_begin() / aem_core_poll_arm() */
-	if (aem_atomic_read(&r->waiters) || aem_atomic_read(&r->poll_armed))
+	return aem_atomic_read(&r->waiters) || aem_atomic_read(&r->poll_armed);
+}
+
+void __aem_wake(struct aem_ctx *r, bool urgent)
+{
+	if (__aem_wake_wanted(r))
 		aem_host_wake(r, r->host, urgent);
 }
 

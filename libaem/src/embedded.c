@@ -64,7 +64,22 @@ struct driver {
 	bool		running;
 	bool		stop;
 	uint32_t	kick;		/* futex word */
+	uint32_t	asleep;		/* in a futex wait on kick: a kick must wake it */
 };
+
+/*
+ * Dekker with drv_kick(): the driver announces its sleep, then the futex
+ * compares the kick word; the kicker bumps the word, then loads the
+ * announcement.  Either the futex sees the new word or the kicker sees the
+ * sleeper, so a driver that is ticking (the timer's, while timers or
+ * asynchronous calls are pending) costs a kick no system call.
+ */
+static void drv_sleep(struct driver *d, uint32_t seq, const struct timespec *ts)
+{
+	__atomic_store_n(&d->asleep, 1, __ATOMIC_SEQ_CST);
+	__aem_futex(&d->kick, FUTEX_WAIT, seq, ts);
+	__atomic_store_n(&d->asleep, 0, __ATOMIC_RELAXED);
+}
 
 static pthread_mutex_t host_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t host_once = PTHREAD_ONCE_INIT;
@@ -102,7 +117,7 @@ static void *timer_main(void *arg)
 		if (aem_timer_tick(now))
 			sleep_until(((now >> AEM_TIMER_TICK_SHIFT) + 1) << AEM_TIMER_TICK_SHIFT);
 		else
-			__aem_futex(&d->kick, FUTEX_WAIT, seq, NULL);	/* a kick bumps seq first */
+			drv_sleep(d, seq, NULL);	/* a kick bumps seq first */
 	}
 	return NULL;
 }
@@ -135,7 +150,7 @@ static void *gen_main(void *arg)
 		next = aem_gen_step(now);
 
 		if (next == AEM_GEN_IDLE) {
-			__aem_futex(&d->kick, FUTEX_WAIT, seq, NULL);
+			drv_sleep(d, seq, NULL);
 			continue;
 		}
 		if (next <= now)
@@ -143,7 +158,7 @@ static void *gen_main(void *arg)
 		nap = next - now;
 		ts.tv_sec = (time_t)(nap / 1000000000ULL);
 		ts.tv_nsec = (long)(nap % 1000000000ULL);
-		__aem_futex(&d->kick, FUTEX_WAIT, seq, &ts);
+		drv_sleep(d, seq, &ts);
 	}
 	return NULL;
 }
@@ -159,8 +174,9 @@ static void drv_kick(struct driver *d, void *(*fn)(void *))
 		}
 		pthread_mutex_unlock(&host_mu);
 	}
-	__atomic_add_fetch(&d->kick, 1, __ATOMIC_RELEASE);
-	__aem_futex(&d->kick, FUTEX_WAKE, INT_MAX, NULL);
+	__atomic_add_fetch(&d->kick, 1, __ATOMIC_SEQ_CST);	/* then the load: pairs with drv_sleep() */
+	if (__atomic_load_n(&d->asleep, __ATOMIC_SEQ_CST))
+		__aem_futex(&d->kick, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 /* Under host_mu.  The drivers never take host_mu, so joining here cannot deadlock. */
@@ -314,36 +330,52 @@ void aem_host_uncharge(void *host, u64 bytes)
  * Every ring of this backend lives in this process: the sender is this
  * process, its pid and effective uid.  System calls are dear here (a
  * getpid and a geteuid cost microseconds in some virtual machines), so
- * they are read once per submission, not per post: each entry into the
- * core from a thread (submit, call) invalidates the thread's copy, and
- * the first message it posts reads them.  A uid changed between two
- * submissions is seen at the next.
+ * the uid is read once per submission, not per post: each entry into
+ * the core from a thread (submit, call) invalidates the thread's copy,
+ * and the first message it posts reads it.  A uid changed between two
+ * submissions is seen at the next.  The pid changes only in a fork's
+ * child, which forgets the process's copy.
  */
 static __thread struct {
 	bool	valid;
-	pid_t	pid;
 	uid_t	uid;
 } sender_cache;
+
+static pid_t sender_pid;	/* 0: not read since start or the last fork */
 
 static void sender_forget(void)
 {
 	sender_cache.valid = false;
 }
 
+static void sender_forget_pid(void)
+{
+	__atomic_store_n(&sender_pid, 0, __ATOMIC_RELAXED);
+}
+
 void aem_host_sender(void *target_host, struct aem_sender *out)
 {
+	pid_t pid = __atomic_load_n(&sender_pid, __ATOMIC_RELAXED);
+
 	(void)target_host;
+	if (!pid) {
+		pid = getpid();
+		__atomic_store_n(&sender_pid, pid, __ATOMIC_RELAXED);
+	}
 	if (!sender_cache.valid) {
-		sender_cache.pid = getpid();
 		sender_cache.uid = geteuid();
 		sender_cache.valid = true;
 	}
-	out->pid = sender_cache.pid;
+	out->pid = pid;
 	out->uid = sender_cache.uid;
 }
 
 static void host_init(void)
 {
+	if (pthread_atfork(NULL, NULL, sender_forget_pid)) {
+		host_init_err = -ENOMEM;
+		return;
+	}
 	host_init_err = aem_core_init();
 	if (!host_init_err)
 		host_init_err = aem_sources_init();
