@@ -15,8 +15,9 @@
  *
  * What it serves: GET and HEAD of / get a fixed text; GET and HEAD of any
  * other path 404; POST of any path answers how many body bytes it read
- * (Content-Length or chunked; trailers are read and ignored); any other
- * method 501.  Connections are kept alive and requests answered in order,
+ * (Content-Length or chunked; trailers are read and ignored; a client
+ * that sends Expect: 100-continue gets its 100 first); any other method
+ * 501.  Connections are kept alive and requests answered in order,
  * however they are pipelined or split, until the client asks for close
  * (Connection: close, or HTTP/1.0 without keep-alive).  A malformed request
  * is answered 400 with Connection: close.  A connection the server ends
@@ -82,6 +83,7 @@ struct conn {
 	enum method	method;
 	int		root;		/* the target is "/" */
 	int		close_after;	/* close once this request is answered */
+	int		expect_continue;	/* the client waits for 100 Continue before its body */
 	uint64_t	left;		/* bytes of body or chunk still to read */
 	uint64_t	body;		/* body bytes of this request */
 	unsigned	hlen;		/* bytes in hdr */
@@ -332,7 +334,7 @@ static int list_has(const char *v, size_t n, const char *tok)
 static int parse_head(struct conn *c)
 {
 	char *p = c->hdr, *end = c->hdr + c->hlen, *eol, *sp, *colon, *v, *ve;
-	int http10, have_len = 0, chunked = 0, have_host = 0, keep_alive = 0, close_req = 0;
+	int http10, have_len = 0, chunked = 0, have_host = 0, keep_alive = 0, close_req = 0, cont = 0;
 	uint64_t len = 0;
 	size_t ml;
 
@@ -398,6 +400,8 @@ static int parse_head(struct conn *c)
 		} else if (NAME_IS("Connection")) {
 			close_req |= list_has(v, (size_t)(ve - v), "close");
 			keep_alive |= list_has(v, (size_t)(ve - v), "keep-alive");
+		} else if (NAME_IS("Expect")) {
+			cont = ve - v == 12 && !strncasecmp(v, "100-continue", 12);
 		} else if (NAME_IS("Host")) {
 			if (have_host++)
 				return -1;
@@ -407,6 +411,7 @@ static int parse_head(struct conn *c)
 	if ((!http10 && !have_host) || (chunked && have_len) || (chunked && http10))
 		return -1;
 	c->close_after = close_req || (http10 && !keep_alive);
+	c->expect_continue = cont && !http10 && (chunked || len);
 	c->body = 0;
 	if (chunked) {
 		c->st = ST_CHUNK_SIZE;
@@ -518,6 +523,8 @@ static void feed(struct server *s, struct conn *c, const char *p, size_t n)
 				bad_request(s, c);
 				return;
 			}
+			if (c->expect_continue)
+				out_put(s, c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 			if (c->st == ST_HEAD)
 				request_done(s, c);
 			break;
@@ -925,6 +932,9 @@ static int self_test(void)
 	       CASE("Connection: close", "GET / HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, Close\r\n\r\n" GET_ROOT, 0,
 		    OK_GET_CLOSE, 1) ?:
 	       CASE("HTTP/1.0", "HEAD / HTTP/1.0\r\n\r\n", 0, OK_HDR_CLOSE, 1) ?:
+	       CASE("Expect: 100-continue", "POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+		    "Content-Length: 4\r\n\r\nabcd", 0, "HTTP/1.1 100 Continue\r\n\r\n" OK_HDR("18")
+		    "read 4 body bytes\n", 0) ?:
 	       CASE("malformed request line", "GARBAGE\r\n\r\n" GET_ROOT, 0, BAD, 1) ?:
 	       CASE("malformed header", GET_ROOT "GET / HTTP/1.1\r\nHost: t\r\nNo colon\r\n\r\n" GET_ROOT, 0,
 		    OK_GET BAD, 1) ?:
