@@ -682,7 +682,8 @@ static int serve(struct server *s, int self_test)
 			fprintf(stderr, "aem-http: self-test: still %u connections after 60 s\n", s->live);
 			return 1;
 		}
-		aem_submit_and_wait(s->r, 1, self_test ? 100000000LL : 1000000000LL);
+		if (aem_submit_and_wait(s->r, 1, self_test ? 100000000LL : 1000000000LL) == -EINTR)
+			aem_submit(s->r);	/* a signal may have come before the submission */
 		s->next_slot = 0;	/* the submit copied every queued send slot */
 	}
 }
