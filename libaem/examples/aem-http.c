@@ -25,8 +25,9 @@
  * closed, so that unread request bytes never turn the close into a reset
  * that could destroy the answer before the client read it.
  *
- * Bounds: a request's line and headers at most HDR_MAX bytes; bodies of
- * any length (counted, not kept).  A connection whose answers its peer
+ * Bounds: a request's line and headers at most HDR_MAX bytes, a chunk-size
+ * or trailer line at most CHUNK_LINE_MAX (more: 400); bodies of any length
+ * (counted, not kept).  A connection whose answers its peer
  * does not read, until the source refuses to queue more (64 sends), is
  * aborted.
  */
@@ -50,14 +51,17 @@
 #include "libaem.h"
 
 #define LISTEN_TAG	1
-/* user_data of our SENDs and SHUTDOWNs: a kind in the top bits, the connection id below */
+/*
+ * user_data of our SENDs, SHUTDOWNs and aborts: a kind in the top bits, the
+ * connection id below (an id's top byte is AEM_ID_KIND_SUB, 1: bits 61..63 are free).
+ */
 #define TAG_SEND	(1ULL << 63)
 #define TAG_SHUT	(1ULL << 62)
 #define TAG_ABORT	(1ULL << 61)
 #define TAG_ID_MASK	(TAG_ABORT - 1)
 
 #define HDR_MAX		8192
-#define LINE_MAX_	128	/* a chunk-size line */
+#define CHUNK_LINE_MAX	128	/* a chunk-size line */
 #define CONN_TABLE	4096	/* open addressing; > sock_conns, a power of two */
 #define SOCK_CONNS	1024
 #define SEND_SLOTS	32
@@ -89,7 +93,7 @@ struct conn {
 	unsigned	hlen;		/* bytes in hdr */
 	unsigned	llen;		/* bytes in line */
 	int		crlf;		/* ST_CHUNK_CRLF: bytes of it seen */
-	char		line[LINE_MAX_];
+	char		line[CHUNK_LINE_MAX];
 	char		hdr[HDR_MAX];
 };
 
