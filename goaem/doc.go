@@ -121,6 +121,21 @@
 // (in parallel on the module), and the same code serves producers in other
 // processes.
 //
+// # Socket I/O
+//
+// A Sock subscription carries a listening socket's connections through the
+// ring (docs/PROTOCOL.md section 10): the kernel side accepts, receives
+// and sends, and the program never calls accept, read or write. Every
+// connection's events come to the listener's subscription: Event.Conn
+// names the connection, Event.SockEvent tells connect, end-of-stream,
+// close and limit from received bytes. Writeback of a data event sends on
+// its connection (from the slot the bytes arrived in); Ring.SockSend sends
+// other bytes; Ring.SockShutdown half-closes or closes. Sends are fire and
+// forget, their failures counted in AsyncErrors; WithSockSent reports every
+// send's result (bytes sent, or the errno) per connection, in order,
+// without allocating. WithSockConns bounds the connections a ring holds;
+// past it the listener hears abi.SockEvLimit and waits.
+//
 // # Boost
 //
 // WithBoost raises the OS threads that run urgent (class 0) handlers to

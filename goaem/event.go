@@ -146,7 +146,8 @@ func (e *Event) GenSeq() (seq, nowNS uint64) { return e.TimerExpirations() }
 // source defines. It releases the event. A slot event takes up to
 // Ring.SlotSize bytes (data may be its own Payload, modified in place); an
 // inline event takes up to 32 (calls always arrive in a slot). Refusals by
-// the kernel side are counted in Ring.AsyncErrors.
+// the kernel side are counted in Ring.AsyncErrors. The writeback of a Sock
+// data event sends on its connection; WithSockSent reports its result.
 func (e *Event) Writeback(data []byte) error { return e.writeback(data, 0) }
 
 // writeback hands data back, or for a call with errno != 0 the error reply.
@@ -193,7 +194,11 @@ func (e *Event) writeback(data []byte, errno uint32) error {
 		} else {
 			copy(sqe.Data[:], data)
 		}
-		silentLocked(sqe)
+		if r.cfg.sockSent != nil && e.isSockData() {
+			sockSentLocked(sqe, e.cqe.ID)
+		} else {
+			silentLocked(sqe)
+		}
 		err = r.submitUnlock(e.state&stDefer == 0)
 	} else {
 		r.sqMu.Unlock()

@@ -68,6 +68,7 @@ type config struct {
 	callSpin    time.Duration
 	boost       bool
 	errHandler  func(ev *Event, err error)
+	sockSent    func(conn uint64, n int, err error)
 }
 
 func defaultConfig() config {
@@ -99,6 +100,33 @@ func WithSlots(n uint32) Option { return func(c *config) { c.params.SlotCount = 
 // WithSendSlots sets the number of send slots used for post and call
 // payloads larger than 32 bytes.
 func WithSendSlots(n uint32) Option { return func(c *config) { c.params.SendSlots = n } }
+
+// WithSockConns bounds the socket connections the ring holds at once,
+// over all its Sock listeners (aem_params.sock_conns): 1..abi.MaxSockConns,
+// 0 for abi.DefaultSockConns; more is an error from Open. Past the bound a
+// listener stops accepting and its subscription hears one
+// abi.SockEvLimit event (Res -EMFILE) while connections wait; it accepts
+// again when a connection of the ring ends. Ring.SockConns reports the
+// bound in force.
+func WithSockConns(n uint32) Option { return func(c *config) { c.params.SockConns = n } }
+
+// WithSockSent reports the result of every send on a Sock connection (the
+// sends of Ring.SockSend and the writebacks of a Sock data event): conn,
+// and n bytes sent with err nil once the socket has taken them all, or err
+// (a syscall.Errno: EPIPE, ECONNRESET, ECANCELED for an aborted
+// connection, or a refusal such as ENOBUFS) when it has not. Results of
+// one connection come in the order of its sends. Without it, sends are
+// fire and forget: a failure is only counted in AsyncErrors (it still is
+// with it).
+//
+// f runs on the goroutine that reads the ring's results at that moment:
+// the one that submitted the send (a send the socket takes at once is
+// answered during its submission), or the event reader (Poll, Wait, Run).
+// One call at a time, in result order; f may send, shut down and write
+// back, and should not block. Reporting allocates nothing.
+func WithSockSent(f func(conn uint64, n int, err error)) Option {
+	return func(c *config) { c.sockSent = f }
+}
 
 // WithBacklogLimit bounds the overflow backlog, in events.
 func WithBacklogLimit(n uint32) Option { return func(c *config) { c.params.BacklogLimit = n } }

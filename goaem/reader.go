@@ -147,6 +147,10 @@ func (r *Ring) read(batch []Event, keep bool) int {
 		if err := r.flush(); err != nil {
 			r.async.fail(err)
 		}
+	} else if r.cfg.sockSent != nil {
+		// A send continued by the kernel side is answered later, with
+		// nobody submitting: the reader reports it (results wake it too).
+		r.routeReady()
 	}
 	return n
 }

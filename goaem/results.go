@@ -40,6 +40,12 @@ type results struct {
 	batches  map[uint32]*Batch
 	subBatch map[uint64]batchRef
 	batchSeq uint32
+
+	// Results of sends for WithSockSent (sock.go): routed into sent under
+	// mu, reported after mu is released by whoever holds sentMu.
+	sent      []sockSent
+	sentMu    sync.Mutex
+	sentSpare []sockSent // sentMu's: the reported batch, recycled
 }
 
 // user_data of goaem's own SQEs. Subscription tags (the user_data of
@@ -199,7 +205,17 @@ func (r *Ring) routeReady() {
 // wait for theirs. Results that found the ring full wait in the kernel
 // side's backlog, which a submit flushes into the ring.
 func (r *Ring) drainResults() int {
+	pending := r.routeResults()
+	if r.cfg.sockSent != nil {
+		r.reportSent() // after res.mu: the callback may submit
+	}
+	return pending
+}
+
+// routeResults is drainResults but for the report of send results.
+func (r *Ring) routeResults() int {
 	q := &r.res
+	pending := 0
 	for try := 0; ; try++ {
 		q.mu.Lock()
 		head := atomic.LoadUint32(q.ring.khead)
@@ -211,7 +227,7 @@ func (r *Ring) drainResults() int {
 		if avail != 0 {
 			atomic.StoreUint32(q.ring.khead, head+avail) // frees the entries: pairs with the producer's head acquire
 		}
-		pending := len(q.ops)
+		pending = len(q.ops)
 		q.mu.Unlock()
 		if try == 3 || atomic.LoadUint32(q.ring.kflags)&abi.CQFOverflow == 0 {
 			return pending
@@ -237,6 +253,10 @@ func (r *Ring) routeLocked(cqe *abi.CQE) {
 		return
 	}
 	if (ud&tagOp == 0 || ud&tagBatch != 0) && r.routeBatchLocked(cqe) {
+		return
+	}
+	if ud&tagSockSentMask == sockSentTag {
+		r.routeSentLocked(cqe)
 		return
 	}
 	if ud&(tagOp|tagSilent) != tagOp|tagSilent {

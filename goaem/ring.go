@@ -134,11 +134,12 @@ func (l *life) closed() bool { return l.refs.Load()&lifeClosed != 0 }
 // ring, read by the side that waits for them (results.go). Every method is
 // safe for concurrent use.
 type Ring struct {
-	cfg      config
-	be       backend
-	ringID   uint32
-	classes  int
-	features uint32 // abi.Feat*: what the kernel side offers
+	cfg       config
+	be        backend
+	ringID    uint32
+	classes   int
+	features  uint32 // abi.Feat*: what the kernel side offers
+	sockConns uint32 // setup's answer: socket connections the ring may hold
 
 	cq [abi.MaxClasses]cqView // events: read by the reader alone
 	rd reader
@@ -170,13 +171,14 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 		}
 	}
 	r := &Ring{
-		cfg:      cfg,
-		be:       be,
-		ringID:   p.RingID,
-		classes:  int(p.NrClasses),
-		features: p.Features,
-		closedCh: make(chan struct{}),
-		spawnSem: make(chan struct{}, cfg.maxInFlight),
+		cfg:       cfg,
+		be:        be,
+		ringID:    p.RingID,
+		classes:   int(p.NrClasses),
+		features:  p.Features,
+		sockConns: p.SockConns,
+		closedCh:  make(chan struct{}),
+		spawnSem:  make(chan struct{}, cfg.maxInFlight),
 	}
 	r.life.idle = make(chan struct{}, 1)
 	if err := r.initViews(p, regions); err != nil {
@@ -189,6 +191,12 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 		return nil, err
 	}
 	r.res.ops = make(map[uint64]*op)
+	if cfg.sockSent != nil {
+		// Room for one result ring of send results between two reports,
+		// so that reporting allocates nothing in the steady state.
+		r.res.sent = make([]sockSent, 0, 2*p.SQEntries)
+		r.res.sentSpare = make([]sockSent, 0, 2*p.SQEntries)
+	}
 	r.res.pumpF = r.pump
 	if r.res.pf, err = openPollFile(be.pollFD(), be.arm, r.lookResults); err != nil {
 		r.rd.pf.close()
@@ -317,6 +325,11 @@ func (r *Ring) Classes() int { return r.classes }
 // SlotSize is the bytes of one payload slot: the most a slot event carries
 // and the most a writeback to it may return.
 func (r *Ring) SlotSize() int { return int(r.pay.slotSize) }
+
+// SockConns is the bound in force on the socket connections the ring
+// holds at once (WithSockConns); 0 when the kernel side has no socket
+// I/O (abi.FeatSock).
+func (r *Ring) SockConns() int { return int(r.sockConns) }
 
 // Backend names the backend serving the ring ("kernel" or "embedded").
 func (r *Ring) Backend() string { return r.be.name() }

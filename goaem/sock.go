@@ -2,6 +2,7 @@ package goaem
 
 import (
 	"fmt"
+	"syscall"
 	"unsafe"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -47,7 +48,8 @@ func (e *Event) SockEvent() (ev abi.SockEvent, ok bool) {
 // SockSend sends data on connection conn: up to 32 bytes in the entry,
 // more through a send slot (WithSendSlots), at most SlotSize. It does not
 // wait: the kernel side sends it after what the connection has queued, and
-// a refusal or failure is counted in AsyncErrors.
+// a refusal or failure is counted in AsyncErrors. With WithSockSent, the
+// send's result (bytes sent or the error) is reported there as well.
 func (r *Ring) SockSend(conn uint64, data []byte) error {
 	return r.sockOp(conn, abi.OpSend, 0, data)
 }
@@ -77,9 +79,103 @@ func (r *Ring) sockOp(conn uint64, opcode uint8, arg uint32, data []byte) error 
 		_ = r.submitUnlock(true)
 		return fmt.Errorf("goaem: %s: %w", opName(opcode), err)
 	}
-	silentLocked(sqe)
+	if opcode == abi.OpSend && r.cfg.sockSent != nil {
+		sockSentLocked(sqe, conn)
+	} else {
+		silentLocked(sqe)
+	}
 	if err = r.submitUnlock(true); err != nil {
 		return fmt.Errorf("goaem: %s: %w", opName(opcode), err)
 	}
 	return nil
+}
+
+// Results of sends for WithSockSent. A SEND or a connection's WRITEBACK
+// is answered on the result ring once the socket has taken its last byte
+// (res = bytes), or with -errno (docs/PROTOCOL.md section 10,
+// "Completion"); goaem asks for that answer, SILENT off, under a user_data
+// that names the connection: tagOp | tagSilent (no op waits for it) |
+// tagSockSent | [tagSockWB] | the id's low 56 bits (its index and
+// generation; the kind, the top byte, is always abi.IDKindSub).
+const (
+	tagSockSent     = uint64(1) << 60
+	tagSockWB       = uint64(1) << 59 // a writeback, not a SEND: for AsyncErrors' opcode
+	tagSockSentMask = tagOp | tagSilent | tagBatch | tagSockSent
+	sockSentTag     = tagOp | tagSilent | tagSockSent // under tagSockSentMask
+	sockIDBits      = uint64(1)<<56 - 1
+)
+
+// sockSent is one send's result on its way to the WithSockSent callback.
+type sockSent struct {
+	conn uint64
+	res  int32
+}
+
+// sockSentLocked asks for the result of a send on conn (a SEND, or with
+// the opcode OpWriteback, a writeback). Under sqMu.
+func sockSentLocked(sqe *abi.SQE, conn uint64) {
+	sqe.Flags &^= abi.SQEFSilent
+	sqe.UserData = sockSentTag | conn&sockIDBits
+	if sqe.Opcode == abi.OpWriteback {
+		sqe.UserData |= tagSockWB
+	}
+}
+
+// isSockData reports whether e carries bytes received on a connection, so
+// that its writeback is a send.
+func (e *Event) isSockData() bool {
+	return e.cqe.Source == abi.SrcSock && e.cqe.Flags&(abi.CQEFSockCtl|abi.CQEFResult) == 0
+}
+
+// routeSentLocked queues a send's result for reportSent; a failure is
+// counted in AsyncErrors too, as for every fire-and-forget SQE. Under res.mu.
+func (r *Ring) routeSentLocked(cqe *abi.CQE) {
+	ud := cqe.UserData
+	if cqe.Res < 0 {
+		opcode := uint64(abi.OpSend)
+		if ud&tagSockWB != 0 {
+			opcode = abi.OpWriteback
+		}
+		r.async.refused(tagOp|tagSilent|opcode, cqe.Res)
+	}
+	r.res.sent = append(r.res.sent, sockSent{conn: ud&sockIDBits | uint64(abi.IDKindSub)<<56, res: cqe.Res})
+}
+
+// reportSent hands the queued send results to the WithSockSent callback,
+// in the order they were routed: one goroutine at a time holds sentMu and
+// reports until none is left. A goroutine that finds sentMu held leaves
+// its results to the holder, which looks again after letting go (the
+// callback itself may send, and so route and come here).
+func (r *Ring) reportSent() {
+	q := &r.res
+	for {
+		q.mu.Lock()
+		more := len(q.sent) != 0
+		q.mu.Unlock()
+		if !more || !q.sentMu.TryLock() {
+			return
+		}
+		r.reportSentLocked()
+	}
+}
+
+// reportSentLocked reports one batch of results. Under sentMu, which it
+// releases even when the callback panics.
+func (r *Ring) reportSentLocked() {
+	q := &r.res
+	defer q.sentMu.Unlock()
+	q.mu.Lock()
+	batch := q.sent
+	q.sent = q.sentSpare[:0]
+	q.mu.Unlock()
+	q.sentSpare = nil // q.sent's now: a panic below must not leave them shared
+	for i := range batch {
+		s := &batch[i]
+		if s.res >= 0 {
+			r.cfg.sockSent(s.conn, int(s.res), nil)
+		} else {
+			r.cfg.sockSent(s.conn, 0, syscall.Errno(-s.res))
+		}
+	}
+	q.sentSpare = batch[:0]
 }
