@@ -100,6 +100,11 @@ func WithSlots(n uint32) Option { return func(c *config) { c.params.SlotCount = 
 // payloads larger than 32 bytes.
 func WithSendSlots(n uint32) Option { return func(c *config) { c.params.SendSlots = n } }
 
+// WithSockConns bounds the socket connections the ring holds at once over
+// all its Sock listeners (1..abi.MaxSockConns; 0: abi.DefaultSockConns).
+// Past it the source stops accepting until a connection ends.
+func WithSockConns(n uint32) Option { return func(c *config) { c.params.SockConns = n } }
+
 // WithBacklogLimit bounds the overflow backlog, in events.
 func WithBacklogLimit(n uint32) Option { return func(c *config) { c.params.BacklogLimit = n } }
 

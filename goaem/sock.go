@@ -49,22 +49,48 @@ func (e *Event) SockEvent() (ev abi.SockEvent, ok bool) {
 // wait: the kernel side sends it after what the connection has queued, and
 // a refusal or failure is counted in AsyncErrors.
 func (r *Ring) SockSend(conn uint64, data []byte) error {
-	return r.sockOp(conn, abi.OpSend, 0, data)
+	return r.sockOp(conn, abi.OpSend, 0, data, true)
+}
+
+// SockSendLater is SockSend without the crossing: the send is queued in
+// the submission ring and goes to the kernel side with the next
+// submission (the end of Run's batch, the next Poll or Wait, Flush, or any
+// submitting call), so that a handler's replies to a batch of requests
+// cost one crossing. Its bytes are in a send slot until then: once as
+// many sends as there are send slots wait, the next one submits them
+// first. Sends on one connection still go out in the order they were
+// queued, after its writebacks queued before them.
+func (r *Ring) SockSendLater(conn uint64, data []byte) error {
+	return r.sockOp(conn, abi.OpSend, 0, data, false)
 }
 
 // SockShutdown ends a side of connection conn once the sends queued before
 // it went out: how is abi.SockShutRD, SockShutWR, SockShutRDWR, or
 // abi.SockClose (the connection then ends with a CLOSED event).
 func (r *Ring) SockShutdown(conn uint64, how uint32) error {
-	return r.sockOp(conn, abi.OpShutdown, how, nil)
+	return r.sockOp(conn, abi.OpShutdown, how, nil, true)
 }
 
-func (r *Ring) sockOp(conn uint64, opcode uint8, arg uint32, data []byte) error {
+// SockShutdownLater is SockShutdown queued like SockSendLater: it goes to
+// the kernel side with the next submission, after the sends queued before
+// it.
+func (r *Ring) SockShutdownLater(conn uint64, how uint32) error {
+	return r.sockOp(conn, abi.OpShutdown, how, nil, false)
+}
+
+func (r *Ring) sockOp(conn uint64, opcode uint8, arg uint32, data []byte, now bool) error {
 	if !r.life.acquire() {
 		return ErrClosed
 	}
 	defer r.life.release()
 	r.sqMu.Lock()
+	if !now && len(data) > abi.SQEInline && r.pay.sendSlots != 0 && r.pay.unsubmitted >= r.pay.sendSlots {
+		// Every send slot holds a queued send: the next would overwrite one.
+		if err := r.submitLocked(); err != nil {
+			r.sqMu.Unlock()
+			return fmt.Errorf("goaem: %s: %w", opName(opcode), err)
+		}
+	}
 	sqe, err := r.getSQE()
 	if err != nil {
 		r.sqMu.Unlock()
@@ -78,7 +104,7 @@ func (r *Ring) sockOp(conn uint64, opcode uint8, arg uint32, data []byte) error 
 		return fmt.Errorf("goaem: %s: %w", opName(opcode), err)
 	}
 	silentLocked(sqe)
-	if err = r.submitUnlock(true); err != nil {
+	if err = r.submitUnlock(now); err != nil {
 		return fmt.Errorf("goaem: %s: %w", opName(opcode), err)
 	}
 	return nil
