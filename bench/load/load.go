@@ -39,8 +39,10 @@ const (
 	MaxConns    = 65536
 	MaxPipeline = 64
 	MaxSize     = 1 << 20
-	// Grace bounds how long a read or write may wait past the deadline.
-	Grace = 2 * time.Second
+	// DefaultGrace bounds how long a read or write may wait past the
+	// deadline: a request still unanswered then fails its connection.
+	// Thousands of connections on a loaded 2-core machine need seconds.
+	DefaultGrace = 5 * time.Second
 	// dialTimeout bounds connecting all the connections.
 	dialTimeout = 10 * time.Second
 	// shards: connections share this many histograms, each under a lock,
@@ -62,6 +64,7 @@ type Config struct {
 	Size        int           // Echo: bytes per request
 	Path        string        // HTTP: the request's path; "": "/"
 	Body        []byte        // HTTP: the body every response must carry
+	Grace       time.Duration // past the deadline, a request still unanswered fails; 0: DefaultGrace
 }
 
 // Result is what a run measured.
@@ -96,6 +99,9 @@ func (c Config) normalized() (Config, error) {
 	}
 	if c.Path == "" {
 		c.Path = "/"
+	}
+	if c.Grace <= 0 {
+		c.Grace = DefaultGrace
 	}
 	switch {
 	case c.Addr == "":
@@ -293,7 +299,7 @@ func (g *gen) take(n int) int {
 // conn runs one connection until the deadline, the request bound or an
 // error. Responses are read in the order their requests went out.
 func (g *gen) conn(ctx context.Context, id int, c net.Conn, end time.Time) {
-	if err := c.SetDeadline(end.Add(Grace)); err != nil {
+	if err := c.SetDeadline(end.Add(g.cfg.Grace)); err != nil {
 		g.fail(err)
 		return
 	}
