@@ -16,6 +16,42 @@ import (
 	"github.com/aem-dev/aem/goaem/abi"
 )
 
+// listenSock subscribes a new loopback listener to r, or skips the test
+// on a backend without the socket source.
+func listenSock(t *testing.T, r *Ring, b testBackend, tag uint64) (net.Listener, *Subscription) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	f, err := ln.(*net.TCPListener).File()
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	sub, err := r.Subscribe(Sock{FD: int(f.Fd())}, SubOptions{Tag: tag})
+	if errors.Is(err, syscall.EOPNOTSUPP) {
+		t.Skipf("%s backend has no socket I/O source", b.name)
+	}
+	require.NoError(t, err)
+	return ln, sub
+}
+
+// echoPeer sends msg to addr, ends its side, and checks that exactly msg
+// comes back before the server closes.
+func echoPeer(addr string, msg []byte) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	go func() {
+		_, _ = c.Write(msg)
+		_ = c.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err == nil && !bytes.Equal(got, msg) {
+		err = errors.New("echo differs")
+	}
+	return err
+}
+
 // An echo server on a Sock subscription: every byte a peer sends comes
 // back once and in order, written back from the slot it arrived in; the
 // peer's end-of-stream is answered with a close; a connection's CLOSED
@@ -23,17 +59,7 @@ import (
 func TestSockEcho(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r := b.open(t, WithSendSlots(2), WithSlotSize(1024))
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer ln.Close()
-		f, err := ln.(*net.TCPListener).File()
-		require.NoError(t, err)
-		defer f.Close()
-		sub, err := r.Subscribe(Sock{FD: int(f.Fd())}, SubOptions{Tag: 77})
-		if errors.Is(err, syscall.EOPNOTSUPP) {
-			t.Skipf("%s backend has no socket I/O source", b.name)
-		}
-		require.NoError(t, err)
+		ln, sub := listenSock(t, r, b, 77)
 
 		const conns = 4
 		want := make([][]byte, conns)
@@ -41,23 +67,7 @@ func TestSockEcho(t *testing.T) {
 		for i := range want {
 			want[i] = make([]byte, 1+rand.Intn(20000))
 			_, _ = rand.Read(want[i])
-			go func(msg []byte) {
-				c, err := net.Dial("tcp", ln.Addr().String())
-				if err != nil {
-					done <- err
-					return
-				}
-				defer c.Close()
-				go func() {
-					_, _ = c.Write(msg)
-					_ = c.(*net.TCPConn).CloseWrite()
-				}()
-				got, err := io.ReadAll(c)
-				if err == nil && !bytes.Equal(got, msg) {
-					err = errors.New("echo differs")
-				}
-				done <- err
-			}(want[i])
+			go func(msg []byte) { done <- echoPeer(ln.Addr().String(), msg) }(want[i])
 		}
 
 		ctx, cancel := context.WithCancel(testCtx(t))
@@ -104,42 +114,15 @@ func TestSockEcho(t *testing.T) {
 func TestSockSendLater(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r := b.open(t, WithSendSlots(2), WithSlotSize(1024))
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		defer ln.Close()
-		f, err := ln.(*net.TCPListener).File()
-		require.NoError(t, err)
-		defer f.Close()
-		_, err = r.Subscribe(Sock{FD: int(f.Fd())}, SubOptions{Tag: 5})
-		if errors.Is(err, syscall.EOPNOTSUPP) {
-			t.Skipf("%s backend has no socket I/O source", b.name)
-		}
-		require.NoError(t, err)
-
+		ln, _ := listenSock(t, r, b, 5)
 		msg := make([]byte, 50000)
 		_, _ = rand.Read(msg)
 		done := make(chan error, 1)
-		go func() {
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				done <- err
-				return
-			}
-			defer c.Close()
-			go func() {
-				_, _ = c.Write(msg)
-				_ = c.(*net.TCPConn).CloseWrite()
-			}()
-			got, err := io.ReadAll(c)
-			if err == nil && !bytes.Equal(got, msg) {
-				err = errors.New("echo differs")
-			}
-			done <- err
-		}()
+		go func() { done <- echoPeer(ln.Addr().String(), msg) }()
 
 		ctx, cancel := context.WithCancel(testCtx(t))
 		defer cancel()
-		err = r.Run(ctx, func(ev *Event) error {
+		err := r.Run(ctx, func(ev *Event) error {
 			se, ctl := ev.SockEvent()
 			switch {
 			case !ctl:

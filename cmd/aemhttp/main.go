@@ -46,16 +46,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "aemhttp", aem.Version)
 		return 0
 	}
-	var b goaem.Backend
-	switch *backend {
-	case "auto":
-		b = goaem.BackendAuto
-	case "kernel":
-		b = goaem.BackendKernel
-	case "embedded":
-		b = goaem.BackendEmbedded
-	default:
-		fmt.Fprintf(stderr, "aemhttp: -backend %q: want auto, kernel or embedded\n", *backend)
+	b, err := goaem.ParseBackend(*backend)
+	if err != nil {
+		fmt.Fprintf(stderr, "aemhttp: -backend: %v\n", err)
 		return 2
 	}
 

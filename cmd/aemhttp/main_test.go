@@ -100,7 +100,7 @@ func TestFlags(t *testing.T) {
 		out  string
 	}{
 		{[]string{"-version"}, 0, "aemhttp " + aem.Version + "\n"},
-		{[]string{"-backend", "bogus"}, 2, `-backend "bogus": want auto, kernel or embedded`},
+		{[]string{"-backend", "bogus"}, 2, `-backend: goaem: backend "bogus": want auto, kernel or embedded`},
 		{[]string{"-nosuchflag"}, 2, "flag provided but not defined: -nosuchflag"},
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"-addr", "127.0.0.1:bad", "-backend", "embedded"}, 1, "aemhttp: "},

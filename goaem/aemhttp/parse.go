@@ -221,18 +221,11 @@ func decodeChunked(b, dst []byte, limit int) (n int, body []byte, st int) {
 	dst = dst[:0]
 	i := 0
 	for {
-		j := bytes.IndexByte(b[i:], '\n')
-		if j < 0 {
-			if len(b)-i > maxChunkLine {
-				return 0, dst, chunkBad
-			}
-			return 0, dst, chunkMore
+		line, next, st := lineAt(b, i, maxChunkLine)
+		if st != chunkDone {
+			return 0, dst, st
 		}
-		line := b[i : i+j]
-		i += j + 1
-		if k := len(line); k > 0 && line[k-1] == '\r' {
-			line = line[:k-1]
-		}
+		i = next
 		size, ok := parseChunkSize(line)
 		if !ok {
 			return 0, dst, chunkBad
@@ -240,16 +233,12 @@ func decodeChunked(b, dst []byte, limit int) (n int, body []byte, st int) {
 		if size == 0 {
 			// Trailer fields, each read and ignored, up to the blank line.
 			for {
-				j := bytes.IndexByte(b[i:], '\n')
-				if j < 0 {
-					if len(b)-i > MaxHeaderBytes {
-						return 0, dst, chunkBad
-					}
-					return 0, dst, chunkMore
+				line, next, st := lineAt(b, i, MaxHeaderBytes)
+				if st != chunkDone {
+					return 0, dst, st
 				}
-				line := b[i : i+j]
-				i += j + 1
-				if len(line) == 0 || (len(line) == 1 && line[0] == '\r') {
+				i = next
+				if len(line) == 0 {
 					return i, dst, chunkDone
 				}
 			}
@@ -279,6 +268,24 @@ func decodeChunked(b, dst []byte, limit int) (n int, body []byte, st int) {
 			return 0, dst, chunkBad
 		}
 	}
+}
+
+// lineAt takes the line of a chunked body that starts at b[i], without
+// its CRLF or LF, and the index after it. st is chunkMore when b ends
+// first, chunkBad when the line is already longer than limit.
+func lineAt(b []byte, i, limit int) (line []byte, next, st int) {
+	j := bytes.IndexByte(b[i:], '\n')
+	if j < 0 {
+		if len(b)-i > limit {
+			return nil, i, chunkBad
+		}
+		return nil, i, chunkMore
+	}
+	line = b[i : i+j]
+	if k := len(line); k > 0 && line[k-1] == '\r' {
+		line = line[:k-1]
+	}
+	return line, i + j + 1, chunkDone
 }
 
 // parseChunkSize reads a chunk-size line: hex digits, then optional

@@ -70,8 +70,16 @@ func dial(t *testing.T, s *Server) net.Conn {
 	return c
 }
 
-// readResponses reads n responses from r; for HEAD requests (heads[i]) no
-// body is read.
+// send opens a raw connection to s and writes raw on it.
+func send(t *testing.T, s *Server, raw string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c := dial(t, s)
+	_, err := io.WriteString(c, raw)
+	require.NoError(t, err)
+	return c, bufio.NewReader(c)
+}
+
+// readResponse reads one response to a request of method from r.
 func readResponse(t *testing.T, r *bufio.Reader, method string) (*http.Response, []byte) {
 	t.Helper()
 	resp, err := http.ReadResponse(r, &http.Request{Method: method})
@@ -222,11 +230,8 @@ func TestBodies(t *testing.T) {
 		}
 		// A body to "/" is read and dropped; the next request on the
 		// connection is answered.
-		c := dial(t, s)
-		_, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"+
+		_, r := send(t, s, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"+
 			"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		require.NoError(t, err)
-		r := bufio.NewReader(c)
 		for i := 0; i < 2; i++ {
 			resp, body := readResponse(t, r, "GET")
 			assert.Equal(t, 200, resp.StatusCode)
@@ -264,11 +269,8 @@ func TestBadRequests(t *testing.T) {
 		s := start(t, b, Config{})
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				c := dial(t, s)
 				// A good request first: the error closes a kept-alive connection.
-				_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"+tc.req+"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-				require.NoError(t, err)
-				r := bufio.NewReader(c)
+				_, r := send(t, s, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"+tc.req+"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 				resp, _ := readResponse(t, r, "GET")
 				require.Equal(t, 200, resp.StatusCode)
 				resp, body := readResponse(t, r, "GET")
@@ -284,19 +286,13 @@ func TestBadRequests(t *testing.T) {
 func TestHTTP10(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
 		s := start(t, b, Config{})
-		c := dial(t, s)
-		_, err := io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
-		require.NoError(t, err)
-		r := bufio.NewReader(c)
+		_, r := send(t, s, "GET / HTTP/1.0\r\n\r\n")
 		resp, body := readResponse(t, r, "GET")
 		assert.Equal(t, "hello, world\n", string(body))
 		assert.True(t, resp.Close)
 		requireClosed(t, r)
 
-		c = dial(t, s)
-		_, err = io.WriteString(c, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nHEAD / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
-		require.NoError(t, err)
-		r = bufio.NewReader(c)
+		_, r = send(t, s, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nHEAD / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
 		resp, body = readResponse(t, r, "GET")
 		assert.Equal(t, "hello, world\n", string(body))
 		assert.False(t, resp.Close)
@@ -360,20 +356,15 @@ func TestFiles(t *testing.T) {
 			{"/files/", 403},
 			{"/files/huge.bin", 500},
 		} {
-			c := dial(t, s)
-			_, err := io.WriteString(c, "GET "+tc.target+" HTTP/1.1\r\nHost: x\r\n\r\n")
-			require.NoError(t, err)
-			resp, body := readResponse(t, bufio.NewReader(c), "GET")
+			_, r := send(t, s, "GET "+tc.target+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, body := readResponse(t, r, "GET")
 			assert.Equal(t, tc.status, resp.StatusCode, "%s: %q", tc.target, body)
 			assert.NotContains(t, string(body), "secret")
 		}
 
 		// Pipelined file requests past one connection's send queue: the
 		// responses that fit come whole, then the connection closes.
-		c := dial(t, s)
-		_, err = io.WriteString(c, strings.Repeat("GET /files/sub/big.bin HTTP/1.1\r\nHost: x\r\n\r\n", 10))
-		require.NoError(t, err)
-		r := bufio.NewReader(c)
+		_, r := send(t, s, strings.Repeat("GET /files/sub/big.bin HTTP/1.1\r\nHost: x\r\n\r\n", 10))
 		n := 0
 		for ; n < 10; n++ {
 			resp, err := http.ReadResponse(r, nil)
@@ -447,10 +438,7 @@ func TestCloseWithOpenConnections(t *testing.T) {
 		go func() { done <- s.Serve(context.Background()) }()
 		var readers []*bufio.Reader
 		for i := 0; i < 10; i++ {
-			c := dial(t, s)
-			_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			require.NoError(t, err)
-			r := bufio.NewReader(c)
+			_, r := send(t, s, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 			_, body := readResponse(t, r, "GET")
 			require.Equal(t, "hello, world\n", string(body))
 			readers = append(readers, r)
@@ -510,10 +498,7 @@ func TestStaticResponseAllocs(t *testing.T) {
 func TestExpectContinue(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
 		s := start(t, b, Config{})
-		c := dial(t, s)
-		_, err := io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
-		require.NoError(t, err)
-		r := bufio.NewReader(c)
+		c, r := send(t, s, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
 		line, err := r.ReadString('\n')
 		require.NoError(t, err)
 		assert.Equal(t, "HTTP/1.1 100 Continue\r\n", line)
