@@ -272,13 +272,14 @@ func decodeChunked(b, dst []byte, limit int) (n int, body []byte, st int) {
 
 // lineAt takes the line of a chunked body that starts at b[i], without
 // its CRLF or LF, and the index after it. st is chunkMore when b ends
-// first, chunkBad when the line is already longer than limit.
+// first, chunkBad when the line is longer than limit (whether or not it
+// has ended, so that the answer does not depend on how bytes arrive).
 func lineAt(b []byte, i, limit int) (line []byte, next, st int) {
 	j := bytes.IndexByte(b[i:], '\n')
-	if j < 0 {
-		if len(b)-i > limit {
-			return nil, i, chunkBad
-		}
+	switch {
+	case j > limit || (j < 0 && len(b)-i > limit):
+		return nil, i, chunkBad
+	case j < 0:
 		return nil, i, chunkMore
 	}
 	line = b[i : i+j]

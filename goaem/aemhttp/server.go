@@ -300,7 +300,17 @@ func (s *Server) onData(ev *goaem.Event, c *conn) {
 	s.ev, s.sends = ev, 0
 	s.out = s.out[:0]
 	s.tick()
-	p := ev.Payload()
+	s.consume(c, ev.Payload())
+	s.flush(c, true)
+	s.ev = nil
+	if c.closing {
+		s.closeConn(c)
+	}
+}
+
+// consume answers every request that c's kept bytes and p complete, into
+// s.out, and keeps the rest of p in c.
+func (s *Server) consume(c *conn, p []byte) {
 	buf, scan := p, 0
 	if len(c.in) != 0 {
 		c.in = append(c.in, p...)
@@ -322,11 +332,6 @@ func (s *Server) onData(ev *goaem.Event, c *conn) {
 		c.in = append(c.in, rest...)
 	default:
 		c.in = c.in[:copy(c.in, rest)]
-	}
-	s.flush(c, true)
-	s.ev = nil
-	if c.closing {
-		s.closeConn(c)
 	}
 }
 
