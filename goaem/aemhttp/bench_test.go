@@ -3,6 +3,7 @@ package aemhttp
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,19 +17,19 @@ import (
 	"github.com/aem-dev/aem/goaem"
 )
 
-const benchConns = 64
+var benchConns = flag.Int("conns", 64, "keep-alive connections of the benchmarks' load")
 
 var benchReq = []byte("GET / HTTP/1.1\r\nHost: bench\r\nUser-Agent: aemhttp-bench\r\n\r\n")
 
-// load sends b.N requests over benchConns keep-alive connections to addr,
+// load sends b.N requests over -conns keep-alive connections to addr,
 // one at a time per connection, and checks each response's body.
 func load(b *testing.B, addr string, body []byte) {
 	b.Helper()
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, benchConns)
+	errs := make(chan error, *benchConns)
 	b.ResetTimer()
-	for i := 0; i < benchConns; i++ {
+	for i := 0; i < *benchConns; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
