@@ -16,7 +16,7 @@ func responses(pieces ...[]byte) (out []byte, closing bool) {
 			break
 		}
 		s.consume(c, p)
-		if len(c.in) > MaxHeaderBytes+MaxBodyBytes+2*maxChunkLine+64 {
+		if len(c.in) > MaxHeaderBytes+maxChunkedBytes+maxChunkLine+64 {
 			panic("kept more than one request's bytes")
 		}
 	}

@@ -15,6 +15,8 @@ const (
 	MaxBodyBytes = 1 << 20
 	// maxChunkLine bounds a chunk-size line with its extensions.
 	maxChunkLine = 1 << 10
+	// maxChunkedBytes bounds a chunked body as it arrives, framing included.
+	maxChunkedBytes = 2 * MaxBodyBytes
 )
 
 // request is the parsed head of one request. Its byte slices point into

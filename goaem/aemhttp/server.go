@@ -11,7 +11,11 @@
 // HTTP/1.0 with "Connection: keep-alive"); pipelined requests are answered
 // in order; bodies come with Content-Length or chunked. A malformed, too
 // large or unsupported request is answered 400, 413, 431, 501 or 505 with
-// the reason in the body, and its connection closed.
+// the reason in the body, and its connection closed. A connection closes
+// gracefully: after its last response the server ends its sending side,
+// reads and drops what the peer still sends (up to 256 KiB), and closes at
+// the peer's end-of-stream, so that unread bytes never reset the
+// connection before the peer has read that response.
 //
 // Limits: a head is at most MaxHeaderBytes, a body MaxBodyBytes. The
 // kernel side queues at most 64 sends per connection and refuses more, and
@@ -123,7 +127,9 @@ type conn struct {
 	body      []byte // a decoded chunked body
 	continued bool   // "100 Continue" sent for the request in 'in'
 	closing   bool   // no further request is read
+	wrShut    bool   // its end-of-stream to the peer is queued
 	closeSent bool   // its close is queued
+	drained   int    // bytes received and dropped since closing
 }
 
 // Listen opens the server's ring and listening socket and subscribes it.
@@ -238,7 +244,7 @@ func (s *Server) handle(ev *goaem.Event) error {
 		case abi.SockEvEOF:
 			if c := s.conns[id]; c != nil {
 				c.closing = true
-				s.closeConn(c)
+				s.closeConn(c, abi.SockClose)
 			}
 		case abi.SockEvClosed:
 			s.forget(id)
@@ -295,6 +301,13 @@ func (s *Server) forget(id uint64) {
 // they complete and keeps the rest.
 func (s *Server) onData(ev *goaem.Event, c *conn) {
 	if c.closing {
+		// Closing: the peer's late bytes are read and dropped until its
+		// end-of-stream, a bounded amount, so that closing with them
+		// unread does not reset the connection before the peer has read
+		// the last response.
+		if c.drained += len(ev.Payload()); c.drained > maxDrain {
+			s.closeConn(c, abi.SockClose)
+		}
 		return // Run releases the event
 	}
 	s.ev, s.sends = ev, 0
@@ -304,7 +317,7 @@ func (s *Server) onData(ev *goaem.Event, c *conn) {
 	s.flush(c, true)
 	s.ev = nil
 	if c.closing {
-		s.closeConn(c)
+		s.closeConn(c, abi.SockShutWR)
 	}
 }
 
@@ -368,6 +381,11 @@ func (s *Server) serveOne(c *conn, b []byte, scan int) int {
 	case rq.chunked:
 		used, dec, st := decodeChunked(b[end:], c.body, MaxBodyBytes)
 		c.body = dec
+		// The encoded body is bounded too: chunk lines with extensions
+		// around tiny chunks would otherwise keep many times the body.
+		if (st == chunkMore && len(b)-end > maxChunkedBytes) || (st == chunkDone && used > maxChunkedBytes) {
+			st = chunkTooLarge
+		}
 		switch st {
 		case chunkMore:
 			s.continue100(c, rq)
@@ -526,7 +544,7 @@ func (s *Server) flush(c *conn, final bool) {
 			return
 		}
 	}
-	for len(out) > 0 && (final || len(out) >= s.slot) && !c.closeSent {
+	for len(out) > 0 && (final || len(out) >= s.slot) && !c.wrShut && !c.closeSent {
 		n := min(len(out), s.slot)
 		if err := s.ring.SockSendLater(c.id, out[:n]); err != nil {
 			c.closing = true // the stream has a hole: end it
@@ -541,13 +559,22 @@ func (s *Server) flush(c *conn, final bool) {
 	s.out = s.out[:copy(s.out, out)]
 }
 
-// closeConn queues the connection's close after its sends.
-func (s *Server) closeConn(c *conn) {
-	if c.closeSent {
+// maxDrain bounds the bytes a closing connection reads and drops.
+const maxDrain = 256 << 10
+
+// closeConn queues, after the connection's sends, the end of its sending
+// side (abi.SockShutWR: the peer reads every response, then end-of-stream;
+// its EOF closes) or its close.
+func (s *Server) closeConn(c *conn, how uint32) {
+	switch {
+	case c.closeSent, how == abi.SockShutWR && c.wrShut:
 		return
+	case how == abi.SockShutWR:
+		c.wrShut = true
+	default:
+		c.closeSent = true
 	}
-	c.closeSent = true
-	_ = s.ring.SockShutdownLater(c.id, abi.SockClose)
+	_ = s.ring.SockShutdownLater(c.id, how)
 }
 
 func indexByte(b []byte, c byte) int {
