@@ -58,6 +58,8 @@ var splitSeeds = []string{
 	"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\n\r\n",
 	"\r\n\r\nGET / HTTP/1.1\nHost: x\n\n",
 	"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+	"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n1;x\r\nd\r\nA\r\n0123456789\n0\r\n\r\n" +
+		"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nef\r\n0\r\n\r\n",
 	"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n",
 	"GET / HTTP/9.9\r\n\r\n",
 	"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n",
@@ -77,5 +79,16 @@ func checkSplit(t *testing.T, data []byte, at uint16) {
 	}
 	if len(whole) > 0 && !bytes.HasPrefix(whole, []byte("HTTP/1.1 ")) {
 		t.Fatalf("output does not start with a status line: %q", whole)
+	}
+}
+
+// Chunks decoded a piece at a time make the body the whole would.
+func TestChunkedResume(t *testing.T) {
+	raw := "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n1;x\r\nd\r\nA\r\n0123456789\n0\r\n\r\n"
+	for cut := 0; cut <= len(raw); cut++ {
+		out, closing := responses([]byte(raw[:cut]), []byte(raw[cut:]))
+		if !bytes.HasSuffix(out, []byte("\r\n\r\nabcd0123456789")) || closing {
+			t.Fatalf("cut at %d: %q (closing %v)", cut, out, closing)
+		}
 	}
 }

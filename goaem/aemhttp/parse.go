@@ -216,16 +216,19 @@ const (
 	chunkTooLarge
 )
 
-// decodeChunked decodes a chunked body at the start of b into dst (its
-// length reset), at most limit bytes. It returns the bytes of b the body
-// took (trailer fields included) and the decoded body.
-func decodeChunked(b, dst []byte, limit int) (n int, body []byte, st int) {
-	dst = dst[:0]
-	i := 0
+// decodeChunked decodes a chunked body at the start of b, appending to
+// dst, at most limit bytes in all. It resumes at from, where an earlier
+// call stopped (0 and an empty dst the first time). It returns the bytes
+// of b the body took (trailer fields included) and the decoded body; with
+// chunkMore, where to resume when more of b has come, and the body decoded
+// up to there.
+func decodeChunked(b, dst []byte, from, limit int) (n int, body []byte, st int) {
+	i := from
 	for {
+		start, keep := i, len(dst)
 		line, next, st := lineAt(b, i, maxChunkLine)
 		if st != chunkDone {
-			return 0, dst, st
+			return start, dst[:keep], st
 		}
 		i = next
 		size, ok := parseChunkSize(line)
@@ -237,7 +240,7 @@ func decodeChunked(b, dst []byte, limit int) (n int, body []byte, st int) {
 			for {
 				line, next, st := lineAt(b, i, MaxHeaderBytes)
 				if st != chunkDone {
-					return 0, dst, st
+					return start, dst[:keep], st
 				}
 				i = next
 				if len(line) == 0 {
@@ -249,18 +252,18 @@ func decodeChunked(b, dst []byte, limit int) (n int, body []byte, st int) {
 			return 0, dst, chunkTooLarge
 		}
 		if int64(len(b)-i) < size {
-			return 0, dst, chunkMore
+			return start, dst[:keep], chunkMore
 		}
 		dst = append(dst, b[i:i+int(size)]...)
 		i += int(size)
 		switch {
 		case i >= len(b):
-			return 0, dst, chunkMore
+			return start, dst[:keep], chunkMore
 		case b[i] == '\n':
 			i++
 		case b[i] == '\r':
 			if i+1 >= len(b) {
-				return 0, dst, chunkMore
+				return start, dst[:keep], chunkMore
 			}
 			if b[i+1] != '\n' {
 				return 0, dst, chunkBad

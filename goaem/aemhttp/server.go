@@ -125,6 +125,7 @@ type conn struct {
 	in        []byte // the bytes of a request not yet complete
 	scan      int    // in[:scan] holds no end of the head
 	body      []byte // a decoded chunked body
+	bodyOff   int    // where decoding the chunked body in 'in' resumes (after the head)
 	continued bool   // "100 Continue" sent for the request in 'in'
 	closing   bool   // no further request is read
 	wrShut    bool   // its end-of-stream to the peer is queued
@@ -379,8 +380,12 @@ func (s *Server) serveOne(c *conn, b []byte, scan int) int {
 	n := end
 	switch {
 	case rq.chunked:
-		used, dec, st := decodeChunked(b[end:], c.body, MaxBodyBytes)
-		c.body = dec
+		dst := c.body
+		if c.bodyOff == 0 {
+			dst = dst[:0]
+		}
+		used, dec, st := decodeChunked(b[end:], dst, c.bodyOff, MaxBodyBytes)
+		c.body, c.bodyOff = dec, 0
 		// The encoded body is bounded too: chunk lines with extensions
 		// around tiny chunks would otherwise keep many times the body.
 		if (st == chunkMore && len(b)-end > maxChunkedBytes) || (st == chunkDone && used > maxChunkedBytes) {
@@ -390,6 +395,7 @@ func (s *Server) serveOne(c *conn, b []byte, scan int) int {
 		case chunkMore:
 			s.continue100(c, rq)
 			c.scan = 0 // the head is whole: search it again next time (it is short)
+			c.bodyOff = used
 			return 0
 		case chunkBad:
 			s.fail(c, errBadChunk, head)
