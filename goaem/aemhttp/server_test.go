@@ -90,6 +90,25 @@ func readResponse(t *testing.T, r *bufio.Reader, method string) (*http.Response,
 	return resp, body
 }
 
+// inParallel runs f in n goroutines and requires that none failed.
+func inParallel(t *testing.T, n int, f func() error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- f()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
 // requireClosed checks that the server closed c after what was read.
 func requireClosed(t *testing.T, r *bufio.Reader) {
 	t.Helper()
@@ -105,30 +124,18 @@ func TestKeepAliveClient(t *testing.T) {
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
 		const n = 500
-		var wg sync.WaitGroup
-		errs := make(chan error, n)
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp, err := client.Get("http://" + s.Addr().String() + "/")
-				if err != nil {
-					errs <- err
-					return
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err == nil && (resp.StatusCode != 200 || string(body) != "hello, world\n") {
-					err = fmt.Errorf("status %d body %q", resp.StatusCode, body)
-				}
-				errs <- err
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			require.NoError(t, err)
-		}
+		inParallel(t, n, func() error {
+			resp, err := client.Get("http://" + s.Addr().String() + "/")
+			if err != nil {
+				return err
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && (resp.StatusCode != 200 || string(body) != "hello, world\n") {
+				err = fmt.Errorf("status %d body %q", resp.StatusCode, body)
+			}
+			return err
+		})
 		st := s.Stats()
 		assert.Equal(t, uint64(n), st.Requests)
 		assert.LessOrEqual(t, st.Conns, uint64(4), "keep-alive: connections reused")
@@ -386,45 +393,32 @@ func TestManyConnections(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
 		s := start(t, b, Config{})
 		const conns, each = 200, 5
-		var wg sync.WaitGroup
-		errs := make(chan error, conns)
-		for i := 0; i < conns; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs <- func() error {
-					c, err := net.DialTimeout("tcp", s.Addr().String(), 10*time.Second)
-					if err != nil {
-						return err
-					}
-					defer c.Close()
-					_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-					r := bufio.NewReader(c)
-					for k := 0; k < each; k++ {
-						if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-							return err
-						}
-						resp, err := http.ReadResponse(r, nil)
-						if err != nil {
-							return err
-						}
-						body, err := io.ReadAll(resp.Body)
-						if err != nil {
-							return err
-						}
-						if string(body) != "hello, world\n" {
-							return fmt.Errorf("body %q", body)
-						}
-					}
-					return nil
-				}()
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			require.NoError(t, err)
-		}
+		inParallel(t, conns, func() error {
+			c, err := net.DialTimeout("tcp", s.Addr().String(), 10*time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			r := bufio.NewReader(c)
+			for k := 0; k < each; k++ {
+				if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+					return err
+				}
+				resp, err := http.ReadResponse(r, nil)
+				if err != nil {
+					return err
+				}
+				body, err := io.ReadAll(resp.Body)
+				if err != nil {
+					return err
+				}
+				if string(body) != "hello, world\n" {
+					return fmt.Errorf("body %q", body)
+				}
+			}
+			return nil
+		})
 		st := s.Stats()
 		assert.Equal(t, uint64(conns*each), st.Requests)
 		assert.Equal(t, uint64(conns), st.Conns)
