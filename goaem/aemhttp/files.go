@@ -6,7 +6,6 @@ import (
 	"mime"
 	"path"
 	"slices"
-	"strconv"
 )
 
 // file appends the response to a request for rel under the root: the
@@ -35,15 +34,7 @@ func (s *Server) file(c *conn, rel []byte, head, keep bool, minor int) {
 		return
 	}
 	size := st.Size()
-	if size > s.limit {
-		msg := "500 file larger than this server sends (" + strconv.FormatInt(s.limit, 10) + " bytes)\n"
-		s.reply(500, "text/plain; charset=utf-8", []byte(msg), head, keep, minor)
-		return
-	}
-	if !head && s.sends+(len(s.out)+512+int(size)+s.slot-1)/s.slot > sendBudget {
-		// With the responses before it, it would pass the connection's
-		// queue: answer those, then close; the client asks again.
-		c.closing = true
+	if !s.fits(c, size, head, keep, minor) {
 		return
 	}
 	ctype := mime.TypeByExtension(path.Ext(name))

@@ -5,18 +5,23 @@ import (
 	"testing"
 )
 
+// coreServer is a Server without a ring: its parser and responses, as
+// Listen sets them up with the default slots.
+func coreServer() *Server {
+	return &Server{body: DefaultBody, slot: defaultSlotSize, limit: sendBudget*defaultSlotSize - maxHead}
+}
+
 // responses feeds the pieces to a fresh connection and returns what the
 // server answered, without the interim "100 Continue" (sent only while a
 // body is still missing), and whether it closed.
 func responses(pieces ...[]byte) (out []byte, closing bool) {
-	s := &Server{body: DefaultBody, slot: 16 << 10}
-	c := &conn{}
+	s, c := coreServer(), &conn{}
 	for _, p := range pieces {
 		if c.closing {
 			break
 		}
 		s.consume(c, p)
-		if len(c.in) > MaxHeaderBytes+maxChunkedBytes+maxChunkLine+64 {
+		if len(c.in) > 2*(MaxHeaderBytes+maxChunkedBytes)+len(p) {
 			panic("kept more than one request's bytes")
 		}
 	}

@@ -15,7 +15,10 @@ const (
 	MaxBodyBytes = 1 << 20
 	// maxChunkLine bounds a chunk-size line with its extensions.
 	maxChunkLine = 1 << 10
-	// maxChunkedBytes bounds a chunked body as it arrives, framing included.
+	// maxChunkedBytes bounds where a chunked body's last chunk or trailer
+	// field may begin, framing included: tiny chunks with long extensions,
+	// or endless trailer fields, would otherwise make the server keep many
+	// times MaxBodyBytes.
 	maxChunkedBytes = 2 * MaxBodyBytes
 )
 
@@ -226,6 +229,9 @@ func decodeChunked(b, dst []byte, from, limit int) (n int, body []byte, st int) 
 	i := from
 	for {
 		start, keep := i, len(dst)
+		if i > maxChunkedBytes {
+			return start, dst[:keep], chunkTooLarge
+		}
 		line, next, st := lineAt(b, i, maxChunkLine)
 		if st != chunkDone {
 			return start, dst[:keep], st
@@ -238,6 +244,9 @@ func decodeChunked(b, dst []byte, from, limit int) (n int, body []byte, st int) 
 		if size == 0 {
 			// Trailer fields, each read and ignored, up to the blank line.
 			for {
+				if i > maxChunkedBytes {
+					return start, dst[:keep], chunkTooLarge
+				}
 				line, next, st := lineAt(b, i, MaxHeaderBytes)
 				if st != chunkDone {
 					return start, dst[:keep], st

@@ -20,10 +20,10 @@
 // Limits: a head is at most MaxHeaderBytes, a body MaxBodyBytes. The
 // kernel side queues at most 64 sends per connection and refuses more, and
 // a send's completion is not reported to the server, so one event's
-// responses go out in at most sendBudget sends: a file larger than
-// Server.MaxFileSize is answered 500, and when pipelined responses to one
-// receive would need more sends the server answers those that fit and
-// closes the connection (the client retries the rest, as after any close
+// responses go out in at most sendBudget (60) sends: a file or an echo
+// larger than Server.MaxResponseBody (about 60 slots) is answered 500, and
+// when pipelined responses to one receive would need more sends the server
+// answers those that fit and closes the connection (the client retries the rest, as after any close
 // of a pipelined connection). Sends are assumed taken by the time the
 // peer's next bytes arrive: a peer that keeps sending requests while it
 // reads no responses can fill its queue, and sends refused then
@@ -78,8 +78,8 @@ func (s Stats) RequestsPerEnter() float64 {
 
 // The ring the server opens unless Config.Options say otherwise.
 const (
-	defaultSlotSize  = 16 << 10
-	defaultSlots     = 512
+	defaultSlotSize  = 32 << 10 // a MaxBodyBytes echo fits the send budget
+	defaultSlots     = 256
 	defaultSendSlots = 64
 	defaultSQ        = 4096
 	defaultConns     = 4096
@@ -116,7 +116,7 @@ type Server struct {
 	rq      request
 	date    []byte // the Date field's value, once per second
 	dateSec int64
-	limit   int64 // MaxFileSize
+	limit   int64 // MaxResponseBody
 }
 
 // conn is one connection's parser state.
@@ -157,8 +157,8 @@ func Listen(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("aemhttp: open ring: %w", err)
 	}
 	s.ring, s.slot = ring, ring.SlotSize()
-	s.limit = int64(sendBudget-2)*int64(s.slot) - 512 // room for the head
-	if max := (sendBudget - 2) * s.slot / 2; len(s.body) > max {
+	s.limit = int64(sendBudget*s.slot - maxHead)
+	if max := s.limit / 2; int64(len(s.body)) > max {
 		s.Close()
 		return nil, fmt.Errorf("aemhttp: body of %d bytes: at most %d with %d-byte slots", len(s.body), max, s.slot)
 	}
@@ -183,8 +183,9 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Backend names the ring's backend.
 func (s *Server) Backend() string { return s.ring.Backend() }
 
-// MaxFileSize is the largest file the server sends.
-func (s *Server) MaxFileSize() int64 { return s.limit }
+// MaxResponseBody is the largest body the server sends: a file, or an
+// echo. It is about sendBudget slots.
+func (s *Server) MaxResponseBody() int64 { return s.limit }
 
 // Serve handles the ring's events until ctx ends or Close; it returns nil
 // then, and the ring's error otherwise. One Serve runs at a time.
@@ -386,11 +387,6 @@ func (s *Server) serveOne(c *conn, b []byte, scan int) int {
 		}
 		used, dec, st := decodeChunked(b[end:], dst, c.bodyOff, MaxBodyBytes)
 		c.body, c.bodyOff = dec, 0
-		// The encoded body is bounded too: chunk lines with extensions
-		// around tiny chunks would otherwise keep many times the body.
-		if (st == chunkMore && len(b)-end > maxChunkedBytes) || (st == chunkDone && used > maxChunkedBytes) {
-			st = chunkTooLarge
-		}
 		switch st {
 		case chunkMore:
 			s.continue100(c, rq)
@@ -447,14 +443,43 @@ func (s *Server) respond(c *conn, rq *request, body []byte, head, keep bool) {
 	case m != "GET" && m != "HEAD" && m != "POST":
 		s.fail(c, errMethod, head)
 	case string(path) == "/":
-		s.reply(200, "text/plain; charset=utf-8", s.body, head, keep, rq.minor)
+		if s.fits(c, int64(len(s.body)), head, keep, rq.minor) {
+			s.reply(200, "text/plain; charset=utf-8", s.body, head, keep, rq.minor)
+		}
 	case string(path) == "/echo" && m == "POST":
-		s.reply(200, "application/octet-stream", body, false, keep, rq.minor)
+		if s.fits(c, int64(len(body)), false, keep, rq.minor) {
+			s.reply(200, "application/octet-stream", body, false, keep, rq.minor)
+		}
 	case hasPrefix(path, "/files/") && m != "POST" && s.root != nil:
 		s.file(c, path[len("/files/"):], head, keep, rq.minor)
 	default:
 		s.reply(404, "text/plain; charset=utf-8", []byte("404 not found\n"), head, keep, rq.minor)
 	}
+}
+
+// maxHead bounds the head of a response (status line and fields).
+const maxHead = 512
+
+// fits says whether a response with a body of n bytes goes out in this
+// event's send budget. When it does not it answers for it: 500 for a body
+// over MaxResponseBody; else nothing, and the connection closes after the
+// responses before it (the client asks again on a new one, as after any
+// close of a pipelined connection).
+func (s *Server) fits(c *conn, n int64, head, keep bool, minor int) bool {
+	if n > s.limit {
+		msg := "500 response body of " + strconv.FormatInt(n, 10) + " bytes: this server sends at most " +
+			strconv.FormatInt(s.limit, 10) + "\n"
+		s.reply(500, "text/plain; charset=utf-8", []byte(msg), head, keep, minor)
+		return false
+	}
+	if head {
+		n = 0
+	}
+	if s.sends+(len(s.out)+maxHead+int(n)+s.slot-1)/s.slot > sendBudget {
+		c.closing = true
+		return false
+	}
+	return true
 }
 
 // fail answers with an error status and closes the connection.

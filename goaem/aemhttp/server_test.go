@@ -467,8 +467,7 @@ func TestCloseWithOpenConnections(t *testing.T) {
 // The static response allocates nothing: parsing, the response and its
 // head are built in buffers the server and the connection keep.
 func TestStaticResponseAllocs(t *testing.T) {
-	s := &Server{body: DefaultBody, slot: 16 << 10}
-	c := &conn{}
+	s, c := coreServer(), &conn{}
 	reqs := [][]byte{
 		[]byte("GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"),
 		[]byte("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"),
@@ -506,5 +505,40 @@ func TestExpectContinue(t *testing.T) {
 		resp, body := readResponse(t, r, "POST")
 		assert.Equal(t, 200, resp.StatusCode)
 		assert.Equal(t, "body", string(body))
+	})
+}
+
+// Responses past what one event's sends may carry: a body the server can
+// never send is answered 500; pipelined ones past the budget close the
+// connection after those that fit.
+func TestResponseBudget(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
+		s := start(t, b, Config{Options: []goaem.Option{goaem.WithSlotSize(4096)}})
+		limit := s.MaxResponseBody()
+		require.Less(t, limit, int64(MaxBodyBytes))
+		big := strings.Repeat("z", int(limit)+1)
+		_, r := send(t, s, fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%sGET / HTTP/1.1\r\nHost: x\r\n\r\n", len(big), big))
+		resp, body := readResponse(t, r, "POST")
+		assert.Equal(t, 500, resp.StatusCode, "%q", body)
+		resp, body = readResponse(t, r, "GET")
+		assert.Equal(t, 200, resp.StatusCode, "the connection goes on after a 500")
+		assert.Equal(t, "hello, world\n", string(body))
+
+		// Pipelined requests that arrive together, each answered with half
+		// of what one event may send.
+		half := []byte(strings.Repeat("h", int(limit)/2))
+		s = start(t, b, Config{Body: half, Options: []goaem.Option{goaem.WithSlotSize(4096)}})
+		_, r = send(t, s, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 3))
+		n := 0
+		for ; n < 3; n++ {
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				break
+			}
+			got, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.Equal(t, half, got, "response %d", n)
+		}
+		assert.Equal(t, 1, n, "one response fits, then the connection closes")
 	})
 }
