@@ -229,9 +229,6 @@ func decodeChunked(b, dst []byte, from, limit int) (n int, body []byte, st int) 
 	i := from
 	for {
 		start, keep := i, len(dst)
-		if i > maxChunkedBytes {
-			return start, dst[:keep], chunkTooLarge
-		}
 		line, next, st := lineAt(b, i, maxChunkLine)
 		if st != chunkDone {
 			return start, dst[:keep], st
@@ -244,9 +241,6 @@ func decodeChunked(b, dst []byte, from, limit int) (n int, body []byte, st int) 
 		if size == 0 {
 			// Trailer fields, each read and ignored, up to the blank line.
 			for {
-				if i > maxChunkedBytes {
-					return start, dst[:keep], chunkTooLarge
-				}
 				line, next, st := lineAt(b, i, MaxHeaderBytes)
 				if st != chunkDone {
 					return start, dst[:keep], st
@@ -287,8 +281,12 @@ func decodeChunked(b, dst []byte, from, limit int) (n int, body []byte, st int) 
 // lineAt takes the line of a chunked body that starts at b[i], without
 // its CRLF or LF, and the index after it. st is chunkMore when b ends
 // first, chunkBad when the line is longer than limit (whether or not it
-// has ended, so that the answer does not depend on how bytes arrive).
+// has ended, so that the answer does not depend on how bytes arrive),
+// chunkTooLarge when it begins past maxChunkedBytes.
 func lineAt(b []byte, i, limit int) (line []byte, next, st int) {
+	if i > maxChunkedBytes {
+		return nil, i, chunkTooLarge
+	}
 	j := bytes.IndexByte(b[i:], '\n')
 	switch {
 	case j > limit || (j < 0 && len(b)-i > limit):
