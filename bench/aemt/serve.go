@@ -115,8 +115,9 @@ func (t *Transport) serveEcho(conns uint32) (peers.Server, error) {
 		return nil, fmt.Errorf("aem: listener fd: %w", err)
 	}
 	if _, err = r.Subscribe(goaem.Sock{FD: int(s.lnFile.Fd())}, goaem.SubOptions{Tag: 1}); err != nil {
+		err = fmt.Errorf("aem: subscribe the listener (%s backend): %w", r.Backend(), err) // before the ring closes
 		s.closeAll()
-		return nil, fmt.Errorf("aem: subscribe the listener (%s backend): %w", r.Backend(), err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel

@@ -26,7 +26,9 @@ func runServer(t peers.Transport, cfg Config, family string, conns int) (Row, er
 	// ones connect: room for both
 	srv, err := sv.Serve(peers.ServerParams{Kind: kind, Body: ServerBody, Conns: 2 * conns})
 	if err != nil {
-		return Row{}, err
+		// a server that cannot start fails its row with the reason, even
+		// an EOPNOTSUPP (which errors.Is takes for "no such mode")
+		return Row{}, fmt.Errorf("start the server: %v", err)
 	}
 	closed := false
 	defer func() {
