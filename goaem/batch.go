@@ -443,7 +443,9 @@ func (b *Batch) submitSome(i int, timeoutMS uint32) (next int, full bool, err er
 	r := b.r
 	sq := &r.sq
 	r.sqMu.Lock()
-	if sq.tail-atomic.LoadUint32(sq.khead) >= sq.entries {
+	// A full ring, or send slots filled by queued sends (SockSendLater),
+	// which this submission's payloads would overwrite: submit first.
+	if sq.tail-atomic.LoadUint32(sq.khead) >= sq.entries || r.pay.unsubmitted != 0 {
 		if err = r.submitLocked(); err != nil {
 			r.sqMu.Unlock()
 			return i, false, err

@@ -42,6 +42,7 @@ func (p *payloadArea) check(n int) error {
 func (p *payloadArea) fillSlot(sqe *abi.SQE, data []byte) {
 	slot := p.nextSend % p.sendSlots
 	p.nextSend++
+	p.unsubmitted++
 	copy(p.slot(slot, uint32(len(data))), data)
 	sqe.Flags |= abi.SQEFSlot
 	sqe.Slot = slot

@@ -373,3 +373,13 @@ func TestSubscribeWhileRunning(t *testing.T) {
 		assert.ErrorIs(t, <-done, context.Canceled)
 	})
 }
+
+func TestParseBackend(t *testing.T) {
+	for _, b := range []Backend{BackendAuto, BackendKernel, BackendEmbedded} {
+		got, err := ParseBackend(b.String())
+		require.NoError(t, err)
+		assert.Equal(t, b, got)
+	}
+	_, err := ParseBackend("bogus")
+	assert.ErrorIs(t, err, syscall.EINVAL)
+}

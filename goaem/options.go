@@ -33,6 +33,17 @@ func (b Backend) String() string {
 	return fmt.Sprintf("Backend(%d)", int(b))
 }
 
+// ParseBackend reads a backend's name as String writes it: "auto",
+// "kernel" or "embedded" (for command-line flags).
+func ParseBackend(name string) (Backend, error) {
+	for _, b := range []Backend{BackendAuto, BackendKernel, BackendEmbedded} {
+		if name == b.String() {
+			return b, nil
+		}
+	}
+	return 0, invalid("goaem: backend %q: want auto, kernel or embedded", name)
+}
+
 // chooseBackend resolves BackendAuto in libaem's order (AEM_BACKEND, then
 // whether the device exists), so that Open asks libaem for one backend and
 // its errors can name the backend and why it was chosen.

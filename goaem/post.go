@@ -155,7 +155,9 @@ func postBackoff(wait int) {
 func (r *Ring) postSome(addr Addr, msgs [][]byte, class int, flags uint8) (n int, full bool, err error) {
 	sq := &r.sq
 	r.sqMu.Lock()
-	if sq.tail-atomic.LoadUint32(sq.khead) >= sq.entries {
+	// A full ring, or send slots filled by queued sends (SockSendLater),
+	// which this submission's payloads would overwrite: submit first.
+	if sq.tail-atomic.LoadUint32(sq.khead) >= sq.entries || r.pay.unsubmitted != 0 {
 		if err = r.submitLocked(); err != nil {
 			r.sqMu.Unlock()
 			return 0, false, err

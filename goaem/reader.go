@@ -121,6 +121,7 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int, keep bool) (in
 			break
 		}
 		var done bool
+		r.enters.Add(1)
 		if done, err = w.pf.wait(ctx); done || err != nil {
 			break
 		}

@@ -68,6 +68,9 @@ type payloadArea struct {
 	slotCount uint32
 	sendSlots uint32
 	nextSend  uint32 // the send slot the next post or call fills; under sqMu
+	// unsubmitted counts the send slots filled since the last submission
+	// (SockSendLater); under sqMu.
+	unsubmitted uint32
 }
 
 // slot is slot's bytes, length n, capacity the slot size; nil when the
@@ -148,7 +151,8 @@ type Ring struct {
 	sqMu    sync.Mutex
 	sq      sqView
 	slots   slotView
-	sqDirty atomic.Bool // SQEs queued but not submitted
+	sqDirty atomic.Bool   // SQEs queued but not submitted
+	enters  atomic.Uint64 // submissions to the kernel side (Enters)
 	pay     payloadArea
 
 	res      results

@@ -1,7 +1,9 @@
 package goaem
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"syscall"
 	"unsafe"
 
@@ -18,8 +20,26 @@ import (
 // the bytes on its connection; Ring.SockSend sends others; Ring.SockShutdown
 // half-closes or closes. A connection's CLOSED event ends the connection,
 // not the subscription.
+//
+// The module takes plain TCP only: an MPTCP listener, which Go's
+// net.Listen makes where the kernel has MPTCP, is refused with EOPNOTSUPP
+// there. Listen makes listeners both backends take.
 type Sock struct {
 	FD int
+}
+
+// Listen is net.Listen for a Sock subscription: "tcp", "tcp4" and "tcp6"
+// listeners without MPTCP (see Sock), and "unix" as net.Listen makes them.
+// Subscribe the fd of the listener's File.
+func Listen(network, address string) (net.Listener, error) {
+	return ListenConfig(net.ListenConfig{}).Listen(context.Background(), network, address)
+}
+
+// ListenConfig returns lc set up for Sock subscriptions (MPTCP off), for
+// listeners that need its other settings (a Control function, KeepAlive).
+func ListenConfig(lc net.ListenConfig) *net.ListenConfig {
+	lc.SetMultipathTCP(false)
+	return &lc
 }
 
 func (s Sock) prep(sqe *abi.SQE) error {
@@ -51,22 +71,48 @@ func (e *Event) SockEvent() (ev abi.SockEvent, ok bool) {
 // a refusal or failure is counted in AsyncErrors. With WithSockSent, the
 // send's result (bytes sent or the error) is reported there as well.
 func (r *Ring) SockSend(conn uint64, data []byte) error {
-	return r.sockOp(conn, abi.OpSend, 0, data)
+	return r.sockOp(conn, abi.OpSend, 0, data, true)
+}
+
+// SockSendLater is SockSend without the crossing: the send is queued in
+// the submission ring and goes to the kernel side with the next
+// submission (the end of Run's batch, the next Poll or Wait, Flush, or any
+// submitting call), so that a handler's replies to a batch of requests
+// cost one crossing. Its bytes are in a send slot until then: once as
+// many sends as there are send slots wait, the next one submits them
+// first. Sends on one connection still go out in the order they were
+// queued, after its writebacks queued before them.
+func (r *Ring) SockSendLater(conn uint64, data []byte) error {
+	return r.sockOp(conn, abi.OpSend, 0, data, false)
 }
 
 // SockShutdown ends a side of connection conn once the sends queued before
 // it went out: how is abi.SockShutRD, SockShutWR, SockShutRDWR, or
 // abi.SockClose (the connection then ends with a CLOSED event).
 func (r *Ring) SockShutdown(conn uint64, how uint32) error {
-	return r.sockOp(conn, abi.OpShutdown, how, nil)
+	return r.sockOp(conn, abi.OpShutdown, how, nil, true)
 }
 
-func (r *Ring) sockOp(conn uint64, opcode uint8, arg uint32, data []byte) error {
+// SockShutdownLater is SockShutdown queued like SockSendLater: it goes to
+// the kernel side with the next submission, after the sends queued before
+// it.
+func (r *Ring) SockShutdownLater(conn uint64, how uint32) error {
+	return r.sockOp(conn, abi.OpShutdown, how, nil, false)
+}
+
+func (r *Ring) sockOp(conn uint64, opcode uint8, arg uint32, data []byte, now bool) error {
 	if !r.life.acquire() {
 		return ErrClosed
 	}
 	defer r.life.release()
 	r.sqMu.Lock()
+	if !now && len(data) > abi.SQEInline && r.pay.sendSlots != 0 && r.pay.unsubmitted >= r.pay.sendSlots {
+		// Every send slot holds a queued send: the next would overwrite one.
+		if err := r.submitLocked(); err != nil {
+			r.sqMu.Unlock()
+			return fmt.Errorf("goaem: %s: %w", opName(opcode), err)
+		}
+	}
 	sqe, err := r.getSQE()
 	if err != nil {
 		r.sqMu.Unlock()
@@ -84,7 +130,7 @@ func (r *Ring) sockOp(conn uint64, opcode uint8, arg uint32, data []byte) error 
 	} else {
 		silentLocked(sqe)
 	}
-	if err = r.submitUnlock(true); err != nil {
+	if err = r.submitUnlock(now); err != nil {
 		return fmt.Errorf("goaem: %s: %w", opName(opcode), err)
 	}
 	return nil

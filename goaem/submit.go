@@ -35,6 +35,8 @@ func (r *Ring) getSQE() (*abi.SQE, error) {
 // submitLocked publishes and submits every queued SQE. Caller holds sqMu.
 func (r *Ring) submitLocked() error {
 	r.sqDirty.Store(false)
+	r.pay.unsubmitted = 0 // the kernel side copies send slots as it takes them
+	r.enters.Add(1)
 	if err := r.be.submit(r.sq.tail); err != nil {
 		return fmt.Errorf("goaem: submit: %w", err)
 	}
@@ -69,6 +71,13 @@ func (r *Ring) Flush() error {
 	r.sqMu.Unlock()
 	return r.flush()
 }
+
+// Enters is how many times this ring has entered the kernel side: each
+// submission (a system call on the module, a call into the core on the
+// embedded backend) and each sleep of Wait or Run on the ring fd. With
+// Run, a batch of events whose handlers queue writebacks and sends costs
+// one submission, whatever their number.
+func (r *Ring) Enters() uint64 { return r.enters.Load() }
 
 // releaseSlots returns delivery slots through the slot ring: no system
 // call, one store-release for the lot.

@@ -6,7 +6,9 @@
 #      READMECHECK_MAKE_TEST=0),
 #   2. the Go example saved as main.go in a new module, with the lines of the
 #      README's "new module" block,
-#   3. the C example saved as app.c, built and run with the README's lines.
+#   3. the C example saved as app.c, built and run with the README's lines,
+#   4. the HTTP server built and run with the README's two lines (on a free
+#      port rather than 8080), and loaded once with curl.
 # The code and commands are taken from the README itself, so the check fails
 # when the README stops working. Uncommitted changes are not in the clone.
 #
@@ -103,5 +105,29 @@ say "step: the C example, built and run with the README's lines"
 out=$(cd "$work/c" && run_lines "$build" 2>&1) || { echo "$out"; fail "the C example"; }
 echo "$out"
 grep -q "^libaem $(cat "$AEM/VERSION") " <<<"$out" || fail "the C example did not report libaem's version"
+
+# ---- 4. the HTTP server's two commands ----
+http=$(block "HTTP server" sh 1)
+build=$(sed -n 1p <<<"$http")
+serve=$(sed -n 2p <<<"$http")
+[ -n "$build" ] && [ -n "$serve" ] || fail "the HTTP server's build and run lines are missing from README.md"
+say "step: $build (in the clone)"
+(cd "$AEM" && run_lines "$build") || fail "$build"
+# The README's address, on a port the system picks: 8080 may be taken.
+serve=${serve//127.0.0.1:8080/127.0.0.1:0}
+say "step: $serve, then one request"
+(cd "$AEM" && exec $serve >"$work/http.out" 2>&1) &
+server=$!
+for _ in $(seq 100); do
+	url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/http.out")
+	[ -n "$url" ] && break
+	sleep 0.1
+done
+[ -n "$url" ] || { kill "$server"; cat "$work/http.out"; fail "the HTTP server printed no address"; }
+reply=$(curl -sS --max-time 10 "$url/") || { kill "$server"; fail "curl $url/"; }
+kill -INT "$server"
+wait "$server" || { cat "$work/http.out"; fail "the HTTP server did not exit 0 on SIGINT"; }
+[ "$reply" = "hello, world" ] || fail "the HTTP server answered '$reply'"
+grep -q 'requests per system call' "$work/http.out" || fail "the HTTP server printed no counts on SIGINT"
 
 say "passed: README.md works as written at $commit"

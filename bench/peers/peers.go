@@ -34,12 +34,13 @@ const (
 	NameSpinPong     = "spin_pingpong"
 )
 
-// Names lists every peer, in the order tables show them. AEM is not a peer.
+// Names lists every peer, in the order tables show them, the server
+// peers (ServerNames) last. AEM is not a peer.
 func Names() []string {
-	return []string{
+	return append([]string{
 		NameChan, NameURingMsgRing, NameURingNop, NameEventfdShm, NamePipe,
 		NameUnixDgram, NameSPSCRing, NameFutexPong, NameSpinPong,
-	}
+	}, ServerNames()...)
 }
 
 // DefaultPayload is the payload of the design's 32-byte event: a 16-byte
@@ -187,7 +188,7 @@ func Missing() map[string]string {
 	if uringMissing == "" {
 		return nil
 	}
-	return map[string]string{NameURingMsgRing: uringMissing, NameURingNop: uringMissing}
+	return map[string]string{NameURingMsgRing: uringMissing, NameURingNop: uringMissing, NameURingNet: uringMissing}
 }
 
 // Built lists the peers of Names that this build has (without Missing).
@@ -210,6 +211,10 @@ func New(name string) (Transport, error) {
 	case NameURingMsgRing, NameURingNop, NameEventfdShm, NamePipe,
 		NameUnixDgram, NameSPSCRing, NameFutexPong, NameSpinPong:
 		return newCPeer(name)
+	case NameGoNet:
+		return goNet{}, nil
+	case NameEpoll, NameURingNet:
+		return newCServer(name)
 	}
 	return nil, fmt.Errorf("unknown peer %q (known: %v)", name, Names())
 }

@@ -30,6 +30,8 @@ func Headline(r Row) (float64, string) {
 		return r.BytesPerSubscription, "B/sub"
 	case Timers:
 		return r.EventsPerSec, "firings/cpu-s"
+	case TCPEcho, HTTP:
+		return r.EventsPerSec, "requests/s"
 	}
 	return r.EventsPerSec, "events/s"
 }

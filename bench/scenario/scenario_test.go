@@ -94,3 +94,36 @@ func TestRowJSONMatchesItsFields(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, string(want), string(got))
 }
+
+// The server scenarios run AEM and the server peers only, per connection
+// count; a server peer's step loads it and checks every response.
+func TestServerScenarioSteps(t *testing.T) {
+	cfg := Default()
+	cfg.Duration, cfg.Warmup = 100*time.Millisecond, 20*time.Millisecond
+	cfg.Scenarios = []string{Throughput, TCPEcho, HTTP}
+	cfg.Transports = []string{peers.NameAEM, peers.NameChan, peers.NameEpoll}
+	cfg.Conns = []int{4, 16}
+	var labels []string
+	for _, s := range Plan(cfg) {
+		labels = append(labels, s.Label())
+	}
+	assert.Equal(t, []string{
+		"throughput/batch=64 aem", "throughput/batch=64 chan",
+		"tcp_echo/conns=4 aem", "tcp_echo/conns=4 epoll", "tcp_echo/conns=16 aem", "tcp_echo/conns=16 epoll",
+		"http/conns=4 aem", "http/conns=4 epoll", "http/conns=16 aem", "http/conns=16 epoll",
+	}, labels)
+
+	for _, step := range Plan(cfg)[3:] {
+		if step.Transport != peers.NameEpoll || step.Param != 4 {
+			continue
+		}
+		row, err := RunStep(step, cfg, Open)
+		require.NoError(t, err, step.Label())
+		assert.Positive(t, row.Events)
+		assert.Positive(t, row.BytesChecked)
+		assert.Positive(t, row.P50)
+		v, unit := Headline(row)
+		assert.Equal(t, "requests/s", unit)
+		assert.Positive(t, v)
+	}
+}

@@ -70,16 +70,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var b goaem.Backend
-	switch *name {
-	case "auto":
-		b = goaem.BackendAuto
-	case "kernel":
-		b = goaem.BackendKernel
-	case "embedded":
-		b = goaem.BackendEmbedded
-	default:
-		fmt.Fprintf(stderr, "aemprobe: unknown backend %q\n", *name)
+	b, err := goaem.ParseBackend(*name)
+	if err != nil {
+		fmt.Fprintln(stderr, "aemprobe:", err)
 		return 2
 	}
 	p, err := goaem.ProbeBackend(b)

@@ -2,8 +2,9 @@
 # tools/vmtest/vmtest.sh - `make vmtest`: build what the VM runs, then run it.
 #
 # Builds the modules (kmod/), the hostile-use tests and the reload holder
-# (tests/vm/), the libaem C suite (libaem/tests/) and the goaem test binary
-# (go test -c ./goaem), and hands them all to tools/vmtest/run.sh once per
+# (tests/vm/), the libaem C suite (libaem/tests/) and the goaem test
+# binaries (go test -c ./goaem, and ./goaem/aemhttp: the HTTP server over
+# loopback on the module), and hands them all to tools/vmtest/run.sh once per
 # kernel line: it boots that line's Debian cloud kernel under TCG, loads the
 # modules built against that line's headers with that release's compiler
 # (in its chroot, tools/vmtest/chroot.sh), runs every suite with
@@ -79,6 +80,8 @@ if has goaem; then
 		note "building the goaem test binary"
 		(cd "$repo" && CGO_ENABLED=1 "$GO" test -c -o "$out/goaem.test" ./goaem)
 		args+=(--go-test "$out/goaem.test=$repo/goaem")
+		(cd "$repo" && CGO_ENABLED=1 "$GO" test -c -o "$out/aemhttp.test" ./goaem/aemhttp)
+		args+=(--go-test "$out/aemhttp.test=$repo/goaem/aemhttp")
 	else
 		note "SKIP: goaem suite (no tests or no go command)"
 	fi

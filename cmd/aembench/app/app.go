@@ -268,12 +268,32 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 			bytesPer(r.BytesPerSubscription), bytesPer(r.GoBytesPerSubscription), ratio, unit)
 	}
 	_ = tw.Flush()
+	writeNotes(w, rows)
 	if len(failures) > 0 {
 		fmt.Fprintf(w, "\nFAILED:\n  %s\n", strings.Join(failures, "\n  "))
 	}
 	fmt.Fprintln(w, "\npeer/aem: the peer's figure divided by AEM's, in the unit of the last column (events/s: higher is faster;")
 	fmt.Fprintln(w, "ns/call, p99 ns, B/sub: lower is better). timers: seconds is CPU time, events/s firings per CPU-second.")
 	fmt.Fprintln(w, "B/sub: AEM's kernel-side state (C heap on the embedded backend); +Go B/sub: goaem's Go-side bookkeeping.")
+}
+
+// writeNotes lists what the server scenarios' rows checked and counted.
+func writeNotes(w io.Writer, rows []scenario.Row) {
+	first := true
+	for _, r := range rows {
+		if r.Err != "" || (r.BytesChecked == 0 && r.Notes == "") {
+			continue
+		}
+		if first {
+			fmt.Fprintln(w, "\nserver scenarios (response bytes checked end to end; what the server counted):")
+			first = false
+		}
+		line := fmt.Sprintf("  %s %s: %s bytes checked", r.Scenario, r.Transport, si(float64(r.BytesChecked)))
+		if r.Notes != "" {
+			line += "; " + r.Notes
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 // writeSkipped lists, per transport, the scenarios it has no mode for: a

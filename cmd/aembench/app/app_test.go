@@ -201,7 +201,7 @@ func quick(t *testing.T, extra ...string) Options {
 
 var jsonFields = []string{
 	"scenario", "backend", "transport", "events", "seconds", "events_per_sec", "p50_ns", "p99_ns",
-	"p999_ns", "max_ns", "dropped", "allocs_per_event", "bytes_per_subscription",
+	"p999_ns", "max_ns", "dropped", "allocs_per_event", "bytes_per_subscription", "bytes_checked",
 }
 
 // Every scenario runs with the chan peer and prints one JSON object per
@@ -230,10 +230,37 @@ func TestEveryScenarioWithChanAsJSON(t *testing.T) {
 		seen[scenario.Family(obj["scenario"].(string))] = true
 	}
 	for _, name := range scenario.Names() {
-		if name == scenario.Handlers {
-			continue // AEM's own handler modes: no peer row
+		if name == scenario.Handlers || scenario.IsServerScenario(name) {
+			continue // AEM's own handler modes, servers: no chan row
 		}
 		assert.True(t, seen[name], "scenario %s produced a result", name)
+	}
+}
+
+// The server scenarios load a server peer over loopback: every response
+// checked, the row's bytes_checked says how many bytes.
+func TestServerScenariosWithGoNet(t *testing.T) {
+	var out, errb bytes.Buffer
+	o := quick(t, "--json", "--duration", "200ms", "--scenario", "tcp_echo,http", "--transport", "go_net,chan",
+		"--conns", "4,8", "--pipeline", "2")
+	code := Run(o, scenario.Open, &out, &errb)
+	require.Equal(t, ExitOK, code, "stderr: %s", errb.String())
+	var got []string
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var row scenario.Row
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &row))
+		got = append(got, row.Scenario+" "+row.Transport)
+		assert.Positive(t, row.Events)
+		assert.Positive(t, row.P99)
+		assert.Greater(t, row.BytesChecked, row.Events, "%s: every response's bytes are checked", row.Scenario)
+	}
+	assert.Equal(t, []string{"tcp_echo/conns=4,pipeline=2 go_net", "tcp_echo/conns=8,pipeline=2 go_net",
+		"http/conns=4,pipeline=2 go_net", "http/conns=8,pipeline=2 go_net"}, got, "chan serves nothing")
+
+	for _, bad := range [][]string{{"--conns", "0"}, {"--conns", "64,x"}, {"--pipeline", "0"}, {"--echo-size", "4"}} {
+		_, err := ParseArgs(bad)
+		assert.Error(t, err, "%v", bad)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aem-dev/aem/bench/load"
 	"github.com/aem-dev/aem/bench/peers"
 	"github.com/aem-dev/aem/bench/scenario"
 )
@@ -22,6 +23,7 @@ const (
 	MaxBatch         = 4096
 	MaxRate          = 1e9
 	MaxSubscriptions = 10_000_000
+	MaxConns         = 16384
 )
 
 // Options is a parsed command line.
@@ -55,12 +57,17 @@ usage: aembench [flags]
   --payload N         payload bytes after the 16-byte header (default 16: 32-byte events)
   --rate R            events/s for latency, urgent events/s for priority (default 10000)
   --max-subscriptions N  largest subscriptions and timers size, 1000..10000000 (default %d)
+  --conns LIST        tcp_echo and http: concurrent keep-alive connections; a list
+                      sweeps, e.g. 64,256,1024,4096 (default %d)
+  --pipeline N        tcp_echo and http: requests each connection keeps in flight (default 1)
+  --echo-size N       tcp_echo: bytes per request (default %d)
   --json              one JSON object per result
   --gobench           Go benchmark lines, for benchstat
   --plot FILE         write latency percentiles and throughput against batch
                       size as SVG or PNG (by extension)
   --version           print aembench's version and exit
-`, strings.Join(scenario.Names(), ", "), strings.Join(peers.Names(), ", "), scenario.DefaultMaxSubscriptions)
+`, strings.Join(scenario.Names(), ", "), strings.Join(peers.Names(), ", "), scenario.DefaultMaxSubscriptions,
+		scenario.DefaultConns, scenario.DefaultEchoSize)
 }
 
 // ParseArgs turns command-line arguments (without the program name) into
@@ -71,7 +78,7 @@ func ParseArgs(args []string) (Options, error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 
-	var scenarios, transports, batches string
+	var scenarios, transports, batches, conns string
 	fs.StringVar(&opts.Backend, "backend", opts.Backend, "")
 	fs.DurationVar(&opts.Duration, "duration", opts.Duration, "")
 	fs.DurationVar(&opts.Warmup, "warmup", opts.Warmup, "")
@@ -82,6 +89,9 @@ func ParseArgs(args []string) (Options, error) {
 	fs.StringVar(&scenarios, "scenario", "all", "")
 	fs.StringVar(&transports, "transport", "all", "")
 	fs.IntVar(&opts.MaxSubscriptions, "max-subscriptions", opts.MaxSubscriptions, "")
+	fs.StringVar(&conns, "conns", "", "")
+	fs.IntVar(&opts.Pipeline, "pipeline", opts.Pipeline, "")
+	fs.IntVar(&opts.EchoSize, "echo-size", opts.EchoSize, "")
 	fs.BoolVar(&opts.JSON, "json", false, "")
 	fs.BoolVar(&opts.GoBench, "gobench", false, "")
 	fs.StringVar(&opts.Plot, "plot", "", "")
@@ -123,6 +133,12 @@ func ParseArgs(args []string) (Options, error) {
 	if opts.MaxSubscriptions < 1000 || opts.MaxSubscriptions > MaxSubscriptions {
 		return opts, fmt.Errorf("--max-subscriptions %d: want 1000 to %d", opts.MaxSubscriptions, MaxSubscriptions)
 	}
+	if opts.Pipeline < 1 || opts.Pipeline > load.MaxPipeline {
+		return opts, fmt.Errorf("--pipeline %d: want 1 to %d", opts.Pipeline, load.MaxPipeline)
+	}
+	if opts.EchoSize < 8 || opts.EchoSize > load.MaxSize {
+		return opts, fmt.Errorf("--echo-size %d: want 8 to %d", opts.EchoSize, load.MaxSize)
+	}
 	if opts.JSON && opts.GoBench {
 		return opts, errors.New("--json and --gobench: choose one output format")
 	}
@@ -141,6 +157,11 @@ func ParseArgs(args []string) (Options, error) {
 	}
 	if transports == "all" {
 		opts.Transports = scenario.BuiltTransports()
+	}
+	if conns != "" {
+		if opts.Conns, err = parseInts("--conns", conns, 1, MaxConns); err != nil {
+			return opts, err
+		}
 	}
 	if batches != "" {
 		opts.Batches, err = parseBatches(batches)
@@ -181,15 +202,18 @@ func parseList(flagName, s string, known []string) ([]string, error) {
 	return out, nil
 }
 
-func parseBatches(s string) ([]int, error) {
+func parseBatches(s string) ([]int, error) { return parseInts("--batch", s, 1, MaxBatch) }
+
+// parseInts reads a comma list of numbers within lo..hi.
+func parseInts(flagName, s string, lo, hi int) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
-			return nil, fmt.Errorf("--batch %q: %q is not a number", s, f)
+			return nil, fmt.Errorf("%s %q: %q is not a number", flagName, s, f)
 		}
-		if n < 1 || n > MaxBatch {
-			return nil, fmt.Errorf("--batch %d: want 1 to %d", n, MaxBatch)
+		if n < lo || n > hi {
+			return nil, fmt.Errorf("%s %d: want %d to %d", flagName, n, lo, hi)
 		}
 		out = append(out, n)
 	}

@@ -1,0 +1,51 @@
+package peers_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/aem-dev/aem/bench/load"
+	"github.com/aem-dev/aem/bench/peers"
+)
+
+// Every server peer answers every request of a short load, byte for byte,
+// pipelined or not, and stops with its connections open.
+func TestServersAnswerEveryRequest(t *testing.T) {
+	body := []byte(strings.Repeat("hello, aem\n", 20))
+	for _, name := range peers.ServerNames() {
+		if _, missing := peers.Missing()[name]; missing {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			tr, err := peers.New(name)
+			require.NoError(t, err)
+			defer tr.Close()
+			for _, kind := range []string{peers.ServeEcho, peers.ServeHTTP} {
+				srv, err := tr.(peers.Serving).Serve(peers.ServerParams{Kind: kind, Body: body, Conns: 32})
+				require.NoError(t, err, kind)
+				for _, pipe := range []int{1, 8} {
+					cfg := load.Config{Addr: srv.Addr(), Kind: load.Echo, Size: 3000, Conns: 32, Pipeline: pipe,
+						Duration: 5 * time.Second, MaxRequests: 3000}
+					if kind == peers.ServeHTTP {
+						cfg.Kind, cfg.Body, cfg.Size = load.HTTP, body, 0
+					}
+					res, err := load.Run(context.Background(), cfg)
+					require.NoError(t, err)
+					assert.Zero(t, res.Errors, "%s pipeline %d: %v", kind, pipe, res.FirstError)
+					assert.Equal(t, uint64(3000), res.Requests, "%s pipeline %d", kind, pipe)
+				}
+				// one connection left open: Close still ends the server
+				c, err := net.Dial("tcp", srv.Addr())
+				require.NoError(t, err)
+				require.NoError(t, srv.Close())
+				c.Close()
+			}
+		})
+	}
+}
