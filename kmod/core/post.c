@@ -223,6 +223,20 @@ void __aem_account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct
 		s->dropped++;
 }
 
+void aem_core_lost(struct aem_ctx *r, struct aem_sub *s, u32 n)
+{
+	struct aem_cq_core *cq = &r->cq[s->prio];
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	for (; n; n--) {
+		r->produced++;
+		s->produced++;
+		__aem_account_drop_locked(r, cq, s);
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+}
+
 /*
  * The one posting path; under cq_lock.  @s is NULL for a result.  Events
  * are produced in order: those the ring has room for (and, for payloads
