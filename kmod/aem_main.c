@@ -882,6 +882,7 @@ static void aem_device_release(struct device *dev)
 
 EXPORT_SYMBOL_GPL(aem_core_register_source);
 EXPORT_SYMBOL_GPL(aem_core_post);
+EXPORT_SYMBOL_GPL(aem_core_lost);
 EXPORT_SYMBOL_GPL(aem_sub_id);
 EXPORT_SYMBOL_GPL(aem_core_charge);
 EXPORT_SYMBOL_GPL(aem_core_uncharge);

@@ -326,6 +326,14 @@ void aem_core_probe(struct aem_probe *p, u32 host_features, u32 setup_flags);
 int aem_core_post(struct aem_ctx *r, struct aem_sub *s, const void *data, u32 len,
 		  u32 cqe_flags, u64 id);
 
+/*
+ * @n events of @s that the source lost before it could post them (its own
+ * state could not be allocated, say): counted produced and dropped, as
+ * events dropped past the backlog bound, so the subscriber sees the loss.
+ * Any context.
+ */
+void aem_core_lost(struct aem_ctx *r, struct aem_sub *s, u32 n);
+
 /* Subscription id (AEM_ID_KIND_SUB) of @s in @r. */
 u64 aem_sub_id(struct aem_ctx *r, struct aem_sub *s);
 

@@ -288,6 +288,12 @@ void __aem_room_kick(struct aem_ctx *r);
 /* post.c: one request to the one posting path */
 #define AEM_POST_HOLD	(1U << 2)	/* no free slot: keep the payload on the heap in the backlog */
 #define AEM_POST_MSG	(1U << 3)	/* a message from another ring: within the budget for incoming posts */
+/*
+ * Never drop: an event the backlog cannot take (its allocation failed) is
+ * not produced at all (out->produced says how many were), for a POST that
+ * then stays in its poster's SQ as one its target cannot take now.
+ */
+#define AEM_POST_KEEP	(1U << 4)
 
 /*
  * Posts and calls from other rings may fill half of a ring's backlog
@@ -307,7 +313,7 @@ struct aem_post {
 	u8		cls;		/* event: its class ring; result: the SQE's class, informational */
 	u32		len;		/* payload bytes of each event */
 	u32		n;		/* events */
-	u32		mode;		/* AEM_POST_FIT, AEM_POST_FINAL, AEM_POST_HOLD */
+	u32		mode;		/* AEM_POST_FIT, AEM_POST_FINAL, AEM_POST_HOLD, AEM_POST_MSG, AEM_POST_KEEP */
 	aem_fill_run_fn	fill;		/* writes the payloads; NULL: copy @data (n == 1) */
 	const struct aem_sender *sender;	/* with AEM_CQE_F_SENDER: into the class ring's sender array */
 	void		*arg;

@@ -116,8 +116,9 @@ const struct aem_source_ops __aem_msg_source_ops = {
  * Deliver a message (post, or call with @call_id) to the channel subscriber
  * at @addr.  The sender's class picks the target class (clamped to the
  * target's classes): the sender knows how urgent its message is.  Unless
- * @lossy, an event the target would drop is not posted: -EAGAIN, and the
- * POST stays in the poster's SQ (submit.c).  @from is the sending ring
+ * @lossy, an event the target would drop, or whose backlog entry or held
+ * payload cannot be allocated, is not posted: -EAGAIN, and the POST stays
+ * in the poster's SQ (submit.c).  @from is the sending ring
  * (NULL for a ring-less call), @cred whom it acts for: -EACCES when the
  * target does not let it in.
  */
@@ -172,10 +173,15 @@ int __aem_msg_deliver_to(struct aem_ctx *from, struct aem_ctx *t, u64 addr, u8 p
 		p.source = AEM_SRC_MSG;
 		p.len = len;
 		p.n = 1;
-		p.mode = AEM_POST_HOLD | (incoming ? AEM_POST_MSG : 0);
+		p.mode = AEM_POST_HOLD | (incoming ? AEM_POST_MSG : 0) | (lossy ? 0 : AEM_POST_KEEP);
 		p.data = data;
 		__aem_post_locked(t, s, &p, &out);
-		ret = out.dropped ? -ENOSPC : 0;
+		/*
+		 * Past the check above only an allocation can fail: a lossy
+		 * event is then dropped and counted, any other is not posted
+		 * and waits in the poster's SQ as when the target is full.
+		 */
+		ret = out.dropped ? -ENOSPC : !out.produced ? -EAGAIN : 0;
 	}
 	aem_spin_unlock_irqrestore(&t->cq_lock, f);
 	if (out.wake)

@@ -223,6 +223,20 @@ void __aem_account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct
 		s->dropped++;
 }
 
+void aem_core_lost(struct aem_ctx *r, struct aem_sub *s, u32 n)
+{
+	struct aem_cq_core *cq = &r->cq[s->prio];
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	for (; n; n--) {
+		r->produced++;
+		s->produced++;
+		__aem_account_drop_locked(r, cq, s);
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+}
+
 /*
  * The one posting path; under cq_lock.  @s is NULL for a result.  Events
  * are produced in order: those the ring has room for (and, for payloads
@@ -231,7 +245,9 @@ void __aem_account_drop_locked(struct aem_ctx *r, struct aem_cq_core *cq, struct
  * bound.  A payload that finds no free slot ends the batch there (the
  * source retries later: slots return only from the consumer), unless
  * AEM_POST_HOLD keeps the bytes on the heap in the backlog until one is
- * free.  The caller wakes after unlocking when out->wake says a tail moved.
+ * free.  An event the backlog cannot take for want of memory is dropped
+ * and counted, or with AEM_POST_KEEP not produced (the batch ends there).
+ * The caller wakes after unlocking when out->wake says a tail moved.
  */
 void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_post *p,
 		       struct aem_posted *out)
@@ -397,9 +413,6 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 				break;
 			}
 		}
-		r->produced++;
-		if (s)
-			s->produced++;
 		e = NULL;
 		if (r->nr_backlog < limit) {
 			/*
@@ -422,11 +435,22 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 			}
 			if (slot != AEM_NIL)
 				__aem_slot_put_locked(r, slot);
+			if (p->mode & AEM_POST_KEEP) {
+				/* Not produced: the poster is told (and keeps it), the target sees nothing. */
+				n = i;
+				break;
+			}
+			r->produced++;
+			if (s)
+				s->produced++;
 			__aem_account_drop_locked(r, cq, s);
 			out->dropped++;
 			final |= last;
 			continue;
 		}
+		r->produced++;
+		if (s)
+			s->produced++;
 		memcpy(e, &hdr, offsetof(struct aem_cqe, data));
 		memset(e->data, 0, sizeof(e->data));
 		if (slot != AEM_NIL) {

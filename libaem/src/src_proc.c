@@ -37,7 +37,12 @@
  *    arrive between subscribe and start wait in the watch.
  *
  * Events lost to a full socket buffer (ENOBUFS: a fork storm outran the
- * reader) cannot be told apart per subscription: the reader warns.
+ * reader) cannot be told apart per subscription: the reader warns.  Losses
+ * that can be are counted in the subscription's dropped (aem_core_lost):
+ * an event past the PROC_PENDING held before the subscription started, and
+ * a descendant the pid set has no room for (out of memory, with the
+ * PROC_SPARE pids beside it taken): one per such process, whose later
+ * events are not delivered.
  *
  * One reader thread, started by the first subscription and joined by
  * __aem_proc_source_stop() when the last embedded ring goes.  It posts
@@ -63,6 +68,7 @@
 #define PROC_ACK_MS	1000		/* the connector answers LISTEN at once where it listens at all */
 #define PROC_RCVBUF	(4 << 20)	/* room for a fork storm while the reader is busy */
 #define PROC_PENDING	32		/* events held between subscribe and start */
+#define PROC_SPARE	8		/* pids kept beside the set while it cannot grow */
 #define PROC_BUF	16384
 
 struct proc_watch {
@@ -75,8 +81,11 @@ struct proc_watch {
 	s32			filter;		/* 0: every process */
 	s32			*pids;		/* with a filter: the process and its descendants, sorted */
 	u32			nr_pids, cap_pids;
+	s32			spare[PROC_SPARE];	/* more of them, while pids cannot grow */
+	u32			nr_spare;
 	bool			started;	/* the SUBSCRIBE result is out */
 	u32			nr_pending;
+	u32			lost;		/* events lost before start: counted dropped then */
 	struct aem_proc_event	pending[PROC_PENDING];
 };
 
@@ -112,7 +121,12 @@ static bool pid_has(const struct proc_watch *w, s32 pid)
 {
 	u32 i = pid_pos(w, pid);
 
-	return i < w->nr_pids && w->pids[i] == pid;
+	if (i < w->nr_pids && w->pids[i] == pid)
+		return true;
+	for (i = 0; i < w->nr_spare; i++)
+		if (w->spare[i] == pid)
+			return true;
+	return false;
 }
 
 static int pid_add(struct proc_watch *w, s32 pid)
@@ -120,13 +134,18 @@ static int pid_add(struct proc_watch *w, s32 pid)
 	u32 i = pid_pos(w, pid), cap;
 	s32 *p;
 
-	if (i < w->nr_pids && w->pids[i] == pid)
+	if (pid_has(w, pid))
 		return 0;
 	if (w->nr_pids == w->cap_pids) {
 		cap = w->cap_pids ? w->cap_pids * 2 : 16;
 		p = aem_realloc(w->pids, (size_t)cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
+		if (!p) {
+			/* The set cannot grow now: a few more wait beside it. */
+			if (w->nr_spare == PROC_SPARE)
+				return -ENOMEM;
+			w->spare[w->nr_spare++] = pid;
+			return 0;
+		}
 		w->pids = p;
 		w->cap_pids = cap;
 	}
@@ -138,8 +157,15 @@ static int pid_add(struct proc_watch *w, s32 pid)
 
 static void pid_del(struct proc_watch *w, s32 pid)
 {
-	u32 i = pid_pos(w, pid);
+	u32 i;
 
+	for (i = 0; i < w->nr_spare; i++) {
+		if (w->spare[i] == pid) {
+			w->spare[i] = w->spare[--w->nr_spare];
+			return;
+		}
+	}
+	i = pid_pos(w, pid);
 	if (i >= w->nr_pids || w->pids[i] != pid)
 		return;
 	memmove(&w->pids[i], &w->pids[i + 1], (size_t)(w->nr_pids - i - 1) * sizeof(*w->pids));
@@ -295,6 +321,15 @@ static void proc_fill(struct aem_proc_event *ev, u32 what, s32 pid, s32 ppid, s3
 /* ---------------------------------------------------------------------- */
 /* Events                                                                 */
 
+/* @n events of @w are lost: counted dropped (produced and dropped), at once or at start. */
+static void proc_lost(struct proc_watch *w, u32 n)
+{
+	if (w->started)
+		aem_core_lost(w->r, w->s, n);
+	else
+		w->lost += n;
+}
+
 static void proc_deliver(struct proc_watch *w, const struct aem_proc_event *ev)
 {
 	if (w->started)
@@ -302,8 +337,7 @@ static void proc_deliver(struct proc_watch *w, const struct aem_proc_event *ev)
 	else if (w->nr_pending < PROC_PENDING)
 		w->pending[w->nr_pending++] = *ev;
 	else
-		aem_warn("proc source: more than %d events before a subscription started; dropped",
-			 PROC_PENDING);
+		proc_lost(w, 1);
 }
 
 static void proc_handle(const struct proc_event *pe)
@@ -347,8 +381,12 @@ static void proc_handle(const struct proc_event *pe)
 		} else if (what == AEM_PROC_FORK) {
 			/* Tracking a child goes on whatever the mask: its own children count too. */
 			in = pid_has(w, ppid);
-			if (in && pid_add(w, pid))
-				aem_warn("proc source: out of memory tracking pid %d", pid);
+			if (in && pid_add(w, pid)) {
+				/* Its later events cannot be told ours: one counted loss. */
+				aem_warn("proc source: out of memory tracking pid %d; its events are lost",
+					 pid);
+				proc_lost(w, 1);
+			}
 		} else {
 			in = pid_has(w, pid);
 		}
@@ -645,6 +683,9 @@ static void proc_start(struct aem_ctx *r, struct aem_sub *s)
 		aem_core_post(r, s, &w->pending[i], sizeof(w->pending[i]), 0, w->id);
 	w->nr_pending = 0;
 	w->started = true;
+	if (w->lost)
+		aem_core_lost(r, s, w->lost);
+	w->lost = 0;
 	pthread_mutex_unlock(&proc_mu);
 }
 
