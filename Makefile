@@ -1,7 +1,8 @@
 # AEM — top-level targets.
 #
 #   make run           aembench's default scenarios on the embedded backend
-#                      (installs nothing: Go and gcc suffice)
+#                      (installs nothing: Go and gcc suffice); ARGS= gives
+#                      aembench other flags
 #   make test          every suite (installs Debian packages it needs when root)
 #   make libaem        the C library: build/libaem.{a,so.1,pc}
 #   make kmod          the kernel modules (KDIR= selects the kernel tree)
@@ -66,7 +67,7 @@ kmod:
 # left out (aembench says so) rather than failing the build.
 run:
 	@tags=; printf '#include <liburing.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 || tags=noliburing; \
-	set -x; $(GO) run -tags "$$tags" ./cmd/aembench
+	set -x; $(GO) run -tags "$$tags" ./cmd/aembench $(ARGS)
 
 # Fast suites first, so a broken build fails in seconds, not after a VM boot.
 test: test-c test-c-san test-go test-fuzz-seeds vmtest vmtest-deb vmtest-debug

@@ -8,7 +8,9 @@
 #      README's "new module" block,
 #   3. the C example saved as app.c, built and run with the README's lines,
 #   4. the HTTP server built and run with the README's two lines (on a free
-#      port rather than 8080), and loaded once with curl.
+#      port rather than 8080), and loaded once with curl,
+#   5. the README's aembench line for that server, shorter and with fewer
+#      connections.
 # The code and commands are taken from the README itself, so the check fails
 # when the README stops working. Uncommitted changes are not in the clone.
 #
@@ -129,5 +131,14 @@ kill -INT "$server"
 wait "$server" || { cat "$work/http.out"; fail "the HTTP server did not exit 0 on SIGINT"; }
 [ "$reply" = "hello, world" ] || fail "the HTTP server answered '$reply'"
 grep -q 'requests per system call' "$work/http.out" || fail "the HTTP server printed no counts on SIGINT"
+
+# ---- 5. the HTTP load line, shortened ----
+load=$(block "HTTP server" sh 2)
+[ -n "$load" ] || fail "the HTTP server's aembench line is missing from README.md"
+load=${load//--duration 2s/--duration 300ms --warmup 50ms}
+load=${load//--conns 256/--conns 16}
+say "step: $load (shortened)"
+(cd "$AEM" && run_lines "$load") >"$work/load.out" 2>&1 || { cat "$work/load.out"; fail "$load"; }
+grep -Eq '^ *http/.* aem ' "$work/load.out" || { cat "$work/load.out"; fail "the HTTP load printed no row for AEM's server"; }
 
 say "passed: README.md works as written at $commit"
