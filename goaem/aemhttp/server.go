@@ -3,7 +3,9 @@
 // and sends its responses (goaem.Sock, docs/PROTOCOL.md section 10). The
 // server never calls accept, read or write; one goroutine (Serve) parses
 // each event's bytes and answers with the event's writeback or with queued
-// sends, which go to the kernel side once per batch of events.
+// sends, which go to the kernel side once per batch of events, and
+// continues output that waited for a connection's send queue from the
+// results of its sends (goaem.WithSockSent).
 //
 // It serves a static body at "/" (GET, HEAD, and POST, whose body it
 // reads and drops), echoes a POST body at "/echo", and serves the files of
