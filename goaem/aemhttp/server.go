@@ -156,6 +156,7 @@ type conn struct {
 	bodyOff   int    // where decoding the chunked body in 'in' resumes (after the head)
 	continued bool   // "100 Continue" sent for the request in 'in'
 	closing   bool   // no further request is read
+	stopped   bool   // requests in 'in' wait for the output to drain (blocked)
 	eof       bool   // the peer's end-of-stream came
 	wantWR    bool   // end the sending side after the pending output
 	wantClose bool   // close after the pending output
@@ -316,7 +317,7 @@ func (s *Server) handle(ev *goaem.Event) error {
 // endAtEOF closes c after the peer's end-of-stream once every request it
 // sent before is answered (a request left incomplete never will be).
 func (s *Server) endAtEOF(c *conn) {
-	if c.eof && (c.closing || !c.blocked(0)) {
+	if c.eof && (c.closing || !c.stopped) {
 		c.closing = true
 		s.closeConn(c, abi.SockClose)
 	}
@@ -338,7 +339,7 @@ func (s *Server) sent(id uint64, _ int, err error) {
 		c.dropFile()
 		return
 	}
-	if !c.isReady && (c.pending() > 0 || c.file != nil || c.wantWR || c.wantClose || (len(c.in) > 0 && !c.closing)) {
+	if !c.isReady && (c.pending() > 0 || c.file != nil || c.wantWR || c.wantClose || c.stopped) {
 		c.isReady = true
 		s.ready = append(s.ready, c)
 	}
@@ -371,18 +372,27 @@ func (s *Server) runReady() bool {
 // answers the requests that waited.
 func (s *Server) resume(c *conn) {
 	s.pump(c)
-	if c.closing || c.broken || len(c.in) == 0 || c.blocked(0) {
+	if c.closing || c.broken || !c.stopped || c.blocked(0) {
 		s.endAtEOF(c)
 		return
 	}
-	s.ev = nil
-	s.out = s.out[:0]
 	s.tick()
-	s.consume(c, nil)
-	s.finish(c)
+	s.serveKept(c)
 	s.endAtEOF(c)
 	if c.closing {
 		s.closeConn(c, abi.SockShutWR)
+	}
+}
+
+// serveKept answers the requests c keeps while its output has room: the
+// output of those before may have gone out to the ring since they
+// stopped (finish).
+func (s *Server) serveKept(c *conn) {
+	s.ev = nil
+	for c.stopped && !c.closing && !c.broken && !c.blocked(0) {
+		s.out = s.out[:0]
+		s.consume(c, nil)
+		s.finish(c)
 	}
 }
 
@@ -451,11 +461,12 @@ func (s *Server) onData(ev *goaem.Event, c *conn) {
 	s.consume(c, ev.Payload())
 	s.finish(c)
 	s.ev = nil
-	if !c.closing && len(c.in) > maxPipelined && c.blocked(0) {
+	s.serveKept(c)
+	if !c.closing && len(c.in) > maxPipelined && c.stopped {
 		// The peer sends requests and reads no responses: it gets those it
 		// is owed, then the connection ends.
 		c.closing = true
-		c.in, c.scan = c.in[:0], 0
+		c.in, c.scan, c.stopped = c.in[:0], 0, false
 		s.overruns.Add(1)
 	}
 	if c.closing {
@@ -480,7 +491,8 @@ func (s *Server) consume(c *conn, p []byte) {
 		off += n
 		scan = 0
 	}
-	if off < len(buf) && !c.closing && c.blocked(len(s.out)) {
+	c.stopped = off < len(buf) && !c.closing && c.blocked(len(s.out))
+	if c.stopped {
 		c.scan, c.bodyOff = 0, 0 // the next request is not started
 	}
 	switch rest := buf[off:]; {

@@ -566,6 +566,33 @@ func TestPipelinedUnread(t *testing.T) {
 	})
 }
 
+// A client that pipelines requests, half-closes, and reads only then:
+// the end-of-stream closes the connection only after every request before
+// it is answered.
+func TestPipelinedThenEOF(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
+		body := bytes.Repeat([]byte("z"), 16<<10)
+		s := start(t, b, Config{Body: body, Options: []goaem.Option{goaem.WithSlotSize(4096)}})
+		c := smallRcvbuf(t, s)
+		const n = 200
+		_, err := c.Write(bytes.Repeat([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), n))
+		require.NoError(t, err)
+		require.NoError(t, c.(*net.TCPConn).CloseWrite())
+		time.Sleep(100 * time.Millisecond) // the end-of-stream arrives while responses wait
+		r := bufio.NewReader(c)
+		for i := 0; i < n; i++ {
+			resp, err := http.ReadResponse(r, nil)
+			require.NoError(t, err, "response %d", i)
+			got, err := io.ReadAll(resp.Body)
+			require.NoError(t, err, "response %d", i)
+			require.Equal(t, 200, resp.StatusCode, "response %d", i)
+			require.Equal(t, body, got, "response %d", i)
+		}
+		requireClosed(t, r)
+		assert.Equal(t, uint64(n), s.Stats().Requests)
+	})
+}
+
 // A file of many slots to several slow readers at once, each asking for
 // it twice and then for "/" on one connection: every byte arrives, in
 // order.
