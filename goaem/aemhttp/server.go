@@ -339,7 +339,8 @@ func (s *Server) sent(id uint64, _ int, err error) {
 		c.dropFile()
 		return
 	}
-	if !c.isReady && (c.pending() > 0 || c.file != nil || c.wantWR || c.wantClose || c.stopped) {
+	if !c.isReady && (c.pending() > 0 || c.file != nil || c.stopped ||
+		c.wantWR && !c.wrShut || c.wantClose && !c.closeSent) {
 		c.isReady = true
 		s.ready = append(s.ready, c)
 	}
