@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if st.SendErrors != 0 {
 		fmt.Fprintf(stdout, "aemhttp: %d sends refused\n", st.SendErrors)
 	}
+	if st.Overruns != 0 {
+		fmt.Fprintf(stdout, "aemhttp: %d connections closed for pipelining past the bound without reading\n", st.Overruns)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "aemhttp:", err)
 		return 1

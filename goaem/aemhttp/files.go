@@ -5,13 +5,12 @@ import (
 	"io/fs"
 	"mime"
 	"path"
-	"slices"
 )
 
-// file appends the response to a request for rel under the root: the
-// file's bytes follow its head in the output, flushed to the ring a slot
-// at a time. The root is an os.Root: no name, ".." or symbolic link
-// reaches outside it.
+// file appends the response to a request for rel under the root: its head
+// now, and the file's bytes as the connection's send window opens (pump
+// reads it a slot at a time), before any later response. The root is an
+// os.Root: no name, ".." or symbolic link reaches outside it.
 func (s *Server) file(c *conn, rel []byte, head, keep bool, minor int) {
 	name, ok := s.cleanPath(rel)
 	if !ok {
@@ -27,42 +26,29 @@ func (s *Server) file(c *conn, rel []byte, head, keep bool, minor int) {
 		}
 		return
 	}
-	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
 		s.reply(404, "text/plain; charset=utf-8", []byte("404 not found\n"), head, keep, minor)
 		return
 	}
 	size := st.Size()
-	if !s.fits(c, size, head, keep, minor) {
-		return
-	}
 	ctype := mime.TypeByExtension(path.Ext(name))
 	if ctype == "" {
 		ctype = "application/octet-stream"
 	}
 	s.status(200, ctype, size, keep, minor)
-	if head {
+	if head || size == 0 {
+		f.Close()
 		return
 	}
-	for left := size; left > 0; {
-		if len(s.out) >= s.slot {
-			if s.flush(c, false); c.closing {
-				return
-			}
-		}
-		s.out = slices.Grow(s.out, s.slot)
-		k := int(min(int64(cap(s.out)-len(s.out)), left))
-		n, err := f.Read(s.out[len(s.out) : len(s.out)+k])
-		s.out = s.out[:len(s.out)+n]
-		left -= int64(n)
-		if err != nil && left > 0 {
-			// The file shrank or failed under us: the length sent is
-			// wrong, so the connection ends after what was read.
-			c.closing = true
-			return
-		}
-	}
+	// The output so far goes first, in sends: the event's slot may still
+	// hold requests not parsed yet, so no writeback. The file follows it,
+	// and requests after this one wait until it is out (conn.blocked).
+	s.ev = nil
+	s.finish(c)
+	c.file, c.fileLeft = f, size
+	s.pump(c)
 }
 
 // cleanPath decodes a path under /files/ and checks it: no "..", no NUL,

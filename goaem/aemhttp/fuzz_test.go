@@ -8,7 +8,7 @@ import (
 // coreServer is a Server without a ring: its parser and responses, as
 // Listen sets them up with the default slots.
 func coreServer() *Server {
-	return &Server{body: DefaultBody, slot: defaultSlotSize, limit: sendBudget*defaultSlotSize - maxHead}
+	return &Server{body: DefaultBody, slot: defaultSlotSize}
 }
 
 // responses feeds the pieces to a fresh connection and returns what the

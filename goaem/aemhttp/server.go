@@ -3,7 +3,9 @@
 // and sends its responses (goaem.Sock, docs/PROTOCOL.md section 10). The
 // server never calls accept, read or write; one goroutine (Serve) parses
 // each event's bytes and answers with the event's writeback or with queued
-// sends, which go to the kernel side once per batch of events.
+// sends, which go to the kernel side once per batch of events, and
+// continues output that waited for a connection's send queue from the
+// results of its sends (goaem.WithSockSent).
 //
 // It serves a static body at "/" (GET, HEAD, and POST, whose body it
 // reads and drops), echoes a POST body at "/echo", and serves the files of
@@ -18,24 +20,30 @@
 // connection before the peer has read that response.
 //
 // Limits: a head is at most MaxHeaderBytes, a body MaxBodyBytes. The
-// kernel side queues at most 64 sends per connection and refuses more, and
-// a send's completion is not reported to the server, so one event's
-// responses go out in at most sendBudget (60) sends: a file or an echo
-// larger than Server.MaxResponseBody (about 60 slots) is answered 500, and
-// when pipelined responses to one receive would need more sends the server
-// answers those that fit and closes the connection (the client retries the rest, as after any close
-// of a pipelined connection). Sends are assumed taken by the time the
-// peer's next bytes arrive: a peer that keeps sending requests while it
-// reads no responses can fill its queue, and sends refused then
-// (AsyncErrors) are lost to it.
+// kernel side queues at most 64 sends per connection (abi.SockMaxQueued)
+// and refuses more; the server learns each send's result
+// (goaem.WithSockSent) and keeps at most sendWindow (62) sends of a
+// connection outstanding, the other two for its shutdowns, so no send is
+// ever refused for a full queue. Output past the window waits in the
+// connection's pending buffer and goes out as results come back; a file is
+// read a slot at a time as the window opens, so files of any size are
+// served with bounded memory. A peer that pipelines requests without
+// reading the responses is served in order as it reads: while its pending
+// output is over maxPending (64 KiB), or a file is still going out, the
+// server parses none of its further requests and keeps their bytes; past
+// maxPipelined (about 2 MiB: a head and a chunked body at their bounds) of such unread
+// requests, it stops reading them, sends what it owes for the requests
+// before, and closes the connection (Stats.Overruns counts these).
 package aemhttp
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -65,6 +73,9 @@ type Stats struct {
 	// SendErrors counts sends and shutdowns the server could not queue or
 	// the kernel side refused (the ring's AsyncErrors).
 	SendErrors uint64
+	// Overruns counts connections closed because the peer sent more than
+	// maxPipelined bytes of requests while it read no responses.
+	Overruns uint64
 }
 
 // RequestsPerEnter is requests over enters: how many requests one system
@@ -78,17 +89,28 @@ func (s Stats) RequestsPerEnter() float64 {
 
 // The ring the server opens unless Config.Options say otherwise.
 const (
-	defaultSlotSize  = 32 << 10 // a MaxBodyBytes echo fits the send budget
+	defaultSlotSize  = 32 << 10
 	defaultSlots     = 256
 	defaultSendSlots = 64
 	defaultSQ        = 4096
 	defaultConns     = 4096
 )
 
-// sendBudget bounds the sends one event's responses take: below the
-// kernel side's 64 queued sends per connection, with room for the
-// writeback and the close.
-const sendBudget = 60
+// sendWindow bounds a connection's sends (and writebacks) not yet
+// answered: the kernel side queues at most abi.SockMaxQueued, and two stay
+// free for the shutdowns that may follow (abi.SockShutWR, then
+// abi.SockClose), whose results are not reported.
+const sendWindow = abi.SockMaxQueued - 2
+
+// maxPending bounds the output a connection keeps before the server stops
+// parsing its further requests; one response can go past it (an echo of
+// up to MaxBodyBytes; a file is read as the window opens).
+const maxPending = 64 << 10
+
+// maxPipelined bounds the unparsed request bytes a connection keeps while
+// its requests are not parsed (output pending); past it the connection is
+// closed after the responses it is owed.
+const maxPipelined = MaxHeaderBytes + maxChunkedBytes + 64<<10
 
 // Server is an HTTP/1.1 server on one ring. Serve runs it; Stats and Close
 // may be called from any goroutine.
@@ -102,6 +124,8 @@ type Server struct {
 
 	requests atomic.Uint64
 	accepted atomic.Uint64
+	overruns atomic.Uint64
+	waits    atomic.Uint64 // times a connection's output waited for its window (tests)
 	open     atomic.Int64
 	closeErr error
 	closing  sync.Once
@@ -110,13 +134,17 @@ type Server struct {
 	conns   map[uint64]*conn
 	free    []*conn
 	out     []byte // the responses of the event being handled, not yet sent
-	sends   int    // sends queued for the event being handled
 	ev      *goaem.Event
 	scratch []byte // a decoded file path
 	rq      request
 	date    []byte // the Date field's value, once per second
 	dateSec int64
-	limit   int64 // MaxResponseBody
+	// Send results (the WithSockSent callback) come on Serve's goroutine,
+	// also from inside the server's own sends: while busy, connections that
+	// can go on wait in ready and are continued before the server returns
+	// to the ring.
+	busy  bool
+	ready []*conn
 }
 
 // conn is one connection's parser state.
@@ -128,9 +156,29 @@ type conn struct {
 	bodyOff   int    // where decoding the chunked body in 'in' resumes (after the head)
 	continued bool   // "100 Continue" sent for the request in 'in'
 	closing   bool   // no further request is read
+	stopped   bool   // requests in 'in' wait for the output to drain (blocked)
+	eof       bool   // the peer's end-of-stream came
+	wantWR    bool   // end the sending side after the pending output
+	wantClose bool   // close after the pending output
 	wrShut    bool   // its end-of-stream to the peer is queued
 	closeSent bool   // its close is queued
+	broken    bool   // a send failed: nothing more goes out
+	isReady   bool   // in Server.ready
 	drained   int    // bytes received and dropped since closing
+
+	inflight int      // sends and writebacks not yet answered (<= sendWindow)
+	pend     []byte   // output not yet handed to the ring, from pendOff
+	pendOff  int      //
+	file     *os.File // a file body going out after pend
+	fileLeft int64    // its bytes not yet read
+}
+
+func (c *conn) pending() int { return len(c.pend) - c.pendOff }
+
+// blocked says whether c's further requests wait: its output is over
+// maxPending, or a file is going out.
+func (c *conn) blocked(extra int) bool {
+	return c.file != nil || c.pending()+extra > maxPending
 }
 
 // Listen opens the server's ring and listening socket and subscribes it.
@@ -142,7 +190,7 @@ func Listen(cfg Config) (*Server, error) {
 	opts := append([]goaem.Option{
 		goaem.WithSlotSize(defaultSlotSize), goaem.WithSlots(defaultSlots),
 		goaem.WithSendSlots(defaultSendSlots), goaem.WithSQEntries(defaultSQ),
-		goaem.WithSockConns(defaultConns),
+		goaem.WithSockConns(defaultConns), goaem.WithSockSent(s.sent),
 	}, cfg.Options...)
 	if cfg.Root != "" {
 		root, err := os.OpenRoot(cfg.Root)
@@ -157,11 +205,6 @@ func Listen(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("aemhttp: open ring: %w", err)
 	}
 	s.ring, s.slot = ring, ring.SlotSize()
-	s.limit = int64(sendBudget*s.slot - maxHead)
-	if max := s.limit / 2; int64(len(s.body)) > max {
-		s.Close()
-		return nil, fmt.Errorf("aemhttp: body of %d bytes: at most %d with %d-byte slots", len(s.body), max, s.slot)
-	}
 	if s.ln, err = goaem.Listen("tcp", cfg.Addr); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("aemhttp: %w", err)
@@ -183,14 +226,13 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Backend names the ring's backend.
 func (s *Server) Backend() string { return s.ring.Backend() }
 
-// MaxResponseBody is the largest body the server sends: a file, or an
-// echo. It is about sendBudget slots.
-func (s *Server) MaxResponseBody() int64 { return s.limit }
-
 // Serve handles the ring's events until ctx ends or Close; it returns nil
 // then, and the ring's error otherwise. One Serve runs at a time.
 func (s *Server) Serve(ctx context.Context) error {
 	err := s.ring.Run(ctx, s.handle)
+	for _, c := range s.conns {
+		c.dropFile()
+	}
 	if errors.Is(err, goaem.ErrClosed) || (ctx.Err() != nil && errors.Is(err, ctx.Err())) {
 		return nil
 	}
@@ -228,6 +270,7 @@ func (s *Server) Stats() Stats {
 		Requests: s.requests.Load(),
 		Conns:    s.accepted.Load(),
 		Open:     uint64(max(s.open.Load(), 0)),
+		Overruns: s.overruns.Load(),
 	}
 	if s.ring != nil {
 		st.Enters = s.ring.Enters()
@@ -245,8 +288,11 @@ func (s *Server) handle(ev *goaem.Event) error {
 			s.connect(id)
 		case abi.SockEvEOF:
 			if c := s.conns[id]; c != nil {
-				c.closing = true
-				s.closeConn(c, abi.SockClose)
+				s.busy = true
+				c.eof = true
+				s.endAtEOF(c)
+				s.busy = false
+				s.runReady()
 			}
 		case abi.SockEvClosed:
 			s.forget(id)
@@ -261,8 +307,101 @@ func (s *Server) handle(ev *goaem.Event) error {
 	if c == nil {
 		return nil // the listener's own event, or a connection already forgotten
 	}
+	s.busy = true
 	s.onData(ev, c)
+	s.busy = false
+	s.runReady()
 	return nil
+}
+
+// endAtEOF closes c after the peer's end-of-stream once every request it
+// sent before is answered (a request left incomplete never will be).
+func (s *Server) endAtEOF(c *conn) {
+	if c.eof && (c.closing || !c.stopped) {
+		c.closing = true
+		s.closeConn(c, abi.SockClose)
+	}
+}
+
+// sent is the ring's WithSockSent callback: one of c's sends or writebacks
+// was answered. It runs on Serve's goroutine.
+func (s *Server) sent(id uint64, _ int, err error) {
+	c := s.conns[id]
+	if c == nil || c.inflight == 0 {
+		return // a connection already forgotten
+	}
+	c.inflight--
+	if err != nil {
+		// The connection failed (its CLOSED event follows): what is
+		// pending can no longer reach the peer.
+		c.broken, c.closing = true, true
+		c.pend, c.pendOff = c.pend[:0], 0
+		c.dropFile()
+		return
+	}
+	if !c.isReady && (c.pending() > 0 || c.file != nil || c.stopped ||
+		c.wantWR && !c.wrShut || c.wantClose && !c.closeSent) {
+		c.isReady = true
+		s.ready = append(s.ready, c)
+	}
+	if !s.busy && s.runReady() {
+		_ = s.ring.Flush() // the reader submits nothing before it sleeps
+	}
+}
+
+// runReady continues the connections whose sends were answered while the
+// server was busy, and reports whether there were any.
+func (s *Server) runReady() bool {
+	if len(s.ready) == 0 {
+		return false
+	}
+	s.busy = true
+	for i := 0; i < len(s.ready); i++ { // resume may append
+		c := s.ready[i]
+		s.ready[i] = nil
+		if c.isReady && s.conns[c.id] == c {
+			c.isReady = false
+			s.resume(c)
+		}
+	}
+	s.ready = s.ready[:0]
+	s.busy = false
+	return true
+}
+
+// resume sends more of c's pending output and, once it is below the bound,
+// answers the requests that waited.
+func (s *Server) resume(c *conn) {
+	s.pump(c)
+	if c.closing || c.broken || !c.stopped || c.blocked(0) {
+		s.endAtEOF(c)
+		return
+	}
+	s.tick()
+	s.serveKept(c)
+	s.endAtEOF(c)
+	if c.closing {
+		s.closeConn(c, abi.SockShutWR)
+	}
+}
+
+// serveKept answers the requests c keeps while its output has room: the
+// output of those before may have gone out to the ring since they
+// stopped (finish).
+func (s *Server) serveKept(c *conn) {
+	s.ev = nil
+	for c.stopped && !c.closing && !c.broken && !c.blocked(0) {
+		s.out = s.out[:0]
+		s.consume(c, nil)
+		s.finish(c)
+	}
+}
+
+func (c *conn) dropFile() {
+	if c.file != nil {
+		c.file.Close()
+		c.file, c.fileLeft = nil, 0
+	}
 }
 
 func (s *Server) connect(id uint64) {
@@ -285,16 +424,21 @@ func (s *Server) forget(id uint64) {
 	}
 	delete(s.conns, id)
 	s.open.Add(-1)
+	c.dropFile()
 	// Keep small buffers for the next connection, not large ones.
-	in, body := c.in[:0], c.body[:0]
+	in, body, pend := c.in[:0], c.body[:0], c.pend[:0]
 	if cap(in) > 64<<10 {
 		in = nil
 	}
 	if cap(body) > 64<<10 {
 		body = nil
 	}
-	*c = conn{in: in, body: body}
-	if len(s.free) < 1024 {
+	if cap(pend) > 64<<10 {
+		pend = nil
+	}
+	queued := c.isReady
+	*c = conn{in: in, body: body, pend: pend}
+	if !queued && len(s.free) < 1024 { // one in s.ready is not reused
 		s.free = append(s.free, c)
 	}
 }
@@ -312,12 +456,20 @@ func (s *Server) onData(ev *goaem.Event, c *conn) {
 		}
 		return // Run releases the event
 	}
-	s.ev, s.sends = ev, 0
+	s.ev = ev
 	s.out = s.out[:0]
 	s.tick()
 	s.consume(c, ev.Payload())
-	s.flush(c, true)
+	s.finish(c)
 	s.ev = nil
+	s.serveKept(c)
+	if !c.closing && len(c.in) > maxPipelined && c.stopped {
+		// The peer sends requests and reads no responses: it gets those it
+		// is owed, then the connection ends.
+		c.closing = true
+		c.in, c.scan, c.stopped = c.in[:0], 0, false
+		s.overruns.Add(1)
+	}
 	if c.closing {
 		s.closeConn(c, abi.SockShutWR)
 	}
@@ -332,13 +484,17 @@ func (s *Server) consume(c *conn, p []byte) {
 		buf, scan = c.in, c.scan
 	}
 	off := 0
-	for off < len(buf) && !c.closing {
+	for off < len(buf) && !c.closing && !c.blocked(len(s.out)) {
 		n := s.serveOne(c, buf[off:], scan)
 		if n == 0 {
 			break
 		}
 		off += n
 		scan = 0
+	}
+	c.stopped = off < len(buf) && !c.closing && c.blocked(len(s.out))
+	if c.stopped {
+		c.scan, c.bodyOff = 0, 0 // the next request is not started
 	}
 	switch rest := buf[off:]; {
 	case c.closing || len(rest) == 0:
@@ -443,43 +599,14 @@ func (s *Server) respond(c *conn, rq *request, body []byte, head, keep bool) {
 	case m != "GET" && m != "HEAD" && m != "POST":
 		s.fail(c, errMethod, head)
 	case string(path) == "/":
-		if s.fits(c, int64(len(s.body)), head, keep, rq.minor) {
-			s.reply(200, "text/plain; charset=utf-8", s.body, head, keep, rq.minor)
-		}
+		s.reply(200, "text/plain; charset=utf-8", s.body, head, keep, rq.minor)
 	case string(path) == "/echo" && m == "POST":
-		if s.fits(c, int64(len(body)), false, keep, rq.minor) {
-			s.reply(200, "application/octet-stream", body, false, keep, rq.minor)
-		}
+		s.reply(200, "application/octet-stream", body, false, keep, rq.minor)
 	case hasPrefix(path, "/files/") && m != "POST" && s.root != nil:
 		s.file(c, path[len("/files/"):], head, keep, rq.minor)
 	default:
 		s.reply(404, "text/plain; charset=utf-8", []byte("404 not found\n"), head, keep, rq.minor)
 	}
-}
-
-// maxHead bounds the head of a response (status line and fields).
-const maxHead = 512
-
-// fits says whether a response with a body of n bytes goes out in this
-// event's send budget. When it does not it answers for it: 500 for a body
-// over MaxResponseBody; else nothing, and the connection closes after the
-// responses before it (the client asks again on a new one, as after any
-// close of a pipelined connection).
-func (s *Server) fits(c *conn, n int64, head, keep bool, minor int) bool {
-	if n > s.limit {
-		msg := "500 response body of " + strconv.FormatInt(n, 10) + " bytes: this server sends at most " +
-			strconv.FormatInt(s.limit, 10) + "\n"
-		s.reply(500, "text/plain; charset=utf-8", []byte(msg), head, keep, minor)
-		return false
-	}
-	if head {
-		n = 0
-	}
-	if s.sends+(len(s.out)+maxHead+int(n)+s.slot-1)/s.slot > sendBudget {
-		c.closing = true
-		return false
-	}
-	return true
 }
 
 // fail answers with an error status and closes the connection.
@@ -561,51 +688,111 @@ func (s *Server) tick() {
 	}
 }
 
-// flush hands the event's output to the ring: whole slots now, and with
-// final the rest. The first and only piece of a final flush goes back in
-// the event's own writeback (no send slot, no copy when it fits); later
-// pieces are queued sends. All go to the kernel side at the end of Run's
-// batch, in order.
-func (s *Server) flush(c *conn, final bool) {
+// finish hands the event's output to the ring. When the connection has
+// nothing pending and room in its window, output that fits a slot goes
+// back in the event's own writeback (no send slot, no copy when it fits);
+// else the output joins the connection's pending output, which goes out as
+// queued sends while the window has room, and the rest as results come
+// back. Queued sends go to the kernel side at the end of Run's batch, in
+// order.
+func (s *Server) finish(c *conn) {
 	out := s.out
-	if final && s.sends == 0 && len(out) > 0 && len(out) <= s.slot && s.ev != nil {
+	s.out = out[:0]
+	if len(out) == 0 || c.broken {
+		return
+	}
+	if c.pending() == 0 && c.file == nil && len(out) <= s.slot && c.inflight < sendWindow && s.ev != nil &&
+		!c.wrShut && !c.closeSent {
+		c.inflight++
 		if s.ev.Writeback(out) == nil {
-			s.sends++
-			s.out = out[:0]
 			return
 		}
+		c.inflight--
 	}
-	for len(out) > 0 && (final || len(out) >= s.slot) && !c.wrShut && !c.closeSent {
-		n := min(len(out), s.slot)
-		if err := s.ring.SockSendLater(c.id, out[:n]); err != nil {
-			c.closing = true // the stream has a hole: end it
+	c.pend = append(c.pend, out...)
+	s.pump(c)
+}
+
+// pump sends c's pending output, a slot per send, while its window has
+// room; reads more of a file going out as the output drains; and queues
+// the shutdowns asked for once nothing is pending.
+func (s *Server) pump(c *conn) {
+	for !c.broken && !c.wrShut && !c.closeSent && c.inflight < sendWindow {
+		if c.pending() == 0 {
+			c.pend, c.pendOff = c.pend[:0], 0
+			if c.file == nil || !s.readFile(c) {
+				break
+			}
+		}
+		n := min(c.pending(), s.slot)
+		c.inflight++
+		if err := s.ring.SockSendLater(c.id, c.pend[c.pendOff:c.pendOff+n]); err != nil {
+			c.inflight--
+			c.broken, c.closing = true, true // the stream has a hole: end it
+			c.dropFile()
 			break
 		}
-		s.sends++
-		out = out[n:]
+		c.pendOff += n
 	}
-	if final {
-		out = out[:0]
+	if c.inflight >= sendWindow && (c.pending() > 0 || c.file != nil) {
+		s.waits.Add(1)
 	}
-	s.out = s.out[:copy(s.out, out)]
+	if c.pendOff > 0 && c.pendOff >= len(c.pend)/2 {
+		c.pend = c.pend[:copy(c.pend, c.pend[c.pendOff:])]
+		c.pendOff = 0
+	}
+	s.shut(c)
+}
+
+// readFile reads a slot of c's file into its pending output, and reports
+// whether it read anything.
+func (s *Server) readFile(c *conn) bool {
+	k := int(min(int64(s.slot), c.fileLeft))
+	c.pend = slices.Grow(c.pend[:0], k)[:k]
+	n, err := io.ReadFull(c.file, c.pend)
+	c.pend = c.pend[:n]
+	c.fileLeft -= int64(n)
+	if c.fileLeft == 0 {
+		c.dropFile()
+	} else if err != nil {
+		// The file shrank or failed under us: the length sent is wrong,
+		// so the connection ends after what was read.
+		c.dropFile()
+		c.closing = true
+		s.closeConn(c, abi.SockShutWR)
+	}
+	return n > 0
 }
 
 // maxDrain bounds the bytes a closing connection reads and drops.
 const maxDrain = 256 << 10
 
-// closeConn queues, after the connection's sends, the end of its sending
+// closeConn queues, after the connection's output, the end of its sending
 // side (abi.SockShutWR: the peer reads every response, then end-of-stream;
 // its EOF closes) or its close.
 func (s *Server) closeConn(c *conn, how uint32) {
-	switch {
-	case c.closeSent, how == abi.SockShutWR && c.wrShut:
-		return
-	case how == abi.SockShutWR:
-		c.wrShut = true
-	default:
-		c.closeSent = true
+	if how == abi.SockShutWR {
+		c.wantWR = true
+	} else {
+		c.wantClose = true
 	}
-	_ = s.ring.SockShutdownLater(c.id, how)
+	s.shut(c)
+}
+
+// shut queues the shutdowns asked for once c's output is all handed to
+// the ring; the window keeps room for them.
+func (s *Server) shut(c *conn) {
+	if c.broken || c.closeSent || c.pending() > 0 || c.file != nil {
+		return
+	}
+	switch {
+	case c.wantClose:
+		c.closeSent = true
+		_ = s.ring.SockShutdownLater(c.id, abi.SockClose)
+	case c.wantWR && !c.wrShut && !c.broken:
+		c.wrShut = true
+		_ = s.ring.SockShutdownLater(c.id, abi.SockShutWR)
+	}
 }
 
 func indexByte(b []byte, c byte) int {
