@@ -396,3 +396,55 @@ func BenchmarkReceive(b *testing.B) {
 	b.ReportMetric(float64(l.events.Load()-before)/float64(b.N), "events/op")
 }
 
+
+// A write deadline ends a Write that a peer not reading holds up; the
+// error is os.ErrDeadlineExceeded.
+func TestWriteDeadline(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
+		l := listen(t, b, goaem.WithSlotSize(4096))
+		client, c := accept(t, l)
+		require.NoError(t, c.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
+		done := make(chan error, 1)
+		go func() {
+			_, err := c.Write(make([]byte, 32<<20))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+		case <-time.After(10 * time.Second):
+			t.Fatal("Write outlived its deadline")
+		}
+		// The sends handed over before the deadline still go out, then the close.
+		// (32 MiB is more than loopback's socket buffers take.)
+		require.NoError(t, c.Close())
+		_ = client.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, err := io.Copy(io.Discard, client)
+		require.NoError(t, err)
+		assert.Positive(t, n)
+		assert.Zero(t, n%4096, "a send cut short")
+	})
+}
+
+// A Unix stream listener works too; its peers have no address.
+func TestUnix(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
+		path := t.TempDir() + "/sock"
+		l, err := Listen("unix", path, goaem.WithBackend(b))
+		require.NoError(t, err)
+		defer l.Close()
+		go echoServer(l)
+		client, err := net.Dial("unix", path)
+		require.NoError(t, err)
+		defer client.Close()
+		msg := randBytes(100 << 10)
+		go func() {
+			_, _ = client.Write(msg)
+			_ = client.(*net.UnixConn).CloseWrite()
+		}()
+		_ = client.SetDeadline(time.Now().Add(20 * time.Second))
+		got, err := io.ReadAll(client)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(msg, got))
+	})
+}
