@@ -1,6 +1,7 @@
 package aemnet
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"fmt"
@@ -447,4 +448,66 @@ func TestUnix(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, bytes.Equal(msg, got))
 	})
+}
+
+// benchHTTP loads net/http serving on ln with keep-alive GETs from conns
+// connections, b.N requests in all.
+func benchHTTP(b *testing.B, ln net.Listener) {
+	const conns = 32
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "hello")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+	var next sync.WaitGroup
+	work := make(chan struct{}, b.N)
+	for i := 0; i < b.N; i++ {
+		work <- struct{}{}
+	}
+	close(work)
+	b.ResetTimer()
+	for i := 0; i < conns; i++ {
+		next.Add(1)
+		go func() {
+			defer next.Done()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(time.Minute))
+			br := bufio.NewReader(c)
+			for range work {
+				if _, err := c.Write(req); err != nil {
+					b.Error(err)
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	next.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// net/http on an aemnet Listener (embedded backend).
+func BenchmarkHTTPAemnet(b *testing.B) {
+	benchHTTP(b, listen(b, goaem.BackendEmbedded))
+}
+
+// net/http on Go's own listener, for comparison.
+func BenchmarkHTTPNet(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	defer ln.Close()
+	benchHTTP(b, ln)
 }
