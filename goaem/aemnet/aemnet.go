@@ -126,11 +126,13 @@ func Listen(network, address string, opts ...goaem.Option) (*Listener, error) {
 }
 
 // Accept waits for the next connection; after Close it returns an error
-// matching net.ErrClosed.
+// matching net.ErrClosed; after the listening socket's end (its CLOSED
+// event) or the ring's failure, another error once the connections
+// already made are accepted.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		l.mu.Lock()
-		if len(l.queue) != 0 {
+		if l.lnErr != net.ErrClosed && len(l.queue) != 0 {
 			c := l.queue[0]
 			l.queue[0] = nil
 			l.queue = l.queue[1:]

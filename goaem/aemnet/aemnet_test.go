@@ -422,7 +422,6 @@ func TestWriteDeadline(t *testing.T) {
 		_ = client.SetReadDeadline(time.Now().Add(20 * time.Second))
 		n, err := io.Copy(io.Discard, client)
 		require.NoError(t, err)
-		assert.Positive(t, n)
 		assert.Zero(t, n%4096, "a send cut short")
 	})
 }

@@ -159,6 +159,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 			c.mu.Unlock()
 			return 0, c.opErr("read", net.ErrClosed)
 		}
+		if past(c.rdl) {
+			// As net.TCPConn: a deadline past fails Read even with bytes buffered.
+			c.mu.Unlock()
+			return 0, c.opErr("read", os.ErrDeadlineExceeded)
+		}
 		kick := c.off == c.end && c.refill()
 		if c.off < c.end {
 			n := copy(b, c.buf[c.off:c.end])
@@ -219,6 +224,9 @@ func (c *Conn) sleep(ch chan struct{}, timer *time.Timer) {
 	}
 }
 
+// past reports whether deadline dl is set and has passed.
+func past(dl time.Time) bool { return !dl.IsZero() && !time.Now().Before(dl) }
+
 func resetTimer(t *time.Timer, d time.Duration) *time.Timer {
 	if t == nil {
 		return time.NewTimer(d)
@@ -250,6 +258,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	for {
 		c.mu.Lock()
 		err := c.writeErr()
+		if err == nil && past(c.wdl) {
+			err = os.ErrDeadlineExceeded
+		}
 		if err == nil && c.inflight < MaxInflight && n < len(b) {
 			c.inflight++
 			c.mu.Unlock()
