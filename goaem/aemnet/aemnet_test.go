@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -103,7 +104,7 @@ func TestEcho(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
 		l := listen(t, b, goaem.WithSlotSize(4096))
 		go echoServer(l)
-		const conns = 24
+		const conns = 48
 		errs := make(chan error, conns)
 		for i := 0; i < conns; i++ {
 			msg := randBytes(mrand.Intn(300 << 10))
@@ -125,7 +126,12 @@ func TestHTTP(t *testing.T) {
 		mux.HandleFunc("/hello", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hello") })
 		mux.HandleFunc("/big", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(big) })
 		mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(w, r.Body) })
-		srv := &http.Server{Handler: mux}
+		var conns atomic.Int32
+		srv := &http.Server{Handler: mux, ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				conns.Add(1)
+			}
+		}}
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(l) }()
 
@@ -151,6 +157,7 @@ func TestHTTP(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		assert.LessOrEqual(t, int(conns.Load()), 8, "100 requests over 4 keep-alive clients took %d connections", conns.Load())
 
 		resp, err := cl.Get(base + "/big")
 		require.NoError(t, err)
@@ -279,7 +286,7 @@ func TestListenerClose(t *testing.T) {
 	})
 }
 
-// held is how many events c keeps for want of buffer room.
+// heldNow is how many events c keeps for want of buffer room.
 func (c *Conn) heldNow() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -396,7 +403,6 @@ func BenchmarkReceive(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(l.events.Load()-before)/float64(b.N), "events/op")
 }
-
 
 // A write deadline ends a Write that a peer not reading holds up; the
 // error is os.ErrDeadlineExceeded.
