@@ -42,9 +42,9 @@ import (
 )
 
 // MaxInflight is the number of sends Write keeps outstanding on one
-// connection: below the kernel side's 64 queued sends (abi.SockMaxQueued),
-// with room for a shutdown.
-const MaxInflight = 32
+// connection: half the sends the kernel side queues for it
+// (abi.SockMaxQueued), which leaves room for a shutdown.
+const MaxInflight = abi.SockMaxQueued / 2
 
 // The ring Listen opens unless the options say otherwise.
 const (
