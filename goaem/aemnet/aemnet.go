@@ -11,10 +11,12 @@
 //	log.Fatal(http.Serve(ln, handler))
 //
 // One goroutine per Listener reads the ring's events. A data event's bytes
-// are copied into its connection's receive buffer and the delivery slot
-// goes back at once; the copy is the only work per event, and it
-// allocates nothing. A connection whose buffer is full (Read not keeping
-// up) keeps its events, slots included, until Read drains the buffer:
+// are copied into its connection's receive buffer (four slots; a
+// connection takes one from the Listener when bytes arrive and gives it
+// back when Read empties it, so idle connections hold none) and the
+// delivery slot goes back at once; the copy is the only work per event,
+// and it allocates nothing. A connection whose buffer is full (Read not
+// keeping up) keeps its events, slots included, until Read drains it:
 // while it holds slots the kernel side receives less, and once every slot
 // is held it stops receiving (TCP back-pressure), so a slow reader costs
 // bounded memory and loses nothing. Held slots are shared by the ring's
@@ -71,6 +73,9 @@ type Listener struct {
 	queue   []*Conn // connected, not yet accepted
 	lnErr   error   // the listener's end (its CLOSED event, the ring's failure)
 	acceptC chan struct{}
+	// Receive buffers of bufMax bytes no connection holds: a connection
+	// takes one when bytes arrive and gives it back when Read empties it.
+	free [][]byte
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -281,6 +286,26 @@ func (l *Listener) sent(id uint64, _ int, err error) {
 	if c := l.conn(id); c != nil {
 		c.sendDone(err)
 	}
+}
+
+// getBuf returns a free receive buffer; it allocates one only when more
+// connections than ever before hold unread bytes at once.
+func (l *Listener) getBuf() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.free); n != 0 {
+		b := l.free[n-1]
+		l.free[n-1] = nil
+		l.free = l.free[:n-1]
+		return b
+	}
+	return make([]byte, l.bufMax)
+}
+
+func (l *Listener) putBuf(b []byte) {
+	l.mu.Lock()
+	l.free = append(l.free, b)
+	l.mu.Unlock()
 }
 
 // notify wakes the one waiter of ch without blocking.

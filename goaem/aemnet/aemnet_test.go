@@ -286,11 +286,12 @@ func TestListenerClose(t *testing.T) {
 	})
 }
 
-// heldNow is how many events c keeps for want of buffer room.
-func (c *Conn) heldNow() int {
+// heldNow is how many events c keeps for want of buffer room, and the
+// length of its receive buffer.
+func (c *Conn) heldNow() (events, buf int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.held) - c.hoff
+	return len(c.held) - c.hoff, len(c.buf)
 }
 
 // A connection not read for a while holds at most the ring's slots and
@@ -307,11 +308,13 @@ func TestSlowReader(t *testing.T) {
 			_, err := client.Write(msg)
 			wrote <- err
 		}()
-		bufLen := len(c.buf)
-		maxHeld := 0
+		_, idleBuf := c.heldNow()
+		assert.Zero(t, idleBuf, "a connection with nothing to read holds a buffer")
+		maxHeld, maxBuf := 0, 0
 		for i := 0; i < 20; i++ {
 			time.Sleep(20 * time.Millisecond)
-			maxHeld = max(maxHeld, c.heldNow())
+			held, buf := c.heldNow()
+			maxHeld, maxBuf = max(maxHeld, held), max(maxBuf, buf)
 		}
 		select {
 		case err := <-wrote:
@@ -320,6 +323,7 @@ func TestSlowReader(t *testing.T) {
 		}
 		assert.LessOrEqual(t, maxHeld, slots)
 		assert.Positive(t, maxHeld, "the full buffer held no events")
+		assert.Equal(t, l.bufMax, maxBuf)
 
 		got := make([]byte, 0, len(msg))
 		buf := make([]byte, 1500)
@@ -331,8 +335,9 @@ func TestSlowReader(t *testing.T) {
 		}
 		require.NoError(t, <-wrote)
 		assert.True(t, bytes.Equal(msg, got), "bytes lost or out of order")
-		assert.Equal(t, bufLen, len(c.buf), "the receive buffer grew")
-		assert.Zero(t, c.heldNow())
+		heldAfter, bufAfter := c.heldNow()
+		assert.Zero(t, heldAfter)
+		assert.Zero(t, bufAfter, "the empty buffer went back to the listener")
 	})
 }
 

@@ -22,7 +22,8 @@ type Conn struct {
 
 	mu sync.Mutex
 	// The receive buffer: buf[off:end] unread; held events wait for room,
-	// in order, after it (held[hoff:]).
+	// in order, after it (held[hoff:]). buf is the Listener's while empty
+	// (nil here), so an idle connection holds none.
 	buf      []byte
 	off, end int
 	held     []goaem.Event
@@ -42,7 +43,6 @@ type Conn struct {
 func newConn(l *Listener, id uint64, remote net.Addr) *Conn {
 	return &Conn{
 		l: l, id: id, remote: remote,
-		buf:    make([]byte, l.bufMax),
 		held:   make([]goaem.Event, 0, 8),
 		readC:  make(chan struct{}, 1),
 		writeC: make(chan struct{}, 1),
@@ -72,6 +72,9 @@ func (c *Conn) receive(ev *goaem.Event) {
 
 // put copies p after the unread bytes if it fits. Under mu.
 func (c *Conn) put(p []byte) bool {
+	if c.buf == nil {
+		c.buf = c.l.getBuf()
+	}
 	if len(p) > len(c.buf)-(c.end-c.off) {
 		return false
 	}
@@ -103,8 +106,17 @@ func (c *Conn) refill() bool {
 	return moved
 }
 
-// dropHeld releases every held event. Under mu.
+// putBuf hands the empty buffer back to the Listener. Under mu.
+func (c *Conn) putBuf() {
+	if c.buf != nil {
+		c.l.putBuf(c.buf)
+		c.buf, c.off, c.end = nil, 0, 0
+	}
+}
+
+// dropHeld releases every held event and drops the unread bytes. Under mu.
 func (c *Conn) dropHeld() {
+	c.putBuf()
 	for i := c.hoff; i < len(c.held); i++ {
 		c.held[i].Release()
 		c.held[i] = goaem.Event{}
@@ -172,6 +184,9 @@ func (c *Conn) Read(b []byte) (int, error) {
 				c.off, c.end = 0, 0
 			}
 			kick = c.refill() || kick
+			if c.off == c.end {
+				c.putBuf()
+			}
 			c.mu.Unlock()
 			if kick {
 				c.kick()
