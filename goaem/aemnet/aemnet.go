@@ -211,10 +211,25 @@ func (l *Listener) loop() {
 		}
 		if err != nil {
 			if !errors.Is(err, goaem.ErrClosed) {
-				l.setLnErr(err)
+				l.fail(err)
 			}
 			return
 		}
+	}
+}
+
+// fail ends the listener and every connection with the ring's error:
+// nothing reads their events any more.
+func (l *Listener) fail(err error) {
+	l.setLnErr(err)
+	l.mu.Lock()
+	conns := make([]*Conn, 0, len(l.conns))
+	for _, c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.finish(err)
 	}
 }
 
