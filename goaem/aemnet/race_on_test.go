@@ -1,0 +1,5 @@
+//go:build race
+
+package aemnet
+
+const raceEnabled = true
