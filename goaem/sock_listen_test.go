@@ -72,4 +72,3 @@ func TestListenPlainTCP(t *testing.T) {
 		assert.True(t, ok, "%T", ln)
 	})
 }
-
