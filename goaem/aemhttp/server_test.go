@@ -684,7 +684,10 @@ func TestPipelineOverrun(t *testing.T) {
 				}
 			}
 		}()
-		require.Eventually(t, func() bool { return s.Stats().Overruns == 1 }, 20*time.Second, 10*time.Millisecond)
+		if !assert.Eventually(t, func() bool { return s.Stats().Overruns == 1 }, 20*time.Second, 10*time.Millisecond) {
+			rs, err := s.ring.Stats()
+			t.Fatalf("no overrun: server %+v, ring %+v %v", s.Stats(), rs, err)
+		}
 		// What the peer reads is whole responses, then the end.
 		r := bufio.NewReader(c)
 		n := 0
