@@ -616,13 +616,16 @@ static long aem_enter(struct aem_file *f, void __user *arg)
 	e.submitted = 0;
 	mutex_lock(&f->lock);
 	aem_core_reclaim_slots(ring);
-	if (e.to_submit) {
-		n = aem_core_submit(ring, e.to_submit);
-		if (n < 0)
-			ret = n;
-		else
-			e.submitted = n;
-	}
+	/*
+	 * Even with nothing to submit: the core then wakes the sources paused
+	 * for room (PROTOCOL.md section 10), whose slots this enter may have
+	 * just reclaimed; a reader that never waits enters only this way.
+	 */
+	n = aem_core_submit(ring, e.to_submit);
+	if (n < 0)
+		ret = n;
+	else
+		e.submitted = n;
 	aem_core_flush_backlog(ring);
 	mutex_unlock(&f->lock);
 	if (f->boost)

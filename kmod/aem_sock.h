@@ -24,6 +24,7 @@
 #include <linux/sched/mm.h>
 #include <linux/rcupdate.h>
 #include <net/sock.h>
+#include <net/tcp.h>
 #include <net/tcp_states.h>
 
 #include "aem_kmod.h"
@@ -53,7 +54,7 @@ struct aem_sock_conn {
 	struct list_head	node;		/* rs->conns, under rs->mu */
 	struct list_head	pnode;		/* rs->paused while RX_PAUSED, under rs->lock */
 	struct aem_sock_ring	*rs;
-	struct aem_sub		*sub;		/* valid while claimed is false, or during rx_work */
+	struct aem_sub		*sub;		/* valid until claimed by a final post, or destroyed */
 	struct socket		*sock;		/* ours: accepted here, in no fd table */
 	u64			id;
 	void			(*saved_data_ready)(struct sock *sk);
@@ -79,6 +80,7 @@ struct aem_sock_conn {
 #define AEM_SOCK_RX_PAUSED	3	/* waits for room (on rs->paused) */
 #define AEM_SOCK_ENDING		4	/* end with CLOSED(end_err) as soon as it can be posted */
 #define AEM_SOCK_DEAD		5	/* being destroyed: work items do nothing */
+#define AEM_SOCK_RX_BUSY	6	/* a receiver runs (rx_work or the softirq one): bytes post in order */
 
 struct aem_sock_lsn {
 	struct list_head	node;		/* aem_sock_lsns, under aem_sock_mu */

@@ -77,13 +77,15 @@ void aem_sock_room(struct aem_ctx *r)
 /* ---------------------------------------------------------------------- */
 /* Socket callbacks: any context; they only queue work.                    */
 
+static bool aem_sock_rx_softirq(struct aem_sock_conn *c, struct sock *sk);
+
 static void aem_sock_data_ready(struct sock *sk)
 {
 	struct aem_sock_conn *c;
 
 	read_lock_bh(&sk->sk_callback_lock);
 	c = sk->sk_user_data;
-	if (c && !test_bit(AEM_SOCK_RX_PAUSED, &c->flags))
+	if (c && !test_bit(AEM_SOCK_RX_PAUSED, &c->flags) && !aem_sock_rx_softirq(c, sk))
 		queue_work(aem_sock_wq, &c->rx_work);
 	read_unlock_bh(&sk->sk_callback_lock);
 }
@@ -208,8 +210,12 @@ void aem_sock_claim(struct aem_sock_conn *c)
 {
 	struct aem_sock_ring *rs = c->rs;
 
+	/*
+	 * c->sub stays: a receiver already past its claimed check uses it
+	 * until .unsubscribe's destroy has unhooked and cancelled it, and
+	 * the subscription lives that long.
+	 */
 	c->claimed = true;
-	c->sub = NULL;
 	list_del(&c->node);
 	spin_lock_bh(&rs->lock);
 	if (test_and_clear_bit(AEM_SOCK_RX_PAUSED, &c->flags))
@@ -381,19 +387,19 @@ static int aem_sock_recv_one(struct aem_sock_conn *c)
 	return n;
 }
 
-void aem_sock_rx_work(struct work_struct *work)
+/* rx_work's turn, under RX_BUSY.  True: its budget is spent, queue it again. */
+static bool aem_sock_rx_run(struct aem_sock_conn *c)
 {
-	struct aem_sock_conn *c = container_of(work, struct aem_sock_conn, rx_work);
 	int i, n;
 
 	if (test_bit(AEM_SOCK_DEAD, &c->flags) || test_bit(AEM_SOCK_RX_PAUSED, &c->flags))
-		return;
+		return false;
 	/* Unclaimed: the subscription lives as long as this work may run. */
 	if (READ_ONCE(c->claimed))
-		return;
+		return false;
 	if (test_bit(AEM_SOCK_CONNECT, &c->flags)) {
 		if (!aem_sock_post_ctl(c, AEM_SOCK_EV_CONNECT))
-			return;
+			return false;
 		clear_bit(AEM_SOCK_CONNECT, &c->flags);
 	}
 	for (i = 0; i < AEM_SOCK_RX_BUDGET; i++) {
@@ -401,12 +407,12 @@ void aem_sock_rx_work(struct work_struct *work)
 			/* The final CLOSED needs room like any event. */
 			while (!aem_sock_end(c))
 				if (!aem_sock_pause(c, sizeof(struct aem_sock_event)))
-					return;
-			return;
+					return false;
+			return false;
 		}
 		if (test_bit(AEM_SOCK_EOF, &c->flags)) {
 			if (!aem_sock_post_ctl(c, AEM_SOCK_EV_EOF))
-				return;
+				return false;
 			clear_bit(AEM_SOCK_EOF, &c->flags);
 		}
 		if (test_bit(AEM_SOCK_RX_DONE, &c->flags)) {
@@ -414,13 +420,127 @@ void aem_sock_rx_work(struct work_struct *work)
 			n = sock_error(c->sock->sk);
 			if (n)
 				aem_sock_fail(c, n);
-			return;
+			return false;
 		}
 		n = aem_sock_recv_one(c);
 		if (n == -EAGAIN || (n == 0 && test_bit(AEM_SOCK_RX_PAUSED, &c->flags)))
-			return;
+			return false;
 	}
-	queue_work(aem_sock_wq, &c->rx_work);
+	return true;
+}
+
+void aem_sock_rx_work(struct work_struct *work)
+{
+	struct aem_sock_conn *c = container_of(work, struct aem_sock_conn, rx_work);
+	bool again;
+
+	/* The softirq receiver is at it (for microseconds): look again after it. */
+	if (test_and_set_bit_lock(AEM_SOCK_RX_BUSY, &c->flags)) {
+		queue_work(aem_sock_wq, &c->rx_work);
+		return;
+	}
+	again = aem_sock_rx_run(c);
+	clear_bit_unlock(AEM_SOCK_RX_BUSY, &c->flags);
+	if (again)
+		queue_work(aem_sock_wq, &c->rx_work);
+}
+
+/*
+ * Receiving in the softirq that queued the bytes: TCP only, when no task
+ * holds the socket (its spinlock is held then, as tcp_read_sock() needs,
+ * the way in-kernel stream parsers read), and only on the plain path: a
+ * connection with nothing else to say.  It saves the hop to rx_work and
+ * its wake-up.  Running out of room, slots or budget, an error or the
+ * stream's end stops it and leaves the rest to rx_work, which pauses,
+ * ends or goes on as always; RX_BUSY keeps the two from interleaving, so
+ * bytes are posted in the order they were read.
+ */
+struct aem_sock_rx {
+	struct aem_sock_conn	*c;
+	void			*buf;		/* the slot being filled, or NULL */
+	u32			ref, fill, taken;
+	bool			stopped;	/* rx_work's turn */
+};
+
+static void aem_sock_rx_post(struct aem_sock_rx *rx)
+{
+	struct aem_sock_conn *c = rx->c;
+	struct aem_ctx *r = c->rs->ring;
+
+	rx->buf = NULL;
+	if (!rx->fill) {
+		aem_core_slot_put(r, rx->ref);
+		return;
+	}
+	if (aem_core_post_slot(r, c->sub, rx->ref, rx->fill, 0, c->id)) {
+		/* No memory for a backlog entry: as in aem_sock_recv_one(). */
+		aem_core_slot_put(r, rx->ref);
+		aem_sock_fail(c, -ENOMEM);
+		rx->stopped = true;
+	}
+}
+
+static int aem_sock_rx_actor(read_descriptor_t *desc, struct sk_buff *skb,
+			     unsigned int off, size_t len)
+{
+	struct aem_sock_rx *rx = desc->arg.data;
+	struct aem_sock_conn *c = rx->c;
+	struct aem_ctx *r = c->rs->ring;
+	u32 size = aem_ctx_slot_size(r);
+	size_t done = 0, n;
+
+	while (done < len && !rx->stopped) {
+		if (!rx->buf) {
+			/* Room first, as aem_sock_recv_one(): what is read is posted. */
+			if (rx->taken == AEM_SOCK_RX_BUDGET || !aem_core_has_room(r, c->sub, size) ||
+			    aem_core_slot_take(r, &rx->ref, &rx->buf)) {
+				rx->buf = NULL;
+				rx->stopped = true;
+				break;
+			}
+			rx->taken++;
+			rx->fill = 0;
+		}
+		n = min_t(size_t, len - done, size - rx->fill);
+		if (skb_copy_bits(skb, off + done, (u8 *)rx->buf + rx->fill, n)) {
+			rx->stopped = true;
+			break;
+		}
+		rx->fill += n;
+		done += n;
+		if (rx->fill == size)
+			aem_sock_rx_post(rx);
+	}
+	if (rx->stopped)
+		desc->count = 0;
+	return done;
+}
+
+/* True: done here, nothing left for rx_work.  In data_ready, under sk_callback_lock. */
+static bool aem_sock_rx_softirq(struct aem_sock_conn *c, struct sock *sk)
+{
+	const unsigned long other = BIT(AEM_SOCK_CONNECT) | BIT(AEM_SOCK_EOF) |
+		BIT(AEM_SOCK_RX_DONE) | BIT(AEM_SOCK_ENDING) | BIT(AEM_SOCK_DEAD);
+	struct aem_sock_rx rx = { .c = c };
+	read_descriptor_t desc = { .arg.data = &rx, .count = 1 };
+
+	if (sk->sk_protocol != IPPROTO_TCP || (READ_ONCE(c->flags) & other) ||
+	    sock_owned_by_user_nocheck(sk))
+		return false;
+	if (test_and_set_bit_lock(AEM_SOCK_RX_BUSY, &c->flags))
+		return false;	/* rx_work receives: queued again, it looks once more */
+	/* Claimed by .unsubscribe: it unhooks (waiting for us) before the subscription goes. */
+	if (READ_ONCE(c->claimed)) {
+		clear_bit_unlock(AEM_SOCK_RX_BUSY, &c->flags);
+		return true;
+	}
+	tcp_read_sock(sk, &desc, aem_sock_rx_actor);
+	if (rx.buf)
+		aem_sock_rx_post(&rx);
+	clear_bit_unlock(AEM_SOCK_RX_BUSY, &c->flags);
+	return !rx.stopped && !READ_ONCE(sk->sk_err) &&
+	       !(READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN) &&
+	       skb_queue_empty_lockless(&sk->sk_receive_queue);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -28,11 +28,6 @@
 // when the socket has taken the last byte (goaem.WithSockSent), or with
 // the send's error. Close closes the connection after its queued sends;
 // CloseWrite ends its sending side.
-//
-// On the module (the kernel backend) a transfer whose events are held can
-// stop receiving and not resume (seen in the VM on 6.1, 6.12 and 7.2; the
-// tests that show it skip there): use the embedded backend until that is
-// fixed.
 package aemnet
 
 import (

@@ -299,9 +299,6 @@ func (c *Conn) heldNow() (events, buf int) {
 // arrives in order once it reads.
 func TestSlowReader(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
-		if b == goaem.BackendKernel {
-			t.Skip("the kernel backend stalls here: a connection whose peer does not read, or whose events are held, stops receiving and is not resumed (seen on 6.1, 6.12 and 7.2 in the VM; open in issue 10)")
-		}
 		const slots, slot = 32, 4096
 		l := listen(t, b, goaem.WithSlots(slots), goaem.WithSlotSize(slot))
 		client, c := accept(t, l)
@@ -351,9 +348,6 @@ func TestReceiveAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
-		if b == goaem.BackendKernel {
-			t.Skip("the kernel backend stalls here: the transfer stops receiving and is not resumed (seen on 6.1 in the VM; open in issue 10)")
-		}
 		l := listen(t, b, goaem.WithSlotSize(4096))
 		client, c := accept(t, l)
 		msg := randBytes(1 << 20)

@@ -695,7 +695,8 @@ AEMINLINE int aem_ring_fd(const struct aem_ring *ring)
 
 /*
  * Rearm the pollable fd after draining (embedded: reads the eventfd
- * counter; kernel: no-op).  Call before re-checking the rings and polling.
+ * counter; kernel: no-op, its poll() arms).  Call before re-checking the
+ * rings and polling.
  * A ring fd takes exactly one poller: on the embedded backend a drain by
  * one poller consumes the wake-up another poller (even through a dup) was
  * waiting for.  Several goroutines or threads share one poller instead.
@@ -708,6 +709,10 @@ int aem_ring_fd_drain(struct aem_ring *ring);
  * is a new edge whether or not the embedded backend's eventfd counter was
  * read, so the read is a system call per sleep that buys nothing.  A
  * level-triggered poller must drain instead, or it spins on a readable fd.
+ * On the module it enters the kernel side (one system call) instead: an
+ * edge-triggered poller never calls poll() before it sleeps, so this is
+ * where slots released since the last enter are taken back and the
+ * sources waiting for them resume.
  */
 int aem_ring_fd_arm(struct aem_ring *ring);
 

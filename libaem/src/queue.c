@@ -184,7 +184,17 @@ static int fd_drain(struct aem_ring *ring, bool read_counter)
 		return ret;
 	if (ring->backend == AEM_BACKEND_EMBEDDED)
 		ret = __aem_emb_drain(ring->priv, read_counter);
-	/* the module re-arms in every poll() */
+	else if (!read_counter) {
+		/*
+		 * The module arms in poll(), which an edge-triggered poller
+		 * calls only after a wake-up: before it sleeps, an enter takes
+		 * the slots released since and resumes the sources paused for
+		 * them (PROTOCOL.md section 3, "Wake-ups"), whose events would
+		 * otherwise never come to wake it.
+		 */
+		ret = kernel_enter(ring, 0, 0, 0, 0);
+		ret = ret < 0 ? ret : 0;
+	}
 	__aem_ring_put(&ring->calls);
 	return ret;
 }

@@ -3,11 +3,12 @@
 #
 # Builds the modules (kmod/), the hostile-use tests and the reload holder
 # (tests/vm/), the libaem C suite (libaem/tests/) and the goaem test
-# binaries (go test -c ./goaem, and ./goaem/aemhttp: the HTTP server over
-# loopback on the module), and hands them all to tools/vmtest/run.sh once per
-# kernel line: it boots that line's Debian cloud kernel under TCG, loads the
-# modules built against that line's headers with that release's compiler
-# (in its chroot, tools/vmtest/chroot.sh), runs every suite with
+# binaries (go test -c ./goaem; ./goaem/aemhttp, the HTTP server over
+# loopback on the module; ./goaem/aemnet, net.Listener and net.Conn on
+# it), and hands them all to tools/vmtest/run.sh once per kernel line: it
+# boots that line's Debian cloud kernel under TCG, loads the modules built
+# against that line's headers with that release's compiler (in its
+# chroot, tools/vmtest/chroot.sh), runs every suite with
 # AEM_BACKEND=kernel, unloads and reloads each source module while a ring
 # is open, and fails on any kernel report. The end is one line per kernel:
 # its `uname -r` (as the guest printed it) and the suite counts.
@@ -82,6 +83,8 @@ if has goaem; then
 		args+=(--go-test "$out/goaem.test=$repo/goaem")
 		(cd "$repo" && CGO_ENABLED=1 "$GO" test -c -o "$out/aemhttp.test" ./goaem/aemhttp)
 		args+=(--go-test "$out/aemhttp.test=$repo/goaem/aemhttp")
+		(cd "$repo" && CGO_ENABLED=1 "$GO" test -c -o "$out/aemnet.test" ./goaem/aemnet)
+		args+=(--go-test "$out/aemnet.test=$repo/goaem/aemnet")
 	else
 		note "SKIP: goaem suite (no tests or no go command)"
 	fi
