@@ -553,6 +553,31 @@ void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64
 	__aem_post_result(r, &p);
 }
 
+/*
+ * @n successes (res 0) of SQEs with these user_data and classes, in one
+ * lock round of @r's result ring and one wake-up.
+ */
+void __aem_post_results(struct aem_ctx *r, const u64 *user_data, const u8 *cls, u32 n)
+{
+	struct aem_post p = { .flags = AEM_CQE_F_RESULT, .n = 1 };
+	struct aem_posted out;
+	bool wake = false, urgent = false;
+	unsigned long f;
+	u32 i;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	for (i = 0; i < n; i++) {
+		p.user_data = user_data[i];
+		p.cls = cls[i] < r->nr_classes ? cls[i] : 0;
+		__aem_post_locked(r, NULL, &p, &out);
+		wake |= out.wake;
+		urgent |= out.wake && p.cls == 0;
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	if (wake)
+		__aem_wake(r, urgent);
+}
+
 int aem_core_post(struct aem_ctx *r, struct aem_sub *s, const void *data, u32 len,
 		  u32 cqe_flags, u64 id)
 {
