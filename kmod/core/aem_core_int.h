@@ -106,6 +106,15 @@ struct aem_bl_chunk {
 aem_static_assert(sizeof(struct aem_bl_chunk) <= AEM_BL_CHUNK_BYTES,
 		  "a backlog chunk is charged as one 4 KiB object");
 
+/*
+ * Emptied backlog chunks a ring keeps for reuse, still charged: as many
+ * as the incoming messages' budget fills, so a fan-in that outruns its
+ * consumer, filling and draining the backlog, allocates nothing once it
+ * has been that deep.  They give way to any charge that needs their
+ * grains (mem.c), and go at teardown.
+ */
+#define AEM_BL_SPARES(r)	(AEM_MSG_BACKLOG(r) / AEM_BL_CHUNK + 1)
+
 /* A subscription table chunk: what growing the table by AEM_SUB_CHUNK entries charges. */
 #define AEM_SUB_CHUNK_BYTES	((u64)AEM_SUB_CHUNK * sizeof(struct aem_sub))
 
@@ -180,7 +189,8 @@ struct aem_ctx {
 	u16			slot_issue;	/* generation of the last issue, any slot */
 	u32			nr_backlog;	/* live backlog entries, all classes */
 	u32			bl_bytes;	/* payload bytes held in backlog bufs */
-	struct aem_bl_chunk	*bl_spare;
+	struct aem_bl_chunk	*bl_spare;	/* emptied chunks kept (charged) for the next, through ->next */
+	u32			nr_bl_spare;
 	u64			produced;	/* ring-wide, results included; counted on entry */
 	u64			delivered, backlog, dropped;	/* ring-wide outcomes (results included) */
 	u64			refused[AEM_REFUSE_NR];

@@ -17,7 +17,8 @@ struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq
 	if (!c || c->tail == AEM_BL_CHUNK) {
 		if (r->bl_spare) {
 			c = r->bl_spare;
-			r->bl_spare = NULL;
+			r->bl_spare = c->next;
+			r->nr_bl_spare--;
 		} else {
 			/*
 			 * Charged first: past the ring's account an event is
@@ -55,8 +56,10 @@ static void bl_chunk_done(struct aem_ctx *r, struct aem_cq_core *cq)
 	cq->bl_head = c->next;
 	if (!cq->bl_head)
 		cq->bl_tail = NULL;
-	if (!r->bl_spare) {
+	if (r->nr_bl_spare < AEM_BL_SPARES(r)) {
+		c->next = r->bl_spare;
 		r->bl_spare = c;
+		r->nr_bl_spare++;
 	} else {
 		aem_free(c);
 		__aem_mem_uncharge_locked(r, AEM_BL_CHUNK_BYTES);
