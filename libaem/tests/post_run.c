@@ -1,0 +1,478 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Runs of POSTs in one submission: the kernel side takes consecutive
+ * posts to one ring together (its lock once per run), and nothing about
+ * them may differ from posting them one by one:
+ *  - a run to one ring arrives in order, channel by channel, and the
+ *    posts that want an answer get theirs in SQE order;
+ *  - a run mixing targets, with refused entries in the middle (no such
+ *    ring or channel, a bad length or class) and another opcode: each bad
+ *    one refused with its reason, every good one delivered, the answers
+ *    in SQE order;
+ *  - a target that fills mid-run: the posts before it are delivered, the
+ *    rest stays in the SQ (counted refused FULL once) and goes in once
+ *    the consumer drains, all in order;
+ *  - lossy posts past the target's budget dropped, each told and counted;
+ *  - producers on their own rings posting at once to one consumer: each
+ *    one's order kept, nothing lost;
+ *  - (embedded backend) an allocation failing at each point of a run: the
+ *    post that needed it stays in the SQ, nothing is dropped or reordered.
+ */
+#include <pthread.h>
+#include <sched.h>
+
+#include "aem_test.h"
+#include "../../kmod/core/compat_user.h"
+
+#define CH_A		1
+#define CH_B		2
+#define TAG_A		0xa1
+#define TAG_B		0xa2
+
+static void post_u32(struct aem_ring *r, uint64_t addr, uint32_t v, uint64_t ud, bool silent,
+		     bool lossy)
+{
+	struct aem_sqe *sqe = t_sqe(r);
+
+	aem_prep_post(sqe, addr, &v, sizeof(v), 0);
+	aem_sqe_set_data(sqe, ud);
+	if (silent)
+		sqe->flags |= AEM_SQE_F_SILENT;
+	if (lossy)
+		sqe->flags |= AEM_SQE_F_LOSSY;
+}
+
+/* The next event of @r: from @tag, its payload a u32, which it returns. */
+static uint32_t next_u32(struct aem_ring *r, uint64_t tag, const char *what)
+{
+	struct aem_cqe c;
+	uint32_t v;
+
+	t_assert(t_next(r, &c, 5000), "%s: no event", what);
+	t_assert(!(c.flags & AEM_CQE_F_RESULT), "%s: result ud %#llx res %d, want an event", what,
+		 (unsigned long long)c.user_data, c.res);
+	t_assert(c.user_data == tag, "%s: event of %#llx, want %#llx", what,
+		 (unsigned long long)c.user_data, (unsigned long long)tag);
+	t_eq(c.res, (int32_t)sizeof(v));
+	memcpy(&v, c.data, sizeof(v));
+	return v;
+}
+
+/* The next result of @r, which must answer @ud with @res. */
+static void want_result(struct aem_ring *r, uint64_t ud, int32_t res)
+{
+	struct aem_cqe c;
+
+	t_assert(t_next(r, &c, 5000), "no result for %#llx", (unsigned long long)ud);
+	t_assert(c.flags & AEM_CQE_F_RESULT, "event of %#llx while waiting for the result of %#llx",
+		 (unsigned long long)c.user_data, (unsigned long long)ud);
+	if (c.user_data != ud || c.res != res)
+		t_fail("result %#llx res %d, want %#llx res %d (answers out of SQE order?)",
+		       (unsigned long long)c.user_data, c.res, (unsigned long long)ud, res);
+}
+
+/* 200 posts to two channels of one ring, half silent: in order, answers in order. */
+static void one_target(void)
+{
+	struct aem_params p = t_params(256, 1024, 2);
+	struct aem_ring prod, cons;
+	uint64_t a, b;
+	unsigned i;
+
+	t_setup(&prod, &p);
+	p = t_params(256, 1024, 2);
+	t_setup(&cons, &p);
+	t_sub_msg(&cons, CH_A, 0, TAG_A);
+	t_sub_msg(&cons, CH_B, 0, TAG_B);
+	a = AEM_ADDR(cons.ring_id, CH_A);
+	b = AEM_ADDR(cons.ring_id, CH_B);
+	for (i = 0; i < 200; i++)
+		post_u32(&prod, i % 3 ? a : b, i, 0x1000 + i, i % 2, false);
+	t_eq(t_submit(&prod), 200);
+	for (i = 0; i < 200; i += 2)
+		want_result(&prod, 0x1000 + i, 0);
+	t_expect_quiet(&prod, 20, "after the answers of the run");
+	/* One class: one ring, the events in SQE order whatever their channel. */
+	for (i = 0; i < 200; i++)
+		t_eq(next_u32(&cons, i % 3 ? TAG_A : TAG_B, "one target"), i);
+	t_expect_quiet(&cons, 20, "after the run's events");
+	{
+		struct aem_ring_stats st = t_stats(&cons);
+
+		t_balanced(&st, "consumer");
+	}
+	t_teardown_pair(&prod, &cons);
+}
+
+/* Two targets, refusals and a NOP in the middle of the posts. */
+static void mixed_run(void)
+{
+	struct aem_params p = t_params(256, 1024, 2);
+	struct aem_ring prod, ta, tb;
+	struct aem_ring_stats before, after;
+	uint64_t a, b, ud = 100;
+	struct aem_sqe *sqe;
+	unsigned i, want_a = 0;
+	static const uint8_t junk[AEM_SQE_INLINE];
+	struct { uint64_t ud; int32_t res; } answers[32];
+	unsigned nans = 0;
+
+	t_setup(&prod, &p);
+	p = t_params(256, 1024, 2);
+	t_setup(&ta, &p);
+	p = t_params(256, 1024, 2);
+	t_setup(&tb, &p);
+	t_sub_msg(&ta, CH_A, 0, TAG_A);
+	t_sub_msg(&tb, CH_A, 0, TAG_B);
+	a = AEM_ADDR(ta.ring_id, CH_A);
+	b = AEM_ADDR(tb.ring_id, CH_A);
+#define GOOD(addr)	do { post_u32(&prod, (addr), (uint32_t)ud, ud, false, false); \
+			     answers[nans].ud = ud++; answers[nans++].res = 0; } while (0)
+#define BAD(res_)	do { aem_sqe_set_data(sqe, ud); answers[nans].ud = ud++; \
+			     answers[nans++].res = (res_); } while (0)
+	for (i = 0; i < 5; i++)
+		GOOD(a);
+	sqe = t_sqe(&prod);
+	aem_prep_post(sqe, AEM_ADDR(0xfffffff0u, CH_A), "x", 1, 0);
+	BAD(-ENOENT);					/* no such ring */
+	for (i = 0; i < 3; i++)
+		GOOD(a);
+	sqe = t_sqe(&prod);
+	aem_prep_post(sqe, AEM_ADDR(ta.ring_id, 99), "x", 1, 0);
+	BAD(-ENOENT);					/* no such channel there */
+	sqe = t_sqe(&prod);
+	aem_prep_post(sqe, a, junk, 0, 0);
+	sqe->len = AEM_SQE_INLINE + 1;
+	BAD(-EINVAL);					/* inline payload too long */
+	for (i = 0; i < 5; i++)
+		GOOD(b);
+	sqe = t_sqe(&prod);
+	aem_prep_post(sqe, a, "x", 1, 0);
+	sqe->prio = (uint8_t)prod.nr_classes;
+	BAD(-EINVAL);					/* no such class */
+	for (i = 0; i < 3; i++)
+		GOOD(a);
+	sqe = t_sqe(&prod);
+	aem_prep_nop(sqe);
+	answers[nans].ud = ud;
+	answers[nans++].res = 0;
+	aem_sqe_set_data(sqe, ud++);			/* another opcode between posts */
+	for (i = 0; i < 2; i++)
+		GOOD(a);
+#undef GOOD
+#undef BAD
+	before = t_stats(&prod);
+	t_eq(t_submit(&prod), (int)nans);
+	after = t_stats(&prod);
+	t_eq(after.refused[AEM_REFUSE_ID], before.refused[AEM_REFUSE_ID] + 2);
+	t_eq(after.refused[AEM_REFUSE_FIELD], before.refused[AEM_REFUSE_FIELD] + 2);
+	t_eq(after.refused[AEM_REFUSE_FULL], before.refused[AEM_REFUSE_FULL]);
+	for (i = 0; i < nans; i++)
+		want_result(&prod, answers[i].ud, answers[i].res);
+	t_expect_quiet(&prod, 20, "after the answers");
+	/* Target A: posts 100..104, 106..108, 117..119, 121..122; B: 111..115. */
+	for (i = 100; i < ud; i++) {
+		if ((i >= 100 && i <= 104) || (i >= 106 && i <= 108) || (i >= 117 && i <= 119) ||
+		    i >= 121) {
+			t_eq(next_u32(&ta, TAG_A, "target A"), i);
+			want_a++;
+		}
+	}
+	t_eq(want_a, 13);
+	for (i = 111; i <= 115; i++)
+		t_eq(next_u32(&tb, TAG_B, "target B"), i);
+	t_expect_quiet(&ta, 20, "target A after its posts");
+	t_expect_quiet(&tb, 20, "target B after its posts");
+	aem_teardown(&tb);
+	t_teardown_pair(&prod, &ta);
+}
+
+/* Drain @cons's events from TAG_A, checking they continue @next; returns how many. */
+static unsigned drain_in_order(struct aem_ring *cons, uint32_t *next, const char *what)
+{
+	unsigned n = 0;
+	struct aem_cqe c;
+	uint32_t v;
+
+	while (t_next(cons, &c, 20)) {
+		t_assert(!(c.flags & AEM_CQE_F_RESULT), "%s: result res %d in the consumer", what, c.res);
+		t_eq(c.user_data, TAG_A);
+		memcpy(&v, c.data, sizeof(v));
+		if (v != *next)
+			t_fail("%s: event %u, want %u", what, v, *next);
+		(*next)++;
+		n++;
+	}
+	return n;
+}
+
+/* A target that fills mid-run: the rest of the run stays in the SQ until it drains. */
+static void fills_mid_run(void)
+{
+	struct aem_params p = t_params(256, 16, 1);
+	struct aem_ring prod, cons;
+	struct aem_ring_stats before, after, st;
+	struct aem_sub_stats ss;
+	unsigned i, took, total = 0, rounds;
+	uint32_t next = 0;
+	uint64_t sub, addr;
+	int ret;
+
+	p.backlog_limit = 64;
+	t_setup(&cons, &p);
+	p = t_params(256, 256, 1);
+	t_setup(&prod, &p);
+	sub = t_sub_msg(&cons, CH_A, 0, TAG_A);
+	addr = AEM_ADDR(cons.ring_id, CH_A);
+	for (i = 0; i < 200; i++)
+		post_u32(&prod, addr, i, 0x3000 + i, true, false);
+	before = t_stats(&prod);
+	ret = aem_submit(&prod);
+	t_assert(ret >= 0, "aem_submit: %s", strerror(-ret));
+	took = (unsigned)ret;
+	after = t_stats(&prod);
+	/* The ring's 16 and what the budget for messages lets into the backlog. */
+	t_assert(took >= cons.cq[0].ring_entries && took < 200, "the run took %u of 200", took);
+	t_note("a target of %u entries took %u posts of a run of 200", cons.cq[0].ring_entries, took);
+	t_eq(after.refused[AEM_REFUSE_FULL], before.refused[AEM_REFUSE_FULL] + 1);
+	t_eq(*prod.sq.kdropped, 0);
+	t_eq(prod.sq.sqe_tail - *prod.sq.khead, 200 - took);	/* the rest waits in the SQ */
+	ss = t_sub_stats(&cons, sub);
+	t_eq(ss.produced, took);
+	t_eq(ss.dropped, 0);
+	st = t_stats(&cons);
+	t_balanced(&st, "full target");
+	total = took;
+	for (rounds = 0; total < 200; rounds++) {
+		t_assert(rounds < 1000, "stalled: %u of 200 posts taken", total);
+		drain_in_order(&cons, &next, "fills mid-run");
+		ret = aem_submit(&prod);
+		t_assert(ret >= 0, "aem_submit: %s", strerror(-ret));
+		total += (unsigned)ret;
+	}
+	drain_in_order(&cons, &next, "fills mid-run");
+	t_eq(next, 200);
+	ss = t_sub_stats(&cons, sub);
+	t_eq(ss.produced, 200);
+	t_eq(ss.delivered, 200);
+	t_eq(ss.dropped, 0);
+	t_eq(*prod.sq.kdropped, 0);
+	t_expect_quiet(&prod, 20, "silent posts");
+	t_teardown_pair(&prod, &cons);
+}
+
+/* Lossy posts past a full target's budget: dropped, each told (-ENOSPC) and counted. */
+static void lossy_run(void)
+{
+	struct aem_params p = t_params(256, 16, 1);
+	struct aem_ring prod, cons;
+	struct aem_ring_stats before, after, st;
+	struct aem_sub_stats ss;
+	unsigned i, dropped = 0, got;
+	uint32_t next = 0, v;
+	uint64_t sub, addr;
+	struct aem_cqe c;
+
+	p.backlog_limit = 64;
+	t_setup(&cons, &p);
+	p = t_params(256, 256, 1);
+	t_setup(&prod, &p);
+	sub = t_sub_msg(&cons, CH_A, 0, TAG_A);
+	addr = AEM_ADDR(cons.ring_id, CH_A);
+	for (i = 0; i < 200; i++)
+		post_u32(&prod, addr, i, 0x4000 + i, false, true);
+	before = t_stats(&prod);
+	t_eq(t_submit(&prod), 200);
+	after = t_stats(&prod);
+	for (i = 0; i < 200; i++) {
+		t_assert(t_next(&prod, &c, 5000), "no answer for lossy post %u", i);
+		t_eq(c.user_data, 0x4000 + i);
+		t_assert(c.res == 0 || c.res == -ENOSPC, "lossy post %u: res %d", i, c.res);
+		dropped += c.res == -ENOSPC;
+	}
+	t_assert(dropped > 0, "200 lossy posts into a ring of 16 with a budget: none dropped");
+	t_eq(after.refused[AEM_REFUSE_NOMEM], before.refused[AEM_REFUSE_NOMEM] + dropped);
+	t_eq(*prod.sq.kdropped, dropped);
+	ss = t_sub_stats(&cons, sub);
+	t_eq(ss.produced, 200);
+	t_eq(ss.dropped, dropped);
+	st = t_stats(&cons);
+	t_balanced(&st, "lossy target");
+	/* What was not dropped arrives, in order (a drop is a gap, never a swap). */
+	for (got = 0; t_next(&cons, &c, 50); got++) {
+		t_eq(c.user_data, TAG_A);
+		memcpy(&v, c.data, sizeof(v));
+		t_assert(v >= next, "lossy: event %u after %u", v, next);
+		next = v + 1;
+	}
+	t_eq(got, 200 - dropped);
+	t_teardown_pair(&prod, &cons);
+}
+
+/* ---- producers on their own rings, at once ------------------------------ */
+
+#define PRODUCERS	3
+#define EACH		30000u
+#define BATCH		64
+
+static uint64_t fanin_addr;
+
+static void *producer(void *arg)
+{
+	unsigned g = (unsigned)(uintptr_t)arg, i = 0, queued = 0, idle = 0;
+	struct aem_params p = t_params(BATCH, 64, 1);
+	uint64_t end = t_now_ns() + 60000 * T_MS;
+	struct aem_ring r;
+	int ret;
+
+	t_setup(&r, &p);
+	while (i < EACH) {
+		/* Keep the SQ full of the next posts; what the target cannot take stays queued. */
+		while (queued < BATCH && i + queued < EACH) {
+			struct aem_sqe *sqe = t_sqe(&r);
+			uint32_t v = g << 24 | (i + queued);
+
+			aem_prep_post(sqe, fanin_addr, &v, sizeof(v), 0);
+			sqe->flags |= AEM_SQE_F_SILENT;
+			queued++;
+		}
+		ret = aem_submit(&r);
+		t_assert(ret >= 0, "producer %u: aem_submit: %s", g, strerror(-ret));
+		i += (unsigned)ret;
+		queued -= (unsigned)ret;
+		if (!ret) {
+			t_assert(t_now_ns() < end, "producer %u: stalled at %u of %u", g, i, EACH);
+			if (++idle > 8)
+				usleep(100);
+			else
+				sched_yield();
+		} else {
+			idle = 0;
+		}
+	}
+	t_eq(*r.sq.kdropped, 0);
+	aem_teardown(&r);
+	return NULL;
+}
+
+static void producers_at_once(void)
+{
+	struct aem_params p = t_params(64, 256, 1);
+	uint32_t next[PRODUCERS] = { 0 }, v, g, seq;
+	unsigned got = 0, idle = 0;
+	pthread_t th[PRODUCERS];
+	struct aem_sub_stats ss;
+	struct aem_ring cons;
+	struct aem_cqe c;
+	uint64_t sub;
+
+	t_setup(&cons, &p);
+	sub = t_sub_msg(&cons, CH_A, 0, TAG_A);
+	fanin_addr = AEM_ADDR(cons.ring_id, CH_A);
+	for (g = 0; g < PRODUCERS; g++)
+		t_assert(pthread_create(&th[g], NULL, producer, (void *)(uintptr_t)g) == 0,
+			 "pthread_create");
+	while (got < PRODUCERS * EACH) {
+		if (!t_next(&cons, &c, 100)) {
+			t_assert(++idle < 300, "stalled at %u of %u events", got, PRODUCERS * EACH);
+			continue;
+		}
+		idle = 0;
+		t_assert(!(c.flags & AEM_CQE_F_RESULT), "result res %d in the consumer", c.res);
+		memcpy(&v, c.data, sizeof(v));
+		g = v >> 24;
+		seq = v & 0xffffff;
+		t_assert(g < PRODUCERS, "event from producer %u", g);
+		if (seq != next[g])
+			t_fail("producer %u: event %u, want %u (lost, reordered or twice)", g, seq,
+			       next[g]);
+		next[g]++;
+		got++;
+	}
+	for (g = 0; g < PRODUCERS; g++)
+		pthread_join(th[g], NULL);
+	ss = t_sub_stats(&cons, sub);
+	t_eq(ss.produced, PRODUCERS * EACH);
+	t_eq(ss.delivered, PRODUCERS * EACH);
+	t_eq(ss.dropped, 0);
+	t_expect_quiet(&cons, 20, "after every producer's events");
+	aem_teardown(&cons);
+}
+
+/* ---- allocation failures within a run (embedded backend) ---------------- */
+
+/*
+ * A target of 16 entries with room for 64 messages in its backlog: a run
+ * of 120 posts needs backlog chunks.  Each allocation in turn fails: the
+ * post that needed it stays in the SQ, the ones before it are delivered,
+ * and a later submit delivers the rest, in order, none dropped.
+ */
+static void alloc_failures(void)
+{
+	unsigned n, hits = 0;
+
+	for (n = 1; n <= 64; n++) {
+		struct aem_params p = t_params(16, 16, 1);
+		struct aem_ring prod, cons;
+		struct aem_sub_stats ss;
+		unsigned i, total, rounds;
+		uint32_t next = 0;
+		uint64_t sub, addr;
+		u64 failed;
+		int ret;
+
+		p.backlog_limit = 128;
+		t_setup(&cons, &p);
+		p = t_params(128, 64, 1);
+		t_setup(&prod, &p);
+		sub = t_sub_msg(&cons, CH_A, 0, TAG_A);
+		addr = AEM_ADDR(cons.ring_id, CH_A);
+		for (i = 0; i < 120; i++)
+			post_u32(&prod, addr, i, 0x6000 + i, true, false);
+		failed = __atomic_load_n(&__aem_fault.failed, __ATOMIC_RELAXED);
+		__aem_fault_nth(n, false);
+		ret = aem_submit(&prod);
+		__aem_fault_nth(0, false);
+		t_assert(ret >= 0, "allocation %u failed: aem_submit: %s", n, strerror(-ret));
+		total = (unsigned)ret;
+		for (rounds = 0; total < 120; rounds++) {
+			t_assert(rounds < 1000, "allocation %u failed: stalled at %u of 120", n, total);
+			drain_in_order(&cons, &next, "allocation failure");
+			ret = aem_submit(&prod);
+			t_assert(ret >= 0, "aem_submit: %s", strerror(-ret));
+			total += (unsigned)ret;
+		}
+		drain_in_order(&cons, &next, "allocation failure");
+		t_eq(next, 120);
+		ss = t_sub_stats(&cons, sub);
+		t_eq(ss.produced, 120);
+		t_eq(ss.dropped, 0);
+		t_eq(*prod.sq.kdropped, 0);
+		t_teardown_pair(&prod, &cons);
+		if (__atomic_load_n(&__aem_fault.failed, __ATOMIC_RELAXED) == failed)
+			break;	/* the run made fewer than n allocations: every one has failed once */
+		hits++;
+	}
+	t_assert(hits > 0 && n <= 64, "allocation failures: %u hit, stopped at %u", hits, n);
+	t_note("allocation failures: each of the run's %u allocations failed once", hits);
+}
+
+int main(void)
+{
+	struct aem_ring probe;
+	bool kernel;
+
+	t_setup(&probe, NULL);
+	kernel = t_kernel(&probe);
+	aem_teardown(&probe);
+	one_target();
+	mixed_run();
+	fills_mid_run();
+	lossy_run();
+	producers_at_once();
+	if (!kernel && !getenv("AEM_FAULT_ALLOC"))
+		alloc_failures();
+	else
+		t_note("allocation failures: embedded backend without AEM_FAULT_ALLOC only (fault_alloc covers the module)");
+	return t_exit();
+}
