@@ -295,9 +295,10 @@ void __aem_post_run_close(struct aem_post_run *run)
  * POST @sqe of @r, checked against the opcode table: its payload checked,
  * then its target (-ENOENT, -EACCES), then delivered to its channel within
  * the budget and under back-pressure; within @run when it goes to the
- * run's ring, else after the run closes and a new one holds its ring.  0 when delivered (the answer, unless silent, comes at the next
- * pause); else -errno and *reason, the run perhaps still locked: the
- * caller pauses it before it answers.
+ * run's ring, else after the run closes and a new one holds its ring.
+ * 0 when delivered (the answer, unless silent, comes at the next pause);
+ * else -errno and *reason, the run perhaps still locked: the caller pauses
+ * it before it answers.
  */
 int __aem_post_run_add(struct aem_post_run *run, struct aem_ctx *r, const struct aem_sqe *sqe,
 		       u32 *reason)
@@ -325,9 +326,10 @@ int __aem_post_run_add(struct aem_post_run *run, struct aem_ctx *r, const struct
 	ret = msg_deliver_locked(run->t, sqe->target, cls, data, sqe->len, 0,
 				 sqe->flags & AEM_SQE_F_LOSSY, run->incoming, run->sender,
 				 &run->wake);
+	/* A tail of class 0 may have moved even for a post held back (the flush). */
+	run->urgent |= cls == 0;
 	if (ret)
 		goto out;
-	run->urgent |= cls == 0;
 	if (!(sqe->flags & AEM_SQE_F_SILENT)) {
 		run->res_user_data[run->nr_results] = sqe->user_data;
 		run->res_cls[run->nr_results++] = sqe->prio;

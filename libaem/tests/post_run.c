@@ -71,21 +71,32 @@ static void want_result(struct aem_ring *r, uint64_t ud, int32_t res)
 		       (unsigned long long)c.user_data, c.res, (unsigned long long)ud, res);
 }
 
+/* A ring of 256 SQEs and two classes of 1024 CQEs. */
+static void roomy_ring(struct aem_ring *r)
+{
+	struct aem_params p = t_params(256, 1024, 2);
+
+	t_setup(r, &p);
+}
+
+/* Channel @ch of @r subscribed, its events tagged @tag: its address. */
+static uint64_t listen_on(struct aem_ring *r, unsigned ch, uint64_t tag)
+{
+	t_sub_msg(r, ch, 0, tag);
+	return AEM_ADDR(r->ring_id, ch);
+}
+
 /* 200 posts to two channels of one ring, half silent: in order, answers in order. */
 static void one_target(void)
 {
-	struct aem_params p = t_params(256, 1024, 2);
 	struct aem_ring prod, cons;
 	uint64_t a, b;
 	unsigned i;
 
-	t_setup(&prod, &p);
-	p = t_params(256, 1024, 2);
-	t_setup(&cons, &p);
-	t_sub_msg(&cons, CH_A, 0, TAG_A);
-	t_sub_msg(&cons, CH_B, 0, TAG_B);
-	a = AEM_ADDR(cons.ring_id, CH_A);
-	b = AEM_ADDR(cons.ring_id, CH_B);
+	roomy_ring(&prod);
+	roomy_ring(&cons);
+	a = listen_on(&cons, CH_A, TAG_A);
+	b = listen_on(&cons, CH_B, TAG_B);
 	for (i = 0; i < 200; i++)
 		post_u32(&prod, i % 3 ? a : b, i, 0x1000 + i, i % 2, false);
 	t_eq(t_submit(&prod), 200);
@@ -107,7 +118,6 @@ static void one_target(void)
 /* Two targets, refusals and a NOP in the middle of the posts. */
 static void mixed_run(void)
 {
-	struct aem_params p = t_params(256, 1024, 2);
 	struct aem_ring prod, ta, tb;
 	struct aem_ring_stats before, after;
 	uint64_t a, b, ud = 100;
@@ -117,15 +127,11 @@ static void mixed_run(void)
 	struct { uint64_t ud; int32_t res; } answers[32];
 	unsigned nans = 0;
 
-	t_setup(&prod, &p);
-	p = t_params(256, 1024, 2);
-	t_setup(&ta, &p);
-	p = t_params(256, 1024, 2);
-	t_setup(&tb, &p);
-	t_sub_msg(&ta, CH_A, 0, TAG_A);
-	t_sub_msg(&tb, CH_A, 0, TAG_B);
-	a = AEM_ADDR(ta.ring_id, CH_A);
-	b = AEM_ADDR(tb.ring_id, CH_A);
+	roomy_ring(&prod);
+	roomy_ring(&ta);
+	roomy_ring(&tb);
+	a = listen_on(&ta, CH_A, TAG_A);
+	b = listen_on(&tb, CH_A, TAG_B);
 #define GOOD(addr)	do { post_u32(&prod, (addr), (uint32_t)ud, ud, false, false); \
 			     answers[nans].ud = ud++; answers[nans++].res = 0; } while (0)
 #define BAD(res_)	do { aem_sqe_set_data(sqe, ud); answers[nans].ud = ud++; \
@@ -187,10 +193,9 @@ static void mixed_run(void)
 	t_teardown_pair(&prod, &ta);
 }
 
-/* Drain @cons's events from TAG_A, checking they continue @next; returns how many. */
-static unsigned drain_in_order(struct aem_ring *cons, uint32_t *next, const char *what)
+/* Drain @cons's events from TAG_A, checking that they continue at *next. */
+static void drain_in_order(struct aem_ring *cons, uint32_t *next, const char *what)
 {
-	unsigned n = 0;
 	struct aem_cqe c;
 	uint32_t v;
 
@@ -201,29 +206,69 @@ static unsigned drain_in_order(struct aem_ring *cons, uint32_t *next, const char
 		if (v != *next)
 			t_fail("%s: event %u, want %u", what, v, *next);
 		(*next)++;
-		n++;
 	}
-	return n;
+}
+
+/*
+ * A producer ring of @sq entries and a consumer whose one class ring holds
+ * @cq entries and whose backlog @backlog (half of it for messages), with
+ * a subscriber at CH_A: its address in *addr; returns the subscription.
+ */
+static uint64_t small_target(struct aem_ring *prod, struct aem_ring *cons, unsigned sq,
+			     unsigned cq, unsigned backlog, uint64_t *addr)
+{
+	struct aem_params p = t_params(16, cq, 1);
+
+	p.backlog_limit = backlog;
+	t_setup(cons, &p);
+	p = t_params(sq, 64, 1);
+	t_setup(prod, &p);
+	*addr = AEM_ADDR(cons->ring_id, CH_A);
+	return t_sub_msg(cons, CH_A, 0, TAG_A);
+}
+
+/*
+ * @count silent posts, of which the first submission took @took: the
+ * consumer drains, the producer submits again, until every one is in;
+ * all arrive in order, none dropped.  Tears both rings down.
+ */
+static void finish_posts(struct aem_ring *prod, struct aem_ring *cons, uint64_t sub,
+			 unsigned count, unsigned took, const char *what)
+{
+	struct aem_sub_stats ss;
+	uint32_t next = 0;
+	unsigned rounds;
+	int ret;
+
+	for (rounds = 0; took < count; rounds++) {
+		t_assert(rounds < 1000, "%s: stalled at %u of %u posts", what, took, count);
+		drain_in_order(cons, &next, what);
+		ret = aem_submit(prod);
+		t_assert(ret >= 0, "%s: aem_submit: %s", what, strerror(-ret));
+		took += (unsigned)ret;
+	}
+	drain_in_order(cons, &next, what);
+	t_eq(next, count);
+	ss = t_sub_stats(cons, sub);
+	t_eq(ss.produced, count);
+	t_eq(ss.delivered, count);
+	t_eq(ss.dropped, 0);
+	t_eq(*prod->sq.kdropped, 0);
+	t_expect_quiet(prod, 20, "silent posts");
+	t_teardown_pair(prod, cons);
 }
 
 /* A target that fills mid-run: the rest of the run stays in the SQ until it drains. */
 static void fills_mid_run(void)
 {
-	struct aem_params p = t_params(256, 16, 1);
-	struct aem_ring prod, cons;
 	struct aem_ring_stats before, after, st;
+	struct aem_ring prod, cons;
 	struct aem_sub_stats ss;
-	unsigned i, took, total = 0, rounds;
-	uint32_t next = 0;
 	uint64_t sub, addr;
+	unsigned i, took;
 	int ret;
 
-	p.backlog_limit = 64;
-	t_setup(&cons, &p);
-	p = t_params(256, 256, 1);
-	t_setup(&prod, &p);
-	sub = t_sub_msg(&cons, CH_A, 0, TAG_A);
-	addr = AEM_ADDR(cons.ring_id, CH_A);
+	sub = small_target(&prod, &cons, 256, 16, 64, &addr);
 	for (i = 0; i < 200; i++)
 		post_u32(&prod, addr, i, 0x3000 + i, true, false);
 	before = t_stats(&prod);
@@ -242,43 +287,21 @@ static void fills_mid_run(void)
 	t_eq(ss.dropped, 0);
 	st = t_stats(&cons);
 	t_balanced(&st, "full target");
-	total = took;
-	for (rounds = 0; total < 200; rounds++) {
-		t_assert(rounds < 1000, "stalled: %u of 200 posts taken", total);
-		drain_in_order(&cons, &next, "fills mid-run");
-		ret = aem_submit(&prod);
-		t_assert(ret >= 0, "aem_submit: %s", strerror(-ret));
-		total += (unsigned)ret;
-	}
-	drain_in_order(&cons, &next, "fills mid-run");
-	t_eq(next, 200);
-	ss = t_sub_stats(&cons, sub);
-	t_eq(ss.produced, 200);
-	t_eq(ss.delivered, 200);
-	t_eq(ss.dropped, 0);
-	t_eq(*prod.sq.kdropped, 0);
-	t_expect_quiet(&prod, 20, "silent posts");
-	t_teardown_pair(&prod, &cons);
+	finish_posts(&prod, &cons, sub, 200, took, "fills mid-run");
 }
 
 /* Lossy posts past a full target's budget: dropped, each told (-ENOSPC) and counted. */
 static void lossy_run(void)
 {
-	struct aem_params p = t_params(256, 16, 1);
-	struct aem_ring prod, cons;
 	struct aem_ring_stats before, after, st;
+	struct aem_ring prod, cons;
 	struct aem_sub_stats ss;
 	unsigned i, dropped = 0, got;
 	uint32_t next = 0, v;
 	uint64_t sub, addr;
 	struct aem_cqe c;
 
-	p.backlog_limit = 64;
-	t_setup(&cons, &p);
-	p = t_params(256, 256, 1);
-	t_setup(&prod, &p);
-	sub = t_sub_msg(&cons, CH_A, 0, TAG_A);
-	addr = AEM_ADDR(cons.ring_id, CH_A);
+	sub = small_target(&prod, &cons, 256, 16, 64, &addr);
 	for (i = 0; i < 200; i++)
 		post_u32(&prod, addr, i, 0x4000 + i, false, true);
 	before = t_stats(&prod);
@@ -412,21 +435,13 @@ static void alloc_failures(void)
 	unsigned n, hits = 0;
 
 	for (n = 1; n <= 64; n++) {
-		struct aem_params p = t_params(16, 16, 1);
 		struct aem_ring prod, cons;
-		struct aem_sub_stats ss;
-		unsigned i, total, rounds;
-		uint32_t next = 0;
 		uint64_t sub, addr;
+		unsigned i;
 		u64 failed;
 		int ret;
 
-		p.backlog_limit = 128;
-		t_setup(&cons, &p);
-		p = t_params(128, 64, 1);
-		t_setup(&prod, &p);
-		sub = t_sub_msg(&cons, CH_A, 0, TAG_A);
-		addr = AEM_ADDR(cons.ring_id, CH_A);
+		sub = small_target(&prod, &cons, 128, 16, 128, &addr);
 		for (i = 0; i < 120; i++)
 			post_u32(&prod, addr, i, 0x6000 + i, true, false);
 		failed = __atomic_load_n(&__aem_fault.failed, __ATOMIC_RELAXED);
@@ -434,21 +449,7 @@ static void alloc_failures(void)
 		ret = aem_submit(&prod);
 		__aem_fault_nth(0, false);
 		t_assert(ret >= 0, "allocation %u failed: aem_submit: %s", n, strerror(-ret));
-		total = (unsigned)ret;
-		for (rounds = 0; total < 120; rounds++) {
-			t_assert(rounds < 1000, "allocation %u failed: stalled at %u of 120", n, total);
-			drain_in_order(&cons, &next, "allocation failure");
-			ret = aem_submit(&prod);
-			t_assert(ret >= 0, "aem_submit: %s", strerror(-ret));
-			total += (unsigned)ret;
-		}
-		drain_in_order(&cons, &next, "allocation failure");
-		t_eq(next, 120);
-		ss = t_sub_stats(&cons, sub);
-		t_eq(ss.produced, 120);
-		t_eq(ss.dropped, 0);
-		t_eq(*prod.sq.kdropped, 0);
-		t_teardown_pair(&prod, &cons);
+		finish_posts(&prod, &cons, sub, 120, (unsigned)ret, "allocation failure");
 		if (__atomic_load_n(&__aem_fault.failed, __ATOMIC_RELAXED) == failed)
 			break;	/* the run made fewer than n allocations: every one has failed once */
 		hits++;
