@@ -458,6 +458,93 @@ static void alloc_failures(void)
 	t_note("allocation failures: each of the run's %u allocations failed once", hits);
 }
 
+/* ---- the backlog's kept chunks give way to the charge (embedded) -------- */
+
+/* Hour-long timers on @r, one per submission, until one is refused: how many. */
+static unsigned timers_until_refused(struct aem_ring *r)
+{
+	unsigned n;
+	int res;
+
+	for (n = 0; n < 1U << 20; n++) {
+		struct aem_sqe *sqe = t_sqe(r);
+
+		aem_prep_subscribe_timer(sqe, 3600ull * 1000 * T_MS, 0, 0, 0x7000 + n);
+		res = t_do(r, 0x7000 + n);
+		if (res < 0) {
+			t_eq(res, -ENOMEM);
+			return n;
+		}
+	}
+	t_fail("a million timers under a 2 MiB budget");
+}
+
+/* A consumer under a 2 MiB budget (AEM_MAX_RING_MB), subscribed at CH_A. */
+static uint64_t budget_ring(struct aem_ring *r)
+{
+	struct aem_params p = t_params(64, 64, 1);
+	int ret;
+
+	p.backlog_limit = AEM_MAX_BACKLOG;
+	setenv("AEM_MAX_RING_MB", "2", 1);
+	ret = aem_setup(&p, r);
+	unsetenv("AEM_MAX_RING_MB");
+	t_assert(ret == 0, "aem_setup under a 2 MiB budget: %s", strerror(-ret));
+	return listen_on(r, CH_A, TAG_A);
+}
+
+/*
+ * A backlog that grew deep and drained leaves its chunks kept for the
+ * next burst, still charged; a charge that needs their room takes it: a
+ * ring that went through such a burst takes as many subscriptions as a
+ * fresh one.
+ */
+static void spares_give_way(void)
+{
+	unsigned fresh, after, queued = 0, taken = 0;
+	struct aem_ring_stats st;
+	struct aem_ring prod, cons;
+	uint32_t next = 0;
+	uint64_t addr;
+	int ret;
+
+	budget_ring(&cons);
+	fresh = timers_until_refused(&cons);
+	aem_teardown(&cons);
+
+	addr = budget_ring(&cons);
+	roomy_ring(&prod);
+	/* Post without reading until the consumer holds one back. */
+	while (taken == queued && queued < 1U << 20) {
+		struct aem_sqe *sqe;
+
+		while ((sqe = aem_get_sqe(&prod))) {
+			aem_prep_post(sqe, addr, &queued, sizeof(queued), 0);
+			sqe->flags |= AEM_SQE_F_SILENT;
+			queued++;
+		}
+		ret = aem_submit(&prod);
+		t_assert(ret >= 0, "aem_submit: %s", strerror(-ret));
+		taken += (unsigned)ret;
+	}
+	st = t_stats(&cons);
+	t_assert(st.backlog > 64 * 43, "backlog of %llu: too shallow to keep chunks",
+		 (unsigned long long)st.backlog);
+	while (taken < queued) {
+		drain_in_order(&cons, &next, "burst");
+		ret = aem_submit(&prod);
+		t_assert(ret >= 0, "aem_submit: %s", strerror(-ret));
+		taken += (unsigned)ret;
+	}
+	drain_in_order(&cons, &next, "burst");
+	t_eq(next, queued);
+	after = timers_until_refused(&cons);
+	t_note("spare chunks: %u subscriptions fresh, %u after a backlog of %llu", fresh, after,
+	       (unsigned long long)st.backlog);
+	t_eq(after, fresh);
+	t_teardown_pair(&prod, &cons);
+}
+
 int main(void)
 {
 	struct aem_ring probe;
@@ -471,9 +558,11 @@ int main(void)
 	fills_mid_run();
 	lossy_run();
 	producers_at_once();
-	if (!kernel && !getenv("AEM_FAULT_ALLOC"))
+	if (!kernel && !getenv("AEM_FAULT_ALLOC")) {
 		alloc_failures();
-	else
-		t_note("allocation failures: embedded backend without AEM_FAULT_ALLOC only (fault_alloc covers the module)");
+		spares_give_way();
+	} else {
+		t_note("allocation failures and the budget: embedded backend without AEM_FAULT_ALLOC only (fault_alloc and mem_charge cover the module)");
+	}
 	return t_exit();
 }
