@@ -106,6 +106,15 @@ struct aem_bl_chunk {
 aem_static_assert(sizeof(struct aem_bl_chunk) <= AEM_BL_CHUNK_BYTES,
 		  "a backlog chunk is charged as one 4 KiB object");
 
+/*
+ * Emptied backlog chunks a ring keeps for reuse, still charged: as many
+ * as the incoming messages' budget fills, so a fan-in that outruns its
+ * consumer, filling and draining the backlog, allocates nothing once it
+ * has been that deep.  They give way to any charge that needs their
+ * grains (mem.c), and go at teardown.
+ */
+#define AEM_BL_SPARES(r)	(AEM_MSG_BACKLOG(r) / AEM_BL_CHUNK + 1)
+
 /* A subscription table chunk: what growing the table by AEM_SUB_CHUNK entries charges. */
 #define AEM_SUB_CHUNK_BYTES	((u64)AEM_SUB_CHUNK * sizeof(struct aem_sub))
 
@@ -180,7 +189,8 @@ struct aem_ctx {
 	u16			slot_issue;	/* generation of the last issue, any slot */
 	u32			nr_backlog;	/* live backlog entries, all classes */
 	u32			bl_bytes;	/* payload bytes held in backlog bufs */
-	struct aem_bl_chunk	*bl_spare;
+	struct aem_bl_chunk	*bl_spare;	/* emptied chunks kept (charged) for the next, through ->next */
+	u32			nr_bl_spare;
 	u64			produced;	/* ring-wide, results included; counted on entry */
 	u64			delivered, backlog, dropped;	/* ring-wide outcomes (results included) */
 	u64			refused[AEM_REFUSE_NR];
@@ -332,6 +342,7 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		       struct aem_posted *out);
 void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);
 void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64 id);
+void __aem_post_results(struct aem_ctx *r, const u64 *user_data, const u8 *cls, u32 n);
 bool __aem_post_counts_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe);
 bool __aem_flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq);
 struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq,
@@ -425,5 +436,31 @@ int __aem_msg_deliver(struct aem_ctx *from, u64 addr, u8 prio, const void *data,
 int __aem_msg_deliver_to(struct aem_ctx *from, struct aem_ctx *t, u64 addr, u8 prio,
 			 const void *data, u32 len, u64 call_id, bool lossy,
 			 const struct aem_cred *cred);
+
+/*
+ * A run of consecutive POSTs to one ring (submit.c): the target found,
+ * checked and referenced once, its cq_lock taken once for up to
+ * AEM_POST_RUN posts, the sender computed once, one wake-up and one round
+ * of the poster's result ring per lock hold.  Closed: t == NULL.
+ */
+#define AEM_POST_RUN	64
+
+struct aem_post_run {
+	struct aem_ctx		*from, *t;	/* the poster; the target, held */
+	const struct aem_sender	*sender;	/* &who, or NULL before version 4 */
+	struct aem_sender	who;
+	unsigned long		flags;		/* the target's cq_lock, while locked */
+	bool			incoming;	/* within the target's budget for messages */
+	bool			locked, wake, urgent;
+	u32			held;		/* posts delivered under this lock hold */
+	u32			nr_results;	/* answers owed to non-silent posts */
+	u64			res_user_data[AEM_POST_RUN];
+	u8			res_cls[AEM_POST_RUN];
+};
+
+int __aem_post_run_add(struct aem_post_run *run, struct aem_ctx *r, const struct aem_sqe *sqe,
+		       u32 *reason);
+void __aem_post_run_pause(struct aem_post_run *run);
+void __aem_post_run_close(struct aem_post_run *run);
 
 #endif /* AEM_CORE_INT_H */

@@ -114,6 +114,11 @@ void __aem_backlog_free(struct aem_ctx *r)
 			aem_free(b);
 		}
 	}
-	aem_free(r->bl_spare);
-	r->bl_spare = NULL;
+	while (r->bl_spare) {
+		struct aem_bl_chunk *b = r->bl_spare;
+
+		r->bl_spare = b->next;
+		aem_free(b);
+	}
+	r->nr_bl_spare = 0;
 }

@@ -20,6 +20,22 @@ static u64 round_grain(u64 v)
 	return (v + AEM_CHARGE_GRAIN - 1) & ~((u64)AEM_CHARGE_GRAIN - 1);
 }
 
+/* The backlog's spare chunks (post.c) give their charge back: a charge needs it. */
+static bool spares_release_locked(struct aem_ctx *r)
+{
+	if (!r->bl_spare)
+		return false;
+	while (r->bl_spare) {
+		struct aem_bl_chunk *c = r->bl_spare;
+
+		r->bl_spare = c->next;
+		aem_free(c);
+		r->mem_used -= AEM_BL_CHUNK_BYTES;
+	}
+	r->nr_bl_spare = 0;
+	return true;
+}
+
 /*
  * Account @bytes more; false (nothing changed) past the ring's limit.
  * @force takes the grains even then: for results, which are never lost
@@ -32,8 +48,11 @@ static bool charge_locked(struct aem_ctx *r, u64 bytes, bool force)
 
 	if (need > r->mem_charged) {
 		u64 more = round_grain(need - r->mem_charged);
-		int ret = aem_host_charge(r->host, more, force);
+		/* Past the limit the spares go first, before a forced charge. */
+		int ret = aem_host_charge(r->host, more, force && !r->bl_spare);
 
+		if (ret < 0 && spares_release_locked(r))
+			return charge_locked(r, bytes, force);
 		/* Read without the lock by submission (aem_core_submit). */
 		aem_write_once(r->mem_short, ret < 0 || ret == AEM_CHARGE_OVER);
 		if (ret < 0)

@@ -17,7 +17,8 @@ struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq
 	if (!c || c->tail == AEM_BL_CHUNK) {
 		if (r->bl_spare) {
 			c = r->bl_spare;
-			r->bl_spare = NULL;
+			r->bl_spare = c->next;
+			r->nr_bl_spare--;
 		} else {
 			/*
 			 * Charged first: past the ring's account an event is
@@ -55,8 +56,10 @@ static void bl_chunk_done(struct aem_ctx *r, struct aem_cq_core *cq)
 	cq->bl_head = c->next;
 	if (!cq->bl_head)
 		cq->bl_tail = NULL;
-	if (!r->bl_spare) {
+	if (r->nr_bl_spare < AEM_BL_SPARES(r)) {
+		c->next = r->bl_spare;
 		r->bl_spare = c;
+		r->nr_bl_spare++;
 	} else {
 		aem_free(c);
 		__aem_mem_uncharge_locked(r, AEM_BL_CHUNK_BYTES);
@@ -551,6 +554,31 @@ void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64
 	};
 
 	__aem_post_result(r, &p);
+}
+
+/*
+ * @n successes (res 0) of SQEs with these user_data and classes, in one
+ * lock round of @r's result ring and one wake-up.
+ */
+void __aem_post_results(struct aem_ctx *r, const u64 *user_data, const u8 *cls, u32 n)
+{
+	struct aem_post p = { .flags = AEM_CQE_F_RESULT, .n = 1 };
+	struct aem_posted out;
+	bool wake = false, urgent = false;
+	unsigned long f;
+	u32 i;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	for (i = 0; i < n; i++) {
+		p.user_data = user_data[i];
+		p.cls = cls[i] < r->nr_classes ? cls[i] : 0;
+		__aem_post_locked(r, NULL, &p, &out);
+		wake |= out.wake;
+		urgent |= out.wake && p.cls == 0;
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	if (wake)
+		__aem_wake(r, urgent);
 }
 
 int aem_core_post(struct aem_ctx *r, struct aem_sub *s, const void *data, u32 len,
