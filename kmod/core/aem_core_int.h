@@ -160,6 +160,8 @@ struct aem_ctx {
 	u32			sq_head;
 	u32			sq_dropped;
 	u64			sqes_done;
+	u64			clock_ns;	/* aem_core_submit_clock(): read once per submission */
+	u64			clock_at;	/* sqes_done + 1 when clock_ns was read; 0: never */
 
 	/* waiters: lock-free, Dekker with the tails */
 	aem_atomic_t		waiters;

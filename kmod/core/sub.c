@@ -4,6 +4,10 @@
  * by id (index, generation, kind) in O(1); a free list by index.  Entries
  * change only under the ring's completion lock; chunks are added under the
  * submit lock, each charged to the ring's account (mem.c) as it is added.
+ *
+ * A new chunk is not walked: its entries are zero (generation 0, which no
+ * freed entry has) and join the free list one at a time, as the list's head
+ * reaches them, so subscribing touches each entry once, when it is taken.
  */
 #include "aem_core_int.h"
 
@@ -67,7 +71,6 @@ struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 {
 	struct aem_sub *s = NULL, *chunk = NULL;
 	unsigned long f;
-	u32 base, i;
 
 	aem_spin_lock_irqsave(&r->cq_lock, f);
 	if (r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS && !r->closing) {
@@ -85,20 +88,21 @@ struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 		aem_spin_lock_irqsave(&r->cq_lock, f);
 	}
 	if (chunk && r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS) {
-		base = r->nr_sub_chunks << AEM_SUB_CHUNK_SHIFT;
-		for (i = 0; i < AEM_SUB_CHUNK; i++) {
-			chunk[i].index = base + i;
-			chunk[i].gen = 1;
-			chunk[i].link[0] = base + i + 1;
-		}
-		chunk[AEM_SUB_CHUNK - 1].link[0] = r->sub_free;
 		r->sub_chunks[r->nr_sub_chunks] = chunk;
+		r->sub_free = r->nr_sub_chunks << AEM_SUB_CHUNK_SHIFT;
 		aem_write_once(r->nr_sub_chunks, r->nr_sub_chunks + 1);
-		r->sub_free = base;
 		chunk = NULL;
 	}
 	if (r->sub_free != AEM_NIL && !r->closing) {
-		s = __aem_sub_at(r, r->sub_free);
+		u32 idx = r->sub_free;
+
+		s = __aem_sub_at(r, idx);
+		if (!s->gen) {
+			/* Fresh: the rest of its chunk follows it (the list was empty when the chunk came). */
+			s->index = idx;
+			s->gen = 1;
+			s->link[0] = (idx + 1) & (AEM_SUB_CHUNK - 1) ? idx + 1 : AEM_NIL;
+		}
 		r->sub_free = s->link[0];
 		s->link[0] = 0;
 		s->source = source;
