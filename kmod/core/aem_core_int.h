@@ -256,6 +256,7 @@ int __aem_ring_get_for_call(u32 id, const struct aem_cred *from, u32 req_len,
 /* sub.c */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state);
 void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s);
+void __aem_sub_table_free(struct aem_ctx *r);
 void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c);
 void __aem_sub_end_locked(struct aem_ctx *r, struct aem_sub *s);
 struct aem_sub *__aem_sub_find(struct aem_ctx *r, u64 id, u32 bad_state);
