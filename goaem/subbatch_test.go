@@ -209,4 +209,3 @@ func processCPU(b *testing.B) int64 {
 	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
-
