@@ -5,21 +5,23 @@
  * change only under the ring's completion lock; chunks are added under the
  * submit lock, each charged to the ring's account (mem.c) as it is added.
  *
- * The table grows a chunk at a time for its first AEM_SUB_GROUP chunks,
- * then AEM_SUB_GROUP chunks (2 MiB) at a time, each growth one block of
- * memory (huge pages in user space: aem_table_zalloc).  A new block is not
+ * The table grows a chunk at a time for its first AEM_SUB_GROUP_FROM
+ * chunks (16 MiB), then AEM_SUB_GROUP chunks (2 MiB) at a time, so that
+ * what it holds beyond its entries stays under an eighth; each growth is
+ * one block of memory (huge pages in user space: aem_table_zalloc).  A new block is not
  * walked: its entries are zero (generation 0, which no freed entry has) and
  * join the free list one at a time, as the list's head reaches them, so
  * subscribing touches each entry once, when it is taken.
  */
 #include "aem_core_int.h"
 
-#define AEM_SUB_GROUP	8U
+#define AEM_SUB_GROUP		8U
+#define AEM_SUB_GROUP_FROM	64U
 
 /* Chunks the table grows by when chunk @c is the next; also the size of the block at @c. */
 static u32 grow_chunks(u32 c)
 {
-	return c < AEM_SUB_GROUP ? 1 : AEM_SUB_GROUP;
+	return c < AEM_SUB_GROUP_FROM ? 1 : AEM_SUB_GROUP;
 }
 
 void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s)

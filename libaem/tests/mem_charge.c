@@ -20,7 +20,8 @@
 
 #define SUB_BYTES	64
 #define CHUNK_SUBS	4096	/* the table grows by this many entries ... */
-#define TABLE_GROUP	8	/* ... for its first 8 chunks, then by blocks of 8 chunks */
+#define TABLE_GROUP_FROM 64	/* ... for its first 64 chunks, */
+#define TABLE_GROUP	8	/* then by blocks of 8 chunks */
 #define BUDGET_MB	2
 #define HOUR_NS		(3600ull * 1000 * T_MS)
 
@@ -134,22 +135,22 @@ static void per_subscription(void)
 	t_setup(&r, &p);
 	c0 = t_stats(&r).charged;
 	t_assert(c0 > 0, "nothing charged for the ring");
-	/* The first chunk (with the timer wheel), seven more, then two blocks. */
+	/* The first chunk (with the timer wheel), the other single ones, then two blocks. */
 	n = subscribe_until_refused(&r, CHUNK_SUBS, &err);
 	t_eq(err, 0);
 	c1 = t_stats(&r).charged;
-	n += subscribe_until_refused(&r, 3 * TABLE_GROUP * CHUNK_SUBS - n, &err);
+	n += subscribe_until_refused(&r, (TABLE_GROUP_FROM + 2 * TABLE_GROUP) * CHUNK_SUBS - n, &err);
 	t_eq(err, 0);
 	st = t_stats(&r);
 	c2 = st.charged;
-	t_eq(st.subscriptions, 3 * TABLE_GROUP * CHUNK_SUBS);
+	t_eq(st.subscriptions, (TABLE_GROUP_FROM + 2 * TABLE_GROUP) * CHUNK_SUBS);
 	printf("charged: %llu bytes at setup, +%llu for the first %u subscriptions, "
 	       "%.2f B per subscription after\n", (unsigned long long)c0,
 	       (unsigned long long)(c1 - c0), CHUNK_SUBS,
-	       (double)(c2 - c1) / ((3 * TABLE_GROUP - 1) * CHUNK_SUBS));
+	       (double)(c2 - c1) / ((TABLE_GROUP_FROM + 2 * TABLE_GROUP - 1) * CHUNK_SUBS));
 	t_assert(c1 - c0 >= CHUNK_SUBS * SUB_BYTES, "the first table chunk charged %llu bytes",
 		 (unsigned long long)(c1 - c0));
-	t_eq(c2 - c1, (3ull * TABLE_GROUP - 1) * CHUNK_SUBS * SUB_BYTES);
+	t_eq(c2 - c1, (TABLE_GROUP_FROM + 2ull * TABLE_GROUP - 1) * CHUNK_SUBS * SUB_BYTES);
 	/* One more subscription takes a whole block. */
 	t_eq(subscribe_until_refused(&r, 1, &err), 1);
 	t_eq(t_stats(&r).charged - c2, (uint64_t)TABLE_GROUP * CHUNK_SUBS * SUB_BYTES);

@@ -19,15 +19,16 @@
 #define TIMERS_DEFAULT	1000000
 #endif
 #define TABLE_CHUNK	4096	/* the kernel side's subscription table grows by this many ... */
-#define TABLE_GROUP	8	/* ... for its first 8 chunks, then by blocks of 8 chunks */
+#define TABLE_GROUP_FROM 64	/* ... for its first 64 chunks, */
+#define TABLE_GROUP	8	/* then by blocks of 8 chunks */
 
 /* Entries of the table that holds @n subscriptions: whole chunks, then whole blocks. */
 static uint64_t table_entries(uint64_t n)
 {
 	uint64_t chunks = (n + TABLE_CHUNK - 1) / TABLE_CHUNK;
 
-	if (chunks > TABLE_GROUP)
-		chunks = TABLE_GROUP + (chunks - TABLE_GROUP + TABLE_GROUP - 1) / TABLE_GROUP * TABLE_GROUP;
+	if (chunks > TABLE_GROUP_FROM)
+		chunks = TABLE_GROUP_FROM + (chunks - TABLE_GROUP_FROM + TABLE_GROUP - 1) / TABLE_GROUP * TABLE_GROUP;
 	return chunks * TABLE_CHUNK;
 }
 #define FIRE_PER_MS	2000	/* re-armed timers due per millisecond, at most */
