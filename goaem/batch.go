@@ -38,6 +38,7 @@ type Batch struct {
 	id    uint32         // while Submit runs: the id its entries' user_data carry
 	slab  []Subscription // the rest of the slab the next subscribes take from
 	slabN int            // the size of the last slab
+	ext   *subExt        // the last handler's: shared by the subscribes that have the same
 	// While Submit runs: the subscribes it hands over have consecutive
 	// table generations from subGen on (their answers carry the handle,
 	// so the generation finds the entry); subIdx[j] is the entry of the
@@ -177,7 +178,7 @@ func (b *Batch) Subscribe(src Source, opts SubOptions) int {
 	e, i := b.add(batchSubscribe)
 	if e.err == nil {
 		e.sub = b.newSub()
-		if e.err = b.r.newSubscription(e.sub, src, opts, &e.sqe); e.err != nil {
+		if e.err = b.r.newSubscription(e.sub, src, opts, &e.sqe, &b.ext); e.err != nil {
 			e.sub = nil // its slab entry stays unused
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -215,4 +216,55 @@ func processCPU(b *testing.B) int64 {
 	var ru syscall.Rusage
 	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// Subscribes of a Batch with the same handler share what they keep beside
+// it; a subscription's final counts stay its own, and each event still
+// reaches its own subscription's handler.
+func TestBatchSharesHandler(t *testing.T) {
+	r, err := Open(WithBackend(BackendEmbedded))
+	require.NoError(t, err)
+	defer r.Close()
+	var a, b atomic.Int32
+	onA := func(ev *Event) error { a.Add(1); return nil }
+	onB := func(ev *Event) error { b.Add(1); return nil }
+	bt := r.NewBatch()
+	bt.Subscribe(Timer{First: time.Millisecond}, SubOptions{Handler: onA})
+	bt.Subscribe(Timer{First: time.Millisecond}, SubOptions{Handler: onA})
+	bt.Subscribe(Timer{First: time.Millisecond}, SubOptions{Handler: onB})
+	bt.Subscribe(Timer{First: time.Hour}, SubOptions{Handler: onB})
+	bt.Subscribe(Timer{First: time.Hour}, SubOptions{Handler: onB, MaxInFlight: 2})
+	require.NoError(t, bt.Submit(context.Background()))
+	s := make([]*Subscription, bt.Len())
+	for i := range s {
+		s[i] = bt.Subscription(i)
+	}
+	assert.Same(t, s[0].ext.Load(), s[1].ext.Load(), "the same handler: one subExt")
+	assert.NotSame(t, s[1].ext.Load(), s[2].ext.Load(), "another handler: its own")
+	assert.Same(t, s[2].ext.Load(), s[3].ext.Load())
+	assert.NotSame(t, s[3].ext.Load(), s[4].ext.Load(), "a bound of its own: its own subExt")
+	assert.NotNil(t, s[4].ext.Load().sem)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, nil) }()
+	for (a.Load() < 2 || b.Load() < 1 || !s[0].Ended() || !s[1].Ended() || !s[2].Ended()) && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	assert.EqualValues(t, 2, a.Load(), "events for the first handler")
+	assert.EqualValues(t, 1, b.Load(), "events for the second handler")
+	for i := range 3 {
+		st, err := s[i].Stats()
+		require.NoError(t, err)
+		assert.Equal(t, uint64(1), st.Produced, "subscription %d's own final counts", i)
+	}
+	assert.Nil(t, s[3].extra().final, "the ended subscription's counts reached one that shares its handler")
+	require.NoError(t, s[3].Unsubscribe())
+	st, err := s[3].Stats()
+	require.NoError(t, err)
+	assert.Zero(t, st.Produced)
+	assert.NotNil(t, s[3].extra().handler, "the handler survives the final counts")
 }

@@ -172,6 +172,13 @@ type subExt struct {
 	final *Stats
 }
 
+// same reports whether x has opts's handler (the same func value) and
+// clone, and no bound.
+func (x *subExt) same(opts SubOptions) bool {
+	return x.sem == nil && x.final == nil && x.clone == opts.Clone &&
+		*(*unsafe.Pointer)(unsafe.Pointer(&x.handler)) == *(*unsafe.Pointer)(unsafe.Pointer(&opts.Handler))
+}
+
 // Subscription.state: the two ends of a subscription that ended by itself
 // (its table entry goes when both are in, so the final event still finds
 // it and the end result still has a place to land), and whether it ended.
@@ -198,7 +205,7 @@ func (s *Subscription) extra() subExt {
 func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	var prepared abi.SQE
 	s := new(Subscription)
-	if err := r.newSubscription(s, src, opts, &prepared); err != nil {
+	if err := r.newSubscription(s, src, opts, &prepared, nil); err != nil {
 		return nil, err
 	}
 	// The table entry exists before the SQE: the first event may arrive
@@ -221,8 +228,11 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 }
 
 // newSubscription checks a subscribe's arguments, prepares its SQE (all
-// but user_data) in sqe and fills s, which is not published yet.
-func (r *Ring) newSubscription(s *Subscription, src Source, opts SubOptions, sqe *abi.SQE) error {
+// but user_data) in sqe and fills s, which is not published yet. With
+// shared, subscriptions whose handler (the same func value) and clone are
+// the last one's, and have no bound of their own, share its subExt, which
+// is replaced, never changed, once it is published.
+func (r *Ring) newSubscription(s *Subscription, src Source, opts SubOptions, sqe *abi.SQE, shared **subExt) error {
 	if src == nil {
 		return invalid("goaem: subscribe: nil source")
 	}
@@ -245,11 +255,17 @@ func (r *Ring) newSubscription(s *Subscription, src Source, opts SubOptions, sqe
 	sqe.Arg = opts.Impl
 	s.r, s.tag, s.class, s.mode, s.source = r, opts.Tag, uint8(opts.Class), opts.Mode, sqe.Source
 	if opts.Handler != nil || opts.Clone != nil || opts.MaxInFlight > 0 {
-		x := &subExt{handler: opts.Handler, clone: opts.Clone}
-		if opts.MaxInFlight > 0 {
-			x.sem = make(chan struct{}, opts.MaxInFlight)
+		if shared != nil && *shared != nil && opts.MaxInFlight == 0 && (*shared).same(opts) {
+			s.ext.Store(*shared)
+		} else {
+			x := &subExt{handler: opts.Handler, clone: opts.Clone}
+			if opts.MaxInFlight > 0 {
+				x.sem = make(chan struct{}, opts.MaxInFlight)
+			} else if shared != nil {
+				*shared = x
+			}
+			s.ext.Store(x)
 		}
-		s.ext.Store(x)
 	}
 	if r.features&abi.FeatSubStats != 0 {
 		sqe.Flags |= abi.SQEFEndStats
