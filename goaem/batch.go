@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,12 +27,24 @@ import (
 // meet on its submission lock once per batch, not once per event; on a
 // ring of their own (OpenProducer, goaem's fan-in path) not at all.
 // Queueing and submitting allocate nothing in steady state (Reset keeps
-// the memory), except the *Subscription that each queued subscribe makes.
+// the memory), except the Subscriptions that queued subscribes make: a
+// Batch takes them from slabs it allocates whole, up to subSlabMax at a
+// time, so a slab stays in memory while any of its Subscriptions is
+// referenced.
 type Batch struct {
-	r    *Ring
-	ents []batchEntry
-	from int    // the first entry the next Submit hands over
-	id   uint32 // while Submit runs: the id its entries' user_data carry
+	r     *Ring
+	ents  []batchEntry
+	from  int            // the first entry the next Submit hands over
+	id    uint32         // while Submit runs: the id its entries' user_data carry
+	slab  []Subscription // the rest of the slab the next subscribes take from
+	slabN int            // the size of the last slab
+	ext   *subExt        // the last handler's: shared by the subscribes that have the same
+	// While Submit runs: the subscribes it hands over have consecutive
+	// table generations from subGen on (their answers carry the handle,
+	// so the generation finds the entry); subIdx[j] is the entry of the
+	// one with generation subGen+j.
+	subGen uint32
+	subIdx []uint32
 	// taken: the entries before it were taken by the kernel side (or are
 	// skipped). The submitter's alone.
 	taken      int
@@ -164,9 +177,28 @@ func (b *Batch) setData(e *batchEntry, data []byte) {
 func (b *Batch) Subscribe(src Source, opts SubOptions) int {
 	e, i := b.add(batchSubscribe)
 	if e.err == nil {
-		e.sub, e.err = b.r.newSubscription(src, opts, &e.sqe)
+		e.sub = b.newSub()
+		if e.err = b.r.newSubscription(e.sub, src, opts, &e.sqe, &b.ext); e.err != nil {
+			e.sub = nil // its slab entry stays unused
+		}
 	}
 	return i
+}
+
+// subSlabMax bounds the Subscriptions a Batch allocates at once: a slab
+// is one object, kept whole while any of them is referenced.
+const subSlabMax = 1024
+
+// newSub takes a zero Subscription from the batch's slab, allocating the
+// next slab (twice the last, up to subSlabMax) when it is used up.
+func (b *Batch) newSub() *Subscription {
+	if len(b.slab) == 0 {
+		b.slabN = min(max(2*b.slabN, 16), subSlabMax)
+		b.slab = make([]Subscription, b.slabN)
+	}
+	s := &b.slab[0]
+	b.slab = b.slab[1:]
+	return s
 }
 
 // Unsubscribe queues the end of s (see Subscription.Unsubscribe) and
@@ -347,12 +379,13 @@ func (b *Batch) begin(ents []batchEntry) {
 	q := &r.res
 	base := len(b.ents) - len(ents)
 	b.taken, b.answers = base, 0
+	b.subIdx = b.subIdx[:0]
 	for i := range ents {
 		e := &ents[i]
 		switch {
 		case e.err != nil:
 		case e.kind == batchSubscribe:
-			e.sub.handle = r.subs.add(e.sub)
+			b.subIdx = append(b.subIdx, uint32(base+i))
 		case e.kind == batchUnsubscribe && e.sub.setEnded():
 			e.state = entDone // ended already: nothing to do, as Unsubscribe
 		}
@@ -361,6 +394,17 @@ func (b *Batch) begin(ents []batchEntry) {
 			b.answers++
 		}
 	}
+	if len(b.subIdx) != 0 {
+		// One lock round for the batch's subscriptions, with a run of
+		// generations that routes their answers.
+		t := &r.subs
+		t.mu.Lock()
+		b.subGen = t.gens(uint32(len(b.subIdx)))
+		for j, i := range b.subIdx {
+			t.addLocked(b.ents[i].sub, b.subGen+uint32(j))
+		}
+		t.mu.Unlock()
+	}
 	if b.registered = b.answers != 0 || hasPost(ents); !b.registered {
 		return // nothing goes to the kernel side
 	}
@@ -368,11 +412,8 @@ func (b *Batch) begin(ents []batchEntry) {
 	b.id = q.nextBatch()
 	q.batches[b.id] = b
 	b.waiting = b.answers
-	for i := range ents {
-		e := &ents[i]
-		if !e.skip && e.kind == batchSubscribe {
-			q.subBatch[e.sub.handle] = batchRef{b: b, idx: uint32(base + i)}
-		}
+	if len(b.subIdx) != 0 {
+		q.subBatches = append(q.subBatches, b)
 	}
 	if b.waiting != 0 {
 		b.o.done.Store(false)
@@ -385,7 +426,6 @@ func (b *Batch) begin(ents []batchEntry) {
 func (q *results) nextBatch() uint32 {
 	if q.batches == nil {
 		q.batches = make(map[uint32]*Batch)
-		q.subBatch = make(map[uint64]batchRef)
 	}
 	for {
 		q.batchSeq = (q.batchSeq + 1) & (1<<29 - 1)
@@ -543,14 +583,15 @@ func (b *Batch) end(ents []batchEntry, err error, tokenTaken bool) {
 		if q.ops[batchKey(b.id)] == &b.o {
 			delete(q.ops, batchKey(b.id))
 		}
+		if len(b.subIdx) != 0 {
+			q.subBatches = slices.DeleteFunc(q.subBatches, func(o *Batch) bool { return o == b })
+		}
 		b.registered = false
 	}
+	b.subIdx = b.subIdx[:0]
 	base := len(b.ents) - len(ents)
 	for i := range ents {
 		e := &ents[i]
-		if e.kind == batchSubscribe && !e.skip {
-			delete(q.subBatch, e.sub.handle)
-		}
 		switch {
 		case e.skip || e.state == entAnswered:
 		case base+i < b.taken && e.kind == batchPost:
@@ -607,13 +648,6 @@ func (b *Batch) outcome(ents []batchEntry) error {
 
 var errNoAnswer = errors.New("goaem: batch: no answer")
 
-// batchRef names a batch's entry: a subscribe's answer, which carries the
-// subscription's handle.
-type batchRef struct {
-	b   *Batch
-	idx uint32
-}
-
 // routeBatchLocked hands a result to the batch entry it answers and
 // reports whether one took it. Under res.mu.
 func (r *Ring) routeBatchLocked(cqe *abi.CQE) bool {
@@ -622,12 +656,10 @@ func (r *Ring) routeBatchLocked(cqe *abi.CQE) bool {
 	var b *Batch
 	var idx uint32
 	if ud&tagOp == 0 {
-		ref, ok := q.subBatch[ud]
-		if !ok {
+		// A subscribe's answer: its handle's generation names the entry.
+		if b, idx = q.subscribeEntry(ud); b == nil {
 			return false
 		}
-		delete(q.subBatch, ud)
-		b, idx = ref.b, ref.idx
 	} else {
 		if b = q.batches[uint32(ud>>32)&(1<<29-1)]; b == nil {
 			return false
@@ -669,6 +701,22 @@ func (r *Ring) routeBatchLocked(cqe *abi.CQE) bool {
 		r.signal(&b.o)
 	}
 	return true
+}
+
+// subscribeEntry finds the batch entry of the subscribe whose handle h an
+// answer carries: in the batches being submitted (a few at most), by the
+// generation run each took. Under mu.
+func (q *results) subscribeEntry(h uint64) (*Batch, uint32) {
+	gen := uint32(h >> 32)
+	for _, b := range q.subBatches {
+		if j := gen - b.subGen; j < uint32(len(b.subIdx)) {
+			idx := b.subIdx[j]
+			if e := &b.ents[idx]; e.sub != nil && e.sub.handle == h {
+				return b, idx
+			}
+		}
+	}
+	return nil, 0
 }
 
 // OpenProducer opens a ring for one producer goroutine posting (or

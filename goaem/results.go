@@ -35,11 +35,11 @@ type results struct {
 	sleeper *op         // with the role, a caller waiting for its own answer
 	pumpF   func()      // r.pump, bound once: starting it allocates nothing
 
-	// Batches being submitted (batch.go): by id, and their subscribes by
-	// the subscription's handle, which the answer carries.
-	batches  map[uint32]*Batch
-	subBatch map[uint64]batchRef
-	batchSeq uint32
+	// Batches being submitted (batch.go): by id, and those with
+	// subscribes, whose answers carry the subscription's handle.
+	batches    map[uint32]*Batch
+	subBatches []*Batch
+	batchSeq   uint32
 
 	// Results of sends for WithSockSent (sock.go): routed into sent under
 	// mu, reported after mu is released by whoever holds sentMu.

@@ -172,6 +172,13 @@ type subExt struct {
 	final *Stats
 }
 
+// same reports whether x has opts's handler (the same func value) and
+// clone, and no bound.
+func (x *subExt) same(opts SubOptions) bool {
+	return x.sem == nil && x.final == nil && x.clone == opts.Clone &&
+		*(*unsafe.Pointer)(unsafe.Pointer(&x.handler)) == *(*unsafe.Pointer)(unsafe.Pointer(&opts.Handler))
+}
+
 // Subscription.state: the two ends of a subscription that ended by itself
 // (its table entry goes when both are in, so the final event still finds
 // it and the end result still has a place to land), and whether it ended.
@@ -197,8 +204,8 @@ func (s *Subscription) extra() subExt {
 // WithOpTimeout).
 func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	var prepared abi.SQE
-	s, err := r.newSubscription(src, opts, &prepared)
-	if err != nil {
+	s := new(Subscription)
+	if err := r.newSubscription(s, src, opts, &prepared, nil); err != nil {
 		return nil, err
 	}
 	// The table entry exists before the SQE: the first event may arrive
@@ -220,42 +227,51 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	return s, nil
 }
 
-// newSubscription checks a subscribe's arguments and prepares its SQE
-// (all but user_data) in sqe.
-func (r *Ring) newSubscription(src Source, opts SubOptions, sqe *abi.SQE) (*Subscription, error) {
+// newSubscription checks a subscribe's arguments, prepares its SQE (all
+// but user_data) in sqe and fills s, which is not published yet. With
+// shared, subscriptions whose handler (the same func value) and clone are
+// the last one's, and have no bound of their own, share its subExt, which
+// is replaced, never changed, once it is published.
+func (r *Ring) newSubscription(s *Subscription, src Source, opts SubOptions, sqe *abi.SQE, shared **subExt) error {
 	if src == nil {
-		return nil, invalid("goaem: subscribe: nil source")
+		return invalid("goaem: subscribe: nil source")
 	}
 	if opts.Class < 0 || opts.Class >= r.classes {
-		return nil, invalid("goaem: subscribe: class %d outside 0..%d", opts.Class, r.classes-1)
+		return invalid("goaem: subscribe: class %d outside 0..%d", opts.Class, r.classes-1)
 	}
 	if opts.Mode > ModeClone {
-		return nil, invalid("goaem: subscribe: unknown handler mode %d", opts.Mode)
+		return invalid("goaem: subscribe: unknown handler mode %d", opts.Mode)
 	}
 	if opts.Mode == ModeClone && opts.Clone == nil {
-		return nil, invalid("goaem: subscribe: ModeClone needs SubOptions.Clone")
+		return invalid("goaem: subscribe: ModeClone needs SubOptions.Clone")
 	}
 	if opts.MaxInFlight < 0 {
-		return nil, invalid("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
+		return invalid("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
 	}
 	*sqe = abi.SQE{Opcode: abi.OpSubscribe, Prio: uint8(opts.Class)}
 	if err := src.prep(sqe); err != nil {
-		return nil, fmt.Errorf("goaem: subscribe: %w", err)
+		return fmt.Errorf("goaem: subscribe: %w", err)
 	}
 	sqe.Arg = opts.Impl
-	s := &Subscription{r: r, tag: opts.Tag, class: uint8(opts.Class), mode: opts.Mode, source: sqe.Source}
+	s.r, s.tag, s.class, s.mode, s.source = r, opts.Tag, uint8(opts.Class), opts.Mode, sqe.Source
 	if opts.Handler != nil || opts.Clone != nil || opts.MaxInFlight > 0 {
-		x := &subExt{handler: opts.Handler, clone: opts.Clone}
-		if opts.MaxInFlight > 0 {
-			x.sem = make(chan struct{}, opts.MaxInFlight)
+		if shared != nil && *shared != nil && opts.MaxInFlight == 0 && (*shared).same(opts) {
+			s.ext.Store(*shared)
+		} else {
+			x := &subExt{handler: opts.Handler, clone: opts.Clone}
+			if opts.MaxInFlight > 0 {
+				x.sem = make(chan struct{}, opts.MaxInFlight)
+			} else if shared != nil {
+				*shared = x
+			}
+			s.ext.Store(x)
 		}
-		s.ext.Store(x)
 	}
 	if r.features&abi.FeatSubStats != 0 {
 		sqe.Flags |= abi.SQEFEndStats
 		s.endStats = true
 	}
-	return s, nil
+	return nil
 }
 
 // ID is the subscription id the kernel side gave it. A handler may see the
@@ -457,6 +473,28 @@ type subTable struct {
 func (t *subTable) add(s *Subscription) uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.addLocked(s, t.gens(1))
+}
+
+// gens takes a run of n consecutive generations and returns its first:
+// the subscribes of a batch get consecutive ones, so that their answers
+// find their entries by generation (Batch.subGen). Under mu.
+func (t *subTable) gens(n uint32) uint32 {
+	if t.gen+n > subGenMask {
+		t.gen = 0 // wrap to 1: a run never wraps
+	}
+	first := t.gen + 1
+	t.gen += n
+	return first
+}
+
+// subGenMask bounds generations to 30 bits: handles keep bits 62 and 63
+// clear, so they are never op tags.
+const subGenMask = 1<<30 - 1
+
+// addLocked puts s in the table under generation gen and returns its
+// handle. Under mu.
+func (t *subTable) addLocked(s *Subscription, gen uint32) uint64 {
 	var idx uint32
 	if k := len(t.free); k != 0 {
 		idx = t.free[k-1]
@@ -476,11 +514,7 @@ func (t *subTable) add(s *Subscription) uint64 {
 		t.dir.Store(&grown)
 		dir = grown
 	}
-	t.gen = (t.gen + 1) & 0x3fffffff // keeps bits 62 and 63 clear: not an op tag
-	if t.gen == 0 {
-		t.gen = 1
-	}
-	s.handle = uint64(t.gen)<<32 | uint64(idx+1)
+	s.handle = uint64(gen)<<32 | uint64(idx+1)
 	dir[idx>>subChunkShift][idx&(subChunk-1)].Store(s)
 	return s.handle
 }

@@ -151,6 +151,9 @@ typedef struct mutex aem_mutex_t;
 #define aem_kvzalloc(size)		kvzalloc(size, GFP_KERNEL_ACCOUNT)
 #define aem_free(p)			kfree(p)
 #define aem_kvfree(p)			kvfree(p)
+/* A large table's block (user space maps these with huge pages). */
+#define aem_table_zalloc(size)		kvzalloc(size, GFP_KERNEL_ACCOUNT)
+#define aem_table_free(p, size)		kvfree(p)
 
 #define aem_now_ns()			ktime_get_ns()
 

@@ -6,19 +6,6 @@
 // after; Open only checks that the backend can be had.
 package aemt
 
-/*
-#include <malloc.h>
-
-// Bytes the C heap has handed out: the embedded backend's state lives there.
-static unsigned long long aemt_c_heap(void)
-{
-	struct mallinfo2 mi = mallinfo2();
-
-	return (unsigned long long)(mi.uordblks + mi.hblkhd);
-}
-*/
-import "C"
-
 import (
 	"context"
 	"errors"
@@ -724,10 +711,10 @@ func (t *Transport) Priority(p peers.Params, flood bool) (peers.Result, error) {
 }
 
 // Subscribe implements peers.Transport: n idle timers (an hour or more
-// away). BytesPer is the kernel side's memory per subscription: on the
-// embedded backend, the growth of the C heap, where the ring core keeps
-// its tables (unknown on the kernel backend: 0). GoBytesPer is goaem's own
-// bookkeeping of a subscription, on the Go heap.
+// away). BytesPer is the kernel side's memory per subscription: the growth
+// of the ring's charge (abi.RingStats.Charged), which counts the
+// subscription table as it grows, on either backend. GoBytesPer is goaem's
+// own bookkeeping of a subscription, on the Go heap.
 func (t *Transport) Subscribe(n int) (peers.SubResult, error) {
 	if n <= 0 {
 		return peers.SubResult{}, fmt.Errorf("aem subscriptions %d: must be positive", n)
@@ -737,20 +724,24 @@ func (t *Transport) Subscribe(n int) (peers.SubResult, error) {
 		return peers.SubResult{}, err
 	}
 	defer r.Close()
-	heap0, c0 := goHeap(), int64(C.aemt_c_heap())
+	st0, err := r.Stats()
+	if err != nil {
+		return peers.SubResult{}, err
+	}
+	heap0 := goHeap()
 	start := time.Now()
 	if err := subscribeIdle(r, n); err != nil {
 		return peers.SubResult{}, err
 	}
 	elapsed := time.Since(start)
-	c1 := int64(C.aemt_c_heap())
-	heap1 := goHeap()
-	res := peers.SubResult{Subscriptions: n, Elapsed: elapsed,
-		GoBytesPer: float64(heap1-heap0) / float64(n)}
-	if t.name == "embedded" {
-		res.BytesPer = float64(c1-c0) / float64(n)
+	st1, err := r.Stats()
+	if err != nil {
+		return peers.SubResult{}, err
 	}
-	return res, nil
+	heap1 := goHeap()
+	return peers.SubResult{Subscriptions: n, Elapsed: elapsed,
+		BytesPer:   float64(st1.Charged-st0.Charged) / float64(n),
+		GoBytesPer: float64(heap1-heap0) / float64(n)}, nil
 }
 
 // subscribeIdle makes n idle timer subscriptions, in goaem.Batches of

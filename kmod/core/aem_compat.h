@@ -15,7 +15,9 @@
  *              (never sleeps; usable from timer and softirq context);
  *              aem_mutex_t: aem_mutex_init/lock/unlock/destroy (may sleep)
  *   memory     aem_zalloc(size) (may sleep), aem_zalloc_atomic(size),
- *              aem_kvzalloc(size) (large, may sleep), aem_free(p), aem_kvfree(p)
+ *              aem_kvzalloc(size) (large, may sleep), aem_free(p), aem_kvfree(p);
+ *              aem_table_zalloc(size), aem_table_free(p, size): a large table's
+ *              block (may sleep; user space maps it 2 MiB aligned, huge pages)
  *   copies     memcpy, memset
  *   time       aem_now_ns()  CLOCK_MONOTONIC
  *   calls      struct aem_completion: aem_completion_init(c),

@@ -346,6 +346,16 @@ u64 aem_sub_id(struct aem_ctx *r, struct aem_sub *s);
  */
 bool aem_sub_active(struct aem_ctx *r, struct aem_sub *s);
 
+/*
+ * CLOCK_MONOTONIC ns, read once per submission (per aem_core_submit that
+ * consumes SQEs): what a source arming from an SQE counts from, so a batch
+ * of timer subscriptions costs one clock read.  It is no later than the
+ * SQE's consumption and no earlier than the enter that submitted it, so a
+ * timer armed from it never fires before its interval from its submission.
+ * Only from an opcode's handler (under the submit lock).
+ */
+u64 aem_core_submit_clock(struct aem_ctx *r);
+
 /* The subscription at table index @idx of @r (sources link subs by index). */
 struct aem_sub *aem_sub_at(struct aem_ctx *r, u32 idx);
 

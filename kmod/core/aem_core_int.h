@@ -169,6 +169,8 @@ struct aem_ctx {
 	u32			sq_head;
 	u32			sq_dropped;
 	u64			sqes_done;
+	u64			clock_ns;	/* aem_core_submit_clock(): read once per submission */
+	u64			clock_at;	/* sqes_done + 1 when clock_ns was read; 0: never */
 
 	/* waiters: lock-free, Dekker with the tails */
 	aem_atomic_t		waiters;
@@ -264,6 +266,7 @@ int __aem_ring_get_for_call(u32 id, const struct aem_cred *from, u32 req_len,
 /* sub.c */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state);
 void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s);
+void __aem_sub_table_free(struct aem_ctx *r);
 void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c);
 void __aem_sub_end_locked(struct aem_ctx *r, struct aem_sub *s);
 struct aem_sub *__aem_sub_find(struct aem_ctx *r, u64 id, u32 bad_state);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -197,6 +198,37 @@ static inline void *__aem_fault_calloc(size_t sz)
 #define aem_kvzalloc(sz)	__aem_fault_calloc(sz)
 #define aem_free(p)		free(p)
 #define aem_kvfree(p)		free(p)
+
+/*
+ * A large table's block (the subscription table grows by 2 MiB blocks):
+ * zeroed, 2 MiB aligned and backed by transparent huge pages where the
+ * system gives them on request, since faulting in 4 KiB pages one at a
+ * time costs more than setting up the entries they hold.
+ */
+#define AEM_TABLE_ALIGN		(2UL << 20)
+
+static inline void *aem_table_zalloc(size_t sz)
+{
+	size_t span = sz + AEM_TABLE_ALIGN;
+	char *p, *a;
+
+	if (__aem_fault_hit())
+		return NULL;
+	p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (char *)(((uintptr_t)p + AEM_TABLE_ALIGN - 1) & ~(uintptr_t)(AEM_TABLE_ALIGN - 1));
+	if (a != p)
+		munmap(p, (size_t)(a - p));
+	munmap(a + sz, (size_t)(p + span - (a + sz)));
+	madvise(a, sz, MADV_HUGEPAGE);	/* a hint: without it, 4 KiB pages */
+	return a;
+}
+
+static inline void aem_table_free(void *p, size_t sz)
+{
+	munmap(p, sz);
+}
 /* The embedded backend's own growing tables (user space only). */
 #define aem_realloc(p, sz)	(__aem_fault_hit() ? NULL : realloc((p), (sz)))
 

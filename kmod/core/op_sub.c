@@ -19,6 +19,16 @@ int __aem_op_nop(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool
 	return 0;
 }
 
+u64 aem_core_submit_clock(struct aem_ctx *r)
+{
+	/* sqes_done moves at the end of each submission that consumed SQEs: one read per submission. */
+	if (r->clock_at != r->sqes_done + 1) {
+		r->clock_ns = aem_now_ns();
+		r->clock_at = r->sqes_done + 1;
+	}
+	return r->clock_ns;
+}
+
 int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
 {
 	const struct aem_source_ops *ops;

@@ -142,7 +142,7 @@ err:
 void aem_core_ring_destroy(struct aem_ctx *r)
 {
 	unsigned long f;
-	u32 c, i, n;
+	u32 c, i;
 
 	__aem_ring_unregister(r);	/* no new posts or calls; in-flight ones are done */
 	__aem_calls_ring_gone(r);
@@ -186,12 +186,7 @@ void aem_core_ring_destroy(struct aem_ctx *r)
 	aem_mutex_unlock(&r->submit_lock);
 
 	__aem_backlog_free(r);
-	n = r->nr_sub_chunks;
-	for (c = 0; c < n; c++) {
-		aem_kvfree(r->sub_chunks[c]);
-		aem_cond_resched();
-	}
-	aem_kvfree(r->sub_chunks);
+	__aem_sub_table_free(r);
 	aem_kvfree(r->slot_gen);
 	aem_kvfree(r->slot_token);
 	aem_kvfree(r->slot_state);

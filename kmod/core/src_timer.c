@@ -304,7 +304,7 @@ static void timer_start(struct aem_ctx *r, struct aem_sub *s)
 	bool kick;
 
 	aem_spin_lock_irqsave(&w->lock, f);
-	kick = arm_locked(w, s, aem_now_ns() + s->priv[0], s->priv[1] & IVAL_MASK);
+	kick = arm_locked(w, s, aem_core_submit_clock(r) + s->priv[0], s->priv[1] & IVAL_MASK);
 	aem_spin_unlock_irqrestore(&w->lock, f);
 	if (kick)
 		aem_host_timer_kick();
@@ -341,7 +341,7 @@ static int timer_writeback(struct aem_ctx *r, struct aem_sub *s, const struct ae
 	}
 	disarm_locked(w, s);
 	if (first)
-		kick = arm_locked(w, s, aem_now_ns() + first, ival);
+		kick = arm_locked(w, s, aem_core_submit_clock(r) + first, ival);
 	else
 		s->priv[1] = ival | ((u64)B_NONE << B_SHIFT);
 	aem_spin_unlock_irqrestore(&w->lock, f);

@@ -4,8 +4,25 @@
  * by id (index, generation, kind) in O(1); a free list by index.  Entries
  * change only under the ring's completion lock; chunks are added under the
  * submit lock, each charged to the ring's account (mem.c) as it is added.
+ *
+ * The table grows a chunk at a time for its first AEM_SUB_GROUP_FROM
+ * chunks (16 MiB), then AEM_SUB_GROUP chunks (2 MiB) at a time, so that
+ * what it holds beyond its entries stays under an eighth; each growth is
+ * one block of memory (huge pages in user space: aem_table_zalloc).  A new block is not
+ * walked: its entries are zero (generation 0, which no freed entry has) and
+ * join the free list one at a time, as the list's head reaches them, so
+ * subscribing touches each entry once, when it is taken.
  */
 #include "aem_core_int.h"
+
+#define AEM_SUB_GROUP		8U
+#define AEM_SUB_GROUP_FROM	64U
+
+/* Chunks the table grows by when chunk @c is the next; also the size of the block at @c. */
+static u32 grow_chunks(u32 c)
+{
+	return c < AEM_SUB_GROUP_FROM ? 1 : AEM_SUB_GROUP;
+}
 
 void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s)
 {
@@ -58,47 +75,55 @@ void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c)
 /*
  * @state: AEM_SUB_* bits beside LIVE.  Submission (under submit_lock) and a
  * source spawning a connection (aem_core_sub_spawn) may both grow the
- * table: a chunk is added under cq_lock only if the table still needs it.
- * None once the ring is closing (teardown sweeps the table after that).
- * NULL: the table is full, or a new chunk was refused by the ring's charge
- * (or its allocation failed): the SUBSCRIBE gets -ENOMEM.
+ * table: a block is added under cq_lock only if the table is still as it
+ * was when the block was sized.  None once the ring is closing (teardown
+ * sweeps the table after that).  NULL: the table is full, or a new block
+ * was refused by the ring's charge (or its allocation failed): the
+ * SUBSCRIBE gets -ENOMEM.
  */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 {
-	struct aem_sub *s = NULL, *chunk = NULL;
+	struct aem_sub *s = NULL, *block = NULL;
 	unsigned long f;
-	u32 base, i;
+	u32 c = 0, n = 0, i;
 
 	aem_spin_lock_irqsave(&r->cq_lock, f);
 	if (r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS && !r->closing) {
-		/* The table grows by a chunk: charged before it exists, kept until the ring goes. */
-		if (!__aem_mem_charge_locked(r, AEM_SUB_CHUNK_BYTES)) {
+		/* The table grows by a block: charged before it exists, kept until the ring goes. */
+		c = r->nr_sub_chunks;
+		n = grow_chunks(c);
+		if (!__aem_mem_charge_locked(r, n * AEM_SUB_CHUNK_BYTES)) {
 			aem_spin_unlock_irqrestore(&r->cq_lock, f);
 			return NULL;
 		}
 		aem_spin_unlock_irqrestore(&r->cq_lock, f);
-		chunk = aem_kvzalloc(AEM_SUB_CHUNK_BYTES);
-		if (!chunk) {
-			aem_core_uncharge(r, AEM_SUB_CHUNK_BYTES);
+		block = aem_table_zalloc(n * AEM_SUB_CHUNK_BYTES);
+		if (!block) {
+			aem_core_uncharge(r, n * AEM_SUB_CHUNK_BYTES);
 			return NULL;
 		}
 		aem_spin_lock_irqsave(&r->cq_lock, f);
 	}
-	if (chunk && r->sub_free == AEM_NIL && r->nr_sub_chunks < AEM_SUB_NR_CHUNKS) {
-		base = r->nr_sub_chunks << AEM_SUB_CHUNK_SHIFT;
-		for (i = 0; i < AEM_SUB_CHUNK; i++) {
-			chunk[i].index = base + i;
-			chunk[i].gen = 1;
-			chunk[i].link[0] = base + i + 1;
-		}
-		chunk[AEM_SUB_CHUNK - 1].link[0] = r->sub_free;
-		r->sub_chunks[r->nr_sub_chunks] = chunk;
-		aem_write_once(r->nr_sub_chunks, r->nr_sub_chunks + 1);
-		r->sub_free = base;
-		chunk = NULL;
+	if (block && r->sub_free == AEM_NIL && r->nr_sub_chunks == c) {
+		for (i = 0; i < n; i++)
+			r->sub_chunks[c + i] = block + (size_t)i * AEM_SUB_CHUNK;
+		r->sub_free = c << AEM_SUB_CHUNK_SHIFT;
+		aem_write_once(r->nr_sub_chunks, c + n);
+		block = NULL;
 	}
 	if (r->sub_free != AEM_NIL && !r->closing) {
-		s = __aem_sub_at(r, r->sub_free);
+		u32 idx = r->sub_free;
+
+		s = __aem_sub_at(r, idx);
+		if (!s->gen) {
+			/*
+			 * Fresh: the block came when the free list was empty, so
+			 * every entry after this one is fresh too.
+			 */
+			s->index = idx;
+			s->gen = 1;
+			s->link[0] = idx + 1 < r->nr_sub_chunks << AEM_SUB_CHUNK_SHIFT ? idx + 1 : AEM_NIL;
+		}
 		r->sub_free = s->link[0];
 		s->link[0] = 0;
 		s->source = source;
@@ -106,11 +131,24 @@ struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 		r->nr_subs++;
 	}
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
-	if (chunk) {	/* another allocator grew the table meanwhile */
-		aem_kvfree(chunk);
-		aem_core_uncharge(r, AEM_SUB_CHUNK_BYTES);
+	if (block) {	/* another allocator grew the table meanwhile */
+		aem_table_free(block, n * AEM_SUB_CHUNK_BYTES);
+		aem_core_uncharge(r, n * AEM_SUB_CHUNK_BYTES);
 	}
 	return s;
+}
+
+/* The table's blocks and index, as the ring goes. */
+void __aem_sub_table_free(struct aem_ctx *r)
+{
+	u32 c, n;
+
+	for (c = 0; c < r->nr_sub_chunks; c += n) {
+		n = grow_chunks(c);
+		aem_table_free(r->sub_chunks[c], n * AEM_SUB_CHUNK_BYTES);
+		aem_cond_resched();
+	}
+	aem_kvfree(r->sub_chunks);
 }
 
 struct aem_sub *aem_core_sub_spawn(struct aem_ctx *r, struct aem_sub *parent)

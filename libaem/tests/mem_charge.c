@@ -19,7 +19,9 @@
 #include "aem_test.h"
 
 #define SUB_BYTES	64
-#define CHUNK_SUBS	4096	/* the table grows by this many entries */
+#define CHUNK_SUBS	4096	/* the table grows by this many entries ... */
+#define TABLE_GROUP_FROM 64	/* ... for its first 64 chunks, */
+#define TABLE_GROUP	8	/* then by blocks of 8 chunks */
 #define BUDGET_MB	2
 #define HOUR_NS		(3600ull * 1000 * T_MS)
 
@@ -119,7 +121,7 @@ static unsigned subscribe_until_refused(struct aem_ring *r, unsigned max, int *e
 	return ok;
 }
 
-/* The table grows by exactly 64 bytes a subscription in the charge. */
+/* The table grows by exactly 64 bytes a subscription in the charge, in whole chunks, then blocks. */
 static void per_subscription(void)
 {
 	struct aem_params p = small_params();
@@ -133,21 +135,25 @@ static void per_subscription(void)
 	t_setup(&r, &p);
 	c0 = t_stats(&r).charged;
 	t_assert(c0 > 0, "nothing charged for the ring");
-	/* The first chunk (with the timer wheel), then twenty more. */
+	/* The first chunk (with the timer wheel), the other single ones, then two blocks. */
 	n = subscribe_until_refused(&r, CHUNK_SUBS, &err);
 	t_eq(err, 0);
 	c1 = t_stats(&r).charged;
-	n += subscribe_until_refused(&r, 21 * CHUNK_SUBS - n, &err);
+	n += subscribe_until_refused(&r, (TABLE_GROUP_FROM + 2 * TABLE_GROUP) * CHUNK_SUBS - n, &err);
 	t_eq(err, 0);
 	st = t_stats(&r);
 	c2 = st.charged;
-	t_eq(st.subscriptions, 21 * CHUNK_SUBS);
+	t_eq(st.subscriptions, (TABLE_GROUP_FROM + 2 * TABLE_GROUP) * CHUNK_SUBS);
 	printf("charged: %llu bytes at setup, +%llu for the first %u subscriptions, "
 	       "%.2f B per subscription after\n", (unsigned long long)c0,
-	       (unsigned long long)(c1 - c0), CHUNK_SUBS, (double)(c2 - c1) / (20 * CHUNK_SUBS));
+	       (unsigned long long)(c1 - c0), CHUNK_SUBS,
+	       (double)(c2 - c1) / ((TABLE_GROUP_FROM + 2 * TABLE_GROUP - 1) * CHUNK_SUBS));
 	t_assert(c1 - c0 >= CHUNK_SUBS * SUB_BYTES, "the first table chunk charged %llu bytes",
 		 (unsigned long long)(c1 - c0));
-	t_eq(c2 - c1, 20ull * CHUNK_SUBS * SUB_BYTES);
+	t_eq(c2 - c1, (TABLE_GROUP_FROM + 2ull * TABLE_GROUP - 1) * CHUNK_SUBS * SUB_BYTES);
+	/* One more subscription takes a whole block. */
+	t_eq(subscribe_until_refused(&r, 1, &err), 1);
+	t_eq(t_stats(&r).charged - c2, (uint64_t)TABLE_GROUP * CHUNK_SUBS * SUB_BYTES);
 	aem_teardown(&r);
 }
 

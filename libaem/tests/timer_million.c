@@ -18,7 +18,19 @@
 #ifndef TIMERS_DEFAULT
 #define TIMERS_DEFAULT	1000000
 #endif
-#define TABLE_CHUNK	4096	/* the kernel side's subscription table grows by this many */
+#define TABLE_CHUNK	4096	/* the kernel side's subscription table grows by this many ... */
+#define TABLE_GROUP_FROM 64	/* ... for its first 64 chunks, */
+#define TABLE_GROUP	8	/* then by blocks of 8 chunks */
+
+/* Entries of the table that holds @n subscriptions: whole chunks, then whole blocks. */
+static uint64_t table_entries(uint64_t n)
+{
+	uint64_t chunks = (n + TABLE_CHUNK - 1) / TABLE_CHUNK;
+
+	if (chunks > TABLE_GROUP_FROM)
+		chunks = TABLE_GROUP_FROM + (chunks - TABLE_GROUP_FROM + TABLE_GROUP - 1) / TABLE_GROUP * TABLE_GROUP;
+	return chunks * TABLE_CHUNK;
+}
 #define FIRE_PER_MS	2000	/* re-armed timers due per millisecond, at most */
 #define FIRE_KERNEL_MAX	1000000	/* re-armed on the module, at most */
 
@@ -190,8 +202,8 @@ int main(void)
 	 * partly used last chunk aside), on both backends.
 	 */
 	if (charged1 && n > TABLE_CHUNK) {
-		/* Entries of the chunks added after the first: whole chunks. */
-		uint64_t table = ((uint64_t)n + TABLE_CHUNK - 1) / TABLE_CHUNK * TABLE_CHUNK - TABLE_CHUNK;
+		/* Entries of the chunks added after the first. */
+		uint64_t table = table_entries(n) - TABLE_CHUNK;
 
 		printf("charged: %llu bytes for the ring, +%llu for the first %u timers, then %.2f B/timer\n",
 		       (unsigned long long)charged0, (unsigned long long)(charged1 - charged0),

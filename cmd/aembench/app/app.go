@@ -274,7 +274,7 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 	}
 	fmt.Fprintln(w, "\npeer/aem: the peer's figure divided by AEM's, in the unit of the last column (events/s: higher is faster;")
 	fmt.Fprintln(w, "ns/call, p99 ns, B/sub: lower is better). timers: seconds is CPU time, events/s firings per CPU-second.")
-	fmt.Fprintln(w, "B/sub: AEM's kernel-side state (C heap on the embedded backend); +Go B/sub: goaem's Go-side bookkeeping.")
+	fmt.Fprintln(w, "B/sub: AEM's kernel-side state (growth of the ring's charge); +Go B/sub: goaem's Go-side bookkeeping.")
 }
 
 // writeNotes lists what the server scenarios' rows checked and counted.
