@@ -46,6 +46,8 @@ type cqView struct {
 type sqView struct {
 	khead   *uint32 // kernel side: how far it has consumed
 	ktail   *uint32
+	kflags  *uint32 // abi.SQF*: the submission poller's NEED_WAKEUP
+	polled  bool    // a submission poller consumes it (abi.FeatSQPoll)
 	mask    uint32
 	entries uint32
 	sqes    []abi.SQE
@@ -244,6 +246,8 @@ func (r *Ring) initViews(p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) e
 	r.sq = sqView{
 		khead:   word(p.SQOff.Head),
 		ktail:   word(p.SQOff.Tail),
+		kflags:  word(p.SQOff.Flags),
+		polled:  p.Features&abi.FeatSQPoll != 0,
 		mask:    p.SQEntries - 1,
 		entries: p.SQEntries,
 		sqes:    unsafe.Slice((*abi.SQE)(unsafe.Add(regions[abi.RegionSQEs], p.SQOff.Array)), p.SQEntries),

@@ -81,15 +81,26 @@ static int sq_wakeup(struct aem_ring *ring)
 }
 
 /*
- * Hand the published SQEs to the poller: no entry unless it sleeps.
- * Returns how many are waiting for it (handed over, not yet consumed).
+ * Hand the published SQEs to the poller: no entry unless it sleeps, or
+ * nothing waits for it (then, as on any ring, the entry flushes the
+ * backlogs and reclaims slots).  Returns how many wait for the poller
+ * (handed over, not yet consumed).
  */
 static int sq_poll_submit(struct aem_ring *ring)
 {
 	unsigned n = sq_pending(ring);
 	int ret;
 
-	if (n && sq_needs_wakeup(ring)) {
+	if (!n) {
+		if (ring->backend == AEM_BACKEND_EMBEDDED) {
+			thread_enters++;
+			ret = __aem_emb_submit(ring->priv, 0);
+		} else {
+			ret = kernel_enter(ring, 0, 0, 0, 0);
+		}
+		return ret < 0 ? ret : 0;
+	}
+	if (sq_needs_wakeup(ring)) {
 		ret = sq_wakeup(ring);
 		if (ret < 0)
 			return ret;
