@@ -49,23 +49,23 @@ func (r *Ring) submitLocked() error {
 // handToPollerLocked publishes the queued SQEs to the ring's submission
 // poller: a store of the tail, then a load of its flags, and an entry only
 // when it sleeps (docs/PROTOCOL.md, "The submission poller"), or when
-// nothing new is queued (an enter flushes the backlogs and reclaims
-// slots). Go's atomics are sequentially consistent: the store, then the
+// nothing at all waits for it (an enter flushes the backlogs and reclaims
+// slots, as on any ring). Go's atomics are sequentially consistent: the store, then the
 // load, as the Dekker pair with the poller's flag store and tail load
 // needs. Send slots are reused from the next submission on: while these
 // SQEs name some, it waits until the poller has consumed them. Caller
 // holds sqMu.
 func (r *Ring) handToPollerLocked() error {
 	sq := &r.sq
-	fresh := atomic.LoadUint32(sq.ktail) != sq.tail
 	atomic.StoreUint32(sq.ktail, sq.tail)
+	idle := atomic.LoadUint32(sq.khead) == sq.tail
 	for wait := 0; ; wait++ {
-		if !fresh || atomic.LoadUint32(sq.kflags)&abi.SQFNeedWakeup != 0 {
+		if idle || atomic.LoadUint32(sq.kflags)&abi.SQFNeedWakeup != 0 {
 			r.enters.Add(1)
 			if err := r.be.submit(sq.tail); err != nil {
 				return fmt.Errorf("goaem: submit: %w", err)
 			}
-			fresh = true
+			idle = false
 		}
 		if r.pay.unsubmitted == 0 || atomic.LoadUint32(sq.khead) == sq.tail || r.isClosed() {
 			break
