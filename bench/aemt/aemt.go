@@ -144,14 +144,15 @@ func spin(spins *int) {
 }
 
 // Stream implements peers.Transport. One producer is AEM's generator
-// source feeding a goaem poller (--batch is its burst); several are
-// goroutines posting to a Msg subscription of the poller's ring.
+// source feeding a goaem poller (--batch is its burst); several, or any
+// number with SQPoll, are goroutines posting to a Msg subscription of the
+// poller's ring.
 func (t *Transport) Stream(p peers.Params) (peers.Result, error) {
 	p, err := p.Normalized()
 	if err != nil {
 		return peers.Result{}, err
 	}
-	if p.Producers > 1 {
+	if p.Producers > 1 || p.SQPoll {
 		return t.fanIn(p)
 	}
 	g, err := t.newGenRun(p)

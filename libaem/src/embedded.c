@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,7 +447,12 @@ static void *sqp_main(void *arg)
 		}
 		stall = 0;
 		if (aem_now_ns() - last < idle_ns) {
-			aem_cpu_relax();
+			/*
+			 * The user-space cond_resched(): a poller that found no work
+			 * lets the threads that share its core run (a producer, on a
+			 * busy machine), and looks again when it is scheduled.
+			 */
+			sched_yield();
 			continue;
 		}
 		/* kick before the flag: a wake-up after this read ends the futex wait below */
