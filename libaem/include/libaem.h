@@ -126,7 +126,10 @@ int aem_setup(struct aem_params *p, struct aem_ring *ring);
  * backend's waits cannot be woken from here: teardown waits until they
  * end (timeout, event, signal).  aem_call() blocked in the embedded
  * backend is not waited for: it uses no part of @ring.  @ring may be freed
- * once teardown returns; a second teardown does nothing.
+ * once teardown returns; a second teardown does nothing.  With a
+ * submission poller (AEM_SETUP_SQPOLL), the SQEs it has not consumed when
+ * teardown stops it are not consumed (as io_uring's): to hand them all
+ * over, wait until the SQ head (*ring->sq.khead) reaches the tail first.
  */
 void aem_teardown(struct aem_ring *ring);
 const char *aem_backend_name(const struct aem_ring *ring);
