@@ -9,7 +9,8 @@
  * a backend whose probe lacks the flag refuses it; a subscription that
  * needs the subscriber's own task (an fd) is served by the embedded
  * poller (same process) and refused with -EOPNOTSUPP by the module's
- * (a kernel thread).
+ * (a kernel thread); a post the poller consumes names the ring's creator
+ * as its sender, not the poller.
  */
 #include <sys/socket.h>
 #include "aem_test.h"
@@ -191,6 +192,25 @@ static void teardowns(uint64_t addr)
 	aem_teardown(&full);
 }
 
+/* The sender of a post the poller consumed: this process and its euid. */
+static void sender_is_creator(struct aem_ring *rx, uint64_t addr, uint64_t tag)
+{
+	struct aem_sender who;
+	struct aem_ring a;
+	struct aem_cqe c;
+
+	setup_sqpoll(&a, T_BUSY_IDLE_MS);
+	post_one(&a, addr, 42);
+	t_assert(aem_submit(&a) == 1, "aem_submit");
+	t_assert(t_next_who(rx, &c, 5000, &who), "the post never arrived");
+	t_eq(c.user_data, tag);
+	t_assert(c.flags & AEM_CQE_F_SENDER, "no sender with the event (flags %#x)", c.flags);
+	t_expect(who.pid == getpid(), "sender pid %d, want this process %d", who.pid, (int)getpid());
+	t_expect(who.uid == geteuid(), "sender uid %u, want %u", who.uid, (unsigned)geteuid());
+	t_expect(who.ring_id == a.ring_id, "sender ring %u, want %u", who.ring_id, a.ring_id);
+	aem_teardown(&a);
+}
+
 /* The module's poller has no fd table of the subscriber: refused clearly, nothing else changes. */
 static void task_context(void)
 {
@@ -288,6 +308,7 @@ int main(void)
 	busy_without_enters(&rx, addr, 0xa1);
 	sleep_and_wake(&rx, addr, 0xa1);
 	teardowns(addr);
+	sender_is_creator(&rx, addr, 0xa1);
 	task_context();
 	aem_teardown(&rx);
 	return t_exit();
