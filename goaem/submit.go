@@ -57,8 +57,11 @@ func (r *Ring) submitLocked() error {
 // holds sqMu.
 func (r *Ring) handToPollerLocked() error {
 	sq := &r.sq
+	// Nothing new and nothing pending: an enter of its own. Judged by what
+	// was new, not by the head after the store: a busy poller may have
+	// consumed the new SQEs already.
+	idle := atomic.LoadUint32(sq.ktail) == sq.tail && atomic.LoadUint32(sq.khead) == sq.tail
 	atomic.StoreUint32(sq.ktail, sq.tail)
-	idle := atomic.LoadUint32(sq.khead) == sq.tail
 	for wait := 0; ; wait++ {
 		if idle || atomic.LoadUint32(sq.kflags)&abi.SQFNeedWakeup != 0 {
 			r.enters.Add(1)

@@ -460,7 +460,8 @@ AEMINLINE void aem_prep_gen_set(struct aem_sqe *sqe, uint64_t sub_id, uint64_t r
  * AEM_FEAT_SQPOLL) the poller consumes them: this enters only when the
  * poller sleeps (AEM_SQ_F_NEED_WAKEUP, then with AEM_ENTER_SQ_WAKEUP),
  * else makes no system call, and returns how many SQEs wait for the
- * poller; their results come as always.  A
+ * poller, at least those it published (the poller may have taken them
+ * already); their results come as always.  A
  * POST whose target is full (ring full, backlog at its bound) is not
  * consumed and not dropped: the submission stops at it, it stays at the SQ
  * head and the count is short; submit again once the target's consumer

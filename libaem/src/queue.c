@@ -83,15 +83,18 @@ static int sq_wakeup(struct aem_ring *ring)
 /*
  * Hand the published SQEs to the poller: no entry unless it sleeps, or
  * nothing waits for it (then, as on any ring, the entry flushes the
- * backlogs and reclaims slots).  Returns how many wait for the poller
- * (handed over, not yet consumed).
+ * backlogs and reclaims slots).  Returns how many SQEs wait for the
+ * poller (as liburing's submit), at least those this call published, even
+ * when the poller has taken them already.
  */
 static int sq_poll_submit(struct aem_ring *ring)
 {
+	/* Judged by what was new: a busy poller may consume it at once. */
+	unsigned fresh = ring->sq.sqe_tail - ring->sq.sqe_head;
 	unsigned n = sq_pending(ring);
 	int ret;
 
-	if (!n) {
+	if (!fresh && !n) {
 		if (ring->backend == AEM_BACKEND_EMBEDDED) {
 			thread_enters++;
 			ret = __aem_emb_submit(ring->priv, 0);
@@ -100,12 +103,12 @@ static int sq_poll_submit(struct aem_ring *ring)
 		}
 		return ret < 0 ? ret : 0;
 	}
-	if (sq_needs_wakeup(ring)) {
+	if (n && sq_needs_wakeup(ring)) {
 		ret = sq_wakeup(ring);
 		if (ret < 0)
 			return ret;
 	}
-	return (int)n;
+	return (int)(fresh > n ? fresh : n);
 }
 
 static int submit(struct aem_ring *ring)
