@@ -540,6 +540,9 @@ func (b *Batch) submitSome(i int, timeoutMS uint32) (next int, full bool, err er
 	if int32(taken) < 0 {
 		taken = 0 // the kernel side stopped before our entries
 	}
+	if sq.polled && err == nil {
+		taken = queued // the poller takes them in order, waiting at a full target
+	}
 	if taken < queued {
 		full = err == nil
 		sq.tail = start + taken

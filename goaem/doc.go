@@ -150,6 +150,16 @@
 // syscall.EPERM. Poll and Wait callers run their handlers themselves, so
 // only Run's handlers are boosted.
 //
+// # Submission without system calls
+//
+// WithSQPoll gives a ring a submission poller on the kernel side (a
+// kernel thread on the module, a thread of the process on the embedded
+// backend): Post, PostBatch, Batch.Submit and the writebacks then store
+// the submission ring's tail and make no system call while the poller is
+// busy; after its idle time it sleeps and the next submission wakes it
+// (Enters counts the entries). It spends a CPU while it polls: worth it
+// where a core is free for it.
+//
 // Each message event names its sender: Event.Sender returns the posting or
 // calling process's pid and effective uid, as the process that opened the
 // receiving ring sees them (pid 0 when the sender is outside its pid

@@ -78,6 +78,7 @@ type config struct {
 	opTimeout   time.Duration
 	callSpin    time.Duration
 	boost       bool
+	sqIdle      time.Duration // WithSQPoll
 	errHandler  func(ev *Event, err error)
 	sockSent    func(conn uint64, n int, err error)
 }
@@ -120,6 +121,26 @@ func WithSendSlots(n uint32) Option { return func(c *config) { c.params.SendSlot
 // again when a connection of the ring ends. Ring.SockConns reports the
 // bound in force.
 func WithSockConns(n uint32) Option { return func(c *config) { c.params.SockConns = n } }
+
+// WithSQPoll gives the ring a submission poller on the kernel side
+// (AEM_SETUP_SQPOLL): a thread that consumes the submission ring as it
+// fills, so a busy poster, writeback or batch costs no system call; after
+// idle without work the poller sleeps and the next submission wakes it
+// with one entry (Enters counts them). idle 0 takes abi.DefaultSQIdleMS;
+// it is rounded up to milliseconds, at most abi.MaxSQIdleMS. The poller
+// costs a CPU while it looks for work, which a machine with few cores
+// feels. On the module it cannot subscribe sources that need the
+// subscriber's own fd table or namespaces (Fd, Sock, Proc): those are
+// refused with EOPNOTSUPP. Posts are taken in order by the poller, which
+// holds one at a full target until it fits: Post and PostBatch return once
+// their events are queued, and back-pressure is the submission ring
+// filling up (TryPost then answers ErrWouldBlock).
+func WithSQPoll(idle time.Duration) Option {
+	return func(c *config) {
+		c.params.Flags |= abi.SetupSQPoll
+		c.sqIdle = idle
+	}
+}
 
 // WithSockSent reports the result of every send on a Sock connection (the
 // sends of Ring.SockSend and the writebacks of a Sock data event): conn,
@@ -192,6 +213,11 @@ func (c *config) validate() error {
 		return invalid("goaem: op timeout %v must be > 0", c.opTimeout)
 	case c.callSpin < 0:
 		return invalid("goaem: call spin %v must be >= 0", c.callSpin)
+	case c.sqIdle < 0 || c.sqIdle > abi.MaxSQIdleMS*time.Millisecond:
+		return invalid("goaem: submission poller idle %v outside 0..%v", c.sqIdle, abi.MaxSQIdleMS*time.Millisecond)
+	}
+	if c.params.Flags&abi.SetupSQPoll != 0 {
+		c.params.SQIdleMS = uint32((c.sqIdle + time.Millisecond - 1) / time.Millisecond)
 	}
 	return nil
 }

@@ -196,6 +196,9 @@ func (r *Ring) postSome(addr Addr, msgs [][]byte, class int, flags uint8) (n int
 	if int32(taken) < 0 {
 		taken = 0 // the kernel side stopped before our entries (its own backlog bound)
 	}
+	if sq.polled && err == nil {
+		taken = queued // the poller takes them in order, waiting at a full target
+	}
 	if taken < queued {
 		full = err == nil
 		sq.tail = start + taken

@@ -1,10 +1,12 @@
 package goaem
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -46,6 +48,8 @@ type cqView struct {
 type sqView struct {
 	khead   *uint32 // kernel side: how far it has consumed
 	ktail   *uint32
+	kflags  *uint32 // abi.SQF*: the submission poller's NEED_WAKEUP
+	polled  bool    // a submission poller consumes it (abi.FeatSQPoll)
 	mask    uint32
 	entries uint32
 	sqes    []abi.SQE
@@ -244,6 +248,8 @@ func (r *Ring) initViews(p *abi.Params, regions [abi.NrRegions]unsafe.Pointer) e
 	r.sq = sqView{
 		khead:   word(p.SQOff.Head),
 		ktail:   word(p.SQOff.Tail),
+		kflags:  word(p.SQOff.Flags),
+		polled:  p.Features&abi.FeatSQPoll != 0,
 		mask:    p.SQEntries - 1,
 		entries: p.SQEntries,
 		sqes:    unsafe.Slice((*abi.SQE)(unsafe.Add(regions[abi.RegionSQEs], p.SQOff.Array)), p.SQEntries),
@@ -347,7 +353,10 @@ func (r *Ring) Addr(channel uint32) Addr { return MakeAddr(r.ringID, channel) }
 // left, then unmaps the rings: event payloads obtained before Close must not
 // be used after it. A call that begins once Close has begun returns
 // ErrClosed without delaying it, so Close is prompt however busy the ring
-// is. Subscriptions end with the ring. Close is idempotent.
+// is. Subscriptions end with the ring. Close is idempotent. With a
+// submission poller (WithSQPoll), whose posts return once queued, Close
+// first lets the poller consume what is queued, as long as it makes
+// progress; what it leaves (a target full for a second) is Close's error.
 func (r *Ring) Close() error {
 	r.closeOnce.Do(func() {
 		r.life.close()
@@ -357,10 +366,43 @@ func (r *Ring) Close() error {
 		r.life.wait()
 		r.rd.pf.unwatch()
 		r.res.pf.unwatch()
-		r.closeErr = r.be.close()
+		drainErr := r.drainPoller()
+		r.closeErr = errors.Join(drainErr, r.be.close())
 		r.subs.clear()
 	})
 	return r.closeErr
+}
+
+// pollerStall is how long Close waits for a submission poller that
+// consumes nothing (its SQ head stands still) before it gives up.
+const pollerStall = time.Second
+
+// drainPoller waits until the submission poller has consumed every queued
+// SQE, waking it when it sleeps. No other goroutine submits any more.
+func (r *Ring) drainPoller() error {
+	sq := &r.sq
+	if !sq.polled {
+		return nil
+	}
+	last, since := atomic.LoadUint32(sq.khead), time.Now()
+	for wait := 0; ; wait++ {
+		head := atomic.LoadUint32(sq.khead)
+		switch {
+		case head == sq.tail:
+			return nil
+		case head != last:
+			last, since = head, time.Now()
+		case time.Since(since) > pollerStall:
+			return fmt.Errorf("goaem: close: the submission poller left %d queued SQEs unconsumed for %v (a full target): %w",
+				sq.tail-head, pollerStall, ErrBusy)
+		}
+		if atomic.LoadUint32(sq.kflags)&abi.SQFNeedWakeup != 0 {
+			if err := r.be.submit(sq.tail); err != nil {
+				return fmt.Errorf("goaem: close: wake the submission poller: %w", err)
+			}
+		}
+		postBackoff(wait)
+	}
 }
 
 // isClosed reports whether Close has begun.

@@ -35,11 +35,47 @@ func (r *Ring) getSQE() (*abi.SQE, error) {
 // submitLocked publishes and submits every queued SQE. Caller holds sqMu.
 func (r *Ring) submitLocked() error {
 	r.sqDirty.Store(false)
+	if r.sq.polled {
+		return r.handToPollerLocked()
+	}
 	r.pay.unsubmitted = 0 // the kernel side copies send slots as it takes them
 	r.enters.Add(1)
 	if err := r.be.submit(r.sq.tail); err != nil {
 		return fmt.Errorf("goaem: submit: %w", err)
 	}
+	return nil
+}
+
+// handToPollerLocked publishes the queued SQEs to the ring's submission
+// poller: a store of the tail, then a load of its flags, and an entry only
+// when it sleeps (docs/PROTOCOL.md, "The submission poller"), or when
+// nothing at all waits for it (an enter flushes the backlogs and reclaims
+// slots, as on any ring). Go's atomics are sequentially consistent: the store, then the
+// load, as the Dekker pair with the poller's flag store and tail load
+// needs. Send slots are reused from the next submission on: while these
+// SQEs name some, it waits until the poller has consumed them. Caller
+// holds sqMu.
+func (r *Ring) handToPollerLocked() error {
+	sq := &r.sq
+	// Nothing new and nothing pending: an enter of its own. Judged by what
+	// was new, not by the head after the store: a busy poller may have
+	// consumed the new SQEs already.
+	idle := atomic.LoadUint32(sq.ktail) == sq.tail && atomic.LoadUint32(sq.khead) == sq.tail
+	atomic.StoreUint32(sq.ktail, sq.tail)
+	for wait := 0; ; wait++ {
+		if idle || atomic.LoadUint32(sq.kflags)&abi.SQFNeedWakeup != 0 {
+			r.enters.Add(1)
+			if err := r.be.submit(sq.tail); err != nil {
+				return fmt.Errorf("goaem: submit: %w", err)
+			}
+			idle = false
+		}
+		if r.pay.unsubmitted == 0 || atomic.LoadUint32(sq.khead) == sq.tail || r.isClosed() {
+			break
+		}
+		postBackoff(wait)
+	}
+	r.pay.unsubmitted = 0
 	return nil
 }
 

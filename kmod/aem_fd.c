@@ -148,6 +148,8 @@ static int aem_fd_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct a
 	if (a->fd < 0 || !a->events || (a->events & ~AEM_FD_ALL) ||
 	    a->resv[0] || a->resv[1] || a->resv[2])
 		return -EINVAL;
+	if (!aem_subscriber_is_current())
+		return -EOPNOTSUPP;
 	fs = kzalloc(sizeof(*fs), GFP_KERNEL_ACCOUNT);
 	if (!fs)
 		return -ENOMEM;

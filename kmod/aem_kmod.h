@@ -5,6 +5,8 @@
 #ifndef AEM_KMOD_H
 #define AEM_KMOD_H
 
+#include <linux/sched.h>
+
 #include "core/aem_core.h"
 
 /*
@@ -22,5 +24,17 @@ void aem_host_unregister_source(const struct aem_source_ops *ops);
  * sleep).  NULL removes the driver and waits for running kicks.
  */
 int aem_host_set_driver(u8 source, void (*kick)(void));
+
+/*
+ * Whether a SUBSCRIBE runs in its submitter's own task, whose fd table,
+ * namespaces and credentials a source may take as the subscriber's.  Not
+ * so in a ring's submission poller (AEM_SETUP_SQPOLL: a kernel thread,
+ * aem-sqp-<ring id>): sources that need them refuse there with
+ * -EOPNOTSUPP (docs/PROTOCOL.md, "The submission poller").
+ */
+static inline bool aem_subscriber_is_current(void)
+{
+	return !(current->flags & PF_KTHREAD);
+}
 
 #endif /* AEM_KMOD_H */

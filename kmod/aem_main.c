@@ -9,7 +9,8 @@
  * region.  mmap() inserts those same pages into user space with
  * vm_insert_pages(), so each mapping holds its own page references until
  * munmap, whatever happens to the ring.  AEM_IOC_ENTER submits and waits;
- * poll() reports CQEs.  The event sources are other modules that register
+ * poll() reports CQEs.  A ring set up with AEM_SETUP_SQPOLL has a kernel
+ * thread of its own that consumes its SQ (the submission poller below).  The event sources are other modules that register
  * through the exported core API at the bottom of this file.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -29,6 +30,10 @@
 #include <linux/sched/user.h>
 #include <linux/sched/task.h>
 #include <linux/hrtimer.h>
+#include <linux/kthread.h>
+#include <linux/delay.h>
+#include <linux/memcontrol.h>
+#include <linux/sched/mm.h>
 #include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/workqueue.h>
@@ -73,6 +78,8 @@ struct aem_region {
 	void		*vaddr;		/* vmap of pages: the core's view */
 };
 
+struct aem_sqpoll;
+
 struct aem_file {
 	struct mutex		lock;		/* setup; the core's SQ has one consumer */
 	struct aem_ctx		*ring;		/* set once under lock, published with release */
@@ -98,6 +105,25 @@ struct aem_file {
 	/* The ring's creator's view: senders' pid and uid are told in these (version 4). */
 	struct pid_namespace	*pid_ns;
 	struct user_namespace	*user_ns;
+
+	struct aem_sqpoll	*sqp;		/* AEM_SETUP_SQPOLL: set at setup, before the ring is published */
+};
+
+/*
+ * The submission poller of an AEM_SETUP_SQPOLL ring: a kernel thread,
+ * aem-sqp-<ring id>, that consumes the SQ as the ring's creator would:
+ * with its credentials, charging its memory cgroup, posting as its
+ * process.  Created at setup; stopped and joined at release before the
+ * ring goes, so it never outlives the file (which pins this module).
+ */
+struct aem_sqpoll {
+	struct task_struct	*task;		/* a reference: kthread_stop() at release */
+	struct aem_ctx		*ring;
+	wait_queue_head_t	wq;		/* the poller sleeps here */
+	atomic_t		kick;		/* bumped by every enter: ends the sleep */
+	const struct cred	*cred;		/* the creator's */
+	struct pid		*tgid;		/* the creator's process: the sender of its posts */
+	struct mem_cgroup	*memcg;		/* the creator's: what the poller allocates is charged there */
 };
 
 /*
@@ -379,12 +405,21 @@ static void aem_driver_kick(void (__rcu **driver)(void))
 }
 
 /* A timer was armed or a call started pending; any context. */
+static int aem_sqp_main(void *data);
+
 void aem_host_sender(void *target_host, struct aem_sender *out)
 {
 	struct aem_file *f = target_host;
 
-	/* Set before the ring is created, put only after it is destroyed. */
-	out->pid = task_tgid_nr_ns(current, f->pid_ns);
+	/* A submission poller posts for its ring's creator (credentials overridden to its). */
+	if ((current->flags & PF_KTHREAD) && kthread_func(current) == aem_sqp_main) {
+		struct aem_sqpoll *sp = kthread_data(current);
+
+		out->pid = pid_nr_ns(sp->tgid, f->pid_ns);
+	} else {
+		/* Set before the ring is created, put only after it is destroyed. */
+		out->pid = task_tgid_nr_ns(current, f->pid_ns);
+	}
 	out->uid = from_kuid_munged(f->user_ns, current_euid());
 }
 
@@ -427,6 +462,122 @@ int aem_host_set_driver(u8 source, void (*kick)(void))
 EXPORT_SYMBOL_GPL(aem_host_set_driver);
 
 /* ---------------------------------------------------------------------- */
+/* The submission poller (AEM_SETUP_SQPOLL)                                */
+
+/*
+ * A POST whose target is full stays at the SQ head: the poller looks again
+ * after a pause that doubles while it finds no room (as the embedded
+ * backend's), so a stalled ring costs a wake-up a millisecond, not a CPU.
+ */
+#define AEM_SQP_STALL_US_MIN	20
+#define AEM_SQP_STALL_US_MAX	1000
+
+static int aem_sqp_main(void *data)
+{
+	struct aem_sqpoll *sp = data;
+	struct aem_ctx *ring = sp->ring;
+	unsigned long idle = msecs_to_jiffies(aem_core_sq_idle_ms(ring));
+	unsigned long last = jiffies;
+	unsigned int stall = 0;
+	const struct cred *old_cred = override_creds(sp->cred);
+	struct mem_cgroup *old_memcg = set_active_memcg(sp->memcg);
+
+	while (!kthread_should_stop()) {
+		int seen;
+
+		if (aem_core_sqpoll_round(ring) > 0) {
+			last = jiffies;
+			stall = 0;
+			cond_resched();
+			continue;
+		}
+		if (aem_core_sq_pending(ring)) {
+			stall = stall ? min(stall * 2, AEM_SQP_STALL_US_MAX) : AEM_SQP_STALL_US_MIN;
+			usleep_range(stall, stall * 2);
+			continue;
+		}
+		stall = 0;
+		if (time_before(jiffies, last + idle)) {
+			cond_resched();
+			cpu_relax();
+			continue;
+		}
+		/* Before the flag: an enter after this read ends the wait below. */
+		seen = atomic_read(&sp->kick);
+		if (aem_core_sqpoll_sleep_begin(ring)) {
+			wait_event_idle(sp->wq, kthread_should_stop() || atomic_read(&sp->kick) != seen);
+			aem_core_sqpoll_sleep_end(ring);
+		}
+		last = jiffies;
+	}
+	set_active_memcg(old_memcg);
+	revert_creds(old_cred);
+	return 0;
+}
+
+static void aem_sqp_free(struct aem_sqpoll *sp)
+{
+	if (sp->task)
+		put_task_struct(sp->task);
+	mem_cgroup_put(sp->memcg);
+	put_pid(sp->tgid);
+	put_cred(sp->cred);
+	kfree(sp);
+}
+
+/* Created stopped: aem_sqp_start() runs it once the ring is published. */
+static int aem_sqp_create(struct aem_file *f, struct aem_ctx *ring, u32 ring_id)
+{
+	struct aem_sqpoll *sp = kzalloc(sizeof(*sp), GFP_KERNEL_ACCOUNT);
+	struct task_struct *t;
+
+	if (!sp)
+		return -ENOMEM;
+	sp->ring = ring;
+	init_waitqueue_head(&sp->wq);
+	atomic_set(&sp->kick, 0);
+	sp->cred = get_current_cred();
+	sp->tgid = get_task_pid(current, PIDTYPE_TGID);
+	sp->memcg = get_mem_cgroup_from_mm(current->mm);
+	t = kthread_create(aem_sqp_main, sp, "aem-sqp-%u", ring_id);
+	if (IS_ERR(t)) {
+		aem_sqp_free(sp);
+		return PTR_ERR(t);
+	}
+	get_task_struct(t);
+	sp->task = t;
+	f->sqp = sp;
+	return 0;
+}
+
+static void aem_sqp_start(struct aem_file *f)
+{
+	if (f->sqp)
+		wake_up_process(f->sqp->task);
+}
+
+/* Before the ring goes: kthread_stop() returns once the poller has left its loop. */
+static void aem_sqp_stop(struct aem_file *f)
+{
+	struct aem_sqpoll *sp = f->sqp;
+
+	if (!sp)
+		return;
+	kthread_stop(sp->task);
+	aem_sqp_free(sp);
+	f->sqp = NULL;
+}
+
+/* Every enter wakes a sleeping poller (AEM_ENTER_SQ_WAKEUP says it was asked for). */
+static void aem_sqp_wake(struct aem_file *f)
+{
+	struct aem_sqpoll *sp = f->sqp;
+
+	atomic_inc(&sp->kick);
+	wake_up(&sp->wq);
+}
+
+/* ---------------------------------------------------------------------- */
 /* File operations                                                        */
 
 static int aem_open(struct inode *inode, struct file *file)
@@ -457,6 +608,7 @@ static int aem_release(struct inode *inode, struct file *file)
 	struct aem_ctx *ring = f->ring;
 
 	/* No ioctl, poll or mmap can run now: the file has no users left. */
+	aem_sqp_stop(f);
 	if (ring) {
 		/* Ends every subscription, fails calls, frees the backlog. */
 		aem_ring_destroy(ring);
@@ -489,7 +641,7 @@ static long aem_ioc_setup(struct aem_file *f, void __user *arg)
 	/* The embedded backend is libaem's; asking the kernel for it is an error. */
 	if (p.flags & AEM_SETUP_EMBEDDED)
 		return -EINVAL;
-	ret = aem_core_layout(&p, AEM_FEAT_KERNEL, &l);
+	ret = aem_core_layout(&p, AEM_FEAT_KERNEL | (p.flags & AEM_SETUP_SQPOLL ? AEM_FEAT_SQPOLL : 0), &l);
 	if (ret)
 		return ret;
 	if ((p.flags & AEM_SETUP_BOOST) && !capable(CAP_SYS_NICE))
@@ -528,13 +680,22 @@ static long aem_ioc_setup(struct aem_file *f, void __user *arg)
 	if (ret)
 		goto err;
 	p.ring_id = ring_id;
+	if (p.flags & AEM_SETUP_SQPOLL) {
+		ret = aem_sqp_create(f, ring, ring_id);
+		if (ret) {
+			aem_ring_destroy(ring);
+			goto err;
+		}
+	}
 	if (copy_to_user(arg, &p, sizeof(p))) {
 		ret = -EFAULT;
+		aem_sqp_stop(f);
 		aem_ring_destroy(ring);
 		goto err;
 	}
 	/* Pairs with the load-acquire in aem_file_ring(). */
 	smp_store_release(&f->ring, ring);
+	aem_sqp_start(f);
 	mutex_unlock(&f->lock);
 	return 0;
 err:
@@ -614,6 +775,11 @@ static long aem_enter(struct aem_file *f, void __user *arg)
 		return -EINVAL;
 
 	e.submitted = 0;
+	/* With a poller it is the SQ's only consumer: the enter wakes it and consumes nothing. */
+	if (f->sqp) {
+		aem_sqp_wake(f);
+		e.to_submit = 0;
+	}
 	mutex_lock(&f->lock);
 	aem_core_reclaim_slots(ring);
 	/*
@@ -688,7 +854,7 @@ static long aem_ioc_probe(void __user *arg)
 
 	if (!p)
 		return -ENOMEM;
-	aem_core_probe(p, AEM_FEAT_KERNEL, AEM_SETUP_BOOST | AEM_SETUP_KERNEL);
+	aem_core_probe(p, AEM_FEAT_KERNEL, AEM_SETUP_BOOST | AEM_SETUP_KERNEL | AEM_SETUP_SQPOLL);
 	ret = copy_to_user(arg, p, sizeof(*p)) ? -EFAULT : 0;
 	kfree(p);
 	return ret;

@@ -177,6 +177,8 @@ static int aem_proc_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct
 
 	if (!a->events || (a->events & ~AEM_PROC_ALL) || a->resv[0] || a->resv[1] || a->resv[2])
 		return -EINVAL;
+	if (!aem_subscriber_is_current())
+		return -EOPNOTSUPP;
 	ps = kzalloc(sizeof(*ps), GFP_KERNEL_ACCOUNT);
 	if (!ps)
 		return -ENOMEM;

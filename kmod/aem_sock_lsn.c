@@ -320,6 +320,8 @@ static int aem_sock_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct
 
 	if (a->fd < 0 || a->flags || a->resv[0] || a->resv[1] || a->resv[2])
 		return -EINVAL;
+	if (!aem_subscriber_is_current())
+		return -EOPNOTSUPP;
 	rs = aem_sock_ring_get(r);
 	if (!rs)
 		return -ENOMEM;

@@ -29,21 +29,27 @@ func TestStreamMovesEveryEvent(t *testing.T) {
 		batch     int
 		payload   int
 		busy      bool
+		sqpoll    bool
 	}{
-		{"generator/busy", 1, 64, peers.DefaultPayload, true},
-		{"generator/blocking", 1, 1, peers.DefaultPayload, false},
-		{"generator/slots", 1, 16, 200, true},
-		{"fanin3", 3, 1, peers.DefaultPayload, true},
+		{"generator/busy", 1, 64, peers.DefaultPayload, true, false},
+		{"generator/blocking", 1, 1, peers.DefaultPayload, false, false},
+		{"generator/slots", 1, 16, 200, true, false},
+		{"fanin3", 3, 1, peers.DefaultPayload, true, false},
+		{"fanin2/sqpoll", 2, 64, peers.DefaultPayload, true, true},
+		{"fanin1/sqpoll", 1, 16, peers.DefaultPayload, true, true},
 	}
 	const n = 20000
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := open(t).Stream(peers.Params{Events: n, Duration: 30 * time.Second, Batch: tc.batch,
-				Payload: tc.payload, Producers: tc.producers, Busy: tc.busy})
+				Payload: tc.payload, Producers: tc.producers, Busy: tc.busy, SQPoll: tc.sqpoll})
 			require.NoError(t, err)
 			assert.Zero(t, res.Errors, "out of order or corrupted")
 			assert.Zero(t, res.Lost(), "lost")
-			if tc.producers > 1 {
+			if tc.sqpoll {
+				assert.Equal(t, "0.0000 enters/event", res.Notes, "producers on busy pollers enter nothing")
+			}
+			if tc.producers > 1 || tc.sqpoll {
 				// posts past the backlog bound are dropped, and counted
 				assert.Equal(t, uint64(n), res.Events+res.Dropped, "delivered + dropped")
 				return

@@ -65,6 +65,9 @@ type Params struct {
 	SampleEvery int           // record the latency of every n-th event; 0: none
 	MaxSamples  int           // at most this many samples
 	Busy        bool          // consumers (and callers) spin rather than sleep
+	// SQPoll: AEM's producers post through rings with a submission
+	// poller (goaem.WithSQPoll); the peers have no such thing.
+	SQPoll bool
 }
 
 // Normalized fills the defaults in and checks the ranges.
@@ -121,6 +124,9 @@ type Result struct {
 	// scenario counts around the whole call.
 	Mallocs    uint64
 	MallocsSet bool
+	// Notes is what the transport counted beside the figures (AEM's
+	// fan-in: its producers' entries into the kernel side per event).
+	Notes string
 }
 
 // Lost is how many produced events neither arrived nor were counted as

@@ -72,6 +72,10 @@ type Config struct {
 	Conns    []int
 	Pipeline int
 	EchoSize int
+	// SQPoll lists the fan-in runs of AEM: false, its producers enter
+	// the kernel side to submit; true, through rings with a submission
+	// poller (variant "producers=N,sqpoll", AEM alone).
+	SQPoll []bool
 }
 
 // Default returns the configuration `make run` uses: every scenario, every
@@ -92,6 +96,7 @@ func Default() Config {
 		Conns:            []int{DefaultConns},
 		Pipeline:         1,
 		EchoSize:         DefaultEchoSize,
+		SQPoll:           []bool{false},
 	}
 }
 
@@ -256,9 +261,17 @@ func Plan(cfg Config) []Step {
 				})
 			}
 		case FanIn:
-			add(sc, fmt.Sprintf("producers=%d", cfg.Producers), cfg.Producers, func(t peers.Transport, c Config) (Row, error) {
-				return runStream(t, c, peers.Params{Batch: c.Batch, Producers: c.Producers, Busy: true})
-			})
+			for _, sqpoll := range cfg.SQPoll {
+				run := func(t peers.Transport, c Config) (Row, error) {
+					return runStream(t, c, peers.Params{Batch: c.Batch, Producers: c.Producers, Busy: true, SQPoll: sqpoll})
+				}
+				if !sqpoll {
+					add(sc, fmt.Sprintf("producers=%d", cfg.Producers), cfg.Producers, run)
+				} else if slices.Contains(cfg.Transports, peers.NameAEM) {
+					steps = append(steps, Step{Family: sc, Variant: fmt.Sprintf("producers=%d,sqpoll", cfg.Producers),
+						Param: cfg.Producers, Transport: peers.NameAEM, run: run})
+				}
+			}
 		case Timers:
 			for _, n := range Sizes(cfg.MaxSubscriptions) {
 				add(sc, fmt.Sprintf("active=%d", n), n, func(t peers.Transport, c Config) (Row, error) {
@@ -413,6 +426,7 @@ func fromResult(t peers.Transport, res peers.Result, allocs uint64) (Row, error)
 		Events:  res.Events,
 		Seconds: res.Elapsed.Seconds(),
 		Dropped: res.Dropped + res.Lost(),
+		Notes:   res.Notes,
 	}
 	if row.Seconds > 0 {
 		row.EventsPerSec = float64(res.Events) / row.Seconds

@@ -169,7 +169,9 @@ static void random_params(struct aem_params *p)
 		if (chance(5))
 			p->flags = (uint32_t)edgy();
 		if (chance(5))
-			p->resv[below(4)] = (uint32_t)edgy();
+			p->resv[below(2)] = (uint32_t)edgy();
+		if (chance(5))
+			p->sq_idle_ms = (uint32_t)edgy();
 	} else {
 		fill(p, sizeof(*p));
 	}

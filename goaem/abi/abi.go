@@ -32,7 +32,9 @@ const (
 	DefaultCallQuota = 1024
 	MaxSockConns     = 1 << 20 // socket connections per ring (Params.SockConns)
 	DefaultSockConns = 1024
-	CallErrnoMax     = 4095 // largest errno an error reply carries
+	DefaultSQIdleMS  = 1000  // the submission poller's idle time when Params.SQIdleMS is 0
+	MaxSQIdleMS      = 60000 // longest Params.SQIdleMS; a longer one is refused
+	CallErrnoMax     = 4095  // largest errno an error reply carries
 )
 
 // A delivery slot reference (CQE.Slot, what a release or writeback names):
@@ -56,7 +58,8 @@ const (
 	SetupBoost    = 1 << 0
 	SetupEmbedded = 1 << 1
 	SetupKernel   = 1 << 2
-	SetupFlagsAll = SetupBoost | SetupEmbedded | SetupKernel
+	SetupSQPoll   = 1 << 3 // a kernel-side poller consumes the SQ (Params.SQIdleMS)
+	SetupFlagsAll = SetupBoost | SetupEmbedded | SetupKernel | SetupSQPoll
 
 	FeatCQEInline    = 1 << 0
 	FeatSlotRing     = 1 << 1
@@ -66,6 +69,7 @@ const (
 	FeatSock         = 1 << 5 // Params.SockConns, OpSend, OpShutdown
 	FeatSender       = 1 << 6 // version 4: msg events carry their sender (CQEFSender)
 	FeatGrant        = 1 << 8 // posts and calls need the owner's user or a grant (IocGrant)
+	FeatSQPoll       = 1 << 9 // the ring has a submission poller (SetupSQPoll)
 )
 
 // Grant flags (struct aem_grant) and the bound on granted uids.
@@ -91,8 +95,9 @@ const (
 
 // Ring flag words.
 const (
-	SQFRefused  = 1 << 0
-	CQFOverflow = 1 << 0
+	SQFRefused    = 1 << 0
+	SQFNeedWakeup = 1 << 1 // SQPOLL: the poller sleeps; enter with EnterSQWakeup
+	CQFOverflow   = 1 << 0
 )
 
 // Opcodes (enum aem_op).
@@ -128,6 +133,8 @@ const (
 	IDKindSub    = 1
 	IDKindCall   = 2
 	EnterGetEvts = 1 << 0
+	// EnterSQWakeup wakes a ring's sleeping submission poller.
+	EnterSQWakeup = 1 << 1
 )
 
 // Event sources (enum aem_source).
@@ -216,7 +223,8 @@ type Params struct {
 	RingID       uint32                  `aem:"ring_id"`
 	CallQuota    uint32                  `aem:"call_quota"`
 	SockConns    uint32                  `aem:"sock_conns"`
-	Resv         [3]uint32               `aem:"resv"`
+	SQIdleMS     uint32                  `aem:"sq_idle_ms"`
+	Resv         [2]uint32               `aem:"resv"`
 	SQOff        RingOffsets             `aem:"sq_off"`
 	CQOff        [MaxClasses]RingOffsets `aem:"cq_off"`
 	SlotOff      RingOffsets             `aem:"slot_off"`

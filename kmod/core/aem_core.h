@@ -75,6 +75,7 @@ struct aem_layout {
 	u32	backlog_limit;
 	u32	call_quota;	/* pending calls charged to the ring, at most */
 	u32	sock_conns;	/* socket connections the ring may hold */
+	u32	sq_idle_ms;	/* AEM_SETUP_SQPOLL: the poller's idle time; else 0 */
 };
 
 /*
@@ -117,6 +118,29 @@ u32 aem_ctx_slot_size(struct aem_ctx *r);
  * number consumed.  Process context (may sleep: subscribe allocates).
  */
 int aem_core_submit(struct aem_ctx *r, u32 to_submit);
+
+/*
+ * The submission poller (AEM_SETUP_SQPOLL, sqpoll.c), run by the host in
+ * a thread of its own per ring, the only consumer of that ring's SQ:
+ *	for (;;) {
+ *		if (aem_core_sqpoll_round(r) > 0)	(consumed: busy)
+ *			continue;
+ *		... SQEs pending but none consumed (a full target): back off;
+ *		... idle for aem_core_sq_idle_ms(r): then
+ *		if (aem_core_sqpoll_sleep_begin(r)) {	(NEED_WAKEUP set, mb, tail re-read)
+ *			sleep until an enter wakes it (or teardown);
+ *		}
+ *		aem_core_sqpoll_sleep_end(r);	(only after a sleep)
+ *	}
+ * aem_core_sqpoll_sleep_begin() returns false, the flag cleared again,
+ * when SQEs arrived meanwhile.  Process context (submission may sleep).
+ */
+bool aem_core_sqpoll(struct aem_ctx *r);		/* the ring has a poller */
+u32 aem_core_sq_idle_ms(struct aem_ctx *r);
+u32 aem_core_sq_pending(struct aem_ctx *r);		/* SQEs published, not consumed */
+int aem_core_sqpoll_round(struct aem_ctx *r);		/* consume them: SQEs consumed */
+bool aem_core_sqpoll_sleep_begin(struct aem_ctx *r);
+void aem_core_sqpoll_sleep_end(struct aem_ctx *r);
 
 /* Consume the slot return ring: user-held delivery slots back to the core. */
 void aem_core_reclaim_slots(struct aem_ctx *r);

@@ -151,6 +151,7 @@ struct aem_ctx {
 	u32			call_quota;
 	u64			region_bytes;	/* the regions' size: charged by the host at setup */
 	u32			sock_conns;	/* aem_params.sock_conns */
+	u32			sq_idle_ms;	/* AEM_SETUP_SQPOLL: the poller's idle time; 0: no poller */
 	bool			slot_gens;	/* version 3: slot references carry a generation */
 	u32			calls_pending;	/* charged to this ring; under the call table lock */
 

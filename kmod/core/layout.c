@@ -92,6 +92,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	u64 bl = p->backlog_limit;
 	u32 cqq = p->call_quota ? p->call_quota : AEM_DEFAULT_CALL_QUOTA;
 	u32 conns = p->sock_conns ? p->sock_conns : AEM_DEFAULT_SOCK_CONNS;
+	u32 idle = p->sq_idle_ms ? p->sq_idle_ms : AEM_DEFAULT_SQ_IDLE_MS;
 	u32 ver = p->api_version ? p->api_version : AEM_API_VERSION_MIN;
 	u32 i, c;
 
@@ -113,6 +114,9 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	if ((u64)sc + send > AEM_MAX_SLOTS || bl > AEM_MAX_BACKLOG || cqq > AEM_MAX_CALL_QUOTA)
 		return -EINVAL;
 	if (conns > AEM_MAX_SOCK_CONNS)
+		return -EINVAL;
+	/* An idle time means nothing without the poller: refused, not ignored. */
+	if (idle > AEM_MAX_SQ_IDLE_MS || (p->sq_idle_ms && !(p->flags & AEM_SETUP_SQPOLL)))
 		return -EINVAL;
 
 	sq = roundup_pow2(sq);
@@ -139,6 +143,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	l->backlog_limit = (u32)bl;
 	l->call_quota = cqq;
 	l->sock_conns = conns;
+	l->sq_idle_ms = p->flags & AEM_SETUP_SQPOLL ? idle : 0;
 	l->region_size[AEM_REGION_RINGS] =
 		round_page(sizeof(struct aem_rings) + 4ULL * l->slot_ring_entries);
 	l->region_size[AEM_REGION_SQES] = round_page((u64)sq * sizeof(struct aem_sqe));
@@ -157,6 +162,7 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	p->backlog_limit = (u32)bl;
 	p->call_quota = cqq;
 	p->sock_conns = conns;
+	p->sq_idle_ms = l->sq_idle_ms;
 	p->features = AEM_CORE_FEATURES | host_features | (ver >= 4 ? AEM_FEAT_SENDER : 0);
 	p->api_version = ver;
 	set_offsets(&p->sq_off, offsetof(struct aem_rings, sq), 0);

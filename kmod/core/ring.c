@@ -56,6 +56,7 @@ int aem_core_ring_create(const struct aem_params *p, const struct aem_layout *l,
 	r->backlog_limit = l->backlog_limit;
 	r->call_quota = l->call_quota;
 	r->sock_conns = l->sock_conns;
+	r->sq_idle_ms = l->sq_idle_ms;
 	r->host = host;
 	r->payload = regions[AEM_REGION_PAYLOAD];
 	r->sqes = regions[AEM_REGION_SQES];

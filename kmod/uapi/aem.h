@@ -52,6 +52,8 @@
 #define AEM_DEFAULT_SLOTS	1024
 #define AEM_DEFAULT_CALL_QUOTA	1024
 #define AEM_DEFAULT_SOCK_CONNS	1024
+#define AEM_DEFAULT_SQ_IDLE_MS	1000
+#define AEM_MAX_SQ_IDLE_MS	60000	/* aem_params.sq_idle_ms; a longer one is refused with -EINVAL */
 
 /* ---------------------------------------------------------------------- */
 /* Setup                                                                  */
@@ -60,7 +62,8 @@
 #define AEM_SETUP_BOOST		(1U << 0)	/* boost the waiter while urgent events are pending (CAP_SYS_NICE) */
 #define AEM_SETUP_EMBEDDED	(1U << 1)	/* libaem: force the embedded backend */
 #define AEM_SETUP_KERNEL	(1U << 2)	/* libaem: force /dev/aem; fail if absent */
-#define AEM_SETUP_FLAGS_ALL	(AEM_SETUP_BOOST | AEM_SETUP_EMBEDDED | AEM_SETUP_KERNEL)
+#define AEM_SETUP_SQPOLL	(1U << 3)	/* a kernel-side poller consumes the SQ (AEM_FEAT_SQPOLL; aem_params.sq_idle_ms) */
+#define AEM_SETUP_FLAGS_ALL	(AEM_SETUP_BOOST | AEM_SETUP_EMBEDDED | AEM_SETUP_KERNEL | AEM_SETUP_SQPOLL)
 
 /* aem_params.features (out) */
 #define AEM_FEAT_CQE_INLINE	(1U << 0)	/* payloads up to AEM_CQE_INLINE bytes sit in the CQE */
@@ -71,6 +74,7 @@
 #define AEM_FEAT_SOCK		(1U << 5)	/* aem_params.sock_conns, AEM_OP_SEND, AEM_OP_SHUTDOWN (the source itself: see the probe) */
 #define AEM_FEAT_SENDER		(1U << 6)	/* version 4: posts and calls carry their sender (AEM_CQE_F_SENDER) */
 #define AEM_FEAT_GRANT		(1U << 8)	/* posts and calls need the owner's user or a grant (AEM_IOC_GRANT) */
+#define AEM_FEAT_SQPOLL		(1U << 9)	/* this ring has a submission poller (AEM_SETUP_SQPOLL was asked and is served) */
 
 /*
  * Offsets of one ring's fields, in bytes from the start of the region
@@ -102,7 +106,8 @@ struct aem_params {
 	__u32	ring_id;	/* out: this ring's id, the address used by post and call */
 	__u32	call_quota;	/* in: calls this ring may have pending, <= AEM_MAX_CALL_QUOTA; 0 = default; out: actual */
 	__u32	sock_conns;	/* in: AEM_SRC_SOCK connections the ring may hold, <= AEM_MAX_SOCK_CONNS; 0 = default; out: actual */
-	__u32	resv[3];	/* must be zero */
+	__u32	sq_idle_ms;	/* in: AEM_SETUP_SQPOLL: the poller's idle time before it sleeps, <= AEM_MAX_SQ_IDLE_MS; 0 = default; out: actual */
+	__u32	resv[2];	/* must be zero */
 	struct aem_ring_offsets sq_off;			/* out */
 	struct aem_ring_offsets cq_off[AEM_MAX_CLASSES];	/* out; unused classes zeroed */
 	struct aem_ring_offsets slot_off;		/* out: slot return ring */
@@ -125,6 +130,7 @@ struct aem_params {
 
 /* SQ ring flags (kernel-written) */
 #define AEM_SQ_F_REFUSED	(1U << 0)	/* at least one SQE was refused since setup */
+#define AEM_SQ_F_NEED_WAKEUP	(1U << 1)	/* SQPOLL: the poller sleeps; enter with AEM_ENTER_SQ_WAKEUP */
 
 /* CQ ring flags (kernel-written; class rings and the result ring) */
 #define AEM_CQ_F_OVERFLOW	(1U << 0)	/* entries wait in the backlog; enter flushes */
@@ -396,7 +402,8 @@ struct aem_sock_event {
 
 /* AEM_IOC_ENTER flags */
 #define AEM_ENTER_GETEVENTS	(1U << 0)	/* wait for min_complete CQEs (results count; any result or class-0 event ends the wait) */
-#define AEM_ENTER_FLAGS_ALL	(AEM_ENTER_GETEVENTS)
+#define AEM_ENTER_SQ_WAKEUP	(1U << 1)	/* SQPOLL: wake the poller (a no-op on other rings) */
+#define AEM_ENTER_FLAGS_ALL	(AEM_ENTER_GETEVENTS | AEM_ENTER_SQ_WAKEUP)
 
 struct aem_enter {
 	__u32	to_submit;	/* SQEs to consume */

@@ -126,7 +126,10 @@ int aem_setup(struct aem_params *p, struct aem_ring *ring);
  * backend's waits cannot be woken from here: teardown waits until they
  * end (timeout, event, signal).  aem_call() blocked in the embedded
  * backend is not waited for: it uses no part of @ring.  @ring may be freed
- * once teardown returns; a second teardown does nothing.
+ * once teardown returns; a second teardown does nothing.  With a
+ * submission poller (AEM_SETUP_SQPOLL), the SQEs it has not consumed when
+ * teardown stops it are not consumed (as io_uring's): to hand them all
+ * over, wait until the SQ head (*ring->sq.khead) reaches the tail first.
  */
 void aem_teardown(struct aem_ring *ring);
 const char *aem_backend_name(const struct aem_ring *ring);
@@ -452,7 +455,13 @@ AEMINLINE void aem_prep_gen_set(struct aem_sqe *sqe, uint64_t sub_id, uint64_t r
 }
 
 /*
- * Publish and hand the SQEs to the kernel side; returns SQEs consumed.  A
+ * Publish and hand the SQEs to the kernel side; returns SQEs consumed.
+ * With a submission poller (AEM_SETUP_SQPOLL: ring->features has
+ * AEM_FEAT_SQPOLL) the poller consumes them: this enters only when the
+ * poller sleeps (AEM_SQ_F_NEED_WAKEUP, then with AEM_ENTER_SQ_WAKEUP),
+ * else makes no system call, and returns how many SQEs wait for the
+ * poller, at least those it published (the poller may have taken them
+ * already); their results come as always.  A
  * POST whose target is full (ring full, backlog at its bound) is not
  * consumed and not dropped: the submission stops at it, it stays at the SQ
  * head and the count is short; submit again once the target's consumer
@@ -478,6 +487,20 @@ struct aem_post_msg {
  */
 int aem_post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_post_msg *msgs,
 		   unsigned n, unsigned prio, unsigned sqe_flags);
+/*
+ * With a submission poller, aem_post_batch() returns how many it queued:
+ * the poller holds a POST at a full target until it fits, so the SQ
+ * filling up is the back-pressure; a batch with slot payloads first waits
+ * until the poller has consumed what came before (the send slots are
+ * reused from 0).
+ */
+
+/*
+ * Entries into the kernel side the calling thread made through this
+ * library (enter ioctls; the embedded backend's submissions, waits and
+ * wake-ups, which stand for them): a count of system calls per event.
+ */
+uint64_t aem_thread_enters(void);
 /* Submit, then wait as aem_wait() for @wait_nr CQEs, or until @timeout_ns passes (-1: forever). */
 int aem_submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns);
 

@@ -63,7 +63,10 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 void __aem_emb_destroy(struct __aem_emb *e);
 /* Wake every thread waiting on @e: they return -ESHUTDOWN, and so does any later wait. */
 void __aem_emb_shutdown(struct __aem_emb *e);
+/* With a submission poller (AEM_SETUP_SQPOLL) it consumes nothing: it wakes the poller. */
 int __aem_emb_submit(struct __aem_emb *e, unsigned to_submit);
+/* AEM_ENTER_SQ_WAKEUP: wake the ring's submission poller if it sleeps. */
+void __aem_emb_sq_wakeup(struct __aem_emb *e);
 int __aem_emb_wait(struct __aem_emb *e, unsigned min, int64_t timeout_ns);
 int __aem_emb_drain(struct __aem_emb *e, bool read_counter);
 int __aem_emb_call(struct __aem_emb *e, struct aem_call_args *a, const void *req, void *resp);

@@ -7,6 +7,8 @@
  * aem_timer_tick() every wheel tick while anything is armed, and the
  * generator thread driving aem_gen_step().  Both threads start at the
  * first kick and are joined when the last embedded ring is torn down.
+ * A ring set up with AEM_SETUP_SQPOLL has a thread of its own, its
+ * submission poller, started at setup and joined at teardown.
  *
  * Regions live in one memfd: the core writes through its own read-write
  * mapping of the whole file; setup.c maps the application's view region
@@ -22,6 +24,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +57,12 @@ struct __aem_emb {
 	/* The ring's account (aem_host_charge): regions and the core's state */
 	uint64_t	charged;	/* bytes; under the core's completion lock */
 	uint64_t	budget;		/* bytes; fixed at setup */
+	/* The submission poller (AEM_SETUP_SQPOLL) */
+	pthread_t	sqp_thr;
+	bool		sqp_running;
+	bool		sqp_stop;
+	uint32_t	sqp_kick;	/* futex word: bumped by every wake-up */
+	uint32_t	sqp_asleep;	/* in a futex wait on sqp_kick: a wake-up must wake it */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -392,6 +401,112 @@ static void host_init(void)
 }
 
 /* ---------------------------------------------------------------------- */
+/* The submission poller: one thread per AEM_SETUP_SQPOLL ring            */
+
+/*
+ * A POST whose target is full stays at the SQ head: the poller looks again
+ * after a pause that doubles while it finds no room, so a stalled ring
+ * costs a wake-up a millisecond, not a core.
+ */
+#define SQP_STALL_NS_MIN	20000ULL
+#define SQP_STALL_NS_MAX	1000000ULL
+
+static void sqp_nap(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)ns };
+
+	nanosleep(&ts, NULL);
+}
+
+static bool sqp_stopping(struct __aem_emb *e)
+{
+	return __atomic_load_n(&e->sqp_stop, __ATOMIC_ACQUIRE);
+}
+
+static void *sqp_main(void *arg)
+{
+	struct __aem_emb *e = arg;
+	uint64_t idle_ns = (uint64_t)aem_core_sq_idle_ms(e->core) * 1000000ULL;
+	uint64_t last = aem_now_ns(), stall = 0;
+
+	while (!sqp_stopping(e)) {
+		uint32_t seq;
+
+		sender_forget();	/* each round is a submission of its own (aem_host_sender) */
+		if (aem_core_sqpoll_round(e->core) > 0) {
+			last = aem_now_ns();
+			stall = 0;
+			continue;
+		}
+		if (aem_core_sq_pending(e->core)) {
+			stall = stall ? stall * 2 : SQP_STALL_NS_MIN;
+			if (stall > SQP_STALL_NS_MAX)
+				stall = SQP_STALL_NS_MAX;
+			sqp_nap(stall);
+			continue;
+		}
+		stall = 0;
+		if (aem_now_ns() - last < idle_ns) {
+			/*
+			 * The user-space cond_resched(): a poller that found no work
+			 * lets the threads that share its core run (a producer, on a
+			 * busy machine), and looks again when it is scheduled.
+			 */
+			sched_yield();
+			continue;
+		}
+		/* kick before the flag: a wake-up after this read ends the futex wait below */
+		seq = __atomic_load_n(&e->sqp_kick, __ATOMIC_SEQ_CST);
+		if (aem_core_sqpoll_sleep_begin(e->core)) {
+			/* Dekker with sqp_wake(), as drv_sleep() with drv_kick() */
+			__atomic_store_n(&e->sqp_asleep, 1, __ATOMIC_SEQ_CST);
+			if (!sqp_stopping(e))
+				__aem_futex(&e->sqp_kick, FUTEX_WAIT, seq, NULL);
+			__atomic_store_n(&e->sqp_asleep, 0, __ATOMIC_RELAXED);
+			aem_core_sqpoll_sleep_end(e->core);
+		}
+		last = aem_now_ns();
+	}
+	return NULL;
+}
+
+/* AEM_ENTER_SQ_WAKEUP: the futex only when the poller sleeps in it. */
+static void sqp_wake(struct __aem_emb *e)
+{
+	__atomic_add_fetch(&e->sqp_kick, 1, __ATOMIC_SEQ_CST);	/* then the load: pairs with sqp_main() */
+	if (__atomic_load_n(&e->sqp_asleep, __ATOMIC_SEQ_CST))
+		__aem_futex(&e->sqp_kick, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+static int sqp_start(struct __aem_emb *e)
+{
+	int ret = pthread_create(&e->sqp_thr, NULL, sqp_main, e);
+
+	if (ret)
+		return -ret;
+	e->sqp_running = true;
+	return 0;
+}
+
+/* Before the core goes: the poller is the ring's SQ consumer. */
+static void sqp_stop(struct __aem_emb *e)
+{
+	if (!e->sqp_running)
+		return;
+	__atomic_store_n(&e->sqp_stop, true, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&e->sqp_kick, 1, __ATOMIC_SEQ_CST);
+	__aem_futex(&e->sqp_kick, FUTEX_WAKE, INT_MAX, NULL);
+	pthread_join(e->sqp_thr, NULL);
+	e->sqp_running = false;
+}
+
+void __aem_emb_sq_wakeup(struct __aem_emb *e)
+{
+	if (e->sqp_running)
+		sqp_wake(e);
+}
+
+/* ---------------------------------------------------------------------- */
 /* Rings                                                                  */
 
 int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
@@ -407,7 +522,7 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 	pthread_once(&host_once, host_init);
 	if (host_init_err)
 		return host_init_err;
-	ret = aem_core_layout(p, 0, &l);
+	ret = aem_core_layout(p, p->flags & AEM_SETUP_SQPOLL ? AEM_FEAT_SQPOLL : 0, &l);
 	if (ret)
 		return ret;
 	/*
@@ -471,6 +586,16 @@ int __aem_emb_create(struct aem_params *p, struct __aem_emb **out, int *memfd,
 	}
 	/* Armed from the start: a poller that never drained still hears the first event. */
 	aem_core_poll_arm(e->core);
+	if (aem_core_sqpoll(e->core)) {
+		ret = sqp_start(e);
+		if (ret) {
+			aem_core_ring_destroy(e->core);
+			pthread_mutex_lock(&host_mu);
+			host_rings--;
+			pthread_mutex_unlock(&host_mu);
+			goto err;
+		}
+	}
 	p->ring_id = ring_id;
 	*out = e;
 	*memfd = fd;
@@ -491,6 +616,7 @@ err:
 
 void __aem_emb_destroy(struct __aem_emb *e)
 {
+	sqp_stop(e);
 	aem_core_ring_destroy(e->core);
 	munmap(e->map, e->map_len);
 	close(e->efd);
@@ -517,6 +643,11 @@ void __aem_emb_shutdown(struct __aem_emb *e)
 
 int __aem_emb_submit(struct __aem_emb *e, unsigned to_submit)
 {
+	/* The poller is the SQ's only consumer: an enter wakes it, and moves the backlog. */
+	if (e->sqp_running) {
+		sqp_wake(e);
+		to_submit = 0;
+	}
 	sender_forget();
 	return aem_core_submit(e->core, to_submit);
 }

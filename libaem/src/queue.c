@@ -7,12 +7,21 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
 #include "libaem.h"
 #include "aem_int.h"
+
+/* Entries into the kernel side by this thread: what aem_thread_enters() reports. */
+static __thread uint64_t thread_enters;
+
+uint64_t aem_thread_enters(void)
+{
+	return thread_enters;
+}
 
 static int kernel_enter(struct aem_ring *ring, unsigned to_submit, unsigned min_complete,
 			unsigned flags, int64_t timeout_ns)
@@ -24,6 +33,7 @@ static int kernel_enter(struct aem_ring *ring, unsigned to_submit, unsigned min_
 	e.min_complete = min_complete;
 	e.flags = flags;
 	e.timeout_ns = timeout_ns;
+	thread_enters++;
 	/*
 	 * -EINTR and -ETIME end a wait as on the embedded backend; SQEs the
 	 * kernel consumed before stay consumed (the SQ head says how many).
@@ -40,12 +50,78 @@ static unsigned sq_pending(struct aem_ring *ring)
 	return ring->sq.sqe_tail - aem_load_acquire(ring->sq.khead);	/* pairs with the core's head release */
 }
 
+static bool sq_polled(const struct aem_ring *ring)
+{
+	return ring->features & AEM_FEAT_SQPOLL;
+}
+
+/*
+ * SQPOLL (liburing's sq_ring_needs_enter): the SQ tail was stored
+ * (release) before; a full barrier, then the flag.  Pairs with the
+ * poller's flag store, barrier and tail re-read: either it sees the SQEs
+ * or we see that it sleeps.
+ */
+static bool sq_needs_wakeup(struct aem_ring *ring)
+{
+	aem_smp_mb();
+	return aem_read_once(*ring->sq.kflags) & AEM_SQ_F_NEED_WAKEUP;
+}
+
+static int sq_wakeup(struct aem_ring *ring)
+{
+	int ret;
+
+	if (ring->backend == AEM_BACKEND_EMBEDDED) {
+		thread_enters++;
+		__aem_emb_sq_wakeup(ring->priv);
+		return 0;
+	}
+	ret = kernel_enter(ring, 0, 0, AEM_ENTER_SQ_WAKEUP, 0);
+	return ret < 0 ? ret : 0;
+}
+
+/*
+ * Hand the published SQEs to the poller: no entry unless it sleeps, or
+ * nothing waits for it (then, as on any ring, the entry flushes the
+ * backlogs and reclaims slots).  Returns how many SQEs wait for the
+ * poller (as liburing's submit), at least those this call published, even
+ * when the poller has taken them already.
+ */
+static int sq_poll_submit(struct aem_ring *ring)
+{
+	/* Judged by what was new: a busy poller may consume it at once. */
+	unsigned fresh = ring->sq.sqe_tail - ring->sq.sqe_head;
+	unsigned n = sq_pending(ring);
+	int ret;
+
+	if (!fresh && !n) {
+		if (ring->backend == AEM_BACKEND_EMBEDDED) {
+			thread_enters++;
+			ret = __aem_emb_submit(ring->priv, 0);
+		} else {
+			ret = kernel_enter(ring, 0, 0, 0, 0);
+		}
+		return ret < 0 ? ret : 0;
+	}
+	if (n && sq_needs_wakeup(ring)) {
+		ret = sq_wakeup(ring);
+		if (ret < 0)
+			return ret;
+	}
+	return (int)(fresh > n ? fresh : n);
+}
+
 static int submit(struct aem_ring *ring)
 {
-	unsigned n = sq_pending(ring);
+	unsigned n;
 
-	if (ring->backend == AEM_BACKEND_EMBEDDED)
+	if (sq_polled(ring))
+		return sq_poll_submit(ring);
+	n = sq_pending(ring);
+	if (ring->backend == AEM_BACKEND_EMBEDDED) {
+		thread_enters++;
 		return __aem_emb_submit(ring->priv, n);
+	}
 	return kernel_enter(ring, n, 0, 0, 0);
 }
 
@@ -58,6 +134,75 @@ int aem_submit(struct aem_ring *ring)
 	ret = submit(ring);
 	__aem_ring_put(&ring->calls);
 	return ret;
+}
+
+/*
+ * The send slots are reused from 0 at each batch: before writing them
+ * again, wait until the poller has consumed every SQE before (a POST at a
+ * full target holds it back until its consumer reads).
+ */
+static int sq_poll_drain(struct aem_ring *ring)
+{
+	struct aem_sq *sq = &ring->sq;
+	int ret;
+
+	while (aem_load_acquire(sq->khead) != sq->sqe_tail) {	/* pairs with the core's head release */
+		if (sq_needs_wakeup(ring)) {
+			ret = sq_wakeup(ring);
+			if (ret < 0)
+				return ret;
+		}
+		sched_yield();
+	}
+	return 0;
+}
+
+/*
+ * SQPOLL: queue what fits and hand it over; the poller consumes in order
+ * and holds a POST at a full target until it fits, so the SQ filling up
+ * is the back-pressure: what was queued is what the call returns.
+ */
+static int post_batch_polled(struct aem_ring *ring, uint64_t addr, const struct aem_post_msg *msgs,
+			     unsigned n, unsigned prio, unsigned sqe_flags)
+{
+	unsigned done = 0, slots = 0;
+	struct aem_sqe *sqe;
+	int ret;
+
+	while (done < n) {
+		const struct aem_post_msg *m = &msgs[done];
+
+		if (m->len > ring->slot_size) {
+			if (!done)
+				return -EMSGSIZE;
+			break;
+		}
+		if (m->len > AEM_SQE_INLINE) {
+			if (slots == ring->send_slots)
+				break;
+			if (!slots) {
+				aem_sq_flush(ring);
+				ret = sq_poll_drain(ring);
+				if (ret < 0)
+					return done ? (int)done : ret;
+			}
+		}
+		sqe = aem_get_sqe(ring);
+		if (!sqe)
+			break;
+		if (m->len > AEM_SQE_INLINE) {
+			memcpy(aem_send_slot(ring, slots), m->data, m->len);
+			aem_prep_post_slot(sqe, addr, slots++, m->len, prio);
+		} else {
+			aem_prep_post(sqe, addr, m->data, m->len, prio);
+		}
+		sqe->flags |= AEM_SQE_F_SILENT | sqe_flags;
+		done++;
+	}
+	ret = sq_poll_submit(ring);
+	if (ret < 0 && !done)
+		return ret;
+	return (int)done;
 }
 
 /*
@@ -75,6 +220,8 @@ static int post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_pos
 
 	if (sqe_flags & ~AEM_SQE_F_LOSSY)
 		return -EINVAL;
+	if (sq_polled(ring))
+		return post_batch_polled(ring, addr, msgs, n, prio, sqe_flags);
 	while (done < n) {
 		start = sq->sqe_tail;
 		slots = 0;
@@ -133,10 +280,21 @@ int aem_post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_post_m
 
 static int submit_and_wait(struct aem_ring *ring, unsigned wait_nr, int64_t timeout_ns)
 {
-	unsigned n = sq_pending(ring);
+	unsigned n;
 	int ret, sub;
 
+	if (sq_polled(ring)) {
+		sub = sq_poll_submit(ring);
+		if (sub < 0 || !wait_nr)
+			return sub;
+		ret = ring->backend == AEM_BACKEND_EMBEDDED ?
+			(thread_enters++, __aem_emb_wait(ring->priv, wait_nr, timeout_ns)) :
+			kernel_enter(ring, 0, wait_nr, AEM_ENTER_GETEVENTS, timeout_ns);
+		return ret < 0 ? ret : sub;
+	}
+	n = sq_pending(ring);
 	if (ring->backend == AEM_BACKEND_EMBEDDED) {
+		thread_enters++;
 		sub = __aem_emb_submit(ring->priv, n);
 		if (sub < 0 || !wait_nr)
 			return sub;
@@ -166,6 +324,7 @@ int aem_wait(struct aem_ring *ring, unsigned min, int64_t timeout_ns)
 	if (!min) {
 		/* nothing to wait for */
 	} else if (ring->backend == AEM_BACKEND_EMBEDDED) {
+		thread_enters++;
 		ret = __aem_emb_wait(ring->priv, min, timeout_ns);
 	} else {
 		ret = kernel_enter(ring, 0, min, AEM_ENTER_GETEVENTS, timeout_ns);

@@ -40,7 +40,14 @@ int main(void)
 	p.flags = 1U << 30;
 	t_eq(ioctl_errno(fd, AEM_IOC_SETUP, &p), EINVAL);
 	memset(&p, 0, sizeof(p));
-	p.resv[2] = 1;
+	p.resv[1] = 1;	/* the last reserved word left */
+	t_eq(ioctl_errno(fd, AEM_IOC_SETUP, &p), EINVAL);
+	memset(&p, 0, sizeof(p));
+	p.sq_idle_ms = 10;	/* without AEM_SETUP_SQPOLL */
+	t_eq(ioctl_errno(fd, AEM_IOC_SETUP, &p), EINVAL);
+	memset(&p, 0, sizeof(p));
+	p.flags = AEM_SETUP_SQPOLL;
+	p.sq_idle_ms = AEM_MAX_SQ_IDLE_MS + 1;
 	t_eq(ioctl_errno(fd, AEM_IOC_SETUP, &p), EINVAL);
 	memset(&p, 0, sizeof(p));
 	p.resv2[3] = 1;

@@ -277,7 +277,8 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 	fmt.Fprintln(w, "B/sub: AEM's kernel-side state (growth of the ring's charge); +Go B/sub: goaem's Go-side bookkeeping.")
 }
 
-// writeNotes lists what the server scenarios' rows checked and counted.
+// writeNotes lists what the server scenarios' rows checked and counted,
+// and what other rows counted (the fan-in's entries per event).
 func writeNotes(w io.Writer, rows []scenario.Row) {
 	first := true
 	for _, r := range rows {
@@ -285,8 +286,12 @@ func writeNotes(w io.Writer, rows []scenario.Row) {
 			continue
 		}
 		if first {
-			fmt.Fprintln(w, "\nserver scenarios (response bytes checked end to end; what the server counted):")
+			fmt.Fprintln(w, "\ncounted (server scenarios: response bytes checked end to end; what the server counted):")
 			first = false
+		}
+		if r.BytesChecked == 0 {
+			fmt.Fprintf(w, "  %s %s: %s\n", r.Scenario, r.Transport, r.Notes)
+			continue
 		}
 		line := fmt.Sprintf("  %s %s: %s bytes checked", r.Scenario, r.Transport, si(float64(r.BytesChecked)))
 		if r.Notes != "" {

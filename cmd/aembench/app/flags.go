@@ -61,6 +61,8 @@ usage: aembench [flags]
                       sweeps, e.g. 64,256,1024,4096 (default %d)
   --pipeline N        tcp_echo and http: requests each connection keeps in flight (default 1)
   --echo-size N       tcp_echo: bytes per request (default %d)
+  --sqpoll MODE       fanin: AEM's producers post through rings with a submission
+                      poller: off, on, or both (a row each, same run) (default off)
   --json              one JSON object per result
   --gobench           Go benchmark lines, for benchstat
   --plot FILE         write latency percentiles and throughput against batch
@@ -79,6 +81,7 @@ func ParseArgs(args []string) (Options, error) {
 	fs.Usage = func() {}
 
 	var scenarios, transports, batches, conns string
+	sqpoll := "off"
 	fs.StringVar(&opts.Backend, "backend", opts.Backend, "")
 	fs.DurationVar(&opts.Duration, "duration", opts.Duration, "")
 	fs.DurationVar(&opts.Warmup, "warmup", opts.Warmup, "")
@@ -92,6 +95,7 @@ func ParseArgs(args []string) (Options, error) {
 	fs.StringVar(&conns, "conns", "", "")
 	fs.IntVar(&opts.Pipeline, "pipeline", opts.Pipeline, "")
 	fs.IntVar(&opts.EchoSize, "echo-size", opts.EchoSize, "")
+	fs.StringVar(&sqpoll, "sqpoll", sqpoll, "")
 	fs.BoolVar(&opts.JSON, "json", false, "")
 	fs.BoolVar(&opts.GoBench, "gobench", false, "")
 	fs.StringVar(&opts.Plot, "plot", "", "")
@@ -138,6 +142,16 @@ func ParseArgs(args []string) (Options, error) {
 	}
 	if opts.EchoSize < 8 || opts.EchoSize > load.MaxSize {
 		return opts, fmt.Errorf("--echo-size %d: want 8 to %d", opts.EchoSize, load.MaxSize)
+	}
+	switch sqpoll {
+	case "off":
+		opts.SQPoll = []bool{false}
+	case "on":
+		opts.SQPoll = []bool{true}
+	case "both":
+		opts.SQPoll = []bool{false, true}
+	default:
+		return opts, fmt.Errorf("--sqpoll %q: want off, on or both", sqpoll)
 	}
 	if opts.JSON && opts.GoBench {
 		return opts, errors.New("--json and --gobench: choose one output format")
