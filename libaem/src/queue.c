@@ -157,6 +157,20 @@ static int sq_poll_drain(struct aem_ring *ring)
 	return 0;
 }
 
+/* One silent POST of @m: inline, or copied into the next send slot (*@slots counts them). */
+static void prep_post_msg(struct aem_ring *ring, struct aem_sqe *sqe, uint64_t addr,
+			  const struct aem_post_msg *m, unsigned *slots, unsigned prio,
+			  unsigned sqe_flags)
+{
+	if (m->len > AEM_SQE_INLINE) {
+		memcpy(aem_send_slot(ring, *slots), m->data, m->len);
+		aem_prep_post_slot(sqe, addr, (*slots)++, m->len, prio);
+	} else {
+		aem_prep_post(sqe, addr, m->data, m->len, prio);
+	}
+	sqe->flags |= AEM_SQE_F_SILENT | sqe_flags;
+}
+
 /*
  * SQPOLL: queue what fits and hand it over; the poller consumes in order
  * and holds a POST at a full target until it fits, so the SQ filling up
@@ -190,13 +204,7 @@ static int post_batch_polled(struct aem_ring *ring, uint64_t addr, const struct 
 		sqe = aem_get_sqe(ring);
 		if (!sqe)
 			break;
-		if (m->len > AEM_SQE_INLINE) {
-			memcpy(aem_send_slot(ring, slots), m->data, m->len);
-			aem_prep_post_slot(sqe, addr, slots++, m->len, prio);
-		} else {
-			aem_prep_post(sqe, addr, m->data, m->len, prio);
-		}
-		sqe->flags |= AEM_SQE_F_SILENT | sqe_flags;
+		prep_post_msg(ring, sqe, addr, m, &slots, prio, sqe_flags);
 		done++;
 	}
 	ret = sq_poll_submit(ring);
@@ -235,13 +243,7 @@ static int post_batch(struct aem_ring *ring, uint64_t addr, const struct aem_pos
 			sqe = aem_get_sqe(ring);
 			if (!sqe)
 				break;
-			if (m->len > AEM_SQE_INLINE) {
-				memcpy(aem_send_slot(ring, slots), m->data, m->len);
-				aem_prep_post_slot(sqe, addr, slots++, m->len, prio);
-			} else {
-				aem_prep_post(sqe, addr, m->data, m->len, prio);
-			}
-			sqe->flags |= AEM_SQE_F_SILENT | sqe_flags;
+			prep_post_msg(ring, sqe, addr, m, &slots, prio, sqe_flags);
 		}
 		queued = sq->sqe_tail - start;
 		ret = submit(ring);
