@@ -457,8 +457,7 @@ if [ "$fail" -ne 0 ]; then
 	     /^VMTEST TEST .* rc=/ { if ($0 !~ / rc=(0|77)$/) { print "--- output of " $3 " (last lines):"; for (i = (n > 30 ? n - 30 : 0); i < n; i++) print buf[i] } n = 0; delete buf; next }
 	     { buf[n++] = $0 }' "$LOG" | head -n 200 | sed 's/^/vmtest:   | /' >&2 || true
 	note "what failed:"
-	grep -E '^--- .*(killed after|still running after)|^--- task |^---   |^--- FAIL|^panic: test timed out|^running tests:|^\s+Test[A-Za-z0-9_/]+ \(|^VMTEST TEST .* rc=[^07]' "$LOG" |
-		head -n 200 | sed 's/^/vmtest:   | /' >&2 || true
+	failure_digest "$LOG" | head -n 200 | sed 's/^/vmtest:   | /' >&2 || true
 	for r in "${reasons[@]}"; do note "FAIL: $r"; done
 	note "${summary:-no summary} (${elapsed}s, log $LOG)"
 	exit 1

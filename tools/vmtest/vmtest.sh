@@ -103,7 +103,7 @@ fi
 . "$here/lib.sh"
 all=$(awk '!/^#/ && NF { printf "%s%s", sep, $1; sep = "," }' "$here/lines")
 IFS=, read -r -a lines <<<"${KERNELS:-$all}"
-results=() fail=0
+results=() failed_lines=() fail=0
 for line in "${lines[@]}"; do
 	rc=0
 	kenv=$("$here/chroot.sh" "$line" --env) || rc=$?
@@ -125,8 +125,14 @@ for line in "${lines[@]}"; do
 	uname_r=$(sed -n 's/^VMTEST BEGIN \([^ ]*\).*/\1/p' "$log" 2>/dev/null | head -n 1)
 	summary=$(sed -n 's/^VMTEST SUMMARY //p' "$log" 2>/dev/null | tail -n 1)
 	verdict=PASS
-	[ "$rc" -eq 0 ] || { verdict=FAIL; fail=1; }
+	[ "$rc" -eq 0 ] || { verdict=FAIL; fail=1; failed_lines+=("$line"); }
 	results+=("$line: $verdict uname -r ${uname_r:-?}: ${summary:-no summary} (log $log)")
+done
+# Each failed line's failures again at the very end: with three lines the
+# first one's report is pages above the tail a CI log shows.
+for line in "${failed_lines[@]}"; do
+	note "$line: what failed (from $out/$line/console.log):"
+	failure_digest "$out/$line/console.log" | head -n 60 | sed "s/^/vmtest:   $line | /" >&2 || true
 done
 for r in "${results[@]}"; do note "$r"; done
 exit "$fail"
