@@ -490,7 +490,4 @@ struct aem_sub_run {
 int __aem_sub_run_add(struct aem_sub_run *run, const struct aem_sqe *sqe, u32 *reason);
 void __aem_sub_run_flush(struct aem_sub_run *run);
 
-/* src_timer.c */
-void __aem_timers_start(struct aem_ctx *r, struct aem_sub *const *subs, u32 n);
-
 #endif /* AEM_CORE_INT_H */
