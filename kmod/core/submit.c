@@ -24,8 +24,8 @@ static void refuse(struct aem_ctx *r, const struct aem_sqe *sqe, u32 reason, int
  * consumed, the submission stops at it and it is counted refused (FULL).
  * Consecutive POSTs to one ring go through @run (msg.c), which holds that
  * ring across them; consecutive SUBSCRIBEs through @subs (op_sub.c), which
- * answers them together.  Anything else lets them go first, so answers
- * keep the order of their SQEs.
+ * answers and arms those of timers together.  Anything else lets them go
+ * first, so answers keep the order of their SQEs.
  */
 static bool handle_sqe(struct aem_ctx *r, const struct aem_sqe *sqe, struct aem_post_run *run,
 		       struct aem_sub_run *subs)
