@@ -175,10 +175,26 @@ func (b *Batch) setData(e *batchEntry, data []byte) {
 // the entry's index; Subscription(i) is the subscription once Submit has
 // returned. Its events may arrive before Submit returns.
 func (b *Batch) Subscribe(src Source, opts SubOptions) int {
+	if src == nil {
+		e, i := b.add(batchSubscribe)
+		e.err = errNilSource()
+		return i
+	}
+	return b.subscribe(src.prep, opts)
+}
+
+// SubscribeTimer is Subscribe(t, opts) without converting t to a Source,
+// which allocates: for the many timers of a batch, nothing per subscribe
+// is allocated beyond the Subscription's share of its slab.
+func (b *Batch) SubscribeTimer(t Timer, opts SubOptions) int {
+	return b.subscribe(t.prep, opts)
+}
+
+func (b *Batch) subscribe(prep func(*abi.SQE) error, opts SubOptions) int {
 	e, i := b.add(batchSubscribe)
 	if e.err == nil {
 		e.sub = b.newSub()
-		if e.err = b.r.newSubscription(e.sub, src, opts, &e.sqe, &b.ext); e.err != nil {
+		if e.err = b.r.prepSubscription(e.sub, prep, opts, &e.sqe, &b.ext); e.err != nil {
 			e.sub = nil // its slab entry stays unused
 		}
 	}

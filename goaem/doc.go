@@ -105,7 +105,9 @@
 // entry has its own result (Err, Subscription, Reply), so a post refused
 // for want of a subscriber is reported to its entry, not to AsyncErrors.
 // Queueing and submitting allocate nothing in steady state (Reset keeps
-// the memory), save the Subscription each subscribe makes.
+// the memory), save the Subscriptions subscribes make (from slabs) and,
+// for Subscribe, the conversion of its source to a Source: SubscribeTimer
+// queues a timer without it.
 //
 // Fan-in: each producer has a ring of its own (OpenProducer, or its own
 // process's ring) and posts into the consumer's Addr through a Batch (or

@@ -234,8 +234,17 @@ func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 // is replaced, never changed, once it is published.
 func (r *Ring) newSubscription(s *Subscription, src Source, opts SubOptions, sqe *abi.SQE, shared **subExt) error {
 	if src == nil {
-		return invalid("goaem: subscribe: nil source")
+		return errNilSource()
 	}
+	return r.prepSubscription(s, src.prep, opts, sqe, shared)
+}
+
+func errNilSource() error { return invalid("goaem: subscribe: nil source") }
+
+// prepSubscription is newSubscription with the source's prep function:
+// a batch of timers passes Timer.prep's method value, which, unlike the
+// conversion of each Timer to a Source, allocates nothing.
+func (r *Ring) prepSubscription(s *Subscription, prep func(*abi.SQE) error, opts SubOptions, sqe *abi.SQE, shared **subExt) error {
 	if opts.Class < 0 || opts.Class >= r.classes {
 		return invalid("goaem: subscribe: class %d outside 0..%d", opts.Class, r.classes-1)
 	}
@@ -249,7 +258,7 @@ func (r *Ring) newSubscription(s *Subscription, src Source, opts SubOptions, sqe
 		return invalid("goaem: subscribe: MaxInFlight %d < 0", opts.MaxInFlight)
 	}
 	*sqe = abi.SQE{Opcode: abi.OpSubscribe, Prio: uint8(opts.Class)}
-	if err := src.prep(sqe); err != nil {
+	if err := prep(sqe); err != nil {
 		return fmt.Errorf("goaem: subscribe: %w", err)
 	}
 	sqe.Arg = opts.Impl

@@ -778,7 +778,7 @@ func subscribeIdle(r *goaem.Ring, n int) error {
 			for lo := w * subBatch; lo < n && first.Load() == nil; lo += workers * subBatch {
 				bt.Reset()
 				for i := lo; i < min(lo+subBatch, n); i++ {
-					bt.Subscribe(goaem.Timer{First: time.Hour + time.Duration(i)*time.Microsecond}, goaem.SubOptions{Class: 1})
+					bt.SubscribeTimer(goaem.Timer{First: time.Hour + time.Duration(i)*time.Microsecond}, goaem.SubOptions{Class: 1})
 				}
 				if err := bt.Submit(context.Background()); err != nil {
 					err = fmt.Errorf("aem: idle timers from %d: %w", lo, err)

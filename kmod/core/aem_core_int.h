@@ -346,7 +346,8 @@ void __aem_post_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_po
 		       struct aem_posted *out);
 void __aem_post_result(struct aem_ctx *r, const struct aem_post *p);
 void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64 id);
-void __aem_post_results(struct aem_ctx *r, const u64 *user_data, const u8 *cls, u32 n);
+void __aem_post_results(struct aem_ctx *r, const u64 *user_data, const u8 *cls, const u64 *id,
+			u32 n);
 bool __aem_post_counts_locked(struct aem_ctx *r, struct aem_sub *s, const struct aem_sqe *sqe);
 bool __aem_flush_class_locked(struct aem_ctx *r, struct aem_cq_core *cq);
 struct aem_cqe *__aem_bl_append_locked(struct aem_ctx *r, struct aem_cq_core *cq,
@@ -466,5 +467,27 @@ int __aem_post_run_add(struct aem_post_run *run, struct aem_ctx *r, const struct
 		       u32 *reason);
 void __aem_post_run_pause(struct aem_post_run *run);
 void __aem_post_run_close(struct aem_post_run *run);
+
+/*
+ * A run of consecutive SUBSCRIBEs of timers (submit.c): each set up as it
+ * comes, their answers posted in one round of the result ring (one
+ * cq_lock hold, one wake-up) per up to AEM_SUB_RUN, and the timers armed
+ * after that in one round of the wheel's lock, so that an answer still
+ * comes before its subscription's events.
+ */
+#define AEM_SUB_RUN	32
+
+struct aem_sub_run {
+	struct aem_ctx	*r;
+	u32		nr_subs;		/* set up, not started */
+	u32		nr_results;		/* answers owed: the non-silent ones */
+	struct aem_sub	*subs[AEM_SUB_RUN];
+	u64		res_user_data[AEM_SUB_RUN];
+	u64		res_id[AEM_SUB_RUN];
+	u8		res_cls[AEM_SUB_RUN];
+};
+
+int __aem_sub_run_add(struct aem_sub_run *run, const struct aem_sqe *sqe, u32 *reason);
+void __aem_sub_run_flush(struct aem_sub_run *run);
 
 #endif /* AEM_CORE_INT_H */

@@ -20,6 +20,9 @@ int aem_sources_init(void);
 
 extern const struct aem_source_ops aem_timer_source_ops;
 
+/* start() of @n timers of @r at once: a run of SUBSCRIBEs (op_sub.c). */
+void __aem_timers_start(struct aem_ctx *r, struct aem_sub *const *subs, u32 n);
+
 /*
  * Fire every timer due at @now_ns (CLOCK_MONOTONIC) in every ring, and
  * expire asynchronous calls.  Returns true while anything is armed (the

@@ -203,9 +203,17 @@ static inline void *__aem_fault_calloc(size_t sz)
  * A large table's block (the subscription table grows by 2 MiB blocks):
  * zeroed, 2 MiB aligned and backed by transparent huge pages where the
  * system gives them on request, since faulting in 4 KiB pages one at a
- * time costs more than setting up the entries they hold.
+ * time costs more than setting up the entries they hold.  The block is
+ * then populated writable in one call: its pages are charged already, and
+ * faulting them in one by one as entries are taken (a read fault mapping
+ * the zero page, then a write fault copying it) costs more than the
+ * system's populating them at once.  Kernels before 5.14 refuse the
+ * populate (EINVAL); the pages then fault in as before.
  */
 #define AEM_TABLE_ALIGN		(2UL << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23
+#endif
 
 static inline void *aem_table_zalloc(size_t sz)
 {
@@ -222,6 +230,7 @@ static inline void *aem_table_zalloc(size_t sz)
 		munmap(p, (size_t)(a - p));
 	munmap(a + sz, (size_t)(p + span - (a + sz)));
 	madvise(a, sz, MADV_HUGEPAGE);	/* a hint: without it, 4 KiB pages */
+	madvise(a, sz, MADV_POPULATE_WRITE);	/* a hint too: without it, faults */
 	return a;
 }
 

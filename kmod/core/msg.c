@@ -277,7 +277,8 @@ void __aem_post_run_pause(struct aem_post_run *run)
 	run->wake = run->urgent = false;
 	run->held = 0;
 	if (run->nr_results)
-		__aem_post_results(run->from, run->res_user_data, run->res_cls, run->nr_results);
+		__aem_post_results(run->from, run->res_user_data, run->res_cls, NULL,
+				   run->nr_results);
 	run->nr_results = 0;
 }
 

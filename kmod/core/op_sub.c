@@ -6,6 +6,7 @@
  * use; each checks its own.
  */
 #include "aem_core_int.h"
+#include "aem_sources.h"
 
 /* Sources see at most this many bytes of a writeback: their arguments, never bulk data. */
 #define AEM_SRC_WB_MAX	64
@@ -29,7 +30,12 @@ u64 aem_core_submit_clock(struct aem_ctx *r)
 	return r->clock_ns;
 }
 
-int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+/*
+ * SUBSCRIBE up to its answer: the entry taken and set up by its source,
+ * not started, so that no event of it comes before the answer names it.
+ */
+static int subscribe_prepare(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason,
+			     struct aem_sub **sp, const struct aem_source_ops **opsp)
 {
 	const struct aem_source_ops *ops;
 	struct aem_sub *s;
@@ -64,13 +70,76 @@ int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 		*reason = ret == -ENOMEM || ret == -ENOSPC ? AEM_REFUSE_NOMEM : AEM_REFUSE_FIELD;
 		return ret;
 	}
+	*sp = s;
+	*opsp = ops;
+	return 0;
+}
+
+static void subscribe_answer_start(struct aem_ctx *r, const struct aem_sqe *sqe,
+				   struct aem_sub *s, const struct aem_source_ops *ops)
+{
 	/* The result names the id before any event of the subscription can. */
 	if (!(sqe->flags & AEM_SQE_F_SILENT))
 		__aem_sqe_result(r, sqe, 0, aem_sub_id(r, s));
-	*answered = true;
 	if (ops->start)
 		ops->start(r, s);
+}
+
+int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, bool *answered)
+{
+	const struct aem_source_ops *ops;
+	struct aem_sub *s;
+	int ret;
+
+	ret = subscribe_prepare(r, sqe, reason, &s, &ops);
+	if (ret)
+		return ret;
+	subscribe_answer_start(r, sqe, s, ops);
+	*answered = true;
 	return 0;
+}
+
+/*
+ * One SUBSCRIBE into @run: answered and started when the run is flushed.
+ * Only the core's timers wait there: a timer's set-up looks at no other
+ * subscription, where another source's may (a Msg subscribe checks its
+ * channel against the started ones) or may produce before any start().
+ * Any other subscribe has the run flushed, then is answered and started
+ * at once, as __aem_op_subscribe() does.
+ */
+int __aem_sub_run_add(struct aem_sub_run *run, const struct aem_sqe *sqe, u32 *reason)
+{
+	const struct aem_source_ops *ops;
+	struct aem_sub *s;
+	int ret;
+
+	ret = subscribe_prepare(run->r, sqe, reason, &s, &ops);
+	if (ret)
+		return ret;
+	if (ops != &aem_timer_source_ops || run->nr_subs == AEM_SUB_RUN)
+		__aem_sub_run_flush(run);
+	if (ops != &aem_timer_source_ops) {
+		subscribe_answer_start(run->r, sqe, s, ops);
+		return 0;
+	}
+	if (!(sqe->flags & AEM_SQE_F_SILENT)) {
+		run->res_user_data[run->nr_results] = sqe->user_data;
+		run->res_cls[run->nr_results] = sqe->prio < run->r->nr_classes ? sqe->prio : 0;
+		run->res_id[run->nr_results++] = aem_sub_id(run->r, s);
+	}
+	run->subs[run->nr_subs++] = s;
+	return 0;
+}
+
+/* The run's answers, in one round of the result ring, then its timers start, in one of the wheel. */
+void __aem_sub_run_flush(struct aem_sub_run *run)
+{
+	if (run->nr_results)
+		__aem_post_results(run->r, run->res_user_data, run->res_cls, run->res_id,
+				   run->nr_results);
+	if (run->nr_subs)
+		__aem_timers_start(run->r, run->subs, run->nr_subs);
+	run->nr_results = run->nr_subs = 0;
 }
 
 /*

@@ -557,10 +557,12 @@ void __aem_sqe_result(struct aem_ctx *r, const struct aem_sqe *sqe, s32 res, u64
 }
 
 /*
- * @n successes (res 0) of SQEs with these user_data and classes, in one
- * lock round of @r's result ring and one wake-up.
+ * @n successes (res 0) of SQEs with these user_data and classes (and ids,
+ * new subscriptions', unless @id is NULL), in one lock round of @r's
+ * result ring and one wake-up.
  */
-void __aem_post_results(struct aem_ctx *r, const u64 *user_data, const u8 *cls, u32 n)
+void __aem_post_results(struct aem_ctx *r, const u64 *user_data, const u8 *cls, const u64 *id,
+			u32 n)
 {
 	struct aem_post p = { .flags = AEM_CQE_F_RESULT, .n = 1 };
 	struct aem_posted out;
@@ -572,6 +574,7 @@ void __aem_post_results(struct aem_ctx *r, const u64 *user_data, const u8 *cls, 
 	for (i = 0; i < n; i++) {
 		p.user_data = user_data[i];
 		p.cls = cls[i] < r->nr_classes ? cls[i] : 0;
+		p.id = id ? id[i] : 0;
 		__aem_post_locked(r, NULL, &p, &out);
 		wake |= out.wake;
 		urgent |= out.wake && p.cls == 0;

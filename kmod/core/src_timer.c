@@ -297,17 +297,26 @@ static int timer_subscribe(struct aem_ctx *r, struct aem_sub *s, const struct ae
 	return 0;
 }
 
-static void timer_start(struct aem_ctx *r, struct aem_sub *s)
+/* start() of @n timers of @r (a run of SUBSCRIBEs: op_sub.c), in one round of the wheel's lock. */
+void __aem_timers_start(struct aem_ctx *r, struct aem_sub *const *subs, u32 n)
 {
 	struct aem_wheel *w = *aem_ctx_src_priv(r, &aem_timer_source_ops);
+	u64 now = aem_core_submit_clock(r);
+	bool kick = false;
 	unsigned long f;
-	bool kick;
+	u32 i;
 
 	aem_spin_lock_irqsave(&w->lock, f);
-	kick = arm_locked(w, s, aem_core_submit_clock(r) + s->priv[0], s->priv[1] & IVAL_MASK);
+	for (i = 0; i < n; i++)
+		kick |= arm_locked(w, subs[i], now + subs[i]->priv[0], subs[i]->priv[1] & IVAL_MASK);
 	aem_spin_unlock_irqrestore(&w->lock, f);
 	if (kick)
 		aem_host_timer_kick();
+}
+
+static void timer_start(struct aem_ctx *r, struct aem_sub *s)
+{
+	__aem_timers_start(r, &s, 1);
 }
 
 static void timer_unsubscribe(struct aem_ctx *r, struct aem_sub *s)

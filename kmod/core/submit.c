@@ -23,9 +23,12 @@ static void refuse(struct aem_ctx *r, const struct aem_sqe *sqe, u32 reason, int
  * Returns false for a POST its target cannot take now (-EAGAIN): it is not
  * consumed, the submission stops at it and it is counted refused (FULL).
  * Consecutive POSTs to one ring go through @run (msg.c), which holds that
- * ring across them; anything else lets it go first.
+ * ring across them; consecutive SUBSCRIBEs through @subs (op_sub.c), which
+ * answers and arms those of timers together.  Anything else lets them go
+ * first, so answers keep the order of their SQEs.
  */
-static bool handle_sqe(struct aem_ctx *r, const struct aem_sqe *sqe, struct aem_post_run *run)
+static bool handle_sqe(struct aem_ctx *r, const struct aem_sqe *sqe, struct aem_post_run *run,
+		       struct aem_sub_run *subs)
 {
 	const struct aem_op_def *def = __aem_op_def(sqe->opcode);
 	u32 reason = AEM_REFUSE_FIELD;
@@ -38,16 +41,24 @@ static bool handle_sqe(struct aem_ctx *r, const struct aem_sqe *sqe, struct aem_
 	} else {
 		ret = __aem_sqe_check(r, def, sqe, &reason);
 		if (!ret && sqe->opcode == AEM_OP_POST) {
+			__aem_sub_run_flush(subs);
 			ret = __aem_post_run_add(run, r, sqe, &reason);
+			if (!ret)
+				return true;	/* answered by the run, unless silent */
+		} else if (!ret && sqe->opcode == AEM_OP_SUBSCRIBE) {
+			__aem_post_run_close(run);
+			ret = __aem_sub_run_add(subs, sqe, &reason);
 			if (!ret)
 				return true;	/* answered by the run, unless silent */
 		} else if (!ret) {
 			__aem_post_run_close(run);
+			__aem_sub_run_flush(subs);
 			ret = def->issue(r, sqe, &reason, &answered);
 		}
 	}
 	/* Our completion lock is taken below: the run's target lock goes first. */
 	__aem_post_run_pause(run);
+	__aem_sub_run_flush(subs);	/* the answers before this SQE's */
 	if (ret == -EAGAIN) {
 		unsigned long f;
 
@@ -77,6 +88,7 @@ static void sqe_copy(struct aem_sqe *dst, const struct aem_sqe *src)
 int aem_core_submit(struct aem_ctx *r, u32 to_submit)
 {
 	struct aem_post_run run = { .t = NULL };
+	struct aem_sub_run subs = { .r = r };
 	struct aem_sqe sqe;
 	u32 head, tail, avail, i;
 	unsigned long f;
@@ -111,6 +123,8 @@ int aem_core_submit(struct aem_ctx *r, u32 to_submit)
 		/* The run's answers owed count for the charge too: post them first. */
 		if (unlikely(run.nr_results && aem_read_once(r->mem_short)))
 			__aem_post_run_pause(&run);
+		if (unlikely(subs.nr_results && aem_read_once(r->mem_short)))
+			__aem_sub_run_flush(&subs);
 		/*
 		 * Results past the ring's memory charge are kept (forced), not
 		 * dropped: while some wait in the backlog and the charge is
@@ -120,11 +134,12 @@ int aem_core_submit(struct aem_ctx *r, u32 to_submit)
 			     aem_read_once(__aem_res_cq(r)->bl_head)))
 			break;
 		sqe_copy(&sqe, &r->sqes[(head + i) & r->sq_mask]);
-		if (!handle_sqe(r, &sqe, &run))
+		if (!handle_sqe(r, &sqe, &run, &subs))
 			break;
 	}
-	/* The posts' answers before the SQEs they answer are released. */
+	/* The runs' answers before the SQEs they answer are released. */
 	__aem_post_run_close(&run);
+	__aem_sub_run_flush(&subs);
 	to_submit = i;
 	if (to_submit) {
 		aem_write_once(r->sq_head, head + to_submit);
