@@ -17,8 +17,6 @@ import (
 // server goroutine's allocations count too. The libaem backends only: the
 // heap kernel is a test double that allocates as it pleases.
 
-const allocRuns = 200
-
 func forEachLibaemBackend(t *testing.T, f func(t *testing.T, b testBackend)) {
 	for _, b := range testBackends {
 		if b.name == "heap" {

@@ -15,6 +15,10 @@ type testBackend struct {
 	timers bool
 }
 
+// allocRuns is how many runs testing.AllocsPerRun averages over in the
+// allocation tests.
+const allocRuns = 200
+
 var testBackends = []testBackend{
 	{name: "heap", open: func(t testing.TB, opts ...Option) *Ring {
 		r, _ := newHeapRing(t, opts...)

@@ -2,6 +2,7 @@ package aemt_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -47,7 +48,14 @@ func TestStreamMovesEveryEvent(t *testing.T) {
 			assert.Zero(t, res.Errors, "out of order or corrupted")
 			assert.Zero(t, res.Lost(), "lost")
 			if tc.sqpoll {
-				assert.Equal(t, "0.0000 enters/event", res.Notes, "producers on busy pollers enter nothing")
+				// Producers enter only to wake a poller that slept (at
+				// the start, or when the scheduler of a loaded machine
+				// held a producer past the idle time): far fewer than
+				// the one enter per batch they make without it.
+				var perEvent float64
+				_, err := fmt.Sscanf(res.Notes, "%f enters/event", &perEvent)
+				require.NoError(t, err, "notes %q", res.Notes)
+				assert.Less(t, perEvent, 1/(10*float64(tc.batch)), "producers on busy pollers enter only to wake them")
 			}
 			if tc.producers > 1 || tc.sqpoll {
 				// posts past the backlog bound are dropped, and counted
