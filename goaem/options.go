@@ -78,6 +78,7 @@ type config struct {
 	opTimeout   time.Duration
 	callSpin    time.Duration
 	boost       bool
+	kernelWait  bool
 	sqIdle      time.Duration // WithSQPoll
 	errHandler  func(ev *Event, err error)
 	sockSent    func(conn uint64, n int, err error)
@@ -162,6 +163,16 @@ func WithSockSent(f func(conn uint64, n int, err error)) Option {
 
 // WithBacklogLimit bounds the overflow backlog, in events.
 func WithBacklogLimit(n uint32) Option { return func(c *config) { c.params.BacklogLimit = n } }
+
+// WithKernelWait makes the event reader (Wait, Run) sleep in the kernel
+// side rather than in Go's netpoller (libaem's aem_wait: a futex on the
+// embedded backend, the enter ioctl on the module), holding its OS thread
+// while it sleeps: an event then wakes that thread directly, as a futex
+// ping-pong does, without the netpoller's hop. For a reader that answers
+// calls one at a time (with CallOptions.Block on the callers' side). The
+// end of ctx and Close wake the sleeper (a NOP submitted to the ring, whose
+// result wakes it); backends without a blocking wait ignore it.
+func WithKernelWait() Option { return func(c *config) { c.kernelWait = true } }
 
 // WithBoost raises the OS threads that run urgent (class 0) handlers to
 // nice BoostNice while urgent events are pending, and restores them after:

@@ -23,6 +23,12 @@ type reader struct {
 	// boost: the reader's thread while it runs urgent handlers (Run, WithBoost).
 	boost threadBoost
 
+	// WithKernelWait: the Done channel of the context whose end wakes the
+	// reader's sleep in the kernel side, and the stop of that watch.
+	kwWatched <-chan struct{}
+	kwStop    func() bool
+	wakeF     func() // wakes the reader unless the ring closes; bound once
+
 	// A Wait that sleeps: pf's look fills batch[n:] until n >= want.
 	batch   []Event
 	n, want int
@@ -122,7 +128,12 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int, keep bool) (in
 		}
 		var done bool
 		r.enters.Add(1)
-		if done, err = w.pf.wait(ctx); done || err != nil {
+		if kw, ok := r.be.(kernelWaiter); ok && r.cfg.kernelWait {
+			err = r.kernelWait(ctx, kw)
+		} else {
+			done, err = w.pf.wait(ctx)
+		}
+		if done || err != nil {
 			break
 		}
 	}
