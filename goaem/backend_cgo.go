@@ -129,13 +129,13 @@ func (b *cBackend) submit(tail uint32) error {
 // call makes a blocking call (blockingCaller): one crossing, in which
 // the kernel side delivers req, sleeps until the reply is copied into resp
 // or timeoutMS passes, and forgets the call before it returns.
-func (b *cBackend) call(addr uint64, req, resp []byte, class uint8, timeoutMS uint32) (int, error) {
+func (b *cBackend) call(addr uint64, req, resp []byte, class uint8, timeoutMS uint32) (int, syscall.Errno) {
 	ret := C.aem_call(b.ring, C.uint64_t(addr), unsafe.Pointer(unsafe.SliceData(req)), C.unsigned(len(req)),
 		unsafe.Pointer(unsafe.SliceData(resp)), C.unsigned(len(resp)), C.unsigned(class), C.unsigned(timeoutMS))
 	if ret < 0 {
 		return 0, syscall.Errno(-ret)
 	}
-	return int(ret), nil
+	return int(ret), 0
 }
 
 // wait sleeps in the kernel side until an event or a result is ready

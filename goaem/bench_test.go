@@ -266,9 +266,14 @@ func BenchmarkTimers(b *testing.B) {
 // server polls in a loop and the caller busy-polls for its reply (each
 // side wants a core of its own).
 func BenchmarkCallInto(b *testing.B) {
-	for _, busy := range []bool{false, true} {
-		b.Run(map[bool]string{false: "mode=blocking", true: "mode=busy"}[busy], func(b *testing.B) {
-			srv, err := Open(WithBackend(BackendEmbedded))
+	for _, mode := range []string{"blocking", "kernel", "busy"} {
+		busy, kernel := mode == "busy", mode == "kernel"
+		b.Run("mode="+mode, func(b *testing.B) {
+			srvOpts := []Option{WithBackend(BackendEmbedded)}
+			if kernel { // both sides sleep in the kernel side
+				srvOpts = append(srvOpts, WithKernelWait())
+			}
+			srv, err := Open(srvOpts...)
 			require.NoError(b, err)
 			defer srv.Close()
 			cli, err := Open(WithBackend(BackendEmbedded))
@@ -280,7 +285,7 @@ func BenchmarkCallInto(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
-			opts := CallOptions{Spin: -1}
+			opts := CallOptions{Spin: -1, Block: kernel}
 			if busy {
 				opts.Spin = 10 * time.Millisecond
 				go func() {

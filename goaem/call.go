@@ -2,7 +2,6 @@ package goaem
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"syscall"
@@ -187,15 +186,16 @@ func (r *Ring) asyncCall(ctx context.Context, addr Addr, req, resp []byte, alloc
 
 // blockingCaller is a backend that makes a call in one crossing: it
 // delivers req, sleeps until the reply (copied into resp) or timeoutMS,
-// and returns the reply's length or the call's error.
+// and returns the reply's length or the call's errno.
 type blockingCaller interface {
-	call(addr uint64, req, resp []byte, class uint8, timeoutMS uint32) (int, error)
+	call(addr uint64, req, resp []byte, class uint8, timeoutMS uint32) (int, syscall.Errno)
 }
 
 // blockingCall makes the call through bc (CallOptions.Block). Its
 // refusals read as the CALL SQE's: the kernel side refuses a blocking call
 // at the quota (or its user's share) with EBUSY and when it lacks memory
-// with ENOMEM, a CALL SQE with ENOSPC.
+// with ENOMEM, a CALL SQE with ENOSPC (so a handler's error reply of
+// EBUSY or ENOMEM reads as ENOSPC here).
 func (r *Ring) blockingCall(ctx context.Context, bc blockingCaller, addr Addr, req, resp []byte, class uint8, timeoutMS uint32) (int32, int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, err
@@ -203,16 +203,13 @@ func (r *Ring) blockingCall(ctx context.Context, bc blockingCaller, addr Addr, r
 	if err := r.pay.check(len(req)); err != nil {
 		return 0, 0, err
 	}
-	n, err := bc.call(uint64(addr), req, resp, class, timeoutMS)
-	var errno syscall.Errno
-	switch {
-	case err == nil:
+	n, errno := bc.call(uint64(addr), req, resp, class, timeoutMS)
+	switch errno {
+	case 0:
 		return 0, n, nil
-	case !errors.As(err, &errno):
-		return 0, 0, err
-	case errno == syscall.EBUSY || errno == syscall.ENOMEM:
+	case syscall.EBUSY, syscall.ENOMEM:
 		errno = syscall.ENOSPC
-	case errno == syscall.ESHUTDOWN:
+	case syscall.ESHUTDOWN:
 		return 0, 0, ErrClosed
 	}
 	return -int32(errno), 0, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -122,9 +123,9 @@ func TestCallBlockDeadlineLateReply(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		srv, cli := blockRings(t, b, true)
 		ctx := testCtx(t)
-		var late sync.WaitGroup
+		var late atomic.Int32 // handlers that have written back
 		_, err := srv.Subscribe(Msg{Channel: 1}, SubOptions{Mode: ModeSpawn, Handler: func(ev *Event) error {
-			defer late.Done()
+			defer late.Add(1)
 			time.Sleep(30 * time.Millisecond) // well past the caller's deadline
 			return ev.Writeback([]byte("late reply"))
 		}})
@@ -133,8 +134,8 @@ func TestCallBlockDeadlineLateReply(t *testing.T) {
 		defer stop()
 
 		resp := bytes.Repeat([]byte{0xee}, 32)
-		for i := 0; i < 3; i++ {
-			late.Add(1)
+		const calls = 3
+		for i := 0; i < calls; i++ {
 			cctx, cancel := context.WithTimeout(ctx, time.Duration(2+i)*time.Millisecond)
 			start := time.Now()
 			_, err := cli.CallWith(cctx, srv.Addr(1), []byte("slow"), resp, CallOptions{Block: true})
@@ -142,7 +143,11 @@ func TestCallBlockDeadlineLateReply(t *testing.T) {
 			require.ErrorIs(t, err, context.DeadlineExceeded, "call %d", i)
 			assert.Less(t, time.Since(start), 25*time.Millisecond, "call %d returned at its deadline, not at the reply", i)
 		}
-		late.Wait() // the handlers have written back (their writebacks found no call)
+		// The handlers write back; their writebacks find no call.
+		for i := 0; late.Load() < calls && i < 500; i++ {
+			time.Sleep(time.Millisecond)
+		}
+		require.EqualValues(t, calls, late.Load(), "handlers done")
 		require.NoError(t, srv.Flush())
 		time.Sleep(5 * time.Millisecond)
 		assert.Equal(t, bytes.Repeat([]byte{0xee}, 32), resp, "a late reply reached a returned buffer")

@@ -257,8 +257,14 @@ func Plan(cfg Config) []Step {
 			for _, busy := range []bool{false, true} {
 				mode := map[bool]string{false: "blocking", true: "busy"}[busy]
 				add(sc, "mode="+mode, 0, func(t peers.Transport, c Config) (Row, error) {
-					return runCall(t, c, busy)
+					return runCall(t, c, peers.Params{Busy: busy})
 				})
+			}
+			if slices.Contains(cfg.Transports, peers.NameAEM) {
+				steps = append(steps, Step{Family: sc, Variant: "mode=blocking,kernel", Transport: peers.NameAEM,
+					run: func(t peers.Transport, c Config) (Row, error) {
+						return runCall(t, c, peers.Params{KernelSleep: true})
+					}})
 			}
 		case FanIn:
 			for _, sqpoll := range cfg.SQPoll {
@@ -472,10 +478,11 @@ func runStream(t peers.Transport, cfg Config, p peers.Params) (Row, error) {
 	return fromResult(t, res, allocs)
 }
 
-func runCall(t peers.Transport, cfg Config, busy bool) (Row, error) {
+// runCall times round trips of calls made as p says (Busy, KernelSleep).
+func runCall(t peers.Transport, cfg Config, p peers.Params) (Row, error) {
 	// Every 8th round trip is timed: two clock reads per trip would show
 	// in a spinning exchange of a few hundred ns.
-	p := peers.Params{Payload: cfg.Payload, Busy: busy, SampleEvery: 8}
+	p.Payload, p.SampleEvery = cfg.Payload, 8
 	if cfg.Warmup > 0 {
 		w := p
 		w.Duration = cfg.Warmup
