@@ -39,13 +39,7 @@ func TestCallBlock(t *testing.T) {
 			t.Run(fmt.Sprintf("kernelWait=%v", kernelWait), func(t *testing.T) {
 				srv, cli := blockRings(t, b, kernelWait)
 				ctx := testCtx(t)
-				handle := func(ev *Event) error {
-					p := ev.Payload()
-					for i := range p {
-						p[i]++
-					}
-					return ev.Writeback(p)
-				}
+				handle := incrementReply
 				_, err := srv.Subscribe(Msg{Channel: 1}, SubOptions{Handler: handle})
 				require.NoError(t, err)
 				stop := serve(t, ctx, srv, handle, false)

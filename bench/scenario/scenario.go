@@ -259,12 +259,12 @@ func Plan(cfg Config) []Step {
 				add(sc, "mode="+mode, 0, func(t peers.Transport, c Config) (Row, error) {
 					return runCall(t, c, peers.Params{Busy: busy})
 				})
-			}
-			if slices.Contains(cfg.Transports, peers.NameAEM) {
-				steps = append(steps, Step{Family: sc, Variant: "mode=blocking,kernel", Transport: peers.NameAEM,
-					run: func(t peers.Transport, c Config) (Row, error) {
-						return runCall(t, c, peers.Params{KernelSleep: true})
-					}})
+				if !busy && slices.Contains(cfg.Transports, peers.NameAEM) {
+					steps = append(steps, Step{Family: sc, Variant: "mode=blocking,kernel", Transport: peers.NameAEM,
+						run: func(t peers.Transport, c Config) (Row, error) {
+							return runCall(t, c, peers.Params{KernelSleep: true})
+						}})
+				}
 			}
 		case FanIn:
 			for _, sqpoll := range cfg.SQPoll {
