@@ -271,7 +271,7 @@ func BenchmarkCallInto(b *testing.B) {
 		b.Run("mode="+mode, func(b *testing.B) {
 			srvOpts := []Option{WithBackend(BackendEmbedded)}
 			if kernel { // both sides sleep in the kernel side
-				srvOpts = append(srvOpts, WithKernelWait())
+				srvOpts = append(srvOpts, WithKernelWait(0))
 			}
 			srv, err := Open(srvOpts...)
 			require.NoError(b, err)

@@ -16,14 +16,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// blockRings opens a server ring (reading in the kernel side with
-// kernelWait) and a caller ring; heap rings cannot reach each other, so
-// there the ring calls itself (and Block falls back to the CALL SQE).
-func blockRings(t *testing.T, b testBackend, kernelWait bool) (srv, cli *Ring) {
-	var opts []Option
-	if kernelWait {
-		opts = append(opts, WithKernelWait())
-	}
+// blockRings opens a server ring with opts and a caller ring; heap rings
+// cannot reach each other, so there the ring calls itself (and Block falls
+// back to the CALL SQE).
+func blockRings(t *testing.T, b testBackend, opts ...Option) (srv, cli *Ring) {
 	srv = b.open(t, opts...)
 	if b.name == "heap" {
 		return srv, srv
@@ -35,9 +31,16 @@ func blockRings(t *testing.T, b testBackend, kernelWait bool) (srv, cli *Ring) {
 // a short buffer and an unknown subscriber read as without Block.
 func TestCallBlock(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
-		for _, kernelWait := range []bool{false, true} {
-			t.Run(fmt.Sprintf("kernelWait=%v", kernelWait), func(t *testing.T) {
-				srv, cli := blockRings(t, b, kernelWait)
+		for _, server := range []struct {
+			name string
+			opts []Option
+		}{
+			{"netpoller", nil},
+			{"kernel", []Option{WithKernelWait(0)}},
+			{"kernel,spin", []Option{WithKernelWait(50 * time.Microsecond)}},
+		} {
+			t.Run(server.name, func(t *testing.T) {
+				srv, cli := blockRings(t, b, server.opts...)
 				ctx := testCtx(t)
 				handle := incrementReply
 				_, err := srv.Subscribe(Msg{Channel: 1}, SubOptions{Handler: handle})
@@ -74,7 +77,7 @@ func TestCallBlock(t *testing.T) {
 // unknown and hostile addresses alike.
 func TestCallBlockErrorsAsAsync(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
-		srv, cli := blockRings(t, b, true)
+		srv, cli := blockRings(t, b, WithKernelWait(0))
 		ctx := testCtx(t)
 		_, err := srv.Subscribe(Msg{Channel: 1}, SubOptions{Handler: func(ev *Event) error {
 			return ev.ReplyError(syscall.EPERM)
@@ -115,7 +118,7 @@ func TestCallBlockErrorsAsAsync(t *testing.T) {
 // reply that comes later is never written into the buffer it was given.
 func TestCallBlockDeadlineLateReply(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
-		srv, cli := blockRings(t, b, true)
+		srv, cli := blockRings(t, b, WithKernelWait(0))
 		ctx := testCtx(t)
 		var late atomic.Int32 // handlers that have written back
 		_, err := srv.Subscribe(Msg{Channel: 1}, SubOptions{Mode: ModeSpawn, Handler: func(ev *Event) error {
@@ -156,7 +159,7 @@ func TestCallBlockDeadlineLateReply(t *testing.T) {
 // Callers on one ring, each with its own buffer, each get their own reply.
 func TestCallBlockConcurrent(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
-		srv, cli := blockRings(t, b, true)
+		srv, cli := blockRings(t, b, WithKernelWait(0))
 		ctx := testCtx(t)
 		handle := func(ev *Event) error { return ev.Writeback(ev.Payload()) }
 		_, err := srv.Subscribe(Msg{Channel: 1}, SubOptions{Handler: handle})
@@ -198,7 +201,7 @@ func TestCallBlockConcurrent(t *testing.T) {
 // Close.
 func TestKernelWaitEnds(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
-		r := b.open(t, WithKernelWait())
+		r := b.open(t, WithKernelWait(0))
 		ctx := testCtx(t)
 		batch := make([]Event, 4)
 

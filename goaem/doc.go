@@ -25,7 +25,8 @@
 //   - Wait blocks until at least min events are ready, through Go's
 //     netpoller on the ring's pollable fd, holding no OS thread while idle;
 //     ctx cancellation and deadlines end it, and so does Close (ErrClosed)
-//     (WithKernelWait: it sleeps in the kernel side instead, on its thread);
+//     (WithKernelWait: it sleeps in the kernel side instead, on its thread,
+//     after polling the rings for a bounded time);
 //   - Run reads batches and runs each subscription's handler in its mode.
 //
 // All three drain class 0 first. Reading costs no allocation and no cgo

@@ -2,6 +2,7 @@ package goaem
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -19,6 +20,31 @@ type kernelWaiter interface {
 	// wait sleeps until an event or a result is ready or timeout passes
 	// (negative: no bound). A signal or the timeout end it without error.
 	wait(timeout time.Duration) error
+}
+
+// spinForEvents polls the rings for up to d and reports whether an event
+// or a result came; it routes the results.
+func (r *Ring) spinForEvents(d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	start := time.Now()
+	for i := 1; ; i++ {
+		if r.resultsReady() {
+			r.drainResults()
+			return true
+		}
+		for c := 0; c < r.classes; c++ {
+			cq := &r.cq[c]
+			if atomic.LoadUint32(cq.ktail) != atomic.LoadUint32(cq.khead) ||
+				atomic.LoadUint32(cq.kflags)&abi.CQFOverflow != 0 {
+				return true
+			}
+		}
+		if i%64 == 0 && time.Since(start) >= d {
+			return false
+		}
+	}
 }
 
 // kernelWait sleeps in the kernel side until an event or a result is

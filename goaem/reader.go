@@ -127,10 +127,14 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int, keep bool) (in
 			break
 		}
 		var done bool
-		r.enters.Add(1)
 		if kw, ok := r.be.(kernelWaiter); ok && r.cfg.kernelWait {
+			if r.spinForEvents(r.cfg.kernelSpin) {
+				continue
+			}
+			r.enters.Add(1)
 			err = r.kernelWait(ctx, kw)
 		} else {
+			r.enters.Add(1)
 			done, err = w.pf.wait(ctx)
 		}
 		if done || err != nil {

@@ -472,11 +472,12 @@ func getSeq(b []byte) uint64 {
 }
 
 // callRings opens a server and a client ring whose slots hold size bytes;
-// with kernelWait the server's reader sleeps in the kernel side.
-func (t *Transport) callRings(size int, kernelWait bool) (srv, cli *goaem.Ring, err error) {
+// with kernelWait the server's reader sleeps in the kernel side, after
+// polling for up to kernelSpin.
+func (t *Transport) callRings(size int, kernelWait bool, kernelSpin time.Duration) (srv, cli *goaem.Ring, err error) {
 	srvOpts := slotOpts(size)
 	if kernelWait {
-		srvOpts = append(srvOpts, goaem.WithKernelWait())
+		srvOpts = append(srvOpts, goaem.WithKernelWait(kernelSpin))
 	}
 	if srv, err = t.ring(srvOpts...); err != nil {
 		return nil, nil, err
@@ -511,7 +512,7 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 		return peers.Result{}, err
 	}
 	size := peers.EventSize(p.Payload)
-	srv, cli, err := t.callRings(size, p.KernelSleep)
+	srv, cli, err := t.callRings(size, p.KernelSleep, p.KernelSpin)
 	if err != nil {
 		return peers.Result{}, err
 	}

@@ -72,6 +72,9 @@ type Params struct {
 	// kernel side (goaem.CallOptions.Block, goaem.WithKernelWait), not in
 	// Go's netpoller; the peers sleep in the kernel anyway.
 	KernelSleep bool
+	// KernelSpin: with KernelSleep, how long AEM's call handler polls
+	// before each sleep (goaem.WithKernelWait's spin).
+	KernelSpin time.Duration
 }
 
 // Normalized fills the defaults in and checks the ranges.

@@ -259,10 +259,17 @@ func Plan(cfg Config) []Step {
 				add(sc, "mode="+mode, 0, func(t peers.Transport, c Config) (Row, error) {
 					return runCall(t, c, peers.Params{Busy: busy})
 				})
-				if !busy && slices.Contains(cfg.Transports, peers.NameAEM) {
-					steps = append(steps, Step{Family: sc, Variant: "mode=blocking,kernel", Transport: peers.NameAEM,
+				if busy || !slices.Contains(cfg.Transports, peers.NameAEM) {
+					continue
+				}
+				for _, spin := range []time.Duration{0, KernelCallSpin} {
+					variant := "mode=blocking,kernel"
+					if spin != 0 {
+						variant += fmt.Sprintf(",spin=%dus", spin.Microseconds())
+					}
+					steps = append(steps, Step{Family: sc, Variant: variant, Transport: peers.NameAEM,
 						run: func(t peers.Transport, c Config) (Row, error) {
-							return runCall(t, c, peers.Params{KernelSleep: true})
+							return runCall(t, c, peers.Params{KernelSleep: true, KernelSpin: spin})
 						}})
 				}
 			}
@@ -477,6 +484,11 @@ func runStream(t peers.Transport, cfg Config, p peers.Params) (Row, error) {
 	}
 	return fromResult(t, res, allocs)
 }
+
+// KernelCallSpin is how long the call handler of the row
+// "mode=blocking,kernel,spin=..." polls before each sleep: longer than a
+// round trip, so that a steady stream of calls never puts it to sleep.
+const KernelCallSpin = 20 * time.Microsecond
 
 // runCall times round trips of calls made as p says (Busy, KernelSleep).
 func runCall(t peers.Transport, cfg Config, p peers.Params) (Row, error) {
