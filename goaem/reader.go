@@ -92,7 +92,8 @@ func (r *Ring) Poll(batch []Event) (int, error) {
 
 // Wait fills batch with at least min ready events (min is clamped to
 // 1..len(batch)), blocking until they arrive, ctx ends or the ring closes.
-// While it blocks it holds no OS thread. As with io.Reader, it may return
+// While it blocks it holds no OS thread (with WithKernelWait it sleeps
+// in the kernel side on its thread instead). As with io.Reader, it may return
 // n > 0 together with an error: handle batch[:n] first. A ctx deadline
 // returns context.DeadlineExceeded, a cancellation context.Canceled, Close
 // ErrClosed. While another goroutine reads this ring's events, Wait waits
