@@ -262,7 +262,8 @@ func BenchmarkTimers(b *testing.B) {
 
 // BenchmarkCallInto: one op is a call round trip between two rings, as
 // aembench's call scenario makes it, with CallInto reusing one reply
-// buffer. blocking: the server is in Run and the caller parks; busy: the
+// buffer. blocking: the server is in Run and the caller parks; kernel: the
+// same, both sleeping in the kernel side (WithKernelWait, Block); busy: the
 // server polls in a loop and the caller busy-polls for its reply (each
 // side wants a core of its own).
 func BenchmarkCallInto(b *testing.B) {
