@@ -8,6 +8,7 @@ package goaem
 #cgo LDFLAGS: -pthread
 #include <stdint.h>
 #include <stdlib.h>
+#include <errno.h>
 #include "libaem.h"
 
 // Hand SQEs up to @tail to the kernel side.  goaem fills SQEs from Go
@@ -36,6 +37,7 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/aem-dev/aem/goaem/abi"
@@ -119,6 +121,28 @@ func (b *cBackend) arm() error {
 
 func (b *cBackend) submit(tail uint32) error {
 	if ret := C.goaem_submit(b.ring, C.unsigned(tail)); ret < 0 {
+		return syscall.Errno(-ret)
+	}
+	return nil
+}
+
+// call makes a blocking call (blockingCaller): one crossing, in which
+// the kernel side delivers req, sleeps until the reply is copied into resp
+// or timeoutMS passes, and forgets the call before it returns.
+func (b *cBackend) call(addr uint64, req, resp []byte, class uint8, timeoutMS uint32) (int, syscall.Errno) {
+	ret := C.aem_call(b.ring, C.uint64_t(addr), unsafe.Pointer(unsafe.SliceData(req)), C.unsigned(len(req)),
+		unsafe.Pointer(unsafe.SliceData(resp)), C.unsigned(len(resp)), C.unsigned(class), C.unsigned(timeoutMS))
+	if ret < 0 {
+		return 0, syscall.Errno(-ret)
+	}
+	return int(ret), 0
+}
+
+// wait sleeps in the kernel side until an event or a result is ready
+// (kernelWaiter); one crossing.
+func (b *cBackend) wait(timeout time.Duration) error {
+	ret := C.aem_wait(b.ring, 1, C.int64_t(timeout))
+	if ret < 0 && ret != -C.ETIME && ret != -C.EINTR { // the runtime's signals interrupt the embedded backend's futex
 		return syscall.Errno(-ret)
 	}
 	return nil

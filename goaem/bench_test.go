@@ -262,13 +262,19 @@ func BenchmarkTimers(b *testing.B) {
 
 // BenchmarkCallInto: one op is a call round trip between two rings, as
 // aembench's call scenario makes it, with CallInto reusing one reply
-// buffer. blocking: the server is in Run and the caller parks; busy: the
+// buffer. blocking: the server is in Run and the caller parks; kernel: the
+// same, both sleeping in the kernel side (WithKernelWait, Block); busy: the
 // server polls in a loop and the caller busy-polls for its reply (each
 // side wants a core of its own).
 func BenchmarkCallInto(b *testing.B) {
-	for _, busy := range []bool{false, true} {
-		b.Run(map[bool]string{false: "mode=blocking", true: "mode=busy"}[busy], func(b *testing.B) {
-			srv, err := Open(WithBackend(BackendEmbedded))
+	for _, mode := range []string{"blocking", "kernel", "busy"} {
+		busy, kernel := mode == "busy", mode == "kernel"
+		b.Run("mode="+mode, func(b *testing.B) {
+			srvOpts := []Option{WithBackend(BackendEmbedded)}
+			if kernel { // both sides sleep in the kernel side
+				srvOpts = append(srvOpts, WithKernelWait(0))
+			}
+			srv, err := Open(srvOpts...)
 			require.NoError(b, err)
 			defer srv.Close()
 			cli, err := Open(WithBackend(BackendEmbedded))
@@ -280,7 +286,7 @@ func BenchmarkCallInto(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
-			opts := CallOptions{Spin: -1}
+			opts := CallOptions{Spin: -1, Block: kernel}
 			if busy {
 				opts.Spin = 10 * time.Millisecond
 				go func() {

@@ -86,6 +86,22 @@ type CallOptions struct {
 	// wake-up, when the handler side polls too (Poll in a loop); it costs
 	// a core while it lasts.
 	Spin time.Duration
+	// Block makes the call in one crossing into the kernel side, which
+	// delivers the request and puts the calling thread to sleep until the
+	// reply (libaem's aem_call: a futex on the embedded backend, the call
+	// ioctl on the module): no netpoller wake-up, no routing through the
+	// result ring, no lock or channel of goaem's. The reply is copied into
+	// resp by the kernel side before the call returns, and a reply that
+	// comes after its timeout finds nothing to write to. The price: the
+	// goroutine holds its OS thread while it sleeps, and only ctx's
+	// deadline (the call's timeout) ends the sleep early, not its
+	// cancellation nor Close, which are seen once the call ends (a Close
+	// waits for it). So it is an option, for callers that wait for their
+	// replies one at a time with a deadline: there it answers in one
+	// wake-up. Spin does not apply (the kernel side spins briefly itself
+	// while the handler runs); backends without a blocking call make the
+	// call as without Block.
+	Block bool
 }
 
 // CallInto is Call with the reply copied into resp: it allocates nothing.
@@ -123,23 +139,13 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 		return 0, ErrClosed
 	}
 	defer r.life.release()
-	o := r.newOp(nil)
-	o.resp, o.alloc = resp, alloc != nil
-	ud, err := r.startOp(o, 0, func(sqe *abi.SQE) error {
-		sqe.Opcode = abi.OpCall
-		sqe.Target = uint64(addr)
-		sqe.Prio = uint8(class)
-		sqe.Arg = timeoutMS
-		return r.pay.fill(sqe, req)
-	})
-	if err == nil {
-		err = r.awaitOp(ctx, o, ud, spin)
+	var res int32
+	var n int
+	if bc, ok := r.be.(blockingCaller); ok && opts.Block && alloc == nil {
+		res, n, err = r.blockingCall(ctx, bc, addr, req, resp, uint8(class), timeoutMS)
+	} else {
+		res, n, err = r.asyncCall(ctx, addr, req, resp, alloc, uint8(class), timeoutMS, spin)
 	}
-	res, n := o.res, o.n
-	if alloc != nil {
-		*alloc = o.data
-	}
-	r.putOp(o)
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("goaem: call %v: %w", addr, err)
@@ -151,4 +157,60 @@ func (r *Ring) call(ctx context.Context, addr Addr, req, resp []byte, alloc *[]b
 		return len(resp), fmt.Errorf("goaem: call %v: reply of %d bytes into %d: %w", addr, n, len(resp), io.ErrShortBuffer)
 	}
 	return n, nil
+}
+
+// asyncCall makes the call as a CALL SQE whose reply comes back on the
+// result ring: the caller spins for up to spin, then sleeps in the
+// netpoller, or the pump routes the reply to it. It returns the result
+// and the reply's length.
+func (r *Ring) asyncCall(ctx context.Context, addr Addr, req, resp []byte, alloc *[]byte, class uint8, timeoutMS uint32, spin time.Duration) (int32, int, error) {
+	o := r.newOp(nil)
+	o.resp, o.alloc = resp, alloc != nil
+	ud, err := r.startOp(o, 0, func(sqe *abi.SQE) error {
+		sqe.Opcode = abi.OpCall
+		sqe.Target = uint64(addr)
+		sqe.Prio = class
+		sqe.Arg = timeoutMS
+		return r.pay.fill(sqe, req)
+	})
+	if err == nil {
+		err = r.awaitOp(ctx, o, ud, spin)
+	}
+	res, n := o.res, o.n
+	if alloc != nil {
+		*alloc = o.data
+	}
+	r.putOp(o)
+	return res, n, err
+}
+
+// blockingCaller is a backend that makes a call in one crossing: it
+// delivers req, sleeps until the reply (copied into resp) or timeoutMS,
+// and returns the reply's length or the call's errno.
+type blockingCaller interface {
+	call(addr uint64, req, resp []byte, class uint8, timeoutMS uint32) (int, syscall.Errno)
+}
+
+// blockingCall makes the call through bc (CallOptions.Block). Its
+// refusals read as the CALL SQE's: the kernel side refuses a blocking call
+// at the quota (or its user's share) with EBUSY and when it lacks memory
+// with ENOMEM, a CALL SQE with ENOSPC (so a handler's error reply of
+// EBUSY or ENOMEM reads as ENOSPC here).
+func (r *Ring) blockingCall(ctx context.Context, bc blockingCaller, addr Addr, req, resp []byte, class uint8, timeoutMS uint32) (int32, int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
+	}
+	if err := r.pay.check(len(req)); err != nil {
+		return 0, 0, err
+	}
+	n, errno := bc.call(uint64(addr), req, resp, class, timeoutMS)
+	switch errno {
+	case 0:
+		return 0, n, nil
+	case syscall.EBUSY, syscall.ENOMEM:
+		errno = syscall.ENOSPC
+	case syscall.ESHUTDOWN:
+		return 0, 0, ErrClosed
+	}
+	return -int32(errno), 0, nil
 }

@@ -50,6 +50,15 @@ func serve(t *testing.T, ctx context.Context, srv *Ring, handle Handler, busy bo
 	}
 }
 
+// incrementReply answers a call with its request, each byte plus one.
+func incrementReply(ev *Event) error {
+	p := ev.Payload()
+	for i := range p {
+		p[i]++
+	}
+	return ev.Writeback(p)
+}
+
 func TestCallIntoShortBuffer(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r := b.open(t)
@@ -83,13 +92,7 @@ func TestCallBusyPoll(t *testing.T) {
 			cli = b.open(t, WithCallSpin(time.Second))
 		}
 		ctx := testCtx(t)
-		handle := func(ev *Event) error {
-			p := ev.Payload()
-			for i := range p {
-				p[i]++
-			}
-			return ev.Writeback(p)
-		}
+		handle := incrementReply
 		_, err := srv.Subscribe(Msg{Channel: 1}, SubOptions{Handler: handle})
 		require.NoError(t, err)
 		// Events on the caller's ring that nobody reads while it spins:

@@ -24,7 +24,9 @@
 //   - Poll reads what is ready and never blocks;
 //   - Wait blocks until at least min events are ready, through Go's
 //     netpoller on the ring's pollable fd, holding no OS thread while idle;
-//     ctx cancellation and deadlines end it, and so does Close (ErrClosed);
+//     ctx cancellation and deadlines end it, and so does Close (ErrClosed)
+//     (WithKernelWait: it sleeps in the kernel side instead, on its thread,
+//     after polling the rings for a bounded time);
 //   - Run reads batches and runs each subscription's handler in its mode.
 //
 // All three drain class 0 first. Reading costs no allocation and no cgo
@@ -89,7 +91,9 @@
 // copies the reply into the caller's buffer; CallWith adds options, among
 // them busy-polling: the caller spins on its result ring for a bounded
 // time before it parks (WithCallSpin sets a ring's default), which pays
-// when the handler side polls in a loop too. A call whose context expires
+// when the handler side polls in a loop too, and Block, which delivers the
+// request and sleeps for the reply in one crossing into the kernel side
+// (its thread sleeps; only the deadline ends it early). A call whose context expires
 // or is cancelled returns an error matching context.DeadlineExceeded or
 // context.Canceled.
 //

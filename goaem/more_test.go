@@ -323,10 +323,11 @@ func TestTimers(t *testing.T) {
 
 func TestOptionsValidate(t *testing.T) {
 	for name, opt := range map[string]Option{
-		"backend":    WithBackend(Backend(9)),
-		"in flight":  WithMaxInFlight(0),
-		"run batch":  WithRunBatch(0),
-		"op timeout": WithOpTimeout(0),
+		"backend":     WithBackend(Backend(9)),
+		"in flight":   WithMaxInFlight(0),
+		"run batch":   WithRunBatch(0),
+		"op timeout":  WithOpTimeout(0),
+		"kernel spin": WithKernelWait(-time.Microsecond),
 	} {
 		_, err := Open(opt)
 		assert.ErrorIs(t, err, syscall.EINVAL, name)

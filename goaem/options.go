@@ -78,6 +78,8 @@ type config struct {
 	opTimeout   time.Duration
 	callSpin    time.Duration
 	boost       bool
+	kernelWait  bool
+	kernelSpin  time.Duration // WithKernelWait
 	sqIdle      time.Duration // WithSQPoll
 	errHandler  func(ev *Event, err error)
 	sockSent    func(conn uint64, n int, err error)
@@ -163,6 +165,22 @@ func WithSockSent(f func(conn uint64, n int, err error)) Option {
 // WithBacklogLimit bounds the overflow backlog, in events.
 func WithBacklogLimit(n uint32) Option { return func(c *config) { c.params.BacklogLimit = n } }
 
+// WithKernelWait makes the event reader (Wait, Run) sleep in the kernel
+// side rather than in Go's netpoller (libaem's aem_wait: a futex on the
+// embedded backend, the enter ioctl on the module), holding its OS thread
+// while it sleeps: an event then wakes that thread directly, as a futex
+// ping-pong does, without the netpoller's hop. Before each sleep the
+// reader polls the rings for up to spin (atomic loads, no crossing; 0:
+// it sleeps at once): an event within it costs neither the sleep nor the
+// wake-up, as a blocking caller's reply within the kernel side's own spin
+// does, at the price of a core while it lasts. For a reader that answers
+// calls (with CallOptions.Block on the callers' side). The end of ctx and
+// Close wake the sleeper (a NOP submitted to the ring, whose result wakes
+// it); backends without a blocking wait ignore the option.
+func WithKernelWait(spin time.Duration) Option {
+	return func(c *config) { c.kernelWait, c.kernelSpin = true, spin }
+}
+
 // WithBoost raises the OS threads that run urgent (class 0) handlers to
 // nice BoostNice while urgent events are pending, and restores them after:
 // Run's thread from a read that finds class 0 events until a batch ends
@@ -211,6 +229,8 @@ func (c *config) validate() error {
 		return invalid("goaem: run batch %d must be >= 1", c.runBatch)
 	case c.opTimeout <= 0:
 		return invalid("goaem: op timeout %v must be > 0", c.opTimeout)
+	case c.kernelSpin < 0:
+		return invalid("goaem: kernel wait spin %v must be >= 0", c.kernelSpin)
 	case c.callSpin < 0:
 		return invalid("goaem: call spin %v must be >= 0", c.callSpin)
 	case c.sqIdle < 0 || c.sqIdle > abi.MaxSQIdleMS*time.Millisecond:

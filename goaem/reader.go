@@ -23,6 +23,12 @@ type reader struct {
 	// boost: the reader's thread while it runs urgent handlers (Run, WithBoost).
 	boost threadBoost
 
+	// WithKernelWait: the Done channel of the context whose end wakes the
+	// reader's sleep in the kernel side, and the stop of that watch.
+	kwWatched <-chan struct{}
+	kwStop    func() bool
+	wakeF     func() // wakes the reader unless the ring closes; bound once
+
 	// A Wait that sleeps: pf's look fills batch[n:] until n >= want.
 	batch   []Event
 	n, want int
@@ -86,7 +92,8 @@ func (r *Ring) Poll(batch []Event) (int, error) {
 
 // Wait fills batch with at least min ready events (min is clamped to
 // 1..len(batch)), blocking until they arrive, ctx ends or the ring closes.
-// While it blocks it holds no OS thread. As with io.Reader, it may return
+// While it blocks it holds no OS thread (with WithKernelWait it sleeps
+// in the kernel side on its thread instead). As with io.Reader, it may return
 // n > 0 together with an error: handle batch[:n] first. A ctx deadline
 // returns context.DeadlineExceeded, a cancellation context.Canceled, Close
 // ErrClosed. While another goroutine reads this ring's events, Wait waits
@@ -121,8 +128,17 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int, keep bool) (in
 			break
 		}
 		var done bool
-		r.enters.Add(1)
-		if done, err = w.pf.wait(ctx); done || err != nil {
+		if kw, ok := r.be.(kernelWaiter); ok && r.cfg.kernelWait {
+			if r.spinForEvents(r.cfg.kernelSpin) {
+				continue
+			}
+			r.enters.Add(1)
+			err = r.kernelWait(ctx, kw)
+		} else {
+			r.enters.Add(1)
+			done, err = w.pf.wait(ctx)
+		}
+		if done || err != nil {
 			break
 		}
 	}

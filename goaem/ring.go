@@ -206,6 +206,12 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 		r.res.sentSpare = make([]sockSent, 0, 2*p.SQEntries)
 	}
 	r.res.pumpF = r.pump
+	r.rd.wakeF = func() {
+		if r.life.acquire() { // Close wakes the reader itself
+			r.wakeKernelWaiter()
+			r.life.release()
+		}
+	}
 	if r.res.pf, err = openPollFile(be.pollFD(), be.arm, r.lookResults); err != nil {
 		r.rd.pf.close()
 		return nil, err
@@ -363,9 +369,13 @@ func (r *Ring) Close() error {
 		close(r.closedCh) // wakes callers and goroutines waiting for the reader role
 		r.rd.pf.close()   // wakes the reader in Wait
 		r.res.pf.close()  // and the result pump
+		if r.cfg.kernelWait {
+			r.wakeKernelWaiter() // and a reader sleeping in the kernel side
+		}
 		r.life.wait()
 		r.rd.pf.unwatch()
 		r.res.pf.unwatch()
+		r.unwatchKernelWait()
 		drainErr := r.drainPoller()
 		r.closeErr = errors.Join(drainErr, r.be.close())
 		r.subs.clear()

@@ -471,9 +471,15 @@ func getSeq(b []byte) uint64 {
 	return s
 }
 
-// callRings opens a server and a client ring whose slots hold size bytes.
-func (t *Transport) callRings(size int) (srv, cli *goaem.Ring, err error) {
-	if srv, err = t.ring(slotOpts(size)...); err != nil {
+// callRings opens a server and a client ring whose slots hold size bytes;
+// with kernelWait the server's reader sleeps in the kernel side, after
+// polling for up to kernelSpin.
+func (t *Transport) callRings(size int, kernelWait bool, kernelSpin time.Duration) (srv, cli *goaem.Ring, err error) {
+	srvOpts := slotOpts(size)
+	if kernelWait {
+		srvOpts = append(srvOpts, goaem.WithKernelWait(kernelSpin))
+	}
+	if srv, err = t.ring(srvOpts...); err != nil {
 		return nil, nil, err
 	}
 	if cli, err = t.ring(slotOpts(size)...); err != nil {
@@ -495,8 +501,10 @@ func serve(ctx context.Context, srv *goaem.Ring, served chan<- error) {
 // Call implements peers.Transport: a caller ring calls a Msg subscription
 // on a server ring, whose handler changes the payload in place and writes
 // it back (AEM's call -> handler -> writeback -> caller resumes). Blocking:
-// the server reads with Run and the caller parks. Busy: the server spins on
-// Poll and the caller busy-polls for its reply (CallOptions.Spin). Each
+// the server reads with Run and the caller parks; with p.KernelSleep both
+// sleep in the kernel side (WithKernelWait, CallOptions.Block). Busy: the
+// server spins on Poll and the caller busy-polls for its reply
+// (CallOptions.Spin). Each
 // call reuses one reply buffer (CallInto): nothing is allocated per call.
 func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 	p, err := p.Normalized()
@@ -504,7 +512,7 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 		return peers.Result{}, err
 	}
 	size := peers.EventSize(p.Payload)
-	srv, cli, err := t.callRings(size)
+	srv, cli, err := t.callRings(size, p.KernelSleep, p.KernelSpin)
 	if err != nil {
 		return peers.Result{}, err
 	}
@@ -553,7 +561,7 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 	addr := srv.Addr(msgChannel)
 	req := make([]byte, size)
 	resp := make([]byte, cli.SlotSize()) // the longest reply the ring carries
-	opts := goaem.CallOptions{Spin: -1}
+	opts := goaem.CallOptions{Spin: -1, Block: p.KernelSleep}
 	if p.Busy {
 		// long enough that a caller parks only when the server stalls
 		opts.Spin = busySpin

@@ -51,7 +51,7 @@ func (t *Transport) Handler(p peers.Params, mode string) (peers.Result, error) {
 		return peers.Result{}, err
 	}
 	size := peers.EventSize(p.Payload)
-	srv, cli, err := t.callRings(size)
+	srv, cli, err := t.callRings(size, false, 0)
 	if err != nil {
 		return peers.Result{}, err
 	}

@@ -68,6 +68,13 @@ type Params struct {
 	// SQPoll: AEM's producers post through rings with a submission
 	// poller (goaem.WithSQPoll); the peers have no such thing.
 	SQPoll bool
+	// KernelSleep: AEM's blocking callers and call handler sleep in the
+	// kernel side (goaem.CallOptions.Block, goaem.WithKernelWait), not in
+	// Go's netpoller; the peers sleep in the kernel anyway.
+	KernelSleep bool
+	// KernelSpin: with KernelSleep, how long AEM's call handler polls
+	// before each sleep (goaem.WithKernelWait's spin).
+	KernelSpin time.Duration
 }
 
 // Normalized fills the defaults in and checks the ranges.

@@ -257,8 +257,21 @@ func Plan(cfg Config) []Step {
 			for _, busy := range []bool{false, true} {
 				mode := map[bool]string{false: "blocking", true: "busy"}[busy]
 				add(sc, "mode="+mode, 0, func(t peers.Transport, c Config) (Row, error) {
-					return runCall(t, c, busy)
+					return runCall(t, c, peers.Params{Busy: busy})
 				})
+				if busy || !slices.Contains(cfg.Transports, peers.NameAEM) {
+					continue
+				}
+				for _, spin := range []time.Duration{0, KernelCallSpin} {
+					variant := "mode=blocking,kernel"
+					if spin != 0 {
+						variant += fmt.Sprintf(",spin=%dus", spin.Microseconds())
+					}
+					steps = append(steps, Step{Family: sc, Variant: variant, Transport: peers.NameAEM,
+						run: func(t peers.Transport, c Config) (Row, error) {
+							return runCall(t, c, peers.Params{KernelSleep: true, KernelSpin: spin})
+						}})
+				}
 			}
 		case FanIn:
 			for _, sqpoll := range cfg.SQPoll {
@@ -472,10 +485,16 @@ func runStream(t peers.Transport, cfg Config, p peers.Params) (Row, error) {
 	return fromResult(t, res, allocs)
 }
 
-func runCall(t peers.Transport, cfg Config, busy bool) (Row, error) {
+// KernelCallSpin is how long the call handler of the row
+// "mode=blocking,kernel,spin=..." polls before each sleep: longer than a
+// round trip, so that a steady stream of calls never puts it to sleep.
+const KernelCallSpin = 20 * time.Microsecond
+
+// runCall times round trips of calls made as p says (Busy, KernelSleep).
+func runCall(t peers.Transport, cfg Config, p peers.Params) (Row, error) {
 	// Every 8th round trip is timed: two clock reads per trip would show
 	// in a spinning exchange of a few hundred ns.
-	p := peers.Params{Payload: cfg.Payload, Busy: busy, SampleEvery: 8}
+	p.Payload, p.SampleEvery = cfg.Payload, 8
 	if cfg.Warmup > 0 {
 		w := p
 		w.Duration = cfg.Warmup

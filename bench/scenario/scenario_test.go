@@ -23,7 +23,8 @@ func TestPlanOrdersStepsByScenarioThenTransport(t *testing.T) {
 	assert.Equal(t, []string{
 		"throughput/batch=1 aem", "throughput/batch=1 chan",
 		"throughput/batch=64 aem", "throughput/batch=64 chan",
-		"call/mode=blocking aem", "call/mode=blocking chan",
+		"call/mode=blocking aem", "call/mode=blocking chan", "call/mode=blocking,kernel aem",
+		"call/mode=blocking,kernel,spin=20us aem",
 		"call/mode=busy aem", "call/mode=busy chan",
 	}, got)
 }
