@@ -122,7 +122,9 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int, keep bool) (in
 		}
 		var done bool
 		r.enters.Add(1)
-		if done, err = w.pf.wait(ctx); done || err != nil {
+		done, err = w.pf.wait(ctx)
+		r.armLanes(false) // awake: producers stop kicking
+		if done || err != nil {
 			break
 		}
 	}
@@ -158,7 +160,8 @@ func (r *Ring) read(batch []Event, keep bool) int {
 
 // reap copies ready events into dst, class 0 first: per class one acquire
 // load of the producer index for the whole batch and, unless keep, one
-// release store of the consumer index.
+// release store of the consumer index; then the class's producer lanes
+// (lane.go).
 func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 	for c := 0; c < r.classes && n < len(dst); c++ {
 		cq := &r.cq[c]
@@ -166,6 +169,9 @@ func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 		avail := atomic.LoadUint32(cq.ktail) - head // pairs with the producer's store-release
 		overflow |= atomic.LoadUint32(cq.kflags)
 		if avail == 0 {
+			if r.lanes.max != 0 {
+				n += r.reapLanes(uint8(c), dst[n:], keep)
+			}
 			continue
 		}
 		// Never more than one ring's worth, whatever the tail says.
@@ -188,6 +194,9 @@ func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 			atomic.StoreUint32(cq.khead, head+avail) // frees the entries: pairs with the producer's head acquire
 		}
 		n += int(avail)
+		if r.lanes.max != 0 && n < len(dst) {
+			n += r.reapLanes(uint8(c), dst[n:], keep)
+		}
 	}
 	return n, overflow
 }
@@ -197,15 +206,16 @@ func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 // read.
 func (r *Ring) commit(k int) {
 	for c := 0; c < r.classes; c++ {
-		t := r.rd.taken[c]
-		if t == 0 {
-			continue
+		if t := r.rd.taken[c]; t != 0 {
+			if m := min(uint32(k), t); m != 0 {
+				cq := &r.cq[c]
+				atomic.StoreUint32(cq.khead, atomic.LoadUint32(cq.khead)+m) // frees the entries: pairs with the producer's head acquire
+				k -= int(m)
+			}
+			r.rd.taken[c] = 0
 		}
-		if m := min(uint32(k), t); m != 0 {
-			cq := &r.cq[c]
-			atomic.StoreUint32(cq.khead, atomic.LoadUint32(cq.khead)+m) // frees the entries: pairs with the producer's head acquire
-			k -= int(m)
+		if r.lanes.max != 0 {
+			k = r.commitLanes(uint8(c), k) // read after the class's ring, handed back in that order
 		}
-		r.rd.taken[c] = 0
 	}
 }
