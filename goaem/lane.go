@@ -209,11 +209,6 @@ func (l *Lane) TryPost(data []byte) error {
 // counted in Dropped) until ctx ends or the ring closes. It returns how
 // many records it wrote; on an error, msgs[n:] were not.
 func (l *Lane) PostBatch(ctx context.Context, msgs [][]byte) (n int, err error) {
-	for _, m := range msgs {
-		if err := l.check(m); err != nil {
-			return 0, err
-		}
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for n < len(msgs) {
@@ -231,7 +226,11 @@ func (l *Lane) PostBatch(ctx context.Context, msgs [][]byte) (n int, err error) 
 			}
 		}
 		k := min(int(free), len(msgs)-n)
-		for _, m := range msgs[n : n+k] {
+		for i, m := range msgs[n : n+k] {
+			if err := l.check(m); err != nil {
+				l.publish() // what came before it is posted
+				return n + i, err
+			}
 			l.put(m)
 		}
 		l.publish()
@@ -275,7 +274,11 @@ func (l *Lane) put(data []byte) {
 	rec := l.recs[off : off+l.stride]
 	h := (*abi.LaneRec)(unsafe.Pointer(&rec[0]))
 	h.Len, h.Flags = uint32(len(data)), 0
-	copy(rec[unsafe.Sizeof(abi.LaneRec{}):], data)
+	if len(data) == abi.LaneMaxRecord {
+		*(*[abi.LaneMaxRecord]byte)(rec[unsafe.Sizeof(abi.LaneRec{}):]) = [abi.LaneMaxRecord]byte(data) // one fixed-size copy
+	} else {
+		copy(rec[unsafe.Sizeof(abi.LaneRec{}):], data)
+	}
 	l.tail++
 }
 
@@ -419,28 +422,7 @@ func (r *Ring) reapLanes(c uint8, dst []Event, keep bool) (n int) {
 			l.malformed.Add(1) // a tail no producer could have written
 			avail = l.entries
 		}
-		avail = min(avail, uint32(len(dst)-n))
-		got := uint32(0)
-		for k := uint32(0); k < avail; k++ {
-			off := ((l.head + got) & l.mask) * l.stride
-			rec := l.recs[off : off+l.stride]
-			h := (*abi.LaneRec)(unsafe.Pointer(&rec[0]))
-			size, flags := h.Len, h.Flags // read once: the producer may change them
-			if size > l.recSize || flags != 0 {
-				if got != 0 {
-					break // the next batch starts with it
-				}
-				l.malformed.Add(1)
-				l.head++
-				continue
-			}
-			e := &dst[n+int(got)]
-			e.cqe = abi.CQE{UserData: l.sub.handle, ID: l.subID, Res: int32(size), Source: abi.SrcMsg, Prio: c}
-			copy(e.cqe.Data[:size], rec[unsafe.Sizeof(abi.LaneRec{}):])
-			e.state = stLane
-			e.r = r
-			got++
-		}
+		got := l.drain(r, c, dst[n:n+int(min(avail, uint32(len(dst)-n)))])
 		if keep {
 			l.taken = got
 		} else {
@@ -452,6 +434,44 @@ func (r *Ring) reapLanes(c uint8, dst []Event, keep bool) (n int) {
 		n += int(got)
 	}
 	return n
+}
+
+// drain turns the records from the consumer's head on into the events
+// dst, one per record, and says how many it filled; it skips (and counts)
+// malformed records first in line, advancing the head past them, and
+// stops before one that follows good records.
+func (l *Lane) drain(r *Ring, c uint8, dst []Event) (got uint32) {
+	// Locals: the stores into dst would make the compiler reload fields.
+	recs, mask, stride, recSize := unsafe.Pointer(unsafe.SliceData(l.recs)), l.mask, uintptr(l.stride), l.recSize
+	handle, subID := l.sub.handle, l.subID
+	for range dst {
+		// The index is masked: the record lies inside recs.
+		rec := unsafe.Add(recs, uintptr((l.head+got)&mask)*stride)
+		h := (*abi.LaneRec)(rec)
+		size, flags := h.Len, h.Flags // read once: the producer may change them
+		if size > recSize || flags != 0 {
+			if got != 0 {
+				break // the next batch starts with it
+			}
+			l.malformed.Add(1)
+			l.head++
+			continue
+		}
+		e := &dst[got]
+		e.cqe.UserData, e.cqe.ID, e.cqe.Res, e.cqe.Flags = handle, subID, int32(size), 0
+		e.cqe.Slot, e.cqe.Source, e.cqe.Prio, e.cqe.Resv = 0, abi.SrcMsg, c, 0
+		data := unsafe.Add(rec, unsafe.Sizeof(abi.LaneRec{}))
+		if size == abi.LaneMaxRecord {
+			e.cqe.Data = *(*[abi.CQEInline]byte)(data) // a whole record: one fixed-size copy
+		} else {
+			e.cqe.Data = [abi.CQEInline]byte{}
+			copy(e.cqe.Data[:size], unsafe.Slice((*byte)(data), size))
+		}
+		e.state = stLane
+		e.r = r
+		got++
+	}
+	return got
 }
 
 // handBack publishes the consumer's head and wakes a producer that waits

@@ -30,24 +30,33 @@ func TestStreamMovesEveryEvent(t *testing.T) {
 		payload   int
 		busy      bool
 		sqpoll    bool
+		path      string
 	}{
-		{"generator/busy", 1, 64, peers.DefaultPayload, true, false},
-		{"generator/blocking", 1, 1, peers.DefaultPayload, false, false},
-		{"generator/slots", 1, 16, 200, true, false},
-		{"fanin3", 3, 1, peers.DefaultPayload, true, false},
-		{"fanin2/sqpoll", 2, 64, peers.DefaultPayload, true, true},
-		{"fanin1/sqpoll", 1, 16, peers.DefaultPayload, true, true},
+		{"generator/busy", 1, 64, peers.DefaultPayload, true, false, ""},
+		{"generator/blocking", 1, 1, peers.DefaultPayload, false, false, ""},
+		{"generator/slots", 1, 16, 200, true, false, ""},
+		{"fanin3", 3, 1, peers.DefaultPayload, true, false, ""},
+		{"fanin4/lane", 4, 64, peers.DefaultPayload, true, false, peers.FanInLane},
+		{"fanin3/sq", 3, 1, peers.DefaultPayload, true, false, peers.FanInSQ},
+		{"fanin2/slots", 2, 16, 200, true, false, peers.FanInLane}, // too large for a lane: the SQ path
+		{"fanin2/sqpoll", 2, 64, peers.DefaultPayload, true, true, ""},
+		{"fanin1/sqpoll", 1, 16, peers.DefaultPayload, true, true, ""},
 	}
 	const n = 20000
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := open(t).Stream(peers.Params{Events: n, Duration: 30 * time.Second, Batch: tc.batch,
-				Payload: tc.payload, Producers: tc.producers, Busy: tc.busy, SQPoll: tc.sqpoll})
+				Payload: tc.payload, Producers: tc.producers, Busy: tc.busy, SQPoll: tc.sqpoll, FanInPath: tc.path})
 			require.NoError(t, err)
 			assert.Zero(t, res.Errors, "out of order or corrupted")
 			assert.Zero(t, res.Lost(), "lost")
-			if tc.sqpoll {
-				assert.Equal(t, "0.0000 enters/event", res.Notes, "producers on busy pollers enter nothing")
+			switch {
+			case tc.sqpoll:
+				assert.Equal(t, "path=sq, 0.0000 enters/event", res.Notes, "producers on busy pollers enter nothing")
+			case tc.producers > 1 && tc.path != peers.FanInSQ && tc.payload == peers.DefaultPayload:
+				assert.Equal(t, "path=lane", res.Notes)
+			case tc.producers > 1:
+				assert.Contains(t, res.Notes, "path=sq")
 			}
 			if tc.producers > 1 || tc.sqpoll {
 				// posts past the backlog bound are dropped, and counted

@@ -68,7 +68,16 @@ type Params struct {
 	// SQPoll: AEM's producers post through rings with a submission
 	// poller (goaem.WithSQPoll); the peers have no such thing.
 	SQPoll bool
+	// FanInPath is how AEM's fan-in producers post: FanInLane (the
+	// default, also "") or FanInSQ; the peers have one way each.
+	FanInPath string
 }
+
+// Fan-in paths of AEM (Params.FanInPath).
+const (
+	FanInLane = "lane" // a producer lane each: shared memory the poller drains
+	FanInSQ   = "sq"   // POST SQEs through a producer ring each
+)
 
 // Normalized fills the defaults in and checks the ranges.
 func (p Params) Normalized() (Params, error) {
