@@ -90,9 +90,14 @@ type laneTable struct {
 	// kicked: a producer has kicked the sleeping reader since it armed
 	// (one kick per sleep).
 	kicked atomic.Bool
-	// sleeping mirrors the reader's SLEEPING flags, so a detach during a
-	// sleep leaves no lane unflagged.
+	// sleeping mirrors the reader's SLEEPING flags, so an attach during a
+	// sleep leaves no lane unflagged. Under mu.
 	sleeping bool
+	// first is, per class, the lane the last reap began with; the next
+	// begins one further, so that a busy lane never starves the others.
+	// reaped is how many slots that reap looked at: commit follows the
+	// same order even if a lane was attached since. The reader's.
+	first, reaped [abi.MaxClasses]int
 }
 
 // OpenLane attaches a lane to sub, a Msg subscription of this ring: what
@@ -328,6 +333,14 @@ func (l *Lane) waitRoom(ctx context.Context) (uint32, error) {
 	}
 }
 
+// Memory is the lane itself, laid out as kmod/uapi/aem.h says (struct
+// aem_lane_ctl, then the records), for a producer that writes it without
+// the Lane's methods: C code in this process (libaem's aem_lane_post) or
+// a test playing a hostile producer. Use it or Post, not both. The reader
+// checks whatever it finds there; the memory stays valid while the Lane
+// is referenced.
+func (l *Lane) Memory() []byte { return l.mem }
+
 // Dropped counts the records a lossy lane dropped because it was full.
 func (l *Lane) Dropped() uint64 { return l.dropped.Load() }
 
@@ -399,14 +412,20 @@ func (r *Ring) armReader() error {
 
 // reapLanes reads the records of the lanes of class c into dst as events.
 // Per lane: one load of the tail, at most one lane's worth of records, and
-// unless keep one store of the head. A malformed record first in line is
+// unless keep one store of the head. Each reap begins one lane further
+// than the last, so every lane gets its turn first. A malformed record first in line is
 // skipped and counted; one after good records ends the lane's batch, so
 // that what keep takes is exactly the events handed out.
 func (r *Ring) reapLanes(c uint8, dst []Event, keep bool) (n int) {
 	t := &r.lanes
 	hi := int(t.hi.Load())
-	for i := 0; i < hi && n < len(dst); i++ {
-		l := t.lanes[i].Load()
+	if hi == 0 {
+		return 0
+	}
+	first := (t.first[c] + 1) % hi
+	t.first[c], t.reaped[c] = first, hi
+	for j := 0; j < hi && n < len(dst); j++ {
+		l := t.lanes[(first+j)%hi].Load()
 		if l == nil || l.prio != c {
 			continue
 		}
@@ -419,8 +438,10 @@ func (r *Ring) reapLanes(c uint8, dst []Event, keep bool) (n int) {
 			continue
 		}
 		if avail > l.entries {
-			l.malformed.Add(1) // a tail no producer could have written
-			avail = l.entries
+			// A tail no producer could have written: nothing is read
+			// from the lane until it is one a producer could have.
+			l.malformed.Add(1)
+			continue
 		}
 		got := l.drain(r, c, dst[n:n+int(min(avail, uint32(len(dst)-n)))])
 		if keep {
@@ -490,9 +511,9 @@ func (l *Lane) handBack() {
 // the lanes of class c, in reap's order, and returns what is left of k.
 func (r *Ring) commitLanes(c uint8, k int) int {
 	t := &r.lanes
-	hi := int(t.hi.Load())
-	for i := 0; i < hi; i++ {
-		l := t.lanes[i].Load()
+	hi := t.reaped[c]
+	for j := 0; j < hi; j++ {
+		l := t.lanes[(t.first[c]+j)%hi].Load() // in the reap's order
 		if l == nil || l.prio != c || l.taken == 0 {
 			continue
 		}
