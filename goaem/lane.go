@@ -429,13 +429,17 @@ func (r *Ring) reapLanes(c uint8, dst []Event, keep bool) (n int) {
 		if l == nil || l.prio != c {
 			continue
 		}
-		tail := atomic.LoadUint32(&l.ctl.Tail) // pairs with the producer's store of tail
-		avail := tail - l.head
+		avail := atomic.LoadUint32(&l.ctl.Tail) - l.head // pairs with the producer's store of tail
 		if avail == 0 {
-			if atomic.LoadUint32(&l.ctl.ProdFlags)&abi.LanePClosed != 0 {
-				r.detachLane(l)
+			if atomic.LoadUint32(&l.ctl.ProdFlags)&abi.LanePClosed == 0 {
+				continue
 			}
-			continue
+			// CLOSED is stored after the last tail: the tail read after
+			// it is the last, and records may have come since the first.
+			if avail = atomic.LoadUint32(&l.ctl.Tail) - l.head; avail == 0 {
+				r.detachLane(l)
+				continue
+			}
 		}
 		if avail > l.entries {
 			// A tail no producer could have written: nothing is read

@@ -445,3 +445,55 @@ func cpuTime() int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// Producers that post and close at once, many times over, while the
+// reader polls: a lane is detached only once its last record is read.
+func TestLaneCloseRacesReader(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		rounds := 400
+		if raceEnabled {
+			rounds = 100
+		}
+		const producers = 3
+		r, sub := laneRing(t, b, producers)
+		ctx := testCtx(t)
+		batch := make([]Event, 64)
+		for round := range rounds {
+			var wg sync.WaitGroup
+			for g := range producers {
+				l, err := r.OpenLane(sub, LaneOptions{Entries: 16, RecordSize: 8})
+				require.NoError(t, err)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					b := make([]byte, 8)
+					for k := range 5 {
+						if err := l.Post(ctx, laneRecord(b, uint32(g), uint32(k))); err != nil {
+							return // the test failed and closed the ring
+						}
+					}
+					_ = l.Close()
+				}()
+			}
+			got := 0
+			for got < 5*producers && ctx.Err() == nil {
+				n, err := r.Poll(batch)
+				require.NoError(t, err)
+				got += n
+			}
+			wg.Wait()
+			require.Equal(t, 5*producers, got, "round %d: every record of the closed lanes arrived", round)
+			// The lanes detach as the reader finds them drained.
+			for attached := producers; attached > 0 && ctx.Err() == nil; {
+				_, err := r.Poll(batch)
+				require.NoError(t, err)
+				attached = 0
+				for i := range producers {
+					if r.lanes.lanes[i].Load() != nil {
+						attached++
+					}
+				}
+			}
+		}
+	})
+}
