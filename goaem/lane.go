@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"unsafe"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/aem-dev/aem/goaem/abi"
 )
 
@@ -66,6 +68,9 @@ type Lane struct {
 	subID   uint64 // the events' token, never read back from the lane
 	lossy   bool
 
+	// Each side's fields on cache lines of their own: the producer and the
+	// reader run on different CPUs.
+	_ cpu.CacheLinePad
 	// The producer's side, under mu.
 	mu       sync.Mutex
 	tail     uint32 // next record to fill; published to ctl.Tail
@@ -74,10 +79,12 @@ type Lane struct {
 	closed   atomic.Bool
 	dropped  atomic.Uint64
 
+	_ cpu.CacheLinePad
 	// The consumer's side: the reader role's alone.
 	head      uint32 // never read back from the shared line (the producer can write it)
 	taken     uint32 // records of the last reap with keep, not yet committed
 	malformed atomic.Uint64
+	_         cpu.CacheLinePad
 }
 
 // laneTable is a ring's lanes (WithLanes): attached and detached by
