@@ -31,6 +31,18 @@ func laneRecord(buf []byte, g, k uint32) []byte {
 	return buf[:8]
 }
 
+// postedLane opens a lane of entries 8-byte records and has posted n
+// records of producer 0 through it; buf is the producer's record buffer.
+func postedLane(t *testing.T, r *Ring, sub *Subscription, entries uint32, n int) (*Lane, []byte) {
+	l, err := r.OpenLane(sub, LaneOptions{Entries: entries, RecordSize: 8})
+	require.NoError(t, err)
+	buf := make([]byte, 8)
+	for k := range n {
+		require.NoError(t, l.TryPost(laneRecord(buf, 0, uint32(k))))
+	}
+	return l, buf
+}
+
 // orderCheck follows each producer's sequence.
 type orderCheck struct {
 	next []uint32
@@ -195,13 +207,8 @@ func TestLaneWakesSleepingReader(t *testing.T) {
 func TestLaneFullBackPressure(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r, sub := laneRing(t, b, 2)
-		l, err := r.OpenLane(sub, LaneOptions{Entries: 8, RecordSize: 8})
-		require.NoError(t, err)
-		buf := make([]byte, 8)
-		for k := range 8 {
-			require.NoError(t, l.TryPost(laneRecord(buf, 0, uint32(k))))
-		}
-		err = l.TryPost(laneRecord(buf, 0, 8))
+		l, buf := postedLane(t, r, sub, 8, 8)
+		err := l.TryPost(laneRecord(buf, 0, 8))
 		assert.ErrorIs(t, err, ErrLaneFull)
 		assert.ErrorIs(t, err, syscall.EAGAIN)
 		short, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -253,12 +260,7 @@ func TestLaneFullBackPressure(t *testing.T) {
 func TestLaneMalformedRecords(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r, sub := laneRing(t, b, 1)
-		l, err := r.OpenLane(sub, LaneOptions{Entries: 8, RecordSize: 8})
-		require.NoError(t, err)
-		buf := make([]byte, 8)
-		for k := range 4 {
-			require.NoError(t, l.TryPost(laneRecord(buf, 0, uint32(k))))
-		}
+		l, buf := postedLane(t, r, sub, 8, 4)
 		rec := func(i uint32) *abi.LaneRec { return (*abi.LaneRec)(unsafe.Pointer(&l.recs[i*l.stride])) }
 		rec(1).Len = 1 << 30 // past the record size
 		rec(2).Flags = 5     // flags must be zero
@@ -298,16 +300,11 @@ func TestLaneMalformedRecords(t *testing.T) {
 func TestLaneTeardown(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r, sub := laneRing(t, b, 1)
-		l, err := r.OpenLane(sub, LaneOptions{Entries: 4, RecordSize: 8})
-		require.NoError(t, err)
-		buf := make([]byte, 8)
-		for k := range 3 {
-			require.NoError(t, l.TryPost(laneRecord(buf, 0, uint32(k))))
-		}
+		l, buf := postedLane(t, r, sub, 4, 3)
 		require.NoError(t, l.Close())
 		require.NoError(t, l.Close(), "closing twice does nothing")
 		assert.ErrorIs(t, l.TryPost(buf), ErrClosed)
-		_, err = r.OpenLane(sub, LaneOptions{})
+		_, err := r.OpenLane(sub, LaneOptions{})
 		assert.ErrorIs(t, err, syscall.ENOSPC, "the closed lane holds its slot until drained")
 		batch := make([]Event, 8)
 		n, err := r.Poll(batch)
