@@ -24,9 +24,13 @@ import (
 )
 
 const (
-	pollBatch  = 512  // events per Poll
-	cqEntries  = 8192 // per class
-	msgChannel = 1
+	pollBatch = 512 // events per Poll
+	// fanInPollBatch is the fan-in poller's: its 128 events (12 KiB) stay
+	// in the first-level cache while the loop reads them back; with 512
+	// the lane path moved 39 M/s against 44 M/s in four alternated pairs.
+	fanInPollBatch = 128
+	cqEntries      = 8192 // per class
+	msgChannel     = 1
 	// grace bounds the drain after a run's deadline.
 	grace = 10 * time.Second
 	// busySpin bounds a busy caller's spin for one reply.
@@ -385,7 +389,7 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 			}
 		}()
 	}
-	batch := make([]goaem.Event, pollBatch)
+	batch := make([]goaem.Event, fanInPollBatch)
 	var expect [peers.MaxProducers]uint64
 	var gaps uint64 // events skipped within a producer's sequence
 	start = time.Now()
