@@ -31,7 +31,7 @@ var ErrLaneFull error = &sentinel{"goaem: lane full", syscall.EAGAIN}
 // Defaults of LaneOptions.
 const (
 	defaultLaneEntries = 1024
-	laneSpins          = 64 // a full lane's producer yields this often before it sleeps
+	laneSpins          = 4 // a full lane's producer yields this often before it sleeps: more steals the reader's CPU (64: 38.6 M/s against 43.4 M/s in aembench's fan-in, four alternated rounds)
 )
 
 // LaneOptions shape a lane.
@@ -251,11 +251,16 @@ func (l *Lane) PostBatch(ctx context.Context, msgs [][]byte) (n int, err error) 
 	return n, nil
 }
 
+// check is small enough to inline into the posting loops.
 func (l *Lane) check(data []byte) error {
 	if uint32(len(data)) > l.recSize {
-		return fmt.Errorf("%w: lane record of %d bytes, the lane holds %d", ErrTooLarge, len(data), l.recSize)
+		return l.tooLarge(len(data))
 	}
 	return nil
+}
+
+func (l *Lane) tooLarge(n int) error {
+	return fmt.Errorf("%w: lane record of %d bytes, the lane holds %d", ErrTooLarge, n, l.recSize)
 }
 
 // usable is nil while both the lane and its ring are open. Under mu.
