@@ -25,7 +25,7 @@ CC_FUZZ=${CC_FUZZ:-clang}
 FUZZ_CFLAGS=${FUZZ_CFLAGS:-}	# extra flags for the C harnesses
 out=build/fuzz
 
-go_targets=(FuzzSQEStream FuzzRingScribble FuzzWritebackCall FuzzDecode FuzzAembenchFlags)
+go_targets=(FuzzSQEStream FuzzRingScribble FuzzWritebackCall FuzzDecode FuzzLaneScribble FuzzAembenchFlags)
 c_targets=(sqe_stream ring_scribble)
 
 # The C harnesses compile the ring core straight from kmod/core with the

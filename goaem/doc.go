@@ -127,6 +127,25 @@
 // (in parallel on the module), and the same code serves producers in other
 // processes.
 //
+// # Producer lanes
+//
+// Fan-in within a process goes faster through lanes: a ring opened with
+// WithLanes(n) takes up to n producers, each with a Lane of its own
+// (OpenLane on a Msg subscription), a single-producer ring of records of
+// up to 32 bytes in memory the producer and the reader share. Post,
+// TryPost and PostBatch write records and publish them with one store;
+// Poll, Wait and Run read them, after the class's completion ring, as
+// inline events of the subscription (Payload, Release; no writeback), in
+// each lane's order. No cgo call, system call or lock per record, no
+// allocation: a producer kicks the reader only when it sleeps, once per
+// sleep. A full lane makes Post and PostBatch wait (bounded by their ctx
+// and Close) and TryPost return ErrLaneFull (EAGAIN); a lossy lane drops
+// and counts instead (Dropped). The reader trusts nothing in a lane:
+// records with bad lengths or flags are refused and counted (Malformed).
+// The layout is kmod/uapi/aem.h's and libaem's aem_lane_* helpers speak
+// it (docs/PROTOCOL.md, "Producer lanes"); producers in other processes
+// still post through rings of their own.
+//
 // # Socket I/O
 //
 // A Sock subscription carries a listening socket's connections through the

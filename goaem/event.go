@@ -29,6 +29,7 @@ const (
 	stDefer   uint32 = 1 << 1 // Run inline: submission waits for the batch's end
 	stMoved   uint32 = 1 << 2 // handed to a spawned goroutine: this copy is inert
 	stRelease uint32 = 1 << 3 // released while deferred: Run returns the slot with the batch
+	stLane    uint32 = 1 << 4 // read from a producer lane: the kernel side never saw it
 )
 
 // Event is one completion: a copy of its CQE plus the ring it came from.
@@ -158,6 +159,9 @@ func (e *Event) writeback(data []byte, errno uint32) error {
 	}
 	if e.state&(stDone|stMoved) != 0 {
 		return ErrReleased
+	}
+	if e.state&stLane != 0 {
+		return errLaneWriteback
 	}
 	if !r.life.acquire() {
 		return ErrClosed

@@ -23,7 +23,8 @@ type kernelWaiter interface {
 }
 
 // spinForEvents polls the rings for up to d and reports whether an event
-// or a result came; it routes the results.
+// or a result came; it routes the results. Lane records are not looked
+// for: the reader's last look before its sleep finds them.
 func (r *Ring) spinForEvents(d time.Duration) bool {
 	if d <= 0 {
 		return false

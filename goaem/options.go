@@ -83,6 +83,7 @@ type config struct {
 	sqIdle      time.Duration // WithSQPoll
 	errHandler  func(ev *Event, err error)
 	sockSent    func(conn uint64, n int, err error)
+	lanes       int // WithLanes
 }
 
 func defaultConfig() config {
@@ -95,6 +96,10 @@ func defaultConfig() config {
 
 // WithBackend picks the backend; the default is BackendAuto.
 func WithBackend(b Backend) Option { return func(c *config) { c.backend = b } }
+
+// WithLanes gives the ring room for n producer lanes (Ring.OpenLane), at
+// most abi.MaxLanes; the default 0 has none.
+func WithLanes(n int) Option { return func(c *config) { c.lanes = n } }
 
 // WithSQEntries sets the submission ring size (rounded up to a power of two).
 func WithSQEntries(n uint32) Option { return func(c *config) { c.params.SQEntries = n } }
@@ -235,6 +240,8 @@ func (c *config) validate() error {
 		return invalid("goaem: call spin %v must be >= 0", c.callSpin)
 	case c.sqIdle < 0 || c.sqIdle > abi.MaxSQIdleMS*time.Millisecond:
 		return invalid("goaem: submission poller idle %v outside 0..%v", c.sqIdle, abi.MaxSQIdleMS*time.Millisecond)
+	case c.lanes < 0 || c.lanes > abi.MaxLanes:
+		return invalid("goaem: %d lanes outside 0..%d", c.lanes, abi.MaxLanes)
 	}
 	if c.params.Flags&abi.SetupSQPoll != 0 {
 		c.params.SQIdleMS = uint32((c.sqIdle + time.Millisecond - 1) / time.Millisecond)

@@ -132,12 +132,21 @@ func (r *Ring) wait(ctx context.Context, batch []Event, want int, keep bool) (in
 			if r.spinForEvents(r.cfg.kernelSpin) {
 				continue
 			}
+			// The kernel side does not see the lanes: flag them
+			// before the last look, so that a record after it kicks
+			// (kickLaneReader, a NOP that ends this sleep).
+			r.armLanes(true)
+			if r.lookEvents() {
+				r.armLanes(false)
+				break
+			}
 			r.enters.Add(1)
 			err = r.kernelWait(ctx, kw)
 		} else {
 			r.enters.Add(1)
 			done, err = w.pf.wait(ctx)
 		}
+		r.armLanes(false) // awake: producers stop kicking
 		if done || err != nil {
 			break
 		}
@@ -174,7 +183,8 @@ func (r *Ring) read(batch []Event, keep bool) int {
 
 // reap copies ready events into dst, class 0 first: per class one acquire
 // load of the producer index for the whole batch and, unless keep, one
-// release store of the consumer index.
+// release store of the consumer index; then the class's producer lanes
+// (lane.go).
 func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 	for c := 0; c < r.classes && n < len(dst); c++ {
 		cq := &r.cq[c]
@@ -182,6 +192,9 @@ func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 		avail := atomic.LoadUint32(cq.ktail) - head // pairs with the producer's store-release
 		overflow |= atomic.LoadUint32(cq.kflags)
 		if avail == 0 {
+			if r.lanes.max != 0 {
+				n += r.reapLanes(uint8(c), dst[n:], keep)
+			}
 			continue
 		}
 		// Never more than one ring's worth, whatever the tail says.
@@ -204,6 +217,9 @@ func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 			atomic.StoreUint32(cq.khead, head+avail) // frees the entries: pairs with the producer's head acquire
 		}
 		n += int(avail)
+		if r.lanes.max != 0 && n < len(dst) {
+			n += r.reapLanes(uint8(c), dst[n:], keep)
+		}
 	}
 	return n, overflow
 }
@@ -213,15 +229,16 @@ func (r *Ring) reap(dst []Event, keep bool) (n int, overflow uint32) {
 // read.
 func (r *Ring) commit(k int) {
 	for c := 0; c < r.classes; c++ {
-		t := r.rd.taken[c]
-		if t == 0 {
-			continue
+		if t := r.rd.taken[c]; t != 0 {
+			if m := min(uint32(k), t); m != 0 {
+				cq := &r.cq[c]
+				atomic.StoreUint32(cq.khead, atomic.LoadUint32(cq.khead)+m) // frees the entries: pairs with the producer's head acquire
+				k -= int(m)
+			}
+			r.rd.taken[c] = 0
 		}
-		if m := min(uint32(k), t); m != 0 {
-			cq := &r.cq[c]
-			atomic.StoreUint32(cq.khead, atomic.LoadUint32(cq.khead)+m) // frees the entries: pairs with the producer's head acquire
-			k -= int(m)
+		if r.lanes.max != 0 {
+			k = r.commitLanes(uint8(c), k) // read after the class's ring, handed back in that order
 		}
-		r.rd.taken[c] = 0
 	}
 }

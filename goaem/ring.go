@@ -148,8 +148,9 @@ type Ring struct {
 	features  uint32 // abi.Feat*: what the kernel side offers
 	sockConns uint32 // setup's answer: socket connections the ring may hold
 
-	cq [abi.MaxClasses]cqView // events: read by the reader alone
-	rd reader
+	cq    [abi.MaxClasses]cqView // events: read by the reader alone
+	rd    reader
+	lanes laneTable // producer lanes (lane.go), drained by the reader
 
 	// The submission side: the SQ, the slot return ring and the send slots.
 	sqMu    sync.Mutex
@@ -189,13 +190,14 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 		spawnSem:  make(chan struct{}, cfg.maxInFlight),
 	}
 	r.life.idle = make(chan struct{}, 1)
+	r.lanes.max = cfg.lanes
 	if err := r.initViews(p, regions); err != nil {
 		return nil, err
 	}
 	// Each sleeper has a dup of the ring fd of its own (see wait.go).
 	var err error
 	r.rd.freed = make(chan struct{}, 1)
-	if r.rd.pf, err = openPollFile(be.pollFD(), be.arm, r.lookEvents); err != nil {
+	if r.rd.pf, err = openPollFile(be.pollFD(), r.armReader, r.lookEvents); err != nil {
 		return nil, err
 	}
 	r.res.ops = make(map[uint64]*op)

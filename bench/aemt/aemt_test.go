@@ -31,31 +31,40 @@ func TestStreamMovesEveryEvent(t *testing.T) {
 		payload   int
 		busy      bool
 		sqpoll    bool
+		path      string
 	}{
-		{"generator/busy", 1, 64, peers.DefaultPayload, true, false},
-		{"generator/blocking", 1, 1, peers.DefaultPayload, false, false},
-		{"generator/slots", 1, 16, 200, true, false},
-		{"fanin3", 3, 1, peers.DefaultPayload, true, false},
-		{"fanin2/sqpoll", 2, 64, peers.DefaultPayload, true, true},
-		{"fanin1/sqpoll", 1, 16, peers.DefaultPayload, true, true},
+		{"generator/busy", 1, 64, peers.DefaultPayload, true, false, ""},
+		{"generator/blocking", 1, 1, peers.DefaultPayload, false, false, ""},
+		{"generator/slots", 1, 16, 200, true, false, ""},
+		{"fanin3", 3, 1, peers.DefaultPayload, true, false, ""},
+		{"fanin4/lane", 4, 64, peers.DefaultPayload, true, false, peers.FanInLane},
+		{"fanin3/sq", 3, 1, peers.DefaultPayload, true, false, peers.FanInSQ},
+		{"fanin2/slots", 2, 16, 200, true, false, peers.FanInLane}, // too large for a lane: the SQ path
+		{"fanin2/sqpoll", 2, 64, peers.DefaultPayload, true, true, ""},
+		{"fanin1/sqpoll", 1, 16, peers.DefaultPayload, true, true, ""},
 	}
 	const n = 20000
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := open(t).Stream(peers.Params{Events: n, Duration: 30 * time.Second, Batch: tc.batch,
-				Payload: tc.payload, Producers: tc.producers, Busy: tc.busy, SQPoll: tc.sqpoll})
+				Payload: tc.payload, Producers: tc.producers, Busy: tc.busy, SQPoll: tc.sqpoll, FanInPath: tc.path})
 			require.NoError(t, err)
 			assert.Zero(t, res.Errors, "out of order or corrupted")
 			assert.Zero(t, res.Lost(), "lost")
-			if tc.sqpoll {
+			switch {
+			case tc.sqpoll:
 				// Producers enter only to wake a poller that slept (at
 				// the start, or when the scheduler of a loaded machine
 				// held a producer past the idle time): far fewer than
 				// the one enter per batch they make without it.
 				var perEvent float64
-				_, err := fmt.Sscanf(res.Notes, "%f enters/event", &perEvent)
+				_, err := fmt.Sscanf(res.Notes, "path=sq, %f enters/event", &perEvent)
 				require.NoError(t, err, "notes %q", res.Notes)
 				assert.Less(t, perEvent, 1/(10*float64(tc.batch)), "producers on busy pollers enter only to wake them")
+			case tc.producers > 1 && tc.path != peers.FanInSQ && tc.payload == peers.DefaultPayload:
+				assert.Equal(t, "path=lane", res.Notes)
+			case tc.producers > 1:
+				assert.Contains(t, res.Notes, "path=sq")
 			}
 			if tc.producers > 1 || tc.sqpoll {
 				// posts past the backlog bound are dropped, and counted

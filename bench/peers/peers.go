@@ -75,7 +75,16 @@ type Params struct {
 	// KernelSpin: with KernelSleep, how long AEM's call handler polls
 	// before each sleep (goaem.WithKernelWait's spin).
 	KernelSpin time.Duration
+	// FanInPath is how AEM's fan-in producers post: FanInLane (the
+	// default, also "") or FanInSQ; the peers have one way each.
+	FanInPath string
 }
+
+// Fan-in paths of AEM (Params.FanInPath).
+const (
+	FanInLane = "lane" // a producer lane each: shared memory the poller drains
+	FanInSQ   = "sq"   // POST SQEs through a producer ring each
+)
 
 // Normalized fills the defaults in and checks the ranges.
 func (p Params) Normalized() (Params, error) {

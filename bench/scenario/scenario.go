@@ -76,6 +76,9 @@ type Config struct {
 	// the kernel side to submit; true, through rings with a submission
 	// poller (variant "producers=N,sqpoll", AEM alone).
 	SQPoll []bool
+	// FanInPath is how AEM's fan-in producers post when SQPoll is false:
+	// peers.FanInLane or peers.FanInSQ.
+	FanInPath string
 }
 
 // Default returns the configuration `make run` uses: every scenario, every
@@ -97,6 +100,7 @@ func Default() Config {
 		Pipeline:         1,
 		EchoSize:         DefaultEchoSize,
 		SQPoll:           []bool{false},
+		FanInPath:        peers.FanInLane,
 	}
 }
 
@@ -276,7 +280,8 @@ func Plan(cfg Config) []Step {
 		case FanIn:
 			for _, sqpoll := range cfg.SQPoll {
 				run := func(t peers.Transport, c Config) (Row, error) {
-					return runStream(t, c, peers.Params{Batch: c.Batch, Producers: c.Producers, Busy: true, SQPoll: sqpoll})
+					return runStream(t, c, peers.Params{Batch: c.Batch, Producers: c.Producers, Busy: true, SQPoll: sqpoll,
+						FanInPath: c.FanInPath})
 				}
 				if !sqpoll {
 					add(sc, fmt.Sprintf("producers=%d", cfg.Producers), cfg.Producers, run)

@@ -405,6 +405,47 @@ type Sender struct {
 	Resv   uint32 `aem:"resv"`
 }
 
+// Producer lanes (docs/PROTOCOL.md, "Producer lanes"): struct
+// aem_lane_ctl, then Entries records of LaneRecStride(RecSize) bytes.
+const (
+	MaxLanes       = 64
+	LaneMaxEntries = 1 << 16
+	LaneMaxRecord  = CQEInline // a lane event is an inline event
+	LanePWaiting   = 1 << 0    // prod_flags: the producer sleeps until the head moves
+	LanePClosed    = 1 << 1    // prod_flags: no record after the tail
+	LaneCSleeping  = 1 << 0    // cons_flags: the consumer sleeps; a publisher kicks it
+)
+
+// LaneRecStride is AEM_LANE_REC_STRIDE: the bytes one record of recSize
+// payload bytes takes (its header, its payload, padding to 8).
+func LaneRecStride(recSize uint32) uint32 {
+	return (uint32(unsafe.Sizeof(LaneRec{})) + recSize + 7) &^ 7
+}
+
+// LaneCtl is struct aem_lane_ctl: the producer's line, the consumer's line,
+// and what the attach set.
+type LaneCtl struct {
+	Tail      uint32     `aem:"tail"`
+	ProdFlags uint32     `aem:"prod_flags"`
+	Resv0     [14]uint32 `aem:"resv0"`
+	Head      uint32     `aem:"head"`
+	Resv1     [15]uint32 `aem:"resv1"`
+	ConsFlags uint32     `aem:"cons_flags"`
+	Entries   uint32     `aem:"entries"`
+	RecSize   uint32     `aem:"rec_size"`
+	Prio      uint8      `aem:"prio"`
+	Resv2     [3]uint8   `aem:"resv2"`
+	SubID     uint64     `aem:"sub_id"`
+	Resv3     [5]uint64  `aem:"resv3"`
+}
+
+// LaneRec is struct aem_lane_rec, the header of one record; its payload
+// follows.
+type LaneRec struct {
+	Len   uint32 `aem:"len"`
+	Flags uint32 `aem:"flags"`
+}
+
 // RingStats is struct aem_ring_stats (AEM_IOC_RING_STATS).
 type RingStats struct {
 	SQEs          uint64           `aem:"sqes"`

@@ -39,6 +39,8 @@ var structs = []struct {
 	{"aem_ring_stats", abi.RingStats{}},
 	{"aem_call_args", abi.CallArgs{}},
 	{"aem_grant", abi.Grant{}},
+	{"aem_lane_ctl", abi.LaneCtl{}},
+	{"aem_lane_rec", abi.LaneRec{}},
 }
 
 func TestLayoutMatchesHeader(t *testing.T) {
@@ -115,7 +117,11 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_FEAT_SUB_STATS": abi.FeatSubStats, "AEM_FEAT_SENDER": abi.FeatSender,
 		"AEM_CQE_F_SENDER": abi.CQEFSender,
 		"AEM_FEAT_GRANT":   abi.FeatGrant,
-		"AEM_SETUP_SQPOLL": abi.SetupSQPoll, "AEM_FEAT_SQPOLL": abi.FeatSQPoll,
+		"AEM_MAX_LANES":    abi.MaxLanes, "AEM_LANE_MAX_ENTRIES": abi.LaneMaxEntries,
+		"AEM_LANE_MAX_RECORD": abi.LaneMaxRecord, "AEM_LANE_P_WAITING": abi.LanePWaiting,
+		"AEM_LANE_P_CLOSED": abi.LanePClosed, "AEM_LANE_C_SLEEPING": abi.LaneCSleeping,
+		"AEM_LANE_REC_STRIDE(13)": uint64(abi.LaneRecStride(13)),
+		"AEM_SETUP_SQPOLL":        abi.SetupSQPoll, "AEM_FEAT_SQPOLL": abi.FeatSQPoll,
 		"AEM_SQ_F_NEED_WAKEUP": abi.SQFNeedWakeup, "AEM_ENTER_SQ_WAKEUP": abi.EnterSQWakeup,
 		"AEM_DEFAULT_SQ_IDLE_MS": abi.DefaultSQIdleMS, "AEM_MAX_SQ_IDLE_MS": abi.MaxSQIdleMS,
 		"AEM_GRANT_ANY": abi.GrantAny, "AEM_GRANT_REVOKE": abi.GrantRevoke,

@@ -99,6 +99,12 @@ static const struct goaem_fact goaem_facts[] = {
 
 	S(aem_grant), F(aem_grant, uid), F(aem_grant, flags), F(aem_grant, resv),
 
+	S(aem_lane_ctl), F(aem_lane_ctl, tail), F(aem_lane_ctl, prod_flags), F(aem_lane_ctl, resv0),
+	F(aem_lane_ctl, head), F(aem_lane_ctl, resv1), F(aem_lane_ctl, cons_flags),
+	F(aem_lane_ctl, entries), F(aem_lane_ctl, rec_size), F(aem_lane_ctl, prio),
+	F(aem_lane_ctl, resv2), F(aem_lane_ctl, sub_id), F(aem_lane_ctl, resv3),
+	S(aem_lane_rec), F(aem_lane_rec, len), F(aem_lane_rec, flags),
+
 	K(AEM_API_VERSION), K(AEM_MAX_CLASSES), K(AEM_MAX_SQ_ENTRIES),
 	K(AEM_MAX_CQ_ENTRIES), K(AEM_MIN_SLOT_SIZE), K(AEM_MAX_SLOT_SIZE),
 	K(AEM_MAX_SLOTS), K(AEM_MAX_BACKLOG), K(AEM_CQE_INLINE), K(AEM_SQE_INLINE),
@@ -114,6 +120,9 @@ static const struct goaem_fact goaem_facts[] = {
 	K(AEM_DEFAULT_SQ_IDLE_MS), K(AEM_MAX_SQ_IDLE_MS),
 	K(AEM_GRANT_ANY), K(AEM_GRANT_REVOKE), K(AEM_GRANT_FLAGS_ALL), K(AEM_MAX_GRANTS),
 	K(AEM_FEAT_SOCK),
+	K(AEM_MAX_LANES), K(AEM_LANE_MAX_ENTRIES), K(AEM_LANE_MAX_RECORD),
+	K(AEM_LANE_P_WAITING), K(AEM_LANE_P_CLOSED), K(AEM_LANE_C_SLEEPING),
+	{ "AEM_LANE_REC_STRIDE(13)", AEM_LANE_REC_STRIDE(13) },
 	K(AEM_REGION_RINGS), K(AEM_REGION_SQES), K(AEM_REGION_CQES), K(AEM_REGION_PAYLOAD),
 	K(AEM_OFF_RINGS), K(AEM_OFF_SQES), K(AEM_OFF_CQES), K(AEM_OFF_PAYLOAD),
 	K(AEM_SQ_F_REFUSED), K(AEM_CQ_F_OVERFLOW),

@@ -52,6 +52,19 @@ AEM_PIN(struct aem_cqe, resv, 30);
 AEM_PIN(struct aem_cqe, data, 32);
 aem_static_assert(sizeof(struct aem_cqe) == 64, "a CQE is one cache line");
 
+/* Producer lanes: shared by user space alone, but ABI all the same. */
+AEM_PIN(struct aem_lane_ctl, tail, 0);
+AEM_PIN(struct aem_lane_ctl, prod_flags, 4);
+AEM_PIN(struct aem_lane_ctl, head, 64);
+AEM_PIN(struct aem_lane_ctl, cons_flags, 128);
+AEM_PIN(struct aem_lane_ctl, entries, 132);
+AEM_PIN(struct aem_lane_ctl, rec_size, 136);
+AEM_PIN(struct aem_lane_ctl, prio, 140);
+AEM_PIN(struct aem_lane_ctl, sub_id, 144);
+aem_static_assert(sizeof(struct aem_lane_ctl) == 192, "a lane's control is three cache lines, one per writer");
+aem_static_assert(sizeof(struct aem_lane_rec) == 8, "a lane record's header is 8 bytes");
+aem_static_assert(AEM_LANE_MAX_RECORD <= AEM_CQE_INLINE, "a lane event is an inline event");
+
 static u32 roundup_pow2(u32 v)
 {
 	v--;

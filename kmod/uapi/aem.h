@@ -491,6 +491,55 @@ struct aem_grant {
 };
 
 /*
+ * Producer lanes (docs/PROTOCOL.md, "Producer lanes"): a single-producer,
+ * single-consumer ring of fixed-size records in memory shared by one
+ * producer and a consumer ring's reader, which hands each record out as an
+ * event of the Msg subscription the lane was attached to.  No system call
+ * and no lock per record; the kernel side never reads a lane.  A lane is
+ * one struct aem_lane_ctl followed by entries records of
+ * AEM_LANE_REC_STRIDE(rec_size) bytes each; record i sits at
+ * (i & (entries - 1)).  The consumer trusts nothing the producer writes:
+ * it keeps its own head, reads the tail once per batch, takes at most
+ * entries records, and skips (and counts) records whose len exceeds
+ * rec_size or whose flags are not zero.
+ */
+#define AEM_MAX_LANES		64	/* lanes one consumer ring may have */
+#define AEM_LANE_MAX_ENTRIES	(1U << 16)	/* records per lane (a power of two) */
+#define AEM_LANE_MAX_RECORD	AEM_CQE_INLINE	/* record payload bytes: a lane event is an inline event */
+#define AEM_LANE_REC_STRIDE(rec_size)	((sizeof(struct aem_lane_rec) + (rec_size) + 7) & ~7UL)
+
+/* aem_lane_ctl.prod_flags (the producer writes them) */
+#define AEM_LANE_P_WAITING	(1U << 0)	/* the producer sleeps until the head moves (a full lane) */
+#define AEM_LANE_P_CLOSED	(1U << 1)	/* no record after the tail: the lane ends once drained */
+
+/* aem_lane_ctl.cons_flags (the consumer writes them) */
+#define AEM_LANE_C_SLEEPING	(1U << 0)	/* the consumer sleeps: a producer that publishes kicks it */
+
+struct aem_lane_ctl {
+	/* The producer's cache line. */
+	__u32	tail;		/* next record to fill; store-release after the records, pairs with the consumer's load-acquire */
+	__u32	prod_flags;	/* AEM_LANE_P_*; WAITING stored with a full barrier before the producer re-reads head */
+	__u32	resv0[14];
+	/* The consumer's cache line. */
+	__u32	head;		/* next record to read; store-release after reading, pairs with the producer's load-acquire */
+	__u32	resv1[15];
+	/* Read on every publish, written only around the consumer's sleeps and at attach. */
+	__u32	cons_flags;	/* AEM_LANE_C_*, the consumer's; SLEEPING stored with a full barrier before it re-reads tail */
+	__u32	entries;	/* records (a power of two, <= AEM_LANE_MAX_ENTRIES) */
+	__u32	rec_size;	/* payload bytes a record holds (<= AEM_LANE_MAX_RECORD) */
+	__u8	prio;		/* the class its events are delivered in */
+	__u8	resv2[3];
+	__u64	sub_id;		/* the Msg subscription its events belong to */
+	__u64	resv3[5];
+};
+
+struct aem_lane_rec {
+	__u32	len;		/* payload bytes, <= rec_size */
+	__u32	flags;		/* zero */
+	/* __u8 data[rec_size], then padding to 8 bytes */
+};
+
+/*
  * AEM_IOC_PROBE: what this backend serves, in the manner of io_uring's
  * IORING_REGISTER_PROBE.  Works on /dev/aem with or without a ring.
  */

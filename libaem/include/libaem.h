@@ -848,6 +848,202 @@ void aem_proc_destroy(struct aem_proc *ph);
  */
 int aem_payload_fd(struct aem_ring *ring, uint64_t *offset);
 
+/* ---------------------------------------------------------------------- */
+/* Producer lanes (docs/PROTOCOL.md, "Producer lanes")                    */
+
+/*
+ * One producer's records to a ring's reader through memory the two share:
+ * a struct aem_lane_ctl, then the records.  struct aem_lane is one side's
+ * private view: after aem_lane_init() or aem_lane_attach() nothing in it
+ * is read back from the lane's memory, which the other side may scribble
+ * on.  No system call and no lock per record; a post returns 1 when the
+ * reader sleeps and must be kicked, aem_lane_advance() 1 when the producer
+ * waits for room.
+ */
+struct aem_lane {
+	struct aem_lane_ctl	*kctl;
+	unsigned char		*krecs;
+	unsigned	mask;
+	unsigned	entries;
+	unsigned	stride;
+	unsigned	rec_size;
+	unsigned	prio;		/* consumer: the class of its events */
+	uint64_t	sub_id;		/* consumer: the subscription of its events */
+	unsigned	tail;		/* producer: the next record to fill */
+	unsigned	head_seen;	/* producer: the reader's head as last read */
+	unsigned	head;		/* consumer: the next record to read */
+	unsigned	malformed;	/* consumer: records and tails refused */
+};
+
+/* Bytes a lane of @entries records of @rec_size payload bytes takes. */
+AEMINLINE size_t aem_lane_size(unsigned entries, unsigned rec_size)
+{
+	return sizeof(struct aem_lane_ctl) + (size_t)entries * AEM_LANE_REC_STRIDE(rec_size);
+}
+
+/*
+ * The reader's side: lay a lane out in @mem (@size bytes, 8-aligned) for
+ * records of the subscription @sub_id in class @prio.  0, or -EINVAL for
+ * sizes out of range (@entries a power of two up to AEM_LANE_MAX_ENTRIES,
+ * @rec_size 1..AEM_LANE_MAX_RECORD) or memory too small.
+ */
+AEMINLINE int aem_lane_init(struct aem_lane *l, void *mem, size_t size, unsigned entries,
+			    unsigned rec_size, unsigned prio, uint64_t sub_id)
+{
+	if (!entries || (entries & (entries - 1)) || entries > AEM_LANE_MAX_ENTRIES ||
+	    !rec_size || rec_size > AEM_LANE_MAX_RECORD || prio >= AEM_MAX_CLASSES ||
+	    ((uintptr_t)mem & 7) || size < aem_lane_size(entries, rec_size))
+		return -EINVAL;
+	memset(mem, 0, sizeof(struct aem_lane_ctl));
+	memset(l, 0, sizeof(*l));
+	l->kctl = (struct aem_lane_ctl *)mem;
+	l->krecs = (unsigned char *)mem + sizeof(struct aem_lane_ctl);
+	l->mask = entries - 1;
+	l->entries = entries;
+	l->stride = AEM_LANE_REC_STRIDE(rec_size);
+	l->rec_size = rec_size;
+	l->prio = prio;
+	l->sub_id = sub_id;
+	l->kctl->entries = entries;
+	l->kctl->rec_size = rec_size;
+	l->kctl->prio = prio;
+	l->kctl->sub_id = sub_id;
+	return 0;
+}
+
+/*
+ * The producer's side: view a lane the reader laid out in @mem (@size
+ * bytes).  Its geometry is read once and checked against @size: -EINVAL
+ * when it does not fit.
+ */
+AEMINLINE int aem_lane_attach(struct aem_lane *l, void *mem, size_t size)
+{
+	const struct aem_lane_ctl *c = (const struct aem_lane_ctl *)mem;
+	unsigned entries, rec_size;
+
+	if (((uintptr_t)mem & 7) || size < sizeof(*c))
+		return -EINVAL;
+	entries = aem_read_once(c->entries);
+	rec_size = aem_read_once(c->rec_size);
+	if (!entries || (entries & (entries - 1)) || entries > AEM_LANE_MAX_ENTRIES ||
+	    !rec_size || rec_size > AEM_LANE_MAX_RECORD || size < aem_lane_size(entries, rec_size))
+		return -EINVAL;
+	memset(l, 0, sizeof(*l));
+	l->kctl = (struct aem_lane_ctl *)mem;
+	l->krecs = (unsigned char *)mem + sizeof(*c);
+	l->mask = entries - 1;
+	l->entries = entries;
+	l->stride = AEM_LANE_REC_STRIDE(rec_size);
+	l->rec_size = rec_size;
+	l->tail = aem_read_once(l->kctl->tail);
+	l->head_seen = aem_load_acquire(&l->kctl->head);	/* pairs with the reader's head release */
+	return 0;
+}
+
+/*
+ * Post one record: 0, or 1 when the reader sleeps (kick it: its pollable
+ * fd, or whatever wakes it); -EAGAIN when the lane is full, -EINVAL when
+ * @len exceeds the record size, -EPIPE after aem_lane_close().  The tail's
+ * release, a full barrier, then the load of SLEEPING: pairs with the
+ * reader's store of SLEEPING, full barrier, load of the tail (Dekker).
+ */
+AEMINLINE int aem_lane_post(struct aem_lane *l, const void *data, unsigned len)
+{
+	struct aem_lane_rec *rec;
+
+	if (len > l->rec_size)
+		return -EINVAL;
+	if (aem_read_once(l->kctl->prod_flags) & AEM_LANE_P_CLOSED)
+		return -EPIPE;
+	if (l->tail - l->head_seen >= l->entries) {
+		l->head_seen = aem_load_acquire(&l->kctl->head);	/* pairs with the reader's head release */
+		if (l->tail - l->head_seen >= l->entries)
+			return -EAGAIN;
+	}
+	rec = (struct aem_lane_rec *)(l->krecs + (size_t)(l->tail & l->mask) * l->stride);
+	rec->len = len;
+	rec->flags = 0;
+	memcpy(rec + 1, data, len);
+	aem_store_release(&l->kctl->tail, ++l->tail);	/* pairs with the reader's tail acquire */
+	aem_smp_mb();
+	return !!(aem_read_once(l->kctl->cons_flags) & AEM_LANE_C_SLEEPING);
+}
+
+/* No record after the last posted: the reader detaches once it has read it. */
+AEMINLINE void aem_lane_close(struct aem_lane *l)
+{
+	aem_store_release(&l->kctl->prod_flags, AEM_LANE_P_CLOSED);	/* after the last tail */
+}
+
+/*
+ * The reader: copy up to @max ready records into @cqes as inline events of
+ * the lane's subscription (AEM_SRC_MSG, its class, user_data @user_data),
+ * oldest first; returns how many.  A malformed record (len past the
+ * record size, flags not zero) first in line is skipped and counted in
+ * malformed; one after good records ends the batch.  A tail more than a
+ * lane ahead is counted and nothing is read.  Hand the records back with
+ * aem_lane_advance(l, the count).
+ */
+AEMINLINE unsigned aem_lane_peek(struct aem_lane *l, struct aem_cqe *cqes, unsigned max,
+				 uint64_t user_data)
+{
+	unsigned avail = aem_load_acquire(&l->kctl->tail) - l->head;	/* pairs with the producer's tail release */
+	unsigned got = 0;
+
+	if (avail > l->entries) {
+		l->malformed++;
+		return 0;
+	}
+	if (avail > max)
+		avail = max;
+	while (avail--) {
+		const struct aem_lane_rec *rec = (const struct aem_lane_rec *)
+			(l->krecs + (size_t)((l->head + got) & l->mask) * l->stride);
+		unsigned len = aem_read_once(rec->len), flags = aem_read_once(rec->flags);
+		struct aem_cqe *c;
+
+		if (len > l->rec_size || flags) {
+			if (got)
+				break;
+			l->malformed++;
+			l->head++;
+			continue;
+		}
+		c = &cqes[got++];
+		memset(c, 0, sizeof(*c));
+		c->user_data = user_data;
+		c->id = l->sub_id;
+		c->res = (int32_t)len;
+		c->source = AEM_SRC_MSG;
+		c->prio = (uint8_t)l->prio;
+		memcpy(c->data, rec + 1, len);
+	}
+	return got;
+}
+
+/*
+ * Hand @n records back to the producer: one store-release of the head.
+ * Returns 1 when the producer waits for room (wake it): the head's store,
+ * a full barrier, then the load of WAITING, paired with the producer's.
+ */
+AEMINLINE int aem_lane_advance(struct aem_lane *l, unsigned n)
+{
+	l->head += n;
+	aem_store_release(&l->kctl->head, l->head);	/* pairs with the producer's head acquire */
+	aem_smp_mb();
+	return !!(aem_read_once(l->kctl->prod_flags) & AEM_LANE_P_WAITING);
+}
+
+/*
+ * The reader goes to sleep (@sleeping 1) or wakes (0): SLEEPING, then a
+ * full barrier; look at the tail once more before sleeping.
+ */
+AEMINLINE void aem_lane_sleeping(struct aem_lane *l, int sleeping)
+{
+	aem_write_once(l->kctl->cons_flags, sleeping ? AEM_LANE_C_SLEEPING : 0);
+	aem_smp_mb();
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -33,6 +33,10 @@ func TestParseArgs(t *testing.T) {
 			assert.Equal(t, []int{64}, o.Batches)
 			assert.False(t, o.BatchSet)
 			assert.Equal(t, 100_000, o.MaxSubscriptions, "bounded to finish on a loaded machine")
+			assert.Equal(t, peers.FanInLane, o.FanInPath, "fan-in producers post through lanes")
+		}},
+		{"fan-in through the submission ring", []string{"--fanin-path", "sq"}, func(t *testing.T, o Options) {
+			assert.Equal(t, peers.FanInSQ, o.FanInPath)
 		}},
 		{"double and single dash", []string{"--duration", "2s", "-warmup=0s"}, func(t *testing.T, o Options) {
 			assert.Equal(t, 2*time.Second, o.Duration)
@@ -86,6 +90,7 @@ func TestParseArgsRejects(t *testing.T) {
 		{[]string{"--batch", "8,x"}, "batch"},
 		{[]string{"--batch", "5000"}, "batch"},
 		{[]string{"--payload", "-1"}, "payload"},
+		{[]string{"--fanin-path", "carrier"}, "fanin-path"},
 		{[]string{"--rate", "0"}, "rate"},
 		{[]string{"--rate", "NaN"}, "rate"},
 		{[]string{"--scenario", "everything"}, "scenario"},

@@ -61,6 +61,8 @@ usage: aembench [flags]
                       sweeps, e.g. 64,256,1024,4096 (default %d)
   --pipeline N        tcp_echo and http: requests each connection keeps in flight (default 1)
   --echo-size N       tcp_echo: bytes per request (default %d)
+  --fanin-path P      fanin: AEM's producers post through a producer lane each
+                      (lane) or POST SQEs through a ring each (sq) (default lane)
   --sqpoll MODE       fanin: AEM's producers post through rings with a submission
                       poller: off, on, or both (a row each, same run) (default off)
   --json              one JSON object per result
@@ -96,6 +98,7 @@ func ParseArgs(args []string) (Options, error) {
 	fs.IntVar(&opts.Pipeline, "pipeline", opts.Pipeline, "")
 	fs.IntVar(&opts.EchoSize, "echo-size", opts.EchoSize, "")
 	fs.StringVar(&sqpoll, "sqpoll", sqpoll, "")
+	fs.StringVar(&opts.FanInPath, "fanin-path", opts.FanInPath, "")
 	fs.BoolVar(&opts.JSON, "json", false, "")
 	fs.BoolVar(&opts.GoBench, "gobench", false, "")
 	fs.StringVar(&opts.Plot, "plot", "", "")
@@ -152,6 +155,9 @@ func ParseArgs(args []string) (Options, error) {
 		opts.SQPoll = []bool{false, true}
 	default:
 		return opts, fmt.Errorf("--sqpoll %q: want off, on or both", sqpoll)
+	}
+	if opts.FanInPath != peers.FanInLane && opts.FanInPath != peers.FanInSQ {
+		return opts, fmt.Errorf("--fanin-path %q: want %s or %s", opts.FanInPath, peers.FanInLane, peers.FanInSQ)
 	}
 	if opts.JSON && opts.GoBench {
 		return opts, errors.New("--json and --gobench: choose one output format")
