@@ -29,8 +29,14 @@ const (
 	// in the first-level cache while the loop reads them back; with 512
 	// the lane path moved 39 M/s against 44 M/s in four alternated pairs.
 	fanInPollBatch = 128
-	cqEntries      = 8192 // per class
-	msgChannel     = 1
+	// fanInYield is how many empty polls the fan-in poller makes before it
+	// yields: its producers share its CPUs, and a poller that spins while
+	// they fill their lanes takes the CPU they need (with 256, the spin's
+	// default, it made 11.7 M empty polls in a 2 s run against 0.8 M that
+	// found events).
+	fanInYield = 16
+	cqEntries  = 8192 // per class
+	msgChannel = 1
 	// grace bounds the drain after a run's deadline.
 	grace = 10 * time.Second
 	// busySpin bounds a busy caller's spin for one reply.
@@ -424,7 +430,10 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 			spins = 0
 			continue
 		}
-		if spin(&spins); spins%64 != 0 {
+		if spins++; spins%fanInYield == 0 {
+			runtime.Gosched()
+		}
+		if spins%64 != 0 {
 			continue // the end is looked for now and then: reading the clock costs as much as a poll
 		}
 		if producing.Load() == 0 {
