@@ -85,6 +85,7 @@ type Lane struct {
 	_ cpu.CacheLinePad
 	// The consumer's side: the reader role's alone.
 	head      uint32 // never read back from the shared line (the producer can write it)
+	tailSeen  uint32 // the tail as last read: records up to it are published
 	taken     uint32 // records of the last reap with keep, not yet committed
 	malformed atomic.Uint64
 	_         cpu.CacheLinePad
@@ -295,7 +296,12 @@ func (l *Lane) put(data []byte) {
 	h := (*abi.LaneRec)(unsafe.Pointer(&rec[0]))
 	h.Len, h.Flags = uint32(len(data)), 0
 	if len(data) == abi.LaneMaxRecord {
-		*(*[abi.LaneMaxRecord]byte)(rec[unsafe.Sizeof(abi.LaneRec{}):]) = [abi.LaneMaxRecord]byte(data) // one fixed-size copy
+		// A whole record: four words, loads then stores (an array copy
+		// here calls memmove).
+		src := (*[abi.LaneMaxRecord / 8]uint64)(unsafe.Pointer(unsafe.SliceData(data)))
+		dst := (*[abi.LaneMaxRecord / 8]uint64)(unsafe.Pointer(&rec[unsafe.Sizeof(abi.LaneRec{})]))
+		w0, w1, w2, w3 := src[0], src[1], src[2], src[3]
+		dst[0], dst[1], dst[2], dst[3] = w0, w1, w2, w3
 	} else {
 		copy(rec[unsafe.Sizeof(abi.LaneRec{}):], data)
 	}
@@ -432,7 +438,8 @@ func (r *Ring) armReader() error {
 }
 
 // reapLanes reads the records of the lanes of class c into dst as events.
-// Per lane: one load of the tail, at most one lane's worth of records, and
+// Per lane: at most one load of the tail (none while records it promised
+// are left), at most one lane's worth of records, and
 // unless keep one store of the head. Each reap begins one lane further
 // than the last, so every lane gets its turn first. A malformed record first in line is
 // skipped and counted; one after good records ends the lane's batch, so
@@ -443,28 +450,42 @@ func (r *Ring) reapLanes(c uint8, dst []Event, keep bool) (n int) {
 	if hi == 0 {
 		return 0
 	}
-	first := (t.first[c] + 1) % hi
+	first := t.first[c] + 1
+	if first >= hi {
+		first = 0
+	}
 	t.first[c], t.reaped[c] = first, hi
-	for j := 0; j < hi && n < len(dst); j++ {
-		l := t.lanes[(first+j)%hi].Load()
+	for j, i := 0, first; j < hi && n < len(dst); j, i = j+1, i+1 {
+		if i == hi { // no division per lane
+			i = 0
+		}
+		l := t.lanes[i].Load()
 		if l == nil || l.prio != c {
 			continue
 		}
-		avail := atomic.LoadUint32(&l.ctl.Tail) - l.head // pairs with the producer's store of tail
+		// The tail last seen first: while records it promised are left,
+		// the producer's line is not read again.
+		avail := l.tailSeen - l.head
+		if avail == 0 {
+			l.tailSeen = atomic.LoadUint32(&l.ctl.Tail) // pairs with the producer's store of tail
+			avail = l.tailSeen - l.head
+		}
 		if avail == 0 {
 			if atomic.LoadUint32(&l.ctl.ProdFlags)&abi.LanePClosed == 0 {
 				continue
 			}
 			// CLOSED is stored after the last tail: the tail read after
 			// it is the last, and records may have come since the first.
-			if avail = atomic.LoadUint32(&l.ctl.Tail) - l.head; avail == 0 {
+			if l.tailSeen = atomic.LoadUint32(&l.ctl.Tail); l.tailSeen == l.head {
 				r.detachLane(l)
 				continue
 			}
+			avail = l.tailSeen - l.head
 		}
 		if avail > l.entries {
 			// A tail no producer could have written: nothing is read
 			// from the lane until it is one a producer could have.
+			l.tailSeen = l.head
 			l.malformed.Add(1)
 			continue
 		}
@@ -514,7 +535,9 @@ func (l *Lane) drain(r *Ring, c uint8, dst []Event) (got uint32) {
 			copy(e.cqe.Data[:size], unsafe.Slice((*byte)(data), size))
 		}
 		e.state = stLane
-		e.r = r
+		if e.r != r {
+			e.r = r // a store (and its write barrier) only when the batch slice is new
+		}
 		got++
 	}
 	return got
