@@ -289,21 +289,25 @@ func (l *Lane) free() uint32 {
 	return l.entries - used
 }
 
+// recordWords is a whole record's payload as a struct of four words,
+// which the compiler copies in registers.
+type recordWords struct{ w0, w1, w2, w3 uint64 }
+
+var _ = [1]struct{}{}[abi.LaneMaxRecord-unsafe.Sizeof(recordWords{})] // exactly a record
+
 // put fills the record at the local tail. Under mu.
 func (l *Lane) put(data []byte) {
-	off := (l.tail & l.mask) * l.stride
-	rec := l.recs[off : off+l.stride]
-	h := (*abi.LaneRec)(unsafe.Pointer(&rec[0]))
+	// The index is masked: the record lies inside recs.
+	rec := unsafe.Add(unsafe.Pointer(unsafe.SliceData(l.recs)), uintptr(l.tail&l.mask)*uintptr(l.stride))
+	h := (*abi.LaneRec)(rec)
 	h.Len, h.Flags = uint32(len(data)), 0
+	payload := unsafe.Add(rec, unsafe.Sizeof(abi.LaneRec{}))
 	if len(data) == abi.LaneMaxRecord {
-		// A whole record: four words, loads then stores (an array copy
-		// here calls memmove).
-		src := (*[abi.LaneMaxRecord / 8]uint64)(unsafe.Pointer(unsafe.SliceData(data)))
-		dst := (*[abi.LaneMaxRecord / 8]uint64)(unsafe.Pointer(&rec[unsafe.Sizeof(abi.LaneRec{})]))
-		w0, w1, w2, w3 := src[0], src[1], src[2], src[3]
-		dst[0], dst[1], dst[2], dst[3] = w0, w1, w2, w3
+		// A whole record: four words, loaded then stored (an array copy
+		// here costs a memmove call).
+		*(*recordWords)(payload) = *(*recordWords)(unsafe.Pointer(unsafe.SliceData(data)))
 	} else {
-		copy(rec[unsafe.Sizeof(abi.LaneRec{}):], data)
+		copy(unsafe.Slice((*byte)(payload), len(data)), data)
 	}
 	l.tail++
 }
