@@ -472,7 +472,7 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 	}
 	switch {
 	case lanes:
-		res.Notes = "path=lane, read in place (Ring.ReadLanes)"
+		res.Notes = "path=lane"
 	case res.Events > 0:
 		res.Notes = fmt.Sprintf("path=sq, %.4f enters/event", float64(enters.Load())/float64(res.Events))
 	}
