@@ -85,6 +85,7 @@ type Lane struct {
 	_ cpu.CacheLinePad
 	// The consumer's side: the reader role's alone.
 	head      uint32 // never read back from the shared line (the producer can write it)
+	tailSeen  uint32 // the tail as last read: records up to it are published
 	taken     uint32 // records of the last reap with keep, not yet committed
 	malformed atomic.Uint64
 	_         cpu.CacheLinePad
@@ -288,16 +289,25 @@ func (l *Lane) free() uint32 {
 	return l.entries - used
 }
 
+// recordWords is a whole record's payload as a struct of four words,
+// which the compiler copies in registers.
+type recordWords struct{ w0, w1, w2, w3 uint64 }
+
+var _ = [1]struct{}{}[abi.LaneMaxRecord-unsafe.Sizeof(recordWords{})] // exactly a record
+
 // put fills the record at the local tail. Under mu.
 func (l *Lane) put(data []byte) {
-	off := (l.tail & l.mask) * l.stride
-	rec := l.recs[off : off+l.stride]
-	h := (*abi.LaneRec)(unsafe.Pointer(&rec[0]))
+	// The index is masked: the record lies inside recs.
+	rec := unsafe.Add(unsafe.Pointer(unsafe.SliceData(l.recs)), uintptr(l.tail&l.mask)*uintptr(l.stride))
+	h := (*abi.LaneRec)(rec)
 	h.Len, h.Flags = uint32(len(data)), 0
+	payload := unsafe.Add(rec, unsafe.Sizeof(abi.LaneRec{}))
 	if len(data) == abi.LaneMaxRecord {
-		*(*[abi.LaneMaxRecord]byte)(rec[unsafe.Sizeof(abi.LaneRec{}):]) = [abi.LaneMaxRecord]byte(data) // one fixed-size copy
+		// A whole record: four words, loaded then stored (an array copy
+		// here costs a memmove call).
+		*(*recordWords)(payload) = *(*recordWords)(unsafe.Pointer(unsafe.SliceData(data)))
 	} else {
-		copy(rec[unsafe.Sizeof(abi.LaneRec{}):], data)
+		copy(unsafe.Slice((*byte)(payload), len(data)), data)
 	}
 	l.tail++
 }
@@ -432,49 +442,78 @@ func (r *Ring) armReader() error {
 }
 
 // reapLanes reads the records of the lanes of class c into dst as events.
-// Per lane: one load of the tail, at most one lane's worth of records, and
-// unless keep one store of the head. Each reap begins one lane further
-// than the last, so every lane gets its turn first. A malformed record first in line is
-// skipped and counted; one after good records ends the lane's batch, so
-// that what keep takes is exactly the events handed out.
-func (r *Ring) reapLanes(c uint8, dst []Event, keep bool) (n int) {
+// Unless keep, each lane's head is handed back at once; with keep, commit
+// hands it back.
+func (r *Ring) reapLanes(c uint8, dst []Event, keep bool) int {
+	return r.walkLanes(c, len(dst), !keep, func(l *Lane, n, avail int) uint32 {
+		got := l.drain(r, c, dst[n:n+avail])
+		if keep {
+			l.taken = got
+		}
+		return got
+	})
+}
+
+// walkLanes takes up to max records from the lanes of class c, handing
+// each lane's run of records to take (n: how many were taken before it;
+// avail: how many it may take, at least one), which says how many it took.
+// Per lane: at most one load of the tail (none while records it promised
+// are left), at most one lane's worth of records, and if advance one store
+// of the head past what take took. Each walk begins one lane further than
+// the last, so every lane gets its turn first. take skips (and counts) a
+// malformed record first in line, advancing the head past it, and stops
+// before one that follows good records (drain, visit), so that what it
+// says it took is exactly what it handed out.
+func (r *Ring) walkLanes(c uint8, max int, advance bool, take func(l *Lane, n, avail int) uint32) (n int) {
 	t := &r.lanes
 	hi := int(t.hi.Load())
 	if hi == 0 {
 		return 0
 	}
-	first := (t.first[c] + 1) % hi
+	first := t.first[c] + 1
+	if first >= hi {
+		first = 0
+	}
 	t.first[c], t.reaped[c] = first, hi
-	for j := 0; j < hi && n < len(dst); j++ {
-		l := t.lanes[(first+j)%hi].Load()
+	for j, i := 0, first; j < hi && n < max; j, i = j+1, i+1 {
+		if i == hi { // no division per lane
+			i = 0
+		}
+		l := t.lanes[i].Load()
 		if l == nil || l.prio != c {
 			continue
 		}
-		avail := atomic.LoadUint32(&l.ctl.Tail) - l.head // pairs with the producer's store of tail
+		// The tail last seen first: while records it promised are left,
+		// the producer's line is not read again.
+		avail := l.tailSeen - l.head
+		if avail == 0 {
+			l.tailSeen = atomic.LoadUint32(&l.ctl.Tail) // pairs with the producer's store of tail
+			avail = l.tailSeen - l.head
+		}
 		if avail == 0 {
 			if atomic.LoadUint32(&l.ctl.ProdFlags)&abi.LanePClosed == 0 {
 				continue
 			}
 			// CLOSED is stored after the last tail: the tail read after
 			// it is the last, and records may have come since the first.
-			if avail = atomic.LoadUint32(&l.ctl.Tail) - l.head; avail == 0 {
+			if l.tailSeen = atomic.LoadUint32(&l.ctl.Tail); l.tailSeen == l.head {
 				r.detachLane(l)
 				continue
 			}
+			avail = l.tailSeen - l.head
 		}
 		if avail > l.entries {
 			// A tail no producer could have written: nothing is read
 			// from the lane until it is one a producer could have.
+			l.tailSeen = l.head
 			l.malformed.Add(1)
 			continue
 		}
-		got := l.drain(r, c, dst[n:n+int(min(avail, uint32(len(dst)-n)))])
-		if keep {
-			l.taken = got
-		} else {
+		got := take(l, n, int(min(avail, uint32(max-n))))
+		if advance {
 			l.head += got
 		}
-		if !keep || got == 0 {
+		if advance || got == 0 {
 			l.handBack()
 		}
 		n += int(got)
@@ -482,20 +521,26 @@ func (r *Ring) reapLanes(c uint8, dst []Event, keep bool) (n int) {
 	return n
 }
 
+// record checks the record k after the consumer's head: its payload and
+// length, or ok false for a malformed one (a length past the record size,
+// flags that are not zero).
+func (l *Lane) record(k uint32) (data unsafe.Pointer, size uint32, ok bool) {
+	// The index is masked: the record lies inside recs.
+	rec := unsafe.Add(unsafe.Pointer(unsafe.SliceData(l.recs)), uintptr((l.head+k)&l.mask)*uintptr(l.stride))
+	h := (*abi.LaneRec)(rec)
+	size, flags := h.Len, h.Flags // read once: the producer may change them
+	return unsafe.Add(rec, unsafe.Sizeof(abi.LaneRec{})), size, size <= l.recSize && flags == 0
+}
+
 // drain turns the records from the consumer's head on into the events
 // dst, one per record, and says how many it filled; it skips (and counts)
 // malformed records first in line, advancing the head past them, and
 // stops before one that follows good records.
 func (l *Lane) drain(r *Ring, c uint8, dst []Event) (got uint32) {
-	// Locals: the stores into dst would make the compiler reload fields.
-	recs, mask, stride, recSize := unsafe.Pointer(unsafe.SliceData(l.recs)), l.mask, uintptr(l.stride), l.recSize
-	handle, subID := l.sub.handle, l.subID
+	handle, subID := l.sub.handle, l.subID // locals: the stores into dst would make the compiler reload fields
 	for range dst {
-		// The index is masked: the record lies inside recs.
-		rec := unsafe.Add(recs, uintptr((l.head+got)&mask)*stride)
-		h := (*abi.LaneRec)(rec)
-		size, flags := h.Len, h.Flags // read once: the producer may change them
-		if size > recSize || flags != 0 {
+		data, size, ok := l.record(got)
+		if !ok {
 			if got != 0 {
 				break // the next batch starts with it
 			}
@@ -506,7 +551,6 @@ func (l *Lane) drain(r *Ring, c uint8, dst []Event) (got uint32) {
 		e := &dst[got]
 		e.cqe.UserData, e.cqe.ID, e.cqe.Res, e.cqe.Flags = handle, subID, int32(size), 0
 		e.cqe.Slot, e.cqe.Source, e.cqe.Prio, e.cqe.Resv = 0, abi.SrcMsg, c, 0
-		data := unsafe.Add(rec, unsafe.Sizeof(abi.LaneRec{}))
 		if size == abi.LaneMaxRecord {
 			e.cqe.Data = *(*[abi.CQEInline]byte)(data) // a whole record: one fixed-size copy
 		} else {
@@ -514,10 +558,63 @@ func (l *Lane) drain(r *Ring, c uint8, dst []Event) (got uint32) {
 			copy(e.cqe.Data[:size], unsafe.Slice((*byte)(data), size))
 		}
 		e.state = stLane
-		e.r = r
+		if e.r != r {
+			e.r = r // a store (and its write barrier) only when the batch slice is new
+		}
 		got++
 	}
 	return got
+}
+
+// visit hands up to max records from the consumer's head on to fn in
+// place, as drain does with events.
+func (l *Lane) visit(max int, fn func(sub *Subscription, data []byte)) (got uint32) {
+	for range max {
+		data, size, ok := l.record(got)
+		if !ok {
+			if got != 0 {
+				break
+			}
+			l.malformed.Add(1)
+			l.head++
+			continue
+		}
+		fn(l.sub, unsafe.Slice((*byte)(data), size))
+		got++
+	}
+	return got
+}
+
+// ReadLanes hands the records waiting in this ring's producer lanes to
+// visit without making events of them: data is the record's payload in the
+// lane's own memory, valid only until visit returns (the lane's head, handed
+// back after the lane's run of records, lets its producer write there
+// again), and sub is the Msg subscription the lane is attached to. It takes
+// at most max records, the lanes of the most urgent class first, under the
+// same checks as Poll (lengths clamped to the record size, malformed
+// records skipped and counted in Lane.Malformed), and returns how many it
+// handed out. It reads no completion ring: events the kernel side
+// delivers wait for Poll, Wait or Run. It never blocks; while another
+// goroutine reads this ring's events it returns ErrConcurrentRead, and
+// visit must not read them either.
+func (r *Ring) ReadLanes(max int, visit func(sub *Subscription, data []byte)) (n int, err error) {
+	if !r.life.acquire() {
+		return 0, ErrClosed
+	}
+	defer r.life.release()
+	if !r.rd.role.CompareAndSwap(false, true) {
+		return 0, ErrConcurrentRead
+	}
+	defer r.giveReader() // visit may panic
+	if r.lanes.max == 0 {
+		return 0, nil
+	}
+	for c := 0; c < r.classes && n < max; c++ {
+		n += r.walkLanes(uint8(c), max-n, true, func(l *Lane, _, avail int) uint32 {
+			return l.visit(avail, visit)
+		})
+	}
+	return n, nil
 }
 
 // handBack publishes the consumer's head and wakes a producer that waits

@@ -501,3 +501,75 @@ func TestLaneCloseRacesReader(t *testing.T) {
 		}
 	})
 }
+
+// ReadLanes hands the records over in place: several producers, a max
+// smaller than what waits, every record once and in its producer's order,
+// malformed ones skipped and counted, no allocation, and the reader role
+// taken as Poll takes it.
+func TestLaneReadInPlace(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		const producers, each = 3, 40
+		r, sub := laneRing(t, b, producers)
+		lanes := make([]*Lane, producers)
+		buf := make([]byte, 8)
+		for g := range lanes {
+			l, err := r.OpenLane(sub, LaneOptions{Entries: 64, RecordSize: 8})
+			require.NoError(t, err)
+			lanes[g] = l
+			for k := range each {
+				require.NoError(t, l.TryPost(laneRecord(buf, uint32(g), uint32(k))))
+			}
+		}
+		// Record 5 of producer 1 claims more than the record holds.
+		(*abi.LaneRec)(unsafe.Pointer(&lanes[1].recs[5*lanes[1].stride])).Len = 1 << 30
+
+		next := make([]uint32, producers)
+		var got, bad int
+		visit := func(s *Subscription, data []byte) {
+			if s != sub || len(data) != 8 {
+				bad++
+				return
+			}
+			g, k := binary.LittleEndian.Uint32(data), binary.LittleEndian.Uint32(data[4:])
+			if g == 1 && next[g] == 5 {
+				next[g]++ // the malformed one
+			}
+			if g >= producers || k != next[g] {
+				bad++
+				return
+			}
+			next[g]++
+			got++
+		}
+		for range 20 {
+			n, err := r.ReadLanes(16, visit)
+			require.NoError(t, err)
+			require.LessOrEqual(t, n, 16)
+		}
+		assert.Zero(t, bad)
+		assert.Equal(t, producers*each-1, got, "every record but the malformed one, once")
+		assert.Equal(t, uint64(1), lanes[1].Malformed())
+
+		if !raceEnabled { // the race detector allocates
+			ctx := testCtx(t)
+			allocs := testing.AllocsPerRun(100, func() {
+				if err := lanes[0].Post(ctx, laneRecord(buf, 0, next[0])); err != nil {
+					panic(err)
+				}
+				if n, _ := r.ReadLanes(16, visit); n != 1 {
+					panic("one record")
+				}
+			})
+			assert.Zero(t, allocs)
+			assert.Zero(t, bad)
+		}
+
+		r.rd.role.Store(true) // another reader
+		_, err := r.ReadLanes(16, visit)
+		assert.ErrorIs(t, err, ErrConcurrentRead)
+		r.rd.role.Store(false)
+		assert.NoError(t, r.Close())
+		_, err = r.ReadLanes(16, visit)
+		assert.ErrorIs(t, err, ErrClosed)
+	})
+}
