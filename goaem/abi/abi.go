@@ -224,7 +224,8 @@ type Params struct {
 	CallQuota    uint32                  `aem:"call_quota"`
 	SockConns    uint32                  `aem:"sock_conns"`
 	SQIdleMS     uint32                  `aem:"sq_idle_ms"`
-	Resv         [2]uint32               `aem:"resv"`
+	RemoteLanes  uint32                  `aem:"remote_lanes"`
+	Resv         [1]uint32               `aem:"resv"`
 	SQOff        RingOffsets             `aem:"sq_off"`
 	CQOff        [MaxClasses]RingOffsets `aem:"cq_off"`
 	SlotOff      RingOffsets             `aem:"slot_off"`

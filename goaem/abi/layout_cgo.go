@@ -29,7 +29,7 @@ static const struct goaem_fact goaem_facts[] = {
 	F(aem_params, send_slots), F(aem_params, backlog_limit), F(aem_params, flags),
 	F(aem_params, features), F(aem_params, api_version), F(aem_params, ring_id),
 	F(aem_params, call_quota), F(aem_params, sock_conns), F(aem_params, sq_idle_ms),
-	F(aem_params, resv), F(aem_params, sq_off), F(aem_params, cq_off),
+	F(aem_params, remote_lanes), F(aem_params, resv), F(aem_params, sq_off), F(aem_params, cq_off),
 	F(aem_params, slot_off), F(aem_params, res_off), F(aem_params, region_size),
 	F(aem_params, resv2),
 
