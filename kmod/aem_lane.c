@@ -42,6 +42,7 @@ struct aem_lane {
 	struct aem_lane_ctl	*ctl;		/* vmap of pages: only flags are written through it */
 	struct aem_lanes	*cons;		/* the consumer's table while the lane sits in it */
 	struct aem_lane_note	note;		/* slot, gen, entries, rec_size, sub_id, prio */
+	u64			tag;		/* the subscription's user_data: the notes' */
 	bool			mapped;		/* the consumer mapped it */
 	bool			closed;		/* the producer is gone */
 	struct user_struct	*user;		/* the producer's user, charged for the pages */
@@ -141,7 +142,7 @@ static bool aem_lane_kick_locked(struct aem_lane *l)
 	struct aem_lane_note n = l->note;
 
 	n.kind = AEM_LANE_NOTE_KICK;
-	return aem_core_lane_note(l->cons->ring, &n, true);
+	return aem_core_lane_note(l->cons->ring, &n, l->tag, true);
 }
 
 int aem_lanes_create(struct aem_lanes **out, struct aem_ctx *ring, u32 nr)
@@ -286,7 +287,7 @@ long aem_ioc_lane_open(void __user *arg)
 	struct aem_cred cred;
 	struct file *file;
 	void *host;
-	u64 size;
+	u64 size, tag;
 	u32 i;
 	int fd, ret;
 
@@ -301,7 +302,7 @@ long aem_ioc_lane_open(void __user *arg)
 	size = sizeof(struct aem_lane_ctl) + (u64)o.entries * AEM_LANE_REC_STRIDE(o.rec_size);
 
 	aem_host_cred_get(&cred);
-	ret = aem_core_lane_target(o.addr, &cred, &ring, &host, &note.sub_id, &note.prio);
+	ret = aem_core_lane_target(o.addr, &cred, &ring, &host, &note.sub_id, &note.prio, &tag);
 	aem_host_cred_put(&cred);
 	if (ret)
 		return ret;
@@ -351,10 +352,11 @@ long aem_ioc_lane_open(void __user *arg)
 	note.slot = i;
 	note.gen = lt->gen;
 	l->note = note;
+	l->tag = tag;
 	kref_get(&l->ref);	/* the slot's; the file took the creator's */
 	l->cons = lt;
 	lt->slot[i] = l;
-	aem_core_lane_note(ring, &note, false);	/* never dropped: the consumer must learn of it */
+	aem_core_lane_note(ring, &note, tag, false);	/* never dropped: the consumer must learn of it */
 	mutex_unlock(&aem_lanes_mutex);
 	fd_install(fd, file);
 	aem_core_ring_put(ring);

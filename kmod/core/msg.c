@@ -360,7 +360,7 @@ int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 /* Remote producer lanes: finding the consumer, telling it (aem_core.h)    */
 
 int aem_core_lane_target(u64 addr, const struct aem_cred *cred, struct aem_ctx **out,
-			 void **host, u64 *sub_id, u8 *prio)
+			 void **host, u64 *sub_id, u8 *prio, u64 *tag)
 {
 	struct aem_ctx *t;
 	struct aem_sub *s;
@@ -375,6 +375,7 @@ int aem_core_lane_target(u64 addr, const struct aem_cred *cred, struct aem_ctx *
 	if (s) {
 		*sub_id = aem_sub_id(t, s);
 		*prio = s->prio;
+		*tag = s->user_data;
 	}
 	aem_spin_unlock_irqrestore(&t->cq_lock, f);
 	if (!s) {
@@ -391,10 +392,11 @@ void aem_core_ring_put(struct aem_ctx *r)
 	__aem_ring_put(r);
 }
 
-bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, bool if_room)
+bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, u64 tag, bool if_room)
 {
 	struct aem_cq_core *cq = __aem_res_cq(r);
 	struct aem_post p = {
+		.user_data = tag,
 		.flags = AEM_CQE_F_RESULT | AEM_CQE_F_LANE,
 		.cls = n->prio < r->nr_classes ? n->prio : 0,
 		.len = sizeof(*n),
@@ -406,7 +408,8 @@ bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, bool i
 	bool room;
 
 	aem_spin_lock_irqsave(&r->cq_lock, f);
-	room = !cq->bl_head && __aem_cq_room_locked(r, cq);
+	/* Kicks only while the ring is less than half full: they never crowd out the ring's own results. */
+	room = !cq->bl_head && __aem_cq_room_locked(r, cq) > cq->entries / 2;
 	if (room || !if_room)
 		__aem_post_locked(r, NULL, &p, &out);
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);

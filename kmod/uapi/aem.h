@@ -307,7 +307,7 @@ struct aem_sqe {
 #define AEM_CQE_F_STATS		(1U << 5)	/* result: data holds struct aem_sub_counts, the subscription id's final counts */
 #define AEM_CQE_F_SENDER	(1U << 6)	/* version 4, msg event: its sender is in the senders array beside the ring */
 #define AEM_CQE_F_SOCK_CTL	(1U << 7)	/* AEM_SRC_SOCK: payload is a struct aem_sock_event, not received bytes */
-#define AEM_CQE_F_LANE		(1U << 8)	/* with RESULT, user_data 0: a remote lane's note, data holds struct aem_lane_note */
+#define AEM_CQE_F_LANE		(1U << 8)	/* with RESULT: a remote lane's note (struct aem_lane_note in data); user_data: its subscription's tag */
 
 /*
  * A delivery slot reference (version 3): aem_cqe.slot is the slot's index
@@ -562,7 +562,8 @@ struct aem_lane_rec {
  * with a note (AEM_LANE_NOTE_ATTACH); the producer mmaps the returned lane
  * fd at offset 0, map_size bytes.  AEM_IOC_LANE_KICK on the lane fd wakes a
  * consumer that set AEM_LANE_C_SLEEPING (a AEM_LANE_NOTE_KICK note, posted
- * only while the result ring has room: a full ring wakes it anyway).
+ * only while the result ring is less than half full: a busier ring wakes it
+ * anyway).
  * Closing the lane fd (or dying) sets AEM_LANE_P_CLOSED and kicks; the
  * consumer drains and unmaps.  Closing the consumer ring sets
  * AEM_LANE_C_GONE.  The kernel never reads what the producer writes.

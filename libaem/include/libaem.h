@@ -1073,7 +1073,7 @@ void aem_lane_close_remote(struct aem_lane_remote *r);
 
 /*
  * The consumer's side: a ring set up with aem_params.remote_lanes gets a
- * result CQE with AEM_CQE_F_LANE (user_data 0) per note.  aem_lane_note()
+ * result CQE with AEM_CQE_F_LANE (user_data: the subscription's tag) per note.  aem_lane_note()
  * reads it (0, or -EINVAL if @cqe is no lane note).  For an
  * AEM_LANE_NOTE_ATTACH, aem_lane_map_remote() maps that lane and views it
  * as its reader (its memory untouched: the producer may have posted

@@ -65,7 +65,7 @@ static void take_notes(struct consumer *c)
 		aem_result_advance(&c->ring, 1);
 		t_assert(aem_lane_note(&cqe, &n) == 0, "result user_data %#llx flags %#x res %d is no lane note",
 			 (unsigned long long)cqe.user_data, cqe.flags, cqe.res);
-		t_eq(cqe.user_data, 0);
+		t_eq(cqe.user_data, TAG);
 		if (n.kind == AEM_LANE_NOTE_KICK) {
 			c->kicks++;
 			continue;
