@@ -873,7 +873,7 @@ static long aem_ioc_probe(void __user *arg)
 
 	if (!p)
 		return -ENOMEM;
-	aem_core_probe(p, AEM_FEAT_KERNEL, AEM_SETUP_BOOST | AEM_SETUP_KERNEL | AEM_SETUP_SQPOLL);
+	aem_core_probe(p, AEM_FEAT_KERNEL | AEM_FEAT_LANES, AEM_SETUP_BOOST | AEM_SETUP_KERNEL | AEM_SETUP_SQPOLL);
 	ret = copy_to_user(arg, p, sizeof(*p)) ? -EFAULT : 0;
 	kfree(p);
 	return ret;
