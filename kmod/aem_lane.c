@@ -311,6 +311,14 @@ long aem_ioc_lane_open(void __user *arg)
 	ret = -ENOSPC;
 	if (!lt)
 		goto out_ring;
+	/* No room is -ENOSPC before anything is charged; looked at again below. */
+	mutex_lock(&aem_lanes_mutex);
+	for (i = 0; i < lt->nr && lt->slot[i]; i++)
+		;
+	ret = lt->gone ? -ENOENT : i == lt->nr ? -ENOSPC : 0;
+	mutex_unlock(&aem_lanes_mutex);
+	if (ret)
+		goto out_ring;
 	ret = -ENOMEM;
 	l = aem_lane_alloc(PAGE_ALIGN(size) >> PAGE_SHIFT);
 	if (!l)
