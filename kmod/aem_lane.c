@@ -43,6 +43,7 @@ struct aem_lane {
 	struct aem_lanes	*cons;		/* the consumer's table while the lane sits in it */
 	struct aem_lane_note	note;		/* slot, gen, entries, rec_size, sub_id, prio */
 	u64			tag;		/* the subscription's user_data: the notes' */
+	u32			kick_end;	/* one past the result index of its last kick (0: none): one unread kick at a time */
 	bool			mapped;		/* the consumer mapped it */
 	bool			closed;		/* the producer is gone */
 	struct user_struct	*user;		/* the producer's user, charged for the pages */
@@ -142,7 +143,7 @@ static bool aem_lane_kick_locked(struct aem_lane *l)
 	struct aem_lane_note n = l->note;
 
 	n.kind = AEM_LANE_NOTE_KICK;
-	return aem_core_lane_note(l->cons->ring, &n, l->tag, true);
+	return aem_core_lane_note(l->cons->ring, &n, l->tag, true, &l->kick_end);
 }
 
 int aem_lanes_create(struct aem_lanes **out, struct aem_ctx *ring, u32 nr)
@@ -364,7 +365,7 @@ long aem_ioc_lane_open(void __user *arg)
 	kref_get(&l->ref);	/* the slot's; the file took the creator's */
 	l->cons = lt;
 	lt->slot[i] = l;
-	aem_core_lane_note(ring, &note, tag, false);	/* never dropped: the consumer must learn of it */
+	aem_core_lane_note(ring, &note, tag, false, NULL);	/* never dropped: the consumer must learn of it */
 	mutex_unlock(&aem_lanes_mutex);
 	fd_install(fd, file);
 	aem_core_ring_put(ring);

@@ -258,13 +258,16 @@ void aem_host_cred_put(struct aem_cred *c);
  * Put the ring with aem_core_ring_put().  aem_core_lane_note() posts @n
  * into @r's result ring (AEM_CQE_F_RESULT | AEM_CQE_F_LANE, user_data
  * @tag: the subscription's) and wakes its waiters;
- * with @if_room only while the result ring has room (false: not posted),
- * else never dropped (the result backlog).
+ * with @if_room only while the result ring is less than half full, and
+ * not while the note last posted for the same lane (*@unread_end: one past
+ * its index, 0 for none) is still unread (false: not posted); else never
+ * dropped (the result backlog).
  */
 int aem_core_lane_target(u64 addr, const struct aem_cred *cred, struct aem_ctx **out,
 			 void **host, u64 *sub_id, u8 *prio, u64 *tag);
 void aem_core_ring_put(struct aem_ctx *r);
-bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, u64 tag, bool if_room);
+bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, u64 tag, bool if_room,
+			u32 *unread_end);
 
 /* Random bits for ring ids (kernel: get_random_u32). */
 u32 aem_host_random_u32(void);

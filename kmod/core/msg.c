@@ -392,7 +392,8 @@ void aem_core_ring_put(struct aem_ctx *r)
 	__aem_ring_put(r);
 }
 
-bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, u64 tag, bool if_room)
+bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, u64 tag, bool if_room,
+			u32 *unread_end)
 {
 	struct aem_cq_core *cq = __aem_res_cq(r);
 	struct aem_post p = {
@@ -403,17 +404,32 @@ bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, u64 ta
 		.n = 1,
 		.data = n,
 	};
-	struct aem_posted out;
+	struct aem_posted out = { 0 };
+	bool post = true;
 	unsigned long f;
-	bool room;
 
 	aem_spin_lock_irqsave(&r->cq_lock, f);
-	/* Kicks only while the ring is less than half full: they never crowd out the ring's own results. */
-	room = !cq->bl_head && __aem_cq_room_locked(r, cq) > cq->entries / 2;
-	if (room || !if_room)
+	if (if_room) {
+		/* Kicks only while the ring is less than half full: they never crowd out the ring's own results. */
+		post = !cq->bl_head && __aem_cq_room_locked(r, cq) > cq->entries / 2;
+		/*
+		 * The lane's last kick not yet read: the consumer is awake or
+		 * about to be, and will look at the lane.  The head is the
+		 * consumer's to write: a false one only costs it kicks.
+		 */
+		if (post && unread_end && *unread_end &&
+		    (s32)(aem_load_acquire(cq->khead) - *unread_end) < 0)
+			post = false;
+	}
+	if (post) {
+		u32 at = cq->tail;
+
 		__aem_post_locked(r, NULL, &p, &out);
+		if (unread_end)
+			*unread_end = (at + 1) ? at + 1 : 1;
+	}
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
-	if ((room || !if_room) && out.wake)
+	if (post && out.wake)
 		__aem_wake(r, p.cls == 0);
-	return room || !if_room;
+	return post;
 }

@@ -9,12 +9,13 @@
  * Module:
  *  - refusals change nothing: bad arguments -EINVAL, unknown ring or
  *    channel -ENOENT, a ring that takes no lanes -ENOSPC, another user
- *    without a grant -EACCES (as root), no note reaches the consumer;
+ *    without a grant -EACCES, granted but past RLIMIT_MEMLOCK -ENOMEM (both
+ *    as root), no note reaches the consumer;
  *  - PRODUCERS processes, one of them dying without closing its lane:
  *    every record arrives, in order per producer, none malformed, and
  *    every lane ends drained (AEM_LANE_P_CLOSED set by close or death);
  *  - a consumer asleep in aem_wait() is woken by a producer's kick (a KICK
- *    note), and a slot given back is reused with a new generation: the old
+ *    note; fewer kick notes than records: one unread kick per lane), and a slot given back is reused with a new generation: the old
  *    (slot, gen) no longer maps;
  *  - all slots taken: -ENOSPC; lanes closed before the consumer mapped
  *    them keep their slot and records until it does;
@@ -22,6 +23,7 @@
  */
 #include "aem_test.h"
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #define CHANNEL		7
@@ -227,8 +229,23 @@ static void refusals(struct consumer *c, struct aem_ring *pr)
 			_exit(0);
 		}
 		reap(pid);
+
+		/* Granted, but past its locked-memory limit (no CAP_IPC_LOCK once not root). */
+		t_eq(aem_grant(&c->ring, 65534, 0), 0);
+		pid = fork();
+		t_assert(pid >= 0, "fork");
+		if (!pid) {
+			struct rlimit none = { 0, 0 };
+
+			t_assert(setrlimit(RLIMIT_MEMLOCK, &none) == 0, "setrlimit: %s", strerror(errno));
+			t_assert(setresuid((uid_t)-1, 65534, (uid_t)-1) == 0, "seteuid: %s", strerror(errno));
+			t_eq(aem_lane_open_remote(pr, addr, ENTRIES, REC_SIZE, &lr), -ENOMEM);
+			_exit(0);
+		}
+		reap(pid);
+		t_eq(aem_grant(&c->ring, 65534, AEM_GRANT_REVOKE), 0);
 	} else {
-		t_note("not root: the not-granted case is left out");
+		t_note("not root: the not-granted and locked-memory cases are left out");
 	}
 	/* None of that reached the consumer. */
 	t_assert(!t_next(&c->ring, &cqe, 50), "a refused open left a CQE: flags %#x res %d", cqe.flags, cqe.res);
@@ -303,6 +320,8 @@ int main(void)
 		reap(pids[i]);
 	t_eq(c->attached, PRODUCERS);
 	t_eq(c->malformed, 0);
+	t_assert(c->kicks < PRODUCERS * PER_PRODUCER, "%u kick notes for %u records", c->kicks,
+		 PRODUCERS * PER_PRODUCER);
 	printf("%u producers: %u records each, in order, lanes drained and ended; %u kicks\n",
 	       PRODUCERS, PER_PRODUCER, c->kicks);
 	old_slot = c->note[0].slot;
