@@ -562,7 +562,8 @@ struct aem_lane_rec {
  * with a note (AEM_LANE_NOTE_ATTACH); the producer mmaps the returned lane
  * fd at offset 0, map_size bytes.  AEM_IOC_LANE_KICK on the lane fd wakes a
  * consumer that set AEM_LANE_C_SLEEPING (a AEM_LANE_NOTE_KICK note, posted
- * only while the result ring is less than half full: a busier ring wakes it
+ * only while the result ring is less than half full and the lane's last
+ * kick note has been read: a busier ring, or an unread note, wakes it
  * anyway).
  * Closing the lane fd (or dying) sets AEM_LANE_P_CLOSED and kicks; the
  * consumer drains and unmaps.  Closing the consumer ring sets
