@@ -70,6 +70,7 @@ type Lane struct {
 	prio    uint8
 	subID   uint64 // the events' token, never read back from the lane
 	lossy   bool
+	remote  *remoteLane // a lane the module mapped (lane_remote.go); nil in this process's memory
 
 	// Each side's fields on cache lines of their own: the producer and the
 	// reader run on different CPUs.
@@ -104,6 +105,9 @@ type laneTable struct {
 	// sleeping mirrors the reader's SLEEPING flags, so an attach during a
 	// sleep leaves no lane unflagged. Under mu.
 	sleeping bool
+	// pending holds remote lanes attached while every slot was taken
+	// (lane_remote.go); a detach places the first. Under mu.
+	pending []*Lane
 	// first is, per class, the lane the last reap began with; the next
 	// begins one further, so that a busy lane never starves the others.
 	// reaped is how many slots that reap looked at: commit follows the
@@ -272,6 +276,9 @@ func (l *Lane) usable() error {
 	if l.closed.Load() || l.r.life.closed() {
 		return ErrClosed
 	}
+	if l.remote != nil && atomic.LoadUint32(&l.ctl.ConsFlags)&abi.LaneCGone != 0 {
+		return errLaneConsumerGone
+	}
 	return nil
 }
 
@@ -320,8 +327,17 @@ func (l *Lane) put(data []byte) {
 func (l *Lane) publish() {
 	atomic.StoreUint32(&l.ctl.Tail, l.tail) // pairs with the reader's load of tail
 	if atomic.LoadUint32(&l.ctl.ConsFlags)&abi.LaneCSleeping != 0 {
-		l.r.kickLaneReader()
+		l.kick()
 	}
+}
+
+// kick wakes the sleeping reader: in this process, or through the module.
+func (l *Lane) kick() {
+	if l.remote != nil {
+		l.remote.kick()
+		return
+	}
+	l.r.kickLaneReader()
 }
 
 // waitRoom waits until the consumer frees room: a few yields first, then
@@ -340,6 +356,11 @@ func (l *Lane) waitRoom(ctx context.Context) (uint32, error) {
 		}
 		if spins < laneSpins {
 			runtime.Gosched()
+			continue
+		}
+		if l.remote != nil {
+			// The consumer's hand-back cannot wake another process: poll.
+			postBackoff(spins)
 			continue
 		}
 		atomic.StoreUint32(&l.ctl.ProdFlags, abi.LanePWaiting)
@@ -387,6 +408,11 @@ func (l *Lane) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	atomic.StoreUint32(&l.ctl.ProdFlags, abi.LanePClosed) // after the tail: the reader drains, then detaches
+	if l.remote != nil {
+		// Closing the lane fd kicks the consumer; the mapping goes with it.
+		l.remote.unmap()
+		return nil
+	}
 	if atomic.LoadUint32(&l.ctl.ConsFlags)&abi.LaneCSleeping != 0 {
 		l.r.kickLaneReader()
 	}
@@ -654,6 +680,14 @@ func (r *Ring) detachLane(l *Lane) {
 	t.mu.Lock()
 	if t.lanes[l.slot].Load() == l {
 		t.lanes[l.slot].Store(nil)
+		if l.remote != nil {
+			l.remote.unmap()
+		}
+		if len(t.pending) > 0 {
+			next := t.pending[0]
+			t.pending = t.pending[1:]
+			t.placeLocked(next)
+		}
 	}
 	t.mu.Unlock()
 }

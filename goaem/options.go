@@ -84,6 +84,7 @@ type config struct {
 	errHandler  func(ev *Event, err error)
 	sockSent    func(conn uint64, n int, err error)
 	lanes       int // WithLanes
+	remoteLanes int // WithRemoteLanes
 }
 
 func defaultConfig() config {
@@ -96,6 +97,16 @@ func defaultConfig() config {
 
 // WithBackend picks the backend; the default is BackendAuto.
 func WithBackend(b Backend) Option { return func(c *config) { c.backend = b } }
+
+// WithRemoteLanes lets producers in other processes attach up to n lanes
+// to this ring's Msg subscriptions (Ring.OpenLaneTo; aem_params.remote_lanes),
+// at most abi.MaxLanes; the default 0 takes none. The reader maps each lane
+// the module attaches and delivers its records as WithLanes' lanes are.
+// Only the kernel backend has them: elsewhere Open fails with an error
+// matching syscall.EOPNOTSUPP.
+func WithRemoteLanes(n int) Option {
+	return func(c *config) { c.remoteLanes, c.params.RemoteLanes = n, uint32(max(n, 0)) }
+}
 
 // WithLanes gives the ring room for n producer lanes (Ring.OpenLane), at
 // most abi.MaxLanes; the default 0 has none.
@@ -242,6 +253,8 @@ func (c *config) validate() error {
 		return invalid("goaem: submission poller idle %v outside 0..%v", c.sqIdle, abi.MaxSQIdleMS*time.Millisecond)
 	case c.lanes < 0 || c.lanes > abi.MaxLanes:
 		return invalid("goaem: %d lanes outside 0..%d", c.lanes, abi.MaxLanes)
+	case c.remoteLanes < 0 || c.remoteLanes > abi.MaxLanes:
+		return invalid("goaem: %d remote lanes outside 0..%d", c.remoteLanes, abi.MaxLanes)
 	}
 	if c.params.Flags&abi.SetupSQPoll != 0 {
 		c.params.SQIdleMS = uint32((c.sqIdle + time.Millisecond - 1) / time.Millisecond)

@@ -173,9 +173,10 @@ func (r *Ring) read(batch []Event, keep bool) int {
 		if err := r.flush(); err != nil {
 			r.async.fail(err)
 		}
-	} else if r.cfg.sockSent != nil {
+	} else if r.cfg.sockSent != nil || r.cfg.remoteLanes != 0 {
 		// A send continued by the kernel side is answered later, with
-		// nobody submitting: the reader reports it (results wake it too).
+		// nobody submitting, and a remote lane's attach comes unasked:
+		// the reader routes them (results wake it too).
 		r.routeReady()
 	}
 	return n

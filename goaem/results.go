@@ -243,6 +243,10 @@ func (r *Ring) routeResults() int {
 // fire-and-forget SQE is counted. Under res.mu.
 func (r *Ring) routeLocked(cqe *abi.CQE) {
 	ud := cqe.UserData
+	if cqe.Flags&abi.CQEFLane != 0 {
+		r.laneNoteLocked(cqe) // the module's, about a remote lane
+		return
+	}
 	if cqe.Flags&abi.CQEFStats != 0 && ud&tagOp == 0 {
 		// A subscription's end result: its SUBSCRIBE asked for its final counts.
 		if s := r.subs.get(ud); s != nil {

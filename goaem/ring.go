@@ -190,7 +190,9 @@ func newRing(cfg config, be backend, p *abi.Params, regions [abi.NrRegions]unsaf
 		spawnSem:  make(chan struct{}, cfg.maxInFlight),
 	}
 	r.life.idle = make(chan struct{}, 1)
-	r.lanes.max = cfg.lanes
+	// Remote lanes share the table; a remote lane whose slot the module
+	// reused before the reader detached it waits in pending.
+	r.lanes.max = min(cfg.lanes+cfg.remoteLanes, abi.MaxLanes)
 	if err := r.initViews(p, regions); err != nil {
 		return nil, err
 	}
@@ -379,6 +381,7 @@ func (r *Ring) Close() error {
 		r.res.pf.unwatch()
 		r.unwatchKernelWait()
 		drainErr := r.drainPoller()
+		r.lanes.unmapRemote() // the module keeps the ring while a lane of it is mapped
 		r.closeErr = errors.Join(drainErr, r.be.close())
 		r.subs.clear()
 	})

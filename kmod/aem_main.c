@@ -43,6 +43,7 @@
 
 #include "core/aem_sources.h"
 #include "aem_kmod.h"
+#include "aem_lane.h"
 
 /* ---------------------------------------------------------------------- */
 /* Parameters                                                             */
@@ -107,6 +108,7 @@ struct aem_file {
 	struct user_namespace	*user_ns;
 
 	struct aem_sqpoll	*sqp;		/* AEM_SETUP_SQPOLL: set at setup, before the ring is published */
+	struct aem_lanes	*lanes;		/* remote lanes (aem_params.remote_lanes): set at setup, before the ring is published */
 };
 
 /*
@@ -148,6 +150,11 @@ void aem_host_unregister_source(const struct aem_source_ops *ops)
 	up_write(&aem_teardown_rwsem);
 }
 EXPORT_SYMBOL_GPL(aem_host_unregister_source);
+
+struct aem_lanes *aem_host_lanes(void *host)
+{
+	return ((struct aem_file *)host)->lanes;
+}
 
 static struct aem_ctx *aem_file_ring(struct aem_file *f)
 {
@@ -609,10 +616,13 @@ static int aem_release(struct inode *inode, struct file *file)
 
 	/* No ioctl, poll or mmap can run now: the file has no users left. */
 	aem_sqp_stop(f);
+	/* Before the teardown: no lane attaches or notes a ring that is going. */
+	aem_lanes_close(f->lanes);
 	if (ring) {
 		/* Ends every subscription, fails calls, frees the backlog. */
 		aem_ring_destroy(ring);
 	}
+	aem_lanes_free(f->lanes);
 	aem_boost_restore(f);
 	if (f->pid_ns)
 		put_pid_ns(f->pid_ns);
@@ -641,7 +651,8 @@ static long aem_ioc_setup(struct aem_file *f, void __user *arg)
 	/* The embedded backend is libaem's; asking the kernel for it is an error. */
 	if (p.flags & AEM_SETUP_EMBEDDED)
 		return -EINVAL;
-	ret = aem_core_layout(&p, AEM_FEAT_KERNEL | (p.flags & AEM_SETUP_SQPOLL ? AEM_FEAT_SQPOLL : 0), &l);
+	ret = aem_core_layout(&p, AEM_FEAT_KERNEL | AEM_FEAT_LANES |
+			      (p.flags & AEM_SETUP_SQPOLL ? AEM_FEAT_SQPOLL : 0), &l);
 	if (ret)
 		return ret;
 	if ((p.flags & AEM_SETUP_BOOST) && !capable(CAP_SYS_NICE))
@@ -680,24 +691,32 @@ static long aem_ioc_setup(struct aem_file *f, void __user *arg)
 	if (ret)
 		goto err;
 	p.ring_id = ring_id;
+	ret = aem_lanes_create(&f->lanes, ring, p.remote_lanes);
+	if (ret) {
+		aem_ring_destroy(ring);
+		goto err;
+	}
 	if (p.flags & AEM_SETUP_SQPOLL) {
 		ret = aem_sqp_create(f, ring, ring_id);
-		if (ret) {
-			aem_ring_destroy(ring);
-			goto err;
-		}
+		if (ret)
+			goto err_ring;
 	}
 	if (copy_to_user(arg, &p, sizeof(p))) {
 		ret = -EFAULT;
 		aem_sqp_stop(f);
-		aem_ring_destroy(ring);
-		goto err;
+		goto err_ring;
 	}
 	/* Pairs with the load-acquire in aem_file_ring(). */
 	smp_store_release(&f->ring, ring);
 	aem_sqp_start(f);
 	mutex_unlock(&f->lock);
 	return 0;
+err_ring:
+	/* The ring was in the ring table: a producer may have attached meanwhile. */
+	aem_lanes_close(f->lanes);
+	aem_ring_destroy(ring);
+	aem_lanes_free(f->lanes);
+	f->lanes = NULL;
 err:
 	aem_free_regions(f);
 	aem_unaccount_mem(f);
@@ -854,7 +873,7 @@ static long aem_ioc_probe(void __user *arg)
 
 	if (!p)
 		return -ENOMEM;
-	aem_core_probe(p, AEM_FEAT_KERNEL, AEM_SETUP_BOOST | AEM_SETUP_KERNEL | AEM_SETUP_SQPOLL);
+	aem_core_probe(p, AEM_FEAT_KERNEL | AEM_FEAT_LANES, AEM_SETUP_BOOST | AEM_SETUP_KERNEL | AEM_SETUP_SQPOLL);
 	ret = copy_to_user(arg, p, sizeof(*p)) ? -EFAULT : 0;
 	kfree(p);
 	return ret;
@@ -916,6 +935,8 @@ static long aem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return aem_ioc_call(f, uarg);
 	case AEM_IOC_PROBE:
 		return aem_ioc_probe(uarg);
+	case AEM_IOC_LANE_OPEN:
+		return aem_ioc_lane_open(uarg);
 	}
 	ring = aem_file_ring(f);
 	if (!ring)
@@ -978,6 +999,8 @@ static int aem_mmap(struct file *file, struct vm_area_struct *vma)
 
 	if (!aem_file_ring(f))
 		return -EBADFD;
+	if (aem_lanes_is_offset(off))
+		return aem_lanes_mmap(f->lanes, vma, off);
 	for (i = 0; i < AEM_NR_REGIONS; i++)
 		if (off == offsets[i])
 			break;

@@ -224,7 +224,8 @@ type Params struct {
 	CallQuota    uint32                  `aem:"call_quota"`
 	SockConns    uint32                  `aem:"sock_conns"`
 	SQIdleMS     uint32                  `aem:"sq_idle_ms"`
-	Resv         [2]uint32               `aem:"resv"`
+	RemoteLanes  uint32                  `aem:"remote_lanes"`
+	Resv         [1]uint32               `aem:"resv"`
 	SQOff        RingOffsets             `aem:"sq_off"`
 	CQOff        [MaxClasses]RingOffsets `aem:"cq_off"`
 	SlotOff      RingOffsets             `aem:"slot_off"`
@@ -414,7 +415,45 @@ const (
 	LanePWaiting   = 1 << 0    // prod_flags: the producer sleeps until the head moves
 	LanePClosed    = 1 << 1    // prod_flags: no record after the tail
 	LaneCSleeping  = 1 << 0    // cons_flags: the consumer sleeps; a publisher kicks it
+	LaneCGone      = 1 << 1    // cons_flags, remote lanes: the consumer ring is closed (the kernel sets it)
+
+	// Remote lanes (FeatLanes): the module maps a lane into a producer in
+	// another process and into the consumer ring.
+	FeatLanes      = 1 << 10    // Params.RemoteLanes, IocLaneOpen
+	CQEFLane       = 1 << 8     // with CQEFResult: a LaneNote in Data; UserData is the subscription's tag
+	OffLanes       = 0x40000000 // AEM_OFF_LANES
+	LaneGenMax     = 0x7fffffff
+	LaneNoteAttach = 1 // LaneNote.Kind: a lane was attached, map it
+	LaneNoteKick   = 2 // LaneNote.Kind: a producer woke the consumer
 )
+
+// OffLane is AEM_OFF_LANE: the ring fd's mmap offset of a remote lane.
+func OffLane(slot, gen uint32) int64 {
+	return int64(OffLanes | uint64(slot)<<24 | uint64(gen)<<32)
+}
+
+// LaneOpen is struct aem_lane_open, IocLaneOpen's argument.
+type LaneOpen struct {
+	Addr    uint64    `aem:"addr"`
+	Entries uint32    `aem:"entries"`
+	RecSize uint32    `aem:"rec_size"`
+	Flags   uint32    `aem:"flags"`
+	FD      int32     `aem:"fd"`
+	MapSize uint64    `aem:"map_size"`
+	Resv    [2]uint64 `aem:"resv"`
+}
+
+// LaneNote is struct aem_lane_note, the payload of a CQEFLane result.
+type LaneNote struct {
+	Slot    uint32   `aem:"slot"`
+	Gen     uint32   `aem:"gen"`
+	Entries uint32   `aem:"entries"`
+	RecSize uint32   `aem:"rec_size"`
+	SubID   uint64   `aem:"sub_id"`
+	Prio    uint8    `aem:"prio"`
+	Kind    uint8    `aem:"kind"`
+	Resv    [6]uint8 `aem:"resv"`
+}
 
 // LaneRecStride is AEM_LANE_REC_STRIDE: the bytes one record of recSize
 // payload bytes takes (its header, its payload, padding to 8).
@@ -508,4 +547,6 @@ var (
 	IocRingStats = ioc(iocRead, 0x04, unsafe.Sizeof(RingStats{}))
 	IocCall      = ioc(iocRead|iocWrite, 0x05, unsafe.Sizeof(CallArgs{}))
 	IocGrant     = ioc(iocWrite, 0x0e, unsafe.Sizeof(Grant{}))
+	IocLaneOpen  = ioc(iocRead|iocWrite, 0x0f, unsafe.Sizeof(LaneOpen{}))
+	IocLaneKick  = ioc(0, 0x10, 0) // on a lane fd
 )

@@ -41,6 +41,8 @@ var structs = []struct {
 	{"aem_grant", abi.Grant{}},
 	{"aem_lane_ctl", abi.LaneCtl{}},
 	{"aem_lane_rec", abi.LaneRec{}},
+	{"aem_lane_open", abi.LaneOpen{}},
+	{"aem_lane_note", abi.LaneNote{}},
 }
 
 func TestLayoutMatchesHeader(t *testing.T) {
@@ -121,7 +123,12 @@ func TestConstantsMatchHeader(t *testing.T) {
 		"AEM_LANE_MAX_RECORD": abi.LaneMaxRecord, "AEM_LANE_P_WAITING": abi.LanePWaiting,
 		"AEM_LANE_P_CLOSED": abi.LanePClosed, "AEM_LANE_C_SLEEPING": abi.LaneCSleeping,
 		"AEM_LANE_REC_STRIDE(13)": uint64(abi.LaneRecStride(13)),
-		"AEM_SETUP_SQPOLL":        abi.SetupSQPoll, "AEM_FEAT_SQPOLL": abi.FeatSQPoll,
+		"AEM_LANE_C_GONE":         abi.LaneCGone, "AEM_FEAT_LANES": abi.FeatLanes,
+		"AEM_CQE_F_LANE": abi.CQEFLane, "AEM_OFF_LANES": abi.OffLanes,
+		"AEM_LANE_GEN_MAX": abi.LaneGenMax, "AEM_LANE_NOTE_ATTACH": abi.LaneNoteAttach,
+		"AEM_LANE_NOTE_KICK": abi.LaneNoteKick, "AEM_IOC_LANE_OPEN": uint64(abi.IocLaneOpen),
+		"AEM_IOC_LANE_KICK": uint64(abi.IocLaneKick), "AEM_OFF_LANE(5, 9)": uint64(abi.OffLane(5, 9)),
+		"AEM_SETUP_SQPOLL": abi.SetupSQPoll, "AEM_FEAT_SQPOLL": abi.FeatSQPoll,
 		"AEM_SQ_F_NEED_WAKEUP": abi.SQFNeedWakeup, "AEM_ENTER_SQ_WAKEUP": abi.EnterSQWakeup,
 		"AEM_DEFAULT_SQ_IDLE_MS": abi.DefaultSQIdleMS, "AEM_MAX_SQ_IDLE_MS": abi.MaxSQIdleMS,
 		"AEM_GRANT_ANY": abi.GrantAny, "AEM_GRANT_REVOKE": abi.GrantRevoke,

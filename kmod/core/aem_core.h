@@ -250,6 +250,25 @@ struct aem_cred {
 void aem_host_cred_get(struct aem_cred *c);
 void aem_host_cred_put(struct aem_cred *c);
 
+/*
+ * Remote producer lanes (the module's aem_lane.c; the core never reads a
+ * lane).  aem_core_lane_target() finds and holds the ring at @addr for
+ * @cred, as a POST would (-ENOENT, -EACCES), and its live Msg subscription
+ * on @addr's channel (-ENOENT): its host, id, class and tag (user_data).
+ * Put the ring with aem_core_ring_put().  aem_core_lane_note() posts @n
+ * into @r's result ring (AEM_CQE_F_RESULT | AEM_CQE_F_LANE, user_data
+ * @tag: the subscription's) and wakes its waiters;
+ * with @if_room only while the result ring is less than half full, and
+ * not while the note last posted for the same lane (*@unread_end: one past
+ * its index, 0 for none) is still unread (false: not posted); else never
+ * dropped (the result backlog).
+ */
+int aem_core_lane_target(u64 addr, const struct aem_cred *cred, struct aem_ctx **out,
+			 void **host, u64 *sub_id, u8 *prio, u64 *tag);
+void aem_core_ring_put(struct aem_ctx *r);
+bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, u64 tag, bool if_room,
+			u32 *unread_end);
+
 /* Random bits for ring ids (kernel: get_random_u32). */
 u32 aem_host_random_u32(void);
 

@@ -64,6 +64,13 @@ AEM_PIN(struct aem_lane_ctl, sub_id, 144);
 aem_static_assert(sizeof(struct aem_lane_ctl) == 192, "a lane's control is three cache lines, one per writer");
 aem_static_assert(sizeof(struct aem_lane_rec) == 8, "a lane record's header is 8 bytes");
 aem_static_assert(AEM_LANE_MAX_RECORD <= AEM_CQE_INLINE, "a lane event is an inline event");
+AEM_PIN(struct aem_params, remote_lanes, 56);
+AEM_PIN(struct aem_lane_open, addr, 0);
+AEM_PIN(struct aem_lane_open, fd, 20);
+AEM_PIN(struct aem_lane_open, map_size, 24);
+aem_static_assert(sizeof(struct aem_lane_open) == 48, "struct aem_lane_open is 48 bytes");
+aem_static_assert(sizeof(struct aem_lane_note) == AEM_CQE_INLINE, "a lane note fits a CQE's inline payload");
+aem_static_assert(AEM_MAX_LANES <= 64, "AEM_OFF_LANE has 6 bits of slot");
 
 static u32 roundup_pow2(u32 v)
 {
@@ -117,6 +124,11 @@ int aem_core_layout(struct aem_params *p, u32 host_features, struct aem_layout *
 	for (i = 0; i < sizeof(p->resv2) / sizeof(p->resv2[0]); i++)
 		if (p->resv2[i])
 			return -EINVAL;
+	/* Remote lanes need a host that maps pages for another process: the module. */
+	if (p->remote_lanes > AEM_MAX_LANES)
+		return -EINVAL;
+	if (p->remote_lanes && !(host_features & AEM_FEAT_LANES))
+		return -EOPNOTSUPP;
 	/* A version this core does not serve: the caller's build and ours disagree. */
 	if (ver < AEM_API_VERSION_MIN || ver > AEM_API_VERSION)
 		return -EOPNOTSUPP;

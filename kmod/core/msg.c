@@ -355,3 +355,81 @@ int __aem_op_post(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason, boo
 	__aem_post_run_close(&run);
 	return ret;
 }
+
+/* ---------------------------------------------------------------------- */
+/* Remote producer lanes: finding the consumer, telling it (aem_core.h)    */
+
+int aem_core_lane_target(u64 addr, const struct aem_cred *cred, struct aem_ctx **out,
+			 void **host, u64 *sub_id, u8 *prio, u64 *tag)
+{
+	struct aem_ctx *t;
+	struct aem_sub *s;
+	unsigned long f;
+	int ret;
+
+	ret = __aem_ring_get_for(AEM_ADDR_RING(addr), cred, &t);
+	if (ret)
+		return ret;
+	aem_spin_lock_irqsave(&t->cq_lock, f);
+	s = t->closing ? NULL : msg_find_locked(t, AEM_ADDR_CHANNEL(addr));
+	if (s) {
+		*sub_id = aem_sub_id(t, s);
+		*prio = s->prio;
+		*tag = s->user_data;
+	}
+	aem_spin_unlock_irqrestore(&t->cq_lock, f);
+	if (!s) {
+		__aem_ring_put(t);
+		return -ENOENT;
+	}
+	*host = t->host;
+	*out = t;
+	return 0;
+}
+
+void aem_core_ring_put(struct aem_ctx *r)
+{
+	__aem_ring_put(r);
+}
+
+bool aem_core_lane_note(struct aem_ctx *r, const struct aem_lane_note *n, u64 tag, bool if_room,
+			u32 *unread_end)
+{
+	struct aem_cq_core *cq = __aem_res_cq(r);
+	struct aem_post p = {
+		.user_data = tag,
+		.flags = AEM_CQE_F_RESULT | AEM_CQE_F_LANE,
+		.cls = n->prio < r->nr_classes ? n->prio : 0,
+		.len = sizeof(*n),
+		.n = 1,
+		.data = n,
+	};
+	struct aem_posted out = { 0 };
+	bool post = true;
+	unsigned long f;
+
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	if (if_room) {
+		/* Kicks only while the ring is less than half full: they never crowd out the ring's own results. */
+		post = !cq->bl_head && __aem_cq_room_locked(r, cq) > cq->entries / 2;
+		/*
+		 * The lane's last kick not yet read: the consumer is awake or
+		 * about to be, and will look at the lane.  The head is the
+		 * consumer's to write: a false one only costs it kicks.
+		 */
+		if (post && unread_end && *unread_end &&
+		    (s32)(aem_load_acquire(cq->khead) - *unread_end) < 0)
+			post = false;
+	}
+	if (post) {
+		u32 at = cq->tail;
+
+		__aem_post_locked(r, NULL, &p, &out);
+		if (unread_end)
+			*unread_end = (at + 1) ? at + 1 : 1;
+	}
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	if (post && out.wake)
+		__aem_wake(r, p.cls == 0);
+	return post;
+}

@@ -75,6 +75,7 @@
 #define AEM_FEAT_SENDER		(1U << 6)	/* version 4: posts and calls carry their sender (AEM_CQE_F_SENDER) */
 #define AEM_FEAT_GRANT		(1U << 8)	/* posts and calls need the owner's user or a grant (AEM_IOC_GRANT) */
 #define AEM_FEAT_SQPOLL		(1U << 9)	/* this ring has a submission poller (AEM_SETUP_SQPOLL was asked and is served) */
+#define AEM_FEAT_LANES		(1U << 10)	/* producer lanes from other processes: aem_params.remote_lanes, AEM_IOC_LANE_OPEN */
 
 /*
  * Offsets of one ring's fields, in bytes from the start of the region
@@ -107,7 +108,8 @@ struct aem_params {
 	__u32	call_quota;	/* in: calls this ring may have pending, <= AEM_MAX_CALL_QUOTA; 0 = default; out: actual */
 	__u32	sock_conns;	/* in: AEM_SRC_SOCK connections the ring may hold, <= AEM_MAX_SOCK_CONNS; 0 = default; out: actual */
 	__u32	sq_idle_ms;	/* in: AEM_SETUP_SQPOLL: the poller's idle time before it sleeps, <= AEM_MAX_SQ_IDLE_MS; 0 = default; out: actual */
-	__u32	resv[2];	/* must be zero */
+	__u32	remote_lanes;	/* in: lanes other processes may attach (AEM_IOC_LANE_OPEN), <= AEM_MAX_LANES; 0 = none (AEM_FEAT_LANES) */
+	__u32	resv[1];	/* must be zero */
 	struct aem_ring_offsets sq_off;			/* out */
 	struct aem_ring_offsets cq_off[AEM_MAX_CLASSES];	/* out; unused classes zeroed */
 	struct aem_ring_offsets slot_off;		/* out: slot return ring */
@@ -127,6 +129,15 @@ struct aem_params {
 #define AEM_OFF_SQES		0x10000000ULL
 #define AEM_OFF_CQES		0x20000000ULL
 #define AEM_OFF_PAYLOAD		0x30000000ULL
+/*
+ * A remote lane attached to this ring (AEM_CQE_F_LANE names its slot and
+ * generation): mmap the ring fd at AEM_OFF_LANE(slot, gen), read-write,
+ * AEM_LANE_MAP_SIZE bytes.  A slot reused by another lane has a new
+ * generation, so a stale (slot, gen) is refused with -ENOENT.
+ */
+#define AEM_OFF_LANES		0x40000000ULL
+#define AEM_OFF_LANE(slot, gen)	(AEM_OFF_LANES | ((__u64)(slot) << 24) | ((__u64)(gen) << 32))
+#define AEM_LANE_GEN_MAX	0x7fffffffU	/* generations are 1..AEM_LANE_GEN_MAX (off_t stays positive) */
 
 /* SQ ring flags (kernel-written) */
 #define AEM_SQ_F_REFUSED	(1U << 0)	/* at least one SQE was refused since setup */
@@ -296,6 +307,7 @@ struct aem_sqe {
 #define AEM_CQE_F_STATS		(1U << 5)	/* result: data holds struct aem_sub_counts, the subscription id's final counts */
 #define AEM_CQE_F_SENDER	(1U << 6)	/* version 4, msg event: its sender is in the senders array beside the ring */
 #define AEM_CQE_F_SOCK_CTL	(1U << 7)	/* AEM_SRC_SOCK: payload is a struct aem_sock_event, not received bytes */
+#define AEM_CQE_F_LANE		(1U << 8)	/* with RESULT: a remote lane's note (struct aem_lane_note in data); user_data: its subscription's tag */
 
 /*
  * A delivery slot reference (version 3): aem_cqe.slot is the slot's index
@@ -514,6 +526,7 @@ struct aem_grant {
 
 /* aem_lane_ctl.cons_flags (the consumer writes them) */
 #define AEM_LANE_C_SLEEPING	(1U << 0)	/* the consumer sleeps: a producer that publishes kicks it */
+#define AEM_LANE_C_GONE		(1U << 1)	/* remote lanes: the consumer ring is closed (the kernel sets it); posting is futile */
 
 struct aem_lane_ctl {
 	/* The producer's cache line. */
@@ -537,6 +550,49 @@ struct aem_lane_rec {
 	__u32	len;		/* payload bytes, <= rec_size */
 	__u32	flags;		/* zero */
 	/* __u8 data[rec_size], then padding to 8 bytes */
+};
+
+/*
+ * Remote lanes (AEM_FEAT_LANES): a producer in another process opens a
+ * lane to a consumer ring's Msg subscription with AEM_IOC_LANE_OPEN on any
+ * /dev/aem fd.  It needs what a POST to that ring needs (the owner's user
+ * or a grant), and the consumer must have asked for remote lanes at setup
+ * (aem_params.remote_lanes).  The kernel allocates the lane zeroed, writes
+ * entries, rec_size, prio and sub_id into its ctl, and tells the consumer
+ * with a note (AEM_LANE_NOTE_ATTACH); the producer mmaps the returned lane
+ * fd at offset 0, map_size bytes.  AEM_IOC_LANE_KICK on the lane fd wakes a
+ * consumer that set AEM_LANE_C_SLEEPING (a AEM_LANE_NOTE_KICK note, posted
+ * only while the result ring is less than half full and the lane's last
+ * kick note has been read: a busier ring, or an unread note, wakes it
+ * anyway).
+ * Closing the lane fd (or dying) sets AEM_LANE_P_CLOSED and kicks; the
+ * consumer drains and unmaps.  Closing the consumer ring sets
+ * AEM_LANE_C_GONE.  The kernel never reads what the producer writes.
+ */
+struct aem_lane_open {
+	__u64	addr;		/* in: AEM_ADDR(consumer ring_id, channel) of a live AEM_SRC_MSG subscription */
+	__u32	entries;	/* in: records, a power of two, 2..AEM_LANE_MAX_ENTRIES */
+	__u32	rec_size;	/* in: payload bytes a record holds, 1..AEM_LANE_MAX_RECORD */
+	__u32	flags;		/* in: must be zero */
+	__s32	fd;		/* out: the lane fd (O_CLOEXEC) */
+	__u64	map_size;	/* out: bytes to mmap from the lane fd (and the consumer's AEM_OFF_LANE) */
+	__u64	resv[2];	/* must be zero */
+};
+
+/* aem_lane_note.kind */
+#define AEM_LANE_NOTE_ATTACH	1	/* a lane was attached: map it, read it */
+#define AEM_LANE_NOTE_KICK	2	/* a producer published while the consumer slept (or closed its lane) */
+
+/* The payload of an AEM_CQE_F_LANE result (res = its size). */
+struct aem_lane_note {
+	__u32	slot;		/* the lane's place, < remote_lanes */
+	__u32	gen;		/* its generation: AEM_OFF_LANE(slot, gen) */
+	__u32	entries;	/* as the producer asked (ATTACH) */
+	__u32	rec_size;
+	__u64	sub_id;		/* the Msg subscription its records belong to */
+	__u8	prio;		/* that subscription's class */
+	__u8	kind;		/* AEM_LANE_NOTE_* */
+	__u8	resv[6];
 };
 
 /*
@@ -584,5 +640,7 @@ struct aem_probe {
 #define AEM_IOC_CALL		_IOWR(AEM_IOC_MAGIC, 0x05, struct aem_call_args)
 #define AEM_IOC_PROBE		_IOR(AEM_IOC_MAGIC, 0x06, struct aem_probe)
 #define AEM_IOC_GRANT		_IOW(AEM_IOC_MAGIC, 0x0e, struct aem_grant)
+#define AEM_IOC_LANE_OPEN	_IOWR(AEM_IOC_MAGIC, 0x0f, struct aem_lane_open)
+#define AEM_IOC_LANE_KICK	_IO(AEM_IOC_MAGIC, 0x10)	/* on a lane fd */
 
 #endif /* _UAPI_LINUX_AEM_H */

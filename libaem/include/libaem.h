@@ -942,8 +942,9 @@ AEMINLINE int aem_lane_attach(struct aem_lane *l, void *mem, size_t size)
 
 /*
  * Post one record: 0, or 1 when the reader sleeps (kick it: its pollable
- * fd, or whatever wakes it); -EAGAIN when the lane is full, -EINVAL when
- * @len exceeds the record size, -EPIPE after aem_lane_close().  The tail's
+ * fd, aem_lane_kick() for a remote lane, or whatever wakes it); -EAGAIN
+ * when the lane is full, -EINVAL when @len exceeds the record size, -EPIPE
+ * after aem_lane_close() or once the consumer ring is gone (remote lanes).  The tail's
  * release, a full barrier, then the load of SLEEPING: pairs with the
  * reader's store of SLEEPING, full barrier, load of the tail (Dekker).
  */
@@ -953,7 +954,8 @@ AEMINLINE int aem_lane_post(struct aem_lane *l, const void *data, unsigned len)
 
 	if (len > l->rec_size)
 		return -EINVAL;
-	if (aem_read_once(l->kctl->prod_flags) & AEM_LANE_P_CLOSED)
+	if ((aem_read_once(l->kctl->prod_flags) & AEM_LANE_P_CLOSED) ||
+	    (aem_read_once(l->kctl->cons_flags) & AEM_LANE_C_GONE))
 		return -EPIPE;
 	if (l->tail - l->head_seen >= l->entries) {
 		l->head_seen = aem_load_acquire(&l->kctl->head);	/* pairs with the reader's head release */
@@ -1043,6 +1045,48 @@ AEMINLINE void aem_lane_sleeping(struct aem_lane *l, int sleeping)
 	aem_write_once(l->kctl->cons_flags, sleeping ? AEM_LANE_C_SLEEPING : 0);
 	aem_smp_mb();
 }
+
+/*
+ * Remote lanes (AEM_FEAT_LANES, the kernel module): a producer in another
+ * process than the consumer ring.  aem_lane_open_remote() attaches a lane
+ * of @entries records of @rec_size bytes to the Msg subscription at @addr
+ * (AEM_ADDR(consumer ring id, channel)) through @ring, a ring of this
+ * process on the module: post with aem_lane_post(&r->lane, ...), and when
+ * it returns 1 wake the consumer with aem_lane_kick(r) (once per sleep
+ * seen).  aem_lane_close_remote() closes the lane (the consumer drains
+ * what was posted) and unmaps it.  -EOPNOTSUPP on the embedded backend,
+ * else AEM_IOC_LANE_OPEN's errno: -EINVAL, -ENOENT (no such ring or
+ * subscription), -EACCES (not granted), -ENOSPC (the consumer takes no
+ * more lanes), -ENOMEM.
+ */
+struct aem_lane_remote {
+	struct aem_lane	lane;
+	int		fd;		/* the lane fd */
+	void		*mem;
+	size_t		map_size;
+};
+
+int aem_lane_open_remote(struct aem_ring *ring, uint64_t addr, unsigned entries,
+			 unsigned rec_size, struct aem_lane_remote *r);
+int aem_lane_kick(struct aem_lane_remote *r);
+void aem_lane_close_remote(struct aem_lane_remote *r);
+
+/*
+ * The consumer's side: a ring set up with aem_params.remote_lanes gets a
+ * result CQE with AEM_CQE_F_LANE (user_data: the subscription's tag) per note.  aem_lane_note()
+ * reads it (0, or -EINVAL if @cqe is no lane note).  For an
+ * AEM_LANE_NOTE_ATTACH, aem_lane_map_remote() maps that lane and views it
+ * as its reader (its memory untouched: the producer may have posted
+ * already); read it with aem_lane_peek()/aem_lane_advance() until the
+ * producer closed it (AEM_LANE_P_CLOSED) and it is drained, then
+ * aem_lane_unmap_remote().  A KICK note only wakes the reader.
+ */
+int aem_lane_note(const struct aem_cqe *cqe, struct aem_lane_note *n);
+int aem_lane_map_remote(struct aem_ring *ring, const struct aem_lane_note *n,
+			struct aem_lane *l);
+void aem_lane_unmap_remote(struct aem_lane *l);
+/* The producer closed the lane and every record before its close was read. */
+int aem_lane_drained(struct aem_lane *l);
 
 #ifdef __cplusplus
 }

@@ -91,12 +91,12 @@ static void check_layout(const struct aem_ring *r, const struct aem_params *p)
 	t_eq(*r->sq.ktail, 0);
 }
 
-enum { BAD_FLAG_HIGH, BAD_FLAG_NEXT, BAD_FLAG_BOTH_BACKENDS, BAD_RESV0, BAD_RESV_LAST, BAD_RESV2_0,
+enum { BAD_FLAG_HIGH, BAD_FLAG_NEXT, BAD_FLAG_BOTH_BACKENDS, BAD_RESV0, BAD_REMOTE_LANES, BAD_RESV2_0,
        BAD_RESV2_3, BAD_CLASSES, BAD_SQ, BAD_CQ, BAD_SLOT_BIG, BAD_SLOT_SMALL, BAD_SLOTS,
        BAD_BACKLOG, BAD_CALL_QUOTA, BAD_SOCK_CONNS, BAD_SQ_IDLE, BAD_SQ_IDLE_NO_POLLER, BAD_NR };
 
 static const char *const bad_name[BAD_NR] = {
-	"flags bit 31", "first undefined flag", "EMBEDDED|KERNEL", "resv[0]", "resv[1]",
+	"flags bit 31", "first undefined flag", "EMBEDDED|KERNEL", "resv[0]", "remote_lanes > max",
 	"resv2[0]", "resv2[3]", "nr_classes > max", "sq_entries > max", "cq_entries > max",
 	"slot_size > max", "slot_size < min", "slot_count + send_slots > max",
 	"backlog_limit > max", "call_quota > max", "sock_conns > max",
@@ -111,7 +111,7 @@ static void make_bad(struct aem_params *p, int i)
 	case BAD_FLAG_NEXT:		p->flags = (AEM_SETUP_FLAGS_ALL << 1) & ~AEM_SETUP_FLAGS_ALL; break;
 	case BAD_FLAG_BOTH_BACKENDS:	p->flags = AEM_SETUP_EMBEDDED | AEM_SETUP_KERNEL; break;
 	case BAD_RESV0:			p->resv[0] = 1; break;
-	case BAD_RESV_LAST:		p->resv[1] = 0x80000000u; break;
+	case BAD_REMOTE_LANES:	p->remote_lanes = AEM_MAX_LANES + 1; break;
 	case BAD_RESV2_0:		p->resv2[0] = 1; break;
 	case BAD_RESV2_3:		p->resv2[3] = 1ull << 63; break;
 	case BAD_CLASSES:		p->nr_classes = AEM_MAX_CLASSES + 1; break;

@@ -40,7 +40,7 @@ int main(void)
 	p.flags = 1U << 30;
 	t_eq(ioctl_errno(fd, AEM_IOC_SETUP, &p), EINVAL);
 	memset(&p, 0, sizeof(p));
-	p.resv[1] = 1;	/* the last reserved word left */
+	p.resv[0] = 1;	/* the last reserved word left */
 	t_eq(ioctl_errno(fd, AEM_IOC_SETUP, &p), EINVAL);
 	memset(&p, 0, sizeof(p));
 	p.sq_idle_ms = 10;	/* without AEM_SETUP_SQPOLL */
