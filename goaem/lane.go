@@ -40,7 +40,7 @@ const (
 // LaneOptions shape a lane.
 type LaneOptions struct {
 	// Entries is the number of records the lane holds, rounded up to a
-	// power of two (default 1024, at most abi.LaneMaxEntries).
+	// power of two of at least 2 (default 1024, at most abi.LaneMaxEntries).
 	Entries uint32
 	// RecordSize is the largest payload one record carries, 1..32
 	// (abi.LaneMaxRecord, the default): a lane event is an inline event.
@@ -127,20 +127,9 @@ func (r *Ring) OpenLane(sub *Subscription, opts LaneOptions) (*Lane, error) {
 	if sub.Ended() || sub.ID() == 0 {
 		return nil, invalid("goaem: open lane: the subscription has ended")
 	}
-	entries := opts.Entries
-	if entries == 0 {
-		entries = defaultLaneEntries
-	}
-	if entries > abi.LaneMaxEntries {
-		return nil, invalid("goaem: open lane: %d entries (at most %d)", entries, abi.LaneMaxEntries)
-	}
-	entries = roundPow2(entries)
-	recSize := opts.RecordSize
-	if recSize == 0 {
-		recSize = abi.LaneMaxRecord
-	}
-	if recSize > abi.LaneMaxRecord {
-		return nil, invalid("goaem: open lane: records of %d bytes (at most %d)", recSize, abi.LaneMaxRecord)
+	entries, recSize, err := opts.geometry()
+	if err != nil {
+		return nil, err
 	}
 	if !r.life.acquire() {
 		return nil, ErrClosed
@@ -183,6 +172,27 @@ func (r *Ring) OpenLane(sub *Subscription, opts LaneOptions) (*Lane, error) {
 		t.hi.Store(int32(l.slot) + 1)
 	}
 	return l, nil
+}
+
+// geometry is the lane's records and record size the options ask for,
+// defaults applied and entries rounded up to a power of two (at least 2,
+// as the module takes them).
+func (opts LaneOptions) geometry() (entries, recSize uint32, err error) {
+	entries = opts.Entries
+	if entries == 0 {
+		entries = defaultLaneEntries
+	}
+	if entries > abi.LaneMaxEntries {
+		return 0, 0, invalid("goaem: open lane: %d entries (at most %d)", entries, abi.LaneMaxEntries)
+	}
+	recSize = opts.RecordSize
+	if recSize == 0 {
+		recSize = abi.LaneMaxRecord
+	}
+	if recSize > abi.LaneMaxRecord {
+		return 0, 0, invalid("goaem: open lane: records of %d bytes (at most %d)", recSize, abi.LaneMaxRecord)
+	}
+	return max(roundPow2(entries), 2), recSize, nil
 }
 
 func roundPow2(n uint32) uint32 {

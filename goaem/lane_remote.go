@@ -58,20 +58,9 @@ func (r *Ring) OpenLaneTo(addr Addr, opts LaneOptions) (*Lane, error) {
 	if r.features&abi.FeatLanes == 0 {
 		return nil, fmt.Errorf("goaem: open lane to %#x: the %s backend has no remote lanes: %w", uint64(addr), r.Backend(), syscall.EOPNOTSUPP)
 	}
-	entries := opts.Entries
-	if entries == 0 {
-		entries = defaultLaneEntries
-	}
-	if entries > abi.LaneMaxEntries {
-		return nil, invalid("goaem: open lane: %d entries (at most %d)", entries, abi.LaneMaxEntries)
-	}
-	entries = max(roundPow2(entries), 2)
-	recSize := opts.RecordSize
-	if recSize == 0 {
-		recSize = abi.LaneMaxRecord
-	}
-	if recSize > abi.LaneMaxRecord {
-		return nil, invalid("goaem: open lane: records of %d bytes (at most %d)", recSize, abi.LaneMaxRecord)
+	entries, recSize, err := opts.geometry()
+	if err != nil {
+		return nil, err
 	}
 	if !r.life.acquire() {
 		return nil, ErrClosed
