@@ -312,8 +312,12 @@ func ringDropped(r *goaem.Ring) (uint64, error) {
 func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 	size := peers.EventSize(p.Payload)
 	lanes := p.FanInPath != peers.FanInSQ && !p.SQPoll && size <= abi.LaneMaxRecord
+	remote := lanes && p.FanInPath == peers.FanInRemote
 	opts := slotOpts(size)
-	if lanes {
+	switch {
+	case remote:
+		opts = append(opts, goaem.WithRemoteLanes(p.Producers))
+	case lanes:
 		opts = append(opts, goaem.WithLanes(p.Producers))
 	}
 	r, err := t.ring(opts...)
@@ -358,9 +362,12 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 			}
 			var pr fanInProducer
 			var err error
-			if lanes {
+			switch {
+			case remote:
+				pr, err = openRemoteLaneProducer(r, nb)
+			case lanes:
 				pr, err = openLaneProducer(r, sub, nb)
-			} else {
+			default:
 				pr, err = openSQProducer(r, nb, p.SQPoll)
 			}
 			if err != nil {
@@ -425,7 +432,10 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 			// Nothing but the lanes carries the producers' events: read
 			// them in place.
 			n, err = r.ReadLanes(fanInPollBatch, see)
-		} else {
+		}
+		if (!lanes || remote && n == 0) && err == nil {
+			// Remote lanes arrive as notes on the result ring, which
+			// Poll reads (and the lanes with it).
 			n, err = r.Poll(batch)
 			for i := range batch[:n] {
 				see(nil, batch[i].Payload())
@@ -471,6 +481,8 @@ func (t *Transport) fanIn(p peers.Params) (peers.Result, error) {
 		res.Errors += gaps - res.Dropped
 	}
 	switch {
+	case remote:
+		res.Notes = "path=remote"
 	case lanes:
 		res.Notes = "path=lane"
 	case res.Events > 0:
@@ -491,7 +503,10 @@ type fanInProducer interface {
 
 // laneProducer posts through a lane of the poller's ring: one store
 // publishes a batch, and a full lane makes PostBatch wait.
-type laneProducer struct{ l *goaem.Lane }
+type laneProducer struct {
+	l    *goaem.Lane
+	ring *goaem.Ring // the producer's own ring (remote lanes), closed with it
+}
 
 func openLaneProducer(r *goaem.Ring, sub *goaem.Subscription, batch int) (*laneProducer, error) {
 	// Room for a few batches: the producer fills one while the poller
@@ -500,7 +515,23 @@ func openLaneProducer(r *goaem.Ring, sub *goaem.Subscription, batch int) (*laneP
 	if err != nil {
 		return nil, err
 	}
-	return &laneProducer{l}, nil
+	return &laneProducer{l: l}, nil
+}
+
+// openRemoteLaneProducer opens a producer ring and through it a lane
+// the module maps into both rings (OpenLaneTo): the way a producer in
+// another process posts; kicking a sleeping poller is an ioctl.
+func openRemoteLaneProducer(r *goaem.Ring, batch int) (*laneProducer, error) {
+	pr, err := r.OpenProducer()
+	if err != nil {
+		return nil, err
+	}
+	l, err := pr.OpenLaneTo(r.Addr(msgChannel), goaem.LaneOptions{Entries: uint32(max(1024, 4*batch))})
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	return &laneProducer{l: l, ring: pr}, nil
 }
 
 func (p *laneProducer) post(ctx context.Context, msgs [][]byte) (int, error) {
@@ -509,6 +540,9 @@ func (p *laneProducer) post(ctx context.Context, msgs [][]byte) (int, error) {
 
 func (p *laneProducer) close() (uint64, uint64) {
 	_ = p.l.Close()
+	if p.ring != nil {
+		_ = p.ring.Close()
+	}
 	return 0, p.l.Dropped()
 }
 

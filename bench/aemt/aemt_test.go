@@ -3,6 +3,7 @@ package aemt_test
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,6 +76,15 @@ func TestStreamMovesEveryEvent(t *testing.T) {
 			assert.Zero(t, res.Dropped, "the generator waits for room")
 		})
 	}
+}
+
+// The remote-lane path needs the module: the embedded backend refuses it
+// with EOPNOTSUPP, and nothing is counted as moved.
+func TestFanInRemoteLanesNeedTheModule(t *testing.T) {
+	res, err := open(t).Stream(peers.Params{Events: 1000, Duration: 10 * time.Second, Batch: 16,
+		Payload: peers.DefaultPayload, Producers: 2, Busy: true, FanInPath: peers.FanInRemote})
+	require.ErrorIs(t, err, syscall.EOPNOTSUPP)
+	assert.Zero(t, res.Events)
 }
 
 // A run bounded by time stops the generator and drains the ring.

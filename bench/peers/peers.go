@@ -76,7 +76,8 @@ type Params struct {
 	// before each sleep (goaem.WithKernelWait's spin).
 	KernelSpin time.Duration
 	// FanInPath is how AEM's fan-in producers post: FanInLane (the
-	// default, also "") or FanInSQ; the peers have one way each.
+	// default, also ""), FanInRemote or FanInSQ; the peers have one way
+	// each.
 	FanInPath string
 }
 
@@ -84,6 +85,9 @@ type Params struct {
 const (
 	FanInLane = "lane" // a producer lane each: shared memory the poller drains
 	FanInSQ   = "sq"   // POST SQEs through a producer ring each
+	// FanInRemote: a lane each opened through the module (Ring.OpenLaneTo),
+	// as producers in other processes do; the kernel backend only.
+	FanInRemote = "remote"
 )
 
 // Normalized fills the defaults in and checks the ranges.

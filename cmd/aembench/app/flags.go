@@ -62,7 +62,9 @@ usage: aembench [flags]
   --pipeline N        tcp_echo and http: requests each connection keeps in flight (default 1)
   --echo-size N       tcp_echo: bytes per request (default %d)
   --fanin-path P      fanin: AEM's producers post through a producer lane each
-                      (lane) or POST SQEs through a ring each (sq) (default lane)
+                      (lane), a lane each opened through the module as another
+                      process would (remote; kernel backend), or POST SQEs
+                      through a ring each (sq) (default lane)
   --sqpoll MODE       fanin: AEM's producers post through rings with a submission
                       poller: off, on, or both (a row each, same run) (default off)
   --json              one JSON object per result
@@ -156,8 +158,8 @@ func ParseArgs(args []string) (Options, error) {
 	default:
 		return opts, fmt.Errorf("--sqpoll %q: want off, on or both", sqpoll)
 	}
-	if opts.FanInPath != peers.FanInLane && opts.FanInPath != peers.FanInSQ {
-		return opts, fmt.Errorf("--fanin-path %q: want %s or %s", opts.FanInPath, peers.FanInLane, peers.FanInSQ)
+	if opts.FanInPath != peers.FanInLane && opts.FanInPath != peers.FanInRemote && opts.FanInPath != peers.FanInSQ {
+		return opts, fmt.Errorf("--fanin-path %q: want %s, %s or %s", opts.FanInPath, peers.FanInLane, peers.FanInRemote, peers.FanInSQ)
 	}
 	if opts.JSON && opts.GoBench {
 		return opts, errors.New("--json and --gobench: choose one output format")
