@@ -143,8 +143,11 @@
 // and counts instead (Dropped). The reader trusts nothing in a lane:
 // records with bad lengths or flags are refused and counted (Malformed).
 // The layout is kmod/uapi/aem.h's and libaem's aem_lane_* helpers speak
-// it (docs/PROTOCOL.md, "Producer lanes"); producers in other processes
-// still post through rings of their own.
+// it (docs/PROTOCOL.md, "Producer lanes"). On the kernel backend a
+// producer in another process (or any ring's) opens a lane with
+// OpenLaneTo(addr) into a ring opened WithRemoteLanes(n): the module maps
+// the lane into both, and the records go the same way; only opening,
+// closing and kicking a sleeping reader go through the module.
 //
 // # Socket I/O
 //
