@@ -29,9 +29,15 @@
 
 struct aem_user;	/* ring_table.c: one user's rings and pending calls */
 
-#define AEM_SUB_CHUNK_SHIFT	12
-#define AEM_SUB_CHUNK		(1U << AEM_SUB_CHUNK_SHIFT)
-#define AEM_SUB_NR_CHUNKS	(AEM_MAX_SUBS >> AEM_SUB_CHUNK_SHIFT)
+/*
+ * A subscription table chunk: as many entries as fill 256 KiB (4369 of 60
+ * bytes; 4096 while the module's entries carry their tail), so that eight
+ * chunks fill one 2 MiB huge page (sub.c).  Not a power of two: an index
+ * is split by a division by a constant (a multiply and a shift).
+ */
+#define AEM_SUB_CHUNK_SPAN	(256U << 10)
+#define AEM_SUB_CHUNK		((u32)(AEM_SUB_CHUNK_SPAN / sizeof(struct aem_sub)))
+#define AEM_SUB_NR_CHUNKS	(AEM_MAX_SUBS / AEM_SUB_CHUNK)
 
 /* aem_sub.state */
 #define AEM_SUB_LIVE		(1U << 0)
@@ -214,7 +220,7 @@ struct aem_ctx {
 
 static inline struct aem_sub *__aem_sub_at(struct aem_ctx *r, u32 idx)
 {
-	return &r->sub_chunks[idx >> AEM_SUB_CHUNK_SHIFT][idx & (AEM_SUB_CHUNK - 1)];
+	return &r->sub_chunks[idx / AEM_SUB_CHUNK][idx % AEM_SUB_CHUNK];
 }
 
 /* The completion ring that carries results (answers to SQEs), apart from events. */
