@@ -483,10 +483,23 @@ void __aem_post_run_close(struct aem_post_run *run);
  */
 #define AEM_SUB_RUN	32
 
+/*
+ * The run also keeps the source implementation the last SUBSCRIBE got
+ * (src_ops for src_id and src_impl, in src_slot), so that the next one
+ * that asks for the same takes no round of the source registry's lock.
+ * That holds only while the submission holds submit_lock, as the run
+ * does: a source that starts closing meanwhile ends its subscriptions on
+ * this ring only after taking submit_lock (aem_core_unregister_source), so a
+ * subscription made from the kept lookup is ended as one made just before
+ * the closing would be.
+ */
 struct aem_sub_run {
 	struct aem_ctx	*r;
 	u32		nr_subs;		/* set up, not started */
 	u32		nr_results;		/* answers owed: the non-silent ones */
+	const struct aem_source_ops *src_ops;	/* NULL: nothing kept */
+	u32		src_impl;
+	u8		src_id, src_slot;
 	struct aem_sub	*subs[AEM_SUB_RUN];
 	u64		res_user_data[AEM_SUB_RUN];
 	u64		res_id[AEM_SUB_RUN];
