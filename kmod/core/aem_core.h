@@ -31,36 +31,50 @@ struct aem_ctx;
 struct aem_sub;
 
 /*
- * One subscription: 64 bytes, the whole kernel-side state of a timer.
+ * One subscription: 60 bytes, the whole kernel-side state of a timer.
  * Lives in a chunked table (no moves on growth), found by id in O(1).
  * Counters and state change only under the ring's completion lock.
  *
  * produced is counted where an event enters the core, before the
  * deliver / backlog / drop decision, apart from the three outcome
  * counters, so that produced == delivered + backlog + dropped is a check
- * that a lost event fails, not an identity.  The 64 bytes had no room for
- * a fifth 64-bit word (priv and link are all the timer's), so produced
- * keeps the low 32 bits of the count and statistics widen it against the
- * outcome sum: any disagreement below 2^31 events shows in full.  The room
- * came from backlog and state: a subscription never has more than
- * backlog_limit <= AEM_MAX_BACKLOG (2^22) events backlogged, and state
- * holds four bits, so the two share one word with the implementation's slot.
+ * that a lost event fails, not an identity.  It keeps the low 16 bits of
+ * the count and statistics widen it against the outcome sum: any
+ * disagreement below 2^15 events shows in full.  The small fields share
+ * three 32-bit words: a subscription never has more than backlog_limit <=
+ * AEM_MAX_BACKLOG (2^22) events backlogged, the table never more than
+ * AEM_MAX_SUBS (2^24) entries, there are fewer than 16 sources and
+ * AEM_MAX_CLASSES (4) classes.  The entry is packed to 4-byte alignment so
+ * that the table holds no padding: with the table's growth slack (sub.c)
+ * an idle timer costs at most 64 bytes.
+ *
+ * The module's own size check (kmod/aem_main.c) still reads 64: until it
+ * follows, the module's entries carry a 4-byte tail (AEM_SUB_TAIL).
  */
+#ifdef __KERNEL__
+#define AEM_SUB_TAIL	1
+#else
+#define AEM_SUB_TAIL	0
+#endif
+
 struct aem_sub {
 	u64	user_data;	/* tag echoed in every event */
 	u64	delivered;	/* events written to a CQ ring */
 	u64	dropped;	/* events dropped past the backlog bound (or discarded by unsubscribe) */
 	u64	priv[2];	/* source-private (timer: expiry, interval) */
 	u32	link[2];	/* source-private list links by table index */
-	u32	index;		/* own index in the table (constant) */
-	u32	backlog : 24;	/* events in the overflow backlog (<= AEM_MAX_BACKLOG) */
+	u32	index : 24;	/* own index in the table (constant; < AEM_MAX_SUBS) */
+	u32	source : 4;	/* AEM_SRC_*, 0 when free */
+	u32	prio : 2;	/* class its events go to (< AEM_MAX_CLASSES) */
+	u32	backlog : 23;	/* events in the overflow backlog (<= AEM_MAX_BACKLOG) */
 	u32	state : 5;	/* core-private AEM_SUB_* bits */
 	u32	impl : 3;	/* registration slot of its source implementation (< AEM_SRC_IMPLS) */
-	u32	produced;	/* events that entered the core, modulo 2^32 (see above) */
 	u16	gen;		/* generation of the id; bumped on free */
-	u8	source;		/* AEM_SRC_*, 0 when free */
-	u8	prio;		/* class its events go to */
-};
+	u16	produced;	/* events that entered the core, modulo 2^16 (see above) */
+#if AEM_SUB_TAIL
+	u32	__tail;
+#endif
+} __attribute__((packed, aligned(4)));
 
 /* Features of every ring, whichever host; the host ORs in its own. */
 #define AEM_CORE_FEATURES	(AEM_FEAT_CQE_INLINE | AEM_FEAT_SLOT_RING | AEM_FEAT_BLOCKING_CALL | \

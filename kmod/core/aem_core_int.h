@@ -29,9 +29,15 @@
 
 struct aem_user;	/* ring_table.c: one user's rings and pending calls */
 
-#define AEM_SUB_CHUNK_SHIFT	12
-#define AEM_SUB_CHUNK		(1U << AEM_SUB_CHUNK_SHIFT)
-#define AEM_SUB_NR_CHUNKS	(AEM_MAX_SUBS >> AEM_SUB_CHUNK_SHIFT)
+/*
+ * A subscription table chunk: as many entries as fill 256 KiB (4369 of 60
+ * bytes; 4096 while the module's entries carry their tail), so that eight
+ * chunks fill one 2 MiB huge page (sub.c).  Not a power of two: an index
+ * is split by a division by a constant (a multiply and a shift).
+ */
+#define AEM_SUB_CHUNK_SPAN	(256U << 10)
+#define AEM_SUB_CHUNK		((u32)(AEM_SUB_CHUNK_SPAN / sizeof(struct aem_sub)))
+#define AEM_SUB_NR_CHUNKS	(AEM_MAX_SUBS / AEM_SUB_CHUNK)
 
 /* aem_sub.state */
 #define AEM_SUB_LIVE		(1U << 0)
@@ -214,7 +220,7 @@ struct aem_ctx {
 
 static inline struct aem_sub *__aem_sub_at(struct aem_ctx *r, u32 idx)
 {
-	return &r->sub_chunks[idx >> AEM_SUB_CHUNK_SHIFT][idx & (AEM_SUB_CHUNK - 1)];
+	return &r->sub_chunks[idx / AEM_SUB_CHUNK][idx % AEM_SUB_CHUNK];
 }
 
 /* The completion ring that carries results (answers to SQEs), apart from events. */
@@ -477,10 +483,23 @@ void __aem_post_run_close(struct aem_post_run *run);
  */
 #define AEM_SUB_RUN	32
 
+/*
+ * The run also keeps the source implementation the last SUBSCRIBE got
+ * (src_ops for src_id and src_impl, in src_slot), so that the next one
+ * that asks for the same takes no round of the source registry's lock.
+ * That holds only while the submission holds submit_lock, as the run
+ * does: a source that starts closing meanwhile ends its subscriptions on
+ * this ring only after taking submit_lock (aem_core_unregister_source), so a
+ * subscription made from the kept lookup is ended as one made just before
+ * the closing would be.
+ */
 struct aem_sub_run {
 	struct aem_ctx	*r;
 	u32		nr_subs;		/* set up, not started */
 	u32		nr_results;		/* answers owed: the non-silent ones */
+	const struct aem_source_ops *src_ops;	/* NULL: nothing kept */
+	u32		src_impl;
+	u8		src_id, src_slot;
 	struct aem_sub	*subs[AEM_SUB_RUN];
 	u64		res_user_data[AEM_SUB_RUN];
 	u64		res_id[AEM_SUB_RUN];

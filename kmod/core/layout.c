@@ -5,8 +5,12 @@
  */
 #include "aem_core_int.h"
 
-aem_static_assert(sizeof(struct aem_sub) == 64, "struct aem_sub is the whole state of a timer: 64 bytes");
-aem_static_assert(AEM_MAX_BACKLOG < (1U << 24), "aem_sub.backlog is 24 bits wide");
+aem_static_assert(sizeof(struct aem_sub) == 60 + 4 * AEM_SUB_TAIL,
+		  "struct aem_sub is the whole state of a timer: 60 bytes");
+aem_static_assert(AEM_MAX_BACKLOG < (1U << 23), "aem_sub.backlog is 23 bits wide");
+aem_static_assert(AEM_MAX_SUBS <= (1U << 24), "aem_sub.index is 24 bits wide");
+aem_static_assert(AEM_SRC_LAST <= 16, "aem_sub.source is 4 bits wide");
+aem_static_assert(AEM_MAX_CLASSES <= 4, "aem_sub.prio is 2 bits wide");
 aem_static_assert(AEM_SRC_IMPLS <= 8, "aem_sub.impl is 3 bits wide");
 aem_static_assert(sizeof(struct aem_sender) == 16, "a sender entry is a quarter of a CQE");
 aem_static_assert(sizeof(struct aem_sub_counts) == AEM_CQE_INLINE,

@@ -35,7 +35,8 @@ u64 aem_core_submit_clock(struct aem_ctx *r)
  * not started, so that no event of it comes before the answer names it.
  */
 static int subscribe_prepare(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason,
-			     struct aem_sub **sp, const struct aem_source_ops **opsp)
+			     struct aem_sub_run *run, struct aem_sub **sp,
+			     const struct aem_source_ops **opsp)
 {
 	const struct aem_source_ops *ops;
 	struct aem_sub *s;
@@ -46,7 +47,18 @@ static int subscribe_prepare(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *
 	NEED(sqe->source && sqe->source < AEM_SRC_LAST);
 	/* Version 4 names an implementation in arg (0: the newest); before, arg stays zero. */
 	NEED(r->api_version >= 4 || !sqe->arg);
-	ops = __aem_source_get(sqe->source, sqe->arg, r->api_version, &slot);
+	if (run && run->src_ops && run->src_id == sqe->source && run->src_impl == sqe->arg) {
+		ops = run->src_ops;	/* kept by this submission's run (struct aem_sub_run) */
+		slot = run->src_slot;
+	} else {
+		ops = __aem_source_get(sqe->source, sqe->arg, r->api_version, &slot);
+		if (run && ops) {
+			run->src_ops = ops;
+			run->src_id = sqe->source;
+			run->src_impl = sqe->arg;
+			run->src_slot = slot;
+		}
+	}
 	if (!ops) {
 		*reason = AEM_REFUSE_FIELD;
 		return -EOPNOTSUPP;
@@ -91,7 +103,7 @@ int __aem_op_subscribe(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *reason
 	struct aem_sub *s;
 	int ret;
 
-	ret = subscribe_prepare(r, sqe, reason, &s, &ops);
+	ret = subscribe_prepare(r, sqe, reason, NULL, &s, &ops);
 	if (ret)
 		return ret;
 	subscribe_answer_start(r, sqe, s, ops);
@@ -113,7 +125,7 @@ int __aem_sub_run_add(struct aem_sub_run *run, const struct aem_sqe *sqe, u32 *r
 	struct aem_sub *s;
 	int ret;
 
-	ret = subscribe_prepare(run->r, sqe, reason, &s, &ops);
+	ret = subscribe_prepare(run->r, sqe, reason, run, &s, &ops);
 	if (ret)
 		return ret;
 	if (ops != &aem_timer_source_ops || run->nr_subs == AEM_SUB_RUN)
