@@ -1107,7 +1107,7 @@ static int __init aem_init(void)
 	BUILD_BUG_ON(sizeof(struct aem_ring_offsets) != 32);
 	BUILD_BUG_ON(offsetof(struct aem_sqe, data) != 32);
 	BUILD_BUG_ON(offsetof(struct aem_cqe, data) != 32);
-	BUILD_BUG_ON(sizeof(struct aem_sub) != 64);
+	BUILD_BUG_ON(sizeof(struct aem_sub) != 60);
 	BUILD_BUG_ON(sizeof(struct aem_grant) != 16);
 
 	ret = aem_core_init();

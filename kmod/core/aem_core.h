@@ -47,15 +47,7 @@ struct aem_sub;
  * AEM_MAX_CLASSES (4) classes.  The entry is packed to 4-byte alignment so
  * that the table holds no padding: with the table's growth slack (sub.c)
  * an idle timer costs at most 64 bytes.
- *
- * The module's own size check (kmod/aem_main.c) still reads 64: until it
- * follows, the module's entries carry a 4-byte tail (AEM_SUB_TAIL).
  */
-#ifdef __KERNEL__
-#define AEM_SUB_TAIL	1
-#else
-#define AEM_SUB_TAIL	0
-#endif
 
 struct aem_sub {
 	u64	user_data;	/* tag echoed in every event */
@@ -71,9 +63,6 @@ struct aem_sub {
 	u32	impl : 3;	/* registration slot of its source implementation (< AEM_SRC_IMPLS) */
 	u16	gen;		/* generation of the id; bumped on free */
 	u16	produced;	/* events that entered the core, modulo 2^16 (see above) */
-#if AEM_SUB_TAIL
-	u32	__tail;
-#endif
 } __attribute__((packed, aligned(4)));
 
 /* Features of every ring, whichever host; the host ORs in its own. */

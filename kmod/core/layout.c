@@ -5,7 +5,7 @@
  */
 #include "aem_core_int.h"
 
-aem_static_assert(sizeof(struct aem_sub) == 60 + 4 * AEM_SUB_TAIL,
+aem_static_assert(sizeof(struct aem_sub) == 60,
 		  "struct aem_sub is the whole state of a timer: 60 bytes");
 aem_static_assert(AEM_MAX_BACKLOG < (1U << 23), "aem_sub.backlog is 23 bits wide");
 aem_static_assert(AEM_MAX_SUBS <= (1U << 24), "aem_sub.index is 24 bits wide");

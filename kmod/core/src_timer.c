@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
  * AEM_SRC_TIMER: one-shot and periodic timers on a hierarchical timing
- * wheel per ring, threaded through the 64-byte struct aem_sub itself:
+ * wheel per ring, threaded through the 60-byte struct aem_sub itself:
  *   priv[0]  absolute expiry, CLOCK_MONOTONIC ns
  *   priv[1]  interval ns (bits 0..52) | bucket (bits 53..63)
  *   link[0]  next, link[1] prev (table indices; AEM_NIL ends a list)

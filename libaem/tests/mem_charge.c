@@ -24,10 +24,11 @@
 #define TABLE_GROUP_FROM 64	/* ... for its first 64 chunks, */
 #define TABLE_GROUP	8	/* then by blocks of 8 chunks */
 
-/* The bytes of a table entry: the module's still carry a 4-byte tail (kmod/core/aem_core.h). */
+/* The bytes of a table entry (struct aem_sub, kmod/core/aem_core.h). */
 static unsigned sub_bytes(const struct aem_ring *r)
 {
-	return t_kernel(r) ? 64 : 60;
+	(void)r;
+	return 60;
 }
 
 /* Entries a chunk holds: as many as fill it. */
