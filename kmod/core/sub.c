@@ -69,7 +69,7 @@ void __aem_sub_end_locked(struct aem_ctx *r, struct aem_sub *s)
 }
 
 /*
- * The counters of @s.  produced holds the count's low 32 bits (see struct
+ * The counters of @s.  produced holds the count's low 16 bits (see struct
  * aem_sub): widen it around the outcome sum.
  */
 void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c)
