@@ -48,8 +48,14 @@ __attribute__((constructor)) static void t_line_buffered(void)
 #define T_EXIT_FAIL	1
 #define T_EXIT_SKIP	77
 
+/* The seed t_seed() handed out, for t_fail's line (0: none). */
+static uint64_t t_seed_used;
+
 #define t_fail(fmt, ...) do {							\
 	fprintf(stderr, "FAIL %s:%d: " fmt "\n", __FILE__, __LINE__, ##__VA_ARGS__);	\
+	if (t_seed_used)							\
+		fprintf(stderr, "FAIL %s:%d: seed %#" PRIx64 " (AEM_TEST_SEED reproduces)\n", \
+			__FILE__, __LINE__, t_seed_used);			\
 	exit(T_EXIT_FAIL);							\
 } while (0)
 
@@ -125,6 +131,7 @@ static inline uint64_t t_seed(void)
 	if (!s)
 		s = 1;
 	printf("seed %#" PRIx64 " (AEM_TEST_SEED reproduces)\n", s);
+	t_seed_used = s;
 	return s;
 }
 

@@ -417,10 +417,10 @@ static void garbage(uint64_t seed, unsigned n)
 
 	st = t_stats(&r);
 	refused = t_refused_total(&st) - refused0;
-	printf("garbage: %u SQEs, %llu results, %llu errors (%llu call timeouts), %u silent, "
+	printf("garbage: %u SQEs, %llu results, %llu errors (%llu call timeouts, %llu of our clean-up), %u silent, "
 	       "%u calls unanswered, %llu refusals [OPCODE %llu FIELD %llu ID %llu SLOT %llu INDEX %llu NOMEM %llu FULL %llu]\n",
 	       n, (unsigned long long)t.results, (unsigned long long)t.errors,
-	       (unsigned long long)t.timeouts, silent, calls, (unsigned long long)refused,
+	       (unsigned long long)t.timeouts, (unsigned long long)t.cleanup_errors, silent, calls, (unsigned long long)refused,
 	       (unsigned long long)st.refused[AEM_REFUSE_OPCODE], (unsigned long long)st.refused[AEM_REFUSE_FIELD],
 	       (unsigned long long)st.refused[AEM_REFUSE_ID], (unsigned long long)st.refused[AEM_REFUSE_SLOT],
 	       (unsigned long long)st.refused[AEM_REFUSE_INDEX], (unsigned long long)st.refused[AEM_REFUSE_NOMEM],

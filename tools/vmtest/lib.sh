@@ -58,9 +58,10 @@ stage_kmod() {
 }
 
 # failure_digest LOG: the lines of a guest's console log that say what
-# failed: tests killed or still running, FAIL lines and testify's
-# Error and Messages lines, Go's timeout panics and the tests they name,
+# failed: tests killed or still running, FAIL lines (Go's, and the C
+# tests' t_fail with the seed that repeats it), testify's Error and
+# Messages lines, hostile_sqe's unanswered SQEs, Go's timeout panics and the tests they name,
 # suites with a bad exit status.
 failure_digest() {
-	grep -E '^--- .*(killed after|still running after)|^--- task |^---   |^\s*--- FAIL|^\s+(Error|Messages):|^panic: test timed out|^running tests:|^\s+Test[A-Za-z0-9_/]+ \(|^VMTEST TEST .* rc=[^07]' "$1"
+	grep -E '^--- .*(killed after|still running after)|^--- task |^---   |^\s*--- FAIL|^FAIL [^ ]+:[0-9]+: |^no result for SQE |^\s+(Error|Messages):|^panic: test timed out|^running tests:|^\s+Test[A-Za-z0-9_/]+ \(|^VMTEST TEST .* rc=[^07]' "$1"
 }
