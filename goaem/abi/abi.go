@@ -462,7 +462,7 @@ func LaneRecStride(recSize uint32) uint32 {
 }
 
 // LaneCtl is struct aem_lane_ctl: the producer's line, the consumer's line,
-// and what the attach set.
+// what the attach set, and the call line.
 type LaneCtl struct {
 	Tail      uint32     `aem:"tail"`
 	ProdFlags uint32     `aem:"prod_flags"`
@@ -476,7 +476,27 @@ type LaneCtl struct {
 	Resv2     [3]uint8   `aem:"resv2"`
 	SubID     uint64     `aem:"sub_id"`
 	Resv3     [5]uint64  `aem:"resv3"`
+	// The call line (LaneRecCall): see LaneCall.
+	Call    uint64              `aem:"call"`
+	CallRes int32               `aem:"call_res"`
+	Resv4   uint32              `aem:"resv4"`
+	Reply   [LaneMaxRecord]byte `aem:"reply"`
+	Resv5   [2]uint64           `aem:"resv5"`
 }
+
+// Calls on a lane: LaneRec.Flags LaneRecCall, and the states of
+// LaneCtl.Call (LaneCall(state, position)).
+const (
+	LaneRecCall     = 1 << 0
+	LaneCallIdle    = 0
+	LaneCallWaiting = 1
+	LaneCallClaimed = 2
+	LaneCallDone    = 3
+	LaneCallPosMask = 1<<62 - 1
+)
+
+// LaneCall is AEM_LANE_CALL: a call line word of state and position.
+func LaneCall(state, pos uint64) uint64 { return state<<62 | pos&LaneCallPosMask }
 
 // LaneRec is struct aem_lane_rec, the header of one record; its payload
 // follows.

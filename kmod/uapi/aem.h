@@ -513,7 +513,20 @@ struct aem_grant {
  * (i & (entries - 1)).  The consumer trusts nothing the producer writes:
  * it keeps its own head, reads the tail once per batch, takes at most
  * entries records, and skips (and counts) records whose len exceeds
- * rec_size or whose flags are not zero.
+ * rec_size or whose flags are neither zero nor AEM_LANE_REC_CALL.
+ *
+ * Calls on a lane (docs/PROTOCOL.md, "Calls on a lane"): a record with
+ * AEM_LANE_REC_CALL is a call; its producer waits for the reply in the
+ * ctl's call line, one call at a time per lane.  A record's position is
+ * its index counted from 0 over the lane's life (64 bits; the 32-bit tail
+ * and head are its low half).  Before publishing the record the producer
+ * stores call = AEM_LANE_CALL(AEM_LANE_CALL_WAITING, position); the
+ * consumer answers by moving it WAITING -> CLAIMED with a compare-and-swap,
+ * writing call_res and reply, then storing DONE with release.  A producer
+ * that gives up moves it WAITING -> IDLE (a CLAIMED call is waited out).
+ * The consumer writes the call line only after its own compare-and-swap
+ * succeeded on the position it read the record at: a reply never lands in
+ * a later call.
  */
 #define AEM_MAX_LANES		64	/* lanes one consumer ring may have */
 #define AEM_LANE_MAX_ENTRIES	(1U << 16)	/* records per lane (a power of two) */
@@ -527,6 +540,18 @@ struct aem_grant {
 /* aem_lane_ctl.cons_flags (the consumer writes them) */
 #define AEM_LANE_C_SLEEPING	(1U << 0)	/* the consumer sleeps: a producer that publishes kicks it */
 #define AEM_LANE_C_GONE		(1U << 1)	/* remote lanes: the consumer ring is closed (the kernel sets it); posting is futile */
+
+/* aem_lane_rec.flags */
+#define AEM_LANE_REC_CALL	(1U << 0)	/* a call: the producer waits for the reply in the ctl's call line */
+
+/* aem_lane_ctl.call: a state in the top two bits, a record's position below */
+#define AEM_LANE_CALL_IDLE	0ULL	/* no call waits (or the producer gave up) */
+#define AEM_LANE_CALL_WAITING	1ULL	/* the producer waits: the consumer may claim it */
+#define AEM_LANE_CALL_CLAIMED	2ULL	/* the consumer writes the reply */
+#define AEM_LANE_CALL_DONE	3ULL	/* call_res and reply hold the answer */
+#define AEM_LANE_CALL_POS_MASK	((1ULL << 62) - 1)
+#define AEM_LANE_CALL(state, pos)	((__u64)(state) << 62 | ((pos) & AEM_LANE_CALL_POS_MASK))
+#define AEM_LANE_CALL_STATE(word)	((word) >> 62)
 
 struct aem_lane_ctl {
 	/* The producer's cache line. */
@@ -544,11 +569,17 @@ struct aem_lane_ctl {
 	__u8	resv2[3];
 	__u64	sub_id;		/* the Msg subscription its events belong to */
 	__u64	resv3[5];
+	/* The call line: the producer stores WAITING, the consumer answers (AEM_LANE_REC_CALL). */
+	__u64	call;		/* AEM_LANE_CALL(state, position): compare-and-swap on both sides, DONE stored with release */
+	__s32	call_res;	/* the reply's bytes (<= AEM_LANE_MAX_RECORD), or -errno; written while CLAIMED */
+	__u32	resv4;
+	__u8	reply[AEM_LANE_MAX_RECORD];	/* written while CLAIMED */
+	__u64	resv5[2];
 };
 
 struct aem_lane_rec {
 	__u32	len;		/* payload bytes, <= rec_size */
-	__u32	flags;		/* zero */
+	__u32	flags;		/* zero, or AEM_LANE_REC_CALL */
 	/* __u8 data[rec_size], then padding to 8 bytes */
 };
 
