@@ -161,7 +161,10 @@ func (e *Event) writeback(data []byte, errno uint32) error {
 		return ErrReleased
 	}
 	if e.state&stLane != 0 {
-		return errLaneWriteback
+		if e.cqe.Flags&abi.CQEFCall == 0 {
+			return errLaneWriteback
+		}
+		return e.laneReply(data, errno, false)
 	}
 	if !r.life.acquire() {
 		return ErrClosed
@@ -248,8 +251,8 @@ func (e *Event) Reply(data []byte) error { return e.Writeback(data) }
 // final event. Releasing twice, or after Writeback, does nothing.
 func (e *Event) Release() {
 	// Small enough to inline: an inline event that is not its
-	// subscription's last has nothing to give back.
-	if e.cqe.Flags&(abi.CQEFSlot|abi.CQEFFinal) == 0 {
+	// subscription's last, nor a lane's call, has nothing to give back.
+	if e.cqe.Flags&(abi.CQEFSlot|abi.CQEFFinal|abi.CQEFCall) == 0 {
 		e.state |= stDone
 		return
 	}
@@ -259,6 +262,10 @@ func (e *Event) Release() {
 func (e *Event) release() {
 	r := e.r
 	if r == nil || e.state&(stDone|stMoved) != 0 {
+		return
+	}
+	if e.state&stLane != 0 && e.cqe.Flags&abi.CQEFCall != 0 {
+		_ = e.laneReply(nil, uint32(syscall.ECONNRESET), true) // no reply can follow
 		return
 	}
 	if e.cqe.Flags&abi.CQEFSlot != 0 {

@@ -69,6 +69,7 @@ type Lane struct {
 	recSize uint32
 	prio    uint8
 	subID   uint64 // the events' token, never read back from the lane
+	id      uint64 // unique in the process: call events name their lane by it
 	lossy   bool
 	remote  *remoteLane // a lane the module mapped (lane_remote.go); nil in this process's memory
 
@@ -78,6 +79,7 @@ type Lane struct {
 	// The producer's side, under mu.
 	mu       sync.Mutex
 	tail     uint32 // next record to fill; published to ctl.Tail
+	tailLaps uint32 // how often tail wrapped: the high half of a record's position
 	headSeen uint32 // the consumer's head as last read: room without a load
 	room     chan struct{}
 	closed   atomic.Bool
@@ -86,6 +88,7 @@ type Lane struct {
 	_ cpu.CacheLinePad
 	// The consumer's side: the reader role's alone.
 	head      uint32 // never read back from the shared line (the producer can write it)
+	headLaps  uint32 // how often head wrapped: the high half of a record's position
 	tailSeen  uint32 // the tail as last read: records up to it are published
 	taken     uint32 // records of the last reap with keep, not yet committed
 	malformed atomic.Uint64
@@ -140,7 +143,7 @@ func (r *Ring) OpenLane(sub *Subscription, opts LaneOptions) (*Lane, error) {
 	ctlSize := unsafe.Sizeof(abi.LaneCtl{})
 	l := &Lane{
 		r: r, sub: sub, mask: entries - 1, entries: entries, stride: stride, recSize: recSize,
-		prio: sub.class, subID: sub.ID(), lossy: opts.Lossy, room: make(chan struct{}, 1),
+		prio: sub.class, subID: sub.ID(), id: laneIDs.Add(1), lossy: opts.Lossy, room: make(chan struct{}, 1),
 	}
 	// 64-byte aligned, so the producer's and the consumer's lines are
 	// cache lines of their own.
@@ -313,11 +316,14 @@ type recordWords struct{ w0, w1, w2, w3 uint64 }
 var _ = [1]struct{}{}[abi.LaneMaxRecord-unsafe.Sizeof(recordWords{})] // exactly a record
 
 // put fills the record at the local tail. Under mu.
-func (l *Lane) put(data []byte) {
+func (l *Lane) put(data []byte) { l.putFlagged(data, 0) }
+
+// putFlagged fills the record at the local tail with flags. Under mu.
+func (l *Lane) putFlagged(data []byte, flags uint32) {
 	// The index is masked: the record lies inside recs.
 	rec := unsafe.Add(unsafe.Pointer(unsafe.SliceData(l.recs)), uintptr(l.tail&l.mask)*uintptr(l.stride))
 	h := (*abi.LaneRec)(rec)
-	h.Len, h.Flags = uint32(len(data)), 0
+	h.Len, h.Flags = uint32(len(data)), flags
 	payload := unsafe.Add(rec, unsafe.Sizeof(abi.LaneRec{}))
 	if len(data) == abi.LaneMaxRecord {
 		// A whole record: four words, loaded then stored (an array copy
@@ -326,7 +332,9 @@ func (l *Lane) put(data []byte) {
 	} else {
 		copy(unsafe.Slice((*byte)(payload), len(data)), data)
 	}
-	l.tail++
+	if l.tail++; l.tail == 0 {
+		l.tailLaps++
+	}
 }
 
 // publish makes the records up to the local tail visible, then kicks the
@@ -547,7 +555,7 @@ func (r *Ring) walkLanes(c uint8, max int, advance bool, take func(l *Lane, n, a
 		}
 		got := take(l, n, int(min(avail, uint32(max-n))))
 		if advance {
-			l.head += got
+			l.advance(got)
 		}
 		if advance || got == 0 {
 			l.handBack()
@@ -557,15 +565,28 @@ func (r *Ring) walkLanes(c uint8, max int, advance bool, take func(l *Lane, n, a
 	return n
 }
 
-// record checks the record k after the consumer's head: its payload and
-// length, or ok false for a malformed one (a length past the record size,
-// flags that are not zero).
-func (l *Lane) record(k uint32) (data unsafe.Pointer, size uint32, ok bool) {
+// advance moves the consumer's head on by n records.
+func (l *Lane) advance(n uint32) {
+	if h := l.head + n; h < l.head {
+		l.head, l.headLaps = h, l.headLaps+1
+	} else {
+		l.head = h
+	}
+}
+
+// headPos is the 64-bit position of the record k after the consumer's head.
+func (l *Lane) headPos(k uint32) uint64 { return (uint64(l.headLaps)<<32 | uint64(l.head)) + uint64(k) }
+
+// record checks the record k after the consumer's head: its payload,
+// length and whether it is a call, or ok false for a malformed one (a
+// length past the record size, flags other than abi.LaneRecCall).
+func (l *Lane) record(k uint32) (data unsafe.Pointer, size uint32, call, ok bool) {
 	// The index is masked: the record lies inside recs.
 	rec := unsafe.Add(unsafe.Pointer(unsafe.SliceData(l.recs)), uintptr((l.head+k)&l.mask)*uintptr(l.stride))
 	h := (*abi.LaneRec)(rec)
 	size, flags := h.Len, h.Flags // read once: the producer may change them
-	return unsafe.Add(rec, unsafe.Sizeof(abi.LaneRec{})), size, size <= l.recSize && flags == 0
+	return unsafe.Add(rec, unsafe.Sizeof(abi.LaneRec{})), size, flags == abi.LaneRecCall,
+		size <= l.recSize && flags&^abi.LaneRecCall == 0
 }
 
 // drain turns the records from the consumer's head on into the events
@@ -575,13 +596,13 @@ func (l *Lane) record(k uint32) (data unsafe.Pointer, size uint32, ok bool) {
 func (l *Lane) drain(r *Ring, c uint8, dst []Event) (got uint32) {
 	handle, subID := l.sub.handle, l.subID // locals: the stores into dst would make the compiler reload fields
 	for range dst {
-		data, size, ok := l.record(got)
+		data, size, call, ok := l.record(got)
 		if !ok {
 			if got != 0 {
 				break // the next batch starts with it
 			}
 			l.malformed.Add(1)
-			l.head++
+			l.advance(1)
 			continue
 		}
 		e := &dst[got]
@@ -594,6 +615,9 @@ func (l *Lane) drain(r *Ring, c uint8, dst []Event) (got uint32) {
 			copy(e.cqe.Data[:size], unsafe.Slice((*byte)(data), size))
 		}
 		e.state = stLane
+		if call {
+			e.markCall(l, l.headPos(got))
+		}
 		if e.r != r {
 			e.r = r // a store (and its write barrier) only when the batch slice is new
 		}
@@ -606,16 +630,19 @@ func (l *Lane) drain(r *Ring, c uint8, dst []Event) (got uint32) {
 // place, as drain does with events.
 func (l *Lane) visit(max int, fn func(sub *Subscription, data []byte)) (got uint32) {
 	for range max {
-		data, size, ok := l.record(got)
+		data, size, call, ok := l.record(got)
 		if !ok {
 			if got != 0 {
 				break
 			}
 			l.malformed.Add(1)
-			l.head++
+			l.advance(1)
 			continue
 		}
 		fn(l.sub, unsafe.Slice((*byte)(data), size))
+		if call { // read in place: no reply can follow
+			l.answer(l.headPos(got), nil, uint32(syscall.ECONNRESET))
+		}
 		got++
 	}
 	return got
@@ -676,7 +703,7 @@ func (r *Ring) commitLanes(c uint8, k int) int {
 			continue
 		}
 		m := min(uint32(k), l.taken)
-		l.head += m
+		l.advance(m)
 		l.taken = 0
 		l.handBack()
 		k -= int(m)

@@ -91,7 +91,7 @@ func newMappedLane(r *Ring, sub *Subscription, mem []byte, entries, recSize uint
 	return &Lane{
 		r: r, sub: sub, slot: -1, mem: mem, ctl: (*abi.LaneCtl)(unsafe.Pointer(&mem[0])), recs: mem[ctlSize:],
 		mask: entries - 1, entries: entries, stride: abi.LaneRecStride(recSize), recSize: recSize,
-		prio: prio, subID: subID, room: make(chan struct{}, 1),
+		prio: prio, subID: subID, id: laneIDs.Add(1), room: make(chan struct{}, 1),
 	}
 }
 

@@ -653,6 +653,9 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 		return peers.Result{}, err
 	}
 	size := peers.EventSize(p.Payload)
+	if p.CallLane {
+		return t.laneCall(p, size)
+	}
 	srv, cli, err := t.callRings(size, p.KernelSleep, p.KernelSpin)
 	if err != nil {
 		return peers.Result{}, err
@@ -747,6 +750,101 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 	res.Events, res.Produced, res.Samples = n, n, samples
 	if cerr != nil {
 		return res, fmt.Errorf("aem: call: %w", cerr)
+	}
+	return res, nil
+}
+
+// laneCall is Call's busy caller through a producer lane (Lane.Call): the
+// server spins on Poll as in the busy call, and its handler's writeback
+// answers in the lane; no CALL or WRITEBACK SQE, no kernel-side step.
+func (t *Transport) laneCall(p peers.Params, size int) (peers.Result, error) {
+	if size > abi.LaneMaxRecord {
+		return peers.Result{}, fmt.Errorf("aem: lane call: %d-byte requests, a lane record holds %d", size, abi.LaneMaxRecord)
+	}
+	srv, err := t.ring(goaem.WithLanes(1))
+	if err != nil {
+		return peers.Result{}, err
+	}
+	defer srv.Close()
+	handle := func(ev *goaem.Event) error {
+		pl := ev.Payload()
+		for i := 16; i < len(pl); i++ {
+			pl[i]++
+		}
+		return ev.Writeback(pl)
+	}
+	sub, err := srv.Subscribe(goaem.Msg{Channel: msgChannel}, goaem.SubOptions{Handler: handle})
+	if err != nil {
+		return peers.Result{}, fmt.Errorf("aem: subscribe msg: %w", err)
+	}
+	lane, err := srv.OpenLane(sub, goaem.LaneOptions{Entries: 2, RecordSize: uint32(size)})
+	if err != nil {
+		return peers.Result{}, fmt.Errorf("aem: open lane: %w", err)
+	}
+	defer lane.Close()
+	served := make(chan error, 1)
+	var stop atomic.Bool
+	go func() {
+		batch := make([]goaem.Event, pollBatch)
+		for spins := 0; !stop.Load(); {
+			n, err := srv.Poll(batch)
+			if err != nil {
+				served <- err
+				return
+			}
+			for i := range batch[:n] {
+				if err := handle(&batch[i]); err != nil {
+					served <- err
+					return
+				}
+			}
+			if n == 0 {
+				spin(&spins)
+			}
+		}
+		served <- nil
+	}()
+
+	req, resp := make([]byte, size), make([]byte, abi.LaneMaxRecord)
+	samples := make([]int64, 0, p.MaxSamples)
+	var res peers.Result
+	start := time.Now()
+	deadline := start.Add(p.Duration)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(grace))
+	defer cancel()
+	var n uint64
+	var cerr error
+	for p.Events == 0 || n < p.Events {
+		if n%64 == 0 && !time.Now().Before(deadline) {
+			break
+		}
+		putEvent(req, n)
+		sampled := p.SampleEvery > 0 && n%uint64(p.SampleEvery) == 0
+		var t0 time.Time
+		if sampled {
+			t0 = time.Now()
+		}
+		m, err := lane.Call(ctx, req, resp)
+		if err != nil {
+			cerr = err
+			break
+		}
+		if sampled && len(samples) < cap(samples) {
+			samples = append(samples, int64(time.Since(t0)))
+		}
+		if m != size || getSeq(resp[:m]) != n || (size > 16 && resp[16] != byte(n+1)) {
+			res.Errors++
+		}
+		n++
+	}
+	res.Elapsed = time.Since(start)
+	stop.Store(true)
+	if err := <-served; err != nil && cerr == nil {
+		cerr = fmt.Errorf("aem: server: %w", err)
+	}
+	res.Events, res.Produced, res.Samples = n, n, samples
+	if cerr != nil {
+		return res, fmt.Errorf("aem: lane call: %w", cerr)
 	}
 	return res, nil
 }

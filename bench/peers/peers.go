@@ -75,6 +75,9 @@ type Params struct {
 	// KernelSpin: with KernelSleep, how long AEM's call handler polls
 	// before each sleep (goaem.WithKernelWait's spin).
 	KernelSpin time.Duration
+	// CallLane: AEM's busy caller calls through a producer lane
+	// (goaem.Lane.Call) instead of CALL SQEs; the peers have one way each.
+	CallLane bool
 	// FanInPath is how AEM's fan-in producers post: FanInLane (the
 	// default, also ""), FanInRemote or FanInSQ; the peers have one way
 	// each.

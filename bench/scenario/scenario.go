@@ -263,7 +263,14 @@ func Plan(cfg Config) []Step {
 				add(sc, "mode="+mode, 0, func(t peers.Transport, c Config) (Row, error) {
 					return runCall(t, c, peers.Params{Busy: busy})
 				})
-				if busy || !slices.Contains(cfg.Transports, peers.NameAEM) {
+				if !slices.Contains(cfg.Transports, peers.NameAEM) {
+					continue
+				}
+				if busy {
+					steps = append(steps, Step{Family: sc, Variant: "mode=busy,lane", Transport: peers.NameAEM,
+						run: func(t peers.Transport, c Config) (Row, error) {
+							return runCall(t, c, peers.Params{Busy: true, CallLane: true})
+						}})
 					continue
 				}
 				for _, spin := range []time.Duration{0, KernelCallSpin} {

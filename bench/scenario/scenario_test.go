@@ -25,7 +25,7 @@ func TestPlanOrdersStepsByScenarioThenTransport(t *testing.T) {
 		"throughput/batch=64 aem", "throughput/batch=64 chan",
 		"call/mode=blocking aem", "call/mode=blocking chan", "call/mode=blocking,kernel aem",
 		"call/mode=blocking,kernel,spin=20us aem",
-		"call/mode=busy aem", "call/mode=busy chan",
+		"call/mode=busy aem", "call/mode=busy chan", "call/mode=busy,lane aem",
 	}, got)
 }
 
