@@ -20,8 +20,9 @@ import (
 
 // The child producer of TestRemoteLanes: this test binary run again with
 // GOAEM_LANE_ADDR set. It opens a lane to that address from a ring of its
-// own, posts its records and closes the lane (or, with GOAEM_LANE_DIE,
-// exits with it open).
+// own, posts its records, makes GOAEM_LANE_CALLS calls through it (the
+// consumer answers each with the request and "ok"), and closes the lane
+// (or, with GOAEM_LANE_DIE, exits with it open).
 func TestRemoteLaneProducerChild(t *testing.T) {
 	addr := os.Getenv("GOAEM_LANE_ADDR")
 	if addr == "" {
@@ -40,6 +41,14 @@ func TestRemoteLaneProducerChild(t *testing.T) {
 	for k := 0; k < each; k++ {
 		require.NoError(t, l.Post(ctx, laneRecord(buf, uint32(g), uint32(k))))
 	}
+	calls, _ := strconv.Atoi(os.Getenv("GOAEM_LANE_CALLS"))
+	resp := make([]byte, 32)
+	for k := 0; k < calls; k++ {
+		req := laneRecord(buf, uint32(g), uint32(k))
+		n, err := l.Call(ctx, req, resp)
+		require.NoError(t, err, "call %d", k)
+		require.Equal(t, string(req)+"ok", string(resp[:n]), "call %d: its own answer", k)
+	}
 	if os.Getenv("GOAEM_LANE_DIE") != "" {
 		os.Exit(0) // the module ends the lane: AEM_LANE_P_CLOSED
 	}
@@ -47,10 +56,11 @@ func TestRemoteLaneProducerChild(t *testing.T) {
 	require.NoError(t, r.Close())
 }
 
-func startProducer(t *testing.T, addr Addr, g, each int, die bool) *exec.Cmd {
+func startProducer(t *testing.T, addr Addr, g, each, calls int, die bool) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRemoteLaneProducerChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("GOAEM_LANE_ADDR=%#x", uint64(addr)),
-		fmt.Sprintf("GOAEM_LANE_ID=%d", g), fmt.Sprintf("GOAEM_LANE_EACH=%d", each))
+		fmt.Sprintf("GOAEM_LANE_ID=%d", g), fmt.Sprintf("GOAEM_LANE_EACH=%d", each),
+		fmt.Sprintf("GOAEM_LANE_CALLS=%d", calls))
 	if die {
 		cmd.Env = append(cmd.Env, "GOAEM_LANE_DIE=1")
 	}
@@ -63,7 +73,8 @@ func startProducer(t *testing.T, addr Addr, g, each int, die bool) *exec.Cmd {
 // Msg subscription: every record arrives, in each producer's order, as the
 // subscription's events, while the reader sleeps in Wait between batches
 // (the producers' kicks wake it); one producer dies with its lane open and
-// its records still all arrive; lanes' slots come back. Closing the
+// its records still all arrive; calls through remote lanes are answered
+// across the processes; lanes' slots come back. Closing the
 // consumer ring makes the producer's post fail with ErrClosed and EPIPE.
 // Elsewhere than on the module, remote lanes are refused with EOPNOTSUPP.
 func TestRemoteLanes(t *testing.T) {
@@ -75,7 +86,7 @@ func TestRemoteLanes(t *testing.T) {
 		require.ErrorIs(t, err, syscall.EOPNOTSUPP)
 		return
 	}
-	const producers, each = 3, 2000
+	const producers, each, calls = 3, 2000, 300
 	r := openKernel(t, WithRemoteLanes(producers))
 	sub, err := r.Subscribe(Msg{Channel: 9}, SubOptions{Tag: 77})
 	require.NoError(t, err)
@@ -83,17 +94,23 @@ func TestRemoteLanes(t *testing.T) {
 
 	cmds := make([]*exec.Cmd, producers)
 	for g := range producers {
-		cmds[g] = startProducer(t, r.Addr(9), g, each, g == 0)
+		cmds[g] = startProducer(t, r.Addr(9), g, each, calls*(g%2), g == 0) // producer 1 calls
 	}
+	answered := 0
 	o := orderCheck{next: make([]uint32, producers)}
 	batch := make([]Event, 32)
-	for o.got < producers*each && ctx.Err() == nil {
+	for (o.got < producers*each || answered < calls) && ctx.Err() == nil {
 		n, err := r.Wait(ctx, batch, 1)
 		require.NoError(t, err)
 		for i := range batch[:n] {
 			ev := &batch[i]
 			assert.Equal(t, sub, ev.Subscription(), "a remote lane event belongs to its subscription")
 			assert.Equal(t, uint64(77), ev.Tag())
+			if ev.IsCall() {
+				require.NoError(t, ev.Reply(append(ev.Payload(), "ok"...)))
+				answered++
+				continue
+			}
 			o.see(t, ev)
 			ev.Release()
 		}
@@ -102,10 +119,11 @@ func TestRemoteLanes(t *testing.T) {
 		require.NoError(t, cmd.Wait(), "a producer process failed")
 	}
 	assert.Equal(t, producers*each, o.got, "every record arrived")
+	assert.Equal(t, calls, answered, "every call was answered")
 	assert.Zero(t, o.bad, "each producer's records in its order")
 
 	// The lanes end (drained, detached), so their slots take new producers.
-	cmd := startProducer(t, r.Addr(9), 0, 10, false)
+	cmd := startProducer(t, r.Addr(9), 0, 10, 0, false)
 	o.next[0] = 0
 	got := o.got
 	for o.got < got+10 && ctx.Err() == nil {
