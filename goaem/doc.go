@@ -149,6 +149,13 @@
 // the lane into both, and the records go the same way; only opening,
 // closing and kicking a sleeping reader go through the module.
 //
+// A lane also carries calls, the busy caller's path: Lane.Call writes the
+// request as a call record and spins until the handler's Writeback, Reply
+// or ReplyError answers it in the lane (docs/PROTOCOL.md, "Calls on a
+// lane"), with no system call or kernel-side step on either side, across
+// processes too on a remote lane. One call at a time per lane; a caller
+// that would rather sleep uses Ring.Call.
+//
 // # Socket I/O
 //
 // A Sock subscription carries a listening socket's connections through the

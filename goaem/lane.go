@@ -121,7 +121,8 @@ type laneTable struct {
 // OpenLane attaches a lane to sub, a Msg subscription of this ring: what
 // the lane's producer posts arrives through Poll, Wait and Run as sub's
 // events, in sub's class, each an inline event (Payload, Release) that
-// takes no writeback. The ring must have room for it (WithLanes); a ring
+// takes no writeback, except the producer's calls (Lane.Call), which the
+// handler answers with Writeback, Reply or ReplyError. The ring must have room for it (WithLanes); a ring
 // without lanes, or with all of them attached, refuses with ENOSPC.
 func (r *Ring) OpenLane(sub *Subscription, opts LaneOptions) (*Lane, error) {
 	if sub == nil || sub.r != r || sub.source != abi.SrcMsg {
@@ -409,7 +410,8 @@ func (l *Lane) Memory() []byte { return l.mem }
 func (l *Lane) Dropped() uint64 { return l.dropped.Load() }
 
 // Malformed counts the records the reader refused: a length past the
-// record size, flags that are not zero, or a tail more than a lane ahead.
+// record size, flags other than a call's, or a tail more than a lane
+// ahead.
 func (l *Lane) Malformed() uint64 { return l.malformed.Load() }
 
 // Close ends the lane: posts after it return ErrClosed; the records
