@@ -858,7 +858,9 @@ int aem_payload_fd(struct aem_ring *ring, uint64_t *offset);
  * is read back from the lane's memory, which the other side may scribble
  * on.  No system call and no lock per record; a post returns 1 when the
  * reader sleeps and must be kicked, aem_lane_advance() 1 when the producer
- * waits for room.
+ * waits for room.  A lane also carries calls, one at a time (aem_lane_call,
+ * aem_lane_reply: docs/PROTOCOL.md, "Calls on a lane"); the fields after
+ * malformed are theirs, appended so that the others keep their offsets.
  */
 struct aem_lane {
 	struct aem_lane_ctl	*kctl;
@@ -873,6 +875,10 @@ struct aem_lane {
 	unsigned	head_seen;	/* producer: the reader's head as last read */
 	unsigned	head;		/* consumer: the next record to read */
 	unsigned	malformed;	/* consumer: records and tails refused */
+	uint64_t	head_pos;	/* consumer: head's position over the lane's life (call tokens) */
+	uint64_t	tail_pos;	/* producer: tail's position over the lane's life */
+	uint64_t	call_pos;	/* producer: the position of the call in flight */
+	unsigned	call_busy;	/* producer: a call is in flight (nothing else may be posted) */
 };
 
 /* Bytes a lane of @entries records of @rec_size payload bytes takes. */
@@ -936,24 +942,25 @@ AEMINLINE int aem_lane_attach(struct aem_lane *l, void *mem, size_t size)
 	l->stride = AEM_LANE_REC_STRIDE(rec_size);
 	l->rec_size = rec_size;
 	l->tail = aem_read_once(l->kctl->tail);
+	l->tail_pos = l->tail;	/* its high half is unknown here: positions count from this attach's */
 	l->head_seen = aem_load_acquire(&l->kctl->head);	/* pairs with the reader's head release */
 	return 0;
 }
 
 /*
- * Post one record: 0, or 1 when the reader sleeps (kick it: its pollable
- * fd, aem_lane_kick() for a remote lane, or whatever wakes it); -EAGAIN
- * when the lane is full, -EINVAL when @len exceeds the record size, -EPIPE
- * after aem_lane_close() or once the consumer ring is gone (remote lanes).  The tail's
- * release, a full barrier, then the load of SLEEPING: pairs with the
- * reader's store of SLEEPING, full barrier, load of the tail (Dekker).
+ * Post one record with @flags (0 or AEM_LANE_REC_CALL); for a call, the
+ * call line's WAITING before the record: the tail's release publishes both.
+ * Not AEMINLINE: the public ones below are the API.
  */
-AEMINLINE int aem_lane_post(struct aem_lane *l, const void *data, unsigned len)
+static inline int __aem_lane_put(struct aem_lane *l, const void *data, unsigned len,
+				 unsigned flags)
 {
 	struct aem_lane_rec *rec;
 
 	if (len > l->rec_size)
 		return -EINVAL;
+	if (l->call_busy)
+		return -EBUSY;
 	if ((aem_read_once(l->kctl->prod_flags) & AEM_LANE_P_CLOSED) ||
 	    (aem_read_once(l->kctl->cons_flags) & AEM_LANE_C_GONE))
 		return -EPIPE;
@@ -962,13 +969,104 @@ AEMINLINE int aem_lane_post(struct aem_lane *l, const void *data, unsigned len)
 		if (l->tail - l->head_seen >= l->entries)
 			return -EAGAIN;
 	}
+	if (flags & AEM_LANE_REC_CALL) {
+		aem_write_once(l->kctl->call, AEM_LANE_CALL(AEM_LANE_CALL_WAITING, l->tail_pos));
+		l->call_pos = l->tail_pos & AEM_LANE_CALL_POS_MASK;
+		l->call_busy = 1;
+	}
 	rec = (struct aem_lane_rec *)(l->krecs + (size_t)(l->tail & l->mask) * l->stride);
 	rec->len = len;
-	rec->flags = 0;
-	memcpy(rec + 1, data, len);
+	rec->flags = flags;
+	if (len)
+		memcpy(rec + 1, data, len);
+	l->tail_pos++;
 	aem_store_release(&l->kctl->tail, ++l->tail);	/* pairs with the reader's tail acquire */
 	aem_smp_mb();
 	return !!(aem_read_once(l->kctl->cons_flags) & AEM_LANE_C_SLEEPING);
+}
+
+/*
+ * Post one record: 0, or 1 when the reader sleeps (kick it: its pollable
+ * fd, aem_lane_kick() for a remote lane, or whatever wakes it); -EAGAIN
+ * when the lane is full, -EINVAL when @len exceeds the record size, -EPIPE
+ * after aem_lane_close() or once the consumer ring is gone (remote lanes),
+ * -EBUSY while a call is in flight (a lane carries nothing else meanwhile).  The tail's
+ * release, a full barrier, then the load of SLEEPING: pairs with the
+ * reader's store of SLEEPING, full barrier, load of the tail (Dekker).
+ */
+AEMINLINE int aem_lane_post(struct aem_lane *l, const void *data, unsigned len)
+{
+	return __aem_lane_put(l, data, len, 0);
+}
+
+/*
+ * Call the lane's reader with @req (@len bytes): posted as aem_lane_post()
+ * posts (the same returns, kick included), as a record with
+ * AEM_LANE_REC_CALL, after storing the call line's WAITING at the record's
+ * position; -EBUSY while an earlier call is in flight, since the call line
+ * holds one.  Then aem_lane_call_poll() until it answers, or
+ * aem_lane_call_abandon().
+ */
+AEMINLINE int aem_lane_call(struct aem_lane *l, const void *req, unsigned len)
+{
+	return __aem_lane_put(l, req, len, AEM_LANE_REC_CALL);
+}
+
+/*
+ * The answer to the call in flight: the reply's length (its first @cap
+ * bytes copied to @resp; a length past @cap says it was cut), or the
+ * reader's -errno; -EIO when the reader left a result out of range (never
+ * read past the call line); either way the call is over.  -EAGAIN while
+ * unanswered; -EPIPE (the call over) once the consumer ring is gone;
+ * -EINVAL without a call in flight.  The load-acquire of DONE pairs with
+ * the reader's store-release after the reply.
+ */
+AEMINLINE int aem_lane_call_poll(struct aem_lane *l, void *resp, unsigned cap)
+{
+	__u64 word;
+	int32_t res;
+
+	if (!l->call_busy)
+		return -EINVAL;
+	word = aem_load_acquire(&l->kctl->call);	/* pairs with the reader's DONE release */
+	if (word == AEM_LANE_CALL(AEM_LANE_CALL_DONE, l->call_pos)) {
+		l->call_busy = 0;
+		res = aem_read_once(l->kctl->call_res);	/* once: the reader may scribble on it */
+		if (res < -4095 || res > (int32_t)AEM_LANE_MAX_RECORD)
+			return -EIO;
+		if (res > 0 && cap)
+			memcpy(resp, l->kctl->reply, (unsigned)res < cap ? (unsigned)res : cap);
+		return res;
+	}
+	if (aem_read_once(l->kctl->cons_flags) & AEM_LANE_C_GONE) {
+		l->call_busy = 0;
+		return -EPIPE;
+	}
+	return -EAGAIN;
+}
+
+/*
+ * Give up the call in flight: 0, the lane free for the next post (a reply
+ * the reader has not claimed yet will never be written: its
+ * compare-and-swap fails), or -EAGAIN while the reader is writing its
+ * reply (at most AEM_LANE_MAX_RECORD bytes: try again; its answer is then
+ * dropped).  A call line scribbled on, or a consumer ring gone, ends the
+ * call too.  0 without a call in flight.
+ */
+AEMINLINE int aem_lane_call_abandon(struct aem_lane *l)
+{
+	__u64 word = AEM_LANE_CALL(AEM_LANE_CALL_WAITING, l->call_pos);
+
+	if (!l->call_busy)
+		return 0;
+	if (!__atomic_compare_exchange_n(&l->kctl->call, &word,
+					 AEM_LANE_CALL(AEM_LANE_CALL_IDLE, l->call_pos), 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
+	    word == AEM_LANE_CALL(AEM_LANE_CALL_CLAIMED, l->call_pos) &&
+	    !(aem_read_once(l->kctl->cons_flags) & AEM_LANE_C_GONE))
+		return -EAGAIN;	/* the reader copies its reply: DONE follows */
+	l->call_busy = 0;
+	return 0;
 }
 
 /* No record after the last posted: the reader detaches once it has read it. */
@@ -980,8 +1078,10 @@ AEMINLINE void aem_lane_close(struct aem_lane *l)
 /*
  * The reader: copy up to @max ready records into @cqes as inline events of
  * the lane's subscription (AEM_SRC_MSG, its class, user_data @user_data),
- * oldest first; returns how many.  A malformed record (len past the
- * record size, flags not zero) first in line is skipped and counted in
+ * oldest first; returns how many.  A call (AEM_LANE_REC_CALL) comes with
+ * AEM_CQE_F_CALL and its position as id, the token aem_lane_reply() takes.
+ * A malformed record (len past the record size, flags neither zero nor
+ * AEM_LANE_REC_CALL) first in line is skipped and counted in
  * malformed; one after good records ends the batch.  A tail more than a
  * lane ahead is counted and nothing is read.  Hand the records back with
  * aem_lane_advance(l, the count).
@@ -1004,17 +1104,24 @@ AEMINLINE unsigned aem_lane_peek(struct aem_lane *l, struct aem_cqe *cqes, unsig
 		unsigned len = aem_read_once(rec->len), flags = aem_read_once(rec->flags);
 		struct aem_cqe *c;
 
-		if (len > l->rec_size || flags) {
+		if (len > l->rec_size || (flags && flags != AEM_LANE_REC_CALL)) {
 			if (got)
 				break;
 			l->malformed++;
 			l->head++;
+			l->head_pos++;
 			continue;
 		}
-		c = &cqes[got++];
+		c = &cqes[got];
 		memset(c, 0, sizeof(*c));
 		c->user_data = user_data;
-		c->id = l->sub_id;
+		if (flags == AEM_LANE_REC_CALL) {
+			c->flags = AEM_CQE_F_CALL;
+			c->id = l->head_pos + got;	/* the record's position: the call line's token */
+		} else {
+			c->id = l->sub_id;
+		}
+		got++;
 		c->res = (int32_t)len;
 		c->source = AEM_SRC_MSG;
 		c->prio = (uint8_t)l->prio;
@@ -1031,9 +1138,39 @@ AEMINLINE unsigned aem_lane_peek(struct aem_lane *l, struct aem_cqe *cqes, unsig
 AEMINLINE int aem_lane_advance(struct aem_lane *l, unsigned n)
 {
 	l->head += n;
+	l->head_pos += n;
 	aem_store_release(&l->kctl->head, l->head);	/* pairs with the producer's head acquire */
 	aem_smp_mb();
 	return !!(aem_read_once(l->kctl->prod_flags) & AEM_LANE_P_WAITING);
+}
+
+/*
+ * The reader answers the call whose event had id @token: @len bytes of
+ * @data (at most AEM_LANE_MAX_RECORD), or, with @err non-zero, the
+ * positive errno @err (1..4095), which the caller gets as -@err.  0, or
+ * -ENOENT when that call no longer waits (the caller gave up, or @token
+ * is no call waiting on this lane): nothing is written then, so a late
+ * reply never lands in a later call.  -EINVAL for a bad @len or @err.  The
+ * compare-and-swap claims the call line before it is written; DONE's
+ * store-release publishes the reply.  The reader never reads the line
+ * back beyond that compare-and-swap: the producer may scribble on it.
+ */
+AEMINLINE int aem_lane_reply(struct aem_lane *l, uint64_t token, const void *data,
+			     unsigned len, int err)
+{
+	__u64 word = AEM_LANE_CALL(AEM_LANE_CALL_WAITING, token);
+
+	if (len > AEM_LANE_MAX_RECORD || (err && (err < 1 || err > 4095)))
+		return -EINVAL;
+	if (!__atomic_compare_exchange_n(&l->kctl->call, &word,
+					 AEM_LANE_CALL(AEM_LANE_CALL_CLAIMED, token), 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return -ENOENT;
+	if (!err && len)
+		memcpy(l->kctl->reply, data, len);
+	aem_write_once(l->kctl->call_res, err ? -err : (int32_t)len);
+	aem_store_release(&l->kctl->call, AEM_LANE_CALL(AEM_LANE_CALL_DONE, token));	/* pairs with the caller's acquire */
+	return 0;
 }
 
 /*

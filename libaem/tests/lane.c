@@ -88,7 +88,7 @@ int main(void)
 	rec = (struct aem_lane_rec *)(prod.krecs + (size_t)((prod.tail - 4) & prod.mask) * prod.stride);
 	rec->len = 1u << 31;
 	rec = (struct aem_lane_rec *)(prod.krecs + (size_t)((prod.tail - 2) & prod.mask) * prod.stride);
-	rec->flags = 1;
+	rec->flags = 2;	/* neither zero nor AEM_LANE_REC_CALL */
 	n = aem_lane_peek(&cons, cqes, 8, 99);
 	t_eq(n, 1);	/* the first refused, the second good, the third ends the batch */
 	t_eq(cons.malformed, 1);
