@@ -461,27 +461,25 @@ func LaneRecStride(recSize uint32) uint32 {
 	return (uint32(unsafe.Sizeof(LaneRec{})) + recSize + 7) &^ 7
 }
 
-// LaneCtl is struct aem_lane_ctl: the producer's line, the consumer's line,
-// what the attach set, and the call line.
+// LaneCtl is struct aem_lane_ctl: the producer's line, the consumer's line
+// (with the call line), and what the attach set.
 type LaneCtl struct {
 	Tail      uint32     `aem:"tail"`
 	ProdFlags uint32     `aem:"prod_flags"`
 	Resv0     [14]uint32 `aem:"resv0"`
 	Head      uint32     `aem:"head"`
-	Resv1     [15]uint32 `aem:"resv1"`
-	ConsFlags uint32     `aem:"cons_flags"`
-	Entries   uint32     `aem:"entries"`
-	RecSize   uint32     `aem:"rec_size"`
-	Prio      uint8      `aem:"prio"`
-	Resv2     [3]uint8   `aem:"resv2"`
-	SubID     uint64     `aem:"sub_id"`
-	Resv3     [5]uint64  `aem:"resv3"`
-	// The call line (LaneRecCall): see LaneCall.
-	Call    uint64              `aem:"call"`
-	CallRes int32               `aem:"call_res"`
-	Resv4   uint32              `aem:"resv4"`
-	Reply   [LaneMaxRecord]byte `aem:"reply"`
-	Resv5   [2]uint64           `aem:"resv5"`
+	// The call line (LaneRecCall), in the consumer's line: see LaneCall.
+	CallRes   int32               `aem:"call_res"`
+	Call      uint64              `aem:"call"`
+	Reply     [LaneMaxRecord]byte `aem:"reply"`
+	Resv1     [4]uint32           `aem:"resv1"`
+	ConsFlags uint32              `aem:"cons_flags"`
+	Entries   uint32              `aem:"entries"`
+	RecSize   uint32              `aem:"rec_size"`
+	Prio      uint8               `aem:"prio"`
+	Resv2     [3]uint8            `aem:"resv2"`
+	SubID     uint64              `aem:"sub_id"`
+	Resv3     [5]uint64           `aem:"resv3"`
 }
 
 // Calls on a lane: LaneRec.Flags LaneRecCall, and the states of

@@ -65,11 +65,10 @@ AEM_PIN(struct aem_lane_ctl, entries, 132);
 AEM_PIN(struct aem_lane_ctl, rec_size, 136);
 AEM_PIN(struct aem_lane_ctl, prio, 140);
 AEM_PIN(struct aem_lane_ctl, sub_id, 144);
-AEM_PIN(struct aem_lane_ctl, call, 192);
-AEM_PIN(struct aem_lane_ctl, call_res, 200);
-AEM_PIN(struct aem_lane_ctl, reply, 208);
-aem_static_assert(sizeof(struct aem_lane_ctl) == 256,
-		  "a lane's control is four cache lines: the producer's, the consumer's, the attach's, the call's");
+AEM_PIN(struct aem_lane_ctl, call_res, 68);
+AEM_PIN(struct aem_lane_ctl, call, 72);
+AEM_PIN(struct aem_lane_ctl, reply, 80);
+aem_static_assert(sizeof(struct aem_lane_ctl) == 192, "a lane's control is three cache lines, one per writer");
 aem_static_assert(sizeof(struct aem_lane_rec) == 8, "a lane record's header is 8 bytes");
 aem_static_assert(AEM_LANE_MAX_RECORD <= AEM_CQE_INLINE, "a lane event is an inline event");
 AEM_PIN(struct aem_params, remote_lanes, 56);

@@ -517,7 +517,8 @@ struct aem_grant {
  *
  * Calls on a lane (docs/PROTOCOL.md, "Calls on a lane"): a record with
  * AEM_LANE_REC_CALL is a call; its producer waits for the reply in the
- * ctl's call line, one call at a time per lane.  A record's position is
+ * ctl's call line (call, call_res, reply: in the consumer's cache line,
+ * which the answer writes), one call at a time per lane.  A record's position is
  * its index counted from 0 over the lane's life (64 bits; the 32-bit tail
  * and head are its low half).  Before publishing the record the producer
  * stores call = AEM_LANE_CALL(AEM_LANE_CALL_WAITING, position); the
@@ -558,9 +559,12 @@ struct aem_lane_ctl {
 	__u32	tail;		/* next record to fill; store-release after the records, pairs with the consumer's load-acquire */
 	__u32	prod_flags;	/* AEM_LANE_P_*; WAITING stored with a full barrier before the producer re-reads head */
 	__u32	resv0[14];
-	/* The consumer's cache line. */
+	/* The consumer's cache line, with the call line (AEM_LANE_REC_CALL), which the consumer answers in. */
 	__u32	head;		/* next record to read; store-release after reading, pairs with the producer's load-acquire */
-	__u32	resv1[15];
+	__s32	call_res;	/* the reply's bytes (<= AEM_LANE_MAX_RECORD), or -errno; written while CLAIMED */
+	__u64	call;		/* AEM_LANE_CALL(state, position): compare-and-swap on both sides, DONE stored with release */
+	__u8	reply[AEM_LANE_MAX_RECORD];	/* written while CLAIMED */
+	__u32	resv1[4];
 	/* Read on every publish, written only around the consumer's sleeps and at attach. */
 	__u32	cons_flags;	/* AEM_LANE_C_*, the consumer's; SLEEPING stored with a full barrier before it re-reads tail */
 	__u32	entries;	/* records (a power of two, <= AEM_LANE_MAX_ENTRIES) */
@@ -569,12 +573,6 @@ struct aem_lane_ctl {
 	__u8	resv2[3];
 	__u64	sub_id;		/* the Msg subscription its events belong to */
 	__u64	resv3[5];
-	/* The call line: the producer stores WAITING, the consumer answers (AEM_LANE_REC_CALL). */
-	__u64	call;		/* AEM_LANE_CALL(state, position): compare-and-swap on both sides, DONE stored with release */
-	__s32	call_res;	/* the reply's bytes (<= AEM_LANE_MAX_RECORD), or -errno; written while CLAIMED */
-	__u32	resv4;
-	__u8	reply[AEM_LANE_MAX_RECORD];	/* written while CLAIMED */
-	__u64	resv5[2];
 };
 
 struct aem_lane_rec {

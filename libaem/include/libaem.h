@@ -859,8 +859,8 @@ int aem_payload_fd(struct aem_ring *ring, uint64_t *offset);
  * on.  No system call and no lock per record; a post returns 1 when the
  * reader sleeps and must be kicked, aem_lane_advance() 1 when the producer
  * waits for room.  A lane also carries calls, one at a time (aem_lane_call,
- * aem_lane_reply: docs/PROTOCOL.md, "Calls on a lane"); the fields after
- * malformed are theirs, appended so that the others keep their offsets.
+ * aem_lane_reply: docs/PROTOCOL.md, "Calls on a lane"); their state sits
+ * in what was padding, so the struct keeps its size and offsets.
  */
 struct aem_lane {
 	struct aem_lane_ctl	*kctl;
@@ -870,16 +870,36 @@ struct aem_lane {
 	unsigned	stride;
 	unsigned	rec_size;
 	unsigned	prio;		/* consumer: the class of its events */
+	unsigned	pos_hi : 31;	/* the high half of this side's position: the tail's or the head's */
+	unsigned	call_busy : 1;	/* producer: a call is in flight, at the position before the tail's */
 	uint64_t	sub_id;		/* consumer: the subscription of its events */
 	unsigned	tail;		/* producer: the next record to fill */
 	unsigned	head_seen;	/* producer: the reader's head as last read */
 	unsigned	head;		/* consumer: the next record to read */
 	unsigned	malformed;	/* consumer: records and tails refused */
-	uint64_t	head_pos;	/* consumer: head's position over the lane's life (call tokens) */
-	uint64_t	tail_pos;	/* producer: tail's position over the lane's life */
-	uint64_t	call_pos;	/* producer: the position of the call in flight */
-	unsigned	call_busy;	/* producer: a call is in flight (nothing else may be posted) */
 };
+
+/* The 64-bit position of record @k after this side's index @idx. */
+AEMINLINE uint64_t aem_lane_pos(const struct aem_lane *l, unsigned idx, unsigned k)
+{
+	return ((uint64_t)l->pos_hi << 32 | idx) + k;
+}
+
+/* Move this side's index @idx on by @n, carrying into pos_hi.  Internal. */
+static inline void __aem_lane_step(struct aem_lane *l, unsigned *idx, unsigned n)
+{
+	unsigned old = *idx;
+
+	*idx = old + n;
+	if (*idx < old)
+		l->pos_hi++;
+}
+
+/* The producer's call in flight: the record before its tail. */
+AEMINLINE uint64_t aem_lane_call_pos(const struct aem_lane *l)
+{
+	return aem_lane_pos(l, l->tail, 0) - 1;
+}
 
 /* Bytes a lane of @entries records of @rec_size payload bytes takes. */
 AEMINLINE size_t aem_lane_size(unsigned entries, unsigned rec_size)
@@ -941,8 +961,7 @@ AEMINLINE int aem_lane_attach(struct aem_lane *l, void *mem, size_t size)
 	l->entries = entries;
 	l->stride = AEM_LANE_REC_STRIDE(rec_size);
 	l->rec_size = rec_size;
-	l->tail = aem_read_once(l->kctl->tail);
-	l->tail_pos = l->tail;	/* its high half is unknown here: positions count from this attach's */
+	l->tail = aem_read_once(l->kctl->tail);	/* pos_hi 0: a lane attached after 2^32 records gets no answers to calls */
 	l->head_seen = aem_load_acquire(&l->kctl->head);	/* pairs with the reader's head release */
 	return 0;
 }
@@ -970,8 +989,7 @@ static inline int __aem_lane_put(struct aem_lane *l, const void *data, unsigned 
 			return -EAGAIN;
 	}
 	if (flags & AEM_LANE_REC_CALL) {
-		aem_write_once(l->kctl->call, AEM_LANE_CALL(AEM_LANE_CALL_WAITING, l->tail_pos));
-		l->call_pos = l->tail_pos & AEM_LANE_CALL_POS_MASK;
+		aem_write_once(l->kctl->call, AEM_LANE_CALL(AEM_LANE_CALL_WAITING, aem_lane_pos(l, l->tail, 0)));
 		l->call_busy = 1;
 	}
 	rec = (struct aem_lane_rec *)(l->krecs + (size_t)(l->tail & l->mask) * l->stride);
@@ -979,8 +997,8 @@ static inline int __aem_lane_put(struct aem_lane *l, const void *data, unsigned 
 	rec->flags = flags;
 	if (len)
 		memcpy(rec + 1, data, len);
-	l->tail_pos++;
-	aem_store_release(&l->kctl->tail, ++l->tail);	/* pairs with the reader's tail acquire */
+	__aem_lane_step(l, &l->tail, 1);
+	aem_store_release(&l->kctl->tail, l->tail);	/* pairs with the reader's tail acquire */
 	aem_smp_mb();
 	return !!(aem_read_once(l->kctl->cons_flags) & AEM_LANE_C_SLEEPING);
 }
@@ -1029,7 +1047,7 @@ AEMINLINE int aem_lane_call_poll(struct aem_lane *l, void *resp, unsigned cap)
 	if (!l->call_busy)
 		return -EINVAL;
 	word = aem_load_acquire(&l->kctl->call);	/* pairs with the reader's DONE release */
-	if (word == AEM_LANE_CALL(AEM_LANE_CALL_DONE, l->call_pos)) {
+	if (word == AEM_LANE_CALL(AEM_LANE_CALL_DONE, aem_lane_call_pos(l))) {
 		l->call_busy = 0;
 		res = aem_read_once(l->kctl->call_res);	/* once: the reader may scribble on it */
 		if (res < -4095 || res > (int32_t)AEM_LANE_MAX_RECORD)
@@ -1055,14 +1073,15 @@ AEMINLINE int aem_lane_call_poll(struct aem_lane *l, void *resp, unsigned cap)
  */
 AEMINLINE int aem_lane_call_abandon(struct aem_lane *l)
 {
-	__u64 word = AEM_LANE_CALL(AEM_LANE_CALL_WAITING, l->call_pos);
+	uint64_t pos = aem_lane_call_pos(l);
+	__u64 word = AEM_LANE_CALL(AEM_LANE_CALL_WAITING, pos);
 
 	if (!l->call_busy)
 		return 0;
 	if (!__atomic_compare_exchange_n(&l->kctl->call, &word,
-					 AEM_LANE_CALL(AEM_LANE_CALL_IDLE, l->call_pos), 0,
+					 AEM_LANE_CALL(AEM_LANE_CALL_IDLE, pos), 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE) &&
-	    word == AEM_LANE_CALL(AEM_LANE_CALL_CLAIMED, l->call_pos) &&
+	    word == AEM_LANE_CALL(AEM_LANE_CALL_CLAIMED, pos) &&
 	    !(aem_read_once(l->kctl->cons_flags) & AEM_LANE_C_GONE))
 		return -EAGAIN;	/* the reader copies its reply: DONE follows */
 	l->call_busy = 0;
@@ -1108,8 +1127,7 @@ AEMINLINE unsigned aem_lane_peek(struct aem_lane *l, struct aem_cqe *cqes, unsig
 			if (got)
 				break;
 			l->malformed++;
-			l->head++;
-			l->head_pos++;
+			__aem_lane_step(l, &l->head, 1);
 			continue;
 		}
 		c = &cqes[got];
@@ -1117,7 +1135,7 @@ AEMINLINE unsigned aem_lane_peek(struct aem_lane *l, struct aem_cqe *cqes, unsig
 		c->user_data = user_data;
 		if (flags == AEM_LANE_REC_CALL) {
 			c->flags = AEM_CQE_F_CALL;
-			c->id = l->head_pos + got;	/* the record's position: the call line's token */
+			c->id = aem_lane_pos(l, l->head, got);	/* the record's position: the call line's token */
 		} else {
 			c->id = l->sub_id;
 		}
@@ -1137,8 +1155,7 @@ AEMINLINE unsigned aem_lane_peek(struct aem_lane *l, struct aem_cqe *cqes, unsig
  */
 AEMINLINE int aem_lane_advance(struct aem_lane *l, unsigned n)
 {
-	l->head += n;
-	l->head_pos += n;
+	__aem_lane_step(l, &l->head, n);
 	aem_store_release(&l->kctl->head, l->head);	/* pairs with the producer's head acquire */
 	aem_smp_mb();
 	return !!(aem_read_once(l->kctl->prod_flags) & AEM_LANE_P_WAITING);

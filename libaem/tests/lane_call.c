@@ -171,8 +171,8 @@ static void threads(void)
 	t_eq(calls, CALLS);
 	t_eq(seq, (CALLS / 3) * 3);	/* k % 3 posts before call k */
 	t_eq(tcons.malformed, 0);
-	t_eq(tcons.head_pos, seq + calls);
-	t_eq(tprod.tail_pos, seq + calls);
+	t_eq(aem_lane_pos(&tcons, tcons.head, 0), seq + calls);
+	t_eq(aem_lane_pos(&tprod, tprod.tail, 0), seq + calls);
 	printf("threads: %" PRIu64 " calls, %" PRIu64 " posts, %" PRIu64 " abandoned calls answered too late\n",
 	       calls, seq, stale);
 	free(mem);
@@ -186,7 +186,7 @@ static uint64_t peek_call(struct aem_lane *cons, unsigned len)
 	t_eq(aem_lane_peek(cons, &c, 1, 0), 1);
 	t_eq(c.flags, AEM_CQE_F_CALL);
 	t_eq(c.res, len);
-	t_eq(c.id, cons->head_pos);
+	t_eq(c.id, aem_lane_pos(cons, cons->head, 0));
 	aem_lane_advance(cons, 1);
 	return c.id;
 }
@@ -303,7 +303,7 @@ int main(void)
 	aem_write_once(prod.kctl->cons_flags, AEM_LANE_C_GONE);
 	t_eq(aem_lane_call_abandon(&prod), 0);
 	aem_write_once(prod.kctl->cons_flags, 0);
-	t_eq(cons.head_pos, prod.tail_pos);
+	t_eq(aem_lane_pos(&cons, cons.head, 0), aem_lane_pos(&prod, prod.tail, 0));
 
 	/* (f) Flags other than zero and AEM_LANE_REC_CALL: malformed, counted, skipped. */
 	t_eq(aem_lane_post(&prod, &v, sizeof(v)), 0);
@@ -313,7 +313,7 @@ int main(void)
 	t_eq(aem_lane_peek(&cons, cqes, 4, 0), 1);	/* the post refused, the call delivered */
 	t_eq(cons.malformed, 1);
 	t_eq(cqes[0].flags, AEM_CQE_F_CALL);
-	t_eq(cqes[0].id, prod.call_pos);	/* positions count the refused record too */
+	t_eq(cqes[0].id, aem_lane_call_pos(&prod));	/* positions count the refused record too */
 	aem_lane_advance(&cons, 1);
 	t_eq(aem_lane_reply(&cons, cqes[0].id, "ok", 2, 0), 0);
 	t_eq(aem_lane_call_poll(&prod, out, sizeof(out)), 2);
@@ -323,7 +323,7 @@ int main(void)
 	t_eq(aem_lane_peek(&cons, cqes, 4, 0), 0);
 	t_eq(cons.malformed, 2);
 	t_eq(aem_lane_call_abandon(&prod), 0);
-	t_eq(cons.head_pos, prod.tail_pos);
+	t_eq(aem_lane_pos(&cons, cons.head, 0), aem_lane_pos(&prod, prod.tail, 0));
 
 	/*
 	 * (d) A call line scribbled on while a call waits, on a lane of
