@@ -187,16 +187,20 @@ func (e *Event) laneReply(data []byte, errno uint32, released bool) error {
 	r := e.r
 	id := uint64(uint32(e.sender.PID)) | uint64(e.sender.UID)<<32
 	answered := false
-	if r.life.acquire() {
-		t := &r.lanes
-		t.mu.Lock() // a remote lane is unmapped under it
-		if e.cqe.Slot < uint32(len(t.lanes)) {
-			if l := t.lanes[e.cqe.Slot].Load(); l != nil && l.id == id {
+	t := &r.lanes
+	if e.cqe.Slot < uint32(len(t.lanes)) {
+		if l := t.lanes[e.cqe.Slot].Load(); l != nil && l.id == id {
+			if l.remote == nil {
+				// Go memory, kept alive by l: no lock, even after Close.
 				answered = l.answer(e.cqe.ID, data, errno)
+			} else {
+				t.mu.Lock() // the module's mapping is unmapped under it, and the slot emptied
+				if t.lanes[e.cqe.Slot].Load() == l {
+					answered = l.answer(e.cqe.ID, data, errno)
+				}
+				t.mu.Unlock()
 			}
 		}
-		t.mu.Unlock()
-		r.life.release()
 	}
 	if !answered && !released {
 		r.async.refused(uint64(abi.OpWriteback), -int32(syscall.ENOENT))

@@ -147,7 +147,8 @@ func TestLaneCallAnswers(t *testing.T) {
 		assert.ErrorIs(t, err, syscall.ECONNRESET, "released without a reply")
 		_, err = l.Call(ctx, []byte("fails"), resp)
 		assert.ErrorIs(t, err, syscall.EIO, "a failed handler answers with an error")
-		assert.EqualValues(t, 1, handlerErrs.Load())
+		assert.Eventually(t, func() bool { return handlerErrs.Load() == 1 }, 5*time.Second, time.Millisecond,
+			"the handler's error is reported once the caller has its answer")
 		n, err := l.Call(ctx, []byte("huge"), resp)
 		require.NoError(t, err)
 		assert.Equal(t, "smaller", string(resp[:n]))
