@@ -6,6 +6,9 @@
  * process survives, every SQE is consumed, every non-silent SQE gets
  * exactly one result, unknown opcodes are always -EINVAL, and the
  * refusal counters account for every error result but timed-out calls.
+ * A POST that holds the queue for a second at a full target is taken back
+ * (withdraw_held), as an application may: it is neither consumed nor
+ * answered.
  * AEM_TEST_SEED reproduces a run; AEM_TEST_GARBAGE sets the SQE count.
  */
 #include "aem_test.h"
@@ -200,6 +203,7 @@ static void one_field_at_a_time(void)
 struct sent {
 	uint8_t opcode, flags;
 	bool answered;
+	bool withdrawn;		/* a POST held at a full target, taken back (never consumed) */
 	bool ended;		/* its end result came (SUBSCRIBE with END_STATS) */
 	int res;		/* of the first result */
 };
@@ -207,7 +211,7 @@ struct sent {
 struct tally {
 	struct sent *sent;
 	struct aem_sqe *sqes;	/* what was submitted, for the report of a bad answer */
-	unsigned n;
+	unsigned n, withdrawn;
 	uint64_t results, errors, timeouts, documented, cleanup_errors, by_errno[160];
 };
 
@@ -287,29 +291,114 @@ static void account(struct tally *t, const struct aem_cqe *c)
 }
 
 /*
+ * Take back the SQE the submission stopped at (a POST whose target stays
+ * full), as PROTOCOL.md "Back-pressure on POST" lets an application do:
+ * lower the tail to the head, then queue again the SQEs that were behind
+ * it.  A garbage generator in the POST's class can refill the room we make
+ * faster than we retry, and the clean-up that would end it waits behind
+ * the POST.  Nothing consumes SQEs between enters on this ring.
+ */
+static void withdraw_held(struct tally *t)
+{
+	struct aem_sq *sq = &r.sq;
+	unsigned head = aem_load_acquire(sq->khead), n = sq->sqe_tail - head, i;
+	struct aem_sqe held, *behind;
+
+	t_assert(n && n <= sq->ring_entries, "withdraw: %u SQEs queued", n);
+	held = sq->sqes[head & sq->ring_mask];
+	t_assert(held.opcode == AEM_OP_POST && held.user_data < t->n,
+		 "the submission stopped at opcode %u (user_data %#llx), not a POST of ours",
+		 held.opcode, (unsigned long long)held.user_data);
+	behind = malloc(n * sizeof(*behind));
+	t_assert(behind, "out of memory");
+	for (i = 1; i < n; i++)
+		behind[i - 1] = sq->sqes[(head + i) & sq->ring_mask];
+	sq->sqe_tail = sq->sqe_head = head;
+	aem_store_release(sq->ktail, head);
+	t->sent[held.user_data].withdrawn = true;
+	t->withdrawn++;
+	for (i = 0; i + 1 < n; i++)
+		*t_sqe(&r) = behind[i];
+	free(behind);
+}
+
+/*
  * Submit everything queued.  A POST whose target is full stops the queue
  * (it is taken once the target has room), so read events between tries;
- * bounded, since the target is this ring and reading makes the room.
+ * one that still holds it after a second is taken back (withdraw_held).
  */
 static void submit_all(struct tally *t)
 {
-	uint64_t end = t_now_ns() + 10000 * T_MS;
+	uint64_t end = t_now_ns() + 30000 * T_MS, held_since = 0;
+	unsigned held_at = 0;
 	struct aem_cqe c;
 	unsigned k;
 
 	/* Until the kernel side has consumed every SQE, not just seen them published. */
 	while (r.sq.sqe_tail != aem_load_acquire(r.sq.khead)) {
 		int ret = aem_submit(&r);
+		unsigned head;
 
 		if (ret < 0)
 			t_fail("aem_submit: %s", strerror(-ret));
-		if (r.sq.sqe_tail == aem_load_acquire(r.sq.khead))
+		head = aem_load_acquire(r.sq.khead);
+		if (r.sq.sqe_tail == head)
 			break;
-		t_assert(t_now_ns() < end, "a POST held the queue for 10 s while its target was read");
+		if (!held_since || head != held_at) {
+			held_at = head;
+			held_since = t_now_ns();
+		} else if (t_now_ns() - held_since > 1000 * T_MS) {
+			withdraw_held(t);
+			held_since = 0;
+			continue;
+		}
+		t_assert(t_now_ns() < end, "the queue stood still for 30 s while its targets were read");
 		for (k = 0; k < 4096 && t_next(&r, &c, 0); k++)
 			account(t, &c);
 		aem_release_commit(&r);
 	}
+}
+
+/*
+ * The withdrawal itself: POSTs to ourselves, reading nothing, until the
+ * class and the backlog are full and the submission stops at one; a NOP
+ * queued behind it waits too.  Taken back, the POST is never answered and
+ * the NOP is, and the ring reads on.
+ */
+static void held_post_withdrawn(void)
+{
+	struct sent sent[2] = { { .opcode = AEM_OP_POST }, { .opcode = AEM_OP_NOP } };
+	struct aem_sqe sqes[2];
+	struct tally t = { .sent = sent, .sqes = sqes, .n = 2 };
+	uint64_t full0 = t_stats(&r).refused[AEM_REFUSE_FULL], end = t_now_ns() + 20000 * T_MS;
+	struct aem_sqe *sqe;
+	struct aem_cqe c;
+	unsigned k;
+
+	while (t_stats(&r).refused[AEM_REFUSE_FULL] == full0) {
+		t_assert(t_now_ns() < end, "POSTs to a ring nobody reads were never held");
+		sqe = t_sqe(&r);
+		aem_prep_post(sqe, self_addr, "x", 1, 0);
+		sqe->flags |= AEM_SQE_F_SILENT;
+		sqe->user_data = 0;
+		t_assert(aem_submit(&r) >= 0, "aem_submit");
+	}
+	t_assert(r.sq.sqe_tail != aem_load_acquire(r.sq.khead), "a held POST stays in the queue");
+	sqe = t_sqe(&r);
+	aem_prep_nop(sqe);
+	sqe->user_data = 1;
+	t_assert(aem_submit(&r) >= 0, "aem_submit");
+	t_assert(r.sq.sqe_tail - aem_load_acquire(r.sq.khead) == 2, "the NOP waits behind the POST");
+	withdraw_held(&t);
+	t_assert(aem_submit(&r) >= 0, "aem_submit");
+	t_eq(r.sq.sqe_tail, aem_load_acquire(r.sq.khead));
+	for (k = 0; k < (1u << 18) && t_next(&r, &c, 100); k++)
+		account(&t, &c);
+	aem_release_commit(&r);
+	t_assert(sent[1].answered && sent[1].res == 0, "the NOP behind the withdrawn POST was answered");
+	t_assert(!sent[0].answered && sent[0].withdrawn && t.withdrawn == 1, "the POST was withdrawn, unanswered");
+	printf("a held POST withdrawn after %llu refusals, the NOP behind it answered\n",
+	       (unsigned long long)(t_stats(&r).refused[AEM_REFUSE_FULL] - full0));
 }
 
 static void make_garbage(struct aem_sqe *sqe, uint64_t *seed)
@@ -393,7 +482,7 @@ static void garbage(uint64_t seed, unsigned n)
 			continue;
 		}
 		for (i = 0, missing = 0, calls = 0; i < n; i++) {
-			if (t.sent[i].answered || silent_ok(&t.sent[i]))
+			if (t.sent[i].answered || t.sent[i].withdrawn || silent_ok(&t.sent[i]))
 				continue;
 			if (t.sent[i].opcode == AEM_OP_CALL)
 				calls++;
@@ -404,7 +493,7 @@ static void garbage(uint64_t seed, unsigned n)
 			break;
 	}
 	for (i = 0, missing = 0, calls = 0; i < n; i++) {
-		if (t.sent[i].answered)
+		if (t.sent[i].answered || t.sent[i].withdrawn)
 			continue;
 		if (silent_ok(&t.sent[i]))
 			silent++;
@@ -417,9 +506,9 @@ static void garbage(uint64_t seed, unsigned n)
 
 	st = t_stats(&r);
 	refused = t_refused_total(&st) - refused0;
-	printf("garbage: %u SQEs, %llu results, %llu errors (%llu call timeouts, %llu of our clean-up), %u silent, "
+	printf("garbage: %u SQEs (%u POSTs withdrawn), %llu results, %llu errors (%llu call timeouts, %llu of our clean-up), %u silent, "
 	       "%u calls unanswered, %llu refusals [OPCODE %llu FIELD %llu ID %llu SLOT %llu INDEX %llu NOMEM %llu FULL %llu]\n",
-	       n, (unsigned long long)t.results, (unsigned long long)t.errors,
+	       n, t.withdrawn, (unsigned long long)t.results, (unsigned long long)t.errors,
 	       (unsigned long long)t.timeouts, (unsigned long long)t.cleanup_errors, silent, calls, (unsigned long long)refused,
 	       (unsigned long long)st.refused[AEM_REFUSE_OPCODE], (unsigned long long)st.refused[AEM_REFUSE_FIELD],
 	       (unsigned long long)st.refused[AEM_REFUSE_ID], (unsigned long long)st.refused[AEM_REFUSE_SLOT],
@@ -466,6 +555,7 @@ int main(void)
 	t_sub_msg(&r, CHANNEL, 0, 0x5);
 
 	one_field_at_a_time();
+	held_post_withdrawn();
 	garbage(seed, n);
 
 	/* Still a working ring. */
