@@ -663,63 +663,109 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 	defer srv.Close()
 	defer cli.Close()
 
-	handle := func(ev *goaem.Event) error {
-		pl := ev.Payload()
-		for i := 16; i < len(pl); i++ {
-			pl[i]++
-		}
-		return ev.Writeback(pl)
-	}
-	if _, err := srv.Subscribe(goaem.Msg{Channel: msgChannel}, goaem.SubOptions{Handler: handle}); err != nil {
+	if _, err := srv.Subscribe(goaem.Msg{Channel: msgChannel}, goaem.SubOptions{Handler: answerCall}); err != nil {
 		return peers.Result{}, fmt.Errorf("aem: subscribe msg: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	served := make(chan error, 1)
-	var stop atomic.Bool
+	var stopServer func() error
 	if p.Busy {
-		go func() {
-			batch := make([]goaem.Event, pollBatch)
-			for spins := 0; !stop.Load(); {
-				n, err := srv.Poll(batch)
-				if err != nil {
-					served <- err
-					return
-				}
-				for i := range batch[:n] {
-					if err := handle(&batch[i]); err != nil {
-						served <- err
-						return
-					}
-				}
-				if n == 0 {
-					spin(&spins)
-				}
-			}
-			served <- nil
-		}()
+		stopServer = busyServe(srv)
 	} else {
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
 		go serve(ctx, srv, served)
+		stopServer = func() error { cancel(); return <-served }
 	}
 
 	addr := srv.Addr(msgChannel)
-	req := make([]byte, size)
-	resp := make([]byte, cli.SlotSize()) // the longest reply the ring carries
 	opts := goaem.CallOptions{Spin: -1, Block: p.KernelSleep}
 	if p.Busy {
 		// long enough that a caller parks only when the server stalls
 		opts.Spin = busySpin
 	}
+	res, err := timedCalls(p, size, cli.SlotSize(), stopServer, callLoop{
+		call: func(ctx context.Context, req, resp []byte) (int, error) {
+			return cli.CallWith(ctx, addr, req, resp, opts)
+		},
+		ok: echoed, clockEvery: 64,
+	})
+	if err != nil {
+		return res, fmt.Errorf("aem: call: %w", err)
+	}
+	return res, nil
+}
+
+// answerCall is the call scenario's handler: it changes the payload after
+// the header in place and writes it back.
+func answerCall(ev *goaem.Event) error {
+	pl := ev.Payload()
+	for i := 16; i < len(pl); i++ {
+		pl[i]++
+	}
+	return ev.Writeback(pl)
+}
+
+// busyServe spins on srv's Poll in a goroutine of its own, answering
+// calls with answerCall, until the function it returns is called; that
+// returns the server's error.
+func busyServe(srv *goaem.Ring) (stop func() error) {
+	served := make(chan error, 1)
+	var stopped atomic.Bool
+	go func() {
+		batch := make([]goaem.Event, pollBatch)
+		for spins := 0; !stopped.Load(); {
+			n, err := srv.Poll(batch)
+			if err != nil {
+				served <- err
+				return
+			}
+			for i := range batch[:n] {
+				if err := answerCall(&batch[i]); err != nil {
+					served <- err
+					return
+				}
+			}
+			if n == 0 {
+				spin(&spins)
+			}
+		}
+		served <- nil
+	}()
+	return func() error {
+		stopped.Store(true)
+		return <-served
+	}
+}
+
+// callLoop is how timedCalls calls: through call, one at a time, with a
+// look at the clock every clockEvery calls (each look costs tens of ns
+// against a busy call's few hundred), each reply checked by ok.
+type callLoop struct {
+	call       func(ctx context.Context, req, resp []byte) (int, error)
+	ok         func(req, resp []byte, seq uint64) bool
+	clockEvery uint64
+}
+
+// echoed is the call scenario's check: the request's sequence number,
+// and the payload after the header changed by answerCall.
+func echoed(req, resp []byte, seq uint64) bool {
+	return len(resp) == len(req) && getSeq(resp) == seq && (len(req) <= 16 || resp[16] == byte(seq+1))
+}
+
+// timedCalls makes calls of size bytes as l says, for p.Duration (or
+// p.Events calls), timing every p.SampleEvery-th; then it stops the
+// server. Nothing is allocated per call.
+func timedCalls(p peers.Params, size, respSize int, stopServer func() error, l callLoop) (peers.Result, error) {
+	req, resp := make([]byte, size), make([]byte, respSize)
 	samples := make([]int64, 0, p.MaxSamples)
 	var res peers.Result
 	start := time.Now()
 	deadline := start.Add(p.Duration)
-	cctx, ccancel := context.WithDeadline(context.Background(), deadline.Add(grace))
-	defer ccancel()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(grace))
+	defer cancel()
 	var n uint64
 	var cerr error
 	for p.Events == 0 || n < p.Events {
-		if n%64 == 0 && !time.Now().Before(deadline) {
+		if n%l.clockEvery == 0 && !time.Now().Before(deadline) {
 			break
 		}
 		putEvent(req, n)
@@ -728,7 +774,7 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 		if sampled {
 			t0 = time.Now()
 		}
-		m, err := cli.CallWith(cctx, addr, req, resp, opts)
+		m, err := l.call(ctx, req, resp)
 		if err != nil {
 			cerr = err
 			break
@@ -736,20 +782,18 @@ func (t *Transport) Call(p peers.Params) (peers.Result, error) {
 		if sampled && len(samples) < cap(samples) {
 			samples = append(samples, int64(time.Since(t0)))
 		}
-		if m != size || getSeq(resp[:m]) != n || (size > 16 && resp[16] != byte(n+1)) {
+		if !l.ok(req, resp[:m], n) {
 			res.Errors++
 		}
 		n++
 	}
 	res.Elapsed = time.Since(start)
-	stop.Store(true)
-	cancel()
-	if err := <-served; err != nil && cerr == nil {
+	if err := stopServer(); err != nil && !errors.Is(err, context.Canceled) && cerr == nil {
 		cerr = fmt.Errorf("aem: server: %w", err)
 	}
 	res.Events, res.Produced, res.Samples = n, n, samples
 	if cerr != nil {
-		return res, fmt.Errorf("aem: call: %w", cerr)
+		return res, cerr
 	}
 	return res, nil
 }
@@ -766,14 +810,7 @@ func (t *Transport) laneCall(p peers.Params, size int) (peers.Result, error) {
 		return peers.Result{}, err
 	}
 	defer srv.Close()
-	handle := func(ev *goaem.Event) error {
-		pl := ev.Payload()
-		for i := 16; i < len(pl); i++ {
-			pl[i]++
-		}
-		return ev.Writeback(pl)
-	}
-	sub, err := srv.Subscribe(goaem.Msg{Channel: msgChannel}, goaem.SubOptions{Handler: handle})
+	sub, err := srv.Subscribe(goaem.Msg{Channel: msgChannel}, goaem.SubOptions{Handler: answerCall})
 	if err != nil {
 		return peers.Result{}, fmt.Errorf("aem: subscribe msg: %w", err)
 	}
@@ -782,69 +819,9 @@ func (t *Transport) laneCall(p peers.Params, size int) (peers.Result, error) {
 		return peers.Result{}, fmt.Errorf("aem: open lane: %w", err)
 	}
 	defer lane.Close()
-	served := make(chan error, 1)
-	var stop atomic.Bool
-	go func() {
-		batch := make([]goaem.Event, pollBatch)
-		for spins := 0; !stop.Load(); {
-			n, err := srv.Poll(batch)
-			if err != nil {
-				served <- err
-				return
-			}
-			for i := range batch[:n] {
-				if err := handle(&batch[i]); err != nil {
-					served <- err
-					return
-				}
-			}
-			if n == 0 {
-				spin(&spins)
-			}
-		}
-		served <- nil
-	}()
-
-	req, resp := make([]byte, size), make([]byte, abi.LaneMaxRecord)
-	samples := make([]int64, 0, p.MaxSamples)
-	var res peers.Result
-	start := time.Now()
-	deadline := start.Add(p.Duration)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(grace))
-	defer cancel()
-	var n uint64
-	var cerr error
-	for p.Events == 0 || n < p.Events {
-		if n%64 == 0 && !time.Now().Before(deadline) {
-			break
-		}
-		putEvent(req, n)
-		sampled := p.SampleEvery > 0 && n%uint64(p.SampleEvery) == 0
-		var t0 time.Time
-		if sampled {
-			t0 = time.Now()
-		}
-		m, err := lane.Call(ctx, req, resp)
-		if err != nil {
-			cerr = err
-			break
-		}
-		if sampled && len(samples) < cap(samples) {
-			samples = append(samples, int64(time.Since(t0)))
-		}
-		if m != size || getSeq(resp[:m]) != n || (size > 16 && resp[16] != byte(n+1)) {
-			res.Errors++
-		}
-		n++
-	}
-	res.Elapsed = time.Since(start)
-	stop.Store(true)
-	if err := <-served; err != nil && cerr == nil {
-		cerr = fmt.Errorf("aem: server: %w", err)
-	}
-	res.Events, res.Produced, res.Samples = n, n, samples
-	if cerr != nil {
-		return res, fmt.Errorf("aem: lane call: %w", cerr)
+	res, err := timedCalls(p, size, abi.LaneMaxRecord, busyServe(srv), callLoop{call: lane.Call, ok: echoed, clockEvery: 64})
+	if err != nil {
+		return res, fmt.Errorf("aem: lane call: %w", err)
 	}
 	return res, nil
 }

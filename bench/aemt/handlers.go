@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/aem-dev/aem/bench/peers"
 	"github.com/aem-dev/aem/goaem"
@@ -96,43 +95,18 @@ func (t *Transport) Handler(p peers.Params, mode string) (peers.Result, error) {
 	go serve(ctx, srv, served)
 
 	addr := srv.Addr(msgChannel)
-	req := make([]byte, size)
-	resp := make([]byte, cli.SlotSize())
-	samples := make([]int64, 0, p.MaxSamples)
-	var res peers.Result
-	start := time.Now()
-	deadline := start.Add(p.Duration)
-	cctx, ccancel := context.WithDeadline(context.Background(), deadline.Add(grace))
-	defer ccancel()
-	var n uint64
-	var cerr error
-	for p.Events == 0 || n < p.Events {
-		if !time.Now().Before(deadline) {
-			break
-		}
-		putEvent(req, n)
-		t0 := time.Now()
-		m, err := cli.CallInto(cctx, addr, req, resp)
-		if err != nil {
-			cerr = err
-			break
-		}
-		if len(samples) < cap(samples) {
-			samples = append(samples, int64(time.Since(t0)))
-		}
-		if m != size || !reversed(req, resp[:m], mode == HandlerExec) {
-			res.Errors++
-		}
-		n++
-	}
-	res.Elapsed = time.Since(start)
-	cancel()
-	if err := <-served; err != nil && cerr == nil {
-		cerr = fmt.Errorf("aem: server: %w", err)
-	}
-	res.Events, res.Produced, res.Samples = n, n, samples
-	if cerr != nil {
-		return res, fmt.Errorf("aem: call (%s): %w", mode, cerr)
+	p.SampleEvery = 1 // a handler's round trip is microseconds to milliseconds: time each
+	res, err := timedCalls(p, size, cli.SlotSize(), func() error { cancel(); return <-served }, callLoop{
+		call: func(ctx context.Context, req, resp []byte) (int, error) {
+			return cli.CallInto(ctx, addr, req, resp)
+		},
+		ok: func(req, resp []byte, _ uint64) bool {
+			return len(resp) == len(req) && reversed(req, resp, mode == HandlerExec)
+		},
+		clockEvery: 1,
+	})
+	if err != nil {
+		return res, fmt.Errorf("aem: call (%s): %w", mode, err)
 	}
 	return res, nil
 }
