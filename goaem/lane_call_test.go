@@ -169,11 +169,11 @@ func TestLaneCallAnswers(t *testing.T) {
 func TestLaneCallAbandoned(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b testBackend) {
 		r := b.open(t, WithLanes(1))
-		held := make(chan *Event, 1)
+		held, gaveUp := make(chan *Event, 1), make(chan struct{})
 		sub, err := r.Subscribe(Msg{Channel: 9}, SubOptions{Mode: ModeSpawn, Handler: func(ev *Event) error {
 			if string(ev.Payload()) == "slow" {
 				held <- ev
-				time.Sleep(50 * time.Millisecond) // answered after the caller gave up
+				<-gaveUp // answered after the caller gave up
 				return ev.Reply([]byte("late"))
 			}
 			return ev.Reply(append([]byte("re: "), ev.Payload()...))
@@ -188,6 +188,7 @@ func TestLaneCallAbandoned(t *testing.T) {
 		_, err = l.Call(ctx, []byte("slow"), resp)
 		cancel()
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		close(gaveUp)
 		<-held
 		n, err := l.Call(testCtx(t), []byte("next"), resp)
 		require.NoError(t, err)
