@@ -478,6 +478,7 @@ static void room(struct aem_ring *pr)
 		unsigned i;
 
 		close(ready[0]);
+		aem_teardown(&c);	/* its copy: the consumer ring must close with the parent's */
 		for (i = 0; i < ROOM_ENTRIES; i++)
 			t_assert(aem_lane_post(&lr.lane, &rec, sizeof(rec)) >= 0, "fill the lane");
 		aem_write_once(lr.lane.kctl->prod_flags, AEM_LANE_P_WAITING);
