@@ -361,7 +361,9 @@ func (l *Lane) kick() {
 
 // waitRoom waits until the consumer frees room: a few yields first, then
 // a sleep announced with WAITING, which the consumer's head store answers
-// (Dekker again: WAITING, full barrier, head re-read). Under mu.
+// (Dekker again: WAITING, full barrier, head re-read). A remote lane's
+// producer sleeps in the module (AEM_IOC_LANE_WAIT), which the consumer's
+// AEM_IOC_LANE_ROOM wakes. Under mu.
 func (l *Lane) waitRoom(ctx context.Context) (uint32, error) {
 	for spins := 0; ; spins++ {
 		if err := ctx.Err(); err != nil {
@@ -377,12 +379,22 @@ func (l *Lane) waitRoom(ctx context.Context) (uint32, error) {
 			runtime.Gosched()
 			continue
 		}
+		atomic.StoreUint32(&l.ctl.ProdFlags, abi.LanePWaiting)
 		if l.remote != nil {
-			// The consumer's hand-back cannot wake another process: poll.
-			postBackoff(spins)
+			// The consumer is another process: its hand-back wakes us
+			// through the module, whose pending signal covers the window
+			// between this look at head and the ioctl. A bounded sleep,
+			// so that ctx, Close and the ring's close are seen (the loop).
+			free := l.free()
+			if free == 0 && !l.remote.waitRoom(ctx) {
+				postBackoff(spins) // a module without the wait: poll
+			}
+			atomic.StoreUint32(&l.ctl.ProdFlags, 0)
+			if free != 0 {
+				return free, nil
+			}
 			continue
 		}
-		atomic.StoreUint32(&l.ctl.ProdFlags, abi.LanePWaiting)
 		free := l.free()
 		if free == 0 {
 			select {
@@ -683,10 +695,16 @@ func (r *Ring) ReadLanes(max int, visit func(sub *Subscription, data []byte)) (n
 }
 
 // handBack publishes the consumer's head and wakes a producer that waits
-// for room (its WAITING load pairs with this store: Dekker).
+// for room (its WAITING load pairs with this store: Dekker): in this
+// process, or, for a remote lane, through the module (AEM_IOC_LANE_ROOM on
+// the ring fd).
 func (l *Lane) handBack() {
 	atomic.StoreUint32(&l.ctl.Head, l.head) // pairs with the producer's load of head
 	if atomic.LoadUint32(&l.ctl.ProdFlags)&abi.LanePWaiting != 0 {
+		if l.remote != nil && l.remote.fd < 0 {
+			l.remote.room(l.r.be.pollFD())
+			return
+		}
 		select {
 		case l.room <- struct{}{}:
 		default: // a wake-up is pending already

@@ -1,9 +1,11 @@
 package goaem
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -25,8 +27,45 @@ var errLaneConsumerGone = fmt.Errorf("goaem: lane: the consumer ring is gone: %w
 // remoteLane is the module's side of a lane: its mapping, and for the
 // producer the lane fd.
 type remoteLane struct {
-	fd  int // the producer's lane fd; -1 in the consumer
-	mem []byte
+	fd   int // the producer's lane fd; -1 in the consumer
+	mem  []byte
+	slot uint32 // the consumer's: the lane's slot in the module (its note's), for AEM_IOC_LANE_ROOM
+	// woken counts the producer's sleeps in the module that the
+	// consumer's signal ended (the tests look). Under the Lane's mu.
+	woken uint64
+}
+
+// laneWaitSlice bounds one sleep for room in the module, so that a
+// producer sees its context end and its lane or ring close in time.
+const laneWaitSlice = 50 * time.Millisecond
+
+// waitRoom sleeps in the module until the consumer signals room
+// (AEM_IOC_LANE_WAIT), at most laneWaitSlice or until ctx's deadline.
+// False when the module has no such wait (the caller polls instead);
+// otherwise the caller looks at the lane again whatever the answer (room,
+// a timeout, a signal, or EPIPE: the consumer is gone and the lane says
+// so).
+func (rl *remoteLane) waitRoom(ctx context.Context) bool {
+	wait := laneWaitSlice
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	ms := max(1, (wait+time.Millisecond-1)/time.Millisecond)
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(rl.fd), abi.IocLaneWait, uintptr(ms))
+	switch e {
+	case 0:
+		rl.woken++
+		return true
+	case unix.ETIMEDOUT, unix.EINTR, unix.EPIPE:
+		return true
+	}
+	return false
+}
+
+// room wakes the lane's producer waiting for room (AEM_IOC_LANE_ROOM on
+// the consumer's ring fd). ENOENT, the producer gone, needs nothing.
+func (rl *remoteLane) room(ringFD int) {
+	_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(ringFD), abi.IocLaneRoom, uintptr(rl.slot))
 }
 
 // kick wakes the consumer through the module (it posts a wake-up note).
@@ -50,7 +89,7 @@ func (rl *remoteLane) unmap() {
 // both. The consumer ring must take remote lanes (WithRemoteLanes), and
 // this process needs what a Post to it needs (the owner's user or a
 // grant). Post, TryPost and PostBatch work as for OpenLane; a producer
-// waiting for room polls the lane. Once the consumer ring is closed, posts
+// waiting for room sleeps in the module until the consumer hands room back. Once the consumer ring is closed, posts
 // return an error matching ErrClosed and syscall.EPIPE. Close the Lane to
 // end it: what was posted is still delivered. Only the kernel backend has
 // remote lanes: elsewhere the error matches syscall.EOPNOTSUPP.
@@ -121,7 +160,7 @@ func (r *Ring) laneNoteLocked(cqe *abi.CQE) {
 		return
 	}
 	l := newMappedLane(r, sub, mem, n.Entries, n.RecSize, n.Prio, n.SubID)
-	l.remote = &remoteLane{fd: -1, mem: mem}
+	l.remote = &remoteLane{fd: -1, mem: mem, slot: n.Slot}
 	r.lanes.attach(l)
 }
 

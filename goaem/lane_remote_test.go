@@ -31,15 +31,28 @@ func TestRemoteLaneProducerChild(t *testing.T) {
 	a, _ := strconv.ParseUint(addr, 0, 64)
 	g, _ := strconv.Atoi(os.Getenv("GOAEM_LANE_ID"))
 	each, _ := strconv.Atoi(os.Getenv("GOAEM_LANE_EACH"))
+	entries := uint32(64)
+	if e, _ := strconv.Atoi(os.Getenv("GOAEM_LANE_ENTRIES")); e > 0 {
+		entries = uint32(e)
+	}
 	r, err := Open(WithBackend(BackendKernel))
 	require.NoError(t, err)
-	l, err := r.OpenLaneTo(Addr(a), LaneOptions{Entries: 64, RecordSize: 8})
+	l, err := r.OpenLaneTo(Addr(a), LaneOptions{Entries: entries, RecordSize: 8})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	buf := make([]byte, 8)
 	for k := 0; k < each; k++ {
-		require.NoError(t, l.Post(ctx, laneRecord(buf, uint32(g), uint32(k))))
+		require.NoError(t, l.Post(ctx, laneRecord(buf, uint32(g), uint32(k))), "post %d", k)
+	}
+	if os.Getenv("GOAEM_LANE_SLEEPS") != "" {
+		// The lane was full most of the time: the producer slept in the
+		// module and the consumer's hand-back woke it.
+		l.mu.Lock()
+		woken := l.remote.woken
+		l.mu.Unlock()
+		fmt.Fprintf(os.Stderr, "producer %d: %d records through a lane of %d, woken for room %d times\n", g, each, entries, woken)
+		require.NotZero(t, woken, "the producer never slept in AEM_IOC_LANE_WAIT")
 	}
 	calls, _ := strconv.Atoi(os.Getenv("GOAEM_LANE_CALLS"))
 	resp := make([]byte, 32)
@@ -56,11 +69,12 @@ func TestRemoteLaneProducerChild(t *testing.T) {
 	require.NoError(t, r.Close())
 }
 
-func startProducer(t *testing.T, addr Addr, g, each, calls int, die bool) *exec.Cmd {
+func startProducer(t *testing.T, addr Addr, g, each, calls int, die bool, env ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRemoteLaneProducerChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("GOAEM_LANE_ADDR=%#x", uint64(addr)),
 		fmt.Sprintf("GOAEM_LANE_ID=%d", g), fmt.Sprintf("GOAEM_LANE_EACH=%d", each),
 		fmt.Sprintf("GOAEM_LANE_CALLS=%d", calls))
+	cmd.Env = append(cmd.Env, env...)
 	if die {
 		cmd.Env = append(cmd.Env, "GOAEM_LANE_DIE=1")
 	}
@@ -74,7 +88,8 @@ func startProducer(t *testing.T, addr Addr, g, each, calls int, die bool) *exec.
 // subscription's events, while the reader sleeps in Wait between batches
 // (the producers' kicks wake it); one producer dies with its lane open and
 // its records still all arrive; calls through remote lanes are answered
-// across the processes; lanes' slots come back. Closing the
+// across the processes; lanes' slots come back; a producer of a full lane
+// sleeps in the module until the reader's hand-back wakes it. Closing the
 // consumer ring makes the producer's post fail with ErrClosed and EPIPE.
 // Elsewhere than on the module, remote lanes are refused with EOPNOTSUPP.
 func TestRemoteLanes(t *testing.T) {
@@ -136,6 +151,30 @@ func TestRemoteLanes(t *testing.T) {
 	}
 	require.NoError(t, cmd.Wait())
 	assert.Equal(t, got+10, o.got, "a reused slot's records arrived")
+
+	// A producer on a lane of 4 and a reader that reads slowly: the
+	// producer sleeps in the module for room (AEM_IOC_LANE_WAIT) and the
+	// reader's hand-back wakes it (AEM_IOC_LANE_ROOM); the child asserts
+	// that it was woken and that no post failed. Every record arrives, in
+	// order.
+	const slow = 2000
+	cmd = startProducer(t, r.Addr(9), 1, slow, 0, false, "GOAEM_LANE_ENTRIES=4", "GOAEM_LANE_SLEEPS=1")
+	o.next[1] = 0
+	got = o.got
+	for o.got < got+slow && ctx.Err() == nil {
+		n, err := r.Wait(ctx, batch, 1)
+		require.NoError(t, err)
+		for i := range batch[:n] {
+			o.see(t, &batch[i])
+			batch[i].Release()
+			if o.got%50 == 0 {
+				time.Sleep(time.Millisecond) // slow: the lane stays full
+			}
+		}
+	}
+	require.NoError(t, cmd.Wait(), "the tiny lane's producer failed")
+	assert.Equal(t, got+slow, o.got, "every record of the tiny lane arrived")
+	assert.Zero(t, o.bad, "the tiny lane's records in order")
 
 	// The producer's side of a closed consumer.
 	p := openKernel(t)

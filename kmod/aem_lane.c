@@ -16,6 +16,15 @@
  *
  * Locking: aem_lanes_mutex guards every table and every lane's cons; it is
  * taken before a ring's completion lock (the notes) and never inside it.
+ * A lane's room_wq lock is taken inside aem_lanes_mutex (wake-ups) or alone
+ * (the producer's AEM_IOC_LANE_WAIT sleeps without the mutex), never
+ * around anything else.
+ *
+ * Room: a producer whose lane is full sleeps in AEM_IOC_LANE_WAIT until
+ * the consumer's AEM_IOC_LANE_ROOM sets room (a pending signal, consumed
+ * by the wait that returns 0), or the consumer ring closes (cons_gone).
+ * A signal that came before the wait makes it return at once: no wake-up
+ * is lost between the producer's look at head and its ioctl.
  */
 #include <linux/anon_inodes.h>
 #include <linux/capability.h>
@@ -30,6 +39,7 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
+#include <linux/wait.h>
 
 #include "compat_kernel.h"
 #include "aem_kmod.h"
@@ -46,6 +56,9 @@ struct aem_lane {
 	u32			kick_end;	/* one past the result index of its last kick (0: none): one unread kick at a time */
 	bool			mapped;		/* the consumer mapped it */
 	bool			closed;		/* the producer is gone */
+	bool			cons_gone;	/* the consumer ring closed (set once, before the wake-up) */
+	atomic_t		room;		/* the consumer signalled room since the last wait returned 0 */
+	wait_queue_head_t	room_wq;	/* the producer in AEM_IOC_LANE_WAIT */
 	struct user_struct	*user;		/* the producer's user, charged for the pages */
 	unsigned long		charged;	/* pages on user->locked_vm (0: CAP_IPC_LOCK) */
 };
@@ -94,6 +107,8 @@ static struct aem_lane *aem_lane_alloc(unsigned long nr_pages)
 	if (!l)
 		return NULL;
 	kref_init(&l->ref);
+	atomic_set(&l->room, 0);
+	init_waitqueue_head(&l->room_wq);
 	l->user = get_uid(current_user());
 	if (!capable(CAP_IPC_LOCK)) {
 		unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
@@ -177,6 +192,9 @@ void aem_lanes_close(struct aem_lanes *lt)
 			continue;
 		/* Producers see it on their next look and stop waiting for room. */
 		aem_lane_flag(&l->ctl->cons_flags, AEM_LANE_C_GONE);
+		/* One waiting in AEM_IOC_LANE_WAIT gets -EPIPE now. */
+		WRITE_ONCE(l->cons_gone, true);
+		wake_up_interruptible_all(&l->room_wq);
 		aem_lane_unslot(l);
 	}
 	mutex_unlock(&aem_lanes_mutex);
@@ -209,11 +227,41 @@ static int aem_lane_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/* The producer's wait: consumes a pending room signal, or notices the consumer gone. */
+static bool aem_lane_room_ready(struct aem_lane *l)
+{
+	return READ_ONCE(l->cons_gone) || atomic_xchg(&l->room, 0);
+}
+
+/*
+ * AEM_IOC_LANE_WAIT: sleep until the consumer signals room (AEM_IOC_LANE_ROOM)
+ * since the last wait returned 0, @ms pass (-ETIMEDOUT), the consumer ring
+ * closes (-EPIPE) or a signal comes (-EINTR).  A pending signal returns 0 at
+ * once.  Nothing in the lane is read: the producer re-checks head itself.
+ */
+static long aem_lane_wait_room(struct aem_lane *l, unsigned long ms)
+{
+	long left;
+
+	if (!ms || ms > AEM_LANE_WAIT_MAX_MS)
+		return -EINVAL;
+	left = wait_event_interruptible_timeout(l->room_wq, aem_lane_room_ready(l),
+						msecs_to_jiffies(ms));
+	/* Gone wins over a pending signal: posting is futile either way. */
+	if (READ_ONCE(l->cons_gone))
+		return -EPIPE;
+	if (left > 0)
+		return 0;
+	return left ? -EINTR : -ETIMEDOUT;
+}
+
 static long aem_lane_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct aem_lane *l = file->private_data;
 	long ret = 0;
 
+	if (cmd == AEM_IOC_LANE_WAIT)
+		return aem_lane_wait_room(l, arg);
 	if (cmd != AEM_IOC_LANE_KICK)
 		return -ENOTTY;
 	if (arg)
@@ -380,6 +428,28 @@ out_lane:
 out_ring:
 	aem_core_ring_put(ring);
 	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* AEM_IOC_LANE_ROOM: the consumer handed back room to a waiting producer  */
+
+long aem_lanes_room(struct aem_lanes *lt, unsigned long slot)
+{
+	struct aem_lane *l;
+
+	if (slot >= AEM_MAX_LANES)
+		return -EINVAL;
+	if (!lt)
+		return -ENOENT;
+	mutex_lock(&aem_lanes_mutex);
+	l = slot < lt->nr ? lt->slot[slot] : NULL;
+	if (l) {
+		/* Pending until a wait takes it: set before the wake-up looks. */
+		atomic_set(&l->room, 1);
+		wake_up_interruptible(&l->room_wq);
+	}
+	mutex_unlock(&aem_lanes_mutex);
+	return l ? 0 : -ENOENT;
 }
 
 /* ---------------------------------------------------------------------- */

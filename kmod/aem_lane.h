@@ -20,6 +20,8 @@ void aem_lanes_free(struct aem_lanes *lt);
 struct aem_lanes *aem_host_lanes(void *host);
 
 long aem_ioc_lane_open(void __user *arg);
+/* AEM_IOC_LANE_ROOM on the consumer ring's fd: wake the producer of the lane in @slot. */
+long aem_lanes_room(struct aem_lanes *lt, unsigned long slot);
 bool aem_lanes_is_offset(u64 off);
 int aem_lanes_mmap(struct aem_lanes *lt, struct vm_area_struct *vma, u64 off);
 

@@ -941,7 +941,7 @@ static long aem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	ring = aem_file_ring(f);
 	if (!ring)
 		return cmd == AEM_IOC_SUB_STATS || cmd == AEM_IOC_RING_STATS ||
-		       cmd == AEM_IOC_GRANT ? -EBADFD : -ENOTTY;
+		       cmd == AEM_IOC_GRANT || cmd == AEM_IOC_LANE_ROOM ? -EBADFD : -ENOTTY;
 	switch (cmd) {
 	case AEM_IOC_SUB_STATS:
 		return aem_ioc_sub_stats(ring, uarg);
@@ -949,6 +949,9 @@ static long aem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return aem_ioc_ring_stats(ring, uarg);
 	case AEM_IOC_GRANT:
 		return aem_ioc_grant(ring, uarg);
+	case AEM_IOC_LANE_ROOM:
+		/* f->lanes was set before the ring was published (aem_file_ring's acquire). */
+		return aem_lanes_room(f->lanes, arg);
 	}
 	return -ENOTTY;
 }

@@ -423,8 +423,9 @@ const (
 	CQEFLane       = 1 << 8     // with CQEFResult: a LaneNote in Data; UserData is the subscription's tag
 	OffLanes       = 0x40000000 // AEM_OFF_LANES
 	LaneGenMax     = 0x7fffffff
-	LaneNoteAttach = 1 // LaneNote.Kind: a lane was attached, map it
-	LaneNoteKick   = 2 // LaneNote.Kind: a producer woke the consumer
+	LaneNoteAttach = 1     // LaneNote.Kind: a lane was attached, map it
+	LaneNoteKick   = 2     // LaneNote.Kind: a producer woke the consumer
+	LaneWaitMaxMS  = 60000 // IocLaneWait's longest timeout
 )
 
 // OffLane is AEM_OFF_LANE: the ring fd's mmap offset of a remote lane.
@@ -567,4 +568,6 @@ var (
 	IocGrant     = ioc(iocWrite, 0x0e, unsafe.Sizeof(Grant{}))
 	IocLaneOpen  = ioc(iocRead|iocWrite, 0x0f, unsafe.Sizeof(LaneOpen{}))
 	IocLaneKick  = ioc(0, 0x10, 0) // on a lane fd
+	IocLaneWait  = ioc(0, 0x11, 0) // on a lane fd; the argument: a timeout in ms
+	IocLaneRoom  = ioc(0, 0x12, 0) // on the consumer's ring fd; the argument: the lane's slot
 )

@@ -75,7 +75,7 @@
 #define AEM_FEAT_SENDER		(1U << 6)	/* version 4: posts and calls carry their sender (AEM_CQE_F_SENDER) */
 #define AEM_FEAT_GRANT		(1U << 8)	/* posts and calls need the owner's user or a grant (AEM_IOC_GRANT) */
 #define AEM_FEAT_SQPOLL		(1U << 9)	/* this ring has a submission poller (AEM_SETUP_SQPOLL was asked and is served) */
-#define AEM_FEAT_LANES		(1U << 10)	/* producer lanes from other processes: aem_params.remote_lanes, AEM_IOC_LANE_OPEN */
+#define AEM_FEAT_LANES		(1U << 10)	/* producer lanes from other processes: aem_params.remote_lanes, AEM_IOC_LANE_OPEN, _KICK, _WAIT, _ROOM */
 
 /*
  * Offsets of one ring's fields, in bytes from the start of the region
@@ -594,6 +594,15 @@ struct aem_lane_rec {
  * only while the result ring is less than half full and the lane's last
  * kick note has been read: a busier ring, or an unread note, wakes it
  * anyway).
+ * A producer whose lane is full stores AEM_LANE_P_WAITING, a full barrier,
+ * re-reads head, and only if still full sleeps in AEM_IOC_LANE_WAIT on its
+ * lane fd (argument: a timeout in ms, 1..AEM_LANE_WAIT_MAX_MS): 0 once the
+ * consumer has signalled room since the last wait returned 0 (at once if
+ * it did before the call), -ETIMEDOUT, -EPIPE (the consumer ring is gone),
+ * -EINTR.  The consumer stores head, a full barrier, loads prod_flags, and
+ * if WAITING is set calls AEM_IOC_LANE_ROOM on its ring fd with the lane's
+ * slot (aem_lane_note.slot): 0, -ENOENT (no lane in that slot), -EINVAL
+ * (slot >= AEM_MAX_LANES), -EBADFD (no ring).
  * Closing the lane fd (or dying) sets AEM_LANE_P_CLOSED and kicks; the
  * consumer drains and unmaps.  Closing the consumer ring sets
  * AEM_LANE_C_GONE.  The kernel never reads what the producer writes.
@@ -607,6 +616,8 @@ struct aem_lane_open {
 	__u64	map_size;	/* out: bytes to mmap from the lane fd (and the consumer's AEM_OFF_LANE) */
 	__u64	resv[2];	/* must be zero */
 };
+
+#define AEM_LANE_WAIT_MAX_MS	60000	/* AEM_IOC_LANE_WAIT's longest timeout */
 
 /* aem_lane_note.kind */
 #define AEM_LANE_NOTE_ATTACH	1	/* a lane was attached: map it, read it */
@@ -671,5 +682,7 @@ struct aem_probe {
 #define AEM_IOC_GRANT		_IOW(AEM_IOC_MAGIC, 0x0e, struct aem_grant)
 #define AEM_IOC_LANE_OPEN	_IOWR(AEM_IOC_MAGIC, 0x0f, struct aem_lane_open)
 #define AEM_IOC_LANE_KICK	_IO(AEM_IOC_MAGIC, 0x10)	/* on a lane fd */
+#define AEM_IOC_LANE_WAIT	_IO(AEM_IOC_MAGIC, 0x11)	/* on a lane fd; arg: timeout in ms */
+#define AEM_IOC_LANE_ROOM	_IO(AEM_IOC_MAGIC, 0x12)	/* on the consumer's ring fd; arg: the lane's slot */
 
 #endif /* _UAPI_LINUX_AEM_H */

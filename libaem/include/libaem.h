@@ -1226,6 +1226,20 @@ int aem_lane_kick(struct aem_lane_remote *r);
 void aem_lane_close_remote(struct aem_lane_remote *r);
 
 /*
+ * The producer of a full remote lane sleeps in the module until the
+ * consumer hands back room: store AEM_LANE_P_WAITING in
+ * r->lane.kctl->prod_flags, a full barrier, try aem_lane_post() again,
+ * and only if it still says -EAGAIN call aem_lane_wait_room(r,
+ * @timeout_ms) (1..AEM_LANE_WAIT_MAX_MS); clear WAITING once there is
+ * room.  0 once the consumer has signalled room (aem_lane_room()) since
+ * the last wait returned 0, at once if it did before the call: look at
+ * the lane again (a stale signal only ends one wait early); -ETIMEDOUT,
+ * -EPIPE once the consumer ring is gone, -EINTR on a signal, -EINVAL for
+ * a timeout out of range.
+ */
+int aem_lane_wait_room(struct aem_lane_remote *r, unsigned timeout_ms);
+
+/*
  * The consumer's side: a ring set up with aem_params.remote_lanes gets a
  * result CQE with AEM_CQE_F_LANE (user_data: the subscription's tag) per note.  aem_lane_note()
  * reads it (0, or -EINVAL if @cqe is no lane note).  For an
@@ -1241,6 +1255,15 @@ int aem_lane_map_remote(struct aem_ring *ring, const struct aem_lane_note *n,
 void aem_lane_unmap_remote(struct aem_lane *l);
 /* The producer closed the lane and every record before its close was read. */
 int aem_lane_drained(struct aem_lane *l);
+/*
+ * The consumer wakes the producer of the remote lane in @slot
+ * (aem_lane_note.slot) that waits for room: call it when aem_lane_advance()
+ * returns 1 (head stored, a full barrier, WAITING seen).  0, -ENOENT when
+ * that slot has no lane (its producer is gone), -EINVAL for a slot past
+ * AEM_MAX_LANES, -EBADFD without a ring; -EOPNOTSUPP on the embedded
+ * backend.
+ */
+int aem_lane_room(struct aem_ring *ring, unsigned slot);
 
 #ifdef __cplusplus
 }

@@ -54,6 +54,19 @@ int aem_lane_kick(struct aem_lane_remote *r)
 	return ioctl(r->fd, AEM_IOC_LANE_KICK, 0) < 0 ? -errno : 0;
 }
 
+int aem_lane_wait_room(struct aem_lane_remote *r, unsigned timeout_ms)
+{
+	return ioctl(r->fd, AEM_IOC_LANE_WAIT, (unsigned long)timeout_ms) < 0 ? -errno : 0;
+}
+
+int aem_lane_room(struct aem_ring *ring, unsigned slot)
+{
+	/* The embedded backend's lanes are all in this process: nobody to wake through it. */
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		return -EOPNOTSUPP;
+	return ioctl(ring->fd, AEM_IOC_LANE_ROOM, (unsigned long)slot) < 0 ? -errno : 0;
+}
+
 void aem_lane_close_remote(struct aem_lane_remote *r)
 {
 	if (r->mem) {

@@ -19,9 +19,20 @@
  *    (slot, gen) no longer maps;
  *  - all slots taken: -ENOSPC; lanes closed before the consumer mapped
  *    them keep their slot and records until it does;
- *  - the consumer ring closing: the producer's post and kick get -EPIPE.
+ *  - the consumer ring closing: the producer's post and kick get -EPIPE;
+ *  - room (AEM_IOC_LANE_WAIT, AEM_IOC_LANE_ROOM): a producer process on a
+ *    lane of ROOM_ENTRIES posts ROOM_RECORDS records to a consumer that
+ *    reads slowly, and whenever its lane is full sets WAITING, looks again
+ *    and sleeps in aem_lane_wait_room(): every record arrives in order, it
+ *    slept (waits that returned 0) and hardly ever timed out; timeouts 0
+ *    and past AEM_LANE_WAIT_MAX_MS are -EINVAL; aem_lane_room() with a bad
+ *    slot is -EINVAL or -ENOENT (-EBADFD on an fd without a ring) and
+ *    leaves no CQE; a signal before the wait ends it at once, and only
+ *    that one; a producer waiting when the consumer ring closes gets
+ *    -EPIPE within a second.
  */
 #include "aem_test.h"
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -176,6 +187,74 @@ static void producer(uint32_t addr_ring, uint32_t idx, uint32_t count, bool die)
 	_exit(0);
 }
 
+#define ROOM_ENTRIES	4	/* tiny: the producer waits for room all the time */
+#define ROOM_RECORDS	2000
+#define ROOM_WAIT_MS	1000
+#define ROOM_TIMEOUTS	3	/* waits allowed to time out (none should: a lost wake-up costs one) */
+
+/*
+ * The producer of a full lane, as the protocol says: WAITING, a full
+ * barrier, look again (aem_lane_post), sleep in the module only if still
+ * full, then clear WAITING.  Returns the post's answer; counts the waits.
+ */
+static int post_or_wait(struct aem_lane_remote *lr, const void *rec, unsigned len,
+			unsigned *woke, unsigned *timeouts)
+{
+	int ret = aem_lane_post(&lr->lane, rec, len);
+
+	if (ret != -EAGAIN)
+		return ret;
+	aem_write_once(lr->lane.kctl->prod_flags, AEM_LANE_P_WAITING);
+	aem_smp_mb();	/* pairs with the consumer's barrier between head and its WAITING load */
+	ret = aem_lane_post(&lr->lane, rec, len);
+	if (ret == -EAGAIN) {
+		int w = aem_lane_wait_room(lr, ROOM_WAIT_MS);
+
+		if (w == 0)
+			(*woke)++;
+		else if (w == -ETIMEDOUT)
+			(*timeouts)++;
+		else
+			t_fail("aem_lane_wait_room: %s", strerror(-w));
+	}
+	aem_write_once(lr->lane.kctl->prod_flags, 0);
+	return ret;
+}
+
+static void room_producer(uint32_t ring_id)
+{
+	uint64_t end = t_now_ns() + 60000 * T_MS;
+	unsigned woke = 0, timeouts = 0;
+	struct aem_lane_remote lr;
+	struct aem_ring r;
+	uint32_t seq = 0;
+	int ret;
+
+	t_setup(&r, NULL);
+	t_eq(aem_lane_open_remote(&r, AEM_ADDR(ring_id, CHANNEL), ROOM_ENTRIES, REC_SIZE, &lr), 0);
+	while (seq < ROOM_RECORDS) {
+		struct rec rec = { 0, seq };
+
+		ret = post_or_wait(&lr, &rec, sizeof(rec), &woke, &timeouts);
+		if (ret == -EAGAIN) {
+			t_assert(t_now_ns() < end, "room producer: no room for 60 s at seq %u", seq);
+			continue;
+		}
+		t_assert(ret >= 0, "room producer: post: %s", strerror(-ret));
+		if (ret == 1)
+			t_eq(aem_lane_kick(&lr), 0);
+		seq++;
+	}
+	aem_lane_close_remote(&lr);
+	aem_teardown(&r);
+	printf("room producer: %u records, slept %u times in the module, %u waits timed out\n",
+	       ROOM_RECORDS, woke, timeouts);
+	t_assert(woke > 0, "the producer never slept in aem_lane_wait_room (%u timeouts)", timeouts);
+	t_assert(timeouts <= ROOM_TIMEOUTS, "%u waits for room timed out (%u woken)", timeouts, woke);
+	fflush(NULL);
+	_exit(t_exit());
+}
+
 static void reap(pid_t pid)
 {
 	int st;
@@ -251,6 +330,178 @@ static void refusals(struct consumer *c, struct aem_ring *pr)
 	t_assert(!t_next(&c->ring, &cqe, 50), "a refused open left a CQE: flags %#x res %d", cqe.flags, cqe.res);
 }
 
+/* The next lane note of @c's result ring, waiting up to 5 s. */
+static struct aem_lane_note next_note(struct aem_ring *c)
+{
+	uint64_t end = t_now_ns() + 5000 * T_MS;
+	struct aem_lane_note n;
+	unsigned head;
+
+	while (!aem_result_peek(c, &head)) {
+		t_assert(t_now_ns() < end, "no lane note within 5 s");
+		aem_wait(c, 1, 100 * T_MS);
+	}
+	{
+		struct aem_cqe cqe = *aem_result_at(c, head);
+
+		aem_result_advance(c, 1);
+		t_eq(aem_lane_note(&cqe, &n), 0);
+		t_eq(cqe.user_data, TAG);
+	}
+	return n;
+}
+
+static void room(struct aem_ring *pr)
+{
+	uint64_t end, t0;
+	struct aem_lane_remote lr;
+	struct aem_lane_note n = { 0 };
+	struct aem_lane l;
+	struct aem_params p;
+	struct aem_ring c;
+	struct aem_cqe cqe;
+	uint64_t sub;
+	unsigned rooms = 0;
+	uint32_t next = 0;
+	bool live = false;
+	int fd, ret, ready[2];
+	pid_t pid;
+	char b;
+
+	p = t_params(0, 0, 0);
+	p.remote_lanes = 2;
+	t_setup(&c, &p);
+	sub = t_sub_msg(&c, CHANNEL, 0, TAG);
+
+	/* Bad slots: nothing woken, nothing posted. */
+	t_eq(aem_lane_room(&c, AEM_MAX_LANES), -EINVAL);
+	t_eq(aem_lane_room(&c, ~0u), -EINVAL);
+	t_eq(aem_lane_room(&c, 0), -ENOENT);
+	t_eq(aem_lane_room(&c, 2), -ENOENT);	/* past remote_lanes */
+	t_eq(aem_lane_room(pr, 0), -ENOENT);	/* a ring that takes no lanes */
+	fd = open("/dev/aem", O_RDWR | O_CLOEXEC);
+	t_assert(fd >= 0, "open /dev/aem: %s", strerror(errno));
+	t_assert(ioctl(fd, AEM_IOC_LANE_ROOM, 0) < 0 && errno == EBADFD, "LANE_ROOM without a ring: %s",
+		 strerror(errno));
+	close(fd);
+	t_assert(!t_next(&c, &cqe, 50), "a refused LANE_ROOM left a CQE: flags %#x res %d", cqe.flags, cqe.res);
+
+	/* A producer process on a tiny lane, a consumer that reads slowly. */
+	fflush(NULL);
+	pid = fork();
+	t_assert(pid >= 0, "fork");
+	if (!pid)
+		room_producer(c.ring_id);
+	end = t_now_ns() + 120000 * T_MS;
+	for (;;) {
+		struct aem_cqe cqes[8];
+		unsigned head, got, i;
+
+		t_assert(t_now_ns() < end, "room: %u of %u records within 120 s", next, ROOM_RECORDS);
+		while (aem_result_peek(&c, &head)) {
+			struct aem_lane_note k;
+
+			cqe = *aem_result_at(&c, head);
+			aem_result_advance(&c, 1);
+			t_eq(aem_lane_note(&cqe, &k), 0);
+			if (k.kind != AEM_LANE_NOTE_ATTACH)
+				continue;
+			t_assert(!live, "a second lane attached");
+			t_eq(k.entries, ROOM_ENTRIES);
+			t_eq(aem_lane_map_remote(&c, &k, &l), 0);
+			n = k;
+			live = true;
+		}
+		if (!live) {
+			aem_wait(&c, 1, 100 * T_MS);
+			continue;
+		}
+		got = aem_lane_peek(&l, cqes, 8, TAG);
+		for (i = 0; i < got; i++) {
+			struct rec r;
+
+			t_eq(cqes[i].id, sub);
+			memcpy(&r, cqes[i].data, sizeof(r));
+			t_assert(r.seq == next, "room: seq %u, expected %u", r.seq, next);
+			if (++next % 50 == 0)
+				usleep(1000);	/* slow: the producer fills its lane */
+		}
+		if (got) {
+			if (aem_lane_advance(&l, got)) {
+				/* The producer's lane may have ended meanwhile (its slot given back). */
+				ret = aem_lane_room(&c, n.slot);
+				t_assert(ret == 0 || ret == -ENOENT, "aem_lane_room: %s", strerror(-ret));
+				rooms++;
+			}
+			continue;
+		}
+		if (aem_lane_drained(&l))
+			break;
+		aem_lane_sleeping(&l, 1);
+		if (aem_load_acquire(&l.kctl->tail) == l.head &&
+		    !(aem_load_acquire(&l.kctl->prod_flags) & AEM_LANE_P_CLOSED))
+			aem_wait(&c, 1, 50 * T_MS);
+		aem_lane_sleeping(&l, 0);
+	}
+	aem_lane_unmap_remote(&l);
+	reap(pid);
+	t_eq(next, ROOM_RECORDS);
+	t_eq(l.malformed, 0);
+	t_assert(rooms > 0, "the consumer never saw WAITING");
+	printf("room: %u records in order through a lane of %u; %u room signals\n", ROOM_RECORDS,
+	       ROOM_ENTRIES, rooms);
+
+	/* Timeouts out of range; a signal before the wait ends it at once, and only that one. */
+	t_eq(aem_lane_open_remote(pr, AEM_ADDR(c.ring_id, CHANNEL), ROOM_ENTRIES, REC_SIZE, &lr), 0);
+	n = next_note(&c);
+	t_eq(n.kind, AEM_LANE_NOTE_ATTACH);
+	t_eq(aem_lane_wait_room(&lr, 0), -EINVAL);
+	t_eq(aem_lane_wait_room(&lr, AEM_LANE_WAIT_MAX_MS + 1), -EINVAL);
+	t_assert(ioctl(lr.fd, AEM_IOC_LANE_WAIT, ~0ul) < 0 && errno == EINVAL, "LANE_WAIT ~0: %s", strerror(errno));
+	t_eq(aem_lane_wait_room(&lr, 20), -ETIMEDOUT);
+	t_eq(aem_lane_room(&c, n.slot), 0);
+	t_eq(aem_lane_room(&c, n.slot), 0);	/* pending, not counted: still one early return */
+	t0 = t_now_ns();
+	t_eq(aem_lane_wait_room(&lr, AEM_LANE_WAIT_MAX_MS), 0);
+	t_assert(t_now_ns() - t0 < 1000 * T_MS, "a pending room signal took %llu ms",
+		 (unsigned long long)((t_now_ns() - t0) / T_MS));
+	t_eq(aem_lane_wait_room(&lr, 20), -ETIMEDOUT);
+	printf("room: bad timeouts EINVAL, bad slots EINVAL/ENOENT/EBADFD; a pending signal ends one wait\n");
+
+	/* A producer sleeping for room when the consumer ring closes: -EPIPE, promptly. */
+	t_assert(pipe(ready) == 0, "pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid = fork();
+	t_assert(pid >= 0, "fork");
+	if (!pid) {
+		struct rec rec = { 1, 0 };
+		unsigned i;
+
+		close(ready[0]);
+		aem_teardown(&c);	/* its copy: the consumer ring must close with the parent's */
+		for (i = 0; i < ROOM_ENTRIES; i++)
+			t_assert(aem_lane_post(&lr.lane, &rec, sizeof(rec)) >= 0, "fill the lane");
+		aem_write_once(lr.lane.kctl->prod_flags, AEM_LANE_P_WAITING);
+		aem_smp_mb();
+		t_eq(aem_lane_post(&lr.lane, &rec, sizeof(rec)), -EAGAIN);
+		t_eq(write(ready[1], "r", 1), 1);
+		t_eq(aem_lane_wait_room(&lr, AEM_LANE_WAIT_MAX_MS), -EPIPE);
+		_exit(t_exit());
+	}
+	close(ready[1]);
+	t_eq(read(ready[0], &b, 1), 1);
+	close(ready[0]);
+	usleep(200 * 1000);	/* it sleeps in the module by now (else its wait sees the ring gone at once) */
+	t0 = t_now_ns();
+	aem_teardown(&c);
+	reap(pid);
+	t_assert(t_now_ns() - t0 < 1000 * T_MS, "the waiting producer took %llu ms to see the ring gone",
+		 (unsigned long long)((t_now_ns() - t0) / T_MS));
+	t_eq(aem_lane_wait_room(&lr, 1000), -EPIPE);
+	aem_lane_close_remote(&lr);
+	printf("room: a producer waiting when the consumer ring closed got EPIPE\n");
+}
+
 /* Read until every producer's records are in and every lane ended, bounded. */
 static void consume(struct consumer *c, unsigned lanes, const uint32_t *want, unsigned nwant)
 {
@@ -291,6 +542,7 @@ int main(void)
 		t_eq(aem_setup(&p, &(struct aem_ring){ 0 }), -EOPNOTSUPP);
 		t_eq(aem_lane_open_remote(&pr, AEM_ADDR(pr.ring_id, CHANNEL), ENTRIES, REC_SIZE, &lr), -EOPNOTSUPP);
 		t_eq(lr.fd, -1);
+		t_eq(aem_lane_room(&pr, 0), -EOPNOTSUPP);
 		aem_teardown(&pr);
 		printf("embedded backend: remote lanes refused with EOPNOTSUPP\n");
 		return t_exit();
@@ -406,6 +658,8 @@ int main(void)
 	}
 	aem_lane_close_remote(&lr);
 	printf("consumer closed: post and kick get EPIPE\n");
+
+	room(&pr);
 	aem_teardown(&pr);
 	free(c);
 	return t_exit();
