@@ -88,9 +88,10 @@ func (rl *remoteLane) unmap() {
 // may belong to a ring of another process: the module maps the lane into
 // both. The consumer ring must take remote lanes (WithRemoteLanes), and
 // this process needs what a Post to it needs (the owner's user or a
-// grant). Post, TryPost and PostBatch work as for OpenLane; a producer
-// waiting for room sleeps in the module until the consumer hands room back. Once the consumer ring is closed, posts
-// return an error matching ErrClosed and syscall.EPIPE. Close the Lane to
+// grant). Post, TryPost, PostBatch and Call work as for OpenLane; a
+// producer waiting for room sleeps in the module until the consumer hands
+// room back. Once the consumer ring is closed, posts return an error
+// matching ErrClosed and syscall.EPIPE. Close the Lane to
 // end it: what was posted is still delivered. Only the kernel backend has
 // remote lanes: elsewhere the error matches syscall.EOPNOTSUPP.
 func (r *Ring) OpenLaneTo(addr Addr, opts LaneOptions) (*Lane, error) {
