@@ -262,9 +262,12 @@ func TestBatchSharesHandler(t *testing.T) {
 	onA := func(ev *Event) error { a.Add(1); return nil }
 	onB := func(ev *Event) error { b.Add(1); return nil }
 	bt := r.NewBatch()
-	bt.Subscribe(Timer{First: time.Millisecond}, SubOptions{Handler: onA})
-	bt.Subscribe(Timer{First: time.Millisecond}, SubOptions{Handler: onA})
-	bt.Subscribe(Timer{First: time.Millisecond}, SubOptions{Handler: onB})
+	// A second away: the checks of sharing below come before any of them
+	// ends, which gives it a subExt of its own for its final counts (a
+	// slow guest took more than 1 ms from Submit to those checks).
+	bt.Subscribe(Timer{First: time.Second}, SubOptions{Handler: onA})
+	bt.Subscribe(Timer{First: time.Second}, SubOptions{Handler: onA})
+	bt.Subscribe(Timer{First: time.Second}, SubOptions{Handler: onB})
 	bt.Subscribe(Timer{First: time.Hour}, SubOptions{Handler: onB})
 	bt.Subscribe(Timer{First: time.Hour}, SubOptions{Handler: onB, MaxInFlight: 2})
 	require.NoError(t, bt.Submit(context.Background()))

@@ -388,6 +388,18 @@ static void held_post_withdrawn(void)
 	aem_prep_nop(sqe);
 	sqe->user_data = 1;
 	t_assert(aem_submit(&r) >= 0, "aem_submit");
+	if (r.sq.sqe_tail == aem_load_acquire(r.sq.khead)) {
+		/*
+		 * Held by a failed allocation, not a full target (fault
+		 * injection): the retry took both.  Nothing to take back.
+		 */
+		for (k = 0; k < (1u << 18) && t_next(&r, &c, 100); k++)
+			account(&t, &c);
+		aem_release_commit(&r);
+		t_assert(sent[1].answered, "the NOP was answered");
+		t_note("the held POST went through on its retry: nothing withdrawn");
+		return;
+	}
 	t_assert(r.sq.sqe_tail - aem_load_acquire(r.sq.khead) == 2, "the NOP waits behind the POST");
 	withdraw_held(&t);
 	t_assert(aem_submit(&r) >= 0, "aem_submit");
