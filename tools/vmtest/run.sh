@@ -61,6 +61,9 @@
 #   QEMU_MEM, QEMU_SMP  guest memory and CPUs (default 2G, 2)
 #   LOG           console log path (default: <repo>/build/vmtest/console.log)
 #   VMTEST_IGNORE extended regex of kernel-log lines never treated as reports
+#   VMTEST_BOOT_RETRIES  boots tried again when the guest dies before init,
+#                 i.e. before any AEM code ran (default 1); the failed boot's
+#                 console is kept as LOG.failed-boot and summarised
 #   VERBOSE=1     print the whole console log, not only the summary
 #   KEEP=1        keep the initramfs work directory
 #
@@ -342,24 +345,51 @@ note "initramfs $(du -h "$initrd" | cut -f1), kernel $KERNEL"
 # --- boot ------------------------------------------------------------------
 
 mkdir -p "$(dirname "$LOG")"
-: >"$LOG"
 # tsc=unstable: under TCG on a loaded host the TSC drifts, and the clocksource
 # watchdog's switch away from it mid-run patches kernel text (static keys),
 # which has crashed guests (an int3 oops in sched_clock_cpu); decided at boot,
 # nothing is patched later.
 append="console=ttyS0,115200 rdinit=/init panic=-1 printk.time=1 loglevel=5 tsc=unstable $EXTRA_APPEND"
-start=$(date +%s)
-heartbeat_start vmtest "VM on ${vermagic:-$KERNEL}" "${VMTEST_EXPECT:-1.5 min}" "$LOG" '^--- [^ ]+: |^VMTEST (INSMOD|SUITE|RELOAD)'
-set +e
-timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
-	-accel tcg -cpu max -m "$QEMU_MEM" -smp "$QEMU_SMP" \
-	-nographic -no-reboot -net none -monitor none -serial "file:$LOG" \
-	-kernel "$KERNEL" -initrd "$initrd" -append "$append" </dev/null >"$work/qemu.out" 2>&1
-qemu_rc=$?
-set -e
-heartbeat_stop
-elapsed=$(($(date +%s) - start))
-tr -d '\r' <"$LOG" >"$LOG.tmp" && mv "$LOG.tmp" "$LOG"
+# boot_vm: one run of the guest; sets qemu_rc and elapsed.
+boot_vm() {
+	: >"$LOG"
+	start=$(date +%s)
+	heartbeat_start vmtest "VM on ${vermagic:-$KERNEL}" "${VMTEST_EXPECT:-1.5 min}" "$LOG" '^--- [^ ]+: |^VMTEST (INSMOD|SUITE|RELOAD)'
+	set +e
+	timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
+		-accel tcg -cpu max -m "$QEMU_MEM" -smp "$QEMU_SMP" \
+		-nographic -no-reboot -net none -monitor none -serial "file:$LOG" \
+		-kernel "$KERNEL" -initrd "$initrd" -append "$append" </dev/null >"$work/qemu.out" 2>&1
+	qemu_rc=$?
+	set -e
+	heartbeat_stop
+	elapsed=$(($(date +%s) - start))
+	tr -d '\r' <"$LOG" >"$LOG.tmp" && mv "$LOG.tmp" "$LOG"
+}
+
+# boot_story: what a guest that never reached init left behind, in a few
+# lines (qemu's own words, the console's last lines).
+boot_story() {
+	echo "the guest never started init: qemu exit status $qemu_rc after ${elapsed}s, $(wc -l <"$LOG") console lines"
+	[ -s "$work/qemu.out" ] && head -n 5 "$work/qemu.out" | sed 's/^/qemu: /'
+	grep -E 'Kernel panic|not syncing|BUG:|Oops|KASAN:|Out of memory|[Uu]nable to|failed|error' "$LOG" |
+		tail -n 5 | sed 's/^/console (problems): /'
+	tail -n 6 "$LOG" | sed 's/^/console (last lines): /'
+}
+
+# A guest that dies before init has run no AEM code (init loads the
+# modules): the host or the emulator failed it. Such a boot is tried again
+# (VMTEST_BOOT_RETRIES times, default 1) and the failed one is reported.
+boot_vm
+tries=${VMTEST_BOOT_RETRIES:-1}
+while [ "$tries" -gt 0 ] && [ "$qemu_rc" -ne 124 ] && [ "$qemu_rc" -ne 137 ] &&
+	! grep -q '^VMTEST BEGIN' "$LOG"; do
+	tries=$((tries - 1))
+	cp "$LOG" "$LOG.failed-boot"
+	boot_story | sed 's/^/vmtest: /' >&2
+	note "booting again (console of the failed boot: $LOG.failed-boot)"
+	boot_vm
+done
 
 # --- verdict ---------------------------------------------------------------
 
@@ -461,6 +491,11 @@ if [ "$fail" -ne 0 ]; then
 	note "what failed:"
 	failure_digest "$LOG" | head -n 200 | sed 's/^/vmtest:   | /' >&2 || true
 	for r in "${reasons[@]}"; do note "FAIL: $r"; done
+	# A CI log is read from its tail: a guest that never reached init
+	# says why there.
+	if ! grep -q '^VMTEST BEGIN' "$LOG"; then
+		boot_story | sed 's/^/vmtest: /' >&2
+	fi
 	note "${summary:-no summary} (${elapsed}s, log $LOG)"
 	exit 1
 fi

@@ -129,6 +129,8 @@ stage_run() { # stage_run SRC: stage SRC for this run, print where
 # check_log LOG: the checks run.sh does not do. Prints each problem.
 check_log() {
 	local log=$1 bad=0 phase n
+	# run.sh has said why a guest never reached init; nothing below ran.
+	grep -q '^VMTEST BEGIN' "$log" || return 1
 	for phase in suites unload; do
 		n=$(sed -n "/^VMTEST KMEMLEAK $phase BEGIN/,/^VMTEST KMEMLEAK $phase END/p" "$log" |
 			grep -c '^unreferenced object' || true)
