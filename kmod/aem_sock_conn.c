@@ -345,14 +345,22 @@ static int aem_sock_recv_one(struct aem_sock_conn *c)
 	int n;
 
 	/*
-	 * The peer's end with nothing left to read: said without taking a slot
-	 * (the FIN is processed after every byte before it is queued).
+	 * The peer's end with nothing left to read: said without taking a slot.
+	 * Every byte sent before the end is queued before RCV_SHUTDOWN is set
+	 * (TCP processes the FIN after them; a Unix peer queues its bytes
+	 * before its shutdown), so the end is read first and the queue after
+	 * it: read the other way round, bytes and the end that both came
+	 * between the two reads were taken for an end with nothing left, and
+	 * the bytes were lost (the application closed with them unread, which
+	 * resets a Unix peer).
 	 */
-	if (skb_queue_empty_lockless(&sk->sk_receive_queue) &&
-	    (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN) && !READ_ONCE(sk->sk_err)) {
-		set_bit(AEM_SOCK_RX_DONE, &c->flags);
-		set_bit(AEM_SOCK_EOF, &c->flags);
-		return 0;
+	if ((READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN) && !READ_ONCE(sk->sk_err)) {
+		smp_rmb();	/* the end, then the queue: pairs with the sender's queue lock */
+		if (skb_queue_empty_lockless(&sk->sk_receive_queue)) {
+			set_bit(AEM_SOCK_RX_DONE, &c->flags);
+			set_bit(AEM_SOCK_EOF, &c->flags);
+			return 0;
+		}
 	}
 	/* Room first: what is received is posted, never backlogged past its slot. */
 	if (!aem_core_has_room(r, c->sub, size) && !aem_sock_pause(c, size))
