@@ -269,6 +269,7 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 	}
 	_ = tw.Flush()
 	writeNotes(w, rows)
+	writeTargets(w, rows)
 	if len(failures) > 0 {
 		fmt.Fprintf(w, "\nFAILED:\n  %s\n", strings.Join(failures, "\n  "))
 	}
@@ -299,6 +300,26 @@ func writeNotes(w io.Writer, rows []scenario.Row) {
 		}
 		fmt.Fprintln(w, line)
 	}
+}
+
+// writeTargets judges the design targets this run has rows for.
+func writeTargets(w io.Writer, rows []scenario.Row) {
+	vs := scenario.Targets(rows)
+	if len(vs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\ndesign targets, judged from this run's rows (a benchmark's verdict, not a test's; docs/BENCHMARKS.md):")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, v := range vs {
+		got, want := si(v.Value)+v.Unit, si(v.Bound)+v.Unit
+		if v.Ratio {
+			got, want = fmt.Sprintf("%.2fx", v.Value), fmt.Sprintf("%gx", v.Bound)
+		}
+		cmp := map[bool]string{true: ">=", false: "<="}[v.AtLeast]
+		verdict := map[bool]string{true: "met", false: "not met"}[v.Met]
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t(want %s %s)\t%s\n", v.Row, v.What, got, cmp, want, verdict)
+	}
+	_ = tw.Flush()
 }
 
 // writeSkipped lists, per transport, the scenarios it has no mode for: a

@@ -323,6 +323,24 @@ func TestRatioToAEM(t *testing.T) {
 	assert.Regexp(t, `\d+\.\d\dx\s+events/s`, chanLine)
 }
 
+// The table ends with the design targets this run's rows can judge, each
+// with its figure, the target and a verdict (whichever it is).
+func TestTableJudgesDesignTargets(t *testing.T) {
+	o := quick(t, "--scenario", "fanin", "--transport", "aem,chan")
+	open := func(name, backend string) (peers.Transport, error) {
+		if name == peers.NameAEM {
+			return fakeAEM{}, nil
+		}
+		return scenario.Open(name, backend)
+	}
+	var out, errb bytes.Buffer
+	require.Equal(t, ExitOK, Run(o, open, &out, &errb), errb.String())
+	table := out.String()
+	assert.Contains(t, table, "design targets, judged from this run's rows")
+	assert.Regexp(t, `fanin/producers=4\s+events/s ÷ chan's\s+\d+\.\d\dx\s+\(want >= 3x\)\s+(met|not met)\n`, table)
+	assert.NotContains(t, table, "io_uring_msg_ring's", "no MSG_RING row in this run: that target is not judged")
+}
+
 type fakeAEM struct{ peers.Unsupported }
 
 func (fakeAEM) Name() string    { return peers.NameAEM }
