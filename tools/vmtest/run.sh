@@ -372,6 +372,7 @@ boot_vm() {
 boot_story() {
 	echo "the guest never started init: qemu exit status $qemu_rc after ${elapsed}s, $(wc -l <"$LOG") console lines"
 	[ -s "$work/qemu.out" ] && head -n 5 "$work/qemu.out" | sed 's/^/qemu: /'
+	echo "host: initramfs $(du -h "$initrd" | cut -f1); $(df -h "$work" | awk 'NR == 2 { print $4 " free on " $6 }'); $(free -m | awk '/^Mem:/ { print $7 " MiB memory available" }'); load $(cut -d' ' -f1-3 /proc/loadavg)"
 	grep -E 'Kernel panic|not syncing|BUG:|Oops|KASAN:|Out of memory|[Uu]nable to|failed|error' "$LOG" |
 		tail -n 5 | sed 's/^/console (problems): /'
 	tail -n 6 "$LOG" | sed 's/^/console (last lines): /'
