@@ -285,16 +285,24 @@ func (l *Lane) tooLarge(n int) error {
 	return fmt.Errorf("%w: lane record of %d bytes, the lane holds %d", ErrTooLarge, n, l.recSize)
 }
 
-// usable is nil while both the lane and its ring are open. Under mu.
+// usable is nil while the lane, its ring and its reader's interest are
+// there. Under mu.
 func (l *Lane) usable() error {
 	if l.closed.Load() || l.r.life.closed() {
 		return ErrClosed
 	}
-	if l.remote != nil && atomic.LoadUint32(&l.ctl.ConsFlags)&abi.LaneCGone != 0 {
-		return errLaneConsumerGone
+	if atomic.LoadUint32(&l.ctl.ConsFlags)&abi.LaneCGone != 0 {
+		if l.remote != nil {
+			return errLaneConsumerGone
+		}
+		return errLaneSubEnded
 	}
 	return nil
 }
+
+// errLaneSubEnded answers posts and calls on a lane whose subscription
+// has ended: nothing reads them any more.
+var errLaneSubEnded = fmt.Errorf("goaem: lane: its subscription has ended: %w", syscall.EPIPE)
 
 // free is the room the producer sees, reloading the consumer's head only
 // when its last view shows none. Under mu.
@@ -418,7 +426,10 @@ func (l *Lane) waitRoom(ctx context.Context) (uint32, error) {
 // is referenced.
 func (l *Lane) Memory() []byte { return l.mem }
 
-// Dropped counts the records a lossy lane dropped because it was full.
+// Dropped counts the records a lossy lane dropped because it was full,
+// and those the reader found in the lane after its subscription ended
+// (counted on the reader's side: for a remote lane, in the consumer's
+// Lane).
 func (l *Lane) Dropped() uint64 { return l.dropped.Load() }
 
 // Malformed counts the records the reader refused: a length past the
@@ -483,7 +494,10 @@ func (r *Ring) armLanes(sleeping bool) {
 	t.sleeping = sleeping
 	for i := range int(t.hi.Load()) {
 		if l := t.lanes[i].Load(); l != nil {
-			atomic.StoreUint32(&l.ctl.ConsFlags, flag) // a full barrier before the look's tail loads
+			// GONE stays (only the reader and, at the ring's close, the
+			// module write the word). A full barrier before the look's
+			// tail loads.
+			atomic.StoreUint32(&l.ctl.ConsFlags, flag|atomic.LoadUint32(&l.ctl.ConsFlags)&abi.LaneCGone)
 		}
 	}
 	t.mu.Unlock()
@@ -541,6 +555,10 @@ func (r *Ring) walkLanes(c uint8, max int, advance bool, take func(l *Lane, n, a
 		if l == nil || l.prio != c {
 			continue
 		}
+		if l.sub != nil && l.sub.Ended() {
+			r.discardLane(l)
+			continue
+		}
 		// The tail last seen first: while records it promised are left,
 		// the producer's line is not read again.
 		avail := l.tailSeen - l.head
@@ -577,6 +595,41 @@ func (r *Ring) walkLanes(c uint8, max int, advance bool, take func(l *Lane, n, a
 		n += int(got)
 	}
 	return n
+}
+
+// discardLane reads on a lane whose subscription has ended, so that
+// nothing in it is lost untold: GONE tells its producer (posts and calls
+// then answer EPIPE), then every record found in it is counted in Dropped
+// and skipped, a call among them answered EPIPE. GONE's store and the
+// tail's load are ordered by a full barrier, as the producer's tail store
+// and its look at GONE are (Dekker): a record either is posted before this
+// load sees it, or its post sees GONE; one in between is found on a later
+// walk, as the lane keeps its slot until its producer closes it.
+func (r *Ring) discardLane(l *Lane) {
+	if f := atomic.LoadUint32(&l.ctl.ConsFlags); f&abi.LaneCGone == 0 {
+		atomic.StoreUint32(&l.ctl.ConsFlags, f|abi.LaneCGone)
+	}
+	tail := atomic.LoadUint32(&l.ctl.Tail) // pairs with the producer's store of tail
+	n := tail - l.head
+	if n > l.entries {
+		l.malformed.Add(1) // a tail no producer could have written
+		return
+	}
+	for k := range n {
+		if _, _, call, ok := l.record(k); ok && call {
+			l.answer(l.headPos(k), nil, uint32(syscall.EPIPE))
+		}
+	}
+	if n != 0 {
+		l.dropped.Add(uint64(n))
+		l.advance(n)
+		l.handBack()
+	}
+	l.tailSeen = l.head
+	// CLOSED is stored after the producer's last tail.
+	if atomic.LoadUint32(&l.ctl.ProdFlags)&abi.LanePClosed != 0 && atomic.LoadUint32(&l.ctl.Tail) == l.head {
+		r.detachLane(l)
+	}
 }
 
 // advance moves the consumer's head on by n records.

@@ -125,7 +125,7 @@ func (l *Lane) abandon(pos uint64) bool {
 	claimed := abi.LaneCall(abi.LaneCallClaimed, pos)
 	deadline := time.Now().Add(laneClaimWait)
 	for atomic.LoadUint64(&l.ctl.Call) == claimed && time.Now().Before(deadline) {
-		if l.remote != nil && atomic.LoadUint32(&l.ctl.ConsFlags)&abi.LaneCGone != 0 {
+		if atomic.LoadUint32(&l.ctl.ConsFlags)&abi.LaneCGone != 0 {
 			break
 		}
 		runtime.Gosched()

@@ -21,8 +21,9 @@ import (
 // process's memory; only opening, kicking and closing differ.
 
 // errLaneConsumerGone is a remote lane's answer once its consumer ring is
-// closed: it matches ErrClosed and syscall.EPIPE.
-var errLaneConsumerGone = fmt.Errorf("goaem: lane: the consumer ring is gone: %w (%w)", ErrClosed, syscall.EPIPE)
+// closed, or its subscription ended (the consumer says which only to
+// itself): it matches ErrClosed and syscall.EPIPE.
+var errLaneConsumerGone = fmt.Errorf("goaem: lane: the consumer ring or its subscription is gone: %w (%w)", ErrClosed, syscall.EPIPE)
 
 // remoteLane is the module's side of a lane: its mapping, and for the
 // producer the lane fd.

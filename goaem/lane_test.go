@@ -333,6 +333,74 @@ func TestLaneTeardown(t *testing.T) {
 	})
 }
 
+// When a lane's subscription ends, nothing in the lane is lost untold: the
+// records found there are counted in Dropped, a call among them is
+// answered EPIPE, posts and calls answer EPIPE from then on, a producer
+// waiting for room stops, and the lane keeps its slot until its producer
+// closes it.
+func TestLaneSubscriptionEnded(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r, sub := laneRing(t, b, 1)
+		l, buf := postedLane(t, r, sub, 4, 2)
+		called := make(chan error, 1)
+		go func() {
+			_, err := l.Call(testCtx(t), []byte("ping"), make([]byte, 8))
+			called <- err
+		}()
+		// The call's record is the third; the lane's tail says it is there.
+		require.Eventually(t, func() bool { return atomic.LoadUint32(&l.ctl.Tail) == 3 }, 10*time.Second, time.Millisecond)
+		require.NoError(t, sub.Unsubscribe())
+
+		batch := make([]Event, 8)
+		n, err := r.Poll(batch)
+		require.NoError(t, err)
+		assert.Zero(t, n, "records of an ended subscription are not delivered")
+		assert.EqualValues(t, 3, l.Dropped(), "the two posts and the call, counted")
+		err = <-called
+		assert.ErrorIs(t, err, syscall.EPIPE, "the call in the lane is answered")
+		assert.ErrorIs(t, l.TryPost(buf), syscall.EPIPE)
+		assert.ErrorIs(t, l.Post(testCtx(t), buf), syscall.EPIPE)
+		_, err = l.Call(testCtx(t), buf, buf)
+		assert.ErrorIs(t, err, syscall.EPIPE)
+		assert.EqualValues(t, 3, l.Dropped(), "refused posts are the producer's to count")
+
+		other, err := r.Subscribe(Msg{Channel: 10}, SubOptions{})
+		require.NoError(t, err)
+		_, err = r.OpenLane(other, LaneOptions{})
+		assert.ErrorIs(t, err, syscall.ENOSPC, "the lane keeps its slot while its producer holds it")
+		require.NoError(t, l.Close())
+		_, err = r.Poll(batch) // finds it closed and empty
+		require.NoError(t, err)
+		l2, err := r.OpenLane(other, LaneOptions{Entries: 2, RecordSize: 8})
+		require.NoError(t, err, "a closed lane's slot takes a new lane")
+		require.NoError(t, l2.TryPost(buf))
+		n, err = r.Poll(batch)
+		require.NoError(t, err)
+		assert.Equal(t, 1, n, "the new lane delivers")
+		assert.Same(t, other, batch[0].Subscription())
+		batch[0].Release()
+	})
+}
+
+// A producer waiting for room in a full lane stops when the lane's
+// subscription ends and the reader finds it so.
+func TestLaneSubscriptionEndedWakesWaitingProducer(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r, sub := laneRing(t, b, 1)
+		l, buf := postedLane(t, r, sub, 2, 2)
+		posted := make(chan error, 1)
+		go func() { posted <- l.Post(testCtx(t), buf) }()
+		require.Eventually(t, func() bool {
+			return atomic.LoadUint32(&l.ctl.ProdFlags)&abi.LanePWaiting != 0
+		}, 10*time.Second, time.Millisecond, "the producer sleeps for room")
+		require.NoError(t, sub.Unsubscribe())
+		_, err := r.Poll(make([]Event, 4))
+		require.NoError(t, err)
+		assert.ErrorIs(t, <-posted, syscall.EPIPE)
+		assert.EqualValues(t, 2, l.Dropped())
+	})
+}
+
 // Attaching is refused past the lane count, to another source's
 // subscription, for records larger than an inline event.
 func TestLaneAttachRefused(t *testing.T) {

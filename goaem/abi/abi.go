@@ -415,7 +415,7 @@ const (
 	LanePWaiting   = 1 << 0    // prod_flags: the producer sleeps until the head moves
 	LanePClosed    = 1 << 1    // prod_flags: no record after the tail
 	LaneCSleeping  = 1 << 0    // cons_flags: the consumer sleeps; a publisher kicks it
-	LaneCGone      = 1 << 1    // cons_flags, remote lanes: the consumer ring is closed (the kernel sets it)
+	LaneCGone      = 1 << 1    // cons_flags: nobody reads the lane (its consumer ring closed, or its subscription ended)
 
 	// Remote lanes (FeatLanes): the module maps a lane into a producer in
 	// another process and into the consumer ring.

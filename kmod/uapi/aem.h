@@ -540,7 +540,7 @@ struct aem_grant {
 
 /* aem_lane_ctl.cons_flags (the consumer writes them) */
 #define AEM_LANE_C_SLEEPING	(1U << 0)	/* the consumer sleeps: a producer that publishes kicks it */
-#define AEM_LANE_C_GONE		(1U << 1)	/* remote lanes: the consumer ring is closed (the kernel sets it); posting is futile */
+#define AEM_LANE_C_GONE		(1U << 1)	/* nobody reads the lane: its consumer ring closed (the kernel sets it) or its subscription ended (the consumer sets it); posts answer -EPIPE */
 
 /* aem_lane_rec.flags */
 #define AEM_LANE_REC_CALL	(1U << 0)	/* a call: the producer waits for the reply in the ctl's call line */
