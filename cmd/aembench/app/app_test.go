@@ -304,17 +304,9 @@ func TestTableGoBenchAndPlot(t *testing.T) {
 // With --transport all, the table has a ratio to AEM for each peer when
 // AEM ran; a fake AEM transport stands in for it here.
 func TestRatioToAEM(t *testing.T) {
-	o := quick(t, "--scenario", "throughput", "--transport", "aem,chan")
-	open := func(name, backend string) (peers.Transport, error) {
-		if name == peers.NameAEM {
-			return fakeAEM{}, nil
-		}
-		return scenario.Open(name, backend)
-	}
-	var out, errb bytes.Buffer
-	require.Equal(t, ExitOK, Run(o, open, &out, &errb), errb.String())
+	out := runWithFakeAEM(t, "--scenario", "throughput", "--transport", "aem,chan")
 	var chanLine string
-	for _, l := range strings.Split(out.String(), "\n") {
+	for _, l := range strings.Split(out, "\n") {
 		if strings.Contains(l, " chan ") {
 			chanLine = l
 		}
@@ -326,7 +318,16 @@ func TestRatioToAEM(t *testing.T) {
 // The table ends with the design targets this run's rows can judge, each
 // with its figure, the target and a verdict (whichever it is).
 func TestTableJudgesDesignTargets(t *testing.T) {
-	o := quick(t, "--scenario", "fanin", "--transport", "aem,chan")
+	table := runWithFakeAEM(t, "--scenario", "fanin", "--transport", "aem,chan")
+	assert.Contains(t, table, "design targets, judged from this run's rows")
+	assert.Regexp(t, `fanin/producers=4\s+events/s ÷ chan's\s+\d+\.\d\dx\s+\(want >= 3x\)\s+(met|not met)\n`, table)
+	assert.NotContains(t, table, "io_uring_msg_ring's", "no MSG_RING row in this run: that target is not judged")
+}
+
+// runWithFakeAEM runs aembench with args, fakeAEM standing in for AEM,
+// and returns its table.
+func runWithFakeAEM(t *testing.T, args ...string) string {
+	o := quick(t, args...)
 	open := func(name, backend string) (peers.Transport, error) {
 		if name == peers.NameAEM {
 			return fakeAEM{}, nil
@@ -335,10 +336,7 @@ func TestTableJudgesDesignTargets(t *testing.T) {
 	}
 	var out, errb bytes.Buffer
 	require.Equal(t, ExitOK, Run(o, open, &out, &errb), errb.String())
-	table := out.String()
-	assert.Contains(t, table, "design targets, judged from this run's rows")
-	assert.Regexp(t, `fanin/producers=4\s+events/s ÷ chan's\s+\d+\.\d\dx\s+\(want >= 3x\)\s+(met|not met)\n`, table)
-	assert.NotContains(t, table, "io_uring_msg_ring's", "no MSG_RING row in this run: that target is not judged")
+	return out.String()
 }
 
 type fakeAEM struct{ peers.Unsupported }
