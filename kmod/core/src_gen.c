@@ -51,9 +51,15 @@
  */
 #define GEN_ROOM_WAIT_NS	20000ULL
 #define GEN_ROOM_WAIT_STEPS	6
-/* Rate 0: the smallest burst, then events and bursts per step (bounding the time under gen_mutex). */
+/*
+ * Rate 0: the smallest burst, then events and bursts per step.  One thread
+ * steps every generator, so a flood's step is what a rate generator beside
+ * it waits for: 4096 events keep a step to tens of microseconds (65536 made
+ * it about a millisecond, and an urgent class's 10 k/s generator fell
+ * behind under a class-1 flood, its events coming in late clumps).
+ */
 #define GEN_FLOOD_BURST		256U
-#define GEN_STEP_EVENTS		65536U
+#define GEN_STEP_EVENTS		4096U
 #define GEN_STEP_BURSTS		1024U
 
 struct aem_gen {
