@@ -35,6 +35,8 @@
 #   TEST_TIMEOUT  900 s per test program
 #   QEMU_MEM      2G (as run.sh; a kmemleak scan walks every struct page,
 #                 so it costs ~20 s per GiB under TCG on a busy machine)
+#   VMTEST_BOOT_RETRIES  2 (run.sh: 1): boots tried again when the guest
+#                 dies before init
 #   LOG           <repo>/build/vmtest-debug/console.log
 #   KMOD_DIR      <repo>/kmod; it is built in a copy under build/vmtest-debug,
 #                 so the stock `make vmtest` objects are left alone
@@ -89,6 +91,9 @@ export TIMEOUT=${TIMEOUT:-2700}
 export VMTEST_EXPECT=${VMTEST_EXPECT:-9 min}
 export TEST_TIMEOUT=${TEST_TIMEOUT:-900}
 export QEMU_MEM=${QEMU_MEM:-2G}
+# A guest of this kernel once died before init on a CI machine (no AEM
+# code had run); a failed boot costs seconds, so it gets two more tries.
+export VMTEST_BOOT_RETRIES=${VMTEST_BOOT_RETRIES:-2}
 export EXTRA_APPEND=${EXTRA_APPEND:-}
 mkdir -p "$out"
 
