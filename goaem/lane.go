@@ -555,9 +555,9 @@ func (r *Ring) walkLanes(c uint8, max int, advance bool, take func(l *Lane, n, a
 		if l == nil || l.prio != c {
 			continue
 		}
-		if l.sub != nil && l.sub.Ended() {
-			r.discardLane(l)
-			continue
+		ended := l.sub != nil && l.sub.Ended()
+		if ended {
+			l.markGone()
 		}
 		// The tail last seen first: while records it promised are left,
 		// the producer's line is not read again.
@@ -585,6 +585,10 @@ func (r *Ring) walkLanes(c uint8, max int, advance bool, take func(l *Lane, n, a
 			l.malformed.Add(1)
 			continue
 		}
+		if ended {
+			l.discard(avail)
+			continue
+		}
 		got := take(l, n, int(min(avail, uint32(max-n))))
 		if advance {
 			l.advance(got)
@@ -597,39 +601,32 @@ func (r *Ring) walkLanes(c uint8, max int, advance bool, take func(l *Lane, n, a
 	return n
 }
 
-// discardLane reads on a lane whose subscription has ended, so that
-// nothing in it is lost untold: GONE tells its producer (posts and calls
-// then answer EPIPE), then every record found in it is counted in Dropped
-// and skipped, a call among them answered EPIPE. GONE's store and the
-// tail's load are ordered by a full barrier, as the producer's tail store
-// and its look at GONE are (Dekker): a record either is posted before this
-// load sees it, or its post sees GONE; one in between is found on a later
-// walk, as the lane keeps its slot until its producer closes it.
-func (r *Ring) discardLane(l *Lane) {
+// markGone tells the producer of a lane whose subscription has ended
+// that nothing reads it any more: posts and calls then answer EPIPE. The
+// store and the reader's next tail load are ordered by a full barrier, as
+// the producer's tail store and its look at GONE are (Dekker): a record
+// is either posted before a later walk's tail load sees it, or its post
+// sees GONE; the lane keeps its slot until its producer closes it, so
+// every such record is found (discard).
+func (l *Lane) markGone() {
 	if f := atomic.LoadUint32(&l.ctl.ConsFlags); f&abi.LaneCGone == 0 {
 		atomic.StoreUint32(&l.ctl.ConsFlags, f|abi.LaneCGone)
 	}
-	tail := atomic.LoadUint32(&l.ctl.Tail) // pairs with the producer's store of tail
-	n := tail - l.head
-	if n > l.entries {
-		l.malformed.Add(1) // a tail no producer could have written
-		return
-	}
+}
+
+// discard skips the n records after the consumer's head of a lane whose
+// subscription has ended, so that nothing in it is lost untold: each is
+// counted in Dropped, a call among them answered EPIPE, and the head is
+// handed back at once (none was handed out).
+func (l *Lane) discard(n uint32) {
 	for k := range n {
 		if _, _, call, ok := l.record(k); ok && call {
 			l.answer(l.headPos(k), nil, uint32(syscall.EPIPE))
 		}
 	}
-	if n != 0 {
-		l.dropped.Add(uint64(n))
-		l.advance(n)
-		l.handBack()
-	}
-	l.tailSeen = l.head
-	// CLOSED is stored after the producer's last tail.
-	if atomic.LoadUint32(&l.ctl.ProdFlags)&abi.LanePClosed != 0 && atomic.LoadUint32(&l.ctl.Tail) == l.head {
-		r.detachLane(l)
-	}
+	l.dropped.Add(uint64(n))
+	l.advance(n) // to the tail last seen
+	l.handBack()
 }
 
 // advance moves the consumer's head on by n records.

@@ -91,8 +91,8 @@ func (rl *remoteLane) unmap() {
 // this process needs what a Post to it needs (the owner's user or a
 // grant). Post, TryPost, PostBatch and Call work as for OpenLane; a
 // producer waiting for room sleeps in the module until the consumer hands
-// room back. Once the consumer ring is closed, posts return an error
-// matching ErrClosed and syscall.EPIPE. Close the Lane to
+// room back. Once the consumer ring is closed, or the subscription ends,
+// posts return an error matching ErrClosed and syscall.EPIPE. Close the Lane to
 // end it: what was posted is still delivered. Only the kernel backend has
 // remote lanes: elsewhere the error matches syscall.EOPNOTSUPP.
 func (r *Ring) OpenLaneTo(addr Addr, opts LaneOptions) (*Lane, error) {

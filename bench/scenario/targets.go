@@ -1,11 +1,6 @@
 package scenario
 
-import (
-	"strconv"
-	"strings"
-
-	"github.com/aem-dev/aem/bench/peers"
-)
+import "github.com/aem-dev/aem/bench/peers"
 
 // A Verdict is one design target judged from one run's rows: AEM's figure
 // against a peer's in the same run, or against a fixed bound. The targets
@@ -76,7 +71,7 @@ func Targets(rows []Row) []Verdict {
 		byKey[key{r.Scenario, r.Transport}] = r
 		if r.Transport == peers.NameAEM {
 			fam := Family(r.Scenario)
-			if l, ok := largest[fam]; !ok || variantParam(r) > variantParam(l) {
+			if l, ok := largest[fam]; !ok || r.Param > l.Param {
 				largest[fam] = r
 			}
 		}
@@ -114,15 +109,4 @@ func Targets(rows []Row) []Verdict {
 		out = append(out, v)
 	}
 	return out
-}
-
-// variantParam is the number in a row's variant (n=100000 -> 100000); the
-// row's Param when it has one.
-func variantParam(r Row) int {
-	if r.Param != 0 {
-		return r.Param
-	}
-	_, v, _ := strings.Cut(r.Scenario, "=")
-	n, _ := strconv.Atoi(v)
-	return n
 }

@@ -15,10 +15,11 @@
  * many more events from now" (0: unbounded).
  *
  * At a rate, a step posts the bursts that are due (at most one).  At rate
- * 0 a step fills all the room the CQ ring has, burst after burst (a burst
- * of at least GEN_FLOOD_BURST events there: a post costs a lock round, a
- * barrier and the consumer's head line, far more than an event, and a
- * rate-0 burst only sets how often the tail is published), with the one
+ * 0 a step fills the room the CQ ring has, up to GEN_STEP_EVENTS events,
+ * burst after burst (a burst of at least GEN_FLOOD_BURST events there: a
+ * post costs a lock round, a barrier and the consumer's head line, far
+ * more than an event, and a rate-0 burst only sets how often the tail is
+ * published), with the one
  * timestamp of the step, and stops when the ring is full: it asks the
  * core to kick the driver when the consumer makes room
  * (aem_core_want_room: the consumer's next enter, wait or poll arming does
