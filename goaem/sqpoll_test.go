@@ -142,3 +142,31 @@ func TestSQPollOptionsAndClose(t *testing.T) {
 		require.NoError(t, r.Close()) // asleep
 	})
 }
+
+// Subscribes submitted in batches to a polled ring are answered by the
+// poller's thread while Submit sleeps for them: every batch gets all its
+// answers, each Submit with a context of its own (whose cancellation, as
+// it returns, must not blind the next one's sleep: TestPollFileLateNudge).
+func TestSQPollBatchSubscribesAnswered(t *testing.T) {
+	sqPollBackends(t, func(t *testing.T, open func(t testing.TB, opts ...Option) *Ring) {
+		r := open(t, WithSQPoll(50*time.Millisecond))
+		const batches, per = 64, 512
+		bt := r.NewBatch()
+		for k := range batches {
+			bt.Reset()
+			for i := range per {
+				bt.SubscribeTimer(Timer{First: time.Hour + time.Duration(k*per+i)*time.Microsecond}, SubOptions{Class: 1})
+			}
+			ctx, cancel := context.WithTimeout(testCtx(t), 10*time.Second)
+			err := bt.Submit(ctx)
+			cancel()
+			require.NoError(t, err, "batch %d", k)
+			for i := range per {
+				require.NotZero(t, bt.Subscription(i).ID(), "batch %d entry %d", k, i)
+			}
+		}
+		st, err := r.Stats()
+		require.NoError(t, err)
+		assert.EqualValues(t, batches*per, st.Subscriptions)
+	})
+}

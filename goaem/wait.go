@@ -85,10 +85,14 @@ func (p *pollFile) unwatch() {
 	}
 }
 
-// nudge wakes the sleeper to look again.
+// nudge wakes the sleeper to look again. The deadline goes first, then
+// the flag: watch resets the deadline whenever the flag is set, so a past
+// deadline never outlives the flag. (A nudge can come late: the
+// cancellation of a context an earlier wait watched runs its AfterFunc
+// in a goroutine of its own.)
 func (p *pollFile) nudge() {
-	p.nudged.Store(true)
 	_ = p.f.SetReadDeadline(pastTime)
+	p.nudged.Store(true)
 }
 
 // wait returns once look reports done (done true), after a wake-up
