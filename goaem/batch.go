@@ -202,15 +202,17 @@ func (b *Batch) subscribe(prep func(*abi.SQE) error, opts SubOptions) int {
 }
 
 // subSlabMax bounds the Subscriptions a Batch allocates at once: a slab
-// is one object, kept whole while any of them is referenced.
-const subSlabMax = 1024
+// is one object, kept whole while any of them is referenced. 1023 and the
+// slab's head fill five 8 KiB pages (an object that large takes whole
+// pages; 1024 would take six).
+const subSlabMax = 1023
 
 // newSub takes a zero Subscription from the batch's slab, allocating the
 // next slab (twice the last, up to subSlabMax) when it is used up.
 func (b *Batch) newSub() *Subscription {
 	if len(b.slab) == 0 {
 		b.slabN = min(max(2*b.slabN, 16), subSlabMax)
-		b.slab = make([]Subscription, b.slabN)
+		b.slab = newSubSlab(b.r, b.slabN)
 	}
 	s := &b.slab[0]
 	b.slab = b.slab[1:]
@@ -225,7 +227,7 @@ func (b *Batch) Unsubscribe(s *Subscription) int {
 	switch {
 	case s == nil:
 		e.err = invalid("goaem: unsubscribe: nil subscription")
-	case s.r != b.r:
+	case s.ring() != b.r:
 		e.err = invalid("goaem: unsubscribe %#x: a subscription of another ring", s.ID())
 	}
 	e.sub = s

@@ -125,7 +125,7 @@ type laneTable struct {
 // handler answers with Writeback, Reply or ReplyError. The ring must have room for it (WithLanes); a ring
 // without lanes, or with all of them attached, refuses with ENOSPC.
 func (r *Ring) OpenLane(sub *Subscription, opts LaneOptions) (*Lane, error) {
-	if sub == nil || sub.r != r || sub.source != abi.SrcMsg {
+	if sub == nil || sub.ring() != r || sub.source != abi.SrcMsg {
 		return nil, invalid("goaem: open lane: not a Msg subscription of this ring")
 	}
 	if sub.Ended() || sub.ID() == 0 {

@@ -150,7 +150,7 @@ func (r *Ring) dispatch(ctx context.Context, rs *runState, ev *Event, h Handler)
 	var tag uint64
 	if s != nil {
 		mode, tag = s.mode, s.tag
-		if x := s.ext.Load(); x != nil {
+		if x := s.loadExt(); x != nil {
 			clone, sem = x.clone, x.sem
 			if x.handler != nil {
 				handler = x.handler

@@ -183,7 +183,7 @@ func TestBatchSubscriptionGoBytes(t *testing.T) {
 
 // SubscribeTimer refuses what Subscribe refuses, entry by entry, and
 // queues a timer without allocating (the Batch's slab of Subscriptions
-// aside: one allocation per 1024 subscribes).
+// aside: one allocation per 1023 subscribes).
 func TestBatchSubscribeTimer(t *testing.T) {
 	r, err := Open(WithBackend(BackendEmbedded))
 	require.NoError(t, err)
@@ -275,11 +275,11 @@ func TestBatchSharesHandler(t *testing.T) {
 	for i := range s {
 		s[i] = bt.Subscription(i)
 	}
-	assert.Same(t, s[0].ext.Load(), s[1].ext.Load(), "the same handler: one subExt")
-	assert.NotSame(t, s[1].ext.Load(), s[2].ext.Load(), "another handler: its own")
-	assert.Same(t, s[2].ext.Load(), s[3].ext.Load())
-	assert.NotSame(t, s[3].ext.Load(), s[4].ext.Load(), "a bound of its own: its own subExt")
-	assert.NotNil(t, s[4].ext.Load().sem)
+	assert.Same(t, s[0].loadExt(), s[1].loadExt(), "the same handler: one subExt")
+	assert.NotSame(t, s[1].loadExt(), s[2].loadExt(), "another handler: its own")
+	assert.Same(t, s[2].loadExt(), s[3].loadExt())
+	assert.NotSame(t, s[3].loadExt(), s[4].loadExt(), "a bound of its own: its own subExt")
+	assert.NotNil(t, s[4].loadExt().sem)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -13,14 +13,43 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// What goaem keeps per idle subscription: the Subscription (a size class of
-// its own) and its slot in the ring's table. The design budget is 64 bytes.
+// What goaem keeps per idle subscription: the Subscription, in a slab with
+// no pointer but in its head, and its slot in the ring's table. The design
+// budget is 64 bytes.
 func TestSubscriptionFootprint(t *testing.T) {
 	obj := unsafe.Sizeof(Subscription{})
 	slot := unsafe.Sizeof(atomic.Pointer[Subscription]{})
-	assert.LessOrEqual(t, obj, uintptr(48), "Subscription is %d bytes: past the 48-byte size class", obj)
+	assert.LessOrEqual(t, obj, uintptr(40), "Subscription is %d bytes", obj)
 	assert.LessOrEqual(t, obj+slot, uintptr(64), "an idle subscription keeps %d+%d bytes", obj, slot)
 	t.Logf("idle subscription: %d-byte Subscription + %d-byte table slot", obj, slot)
+	slab := unsafe.Sizeof(subSlab[[subSlabMax]Subscription]{})
+	assert.LessOrEqual(t, slab, uintptr(5*8192), "the largest slab takes %d bytes: past five pages", slab)
+}
+
+// Every slab size finds its ring and keeps each Subscription's ext apart;
+// a Subscription outside a slab belongs to no ring.
+func TestSubscriptionSlabs(t *testing.T) {
+	r, err := Open(WithBackend(BackendEmbedded))
+	require.NoError(t, err)
+	defer r.Close()
+	for _, n := range []int{1, 2, 16, 17, 100, 256, 512, 1000, subSlabMax} {
+		subs := newSubSlab(r, n)
+		require.GreaterOrEqual(t, len(subs), n)
+		x := &subExt{}
+		for i := range subs {
+			require.Same(t, r, subs[i].ring(), "slab of %d, entry %d", n, i)
+			require.Nil(t, subs[i].loadExt())
+		}
+		last := &subs[len(subs)-1]
+		last.extSlot().Store(x)
+		assert.Same(t, x, last.loadExt(), "slab of %d", n)
+		if len(subs) > 1 {
+			assert.Nil(t, subs[0].loadExt(), "slab of %d: another entry's ext", len(subs))
+		}
+	}
+	var loose Subscription
+	assert.Nil(t, loose.Ring())
+	assert.Nil(t, loose.loadExt())
 }
 
 // A subscription with its own handler keeps the handler where it was, and

@@ -143,20 +143,20 @@ type SubOptions struct {
 
 // Subscription is one active source feeding this ring.
 //
-// An idle subscription costs goaem 48 bytes (a 48-byte size class) and its
-// slot in the ring's table, 8: what few subscriptions have (a handler of
-// their own, a clone command, a bound, the final counts) waits behind ext.
+// An idle subscription costs goaem 40 bytes in a slab of them (subslab.go)
+// and its slot in the ring's table, 8. It holds no pointer: its ring, and
+// what few subscriptions have (a handler of their own, a clone command, a
+// bound, the final counts: a subExt), are kept in its slab's head.
 type Subscription struct {
-	r        *Ring
 	id       atomic.Uint64 // set by the answer, or by its first event if that comes first
 	handle   uint64
 	tag      uint64
-	ext      atomic.Pointer[subExt] // nil for most
-	state    atomic.Uint32          // subEnded|overEvent|overCounts
+	state    atomic.Uint32 // subEnded|overEvent|overCounts
 	class    uint8
 	source   uint8
 	mode     HandlerMode
 	endStats bool
+	pos      uint16 // 1 + its index in its slab; 0 outside a slab
 }
 
 // subExt is the part of a Subscription that most do not have. Replaced
@@ -193,7 +193,7 @@ func (s *Subscription) setEnded() bool { return s.state.Or(subEnded)&subEnded !=
 
 // extra is s's ext, or an empty one.
 func (s *Subscription) extra() subExt {
-	if x := s.ext.Load(); x != nil {
+	if x := s.loadExt(); x != nil {
 		return *x
 	}
 	return subExt{}
@@ -204,7 +204,7 @@ func (s *Subscription) extra() subExt {
 // WithOpTimeout).
 func (r *Ring) Subscribe(src Source, opts SubOptions) (*Subscription, error) {
 	var prepared abi.SQE
-	s := new(Subscription)
+	s := &newSubSlab(r, 1)[0]
 	if err := r.newSubscription(s, src, opts, &prepared, nil); err != nil {
 		return nil, err
 	}
@@ -262,10 +262,10 @@ func (r *Ring) prepSubscription(s *Subscription, prep func(*abi.SQE) error, opts
 		return fmt.Errorf("goaem: subscribe: %w", err)
 	}
 	sqe.Arg = opts.Impl
-	s.r, s.tag, s.class, s.mode, s.source = r, opts.Tag, uint8(opts.Class), opts.Mode, sqe.Source
+	s.tag, s.class, s.mode, s.source = opts.Tag, uint8(opts.Class), opts.Mode, sqe.Source
 	if opts.Handler != nil || opts.Clone != nil || opts.MaxInFlight > 0 {
 		if shared != nil && *shared != nil && opts.MaxInFlight == 0 && (*shared).same(opts) {
-			s.ext.Store(*shared)
+			s.extSlot().Store(*shared)
 		} else {
 			x := &subExt{handler: opts.Handler, clone: opts.Clone}
 			if opts.MaxInFlight > 0 {
@@ -273,7 +273,7 @@ func (r *Ring) prepSubscription(s *Subscription, prep func(*abi.SQE) error, opts
 			} else if shared != nil {
 				*shared = x
 			}
-			s.ext.Store(x)
+			s.extSlot().Store(x)
 		}
 	}
 	if r.features&abi.FeatSubStats != 0 {
@@ -296,7 +296,7 @@ func (s *Subscription) Tag() uint64 { return s.tag }
 func (s *Subscription) Class() int { return int(s.class) }
 
 // Ring is the ring the subscription feeds.
-func (s *Subscription) Ring() *Ring { return s.r }
+func (s *Subscription) Ring() *Ring { return s.ring() }
 
 // Ended reports whether the subscription is over: unsubscribed, or its
 // source posted its final event (one-shot timer, generator count reached)
@@ -305,7 +305,7 @@ func (s *Subscription) Ring() *Ring { return s.r }
 func (s *Subscription) Ended() bool { return s.state.Load()&subEnded != 0 }
 
 // Addr is the address of a Msg subscription: where Post and Call send.
-func (s *Subscription) Addr(channel uint32) Addr { return s.r.Addr(channel) }
+func (s *Subscription) Addr(channel uint32) Addr { return s.ring().Addr(channel) }
 
 // Unsubscribe stops the source. Events already in the completion ring
 // stay there and are still delivered (Event.Subscription returns nil for
@@ -319,7 +319,7 @@ func (s *Subscription) Unsubscribe() error {
 		return nil
 	}
 	// The answer carries the final counts: complete stores them on s.
-	res, err := s.r.control(0, s, func(sqe *abi.SQE) error {
+	res, err := s.ring().control(0, s, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpUnsubscribe
 		sqe.Target = s.id.Load()
 		return nil
@@ -327,13 +327,13 @@ func (s *Subscription) Unsubscribe() error {
 	if err == nil && res == -int32(syscall.ENOENT) {
 		// The source ended by itself: its final event and counts are on
 		// their way (or here); the entry goes when the counts are in.
-		s.r.retire(s, overEvent)
+		s.ring().retire(s, overEvent)
 		return nil
 	}
 	if err == nil {
 		err = errno(res)
 	}
-	s.r.subs.remove(s.handle)
+	s.ring().subs.remove(s.handle)
 	if err != nil {
 		return fmt.Errorf("goaem: unsubscribe %#x: %w", s.ID(), err)
 	}
@@ -343,7 +343,7 @@ func (s *Subscription) Unsubscribe() error {
 // ResetTimer re-arms a timer subscription.
 func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 	t := Timer{First: first, Interval: interval}
-	res, err := s.r.control(0, nil, func(sqe *abi.SQE) error {
+	res, err := s.ring().control(0, nil, func(sqe *abi.SQE) error {
 		if err := t.prep(sqe); err != nil {
 			return err
 		}
@@ -364,7 +364,7 @@ func (s *Subscription) ResetTimer(first, interval time.Duration) error {
 // SetGenerator changes a generator subscription's rate, count, burst and
 // payload size.
 func (s *Subscription) SetGenerator(g Generator) error {
-	res, err := s.r.control(0, nil, func(sqe *abi.SQE) error {
+	res, err := s.ring().control(0, nil, func(sqe *abi.SQE) error {
 		sqe.Opcode = abi.OpGenSet
 		sqe.Target = s.id.Load()
 		g.fill(sqe.Gen())
@@ -395,17 +395,17 @@ func (s *Subscription) Stats() (Stats, error) {
 	if f := s.extra().final; f != nil {
 		return *f, nil
 	}
-	if !s.r.life.acquire() {
+	if !s.ring().life.acquire() {
 		return Stats{}, ErrClosed
 	}
-	defer s.r.life.release()
+	defer s.ring().life.release()
 	st := abi.SubStats{ID: s.id.Load()}
-	err := s.r.be.subStats(&st)
+	err := s.ring().be.subStats(&st)
 	if errors.Is(err, syscall.ENOENT) && s.endStats {
 		// It ended: the kernel side posted its counts as it forgot it, so
 		// they are in the result ring (or its backlog, which draining
 		// flushes) by now.
-		s.r.drainResults()
+		s.ring().drainResults()
 		if f := s.extra().final; f != nil {
 			return *f, nil
 		}
@@ -420,14 +420,15 @@ func (s *Subscription) Stats() (Stats, error) {
 func (s *Subscription) setFinal(cqe *abi.CQE) {
 	c := *(*abi.SubCounts)(unsafe.Pointer(&cqe.Data[0]))
 	final := &Stats{Produced: c.Produced, Delivered: c.Delivered, Backlog: c.Backlog, Dropped: c.Dropped}
+	slot := s.extSlot()
 	for {
-		old := s.ext.Load()
+		old := slot.Load()
 		x := &subExt{final: final}
 		if old != nil {
 			*x = *old
 			x.final = final
 		}
-		if s.ext.CompareAndSwap(old, x) {
+		if slot.CompareAndSwap(old, x) {
 			return
 		}
 	}
