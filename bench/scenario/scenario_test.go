@@ -128,3 +128,46 @@ func TestServerScenarioSteps(t *testing.T) {
 		assert.Positive(t, v)
 	}
 }
+
+// subscribeScript is a transport whose rounds of subscriptions take the
+// given times, in order.
+type subscribeScript struct {
+	peers.Unsupported
+	elapsed []time.Duration
+	calls   int
+}
+
+func (s *subscribeScript) Name() string { return "script" }
+
+func (s *subscribeScript) Subscribe(n int) (peers.SubResult, error) {
+	d := s.elapsed[s.calls%len(s.elapsed)]
+	s.calls++
+	return peers.SubResult{Subscriptions: n, Elapsed: d, BytesPer: float64(s.calls)}, nil
+}
+
+// A subscriptions row reports its round of median time, with the first
+// round and the spread in its notes; the rounds stop at the row's
+// duration (after one at least) or at subscribeRounds.
+func TestSubscribeRowIsTheMedianRound(t *testing.T) {
+	cfg := Default()
+	cfg.Duration = 100 * time.Millisecond
+	ms := time.Millisecond
+	tr := &subscribeScript{elapsed: []time.Duration{40 * ms, 10 * ms, 20 * ms, 50 * ms}}
+	row, err := runSubscribe(tr, cfg, 1000)
+	require.NoError(t, err)
+	assert.Equal(t, 4, tr.calls, "rounds until 100 ms were spent")
+	assert.InDelta(t, 0.040, row.Seconds, 1e-9, "the median of 10, 20, 40, 50 ms (the upper one)")
+	assert.InDelta(t, 25_000, row.EventsPerSec, 1e-6)
+	assert.Equal(t, 1.0, row.BytesPerSubscription, "the median round's own figures")
+	assert.Equal(t, "the median of 4 rounds; the first 25.0k/s, 20.0k–100.0k/s in all", row.Notes)
+
+	tr = &subscribeScript{elapsed: []time.Duration{time.Second}}
+	_, err = runSubscribe(tr, cfg, 1000)
+	require.NoError(t, err)
+	assert.Equal(t, 1, tr.calls, "one round longer than the duration")
+
+	tr = &subscribeScript{elapsed: []time.Duration{ms}}
+	_, err = runSubscribe(tr, cfg, 1000)
+	require.NoError(t, err)
+	assert.Equal(t, subscribeRounds, tr.calls)
+}

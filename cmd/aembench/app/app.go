@@ -159,7 +159,7 @@ func rowSummary(r scenario.Row) string {
 	case "ns/call":
 		return fmt.Sprintf("%s: %s/call", label, ns(int64(v)))
 	}
-	return fmt.Sprintf("%s: %s %s", label, si(v), unit)
+	return fmt.Sprintf("%s: %s %s", label, scenario.SI(v), unit)
 }
 
 // measuredRows drops the failed rows.
@@ -263,7 +263,7 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
-			r.Scenario, r.Transport, r.Backend, si(float64(r.Events)), r.Seconds, si(r.EventsPerSec),
+			r.Scenario, r.Transport, r.Backend, scenario.SI(float64(r.Events)), r.Seconds, scenario.SI(r.EventsPerSec),
 			ns(r.P50), ns(r.P99), ns(r.P999), ns(r.Max), r.Dropped, allocs(r.AllocsPerEvent),
 			bytesPer(r.BytesPerSubscription), bytesPer(r.GoBytesPerSubscription), ratio, unit)
 	}
@@ -279,7 +279,8 @@ func writeTable(w io.Writer, rows []scenario.Row) {
 }
 
 // writeNotes lists what the server scenarios' rows checked and counted,
-// and what other rows counted (the fan-in's entries per event).
+// and what other rows counted (the fan-in's entries per event, the
+// subscriptions rows' rounds).
 func writeNotes(w io.Writer, rows []scenario.Row) {
 	first := true
 	for _, r := range rows {
@@ -287,14 +288,14 @@ func writeNotes(w io.Writer, rows []scenario.Row) {
 			continue
 		}
 		if first {
-			fmt.Fprintln(w, "\ncounted (server scenarios: response bytes checked end to end; what the server counted):")
+			fmt.Fprintln(w, "\ncounted (server scenarios: response bytes checked end to end and what the server counted; others: how the row was measured):")
 			first = false
 		}
 		if r.BytesChecked == 0 {
 			fmt.Fprintf(w, "  %s %s: %s\n", r.Scenario, r.Transport, r.Notes)
 			continue
 		}
-		line := fmt.Sprintf("  %s %s: %s bytes checked", r.Scenario, r.Transport, si(float64(r.BytesChecked)))
+		line := fmt.Sprintf("  %s %s: %s bytes checked", r.Scenario, r.Transport, scenario.SI(float64(r.BytesChecked)))
 		if r.Notes != "" {
 			line += "; " + r.Notes
 		}
@@ -311,7 +312,7 @@ func writeTargets(w io.Writer, rows []scenario.Row) {
 	fmt.Fprintln(w, "\ndesign targets, judged from this run's rows (a benchmark's verdict, not a test's; docs/BENCHMARKS.md):")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, v := range vs {
-		got, want := si(v.Value)+v.Unit, si(v.Bound)+v.Unit
+		got, want := scenario.SI(v.Value)+v.Unit, scenario.SI(v.Bound)+v.Unit
 		if v.Ratio {
 			got, want = fmt.Sprintf("%.2fx", v.Value), fmt.Sprintf("%gx", v.Bound)
 		}
@@ -363,19 +364,6 @@ func writeSkipped(w io.Writer, all, skipped []scenario.Step) {
 		}
 		fmt.Fprintf(w, "  %s: %s\n", tr, strings.Join(parts, ", "))
 	}
-}
-
-// si writes a count with a k/M/G suffix.
-func si(v float64) string {
-	switch {
-	case v >= 1e9:
-		return fmt.Sprintf("%.2fG", v/1e9)
-	case v >= 1e6:
-		return fmt.Sprintf("%.2fM", v/1e6)
-	case v >= 1e4:
-		return fmt.Sprintf("%.1fk", v/1e3)
-	}
-	return fmt.Sprintf("%.0f", v)
 }
 
 func ns(v int64) string {
