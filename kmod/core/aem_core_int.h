@@ -272,6 +272,7 @@ int __aem_ring_get_for_call(u32 id, const struct aem_cred *from, u32 req_len,
 
 /* sub.c */
 struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state);
+u32 __aem_sub_alloc_n(struct aem_ctx *r, u8 source, u32 state, struct aem_sub **out, u32 n);
 void __aem_sub_free_locked(struct aem_ctx *r, struct aem_sub *s);
 void __aem_sub_table_free(struct aem_ctx *r);
 void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c);
@@ -493,6 +494,13 @@ void __aem_post_run_close(struct aem_post_run *run);
  * subscription made from the kept lookup is ended as one made just before
  * the closing would be.
  */
+/*
+ * And it takes the timers' table entries AEM_SUB_RUN at a time, in one
+ * round of cq_lock (__aem_sub_alloc_n), rather than a round each: the
+ * stash holds those not yet used, live but reachable by nobody (no id of
+ * theirs has been answered), and goes back to the free list when the
+ * submission ends (__aem_sub_run_release).
+ */
 struct aem_sub_run {
 	struct aem_ctx	*r;
 	u32		nr_subs;		/* set up, not started */
@@ -500,7 +508,9 @@ struct aem_sub_run {
 	const struct aem_source_ops *src_ops;	/* NULL: nothing kept */
 	u32		src_impl;
 	u8		src_id, src_slot;
+	u32		nr_stash, stash_state;	/* entries left in stash[], taken with stash_state */
 	struct aem_sub	*subs[AEM_SUB_RUN];
+	struct aem_sub	*stash[AEM_SUB_RUN];
 	u64		res_user_data[AEM_SUB_RUN];
 	u64		res_id[AEM_SUB_RUN];
 	u8		res_cls[AEM_SUB_RUN];
@@ -508,5 +518,6 @@ struct aem_sub_run {
 
 int __aem_sub_run_add(struct aem_sub_run *run, const struct aem_sqe *sqe, u32 *reason);
 void __aem_sub_run_flush(struct aem_sub_run *run);
+void __aem_sub_run_release(struct aem_sub_run *run);
 
 #endif /* AEM_CORE_INT_H */

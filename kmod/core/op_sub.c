@@ -30,6 +30,53 @@ u64 aem_core_submit_clock(struct aem_ctx *r)
 	return r->clock_ns;
 }
 
+static u32 sub_state(const struct aem_sqe *sqe)
+{
+	return (sqe->flags & AEM_SQE_F_END_STATS) ? AEM_SUB_END_STATS : 0;
+}
+
+/*
+ * The run's stash, back to the free list, the entry next in line last, so
+ * that the list keeps its order (struct aem_sub_run).
+ */
+void __aem_sub_run_release(struct aem_sub_run *run)
+{
+	unsigned long f;
+	u32 i;
+
+	if (!run->nr_stash)
+		return;
+	aem_spin_lock_irqsave(&run->r->cq_lock, f);
+	for (i = 0; i < run->nr_stash; i++)
+		__aem_sub_free_locked(run->r, run->stash[i]);
+	aem_spin_unlock_irqrestore(&run->r->cq_lock, f);
+	run->nr_stash = 0;
+}
+
+/* A timer's entry from the run's stash, refilled AEM_SUB_RUN at a time; NULL as __aem_sub_alloc's. */
+static struct aem_sub *stash_take(struct aem_sub_run *run, const struct aem_sqe *sqe)
+{
+	u32 state = sub_state(sqe);
+
+	if (run->nr_stash && run->stash_state != state)
+		__aem_sub_run_release(run);
+	if (!run->nr_stash) {
+		u32 n = __aem_sub_alloc_n(run->r, AEM_SRC_TIMER, state, run->stash, AEM_SUB_RUN);
+		u32 i;
+
+		/* Taken in list order; used from the end of the stash, so turn it round. */
+		for (i = 0; i < n / 2; i++) {
+			struct aem_sub *t = run->stash[i];
+
+			run->stash[i] = run->stash[n - 1 - i];
+			run->stash[n - 1 - i] = t;
+		}
+		run->nr_stash = n;
+		run->stash_state = state;
+	}
+	return run->nr_stash ? run->stash[--run->nr_stash] : NULL;
+}
+
 /*
  * SUBSCRIBE up to its answer: the entry taken and set up by its source,
  * not started, so that no event of it comes before the answer names it.
@@ -63,8 +110,8 @@ static int subscribe_prepare(struct aem_ctx *r, const struct aem_sqe *sqe, u32 *
 		*reason = AEM_REFUSE_FIELD;
 		return -EOPNOTSUPP;
 	}
-	s = __aem_sub_alloc(r, sqe->source,
-			    (sqe->flags & AEM_SQE_F_END_STATS) ? AEM_SUB_END_STATS : 0);
+	s = run && ops == &aem_timer_source_ops ? stash_take(run, sqe)
+						  : __aem_sub_alloc(r, sqe->source, sub_state(sqe));
 	if (!s) {
 		aem_module_put(ops->owner);
 		*reason = AEM_REFUSE_NOMEM;

@@ -82,6 +82,29 @@ void __aem_sub_counts_locked(const struct aem_sub *s, struct aem_sub_counts *c)
 	c->produced = sum + (u64)(s64)(s16)(u16)(s->produced - (u16)sum);
 }
 
+/* The free list's head, made live. Under cq_lock; the list is not empty. */
+static struct aem_sub *take_free_locked(struct aem_ctx *r, u8 source, u32 state)
+{
+	u32 idx = r->sub_free;
+	struct aem_sub *s = __aem_sub_at(r, idx);
+
+	if (!s->gen) {
+		/*
+		 * Fresh: the block came when the free list was empty, so
+		 * every entry after this one is fresh too.
+		 */
+		s->index = idx;
+		s->gen = 1;
+		s->link[0] = idx + 1 < r->nr_sub_chunks * AEM_SUB_CHUNK ? idx + 1 : AEM_NIL;
+	}
+	r->sub_free = s->link[0];
+	s->link[0] = 0;
+	s->source = source;
+	s->state = AEM_SUB_LIVE | state;
+	r->nr_subs++;
+	return s;
+}
+
 /*
  * @state: AEM_SUB_* bits beside LIVE.  Submission (under submit_lock) and a
  * source spawning a connection (aem_core_sub_spawn) may both grow the
@@ -121,31 +144,37 @@ struct aem_sub *__aem_sub_alloc(struct aem_ctx *r, u8 source, u32 state)
 		aem_write_once(r->nr_sub_chunks, c + n);
 		block = NULL;
 	}
-	if (r->sub_free != AEM_NIL && !r->closing) {
-		u32 idx = r->sub_free;
-
-		s = __aem_sub_at(r, idx);
-		if (!s->gen) {
-			/*
-			 * Fresh: the block came when the free list was empty, so
-			 * every entry after this one is fresh too.
-			 */
-			s->index = idx;
-			s->gen = 1;
-			s->link[0] = idx + 1 < r->nr_sub_chunks * AEM_SUB_CHUNK ? idx + 1 : AEM_NIL;
-		}
-		r->sub_free = s->link[0];
-		s->link[0] = 0;
-		s->source = source;
-		s->state = AEM_SUB_LIVE | state;
-		r->nr_subs++;
-	}
+	if (r->sub_free != AEM_NIL && !r->closing)
+		s = take_free_locked(r, source, state);
 	aem_spin_unlock_irqrestore(&r->cq_lock, f);
 	if (block) {	/* another allocator grew the table meanwhile */
 		aem_table_free(block, block_bytes(n));
 		aem_core_uncharge(r, block_bytes(n));
 	}
 	return s;
+}
+
+/*
+ * Up to @n entries into @out, each as __aem_sub_alloc() returns one: the
+ * first by it (which grows the table when no entry is free), the rest in
+ * one more round of cq_lock, as many as the free list holds.  Returns how
+ * many (0: the first was refused, as __aem_sub_alloc's NULL).
+ */
+u32 __aem_sub_alloc_n(struct aem_ctx *r, u8 source, u32 state, struct aem_sub **out, u32 n)
+{
+	unsigned long f;
+	u32 k = 1;
+
+	if (!n)
+		return 0;
+	out[0] = __aem_sub_alloc(r, source, state);
+	if (!out[0])
+		return 0;
+	aem_spin_lock_irqsave(&r->cq_lock, f);
+	for (; k < n && r->sub_free != AEM_NIL && !r->closing; k++)
+		out[k] = take_free_locked(r, source, state);
+	aem_spin_unlock_irqrestore(&r->cq_lock, f);
+	return k;
 }
 
 /* The table's blocks and index, as the ring goes. */

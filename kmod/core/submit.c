@@ -140,6 +140,7 @@ int aem_core_submit(struct aem_ctx *r, u32 to_submit)
 	/* The runs' answers before the SQEs they answer are released. */
 	__aem_post_run_close(&run);
 	__aem_sub_run_flush(&subs);
+	__aem_sub_run_release(&subs);
 	to_submit = i;
 	if (to_submit) {
 		aem_write_once(r->sq_head, head + to_submit);
