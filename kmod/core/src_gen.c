@@ -54,13 +54,17 @@
 #define GEN_ROOM_WAIT_STEPS	6
 /*
  * Rate 0: the smallest burst, then events and bursts per step.  One thread
- * steps every generator, so a flood's step is what a rate generator beside
- * it waits for: 4096 events keep a step to tens of microseconds (65536 made
+ * steps every generator, so a flood's step is what a generator beside it
+ * waits for: 4096 events keep a step to tens of microseconds (65536 made
  * it about a millisecond, and an urgent class's 10 k/s generator fell
- * behind under a class-1 flood, its events coming in late clumps).
+ * behind under a class-1 flood, its events coming in late clumps), and
+ * with another generator active a step is a quarter of that, so the other
+ * one's events wait a quarter as long; a flood alone keeps the longer step
+ * (fewer rounds of the thread's loop per event).
  */
 #define GEN_FLOOD_BURST		256U
 #define GEN_STEP_EVENTS		4096U
+#define GEN_STEP_EVENTS_SHARED	1024U
 #define GEN_STEP_BURSTS		1024U
 
 struct aem_gen {
@@ -213,10 +217,11 @@ static u32 gen_burst(const struct aem_gen *g, u64 due, bool *final)
 static u64 gen_flood(struct aem_gen *g, u64 now)
 {
 	u32 burst = g->burst > GEN_FLOOD_BURST ? g->burst : GEN_FLOOD_BURST;
+	u32 step = g->next || g->prev ? GEN_STEP_EVENTS_SHARED : GEN_STEP_EVENTS;
 	u32 made = 0, i;
 	bool final, ended;
 
-	for (i = 0; i < GEN_STEP_BURSTS && made < GEN_STEP_EVENTS; i++) {
+	for (i = 0; i < GEN_STEP_BURSTS && made < step; i++) {
 		u32 n = gen_burst(g, burst, &final);
 		u32 done = gen_post(g, n, final, now, AEM_POST_FIT, &ended);
 
