@@ -304,3 +304,61 @@ func TestBatchSharesHandler(t *testing.T) {
 	assert.Zero(t, st.Produced)
 	assert.NotNil(t, s[3].extra().handler, "the handler survives the final counts")
 }
+
+// A submission's timer subscribes take their table entries a run at a
+// time: with refusals among them and a count that is no multiple of a
+// run, every accepted one is live under an id of its own, the ring counts
+// exactly those, and the entries left over are free again for the next.
+func TestBatchSubscribeRunsCountExactly(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		if !b.timers {
+			t.Skip("the test double has no timers")
+		}
+		r := b.open(t)
+		const n = 203
+		refused := func(i int) bool { return i%7 == 3 }
+		subscribe := func() []*Subscription {
+			bt := r.NewBatch()
+			for i := range n {
+				first := time.Hour + time.Duration(i)*time.Microsecond
+				if refused(i) {
+					first = 1<<62 + 1 // past the kernel side's bound: refused there, not in goaem
+				}
+				bt.SubscribeTimer(Timer{First: first}, SubOptions{Class: 1})
+			}
+			require.Error(t, bt.Submit(testCtx(t)), "some entries are refused")
+			var subs []*Subscription
+			for i := range n {
+				if refused(i) {
+					require.ErrorIs(t, bt.Err(i), syscall.EINVAL, "entry %d", i)
+					continue
+				}
+				require.NoError(t, bt.Err(i), "entry %d", i)
+				subs = append(subs, bt.Subscription(i))
+			}
+			return subs
+		}
+		count := func() uint64 {
+			st, err := r.Stats()
+			require.NoError(t, err)
+			return st.Subscriptions
+		}
+		subs := subscribe()
+		ids := map[uint64]bool{}
+		for _, s := range subs {
+			require.NotZero(t, s.ID())
+			require.False(t, ids[s.ID()], "id %#x given twice", s.ID())
+			ids[s.ID()] = true
+		}
+		assert.EqualValues(t, len(subs), count())
+
+		bt := r.NewBatch()
+		for _, s := range subs {
+			bt.Unsubscribe(s)
+		}
+		require.NoError(t, bt.Submit(testCtx(t)))
+		assert.Zero(t, count(), "every accepted subscription ended, no entry left taken")
+		assert.Len(t, subscribe(), len(subs))
+		assert.EqualValues(t, len(subs), count())
+	})
+}
