@@ -597,6 +597,9 @@ func runSubscribe(t peers.Transport, cfg Config, n int) (Row, error) {
 		Notes: fmt.Sprintf("the median of %d rounds; the first %s/s, %s–%s/s in all", len(results),
 			siRate(first), siRate(results[len(results)-1]), siRate(results[0])),
 	}
+	if len(results) == 1 {
+		row.Notes = "one round (longer than --duration)"
+	}
 	if row.Seconds > 0 {
 		row.EventsPerSec = float64(res.Subscriptions) / row.Seconds
 	}

@@ -162,9 +162,10 @@ func TestSubscribeRowIsTheMedianRound(t *testing.T) {
 	assert.Equal(t, "the median of 4 rounds; the first 25.0k/s, 20.0k–100.0k/s in all", row.Notes)
 
 	tr = &subscribeScript{elapsed: []time.Duration{time.Second}}
-	_, err = runSubscribe(tr, cfg, 1000)
+	row, err = runSubscribe(tr, cfg, 1000)
 	require.NoError(t, err)
 	assert.Equal(t, 1, tr.calls, "one round longer than the duration")
+	assert.Equal(t, "one round (longer than --duration)", row.Notes)
 
 	tr = &subscribeScript{elapsed: []time.Duration{ms}}
 	_, err = runSubscribe(tr, cfg, 1000)
