@@ -493,8 +493,7 @@ void __aem_post_run_close(struct aem_post_run *run);
  * this ring only after taking submit_lock (aem_core_unregister_source), so a
  * subscription made from the kept lookup is ended as one made just before
  * the closing would be.
- */
-/*
+ *
  * And it takes the timers' table entries AEM_SUB_RUN at a time, in one
  * round of cq_lock (__aem_sub_alloc_n), rather than a round each: the
  * stash holds those not yet used, live but reachable by nobody (no id of
