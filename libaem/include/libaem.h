@@ -1192,12 +1192,58 @@ AEMINLINE int aem_lane_reply(struct aem_lane *l, uint64_t token, const void *dat
 
 /*
  * The reader goes to sleep (@sleeping 1) or wakes (0): SLEEPING, then a
- * full barrier; look at the tail once more before sleeping.
+ * full barrier; look at the tail once more before sleeping.  The flag's
+ * word keeps AEM_LANE_C_GONE (an atomic OR or AND, itself the barrier).
  */
 AEMINLINE void aem_lane_sleeping(struct aem_lane *l, int sleeping)
 {
-	aem_write_once(l->kctl->cons_flags, sleeping ? AEM_LANE_C_SLEEPING : 0);
-	aem_smp_mb();
+	if (sleeping)
+		__atomic_fetch_or(&l->kctl->cons_flags, AEM_LANE_C_SLEEPING, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_and(&l->kctl->cons_flags, ~(__u32)AEM_LANE_C_SLEEPING, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * The reader ends a lane whose subscription has ended (docs/PROTOCOL.md,
+ * "The subscription's end"): AEM_LANE_C_GONE, by an atomic OR that is a
+ * full barrier before the reader's next look at the tail, so posts and
+ * calls answer -EPIPE from then on and a producer waiting for room stops.
+ * What the lane holds, and what a post that raced the flag adds later,
+ * goes to aem_lane_discard(), never to aem_lane_peek(), until the
+ * producer closes the lane.
+ */
+AEMINLINE void aem_lane_end(struct aem_lane *l)
+{
+	__atomic_fetch_or(&l->kctl->cons_flags, AEM_LANE_C_GONE, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Skip every record ready in an ended lane: each is added to *@dropped
+ * (nothing is lost untold), a call among them answered -EPIPE, and all
+ * are handed back at once.  Returns aem_lane_advance()'s answer (1: the
+ * producer waits for room; for a remote lane, aem_lane_room()).  A tail
+ * more than a lane ahead is counted in malformed and nothing is skipped.
+ */
+AEMINLINE int aem_lane_discard(struct aem_lane *l, uint64_t *dropped)
+{
+	unsigned avail = aem_load_acquire(&l->kctl->tail) - l->head;	/* pairs with the producer's tail release */
+	unsigned k;
+
+	if (avail > l->entries) {
+		l->malformed++;
+		return 0;
+	}
+	if (!avail)
+		return 0;
+	for (k = 0; k < avail; k++) {
+		const struct aem_lane_rec *rec = (const struct aem_lane_rec *)
+			(l->krecs + (size_t)((l->head + k) & l->mask) * l->stride);
+
+		if (aem_read_once(rec->flags) == AEM_LANE_REC_CALL)
+			(void)aem_lane_reply(l, aem_lane_pos(l, l->head, k), NULL, 0, EPIPE);
+	}
+	*dropped += avail;
+	return aem_lane_advance(l, avail);
 }
 
 /*

@@ -4,7 +4,9 @@
  * order, none lost, through a lane smaller than what it posts; a full lane
  * says -EAGAIN and the reader's hand-back says the producer waits; the
  * sleep flag makes a post ask for a kick; malformed records and a
- * scribbled tail are refused and counted; bad geometry is -EINVAL.  No
+ * scribbled tail are refused and counted; a lane the reader ends (its
+ * subscription's end) refuses posts and calls with -EPIPE and its records
+ * are discarded and counted; bad geometry is -EINVAL.  No
  * ring is needed: the kernel side never reads a lane.
  */
 #include <pthread.h>
@@ -41,7 +43,7 @@ int main(void)
 	struct aem_lane cons, prod;
 	struct aem_cqe cqes[8];
 	struct aem_lane_rec *rec;
-	uint64_t next = 0, v = 7;
+	uint64_t next = 0, v = 7, dropped;
 	pthread_t thr;
 	unsigned n, i;
 	int ret;
@@ -103,6 +105,41 @@ int main(void)
 	t_eq(aem_lane_peek(&cons, cqes, 8, 99), 0);
 	t_eq(cons.malformed, 3);
 	aem_write_once(prod.kctl->tail, prod.tail);
+
+	/*
+	 * The subscription's end: the reader ends the lane; posts and a new
+	 * call answer -EPIPE, a call posted before is answered -EPIPE by the
+	 * discard, every record there is counted dropped and handed back
+	 * (the waiting producer told), none delivered; sleeping keeps GONE.
+	 */
+	t_eq(aem_lane_init(&cons, mem, sizeof(mem), ENTRIES, REC, 0, 6), 0);
+	t_eq(aem_lane_attach(&prod, mem, sizeof(mem)), 0);
+	for (i = 0; i < 3; i++)
+		t_eq(aem_lane_post(&prod, &v, sizeof(v)), 0);
+	t_eq(aem_lane_call(&prod, &v, sizeof(v)), 0);
+	t_eq(aem_lane_call_poll(&prod, &v, sizeof(v)), -EAGAIN);
+	aem_write_once(prod.kctl->prod_flags, AEM_LANE_P_WAITING);
+	aem_lane_end(&cons);
+	aem_lane_sleeping(&cons, 1);
+	aem_lane_sleeping(&cons, 0);
+	t_eq(aem_read_once(cons.kctl->cons_flags), AEM_LANE_C_GONE);
+	t_eq(aem_lane_post(&prod, &v, sizeof(v)), -EBUSY);	/* the call is still in flight */
+	dropped = 0;
+	t_eq(aem_lane_discard(&cons, &dropped), 1);	/* the producer waited: wake it */
+	t_eq(dropped, 4);
+	t_eq(aem_load_acquire(&prod.kctl->call), AEM_LANE_CALL(AEM_LANE_CALL_DONE, aem_lane_call_pos(&prod)));
+	t_eq(aem_read_once(prod.kctl->call_res), -EPIPE);	/* answered by the discard */
+	t_eq(aem_lane_call_poll(&prod, &v, sizeof(v)), -EPIPE);
+	t_eq(aem_lane_post(&prod, &v, sizeof(v)), -EPIPE);
+	t_eq(aem_lane_call(&prod, &v, sizeof(v)), -EPIPE);
+	t_eq(aem_lane_discard(&cons, &dropped), 0);
+	t_eq(dropped, 4);
+	t_eq(cons.head, prod.tail);
+	t_eq(cons.malformed, 0);
+	aem_write_once(prod.kctl->tail, prod.tail + (1u << 20));	/* scribbled: nothing skipped, counted */
+	t_eq(aem_lane_discard(&cons, &dropped), 0);
+	t_eq(dropped, 4);
+	t_eq(cons.malformed, 1);
 
 	/* A producer thread through a small lane: in order, none lost. */
 	t_eq(aem_lane_init(&cons, mem, sizeof(mem), ENTRIES, REC, 0, 5), 0);
