@@ -895,6 +895,12 @@ static inline void __aem_lane_step(struct aem_lane *l, unsigned *idx, unsigned n
 		l->pos_hi++;
 }
 
+/* The record at index @idx (masked: it lies inside the lane).  Internal. */
+static inline struct aem_lane_rec *__aem_lane_rec(const struct aem_lane *l, unsigned idx)
+{
+	return (struct aem_lane_rec *)(l->krecs + (size_t)(idx & l->mask) * l->stride);
+}
+
 /* The producer's call in flight: the record before its tail. */
 AEMINLINE uint64_t aem_lane_call_pos(const struct aem_lane *l)
 {
@@ -992,7 +998,7 @@ static inline int __aem_lane_put(struct aem_lane *l, const void *data, unsigned 
 		aem_write_once(l->kctl->call, AEM_LANE_CALL(AEM_LANE_CALL_WAITING, aem_lane_pos(l, l->tail, 0)));
 		l->call_busy = 1;
 	}
-	rec = (struct aem_lane_rec *)(l->krecs + (size_t)(l->tail & l->mask) * l->stride);
+	rec = __aem_lane_rec(l, l->tail);
 	rec->len = len;
 	rec->flags = flags;
 	if (len)
@@ -1118,8 +1124,7 @@ AEMINLINE unsigned aem_lane_peek(struct aem_lane *l, struct aem_cqe *cqes, unsig
 	if (avail > max)
 		avail = max;
 	while (avail--) {
-		const struct aem_lane_rec *rec = (const struct aem_lane_rec *)
-			(l->krecs + (size_t)((l->head + got) & l->mask) * l->stride);
+		const struct aem_lane_rec *rec = __aem_lane_rec(l, l->head + got);
 		unsigned len = aem_read_once(rec->len), flags = aem_read_once(rec->flags);
 		struct aem_cqe *c;
 
@@ -1236,8 +1241,7 @@ AEMINLINE int aem_lane_discard(struct aem_lane *l, uint64_t *dropped)
 	if (!avail)
 		return 0;
 	for (k = 0; k < avail; k++) {
-		const struct aem_lane_rec *rec = (const struct aem_lane_rec *)
-			(l->krecs + (size_t)((l->head + k) & l->mask) * l->stride);
+		const struct aem_lane_rec *rec = __aem_lane_rec(l, l->head + k);
 
 		if (aem_read_once(rec->flags) == AEM_LANE_REC_CALL)
 			(void)aem_lane_reply(l, aem_lane_pos(l, l->head, k), NULL, 0, EPIPE);
