@@ -99,14 +99,9 @@ func (s *Subscription) loadExt() *subExt {
 // extSlot is where s's ext is kept, made with its slab's first ext.
 func (s *Subscription) extSlot() *atomic.Pointer[subExt] {
 	h := s.head()
-	xs := h.exts.Load()
-	if xs == nil {
+	if h.exts.Load() == nil {
 		made := make([]atomic.Pointer[subExt], h.n)
-		if !h.exts.CompareAndSwap(nil, &made) {
-			xs = h.exts.Load()
-		} else {
-			xs = &made
-		}
+		h.exts.CompareAndSwap(nil, &made) // or another's, made meanwhile
 	}
-	return &(*xs)[s.pos-1]
+	return &(*h.exts.Load())[s.pos-1]
 }

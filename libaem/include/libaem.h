@@ -901,6 +901,22 @@ static inline struct aem_lane_rec *__aem_lane_rec(const struct aem_lane *l, unsi
 	return (struct aem_lane_rec *)(l->krecs + (size_t)(idx & l->mask) * l->stride);
 }
 
+/*
+ * The reader's look at the tail: the records ready after its head, or 0
+ * with the tail counted in malformed when it is more than a lane ahead
+ * (no producer could have written it).  Internal.
+ */
+static inline unsigned __aem_lane_ready(struct aem_lane *l)
+{
+	unsigned avail = aem_load_acquire(&l->kctl->tail) - l->head;	/* pairs with the producer's tail release */
+
+	if (avail > l->entries) {
+		l->malformed++;
+		return 0;
+	}
+	return avail;
+}
+
 /* The producer's call in flight: the record before its tail. */
 AEMINLINE uint64_t aem_lane_call_pos(const struct aem_lane *l)
 {
@@ -1114,13 +1130,9 @@ AEMINLINE void aem_lane_close(struct aem_lane *l)
 AEMINLINE unsigned aem_lane_peek(struct aem_lane *l, struct aem_cqe *cqes, unsigned max,
 				 uint64_t user_data)
 {
-	unsigned avail = aem_load_acquire(&l->kctl->tail) - l->head;	/* pairs with the producer's tail release */
+	unsigned avail = __aem_lane_ready(l);
 	unsigned got = 0;
 
-	if (avail > l->entries) {
-		l->malformed++;
-		return 0;
-	}
 	if (avail > max)
 		avail = max;
 	while (avail--) {
@@ -1231,13 +1243,9 @@ AEMINLINE void aem_lane_end(struct aem_lane *l)
  */
 AEMINLINE int aem_lane_discard(struct aem_lane *l, uint64_t *dropped)
 {
-	unsigned avail = aem_load_acquire(&l->kctl->tail) - l->head;	/* pairs with the producer's tail release */
+	unsigned avail = __aem_lane_ready(l);
 	unsigned k;
 
-	if (avail > l->entries) {
-		l->malformed++;
-		return 0;
-	}
 	if (!avail)
 		return 0;
 	for (k = 0; k < avail; k++) {
