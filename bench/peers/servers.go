@@ -101,10 +101,11 @@ func (goNet) Serve(p ServerParams) (Server, error) {
 }
 
 type goEcho struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	ln     net.Listener
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool // set by Close under mu: a connection accepted after it is closed at once
 }
 
 func (s *goEcho) Addr() string  { return s.ln.Addr().String() }
@@ -117,10 +118,18 @@ func (s *goEcho) accept() {
 		if err != nil {
 			return
 		}
+		// Accept may hand out a connection it dequeued just before Close
+		// closed the listener; Close has then already closed the ones it
+		// knew of and waits for their loops, so this one must not start.
 		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
 		s.conns[c] = struct{}{}
-		s.mu.Unlock()
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go s.echo(c)
 	}
 }
@@ -149,6 +158,7 @@ func (s *goEcho) echo(c net.Conn) {
 func (s *goEcho) Close() error {
 	err := s.ln.Close()
 	s.mu.Lock()
+	s.closed = true
 	for c := range s.conns {
 		c.Close()
 	}

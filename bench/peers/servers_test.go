@@ -49,3 +49,36 @@ func TestServersAnswerEveryRequest(t *testing.T) {
 		})
 	}
 }
+
+// Close ends a server whose accept loop is taking a connection at that
+// moment: a connection dequeued just before the listener closed must not
+// leave Close waiting for its echo loop.
+func TestServerCloseRacesAccept(t *testing.T) {
+	const rounds = 200
+	for _, name := range peers.ServerNames() {
+		if _, missing := peers.Missing()[name]; missing {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			tr, err := peers.New(name)
+			require.NoError(t, err)
+			defer tr.Close()
+			for i := range rounds {
+				srv, err := tr.(peers.Serving).Serve(peers.ServerParams{Kind: peers.ServeEcho, Conns: 1})
+				require.NoError(t, err)
+				c, err := net.Dial("tcp", srv.Addr())
+				require.NoError(t, err)
+				closed := make(chan error, 1)
+				go func() { closed <- srv.Close() }()
+				select {
+				case err := <-closed:
+					require.NoError(t, err, "round %d", i)
+				case <-time.After(10 * time.Second):
+					c.Close()
+					require.FailNow(t, "Close still waiting after 10 s with a client connected", "round %d", i)
+				}
+				c.Close()
+			}
+		})
+	}
+}
