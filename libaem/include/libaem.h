@@ -1323,6 +1323,98 @@ int aem_lane_drained(struct aem_lane *l);
  */
 int aem_lane_room(struct aem_ring *ring, unsigned slot);
 
+/* ---------------------------------------------------------------------- */
+/* A reader's lanes (docs/PROTOCOL.md, "A reader's lanes in libaem")     */
+
+/*
+ * Every lane one reader reads, in one table: the ring's remote lanes,
+ * which enter from their ATTACH notes (aem_lane_set_note), and lanes in the
+ * process's own memory (aem_lane_set_add).  aem_lane_set_peek() copies the
+ * ready records of one class from all of them, a lane after another in
+ * turn, hands them straight back, wakes the producers that wait for room,
+ * and lets go of a lane whose producer closed it once it is drained
+ * (unmapping a remote one).  One thread reads a set; the struct is the
+ * caller's memory, set up by aem_lane_set_init().
+ */
+/*
+ * Lanes a set holds: a ring's remote lanes (AEM_MAX_LANES at most hold a
+ * slot of the module's; a slot is reused once its producer is gone, while
+ * the old lane may still be draining here) and the process's own.
+ */
+#define AEM_LANE_SET_MAX	(2 * AEM_MAX_LANES)
+
+struct aem_lane_set_entry {
+	struct aem_lane	lane;
+	uint64_t	user_data;	/* its events' user_data */
+	unsigned	state;		/* internal: free, live, remote, ended */
+	unsigned	gen;		/* internal: bumped at each attach, in its call events' slot */
+	unsigned	slot;		/* a remote lane's slot (aem_lane_note.slot) */
+	unsigned	resv;
+};
+
+struct aem_lane_set {
+	struct aem_ring	*ring;
+	unsigned	hi;		/* internal: entries in use are below it */
+	unsigned	next[AEM_MAX_CLASSES];	/* internal: per class, the entry read first */
+	uint64_t	dropped;	/* records of ended lanes skipped (aem_lane_set_end) */
+	uint64_t	detached;	/* lanes let go: closed and drained */
+	uint64_t	malformed;	/* records and tails refused, of lanes let go */
+	struct aem_lane_set_entry entry[AEM_LANE_SET_MAX];
+};
+
+void aem_lane_set_init(struct aem_lane_set *s, struct aem_ring *ring);
+/*
+ * Route a result CQE: 1 for a lane note (an ATTACH mapped, a KICK
+ * swallowed), 0 for any other CQE (the caller's), or -errno for a lane
+ * note that could not be taken: -EINVAL malformed, -ENOSPC the set is
+ * full (read so that drained lanes leave it, then give the note again:
+ * its lane holds its slot in the module until mapped), or
+ * aem_lane_map_remote()'s error.  Events of a remote lane get the note's
+ * user_data (the subscription's tag).
+ */
+int aem_lane_set_note(struct aem_lane_set *s, const struct aem_cqe *cqe);
+/*
+ * Read a lane of this process's memory with the rest: @l is the reader's
+ * view from aem_lane_init(), copied (read through the set from now on),
+ * its events get @user_data.  Its index, or -ENOSPC.  The memory is the
+ * caller's; the set lets go of it once the producer closed the lane and
+ * it is drained (aem_lane_set_live() says 0), or at aem_lane_set_close().
+ */
+int aem_lane_set_add(struct aem_lane_set *s, const struct aem_lane *l, uint64_t user_data);
+/* Whether entry @idx (aem_lane_set_add's answer) still holds its lane. */
+int aem_lane_set_live(const struct aem_lane_set *s, unsigned idx);
+/*
+ * Copy up to @max records of class @cls into @cqes, as aem_lane_peek()
+ * makes them, and hand them back; returns how many.  A call's event
+ * (AEM_CQE_F_CALL) carries its lane in slot: answer it with
+ * aem_lane_set_reply().  A malformed record or tail is skipped and counted
+ * in its lane's malformed, as aem_lane_peek() does.
+ */
+unsigned aem_lane_set_peek(struct aem_lane_set *s, unsigned cls, struct aem_cqe *cqes, unsigned max);
+/*
+ * Answer the call of @cqe (one of aem_lane_set_peek()'s events): as
+ * aem_lane_reply(), and -ENOENT also when its lane is gone from the set
+ * or @cqe is no call.
+ */
+int aem_lane_set_reply(struct aem_lane_set *s, const struct aem_cqe *cqe, const void *data,
+		    unsigned len, int err);
+/*
+ * Before sleeping (@sleeping 1): SLEEPING in every lane, then one more
+ * look; returns the lanes with records (or their producer's close) to
+ * read, and the reader sleeps only on 0.  After (@sleeping 0): clears it;
+ * returns 0.  A producer that sees SLEEPING kicks (remote lanes: a KICK
+ * note, which wakes aem_wait()).
+ */
+unsigned aem_lane_set_sleeping(struct aem_lane_set *s, int sleeping);
+/*
+ * The subscription @sub_id ended: aem_lane_end() in each of its lanes,
+ * whose records are skipped from then on and counted in dropped (a call
+ * answered -EPIPE).  Returns the lanes ended.
+ */
+unsigned aem_lane_set_end(struct aem_lane_set *s, uint64_t sub_id);
+/* The reader is done: every lane ended (posts answer -EPIPE), remote ones unmapped. */
+void aem_lane_set_close(struct aem_lane_set *s);
+
 #ifdef __cplusplus
 }
 #endif

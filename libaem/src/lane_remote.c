@@ -95,11 +95,11 @@ int aem_lane_map_remote(struct aem_ring *ring, const struct aem_lane_note *n,
 	size_t size;
 	void *mem;
 
-	if (ring->backend == AEM_BACKEND_EMBEDDED)
-		return -EOPNOTSUPP;
 	if (n->kind != AEM_LANE_NOTE_ATTACH || !n->entries || (n->entries & (n->entries - 1)) ||
 	    n->entries > AEM_LANE_MAX_ENTRIES || !n->rec_size || n->rec_size > AEM_LANE_MAX_RECORD)
 		return -EINVAL;
+	if (ring->backend == AEM_BACKEND_EMBEDDED)
+		return -EOPNOTSUPP;
 	size = aem_lane_size(n->entries, n->rec_size);
 	size = (size + (size_t)sysconf(_SC_PAGESIZE) - 1) & ~((size_t)sysconf(_SC_PAGESIZE) - 1);
 	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, ring->fd,
