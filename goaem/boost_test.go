@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -76,10 +77,20 @@ func TestBoostUrgentHandlers(t *testing.T) {
 				ran := make(chan error, 1)
 				go func() { ran <- r.Run(runCtx, nil) }()
 
+				// Bounded: a handler whose check failed ends its goroutine without a word.
+				handled := func(what string) {
+					select {
+					case <-done:
+					case err := <-ran:
+						t.Fatalf("Run ended before the %s event was handled: %v", what, err)
+					case <-time.After(10 * time.Second):
+						t.Fatalf("the %s event was not handled within 10 s", what)
+					}
+				}
 				require.NoError(t, r.Post(r.Addr(1), []byte("urgent"), 0))
-				<-done
+				handled("urgent")
 				require.NoError(t, r.Post(r.Addr(1), []byte("later"), 1))
-				<-done
+				handled("later")
 				stop()
 				require.ErrorIs(t, <-ran, context.Canceled)
 

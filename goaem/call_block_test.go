@@ -243,3 +243,46 @@ func TestKernelWaitEnds(t *testing.T) {
 		}
 	})
 }
+
+// unwatchableCtx ends without a Done channel to watch: what a reader in
+// the kernel side sees when the NOP meant to wake it was taken by another
+// goroutine routing results. It breaks Context's contract on purpose.
+type unwatchableCtx struct {
+	context.Context
+	ended atomic.Bool
+}
+
+func (c *unwatchableCtx) Done() <-chan struct{} { return nil }
+func (c *unwatchableCtx) Err() error {
+	if c.ended.Load() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// A reader sleeping in the kernel side with no deadline looks again after
+// a bounded sleep: a lost wake-up costs a slice, not the reader.
+func TestKernelWaitLostWakeUp(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b testBackend) {
+		r := b.open(t, WithKernelWait(0))
+		if _, ok := r.be.(kernelWaiter); !ok {
+			t.Skipf("the %s backend has no sleep in the kernel side: WithKernelWait is ignored", b.name)
+		}
+		ctx := &unwatchableCtx{Context: context.Background()}
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.Wait(ctx, make([]Event, 4), 1)
+			done <- err
+		}()
+		require.Eventually(t, func() bool { return r.Enters() > 0 }, 5*time.Second, time.Millisecond,
+			"the reader never slept")
+		ctx.ended.Store(true)
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, context.Canceled)
+		case <-time.After(10 * time.Second):
+			require.NoError(t, r.Close()) // the sleeper's slice: Close's own NOP ends it
+			t.Fatal("a reader sleeping in the kernel side never looked at its context again")
+		}
+	})
+}

@@ -48,8 +48,17 @@ func (r *Ring) spinForEvents(d time.Duration) bool {
 	}
 }
 
+// kernelWaitSlice bounds one sleep in the kernel side. Close, the end of
+// the reader's context and a lane's kick wake the sleeper with a NOP's
+// result; another goroutine routing results (a Call, a Post's flush) may
+// take that result between the reader's last look and its sleep, and the
+// kernel side then sees nothing to wake it for. The reader looks again
+// after at most this long.
+const kernelWaitSlice = 100 * time.Millisecond
+
 // kernelWait sleeps in the kernel side until an event or a result is
-// ready, ctx ends or the ring closes; it routes the results it finds.
+// ready, ctx ends, the ring closes or kernelWaitSlice passes; it routes
+// the results it finds.
 func (r *Ring) kernelWait(ctx context.Context, kw kernelWaiter) error {
 	w := &r.rd
 	if done := ctx.Done(); done != nil && done != w.kwWatched {
@@ -58,11 +67,13 @@ func (r *Ring) kernelWait(ctx context.Context, kw kernelWaiter) error {
 		}
 		w.kwWatched, w.kwStop = done, context.AfterFunc(ctx, w.wakeF)
 	}
-	timeout := time.Duration(-1)
+	timeout := kernelWaitSlice
 	if d, ok := ctx.Deadline(); ok {
-		if timeout = time.Until(d); timeout <= 0 {
+		left := time.Until(d)
+		if left <= 0 {
 			return context.DeadlineExceeded
 		}
+		timeout = min(timeout, left)
 	}
 	// After the watch: a cancellation from here on submits a NOP, whose
 	// result ends the sleep at once.

@@ -284,6 +284,10 @@ func TestSpawnBackPressure(t *testing.T) {
 		ctx := testCtx(t)
 		const total, bound = 12, 3
 		gate := make(chan struct{})
+		// Opened on every way out: a failed check before the test opens it
+		// must not leave Close waiting for handlers held at the gate.
+		openGate := sync.OnceFunc(func() { close(gate) })
+		t.Cleanup(openGate)
 		var inFlight, peak, handled atomic.Int32
 		_, err := r.Subscribe(Msg{Channel: 1}, SubOptions{Mode: ModeSpawn, MaxInFlight: bound,
 			Handler: func(ev *Event) error {
@@ -312,7 +316,7 @@ func TestSpawnBackPressure(t *testing.T) {
 		assert.Equal(t, int32(bound), inFlight.Load(), "Run must wait at the bound, not start more")
 		assert.Zero(t, handled.Load())
 
-		close(gate)
+		openGate()
 		require.Eventually(t, func() bool { return handled.Load() == total }, 5*time.Second, time.Millisecond)
 		assert.Equal(t, int32(bound), peak.Load())
 		stop()

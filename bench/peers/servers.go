@@ -171,15 +171,21 @@ type goHTTP struct {
 	ln   net.Listener
 	srv  *http.Server
 	done chan error
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func (s *goHTTP) Addr() string  { return s.ln.Addr().String() }
 func (s *goHTTP) Notes() string { return "" }
 
+// Close stops the server; a second Close answers as the first did.
 func (s *goHTTP) Close() error {
-	err := s.srv.Close()
-	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
-	}
-	return err
+	s.closeOnce.Do(func() {
+		s.closeErr = s.srv.Close()
+		if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && s.closeErr == nil {
+			s.closeErr = serr
+		}
+	})
+	return s.closeErr
 }
