@@ -192,7 +192,9 @@ func WithBacklogLimit(n uint32) Option { return func(c *config) { c.params.Backl
 // does, at the price of a core while it lasts. For a reader that answers
 // calls (with CallOptions.Block on the callers' side). The end of ctx and
 // Close wake the sleeper (a NOP submitted to the ring, whose result wakes
-// it); backends without a blocking wait ignore the option.
+// it), and it looks again at least every 100 ms, in case another goroutine
+// took that result first; backends without a blocking wait ignore the
+// option.
 func WithKernelWait(spin time.Duration) Option {
 	return func(c *config) { c.kernelWait, c.kernelSpin = true, spin }
 }
