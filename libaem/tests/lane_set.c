@@ -17,7 +17,9 @@
  *    -EPIPE;
  *  - a scribbled tail and a malformed record are counted, not read;
  *  - sleeping: a post into an empty lane asks for a kick, a ready lane
- *    keeps the reader awake; closing the set ends its lanes.
+ *    keeps the reader awake; closing the set ends its lanes;
+ *  - a producer scribbling anywhere in its lane while the set reads it:
+ *    every event within its record size, replies land or find nothing.
  * Module only: two producer processes post through remote lanes of four
  * records (waiting for room in the module) and one calls; every record
  * arrives in order, every call is answered, both lanes leave the set.
@@ -383,6 +385,72 @@ static void sleeping(struct aem_ring *ring)
 	printf("sleeping: an empty lane asks for a kick, a ready or closed one keeps the reader up\n");
 }
 
+/*
+ * A producer that writes anything anywhere in its lane (ctl included, the
+ * reader's head too) while the reader reads through the set: every event
+ * stays within the record size, replies land or find nothing, the set's
+ * own table stays whole.  Under ASan this is the out-of-bounds check.
+ */
+static void scribbled(struct aem_ring *ring)
+{
+	uint64_t seed = t_seed(), st = seed;
+	unsigned char *mem = (unsigned char *)lane_mem[0];
+	size_t size = aem_lane_size(16, REC);
+	struct aem_lane cons, prod;
+	struct aem_lane_set s;
+	struct aem_cqe c[8];
+	unsigned round, k, events = 0, lanes = 1;
+	int idx;
+
+	aem_lane_set_init(&s, ring);
+	lane_make(0, 16, 0, 700, &cons, &prod);
+	idx = aem_lane_set_add(&s, &cons, TAG);
+	t_assert(idx >= 0, "add");
+	for (round = 0; round < 20000; round++) {
+		unsigned n, writes = t_rand(&st) % 16 == 0;	/* now and then: records flow between */
+
+		for (k = 0; k < writes; k++) {
+			uint64_t r = t_rand(&st);
+			size_t at = (r >> 8) % (size - 4);
+
+			if (r & 1)
+				memcpy(mem + at, &r, 4);	/* a word of garbage */
+			else
+				mem[at] = (unsigned char)r;
+		}
+		if (t_rand(&st) % 2)
+			(void)aem_lane_post(&prod, &round, sizeof(round));
+		else if (t_rand(&st) % 8 == 0 && aem_lane_call(&prod, &round, sizeof(round)) == -EBUSY)
+			(void)aem_lane_call_abandon(&prod);
+		n = aem_lane_set_peek(&s, 0, c, 8);
+		t_assert(n <= 8, "peek returned %u", n);
+		for (k = 0; k < n; k++) {
+			t_assert(c[k].res >= 0 && c[k].res <= REC, "event of %d bytes from a lane of %u", c[k].res, REC);
+			t_eq(c[k].user_data, TAG);
+			t_eq(c[k].prio, 0);
+			if (c[k].flags & AEM_CQE_F_CALL) {
+				int ret = aem_lane_set_reply(&s, &c[k], &round, sizeof(round), 0);
+
+				t_assert(ret == 0 || ret == -ENOENT, "reply: %d", ret);
+			}
+		}
+		events += n;
+		(void)aem_lane_set_sleeping(&s, 1);
+		(void)aem_lane_set_sleeping(&s, 0);
+		t_assert(s.hi <= 1, "the set grew to %u entries", s.hi);
+		if (!aem_lane_set_live(&s, idx)) {
+			/* The garbage said CLOSED with head and tail equal: the lane left; a new one. */
+			lane_make(0, 16, 0, 700, &cons, &prod);
+			t_eq(aem_lane_set_add(&s, &cons, TAG), idx);
+			lanes++;
+		}
+	}
+	aem_lane_set_close(&s);
+	t_assert(s.malformed > 0, "seed %#llx: garbage was never counted", (unsigned long long)seed);
+	printf("scribbled: %u rounds with garbage now and then, %u events read, each within its record; %u lanes, %" PRIu64 " refusals counted\n",
+	       round, events, lanes, s.malformed);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Remote lanes (the module)                                              */
 
@@ -525,6 +593,7 @@ int main(void)
 	ended(&ring);
 	hostile(&ring);
 	sleeping(&ring);
+	scribbled(&ring);
 	if (t_kernel(&ring))
 		remote();
 	else
