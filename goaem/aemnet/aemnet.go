@@ -141,7 +141,14 @@ func (l *Listener) Accept() (net.Conn, error) {
 			c := l.queue[0]
 			l.queue[0] = nil
 			l.queue = l.queue[1:]
+			more := len(l.queue) != 0
 			l.mu.Unlock()
+			if more {
+				// acceptC holds one wake-up: two connections queued while
+				// two callers were on their way to sleep gave one of them
+				// none. Pass it on.
+				notify(l.acceptC)
+			}
 			return c, nil
 		}
 		err := l.lnErr

@@ -548,3 +548,46 @@ func BenchmarkHTTPNet(b *testing.B) {
 	defer ln.Close()
 	benchHTTP(b, ln)
 }
+
+// Several goroutines may Accept at once, as net.Listener allows: every
+// connection dialled, in bursts, is accepted by one of them.
+func TestConcurrentAccept(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b goaem.Backend) {
+		const acceptors, bursts, perBurst = 4, 50, 4
+		l := listen(t, b)
+		accepted := make(chan net.Conn, bursts*perBurst)
+		for range acceptors {
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return // the listener closed
+					}
+					accepted <- c
+				}
+			}()
+		}
+		var clients []net.Conn
+		defer func() {
+			for _, c := range clients {
+				c.Close()
+			}
+		}()
+		deadline := time.After(20 * time.Second)
+		for burst := range bursts {
+			for range perBurst {
+				c, err := net.Dial("tcp", l.Addr().String())
+				require.NoError(t, err)
+				clients = append(clients, c)
+			}
+			for i := range perBurst {
+				select {
+				case c := <-accepted:
+					c.Close()
+				case <-deadline:
+					t.Fatalf("burst %d: %d of %d connections accepted after 20 s", burst, i, perBurst)
+				}
+			}
+		}
+	})
+}
