@@ -1327,16 +1327,6 @@ int aem_lane_room(struct aem_ring *ring, unsigned slot);
 /* A reader's lanes (docs/PROTOCOL.md, "A reader's lanes in libaem")     */
 
 /*
- * Every lane one reader reads, in one table: the ring's remote lanes,
- * which enter from their ATTACH notes (aem_lane_set_note), and lanes in the
- * process's own memory (aem_lane_set_add).  aem_lane_set_peek() copies the
- * ready records of one class from all of them, a lane after another in
- * turn, hands them straight back, wakes the producers that wait for room,
- * and lets go of a lane whose producer closed it once it is drained
- * (unmapping a remote one).  One thread reads a set; the struct is the
- * caller's memory, set up by aem_lane_set_init().
- */
-/*
  * Lanes a set holds: a ring's remote lanes (AEM_MAX_LANES at most hold a
  * slot of the module's; a slot is reused once its producer is gone, while
  * the old lane may still be draining here) and the process's own.
@@ -1352,6 +1342,16 @@ struct aem_lane_set_entry {
 	unsigned	resv;
 };
 
+/*
+ * Every lane one reader reads, in one table: the ring's remote lanes,
+ * which enter from their ATTACH notes (aem_lane_set_note), and lanes in the
+ * process's own memory (aem_lane_set_add).  aem_lane_set_peek() copies the
+ * ready records of one class from all of them, a lane after another in
+ * turn, hands them straight back, wakes the producers that wait for room,
+ * and lets go of a lane whose producer closed it once it is drained
+ * (unmapping a remote one).  One thread reads a set; the struct is the
+ * caller's memory, set up by aem_lane_set_init().
+ */
 struct aem_lane_set {
 	struct aem_ring	*ring;
 	unsigned	hi;		/* internal: entries in use are below it */
@@ -1376,7 +1376,9 @@ int aem_lane_set_note(struct aem_lane_set *s, const struct aem_cqe *cqe);
 /*
  * Read a lane of this process's memory with the rest: @l is the reader's
  * view from aem_lane_init(), copied (read through the set from now on),
- * its events get @user_data.  Its index, or -ENOSPC.  The memory is the
+ * its events get @user_data.  Its index, -ENOSPC when the set is full,
+ * or -EINVAL for a view without a lane or of a class past
+ * AEM_MAX_CLASSES.  The memory is the
  * caller's; the set lets go of it once the producer closed the lane and
  * it is drained (aem_lane_set_live() says 0), or at aem_lane_set_close().
  */
@@ -1397,7 +1399,7 @@ unsigned aem_lane_set_peek(struct aem_lane_set *s, unsigned cls, struct aem_cqe 
  * or @cqe is no call.
  */
 int aem_lane_set_reply(struct aem_lane_set *s, const struct aem_cqe *cqe, const void *data,
-		    unsigned len, int err);
+		       unsigned len, int err);
 /*
  * Before sleeping (@sleeping 1): SLEEPING in every lane, then one more
  * look; returns the lanes with records (or their producer's close) to

@@ -172,7 +172,7 @@ unsigned aem_lane_set_peek(struct aem_lane_set *s, unsigned cls, struct aem_cqe 
 }
 
 int aem_lane_set_reply(struct aem_lane_set *s, const struct aem_cqe *cqe, const void *data,
-		    unsigned len, int err)
+		       unsigned len, int err)
 {
 	unsigned idx = cqe->slot & ((1U << SET_IDX_BITS) - 1);
 	struct aem_lane_set_entry *e;
