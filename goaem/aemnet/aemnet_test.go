@@ -189,7 +189,11 @@ func accept(t *testing.T, l *Listener) (client net.Conn, server *Conn) {
 	client, err := net.Dial("tcp", l.Addr().String())
 	require.NoError(t, err)
 	t.Cleanup(func() { client.Close() })
+	// Bounded: a connection that never arrives closes the listener, which
+	// ends Accept with an error instead of the test binary's timeout.
+	giveUp := time.AfterFunc(20*time.Second, func() { l.Close() })
 	c, err := l.Accept()
+	giveUp.Stop()
 	require.NoError(t, err)
 	assert.Equal(t, client.LocalAddr().String(), c.RemoteAddr().String())
 	assert.Equal(t, l.Addr().String(), c.LocalAddr().String())
@@ -238,6 +242,8 @@ func TestPeerResetAndEOF(t *testing.T) {
 		_, err := client.Write([]byte("last words"))
 		require.NoError(t, err)
 		require.NoError(t, client.(*net.TCPConn).CloseWrite())
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
+		require.NoError(t, client.SetReadDeadline(time.Now().Add(20*time.Second)))
 		got, err := io.ReadAll(c)
 		require.NoError(t, err)
 		assert.Equal(t, "last words", string(got))
