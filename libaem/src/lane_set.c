@@ -125,10 +125,14 @@ int aem_lane_set_live(const struct aem_lane_set *s, unsigned idx)
 	return idx < AEM_LANE_SET_MAX && s->entry[idx].state != 0;
 }
 
-/* Hand the lane's records up to its head back; wake its producer if it waits for room. */
-static void lanes_hand_back(struct aem_lane_set *s, struct aem_lane_set_entry *e, unsigned n)
+/*
+ * After a hand-back that found the producer waiting for room (@waiting:
+ * aem_lane_advance()'s answer): wake it.  A local producer retries on its
+ * own; a remote one sleeps in the module.
+ */
+static void lanes_wake(struct aem_lane_set *s, struct aem_lane_set_entry *e, int waiting)
 {
-	if (aem_lane_advance(&e->lane, n) && (e->state & SET_REMOTE))
+	if (waiting && (e->state & SET_REMOTE))
 		(void)aem_lane_room(s->ring, e->slot);	/* -ENOENT: the producer is gone, nobody waits */
 }
 
@@ -148,11 +152,8 @@ unsigned aem_lane_set_peek(struct aem_lane_set *s, unsigned cls, struct aem_cqe 
 		if (!e->state || e->lane.prio != cls)
 			continue;
 		if (e->state & SET_ENDED) {
-			uint64_t before = s->dropped;
-
-			if (aem_lane_discard(&e->lane, &s->dropped) && (e->state & SET_REMOTE))
-				(void)aem_lane_room(s->ring, e->slot);
-			if (s->dropped == before && aem_lane_drained(&e->lane))
+			lanes_wake(s, e, aem_lane_discard(&e->lane, &s->dropped));
+			if (aem_lane_drained(&e->lane))
 				lanes_leave(s, i, true);
 			continue;
 		}
@@ -163,7 +164,7 @@ unsigned aem_lane_set_peek(struct aem_lane_set *s, unsigned cls, struct aem_cqe 
 				cqes[n + k].slot = SET_CALL_SLOT(i, e->gen);
 		/* A malformed record skipped moved the head too: hand it back as well. */
 		if (got || e->lane.head != head)
-			lanes_hand_back(s, e, got);
+			lanes_wake(s, e, aem_lane_advance(&e->lane, got));
 		else if (aem_lane_drained(&e->lane))
 			lanes_leave(s, i, true);
 		n += got;
@@ -213,8 +214,7 @@ unsigned aem_lane_set_end(struct aem_lane_set *s, uint64_t sub_id)
 			continue;
 		aem_lane_end(&e->lane);
 		e->state |= SET_ENDED;
-		if (aem_lane_discard(&e->lane, &s->dropped) && (e->state & SET_REMOTE))
-			(void)aem_lane_room(s->ring, e->slot);
+		lanes_wake(s, e, aem_lane_discard(&e->lane, &s->dropped));
 		ended++;
 	}
 	return ended;

@@ -385,6 +385,37 @@ static inline bool t_kernel(const struct aem_ring *r)
 	return r->backend == AEM_BACKEND_KERNEL;
 }
 
+/*
+ * A remote lane's producer, as the protocol says: post (or, with @call,
+ * call); on a full lane WAITING, a full barrier, look again, sleep in the
+ * module (up to @wait_ms) only if still full, then clear WAITING.  Returns
+ * the post's answer (-EAGAIN: try again); counts the sleeps that were
+ * woken and those that timed out.
+ */
+static inline int t_lane_put_or_wait(struct aem_lane_remote *lr, const void *rec, unsigned len,
+				     bool call, unsigned wait_ms, unsigned *woke, unsigned *timeouts)
+{
+	int ret = call ? aem_lane_call(&lr->lane, rec, len) : aem_lane_post(&lr->lane, rec, len);
+
+	if (ret != -EAGAIN)
+		return ret;
+	aem_write_once(lr->lane.kctl->prod_flags, AEM_LANE_P_WAITING);
+	aem_smp_mb();	/* pairs with the consumer's barrier between head and its WAITING load */
+	ret = call ? aem_lane_call(&lr->lane, rec, len) : aem_lane_post(&lr->lane, rec, len);
+	if (ret == -EAGAIN) {
+		int w = aem_lane_wait_room(lr, wait_ms);
+
+		if (w == 0)
+			(*woke)++;
+		else if (w == -ETIMEDOUT)
+			(*timeouts)++;
+		else
+			t_fail("aem_lane_wait_room: %s", strerror(-w));
+	}
+	aem_write_once(lr->lane.kctl->prod_flags, 0);
+	return ret;
+}
+
 /* ---------------------------------------------------------------------- */
 /* The raw ABI on /dev/aem                                                */
 

@@ -192,35 +192,6 @@ static void producer(uint32_t addr_ring, uint32_t idx, uint32_t count, bool die)
 #define ROOM_WAIT_MS	1000
 #define ROOM_TIMEOUTS	3	/* waits allowed to time out (none should: a lost wake-up costs one) */
 
-/*
- * The producer of a full lane, as the protocol says: WAITING, a full
- * barrier, look again (aem_lane_post), sleep in the module only if still
- * full, then clear WAITING.  Returns the post's answer; counts the waits.
- */
-static int post_or_wait(struct aem_lane_remote *lr, const void *rec, unsigned len,
-			unsigned *woke, unsigned *timeouts)
-{
-	int ret = aem_lane_post(&lr->lane, rec, len);
-
-	if (ret != -EAGAIN)
-		return ret;
-	aem_write_once(lr->lane.kctl->prod_flags, AEM_LANE_P_WAITING);
-	aem_smp_mb();	/* pairs with the consumer's barrier between head and its WAITING load */
-	ret = aem_lane_post(&lr->lane, rec, len);
-	if (ret == -EAGAIN) {
-		int w = aem_lane_wait_room(lr, ROOM_WAIT_MS);
-
-		if (w == 0)
-			(*woke)++;
-		else if (w == -ETIMEDOUT)
-			(*timeouts)++;
-		else
-			t_fail("aem_lane_wait_room: %s", strerror(-w));
-	}
-	aem_write_once(lr->lane.kctl->prod_flags, 0);
-	return ret;
-}
-
 static void room_producer(uint32_t ring_id)
 {
 	uint64_t end = t_now_ns() + 60000 * T_MS;
@@ -235,7 +206,7 @@ static void room_producer(uint32_t ring_id)
 	while (seq < ROOM_RECORDS) {
 		struct rec rec = { 0, seq };
 
-		ret = post_or_wait(&lr, &rec, sizeof(rec), &woke, &timeouts);
+		ret = t_lane_put_or_wait(&lr, &rec, sizeof(rec), false, ROOM_WAIT_MS, &woke, &timeouts);
 		if (ret == -EAGAIN) {
 			t_assert(t_now_ns() < end, "room producer: no room for 60 s at seq %u", seq);
 			continue;

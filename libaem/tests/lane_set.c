@@ -458,34 +458,18 @@ static void scribbled(struct aem_ring *ring)
 #define REMOTE_RECORDS	3000
 #define REMOTE_CALLS	100
 
-/*
- * Post (or, with @call, call) as a remote producer must: on a full lane
- * WAITING, a full barrier, look again, and only then sleep in the module;
- * kick a sleeping reader.
- */
+/* Post (or call) until it is taken, waiting for room in the module; kick a sleeping reader. */
 static void remote_put(struct aem_lane_remote *lr, const void *rec, unsigned len, bool call,
 		       uint64_t end)
 {
-	for (;;) {
-		int ret = call ? aem_lane_call(&lr->lane, rec, len) : aem_lane_post(&lr->lane, rec, len);
+	unsigned woke = 0, timeouts = 0;
+	int ret;
 
+	while ((ret = t_lane_put_or_wait(lr, rec, len, call, 1000, &woke, &timeouts)) == -EAGAIN)
 		t_assert(t_now_ns() < end, "no room in the lane for 60 s");
-		if (ret == -EAGAIN) {
-			aem_write_once(lr->lane.kctl->prod_flags, AEM_LANE_P_WAITING);
-			aem_smp_mb();
-			if (aem_load_acquire(&lr->lane.kctl->head) == lr->lane.tail - lr->lane.entries) {
-				int w = aem_lane_wait_room(lr, 1000);
-
-				t_assert(w == 0 || w == -ETIMEDOUT, "wait for room: %s", strerror(-w));
-			}
-			aem_write_once(lr->lane.kctl->prod_flags, 0);
-			continue;
-		}
-		t_assert(ret >= 0, "%s: %s", call ? "call" : "post", strerror(-ret));
-		if (ret == 1)
-			t_eq(aem_lane_kick(lr), 0);
-		return;
-	}
+	t_assert(ret >= 0, "%s: %s", call ? "call" : "post", strerror(-ret));
+	if (ret == 1)
+		t_eq(aem_lane_kick(lr), 0);
 }
 
 static void remote_producer(uint32_t ring_id, uint32_t id)
